@@ -1,0 +1,102 @@
+"""The one exception tree of dalp-dr.
+
+Library code raises these; only the CLI maps them to exit codes and prints them.
+Errors from psycopg, ansible-runner and boto3 are translated where they enter our code
+(see ``dalp_dr.adapters``), so nothing above the adapters catches third-party exceptions.
+
+Exit code mapping (chosen by the CLI, documented here so it lives next to the classes):
+
+* :class:`InvalidInput` and subclasses -> 2 (nothing was started or changed)
+* :class:`DrillFailed` and subclasses  -> 1
+* :class:`Interrupted`                 -> 130
+"""
+
+from __future__ import annotations
+
+
+class DalpDrError(Exception):
+    """Base of every error dalp-dr raises on purpose."""
+
+
+# --- invalid input: exit 2, nothing started -------------------------------------------------
+
+
+class InvalidInput(DalpDrError):
+    """The user gave us something we cannot act on. Nothing was started or changed."""
+
+    def __init__(self, message: str, *, source: str | None = None, field: str | None = None,
+                 hint: str | None = None) -> None:
+        self.source = source
+        self.field = field
+        self.hint = hint
+        self.detail = message
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = ": ".join(p for p in (self.source, self.field) if p)
+        text = f"{where}: {self.detail}" if where else self.detail
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class SpecError(InvalidInput):
+    """A drill definition is malformed, has unknown fields, or names missing files."""
+
+
+class InventoryError(InvalidInput):
+    """An inventory cannot be read, or lacks a variable a drill needs."""
+
+
+class TargetUnreachable(InvalidInput):
+    """The environment a drill points at is not there (lab not up, host unreachable)."""
+
+
+class ConfigError(InvalidInput):
+    """dalp-dr's own configuration (store URL, directories) is unusable."""
+
+
+class UnknownRun(InvalidInput):
+    """A run id that is not in the history."""
+
+
+# --- operational failures: exit 1 -------------------------------------------------------------
+
+
+class DrillFailed(DalpDrError):
+    """A drill could not complete or its objectives were not shown to be met."""
+
+
+class PreflightFailed(DrillFailed):
+    """Preflight could not prove it is safe to inject the fault. No fault was injected."""
+
+
+class PlaybookFailed(DalpDrError):
+    """An Ansible playbook ended in failure, timed out or could not start."""
+
+    def __init__(self, message: str, *, playbook: str, status: str,
+                 failed_task: str | None = None, unreachable_hosts: tuple[str, ...] = ()) -> None:
+        self.playbook = playbook
+        self.status = status
+        self.failed_task = failed_task
+        self.unreachable_hosts = unreachable_hosts
+        super().__init__(message)
+
+
+class EndpointError(DalpDrError):
+    """The service endpoint (PostgreSQL through the route) refused or failed an operation."""
+
+
+class StoreError(DalpDrError):
+    """The history store cannot be opened, read or written."""
+
+
+class LabError(DalpDrError):
+    """Bringing the local lab up or down failed."""
+
+
+# --- interrupts: exit 130 ---------------------------------------------------------------------
+
+
+class Interrupted(DalpDrError):
+    """The operator interrupted the run (SIGINT/SIGTERM)."""

@@ -1,0 +1,319 @@
+"""Drill definitions: the YAML files under ``drills/``, validated into frozen models.
+
+Relative paths in a drill file (inventory, playbooks) are resolved against the directory of
+the drill file itself, so a drill is valid wherever the command is run from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from dalp_dr.durations import Duration
+from dalp_dr.errors import SpecError
+
+QUARTERLY_CRON = "0 3 1 1,4,7,10 *"
+"""DALP's quarterly cadence: first day of Jan/Apr/Jul/Oct, 03:00 (UTC unless a timezone is set)."""
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Topology(StrEnum):
+    CLOUD_NATIVE = "cloud-native"
+    HOT_WARM = "hot-warm"
+    HOT_COLD = "hot-cold"
+    HOT_HOT = "hot-hot"
+
+
+class Scenario(StrEnum):
+    FAILOVER = "failover"
+    SWITCHOVER = "switchover"
+    RESTORE = "restore"
+    SITE_LOSS = "site-loss"
+
+
+ALLOWED_SCENARIOS: dict[Topology, frozenset[Scenario]] = {
+    Topology.CLOUD_NATIVE: frozenset({Scenario.FAILOVER, Scenario.SWITCHOVER}),
+    Topology.HOT_WARM: frozenset({Scenario.FAILOVER, Scenario.SWITCHOVER}),
+    Topology.HOT_COLD: frozenset({Scenario.RESTORE}),
+    Topology.HOT_HOT: frozenset({Scenario.SITE_LOSS}),
+}
+
+
+class PhaseName(StrEnum):
+    PREFLIGHT = "preflight"
+    BASELINE = "baseline"
+    INJECT = "inject"
+    RECOVER = "recover"
+    VERIFY = "verify"
+    MEASURE = "measure"
+    STEADY_STATE = "steady_state"
+
+
+class Objectives(Frozen):
+    rto: Duration = Field(description="declared maximum acceptable downtime")
+    rpo: Duration = Field(description="declared maximum acceptable data loss, as time")
+
+
+class Endpoint(Frozen):
+    """How clients reach the database: an inline libpq DSN or an inventory variable holding one."""
+
+    dsn: str | None = None
+    from_inventory: str | None = Field(default=None, description="inventory variable with the DSN")
+    host: str | None = Field(default=None, description="inventory host to read the variable from")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Endpoint:
+        if (self.dsn is None) == (self.from_inventory is None):
+            raise ValueError("set exactly one of 'dsn' or 'from_inventory'")
+        if self.dsn is not None and re.search(r"(^|\s|[?&])password\s*=", self.dsn):
+            raise ValueError(
+                "an inline DSN must not carry a password: keep it in the inventory "
+                "(vault) and use 'from_inventory', or in PGPASSWORD / ~/.pgpass"
+            )
+        return self
+
+
+class Workload(Frozen):
+    heartbeat_interval: Duration = timedelta(milliseconds=100)
+    baseline: Duration = Field(default=timedelta(seconds=2),
+                               description="how long the heartbeat runs before the fault")
+    observe: Duration = Field(default=timedelta(seconds=1),
+                              description="how long the heartbeat keeps running after verify")
+
+    @field_validator("heartbeat_interval")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value < timedelta(milliseconds=10):
+            raise ValueError("heartbeat_interval must be at least 10ms")
+        return value
+
+
+VarValue = str | int | float | bool
+
+
+class PhaseSpec(Frozen):
+    playbook: Path
+    timeout: Duration = timedelta(minutes=10)
+    vars: dict[str, VarValue] = Field(default_factory=dict)
+
+    @field_validator("timeout")
+    @classmethod
+    def _nonzero(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("timeout must be greater than 0s")
+        return value
+
+
+class Phases(Frozen):
+    preflight: PhaseSpec
+    baseline: PhaseSpec | None = None
+    inject: PhaseSpec
+    recover: PhaseSpec | None = None
+    verify: PhaseSpec
+    steady_state: PhaseSpec
+
+    def items(self) -> list[tuple[PhaseName, PhaseSpec]]:
+        out: list[tuple[PhaseName, PhaseSpec]] = []
+        for name in PhaseName:
+            phase = getattr(self, name.value, None)
+            if isinstance(phase, PhaseSpec):
+                out.append((name, phase))
+        return out
+
+
+class Schedule(Frozen):
+    cron: str = QUARTERLY_CRON
+    timezone: str = "UTC"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"cron": QUARTERLY_CRON if data.strip() == "quarterly" else data}
+        if isinstance(data, dict) and data.get("cron") == "quarterly":
+            return {**data, "cron": QUARTERLY_CRON}
+        return data
+
+    @model_validator(mode="after")
+    def _valid_cron(self) -> Schedule:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+        except Exception as exc:  # apscheduler raises ValueError/ZoneInfo errors
+            raise ValueError(
+                f"not a valid schedule: {exc} (use 'quarterly' or a 5-field cron expression)"
+            ) from exc
+        return self
+
+
+class DrillSpec(Frozen):
+    """One drill definition, exactly as written in the YAML file."""
+
+    version: Literal[1] = 1
+    name: str
+    description: str = ""
+    topology: Topology
+    scenario: Scenario
+    environment: str = "lab"
+    owner: str
+    objectives: Objectives
+    inventory: Path
+    endpoint: Endpoint
+    workload: Workload = Workload()
+    phases: Phases
+    schedule: Schedule = Schedule()
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("name must be lower-case letters, digits and dashes (max 63)")
+        return value
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("owner must name who answers for this drill")
+        return value
+
+    @field_validator("scenario")
+    @classmethod
+    def _scenario_fits(cls, value: Scenario, info: ValidationInfo) -> Scenario:
+        topology = info.data.get("topology")
+        if isinstance(topology, Topology) and value not in ALLOWED_SCENARIOS[topology]:
+            names = ", ".join(sorted(s.value for s in ALLOWED_SCENARIOS[topology]))
+            raise ValueError(
+                f"scenario '{value}' does not apply to topology '{topology}' (allowed: {names})"
+            )
+        return value
+
+
+class LoadedDrill(BaseModel):
+    """A validated drill with its file paths resolved and its content hash."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    spec: DrillSpec
+    inventory: Path
+    playbooks: dict[PhaseName, Path]
+    spec_hash: str
+
+    def phase(self, name: PhaseName) -> PhaseSpec | None:
+        value = getattr(self.spec.phases, name.value, None)
+        return value if isinstance(value, PhaseSpec) else None
+
+
+def spec_digest(spec: DrillSpec) -> str:
+    """sha256 of the canonical JSON form of a spec (stable across YAML formatting)."""
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item.startswith(("function-", "constrained-")):
+            continue
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts) or "(top level)"
+
+
+def _from_validation(error: ValidationError, source: str) -> SpecError:
+    first = error.errors()[0]
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p in ("str", "int",
+                "float", "bool", "nullable")))
+    field = _loc(loc)
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return SpecError(f"unknown field '{loc[-1]}'", source=source, field=field,
+                         hint="remove it or check its spelling")
+    if kind == "missing":
+        return SpecError("required field is missing", source=source, field=field,
+                         hint="see README 'Drill format'")
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if kind == "enum":
+        expected = first.get("ctx", {}).get("expected", "")
+        message = f"{first.get('input')!r} is not one of {expected}"
+    return SpecError(message, source=source, field=field)
+
+
+def parse_drill(text: str, *, source: str) -> DrillSpec:
+    """Parse and validate drill YAML text. Does not touch the file system."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"malformed YAML at {where}: {problem}", source=source,
+                        hint="fix the YAML syntax") from exc
+    if not isinstance(data, dict):
+        raise SpecError("a drill file must be a YAML mapping", source=source,
+                        hint="start with 'name:', 'topology:', ...")
+    try:
+        return DrillSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _from_validation(exc, source) from None
+
+
+def load_drill(path: Path | str) -> LoadedDrill:
+    """Read, validate and resolve a drill file. Raises SpecError naming file and field."""
+    file = Path(path)
+    source = str(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError("drill file not found", source=source,
+                        hint="check the path; 'dalp-dr drill list' shows known drills") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read drill file: {exc}", source=source) from None
+    spec = parse_drill(text, source=source)
+    base = file.resolve().parent
+
+    inventory = (base / spec.inventory).resolve()
+    if not inventory.is_file():
+        raise SpecError(f"inventory file {spec.inventory} not found (resolved to {inventory})",
+                        source=source, field="inventory",
+                        hint="paths are relative to the drill file")
+    playbooks: dict[PhaseName, Path] = {}
+    for name, phase in spec.phases.items():
+        resolved = (base / phase.playbook).resolve()
+        if not resolved.is_file():
+            raise SpecError(f"playbook {phase.playbook} not found (resolved to {resolved})",
+                            source=source, field=f"phases.{name.value}.playbook",
+                            hint="paths are relative to the drill file")
+        playbooks[name] = resolved
+    return LoadedDrill(path=file.resolve(), spec=spec, inventory=inventory, playbooks=playbooks,
+                       spec_hash=spec_digest(spec))
+
+
+def discover_drills(directory: Path) -> list[Path]:
+    """Drill files in a directory, sorted by name."""
+    return sorted(p for p in directory.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
