@@ -1,0 +1,124 @@
+"""PlaybookRunner on ansible-runner.
+
+ansible-runner runs ``ansible-playbook`` in a child process and reports every event. The
+private data directory (which holds extravars and environment) is a temporary directory that
+is removed afterwards; the events we keep are passed to ``on_event`` for the journal, which
+redacts them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dalp_dr.adapters.base import CancelCheck, EventSink, PlaybookResult
+from dalp_dr.errors import PlaybookFailed
+
+
+def _when(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def ansible_environment() -> dict[str, str]:
+    """Environment for ansible-playbook: our venv first on PATH, a UTF-8 locale, no colour."""
+    bindir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    return {
+        "PATH": f"{bindir}:{path}" if path else bindir,
+        "LC_ALL": "C.UTF-8",
+        "LANG": "C.UTF-8",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "ANSIBLE_PIPELINING": "1",
+        "ANSIBLE_DEPRECATION_WARNINGS": "0",
+        "ANSIBLE_SYSTEM_WARNINGS": "0",
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+        "ANSIBLE_FORKS": "10",
+    }
+
+
+class AnsibleRunner:
+    """Runs playbooks with ansible_runner.run(); see PlaybookRunner for the contract."""
+
+    def __init__(self, *, workdir: Path | None = None) -> None:
+        self._workdir = workdir
+
+    def run(self, playbook: Path, inventory: Path, *, extravars: Mapping[str, Any],
+            timeout: float, on_event: EventSink | None = None,
+            cancel: CancelCheck | None = None) -> PlaybookResult:
+        import ansible_runner
+
+        if not playbook.is_file():
+            raise PlaybookFailed(f"playbook {playbook} not found", playbook=str(playbook),
+                                 status="missing")
+        if shutil.which("ansible-playbook", path=ansible_environment()["PATH"]) is None:
+            raise PlaybookFailed("ansible-playbook is not on PATH (install ansible-core)",
+                                 playbook=str(playbook), status="missing")
+
+        artifacts: dict[str, Any] = {}
+        failed: list[tuple[str, str]] = []
+        unreachable: list[str] = []
+        windows: dict[str, tuple[datetime, datetime]] = {}
+
+        def handle(event: dict[str, Any]) -> bool:
+            data = event.get("event_data") or {}
+            kind = event.get("event", "")
+            if kind == "runner_on_ok" or kind == "runner_on_failed":
+                start, end = _when(data.get("start")), _when(data.get("end"))
+                task = str(data.get("task") or "")
+                if start and end and task not in windows:
+                    windows[task] = (start, end)
+            if kind == "runner_on_failed" and not data.get("ignore_errors"):
+                res = data.get("res") or {}
+                msg = str(res.get("msg") or res.get("stderr") or "").strip()
+                failed.append((str(data.get("task") or ""), msg[:2000]))
+            elif kind == "runner_on_unreachable":
+                unreachable.append(str(data.get("host") or "?"))
+            elif kind == "playbook_on_stats":
+                artifacts.update(data.get("artifact_data") or {})
+            if on_event is not None:
+                on_event(event)
+            return False  # do not keep event files in the (temporary) artifact dir
+
+        private = Path(tempfile.mkdtemp(prefix="dalp-dr-runner-", dir=self._workdir))
+        started = datetime.now(UTC)
+        try:
+            runner = ansible_runner.run(
+                private_data_dir=str(private),
+                playbook=str(playbook),
+                inventory=str(inventory),
+                extravars=dict(extravars),
+                envvars=ansible_environment(),
+                timeout=max(1, int(round(timeout))),
+                quiet=True,
+                event_handler=handle,
+                cancel_callback=cancel if cancel is not None else (lambda: False),
+                rotate_artifacts=1,
+            )
+        except Exception as exc:  # ansible-runner raises ConfigurationError, OSError, ...
+            raise PlaybookFailed(f"could not run {playbook.name}: {exc}", playbook=str(playbook),
+                                 status="error") from exc
+        finally:
+            ended = datetime.now(UTC)
+            shutil.rmtree(private, ignore_errors=True)
+
+        status = str(runner.status)
+        rc = int(runner.rc) if runner.rc is not None else -1
+        task, message = failed[0] if failed else (None, None)
+        return PlaybookResult(
+            playbook=playbook.name, status=status, rc=rc, started_at=started, ended_at=ended,
+            artifact_data=artifacts, failed_task=task, failure_message=message,
+            unreachable_hosts=tuple(dict.fromkeys(unreachable)), task_windows=windows,
+        )

@@ -1,0 +1,126 @@
+"""ServiceEndpoint on psycopg 3: the database as clients reach it (through the route).
+
+psycopg errors are translated into EndpointError here, with credentials masked.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import conninfo
+
+from dalp_dr.adapters.base import ServerIdentity
+from dalp_dr.errors import EndpointError
+from dalp_dr.redact import Redactor
+
+HEARTBEAT_TABLE = "dalp_dr_heartbeat"
+
+_SCHEMA = f"""
+create table if not exists {HEARTBEAT_TABLE} (
+    run_id       text        not null,
+    seq          bigint      not null,
+    sent_at      timestamptz not null,
+    committed_at timestamptz not null default clock_timestamp(),
+    primary key (run_id, seq)
+)
+"""
+
+# Fail fast on a dead or silent peer: keepalives and a TCP user timeout bound every call.
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "autocommit": True,
+    "application_name": "dalp-dr",
+    "keepalives": 1,
+    "keepalives_idle": 1,
+    "keepalives_interval": 1,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 2000,
+}
+
+
+class PostgresSession:
+    def __init__(self, conn: psycopg.Connection[Any], redactor: Redactor) -> None:
+        self._conn = conn
+        self._redactor = redactor
+
+    def _fail(self, exc: Exception) -> EndpointError:
+        self.close()
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        return EndpointError(self._redactor.text(text))
+
+    def write_marker(self, run_id: str, seq: int, sent_at: datetime) -> None:
+        try:
+            self._conn.execute(
+                f"insert into {HEARTBEAT_TABLE} (run_id, seq, sent_at) values (%s, %s, %s)",
+                (run_id, seq, sent_at),
+            )
+        except (psycopg.Error, OSError) as exc:
+            raise self._fail(exc) from None
+
+    def surviving_markers(self, run_id: str) -> set[int]:
+        try:
+            rows = self._conn.execute(
+                f"select seq from {HEARTBEAT_TABLE} where run_id = %s", (run_id,)
+            ).fetchall()
+        except (psycopg.Error, OSError) as exc:
+            raise self._fail(exc) from None
+        return {int(r[0]) for r in rows}
+
+    def identity(self) -> ServerIdentity:
+        try:
+            row = self._conn.execute(
+                "select inet_server_port(), pg_is_in_recovery(), case when pg_is_in_recovery()"
+                " then null else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))"
+                "::bit(32)::int end"
+            ).fetchone()
+        except (psycopg.Error, OSError) as exc:
+            raise self._fail(exc) from None
+        assert row is not None
+        return ServerIdentity(port=row[0], in_recovery=bool(row[1]), timeline=row[2])
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except (psycopg.Error, OSError):
+            pass  # closing a broken connection: nothing left to release
+
+
+class PostgresEndpoint:
+    """A libpq DSN clients use. ``display`` never contains the password."""
+
+    def __init__(self, dsn: str, redactor: Redactor) -> None:
+        try:
+            params = conninfo.conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError as exc:
+            raise EndpointError(f"invalid DSN: {redactor.text(str(exc))}") from None
+        password = params.get("password")
+        if isinstance(password, str):
+            redactor.add(password)
+        self._dsn = dsn
+        self._redactor = redactor
+        shown = {k: v for k, v in params.items() if k not in ("password", "passfile")}
+        self._display = conninfo.make_conninfo(**{k: str(v) for k, v in shown.items()})
+
+    @property
+    def display(self) -> str:
+        return self._display
+
+    def connect(self, *, timeout: float) -> PostgresSession:
+        options = dict(_CLIENT_OPTIONS)
+        options["connect_timeout"] = max(2, int(round(timeout)))
+        try:
+            conn = psycopg.connect(self._dsn, **options)
+        except (psycopg.Error, OSError) as exc:
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            raise EndpointError(self._redactor.text(text)) from None
+        return PostgresSession(conn, self._redactor)
+
+    def ensure_schema(self) -> None:
+        session = self.connect(timeout=5)
+        try:
+            session._conn.execute(_SCHEMA)
+        except (psycopg.Error, OSError) as exc:
+            raise session._fail(exc) from None
+        finally:
+            session.close()

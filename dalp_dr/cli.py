@@ -1,0 +1,305 @@
+"""The dalp-dr command line: parses, calls the engine, renders. Exit codes are chosen here.
+
+0 objectives met; 1 objectives missed or drill failed; 2 invalid input; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from dalp_dr.config import Settings, load_settings
+from dalp_dr.durations import format_duration
+from dalp_dr.errors import DalpDrError, Interrupted, InvalidInput, TargetUnreachable
+from dalp_dr.spec import discover_drills, load_drill
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Exit(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = ctx.obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--results-dir", envvar="DALP_DR_RESULTS", help="evidence directory [./results]")
+@click.option("--store", envvar="DALP_DR_STORE",
+              help="history store URL [sqlite:///<results-dir>/history.sqlite]")
+@click.option("--project-dir", envvar="DALP_DR_PROJECT",
+              help="where drills/, playbooks/, inventories/ live")
+@click.version_option(package_name="dalp-dr")
+@click.pass_context
+def cli(ctx: click.Context, results_dir: str | None, store: str | None,
+        project_dir: str | None) -> None:
+    """Disaster-recovery drills for self-hosted DALP: measured RTO/RPO, kept in history."""
+    ctx.obj = load_settings(results_dir=results_dir, store=store, project_dir=project_dir)
+
+
+# --- drill ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def drill() -> None:
+    """Validate, list and run drill definitions."""
+
+
+@drill.command("validate")
+@click.argument("files", nargs=-1, required=True)
+def drill_validate(files: tuple[str, ...]) -> None:
+    """Check drill files without touching any environment."""
+    bad = 0
+    for name in files:
+        try:
+            loaded = load_drill(name)
+        except InvalidInput as exc:
+            err.print(f"[red]invalid[/] {exc}", markup=True)
+            bad += 1
+            continue
+        out.print(f"ok {name}: {loaded.spec.name} ({loaded.spec.topology}/"
+                  f"{loaded.spec.scenario}) RTO {format_duration(loaded.spec.objectives.rto)} "
+                  f"RPO {format_duration(loaded.spec.objectives.rpo)}")
+    if bad:
+        raise Exit(EXIT_INVALID)
+
+
+@drill.command("list")
+@click.option("--dir", "directory", type=click.Path(file_okay=False),
+              help="drill directory [<project>/drills]")
+@click.pass_context
+def drill_list(ctx: click.Context, directory: str | None) -> None:
+    """List the drills in a directory with their objectives and schedule."""
+    folder = Path(directory) if directory else _settings(ctx).project_dir / "drills"
+    table = Table(box=None)
+    for col in ("file", "name", "topology", "scenario", "RTO", "RPO", "schedule", "owner"):
+        table.add_column(col)
+    invalid = 0
+    for path in discover_drills(folder):
+        try:
+            spec = load_drill(path).spec
+        except InvalidInput as exc:
+            err.print(f"invalid {exc}")
+            invalid += 1
+            continue
+        table.add_row(path.name, spec.name, spec.topology.value, spec.scenario.value,
+                      format_duration(spec.objectives.rto), format_duration(spec.objectives.rpo),
+                      f"{spec.schedule.cron} {spec.schedule.timezone}", spec.owner)
+    out.print(table)
+    if invalid:
+        raise Exit(EXIT_INVALID)
+
+
+@drill.command("run")
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON only")
+@click.option("--operator", help="who runs the drill [DALP_DR_OPERATOR or the OS user]")
+@click.pass_context
+def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None) -> None:
+    """Run a drill now, on demand, and print measured figures against the objectives."""
+    from dalp_dr.adapters.ansible import AnsibleRunner
+    from dalp_dr.engine import DrillEngine
+    from dalp_dr.history import open_store
+    from dalp_dr.render import print_result
+    from dalp_dr.results import Trigger
+
+    settings = _settings(ctx)
+    loaded = load_drill(file)
+    settings.results_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.store_url)
+
+    def progress(message: str) -> None:
+        err.print(f"[dim]{datetime.now(UTC):%H:%M:%S.%f}"[:-3] + f"[/] {message}")
+
+    engine = DrillEngine(runner=AnsibleRunner(), store=store, results_dir=settings.results_dir,
+                         progress=progress)
+    try:
+        result = engine.run(loaded, trigger=Trigger.CLI, operator=operator)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted: steady state was restored; run recorded as aborted")\
+            from None
+    finally:
+        store.close()
+    if as_json:
+        click.echo(result.model_dump_json(indent=2))
+    else:
+        print_result(out, result)
+    if result.outcome.value == "preflight_failed" and result.message and \
+            result.message.startswith("preflight: unreachable"):
+        raise TargetUnreachable(result.message, source=file)
+    raise Exit(result.outcome.exit_code)
+
+
+# --- lab ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def lab() -> None:
+    """The local lab: real PostgreSQL and a route on 127.0.0.1, built by playbooks."""
+
+
+def _lab(ctx: click.Context) -> Any:
+    from dalp_dr.adapters.ansible import AnsibleRunner
+    from dalp_dr.lab import Lab
+
+    return Lab(_settings(ctx).project_dir, AnsibleRunner())
+
+
+@lab.command("up")
+@click.argument("topology")
+@click.pass_context
+def lab_up(ctx: click.Context, topology: str) -> None:
+    """Create (or repair) the lab for a topology. Running it twice is harmless."""
+    _lab(ctx).up(topology)
+    out.print(f"lab {topology} is up")
+
+
+@lab.command("status")
+@click.argument("topology", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def lab_status(ctx: click.Context, topology: str | None, as_json: bool) -> None:
+    """Show each lab's sites (role, timeline, replication) and where the route points."""
+    the_lab = _lab(ctx)
+    topologies = [topology] if topology else the_lab.topologies()
+    report = {t: the_lab.status(t) for t in topologies}
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+        return
+    for name, status in report.items():
+        if not status.get("present"):
+            out.print(f"{name}: down")
+            continue
+        out.print(f"{name}:")
+        for site, s in sorted(status.get("sites", {}).items()):
+            detail = s.get("detail") or {}
+            role = ("standby" if detail.get("in_recovery") else "primary") \
+                if s.get("accepting") else "down"
+            replicas = ", ".join(f"{r.get('application_name')}={r.get('state')}"
+                                 for r in detail.get("replicas", []))
+            out.print(f"  {site:<8} port {s.get('port')}  {role:<8} timeline "
+                      f"{detail.get('timeline', '-')}"
+                      + (f"  streaming from :{detail['upstream_port']}"
+                         if detail.get("upstream_port") else "")
+                      + (f"  replicas: {replicas}" if replicas else ""))
+        route = status.get("route", {})
+        target = route.get("backend_port") or "unreachable"
+        out.print(f"  route    -> {target}")
+
+
+@lab.command("down")
+@click.argument("topology", required=False)
+@click.pass_context
+def lab_down(ctx: click.Context, topology: str | None) -> None:
+    """Stop every lab process and remove the lab's data (all labs when none is named)."""
+    the_lab = _lab(ctx)
+    for name in [topology] if topology else the_lab.topologies():
+        if topology or the_lab.is_present(name):
+            the_lab.down(name)
+            out.print(f"lab {name} is down")
+
+
+# --- history --------------------------------------------------------------------------------
+
+
+@cli.group()
+def history() -> None:
+    """Past drill runs."""
+
+
+@history.command("list")
+@click.option("--drill", "drill_name", help="only this drill")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def history_list(ctx: click.Context, drill_name: str | None, limit: int, as_json: bool) -> None:
+    """List runs, newest first."""
+    from dalp_dr.history import open_store
+    from dalp_dr.render import history_table
+
+    store = open_store(_settings(ctx).store_url)
+    try:
+        rows = store.list_runs(drill=drill_name, limit=limit)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+    else:
+        out.print(history_table(rows))
+
+
+@history.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def history_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Show one run: figures, verdicts, phases and where its evidence is."""
+    from dalp_dr.history import open_store
+    from dalp_dr.render import print_result
+
+    store = open_store(_settings(ctx).store_url)
+    try:
+        result = store.get(run_id)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(result.model_dump_json(indent=2))
+        return
+    out.print(f"{result.drill} ({result.topology}/{result.scenario}) environment "
+              f"{result.environment}, owner {result.owner}; {result.trigger.value} by "
+              f"{result.operator}; spec sha256 {result.spec_hash[:16]}")
+    print_result(out, result)
+    table = Table(box=None, title="phases")
+    for col in ("phase", "status", "started (UTC)", "duration", "playbook", "note"):
+        table.add_column(col)
+    for p in result.phases:
+        table.add_row(p.phase.value, p.status.value, f"{p.started_at:%H:%M:%S.%f}"[:-3],
+                      format_duration(p.duration), p.playbook or "", p.message or "")
+    out.print(table)
+
+
+# --- entry point ----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="dalp-dr", standalone_mode=False)
+    except Exit as exc:
+        return exc.code
+    except click.exceptions.Abort:
+        err.print("interrupted")
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_INVALID
+    except Interrupted as exc:
+        err.print(f"{exc}")
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return EXIT_INTERRUPTED
+    except InvalidInput as exc:
+        err.print(f"error: {exc}", markup=False)
+        return EXIT_INVALID
+    except DalpDrError as exc:
+        err.print(f"failed: {exc}", markup=False)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,463 @@
+"""The drill engine: explicit phases, evidence as it happens, steady state always restored.
+
+    preflight -> baseline -> inject -> recover -> verify -> measure -> steady_state
+
+* Before anything is recorded, the endpoint must answer (else TargetUnreachable: exit 2).
+* preflight fails closed: no fault is injected and nothing is changed (steady_state skipped,
+  because there is nothing of ours to undo and "repairing" an environment we did not break
+  is not a drill's business).
+* Once inject has started, steady_state runs whatever happens, interrupts included.
+* Every phase playbook gets ``dalp_run_id``, ``dalp_phase``, ``dalp_rto_seconds``,
+  ``dalp_rpo_seconds`` and the phase's ``vars`` as extra vars, and reports back to the engine
+  through ``set_stats`` (``dalp_fault_instant`` from inject; anything else is kept as the
+  phase report in the evidence).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from dalp_dr.adapters.base import PlaybookResult, PlaybookRunner, ServerIdentity, ServiceEndpoint
+from dalp_dr.adapters.postgres import PostgresEndpoint
+from dalp_dr.durations import format_duration
+from dalp_dr.errors import EndpointError, PlaybookFailed, TargetUnreachable
+from dalp_dr.heartbeat import Heartbeat
+from dalp_dr.history import HistoryStore
+from dalp_dr.inventory import Inventory
+from dalp_dr.journal import Journal
+from dalp_dr.measure import measure
+from dalp_dr.redact import Redactor
+from dalp_dr.render import summary_text
+from dalp_dr.results import (
+    Measurements,
+    ObjectiveVerdict,
+    Outcome,
+    PhaseRecord,
+    PhaseStatus,
+    RunResult,
+    Trigger,
+)
+from dalp_dr.spec import LoadedDrill, PhaseName, Scenario
+from dalp_dr.verdict import judge, outcome_of
+
+Progress = Callable[[str], None]
+EndpointFactory = Callable[[str, Redactor], ServiceEndpoint]
+
+# A reported fault instant must lie within the inject playbook's run, seen from the controller,
+# give or take this much clock difference; otherwise the controller's own bound is used.
+CLOCK_TOLERANCE = timedelta(seconds=1)
+
+
+def new_run_id(now: datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _RunState:
+    phases: list[PhaseRecord] = field(default_factory=list)
+    fault_at: datetime | None = None
+    fault_source: str | None = None
+    injected: bool = False
+    failed: bool = False
+    preflight_failed: bool = False
+    verified_at: datetime | None = None
+    baseline_identity: ServerIdentity | None = None
+    surviving: set[int] | None = None
+    message: str | None = None
+    steady_state_ok: bool | None = None
+
+
+class DrillEngine:
+    def __init__(self, *, runner: PlaybookRunner, store: HistoryStore, results_dir: Path,
+                 endpoint_factory: EndpointFactory = PostgresEndpoint,
+                 progress: Progress | None = None) -> None:
+        self._runner = runner
+        self._store = store
+        self._results_dir = results_dir
+        self._endpoint_factory = endpoint_factory
+        self._progress = progress or (lambda _msg: None)
+
+    # -- set-up that must succeed before anything is recorded or touched ---------------------
+
+    def prepare(self, drill: LoadedDrill) -> tuple[ServiceEndpoint, Redactor]:
+        inventory = Inventory(drill.inventory)
+        redactor = Redactor(inventory.secret_values())
+        endpoint_spec = drill.spec.endpoint
+        if endpoint_spec.dsn is not None:
+            dsn = endpoint_spec.dsn
+        else:
+            assert endpoint_spec.from_inventory is not None
+            value = inventory.variable(endpoint_spec.from_inventory, host=endpoint_spec.host)
+            if not isinstance(value, str) or not value.strip():
+                raise TargetUnreachable(
+                    f"inventory variable '{endpoint_spec.from_inventory}' is not a DSN string",
+                    source=str(drill.path), field="endpoint.from_inventory")
+            dsn = " ".join(value.split())
+        try:
+            endpoint = self._endpoint_factory(dsn, redactor)
+        except EndpointError as exc:
+            raise TargetUnreachable(str(exc), source=str(drill.path), field="endpoint") from None
+        try:
+            endpoint.connect(timeout=5).close()
+        except EndpointError as exc:
+            raise TargetUnreachable(
+                f"service endpoint {endpoint.display} does not answer: {exc}",
+                source=str(drill.path), field="endpoint",
+                hint=f"is the environment up? for the lab: dalp-dr lab up {drill.spec.topology}",
+            ) from None
+        return endpoint, redactor
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self, drill: LoadedDrill, *, trigger: Trigger = Trigger.CLI,
+            operator: str | None = None) -> RunResult:
+        endpoint, redactor = self.prepare(drill)
+        spec = drill.spec
+        started = utcnow()
+        run_id = new_run_id(started)
+        evidence = self._results_dir / run_id
+        journal = Journal(evidence, run_id, redactor)
+        who = operator or os.environ.get("DALP_DR_OPERATOR") or getpass.getuser()
+        base = RunResult(
+            run_id=run_id, drill=spec.name, topology=spec.topology, scenario=spec.scenario,
+            environment=spec.environment, owner=spec.owner, trigger=trigger, operator=who,
+            spec_hash=drill.spec_hash, started_at=started, ended_at=None,
+            outcome=Outcome.RUNNING,
+            objectives={"rto": spec.objectives.rto.total_seconds(),
+                        "rpo": spec.objectives.rpo.total_seconds()},
+            measurements=None, verdicts=[], phases=[], steady_state_restored=None,
+            evidence_dir=str(evidence),
+        )
+        spec_json = redactor.text(spec.model_dump_json(indent=2))
+        journal.write_document("spec.json", spec_json)
+        self._store.begin(base, spec_json)
+        journal.record("run.started", drill=spec.name, spec_hash=drill.spec_hash,
+                       endpoint=endpoint.display, trigger=trigger.value, operator=who)
+        self._progress(f"run {run_id}: {spec.name} ({spec.topology}/{spec.scenario}) "
+                       f"via {endpoint.display}")
+
+        state = _RunState()
+        heartbeat = Heartbeat(endpoint, run_id,
+                              interval=spec.workload.heartbeat_interval.total_seconds(),
+                              sink=journal.heartbeat)
+        interrupted: BaseException | None = None
+        try:
+            self._drive(drill, endpoint, journal, heartbeat, state)
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+            state.message = "interrupted by the operator"
+            journal.record("run.interrupted")
+        finally:
+            heartbeat.stop()
+            if state.injected:
+                self._steady_state(drill, journal, state)
+            else:
+                now = utcnow()
+                state.phases.append(PhaseRecord(
+                    phase=PhaseName.STEADY_STATE, status=PhaseStatus.SKIPPED, started_at=now,
+                    ended_at=now, message="no fault was injected: nothing to restore"))
+            journal.close()
+
+        result = self._finish(drill, base, journal, heartbeat, state, interrupted is not None)
+        if interrupted is not None:
+            raise interrupted
+        return result
+
+    def _drive(self, drill: LoadedDrill, endpoint: ServiceEndpoint, journal: Journal,
+               heartbeat: Heartbeat, state: _RunState) -> None:
+        spec = drill.spec
+        # preflight: fail closed
+        pre = self._phase(drill, PhaseName.PREFLIGHT, journal, state)
+        if pre is None or not pre.ok:
+            state.preflight_failed = True
+            if pre is not None and pre.unreachable_hosts:
+                state.message = "preflight: unreachable " + ", ".join(pre.unreachable_hosts)
+            else:
+                state.message = "preflight could not prove it is safe to inject the fault"
+            return
+
+        # baseline: the heartbeat must flow through the endpoint before any fault
+        self._begin_phase(journal, PhaseName.BASELINE)
+        started = utcnow()
+        try:
+            endpoint.ensure_schema()
+            session = endpoint.connect(timeout=5)
+            try:
+                state.baseline_identity = session.identity()
+            finally:
+                session.close()
+        except EndpointError as exc:
+            self._end_phase(journal, state, PhaseName.BASELINE, PhaseStatus.FAILED, started,
+                            message=f"endpoint failed during baseline: {exc}")
+            state.preflight_failed = True
+            state.message = "baseline: the service endpoint did not take writes"
+            return
+        heartbeat.start()
+        baseline_pb = drill.phase(PhaseName.BASELINE)
+        if baseline_pb is not None:
+            result = self._run_playbook(drill, PhaseName.BASELINE, journal)
+            if not result.ok:
+                self._end_phase(journal, state, PhaseName.BASELINE, PhaseStatus.FAILED, started,
+                                playbook=result, message=result.describe_failure())
+                state.preflight_failed = True
+                state.message = "baseline playbook failed: no fault injected"
+                return
+        wait_until = started + spec.workload.baseline
+        while utcnow() < wait_until:
+            heartbeat.pause(0.05)
+        samples = heartbeat.samples
+        recent = samples[-5:]
+        if not samples or not all(s.acked for s in recent):
+            errors = [s.error for s in recent if s.error]
+            self._end_phase(journal, state, PhaseName.BASELINE, PhaseStatus.FAILED, started,
+                            message="heartbeat writes are not acknowledged: "
+                                    + (errors[-1] if errors else "no samples"))
+            state.preflight_failed = True
+            state.message = "baseline: heartbeat not healthy, no fault injected"
+            return
+        acked = sum(1 for s in samples if s.acked)
+        self._end_phase(journal, state, PhaseName.BASELINE, PhaseStatus.OK, started,
+                        report={"acknowledged_writes": acked,
+                                "identity": state.baseline_identity.model_dump()
+                                if state.baseline_identity else None})
+        self._progress(f"baseline: {acked} heartbeat writes acknowledged")
+
+        # inject: from here on, steady_state always runs
+        state.injected = True
+        inject = self._phase(drill, PhaseName.INJECT, journal, state)
+        if inject is not None:
+            state.fault_at, state.fault_source = self._fault_instant(inject)
+        if state.fault_at is None:
+            state.failed = True
+            state.message = "the fault instant was not established"
+            return
+        journal.record("fault.injected", at=state.fault_at.isoformat(), source=state.fault_source)
+        self._progress(f"fault injected at {state.fault_at:%H:%M:%S.%f} ({state.fault_source})")
+        if inject is None or not inject.ok:
+            state.failed = True
+            state.message = "inject phase failed"
+            return
+
+        # recover
+        if drill.phase(PhaseName.RECOVER) is not None:
+            recover = self._phase(drill, PhaseName.RECOVER, journal, state)
+            if recover is None or not recover.ok:
+                state.failed = True
+                state.message = "recover phase failed"
+                # keep watching: verify still tells whether the service came back by itself
+
+        # verify: server-side playbook, then the client's view through the endpoint
+        verify_spec = drill.phase(PhaseName.VERIFY)
+        assert verify_spec is not None
+        verify = self._phase(drill, PhaseName.VERIFY, journal, state)
+        if verify is None or not verify.ok:
+            state.failed = True
+            state.message = state.message or "verify playbook failed"
+            return
+        started = utcnow()
+        recovered = heartbeat.wait_for_recovery(state.fault_at,
+                                                timeout=verify_spec.timeout.total_seconds())
+        problems: list[str] = []
+        identity: ServerIdentity | None = None
+        markers_seen = 0
+        if recovered is None:
+            problems.append("no write was acknowledged through the endpoint after the fault")
+        else:
+            journal.record("recovery.observed", at=recovered.isoformat())
+            try:
+                session = endpoint.connect(timeout=5)
+                try:
+                    identity = session.identity()
+                    markers_seen = len(session.surviving_markers(journal.run_id))
+                finally:
+                    session.close()
+            except EndpointError as exc:
+                problems.append(f"read through the endpoint failed: {exc}")
+        if identity is not None:
+            if identity.in_recovery:
+                problems.append("the endpoint reaches a server that is still in recovery")
+            before = state.baseline_identity.timeline if state.baseline_identity else None
+            if (drill.spec.scenario in (Scenario.FAILOVER, Scenario.SWITCHOVER)
+                    and before is not None and identity.timeline is not None
+                    and identity.timeline <= before):
+                problems.append(f"timeline did not advance ({before} -> {identity.timeline})")
+        report = {"recovered_at": recovered.isoformat() if recovered else None,
+                  "identity": identity.model_dump() if identity else None,
+                  "markers_read_back": markers_seen}
+        if problems:
+            state.failed = True
+            state.message = "; ".join(problems)
+            self._end_phase(journal, state, PhaseName.VERIFY, PhaseStatus.FAILED, started,
+                            message=state.message, report=report, replace=True)
+            return
+        state.verified_at = utcnow()
+        self._end_phase(journal, state, PhaseName.VERIFY, PhaseStatus.OK, started, report=report,
+                        replace=True)
+        self._progress("verify: writes and reads through the endpoint succeed")
+        heartbeat.pause(spec.workload.observe.total_seconds())
+
+        # measure: stop writing, then read back which acknowledged markers survived
+        self._begin_phase(journal, PhaseName.MEASURE)
+        started = utcnow()
+        heartbeat.stop()
+        try:
+            session = endpoint.connect(timeout=5)
+            try:
+                state.surviving = session.surviving_markers(journal.run_id)
+            finally:
+                session.close()
+        except EndpointError as exc:
+            self._end_phase(journal, state, PhaseName.MEASURE, PhaseStatus.FAILED, started,
+                            message=f"cannot read markers back: {exc}")
+            return
+        self._end_phase(journal, state, PhaseName.MEASURE, PhaseStatus.OK, started,
+                        report={"markers_on_recovered_primary": len(state.surviving)})
+
+    # -- phases ----------------------------------------------------------------------------
+
+    def _extravars(self, drill: LoadedDrill, phase: PhaseName, run_id: str) -> dict[str, Any]:
+        spec = drill.spec
+        phase_spec = drill.phase(phase)
+        extra: dict[str, Any] = {
+            "dalp_run_id": run_id,
+            "dalp_phase": phase.value,
+            "dalp_rto_seconds": spec.objectives.rto.total_seconds(),
+            "dalp_rpo_seconds": spec.objectives.rpo.total_seconds(),
+        }
+        if phase_spec is not None:
+            extra.update(phase_spec.vars)
+        return extra
+
+    def _run_playbook(self, drill: LoadedDrill, phase: PhaseName,
+                      journal: Journal) -> PlaybookResult:
+        phase_spec = drill.phase(phase)
+        assert phase_spec is not None
+        try:
+            return self._runner.run(
+                drill.playbooks[phase], drill.inventory,
+                extravars=self._extravars(drill, phase, journal.run_id),
+                timeout=phase_spec.timeout.total_seconds(),
+                on_event=lambda event: journal.ansible_event(phase.value, event),
+            )
+        except PlaybookFailed as exc:
+            now = utcnow()
+            return PlaybookResult(playbook=drill.playbooks[phase].name, status=exc.status, rc=-1,
+                                  started_at=now, ended_at=now, artifact_data={},
+                                  failure_message=str(exc))
+
+    def _phase(self, drill: LoadedDrill, phase: PhaseName, journal: Journal,
+               state: _RunState) -> PlaybookResult | None:
+        self._begin_phase(journal, phase)
+        started = utcnow()
+        result = self._run_playbook(drill, phase, journal)
+        status = {"successful": PhaseStatus.OK, "timeout": PhaseStatus.TIMEOUT,
+                  "canceled": PhaseStatus.CANCELED}.get(result.status, PhaseStatus.FAILED)
+        if status is PhaseStatus.OK and not result.ok:
+            status = PhaseStatus.FAILED
+        self._end_phase(journal, state, phase, status, started, playbook=result,
+                        message=None if result.ok else result.describe_failure(),
+                        report=result.artifact_data)
+        return result
+
+    def _begin_phase(self, journal: Journal, phase: PhaseName) -> None:
+        journal.record("phase.started", phase=phase.value)
+        self._progress(f"phase {phase.value} ...")
+
+    def _end_phase(self, journal: Journal, state: _RunState, phase: PhaseName,
+                   status: PhaseStatus, started: datetime, *,
+                   playbook: PlaybookResult | None = None, message: str | None = None,
+                   report: dict[str, Any] | None = None, replace: bool = False) -> None:
+        if replace and state.phases and state.phases[-1].phase is phase:
+            previous = state.phases.pop()
+            started = previous.started_at
+            report = {**previous.report, **(report or {})}
+            playbook_name = previous.playbook
+        else:
+            playbook_name = playbook.playbook if playbook else None
+        record = PhaseRecord(phase=phase, status=status, started_at=started, ended_at=utcnow(),
+                             playbook=playbook_name, message=message, report=report or {})
+        state.phases.append(record)
+        journal.record("phase.finished", **record.model_dump(mode="json"))
+        label = f"{phase.value} (client side)" if replace else phase.value
+        self._progress(f"phase {label}: {status.value} in "
+                       f"{format_duration(record.duration)}"
+                       + (f" - {message}" if message else ""))
+
+    def _fault_instant(self, inject: PlaybookResult) -> tuple[datetime | None, str | None]:
+        reported = inject.artifact_data.get("dalp_fault_instant")
+        if reported is not None:
+            try:
+                at = datetime.fromtimestamp(float(reported), UTC)
+            except (TypeError, ValueError, OverflowError):
+                at = None
+            if at is not None and (inject.started_at - CLOCK_TOLERANCE <= at
+                                   <= inject.ended_at + CLOCK_TOLERANCE):
+                return at, "reported by the inject playbook, within the controller's window"
+        # No usable report: the playbook start is the earliest the fault can have happened,
+        # which can only make the recovery time look longer, never shorter.
+        if inject.rc != -1:
+            return inject.started_at, "controller: inject playbook start (conservative)"
+        return None, None
+
+    def _steady_state(self, drill: LoadedDrill, journal: Journal, state: _RunState) -> None:
+        try:
+            result = self._phase(drill, PhaseName.STEADY_STATE, journal, state)
+        except KeyboardInterrupt:
+            state.steady_state_ok = False
+            journal.record("steady_state.interrupted")
+            raise
+        state.steady_state_ok = bool(result and result.ok)
+        if not state.steady_state_ok:
+            state.failed = True
+            state.message = (state.message + "; " if state.message else "") + \
+                "return to steady state FAILED: the environment needs attention"
+
+    # -- result ----------------------------------------------------------------------------
+
+    def _finish(self, drill: LoadedDrill, base: RunResult, journal: Journal,
+                heartbeat: Heartbeat, state: _RunState, interrupted: bool) -> RunResult:
+        spec = drill.spec
+        measurements: Measurements | None = None
+        verdicts: list[ObjectiveVerdict] = []
+        if state.injected:
+            measurements = measure(
+                heartbeat.samples, fault_at=state.fault_at, surviving=state.surviving,
+                verified_at=state.verified_at,
+                interval=spec.workload.heartbeat_interval.total_seconds(),
+                observed_until=max((s.ended_at for s in heartbeat.samples), default=utcnow()),
+            )
+            verdicts = judge(spec.objectives, measurements)
+        if interrupted:
+            outcome = Outcome.ABORTED
+        elif state.preflight_failed:
+            outcome = Outcome.PREFLIGHT_FAILED
+        else:
+            outcome = outcome_of(verdicts, phase_failed=state.failed)
+        if heartbeat.sink_error is not None:
+            state.message = (state.message or "") + f" (heartbeat evidence write failed: " \
+                f"{heartbeat.sink_error})"
+        result = base.model_copy(update={
+            "ended_at": utcnow(), "outcome": outcome, "measurements": measurements,
+            "verdicts": verdicts, "phases": list(state.phases),
+            "steady_state_restored": state.steady_state_ok, "message": state.message,
+        })
+        if measurements is not None:
+            journal.record("measurement", **measurements.model_dump(mode="json"))
+        journal.record("run.finished", outcome=outcome.value,
+                       verdicts=[v.model_dump(mode="json") for v in verdicts],
+                       steady_state_restored=state.steady_state_ok, message=state.message)
+        journal.write_document("result.json", result.model_dump_json(indent=2))
+        journal.write_document("summary.txt", summary_text(result))
+        self._store.finish(result)
+        return result

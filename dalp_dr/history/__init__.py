@@ -1,0 +1,25 @@
+"""Drill history: every run, its spec snapshot, measurements and verdicts.
+
+``open_store(url)`` picks the implementation from the URL: ``sqlite:///path`` (default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dalp_dr.errors import ConfigError
+from dalp_dr.history.base import HistoryStore, RunSummary
+from dalp_dr.history.sqlite import SqliteHistory
+
+
+def open_store(url: str) -> HistoryStore:
+    if url.startswith("sqlite:///"):
+        return SqliteHistory(Path(url.removeprefix("sqlite://")))
+    if url.startswith("sqlite://"):
+        return SqliteHistory(Path(url.removeprefix("sqlite://")))
+    raise ConfigError(f"unsupported history store URL {url.split('://')[0]}://...",
+                      source="DALP_DR_STORE",
+                      hint="use sqlite:///path/to/history.sqlite")
+
+
+__all__ = ["HistoryStore", "RunSummary", "open_store"]

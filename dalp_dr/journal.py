@@ -1,0 +1,91 @@
+"""Evidence written as it happens, under ``results/<run-id>/``.
+
+Layout (like ansible-runner's artifact directory):
+
+* ``journal/000001-run.started.json`` ... one file per engine event, written to a temporary
+  file and renamed, so a reader never sees half an event and a crash loses nothing written.
+* ``ansible/<phase>/000001-<event>.json`` every ansible-runner event of each phase.
+* ``heartbeat.jsonl`` one line per write attempt, appended and flushed as it happens (a
+  process crash loses nothing; only a torn last line after a host crash is possible).
+* ``result.json``, ``summary.txt`` written at the end (temp file + rename).
+
+Everything passes through the run's Redactor first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from dalp_dr.redact import Redactor
+from dalp_dr.results import HeartbeatSample
+
+
+def atomic_write(path: Path, data: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+class Journal:
+    def __init__(self, root: Path, run_id: str, redactor: Redactor) -> None:
+        self.root = root
+        self.run_id = run_id
+        self._redactor = redactor
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._event_seq: dict[str, int] = {}
+        (root / "journal").mkdir(parents=True, exist_ok=False)
+        self._heartbeat: TextIO = open(root / "heartbeat.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+
+    def record(self, kind: str, **payload: Any) -> None:
+        with self._lock:
+            self._seq += 1
+            body = {"seq": self._seq, "at": datetime.now(UTC).isoformat(), "run_id": self.run_id,
+                    "kind": kind, **payload}
+            name = f"{self._seq:06d}-{kind}.json"
+            atomic_write(self.root / "journal" / name, _json(self._redactor.scrub(body)))
+
+    def ansible_event(self, phase: str, event: dict[str, Any]) -> None:
+        with self._lock:
+            folder = self.root / "ansible" / phase
+            folder.mkdir(parents=True, exist_ok=True)
+            seq = self._event_seq.get(phase, 0) + 1
+            self._event_seq[phase] = seq
+            kind = re.sub(r"[^a-z_]", "", str(event.get("event", "event")))
+            atomic_write(folder / f"{seq:06d}-{kind}.json", _json(self._redactor.scrub(event)))
+
+    def heartbeat(self, sample: HeartbeatSample) -> None:
+        line = json.dumps(self._redactor.scrub(sample.model_dump(mode="json")))
+        with self._lock:
+            self._heartbeat.write(line + "\n")
+            self._heartbeat.flush()
+
+    def write_document(self, name: str, content: str) -> Path:
+        path = self.root / name
+        atomic_write(path, self._redactor.text(content))
+        return path
+
+    def close(self) -> None:
+        with self._lock:
+            self._heartbeat.close()
+
+
+def read_journal(root: Path) -> list[dict[str, Any]]:
+    folder = root / "journal"
+    if not folder.is_dir():
+        return []
+    return [json.loads(p.read_text(encoding="utf-8"))
+            for p in sorted(folder.glob("[0-9]*.json"))]

@@ -1,0 +1,83 @@
+"""The measurement arithmetic, from heartbeat samples to recovery time and data-loss window.
+
+Definitions (docs: shared dalp-ha.md, README "What is measured"):
+
+* recovery time = first write acknowledged again after the fault - fault instant. "Again"
+  means an attempt started after the client first saw the outage, so a late acknowledgement
+  from the dying primary is not mistaken for recovery. No outage seen: first ack after fault.
+* RTT = verify passed - fault instant.
+* data-loss window = acknowledgement time of the newest write acknowledged before recovery
+  minus that of the newest such write that survived on the recovered primary; 0 when every
+  acknowledged write survived. Lost writes = acknowledged writes absent after recovery.
+* Resolution is one heartbeat interval: no figure is finer than that.
+
+Missing evidence gives None, never a guess; lower bounds are reported where they exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from dalp_dr.results import HeartbeatSample, Measurements
+
+
+def _seconds(later: datetime, earlier: datetime) -> float:
+    return round((later - earlier).total_seconds(), 6)
+
+
+def measure(samples: Sequence[HeartbeatSample], *, fault_at: datetime | None,
+            surviving: set[int] | None, verified_at: datetime | None, interval: float,
+            observed_until: datetime) -> Measurements:
+    ordered = sorted(samples, key=lambda s: s.seq)
+    acked = [s for s in ordered if s.acked]
+    unacked = sum(1 for s in ordered if not s.acked)
+    if fault_at is None:
+        return Measurements(
+            fault_at=None, recovered_at=None, verified_at=verified_at, recovery_time=None,
+            rtt=None, data_loss_window=None, lost_writes=None, acked_before_fault=len(acked),
+            unacknowledged_attempts=unacked, resolution=interval,
+        )
+
+    # Recovery: first acknowledgement of an attempt sent after the first failure seen after
+    # the fault (or, with no failure at all, the first acknowledgement after the fault).
+    failures = [s for s in ordered if not s.acked and s.ended_at >= fault_at]
+    outage_seen = min((s.ended_at for s in failures), default=None)
+    if outage_seen is not None:
+        candidates = [s for s in acked if s.sent_at >= outage_seen]
+    else:
+        candidates = [s for s in acked if s.ended_at >= fault_at]
+    recovered = min(candidates, key=lambda s: s.ended_at, default=None)
+    recovered_at = recovered.ended_at if recovered else None
+    recovery_time = _seconds(recovered_at, fault_at) if recovered_at else None
+    lower_bound = None if recovered_at else max(0.0, _seconds(observed_until, fault_at))
+
+    # Data loss: writes acknowledged before recovery (the old primary's era).
+    era = [s for s in acked if recovered_at is None or s.ended_at < recovered_at]
+    before_fault = sum(1 for s in acked if s.ended_at <= fault_at)
+    window: float | None = None
+    window_lb: float | None = None
+    lost: int | None = None
+    last_ack = max((s.ended_at for s in era), default=None)
+    newest_surviving: datetime | None = None
+    if surviving is not None:
+        lost = sum(1 for s in acked if s.seq not in surviving)
+        survivors = [s.ended_at for s in era if s.seq in surviving]
+        newest_surviving = max(survivors, default=None)
+        if last_ack is None:
+            window = 0.0
+        elif newest_surviving is not None:
+            window = max(0.0, _seconds(last_ack, newest_surviving))
+        else:
+            first_ack = min(s.ended_at for s in era)
+            window_lb = _seconds(last_ack, first_ack)
+
+    return Measurements(
+        fault_at=fault_at, recovered_at=recovered_at, verified_at=verified_at,
+        recovery_time=recovery_time, recovery_time_lower_bound=lower_bound,
+        rtt=_seconds(verified_at, fault_at) if verified_at else None,
+        data_loss_window=window, data_loss_window_lower_bound=window_lb, lost_writes=lost,
+        acked_before_fault=before_fault, unacknowledged_attempts=unacked, resolution=interval,
+        last_ack_before_fault=last_ack, newest_surviving_ack=newest_surviving,
+        surviving_checked=surviving is not None,
+    )

@@ -1,0 +1,96 @@
+"""Human renderings of results: the plain-text summary (evidence) and rich tables (CLI)."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from dalp_dr.durations import format_duration
+from dalp_dr.history.base import RunSummary
+from dalp_dr.results import Outcome, RunResult, Status
+
+_STYLE = {Status.MET: "green", Status.MISSED: "red", Status.UNKNOWN: "yellow"}
+_OUTCOME_STYLE = {Outcome.PASSED: "bold green", Outcome.ABORTED: "bold yellow",
+                  Outcome.RUNNING: "yellow"}
+
+
+def _n(value: float | None) -> str:
+    return format_duration(value) if value is not None else "-"
+
+
+def verdict_table(result: RunResult) -> Table:
+    table = Table(title=f"{result.drill}  run {result.run_id}", box=box.SIMPLE_HEAVY)
+    for col in ("figure", "measured", "objective", "verdict", "margin"):
+        table.add_column(col)
+    m = result.measurements
+    by_name = {v.objective: v for v in result.verdicts}
+    rto, rpo = by_name.get("rto"), by_name.get("rpo")
+
+    def row(label: str, measured: str, objective: str, verdict: str, margin: str,
+            style: str | None = None) -> None:
+        table.add_row(label, measured, objective,
+                      f"[{style}]{verdict}[/]" if style else verdict, margin)
+
+    rt = _n(m.recovery_time) if m else "-"
+    if m and m.recovery_time is None and m.recovery_time_lower_bound is not None:
+        rt = f">= {_n(m.recovery_time_lower_bound)}"
+    row("recovery time", rt, f"RTO {_n(result.objectives.get('rto'))}",
+        rto.status.value if rto else "-", _n(rto.margin) if rto else "-",
+        _STYLE[rto.status] if rto else None)
+    dl = _n(m.data_loss_window) if m else "-"
+    if m and m.data_loss_window is None and m.data_loss_window_lower_bound is not None:
+        dl = f">= {_n(m.data_loss_window_lower_bound)}"
+    row("data-loss window", dl, f"RPO {_n(result.objectives.get('rpo'))}",
+        rpo.status.value if rpo else "-", _n(rpo.margin) if rpo else "-",
+        _STYLE[rpo.status] if rpo else None)
+    row("lost writes", str(m.lost_writes) if m and m.lost_writes is not None else "-",
+        "", "", "")
+    row("RTT (to verified)", _n(m.rtt) if m else "-", "", "", "")
+    row("resolution", _n(m.resolution) if m else "-", "", "", "")
+    return table
+
+
+def print_result(console: Console, result: RunResult) -> None:
+    console.print(verdict_table(result))
+    style = _OUTCOME_STYLE.get(result.outcome, "bold red")
+    console.print(f"outcome: [{style}]{result.outcome.value.upper()}[/]"
+                  + (f"  ({result.message})" if result.message else ""))
+    phases = "  ".join(f"{p.phase.value} {p.status.value} {format_duration(p.duration)}"
+                       for p in result.phases)
+    console.print(f"phases: {phases}")
+    steady = {True: "restored", False: "NOT restored", None: "not needed"}[
+        result.steady_state_restored]
+    console.print(f"steady state: {steady}")
+    console.print(f"evidence: {result.evidence_dir}")
+
+
+def summary_text(result: RunResult) -> str:
+    console = Console(width=110, record=True, file=open("/dev/null", "w"), color_system=None)  # noqa: SIM115
+    console.print(f"dalp-dr drill {result.drill} ({result.topology}/{result.scenario}) "
+                  f"environment {result.environment}, owner {result.owner}")
+    console.print(f"trigger {result.trigger.value} by {result.operator}; started "
+                  f"{result.started_at.isoformat()} ended "
+                  f"{result.ended_at.isoformat() if result.ended_at else '-'}")
+    console.print(f"spec sha256 {result.spec_hash}")
+    print_result(console, result)
+    for phase in result.phases:
+        console.print(f"  {phase.phase.value:<13} {phase.status.value:<8} "
+                      f"{format_duration(phase.duration):>9}  {phase.playbook or ''}"
+                      + (f"  {phase.message}" if phase.message else ""))
+    text = console.export_text()
+    console.file.close()
+    return text
+
+
+def history_table(rows: list[RunSummary]) -> Table:
+    table = Table(box=box.SIMPLE_HEAVY)
+    for col in ("run id", "drill", "env", "trigger", "started (UTC)", "outcome",
+                "recovery", "data loss"):
+        table.add_column(col)
+    for r in rows:
+        style = _OUTCOME_STYLE.get(r.outcome, "red")
+        table.add_row(r.run_id, r.drill, r.environment, r.trigger,
+                      f"{r.started_at:%Y-%m-%d %H:%M:%S}", f"[{style}]{r.outcome.value}[/]",
+                      _n(r.recovery_time), _n(r.data_loss_window))
+    return table

@@ -1,0 +1,148 @@
+"""What a drill run produces: samples, measurements, verdicts, phase records, the run result."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from dalp_dr.spec import PhaseName, Scenario, Topology
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class HeartbeatSample(Frozen):
+    """One write attempt through the service endpoint.
+
+    ``ended_at`` is when the client saw the outcome: the commit acknowledgement when
+    ``acked`` is true, the error otherwise. An attempt without acknowledgement may or may not
+    have committed; it never counts as a loss.
+    """
+
+    seq: int
+    sent_at: datetime
+    ended_at: datetime
+    acked: bool
+    error: str | None = None
+
+    @property
+    def acked_at(self) -> datetime | None:
+        return self.ended_at if self.acked else None
+
+
+class Status(StrEnum):
+    MET = "met"
+    MISSED = "missed"
+    UNKNOWN = "unknown"
+
+
+class Measurements(Frozen):
+    """Figures measured from the client's side. Seconds; None when evidence is missing."""
+
+    fault_at: datetime | None
+    recovered_at: datetime | None
+    """first write acknowledged after the fault"""
+    verified_at: datetime | None
+    recovery_time: float | None
+    """fault instant -> first write acknowledged again"""
+    recovery_time_lower_bound: float | None = None
+    """when not recovered: how long the service was observed down at least"""
+    rtt: float | None
+    """fault instant -> verify passed"""
+    data_loss_window: float | None
+    data_loss_window_lower_bound: float | None = None
+    """when no pre-fault write survived: the loss reaches at least back this far"""
+    lost_writes: int | None
+    acked_before_fault: int
+    unacknowledged_attempts: int
+    resolution: float
+    """heartbeat interval: no figure is finer than this"""
+    last_ack_before_fault: datetime | None = None
+    newest_surviving_ack: datetime | None = None
+    surviving_checked: bool = False
+
+
+class ObjectiveVerdict(Frozen):
+    objective: str
+    target: float
+    measured: float | None
+    status: Status
+    margin: float | None
+    """target - measured (positive: headroom; negative: by how much it was missed)"""
+    reason: str
+
+
+class PhaseStatus(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    TIMEOUT = "timeout"
+    CANCELED = "canceled"
+
+
+class PhaseRecord(Frozen):
+    phase: PhaseName
+    status: PhaseStatus
+    started_at: datetime
+    ended_at: datetime
+    playbook: str | None = None
+    message: str | None = None
+    report: dict[str, Any] = {}
+
+    @property
+    def duration(self) -> float:
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+class Outcome(StrEnum):
+    PASSED = "passed"
+    """every objective met, on evidence"""
+    MISSED = "missed"
+    """at least one objective missed"""
+    INCONCLUSIVE = "inconclusive"
+    """the drill ran but evidence is insufficient for at least one objective"""
+    FAILED = "failed"
+    """a phase failed (the fault was injected)"""
+    PREFLIGHT_FAILED = "preflight_failed"
+    """fail closed: no fault was injected"""
+    ABORTED = "aborted"
+    RUNNING = "running"
+
+    @property
+    def exit_code(self) -> int:
+        if self is Outcome.PASSED:
+            return 0
+        if self is Outcome.ABORTED:
+            return 130
+        return 1
+
+
+class Trigger(StrEnum):
+    CLI = "cli"
+    SCHEDULE = "schedule"
+
+
+class RunResult(Frozen):
+    run_id: str
+    drill: str
+    topology: Topology
+    scenario: Scenario
+    environment: str
+    owner: str
+    trigger: Trigger
+    operator: str
+    spec_hash: str
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: Outcome
+    objectives: dict[str, float]
+    measurements: Measurements | None
+    verdicts: list[ObjectiveVerdict]
+    phases: list[PhaseRecord]
+    steady_state_restored: bool | None
+    evidence_dir: str
+    message: str | None = None
