@@ -22,7 +22,8 @@ from dalp_dr.spec import discover_drills, load_drill
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-out = Console(highlight=False, soft_wrap=True)
+# Not a terminal (CI logs, pipes): wide enough that tables do not fold run ids.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

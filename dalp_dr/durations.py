@@ -45,7 +45,7 @@ def format_duration(value: timedelta | float | None) -> str:
     seconds = abs(seconds)
     if seconds < 60:
         return f"{sign}{seconds:.3f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{sign}{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
@@ -69,5 +69,7 @@ def _serialize(value: timedelta) -> str:
     return f"{ms // 1000}s"
 
 
-Duration = Annotated[timedelta, BeforeValidator(_coerce), PlainSerializer(_serialize, return_type=str)]
+Duration = Annotated[
+    timedelta, BeforeValidator(_coerce), PlainSerializer(_serialize, return_type=str)
+]
 """A pydantic field type for durations written as strings with units."""

@@ -34,8 +34,8 @@ class Inventory:
         except AnsibleError as exc:
             raise InventoryError(f"cannot parse inventory: {exc}", source=str(path)) from None
         if not self._inventory.hosts:
-            raise InventoryError("inventory defines no hosts (is it an Ansible YAML/INI inventory?)",
-                                 source=str(path))
+            raise InventoryError("inventory defines no hosts",
+                                 source=str(path), hint="is it an Ansible YAML/INI inventory?")
 
     def hosts(self, group: str = "all") -> list[str]:
         found = self._inventory.groups.get(group)

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from typing import Any
 
 MASK = "********"
-_DSN_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_DSN_PASSWORD = re.compile(r"((?<![A-Za-z_])password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)")
-_ENV_PASSWORD = re.compile(r"(PGPASSWORD\W{1,4})(\S+)")
+_ENV_PASSWORD = re.compile(r"(PGPASSWORD[\"']?\s*[=:]\s*[\"']?)([^\s\"',}]+)")
 
 
 class Redactor:

@@ -246,7 +246,10 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 
 def _from_validation(error: ValidationError, source: str) -> SpecError:
-    first = error.errors()[0]
+    # A misspelt key shows up twice: as unknown and as the missing one. The unknown one is
+    # the message that tells the user what to fix.
+    errors = sorted(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    first = errors[0]
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p in ("str", "int",
                 "float", "bool", "nullable")))
     field = _loc(loc)

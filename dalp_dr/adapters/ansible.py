@@ -101,7 +101,7 @@ class AnsibleRunner:
                 inventory=str(inventory),
                 extravars=dict(extravars),
                 envvars=ansible_environment(),
-                timeout=max(1, int(round(timeout))),
+                timeout=max(1, round(timeout)),
                 quiet=True,
                 event_handler=handle,
                 cancel_callback=cancel if cancel is not None else (lambda: False),

@@ -5,6 +5,7 @@ psycopg errors are translated into EndpointError here, with credentials masked.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -80,10 +81,9 @@ class PostgresSession:
         return ServerIdentity(port=row[0], in_recovery=bool(row[1]), timeline=row[2])
 
     def close(self) -> None:
-        try:
+        # closing a broken connection: nothing is left to release, so errors are moot
+        with contextlib.suppress(psycopg.Error, OSError):
             self._conn.close()
-        except (psycopg.Error, OSError):
-            pass  # closing a broken connection: nothing left to release
 
 
 class PostgresEndpoint:
@@ -108,7 +108,7 @@ class PostgresEndpoint:
 
     def connect(self, *, timeout: float) -> PostgresSession:
         options = dict(_CLIENT_OPTIONS)
-        options["connect_timeout"] = max(2, int(round(timeout)))
+        options["connect_timeout"] = max(2, round(timeout))
         try:
             conn = psycopg.connect(self._dsn, **options)
         except (psycopg.Error, OSError) as exc:

@@ -1,0 +1,5 @@
+import sys
+
+from dalp_dr.cli import main
+
+sys.exit(main())

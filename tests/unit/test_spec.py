@@ -1,0 +1,116 @@
+from pathlib import Path
+
+import pytest
+
+from dalp_dr.errors import SpecError
+from dalp_dr.spec import QUARTERLY_CRON, PhaseName, Topology, load_drill, parse_drill
+
+ROOT = Path(__file__).resolve().parents[2]
+
+VALID = """\
+name: x
+topology: hot-warm
+scenario: failover
+owner: sre
+objectives: {rto: 30m, rpo: 5m}
+inventory: inv.yml
+endpoint: {from_inventory: dsn}
+phases:
+  preflight: {playbook: p.yml}
+  inject: {playbook: p.yml, vars: {dalp_walsender_freeze_ms: 500}}
+  verify: {playbook: p.yml}
+  steady_state: {playbook: p.yml, timeout: 15m}
+"""
+
+
+def error_of(text: str) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        parse_drill(text, source="drills/x.yaml")
+    return info.value
+
+
+def test_shipped_drill_is_valid_with_dalp_hot_warm_objectives() -> None:
+    loaded = load_drill(ROOT / "drills" / "hot-warm-failover.yaml")
+    assert loaded.spec.topology is Topology.HOT_WARM
+    assert loaded.spec.objectives.rto.total_seconds() == 1800
+    assert loaded.spec.objectives.rpo.total_seconds() == 300
+    assert loaded.spec.schedule.cron == QUARTERLY_CRON
+    assert loaded.spec.workload.heartbeat_interval.total_seconds() == 0.1
+    assert set(loaded.playbooks) >= {PhaseName.PREFLIGHT, PhaseName.INJECT, PhaseName.RECOVER,
+                                     PhaseName.VERIFY, PhaseName.STEADY_STATE}
+    assert all(p.is_file() for p in loaded.playbooks.values())
+    assert len(loaded.spec_hash) == 64
+
+
+def test_defaults_and_vars() -> None:
+    spec = parse_drill(VALID, source="x")
+    assert spec.schedule.cron == QUARTERLY_CRON and spec.schedule.timezone == "UTC"
+    assert spec.phases.inject.vars == {"dalp_walsender_freeze_ms": 500}
+    assert spec.phases.steady_state.timeout.total_seconds() == 900
+
+
+@pytest.mark.parametrize(
+    ("mutation", "field", "words"),
+    [
+        (lambda t: t.replace("rpo: 5m", "rpo: 5x"), "objectives.rpo", "invalid duration"),
+        (lambda t: t.replace("rto: 30m", "rto: -30m"), "objectives.rto", "negative"),
+        (lambda t: t.replace("rto: 30m", "rto: 30"), "objectives.rto", "unit"),
+        (lambda t: t + "colour: blue\n", "colour", "unknown field"),
+        (lambda t: t.replace("{playbook: p.yml}", "{playbok: p.yml}", 1), "phases.preflight",
+         "unknown field"),
+        (lambda t: t.replace("hot-warm", "lukewarm"), "topology", "is not one of"),
+        (lambda t: t.replace("failover", "restore"), "scenario", "does not apply"),
+        (lambda t: t.replace("owner: sre\n", ""), "owner", "missing"),
+        (lambda t: t + "schedule: every tuesday\n", "schedule", "not a valid schedule"),
+        (lambda t: t.replace("{from_inventory: dsn}", '{dsn: "host=h password=s"}'),
+         "endpoint", "password"),
+        (lambda t: t.replace("{from_inventory: dsn}", "{}"), "endpoint", "exactly one"),
+        (lambda t: t.replace("name: x", "name: Not A Slug"), "name", "lower-case"),
+        (lambda t: t.replace("timeout: 15m", "timeout: 0s"), "phases.steady_state.timeout",
+         "greater than 0s"),
+    ],
+)
+def test_errors_name_the_field(mutation, field: str, words: str) -> None:  # type: ignore[no-untyped-def]
+    err = error_of(mutation(VALID))
+    assert err.source == "drills/x.yaml"
+    assert err.field is not None and err.field.startswith(field), err
+    assert words in str(err)
+
+
+def test_malformed_yaml_reports_position() -> None:
+    err = error_of("name: [unclosed\n")
+    assert "malformed YAML at line" in str(err)
+
+
+def test_not_a_mapping() -> None:
+    assert "mapping" in str(error_of("- a\n- b\n"))
+
+
+def test_missing_files_are_named(tmp_path: Path) -> None:
+    (tmp_path / "inv.yml").write_text("all: {hosts: {h: {}}}\n")
+    drill = tmp_path / "d.yaml"
+    drill.write_text(VALID)
+    with pytest.raises(SpecError) as info:
+        load_drill(drill)
+    assert info.value.field == "phases.preflight.playbook"
+    (tmp_path / "p.yml").write_text("- hosts: all\n  tasks: []\n")
+    (tmp_path / "inv.yml").unlink()
+    with pytest.raises(SpecError) as info:
+        load_drill(drill)
+    assert info.value.field == "inventory"
+
+
+def test_missing_drill_file() -> None:
+    with pytest.raises(SpecError, match="not found"):
+        load_drill("/nonexistent/drill.yaml")
+
+
+def test_spec_hash_ignores_formatting(tmp_path: Path) -> None:
+    a = parse_drill(VALID, source="a")
+    b = parse_drill("# comment\n" + VALID.replace("{rto: 30m, rpo: 5m}", "{rpo: 300s, rto: 0.5h}"),
+                    source="b")
+    from dalp_dr.spec import spec_digest
+
+    assert spec_digest(a) == spec_digest(b)
+    c = parse_drill(VALID.replace("rpo: 5m", "rpo: 4m"), source="c")
+    assert spec_digest(a) != spec_digest(c)
