@@ -120,16 +120,17 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
 
     settings = _settings(ctx)
     loaded = load_drill(file)
-    settings.results_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings.store_url)
 
     def progress(message: str) -> None:
         err.print(f"[dim]{datetime.now(UTC):%H:%M:%S.%f}"[:-3] + f"[/] {message}")
 
-    engine = DrillEngine(runner=AnsibleRunner(), store=store, results_dir=settings.results_dir,
+    engine = DrillEngine(runner=AnsibleRunner(), results_dir=settings.results_dir,
                          progress=progress)
+    prepared = engine.prepare(loaded)  # nothing is written before the target answers
+    settings.results_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.store_url)
     try:
-        result = engine.run(loaded, trigger=Trigger.CLI, operator=operator)
+        result = engine.run(prepared, store=store, trigger=Trigger.CLI, operator=operator)
     except KeyboardInterrupt:
         raise Interrupted("interrupted: steady state was restored; run recorded as aborted")\
             from None

@@ -63,6 +63,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class PreparedDrill:
+    """A drill whose inventory and endpoint resolved and whose endpoint answered."""
+
+    drill: LoadedDrill
+    endpoint: ServiceEndpoint
+    redactor: Redactor
+
+
 @dataclass
 class _RunState:
     phases: list[PhaseRecord] = field(default_factory=list)
@@ -79,18 +88,19 @@ class _RunState:
 
 
 class DrillEngine:
-    def __init__(self, *, runner: PlaybookRunner, store: HistoryStore, results_dir: Path,
+    def __init__(self, *, runner: PlaybookRunner, results_dir: Path,
                  endpoint_factory: EndpointFactory = PostgresEndpoint,
                  progress: Progress | None = None) -> None:
         self._runner = runner
-        self._store = store
         self._results_dir = results_dir
         self._endpoint_factory = endpoint_factory
         self._progress = progress or (lambda _msg: None)
 
     # -- set-up that must succeed before anything is recorded or touched ---------------------
 
-    def prepare(self, drill: LoadedDrill) -> tuple[ServiceEndpoint, Redactor]:
+    def prepare(self, drill: LoadedDrill) -> PreparedDrill:
+        """Resolve the inventory and endpoint and prove the endpoint answers. No side effects:
+        raises InvalidInput (TargetUnreachable, InventoryError) before anything is written."""
         inventory = Inventory(drill.inventory)
         redactor = Redactor(inventory.secret_values())
         endpoint_spec = drill.spec.endpoint
@@ -116,14 +126,15 @@ class DrillEngine:
                 source=str(drill.path), field="endpoint",
                 hint=f"is the environment up? for the lab: dalp-dr lab up {drill.spec.topology}",
             ) from None
-        return endpoint, redactor
+        return PreparedDrill(drill=drill, endpoint=endpoint, redactor=redactor)
 
     # -- the run ---------------------------------------------------------------------------
 
-    def run(self, drill: LoadedDrill, *, trigger: Trigger = Trigger.CLI,
-            operator: str | None = None) -> RunResult:
-        endpoint, redactor = self.prepare(drill)
+    def run(self, prepared: PreparedDrill, *, store: HistoryStore,
+            trigger: Trigger = Trigger.CLI, operator: str | None = None) -> RunResult:
+        drill, endpoint, redactor = prepared.drill, prepared.endpoint, prepared.redactor
         spec = drill.spec
+        self._results_dir.mkdir(parents=True, exist_ok=True)
         started = utcnow()
         run_id = new_run_id(started)
         evidence = self._results_dir / run_id
@@ -141,7 +152,7 @@ class DrillEngine:
         )
         spec_json = redactor.text(spec.model_dump_json(indent=2))
         journal.write_document("spec.json", spec_json)
-        self._store.begin(base, spec_json)
+        store.begin(base, spec_json)
         journal.record("run.started", drill=spec.name, spec_hash=drill.spec_hash,
                        endpoint=endpoint.display, trigger=trigger.value, operator=who)
         self._progress(f"run {run_id}: {spec.name} ({spec.topology}/{spec.scenario}) "
@@ -169,7 +180,8 @@ class DrillEngine:
                     ended_at=now, message="no fault was injected: nothing to restore"))
             journal.close()
 
-        result = self._finish(drill, base, journal, heartbeat, state, interrupted is not None)
+        result = self._finish(drill, base, journal, heartbeat, state, store,
+                              interrupted=interrupted is not None)
         if interrupted is not None:
             raise interrupted
         return result
@@ -426,7 +438,8 @@ class DrillEngine:
     # -- result ----------------------------------------------------------------------------
 
     def _finish(self, drill: LoadedDrill, base: RunResult, journal: Journal,
-                heartbeat: Heartbeat, state: _RunState, interrupted: bool) -> RunResult:
+                heartbeat: Heartbeat, state: _RunState, store: HistoryStore, *,
+                interrupted: bool) -> RunResult:
         spec = drill.spec
         measurements: Measurements | None = None
         verdicts: list[ObjectiveVerdict] = []
@@ -459,5 +472,5 @@ class DrillEngine:
                        steady_state_restored=state.steady_state_ok, message=state.message)
         journal.write_document("result.json", result.model_dump_json(indent=2))
         journal.write_document("summary.txt", summary_text(result))
-        self._store.finish(result)
+        store.finish(result)
         return result

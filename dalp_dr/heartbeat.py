@@ -44,7 +44,8 @@ class Heartbeat:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=self._connect_timeout + 10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=self._connect_timeout + 10)
 
     def pause(self, seconds: float) -> None:
         """Sleep while the heartbeat keeps writing (returns early once stopped)."""

@@ -1,0 +1,89 @@
+"""Running the real CLI against the real lab, and reading the lab's real state."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_ROOT = Path("/var/tmp/dalp-dr-lab/hot-warm")
+DRILL = ROOT / "drills" / "hot-warm-failover.yaml"
+DATA_LOSS_DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-data-loss.yaml"
+LAB_PASSWORD = "lab-only-4f1c9e2b7a"  # inventories/lab/hot-warm.yml: must never be written
+
+
+def dalp(*args: str, results: Path | None = None, timeout: float = 600
+         ) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if results is not None:
+        env["DALP_DR_RESULTS"] = str(results)
+    return subprocess.run([sys.executable, "-m", "dalp_dr", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def run_json(drill: Path, results: Path) -> tuple[int, dict[str, Any], str]:
+    proc = dalp("drill", "run", str(drill), "--json", results=results)
+    try:
+        payload = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    except json.JSONDecodeError:
+        payload = {}
+    return proc.returncode, payload, proc.stderr
+
+
+def lab_status() -> dict[str, Any]:
+    proc = dalp("lab", "status", "hot-warm", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report: dict[str, Any] = json.loads(proc.stdout)["hot-warm"]
+    return report
+
+
+def assert_steady_state() -> None:
+    """Site A writable primary, site B streaming from A, the route reaching A."""
+    status = lab_status()
+    a, b = status["sites"]["site-a"], status["sites"]["site-b"]
+    assert a["accepting"] and a["detail"]["in_recovery"] is False, a
+    assert b["accepting"] and b["detail"]["in_recovery"] is True, b
+    assert b["detail"]["upstream_port"] == a["port"], b
+    assert [r["state"] for r in a["detail"]["replicas"]] == ["streaming"], a
+    assert status["route"]["backend_port"] == a["port"], status["route"]
+
+
+def postmaster_pid(site: str) -> int:
+    return int((LAB_ROOT / site / "data" / "postmaster.pid").read_text().split()[0])
+
+
+def pg_ctl(site: str, action: str) -> None:
+    subprocess.run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl",
+                    action, "-w", "-m", "fast", "-D", str(LAB_ROOT / site / "data")],
+                   check=True, capture_output=True)
+
+
+def lab_processes() -> list[str]:
+    """Every process whose command line or working directory is inside the lab root."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(proc / "cwd")
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        if stat.split(") ", 1)[-1].startswith("Z"):
+            continue  # already dead, waiting to be reaped
+        if str(LAB_ROOT) in cmdline or cwd.startswith(str(LAB_ROOT)):
+            found.append(f"{proc.name}: {cmdline.strip()} (cwd {cwd})")
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return not stat.split(") ", 1)[-1].startswith("Z")

@@ -1,0 +1,29 @@
+"""dalp-dr lab up / status / down against real PostgreSQL and pgbouncer."""
+
+from tests.lab.helpers import LAB_ROOT, assert_steady_state, dalp, lab_processes, lab_status
+
+
+def test_down_up_up_status() -> None:
+    # a clean slate whatever an earlier run left behind
+    assert dalp("lab", "down", "hot-warm").returncode == 0
+    assert lab_processes() == []
+    assert lab_status() == {"present": False}
+
+    first = dalp("lab", "up", "hot-warm")
+    assert first.returncode == 0, first.stderr
+    assert_steady_state()
+    pid_a = (LAB_ROOT / "site-a/data/postmaster.pid").read_text().split()[0]
+
+    second = dalp("lab", "up", "hot-warm")  # harmless the second time
+    assert second.returncode == 0, second.stderr
+    assert (LAB_ROOT / "site-a/data/postmaster.pid").read_text().split()[0] == pid_a
+    assert_steady_state()
+
+    text = dalp("lab", "status", "hot-warm")
+    assert "site-a" in text.stdout and "primary" in text.stdout and "route    -> 55432" in text.stdout
+
+
+def test_unknown_topology_exits_2() -> None:
+    proc = dalp("lab", "up", "lukewarm")
+    assert proc.returncode == 2
+    assert "lukewarm" in proc.stderr

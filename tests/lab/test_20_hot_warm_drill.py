@@ -1,0 +1,137 @@
+"""The hot-warm failover drill, end to end on the real lab."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.lab.helpers import (
+    DATA_LOSS_DRILL,
+    DRILL,
+    LAB_PASSWORD,
+    ROOT,
+    alive,
+    assert_steady_state,
+    dalp,
+    pg_ctl,
+    postmaster_pid,
+    run_json,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def lab_up() -> None:
+    proc = dalp("lab", "up", "hot-warm")
+    assert proc.returncode == 0, proc.stderr
+
+
+def assert_no_secret(results: Path) -> None:
+    for path in results.rglob("*"):
+        if path.is_file():
+            assert LAB_PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_drill_passes_twice_with_history_and_evidence(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    runs = []
+    for _ in range(2):  # a second run right after also passes: steady state really restored
+        code, result, stderr = run_json(DRILL, results)
+        assert code == 0, stderr
+        assert result["outcome"] == "passed"
+        m = result["measurements"]
+        # measured by the client through the route: SIGKILL -> first write acknowledged again
+        assert 0 < m["recovery_time"] < 10
+        assert m["rtt"] >= m["recovery_time"]
+        assert m["data_loss_window"] == 0 and m["lost_writes"] == 0
+        assert m["acked_before_fault"] >= 15  # ~2 s baseline at 100 ms
+        assert [v["status"] for v in result["verdicts"]] == ["met", "met"]
+        assert [p["phase"] for p in result["phases"]] == [
+            "preflight", "baseline", "inject", "recover", "verify", "measure", "steady_state"]
+        assert all(p["status"] == "ok" for p in result["phases"])
+        assert result["steady_state_restored"] is True
+        assert_steady_state()
+        runs.append(result)
+
+    # history: both runs, newest first, with figures
+    listed = json.loads(dalp("history", "list", "--json", results=results).stdout)
+    assert [r["run_id"] for r in listed] == [runs[1]["run_id"], runs[0]["run_id"]]
+    assert all(r["outcome"] == "passed" for r in listed)
+    shown = dalp("history", "show", runs[0]["run_id"], results=results)
+    assert shown.returncode == 0
+    for word in ("recovery time", "steady_state", "recover-promote-switch.yml",
+                 runs[0]["evidence_dir"]):
+        assert word in shown.stdout, word
+    db = sqlite3.connect(results / "history.sqlite")
+    spec = json.loads(db.execute("select spec_json from runs where run_id = ?",
+                                 (runs[0]["run_id"],)).fetchone()[0])
+    assert spec["name"] == "hot-warm-failover" and spec["objectives"]["rpo"] == "300s"
+
+    # evidence written as it happened
+    evidence = Path(runs[0]["evidence_dir"])
+    kinds = [json.loads(p.read_text())["kind"] for p in sorted((evidence / "journal").glob("*.json"))]
+    assert kinds[0] == "run.started" and kinds[-1] == "run.finished"
+    assert "fault.injected" in kinds and "recovery.observed" in kinds
+    for phase in ("preflight", "inject", "recover", "verify", "steady_state"):
+        assert list((evidence / "ansible" / phase).glob("*-playbook_on_stats.json")), phase
+    beats = [json.loads(x) for x in (evidence / "heartbeat.jsonl").read_text().splitlines()]
+    assert len(beats) >= m["acked_before_fault"]
+    assert any(not b["acked"] for b in beats)  # the outage was seen by the client
+    assert "PASSED" in (evidence / "summary.txt").read_text()
+    assert_no_secret(results)
+
+
+def test_known_data_loss_is_measured_and_rpo_missed(tmp_path: Path) -> None:
+    """Freeze site A's walsender for 1 s while clients write, then kill site A: the writes
+    acknowledged during the freeze never reach site B (async replication)."""
+    code, result, stderr = run_json(DATA_LOSS_DRILL, tmp_path / "results")
+    assert code == 1, stderr
+    assert result["outcome"] == "missed"
+    m = result["measurements"]
+    freeze, interval = 1.0, m["resolution"]
+    # within one heartbeat interval of the injected window, plus a small allowance
+    assert abs(m["data_loss_window"] - freeze) <= interval + 0.15, m
+    assert m["lost_writes"] >= 0.8 * freeze / interval, m
+    rto, rpo = result["verdicts"]
+    assert rto["status"] == "met"
+    assert rpo["status"] == "missed" and rpo["target"] == 0.5
+    assert rpo["margin"] == pytest.approx(0.5 - m["data_loss_window"])
+    assert result["steady_state_restored"] is True
+    assert_steady_state()
+
+
+def test_preflight_fails_closed_when_standby_is_down(tmp_path: Path) -> None:
+    pid_a = postmaster_pid("site-a")
+    pg_ctl("site-b", "stop")
+    try:
+        code, result, stderr = run_json(DRILL, tmp_path / "results")
+        assert code == 1, stderr
+        assert result["outcome"] == "preflight_failed"
+        assert result["measurements"] is None
+        phases = {p["phase"]: p["status"] for p in result["phases"]}
+        assert phases == {"preflight": "failed", "steady_state": "skipped"}
+        assert "not streaming" in result["phases"][0]["message"]
+        assert alive(pid_a) and postmaster_pid("site-a") == pid_a  # no fault injected
+    finally:
+        repaired = dalp("lab", "up", "hot-warm")
+        assert repaired.returncode == 0, repaired.stderr
+    assert_steady_state()
+
+
+def test_unreachable_endpoint_exits_2_and_starts_nothing(tmp_path: Path) -> None:
+    inventory = (ROOT / "inventories/lab/hot-warm.yml").read_text()
+    (tmp_path / "inv.yml").write_text(inventory.replace("dalp_route_port: 56432",
+                                                        "dalp_route_port: 56499"))
+    drill = DRILL.read_text().replace("../inventories/lab/hot-warm.yml", str(tmp_path / "inv.yml"))
+    drill = drill.replace("../playbooks/", str(ROOT / "playbooks") + "/")
+    (tmp_path / "d.yaml").write_text(drill)
+    pid_a = postmaster_pid("site-a")
+    proc = dalp("drill", "run", str(tmp_path / "d.yaml"), results=tmp_path / "results")
+    assert proc.returncode == 2, proc.stderr
+    assert "endpoint" in proc.stderr and "lab up hot-warm" in proc.stderr
+    assert LAB_PASSWORD not in proc.stderr
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+    assert alive(pid_a)
+    assert_steady_state()
