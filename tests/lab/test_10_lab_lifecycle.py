@@ -20,7 +20,8 @@ def test_down_up_up_status() -> None:
     assert_steady_state()
 
     text = dalp("lab", "status", "hot-warm")
-    assert "site-a" in text.stdout and "primary" in text.stdout and "route    -> 55432" in text.stdout
+    assert "site-a" in text.stdout and "primary" in text.stdout
+    assert "route    -> 55432" in text.stdout
 
 
 def test_unknown_topology_exits_2() -> None:

@@ -71,7 +71,8 @@ def test_drill_passes_twice_with_history_and_evidence(tmp_path: Path) -> None:
 
     # evidence written as it happened
     evidence = Path(runs[0]["evidence_dir"])
-    kinds = [json.loads(p.read_text())["kind"] for p in sorted((evidence / "journal").glob("*.json"))]
+    journal = sorted((evidence / "journal").glob("*.json"))
+    kinds = [json.loads(p.read_text())["kind"] for p in journal]
     assert kinds[0] == "run.started" and kinds[-1] == "run.finished"
     assert "fault.injected" in kinds and "recovery.observed" in kinds
     for phase in ("preflight", "inject", "recover", "verify", "steady_state"):
