@@ -55,6 +55,26 @@ EndpointFactory = Callable[[str, Redactor], ServiceEndpoint]
 CLOCK_TOLERANCE = timedelta(seconds=1)
 
 
+def fault_instant(inject: PlaybookResult) -> tuple[datetime | None, str | None]:
+    """The fault instant and where it came from, from the inject playbook's result."""
+    reported = inject.artifact_data.get("dalp_fault_instant")
+    if reported is not None:
+        try:
+            at = datetime.fromtimestamp(float(reported), UTC)
+        except (TypeError, ValueError, OverflowError):
+            at = None
+        if at is not None and (inject.started_at - CLOCK_TOLERANCE <= at
+                               <= inject.ended_at + CLOCK_TOLERANCE):
+            return at, "reported by the inject playbook, within the controller's window"
+    # The playbook succeeded but its report is unusable (missing, or a clock far off):
+    # its start is the earliest the fault can have happened, which can only make the
+    # recovery time look longer, never shorter. A failed inject without a report may not
+    # have injected anything: no instant, no figures.
+    if inject.ok:
+        return inject.started_at, "controller: inject playbook start (conservative)"
+    return None, None
+
+
 def new_run_id(now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
@@ -249,10 +269,11 @@ class DrillEngine:
         state.injected = True
         inject = self._phase(drill, PhaseName.INJECT, journal, state)
         if inject is not None:
-            state.fault_at, state.fault_source = self._fault_instant(inject)
+            state.fault_at, state.fault_source = fault_instant(inject)
         if state.fault_at is None:
             state.failed = True
-            state.message = "the fault instant was not established"
+            state.message = ("inject failed before reporting a fault instant: the fault may "
+                             "not have been injected; no figures")
             return
         journal.record("fault.injected", at=state.fault_at.isoformat(), source=state.fault_source)
         self._progress(f"fault injected at {state.fault_at:%H:%M:%S.%f} ({state.fault_source})")
@@ -405,22 +426,6 @@ class DrillEngine:
         self._progress(f"phase {label}: {status.value} in "
                        f"{format_duration(record.duration)}"
                        + (f" - {message}" if message else ""))
-
-    def _fault_instant(self, inject: PlaybookResult) -> tuple[datetime | None, str | None]:
-        reported = inject.artifact_data.get("dalp_fault_instant")
-        if reported is not None:
-            try:
-                at = datetime.fromtimestamp(float(reported), UTC)
-            except (TypeError, ValueError, OverflowError):
-                at = None
-            if at is not None and (inject.started_at - CLOCK_TOLERANCE <= at
-                                   <= inject.ended_at + CLOCK_TOLERANCE):
-                return at, "reported by the inject playbook, within the controller's window"
-        # No usable report: the playbook start is the earliest the fault can have happened,
-        # which can only make the recovery time look longer, never shorter.
-        if inject.rc != -1:
-            return inject.started_at, "controller: inject playbook start (conservative)"
-        return None, None
 
     def _steady_state(self, drill: LoadedDrill, journal: Journal, state: _RunState) -> None:
         try:

@@ -136,3 +136,26 @@ def test_unreachable_endpoint_exits_2_and_starts_nothing(tmp_path: Path) -> None
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
     assert alive(pid_a)
     assert_steady_state()
+
+
+def test_failed_recovery_still_returns_to_steady_state(tmp_path: Path) -> None:
+    """Recover fails after site A was killed: site B is never promoted, verify fails, and the
+    steady-state phase still brings site A back with B streaming from it."""
+    drill = DRILL.read_text().replace("../inventories/", str(ROOT / "inventories") + "/")
+    drill = drill.replace("../playbooks/hot-warm/recover-promote-switch.yml",
+                          str(ROOT / "tests/lab/playbooks/fail.yml"))
+    drill = drill.replace("../playbooks/", str(ROOT / "playbooks") + "/")
+    drill = drill.replace("timeout: 5m", "timeout: 20s")  # verify gives up sooner
+    (tmp_path / "d.yaml").write_text(drill)
+    pid_a = postmaster_pid("site-a")
+    code, result, stderr = run_json(tmp_path / "d.yaml", tmp_path / "results")
+    assert code == 1, stderr
+    assert result["outcome"] == "failed"
+    phases = {p["phase"]: p["status"] for p in result["phases"]}
+    assert phases["inject"] == "ok" and phases["recover"] == "failed"
+    assert phases["verify"] == "failed" and phases["steady_state"] == "ok"
+    assert result["steady_state_restored"] is True
+    assert not alive(pid_a)  # the fault really happened ...
+    assert_steady_state()  # ... and the lab is whole again
+    m = result["measurements"]
+    assert m["recovery_time"] is None and m["recovery_time_lower_bound"] > 0
