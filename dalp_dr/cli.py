@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from dalp_dr.cancel import CancelToken
 from dalp_dr.config import Settings, load_settings
 from dalp_dr.durations import format_duration
 from dalp_dr.errors import DalpDrError, Interrupted, InvalidInput, TargetUnreachable
@@ -129,12 +131,26 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
     prepared = engine.prepare(loaded)  # nothing is written before the target answers
     settings.results_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.store_url)
+    token = CancelToken()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if token.is_set():
+            raise KeyboardInterrupt  # a second interrupt: stop waiting for anything
+        token.request(signal.Signals(signum).name)
+        err.print(f"{signal.Signals(signum).name}: stopping the running playbook, then "
+                  "restoring steady state (interrupt again to stop at once)")
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = engine.run(prepared, store=store, trigger=Trigger.CLI, operator=operator)
+        result = engine.run(prepared, store=store, trigger=Trigger.CLI, operator=operator,
+                            cancel=token)
     except KeyboardInterrupt:
-        raise Interrupted("interrupted: steady state was restored; run recorded as aborted")\
+        raise Interrupted("interrupted twice: steady state may NOT be restored; check "
+                          "'dalp-dr lab status' or the environment before the next drill")\
             from None
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         store.close()
     if as_json:
         click.echo(result.model_dump_json(indent=2))

@@ -26,6 +26,7 @@ from typing import Any
 
 from dalp_dr.adapters.base import PlaybookResult, PlaybookRunner, ServerIdentity, ServiceEndpoint
 from dalp_dr.adapters.postgres import PostgresEndpoint
+from dalp_dr.cancel import CancelToken, RunCancelled
 from dalp_dr.durations import format_duration
 from dalp_dr.errors import EndpointError, PlaybookFailed, TargetUnreachable
 from dalp_dr.heartbeat import Heartbeat
@@ -105,6 +106,11 @@ class _RunState:
     surviving: set[int] | None = None
     message: str | None = None
     steady_state_ok: bool | None = None
+    cancel: CancelToken = field(default_factory=CancelToken)
+
+    def check(self) -> None:
+        if self.cancel.is_set():
+            raise RunCancelled(self.cancel.reason)
 
 
 class DrillEngine:
@@ -151,7 +157,10 @@ class DrillEngine:
     # -- the run ---------------------------------------------------------------------------
 
     def run(self, prepared: PreparedDrill, *, store: HistoryStore,
-            trigger: Trigger = Trigger.CLI, operator: str | None = None) -> RunResult:
+            trigger: Trigger = Trigger.CLI, operator: str | None = None,
+            cancel: CancelToken | None = None) -> RunResult:
+        """Run the drill. An interrupt is requested through ``cancel``: the running playbook
+        is stopped, steady state restored if a fault was injected, outcome ``aborted``."""
         drill, endpoint, redactor = prepared.drill, prepared.endpoint, prepared.redactor
         spec = drill.spec
         self._results_dir.mkdir(parents=True, exist_ok=True)
@@ -178,17 +187,22 @@ class DrillEngine:
         self._progress(f"run {run_id}: {spec.name} ({spec.topology}/{spec.scenario}) "
                        f"via {endpoint.display}")
 
-        state = _RunState()
+        state = _RunState(cancel=cancel or CancelToken())
         heartbeat = Heartbeat(endpoint, run_id,
                               interval=spec.workload.heartbeat_interval.total_seconds(),
                               sink=journal.heartbeat)
-        interrupted: BaseException | None = None
+        interrupted = False
         try:
             self._drive(drill, endpoint, journal, heartbeat, state)
-        except KeyboardInterrupt as exc:
-            interrupted = exc
-            state.message = "interrupted by the operator"
-            journal.record("run.interrupted")
+            state.check()
+        except RunCancelled:
+            interrupted = True
+            state.message = f"interrupted ({state.cancel.reason})"
+            journal.record("run.interrupted", reason=state.cancel.reason,
+                           phase=state.phases[-1].phase.value if state.phases else None)
+            self._progress(f"interrupted ({state.cancel.reason}): "
+                           + ("restoring steady state" if state.injected
+                              else "no fault was injected"))
         finally:
             heartbeat.stop()
             if state.injected:
@@ -200,17 +214,15 @@ class DrillEngine:
                     ended_at=now, message="no fault was injected: nothing to restore"))
             journal.close()
 
-        result = self._finish(drill, base, journal, heartbeat, state, store,
-                              interrupted=interrupted is not None)
-        if interrupted is not None:
-            raise interrupted
-        return result
+        return self._finish(drill, base, journal, heartbeat, state, store,
+                            interrupted=interrupted)
 
     def _drive(self, drill: LoadedDrill, endpoint: ServiceEndpoint, journal: Journal,
                heartbeat: Heartbeat, state: _RunState) -> None:
         spec = drill.spec
         # preflight: fail closed
         pre = self._phase(drill, PhaseName.PREFLIGHT, journal, state)
+        state.check()
         if pre is None or not pre.ok:
             state.preflight_failed = True
             if pre is not None and pre.unreachable_hosts:
@@ -238,7 +250,7 @@ class DrillEngine:
         heartbeat.start()
         baseline_pb = drill.phase(PhaseName.BASELINE)
         if baseline_pb is not None:
-            result = self._run_playbook(drill, PhaseName.BASELINE, journal)
+            result = self._run_playbook(drill, PhaseName.BASELINE, journal, state.cancel)
             if not result.ok:
                 self._end_phase(journal, state, PhaseName.BASELINE, PhaseStatus.FAILED, started,
                                 playbook=result, message=result.describe_failure())
@@ -247,6 +259,7 @@ class DrillEngine:
                 return
         wait_until = started + spec.workload.baseline
         while utcnow() < wait_until:
+            state.check()
             heartbeat.pause(0.05)
         samples = heartbeat.samples
         recent = samples[-5:]
@@ -266,6 +279,7 @@ class DrillEngine:
         self._progress(f"baseline: {acked} heartbeat writes acknowledged")
 
         # inject: from here on, steady_state always runs
+        state.check()
         state.injected = True
         inject = self._phase(drill, PhaseName.INJECT, journal, state)
         if inject is not None:
@@ -283,6 +297,7 @@ class DrillEngine:
             return
 
         # recover
+        state.check()
         if drill.phase(PhaseName.RECOVER) is not None:
             recover = self._phase(drill, PhaseName.RECOVER, journal, state)
             if recover is None or not recover.ok:
@@ -293,14 +308,18 @@ class DrillEngine:
         # verify: server-side playbook, then the client's view through the endpoint
         verify_spec = drill.phase(PhaseName.VERIFY)
         assert verify_spec is not None
+        state.check()
         verify = self._phase(drill, PhaseName.VERIFY, journal, state)
+        state.check()
         if verify is None or not verify.ok:
             state.failed = True
             state.message = state.message or "verify playbook failed"
             return
         started = utcnow()
         recovered = heartbeat.wait_for_recovery(state.fault_at,
-                                                timeout=verify_spec.timeout.total_seconds())
+                                                timeout=verify_spec.timeout.total_seconds(),
+                                                cancel=state.cancel.is_set)
+        state.check()
         problems: list[str] = []
         identity: ServerIdentity | None = None
         markers_seen = 0
@@ -339,6 +358,7 @@ class DrillEngine:
                         replace=True)
         self._progress("verify: writes and reads through the endpoint succeed")
         heartbeat.pause(spec.workload.observe.total_seconds())
+        state.check()
 
         # measure: stop writing, then read back which acknowledged markers survived
         self._begin_phase(journal, PhaseName.MEASURE)
@@ -372,8 +392,8 @@ class DrillEngine:
             extra.update(phase_spec.vars)
         return extra
 
-    def _run_playbook(self, drill: LoadedDrill, phase: PhaseName,
-                      journal: Journal) -> PlaybookResult:
+    def _run_playbook(self, drill: LoadedDrill, phase: PhaseName, journal: Journal,
+                      cancel: CancelToken | None) -> PlaybookResult:
         phase_spec = drill.phase(phase)
         assert phase_spec is not None
         try:
@@ -382,6 +402,7 @@ class DrillEngine:
                 extravars=self._extravars(drill, phase, journal.run_id),
                 timeout=phase_spec.timeout.total_seconds(),
                 on_event=lambda event: journal.ansible_event(phase.value, event),
+                cancel=cancel.is_set if cancel is not None else None,
             )
         except PlaybookFailed as exc:
             now = utcnow()
@@ -393,7 +414,9 @@ class DrillEngine:
                state: _RunState) -> PlaybookResult | None:
         self._begin_phase(journal, phase)
         started = utcnow()
-        result = self._run_playbook(drill, phase, journal)
+        # steady state is never canceled by a first interrupt: it is what makes stopping safe
+        cancel = None if phase is PhaseName.STEADY_STATE else state.cancel
+        result = self._run_playbook(drill, phase, journal, cancel)
         status = {"successful": PhaseStatus.OK, "timeout": PhaseStatus.TIMEOUT,
                   "canceled": PhaseStatus.CANCELED}.get(result.status, PhaseStatus.FAILED)
         if status is PhaseStatus.OK and not result.ok:

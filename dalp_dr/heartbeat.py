@@ -60,10 +60,13 @@ class Heartbeat:
         with self._lock:
             return sum(1 for s in self._samples if s.acked and s.ended_at >= when)
 
-    def wait_for_recovery(self, fault_at: datetime, *, timeout: float) -> datetime | None:
+    def wait_for_recovery(self, fault_at: datetime, *, timeout: float,
+                          cancel: Callable[[], bool] | None = None) -> datetime | None:
         """Block until an attempt started after the outage (or fault) is acknowledged."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self._thread.is_alive():
+            if cancel is not None and cancel():
+                return None
             with self._lock:
                 failures = [s.ended_at for s in self._samples
                             if not s.acked and s.ended_at >= fault_at]

@@ -159,3 +159,32 @@ def test_failed_recovery_still_returns_to_steady_state(tmp_path: Path) -> None:
     assert_steady_state()  # ... and the lab is whole again
     m = result["measurements"]
     assert m["recovery_time"] is None and m["recovery_time_lower_bound"] > 0
+
+
+def test_interrupt_after_the_fault_restores_steady_state_and_exits_130(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ, DALP_DR_RESULTS=str(tmp_path / "results"))
+    proc = subprocess.Popen([sys.executable, "-m", "dalp_dr", "drill", "run", str(DRILL),
+                             "--json"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "fault injected" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    stdout, rest = proc.communicate(timeout=300)
+    assert proc.returncode == 130, "".join(seen) + rest
+    result = json.loads(stdout)
+    assert result["outcome"] == "aborted"
+    assert "SIGINT" in result["message"]
+    assert result["phases"][-1]["phase"] == "steady_state"
+    assert result["steady_state_restored"] is True
+    assert_steady_state()
+    listed = json.loads(dalp("history", "list", "--json", results=tmp_path / "results").stdout)
+    assert [r["outcome"] for r in listed] == ["aborted"]
