@@ -25,29 +25,20 @@ def verdict_table(result: RunResult) -> Table:
         table.add_column(col)
     m = result.measurements
     by_name = {v.objective: v for v in result.verdicts}
-    rto, rpo = by_name.get("rto"), by_name.get("rpo")
-
-    def row(label: str, measured: str, objective: str, verdict: str, margin: str,
-            style: str | None = None) -> None:
-        table.add_row(label, measured, objective,
-                      f"[{style}]{verdict}[/]" if style else verdict, margin)
-
-    rt = _n(m.recovery_time) if m else "-"
-    if m and m.recovery_time is None and m.recovery_time_lower_bound is not None:
-        rt = f">= {_n(m.recovery_time_lower_bound)}"
-    row("recovery time", rt, f"RTO {_n(result.objectives.get('rto'))}",
-        rto.status.value if rto else "-", _n(rto.margin) if rto else "-",
-        _STYLE[rto.status] if rto else None)
-    dl = _n(m.data_loss_window) if m else "-"
-    if m and m.data_loss_window is None and m.data_loss_window_lower_bound is not None:
-        dl = f">= {_n(m.data_loss_window_lower_bound)}"
-    row("data-loss window", dl, f"RPO {_n(result.objectives.get('rpo'))}",
-        rpo.status.value if rpo else "-", _n(rpo.margin) if rpo else "-",
-        _STYLE[rpo.status] if rpo else None)
-    row("lost writes", str(m.lost_writes) if m and m.lost_writes is not None else "-",
-        "", "", "")
-    row("RTT (to verified)", _n(m.rtt) if m else "-", "", "", "")
-    row("resolution", _n(m.resolution) if m else "-", "", "", "")
+    objectives = (("recovery time", "rto", "recovery_time"),
+                  ("data-loss window", "rpo", "data_loss_window"))
+    for label, objective, figure in objectives:
+        verdict = by_name.get(objective)
+        value = getattr(m, figure) if m else None
+        bound = getattr(m, f"{figure}_lower_bound") if m else None
+        measured = f">= {_n(bound)}" if value is None and bound is not None else _n(value)
+        target = f"{objective.upper()} {_n(result.objectives.get(objective))}"
+        table.add_row(label, measured, target,
+                      f"[{_STYLE[verdict.status]}]{verdict.status.value}[/]" if verdict else "-",
+                      _n(verdict.margin) if verdict else "-")
+    table.add_row("lost writes", str(m.lost_writes) if m and m.lost_writes is not None else "-")
+    table.add_row("RTT (to verified)", _n(m.rtt) if m else "-")
+    table.add_row("resolution", _n(m.resolution) if m else "-")
     return table
 
 
