@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """dalp_s3: WAL archiving and base backups in S3 for the hot-cold pattern (boto3 only).
 
-Runs on the database hosts, as the database OS user, with any Python 3 that has boto3
+Runs on the database hosts, as the database OS user, with any Python >= 3.8 that has boto3
 (Debian: python3-boto3). It is PostgreSQL's archive_command / restore_command, the base
 backup uploader, and the restore side's downloader. Settings come from a JSON file
 (--config, mode 0600):
@@ -30,9 +30,7 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
