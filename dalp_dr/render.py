@@ -42,8 +42,53 @@ def verdict_table(result: RunResult) -> Table:
     return table
 
 
+def step_table(result: RunResult) -> Table | None:
+    """Steps a phase playbook timed itself (``dalp_phase_timings``), e.g. a restore's
+    provision / download / restore / WAL replay, with bytes and throughput."""
+    table = Table(title="phase steps", box=box.SIMPLE)
+    for col in ("phase", "step", "duration", "bytes", "MiB/s"):
+        table.add_column(col)
+    rows = 0
+    for phase in result.phases:
+        steps = phase.report.get("dalp_phase_timings")
+        if not isinstance(steps, list):
+            continue
+        for step in steps:
+            if not isinstance(step, dict):
+                continue
+            seconds = _float(step.get("seconds"))
+            size = _float(step.get("bytes"))
+            rate = f"{size / 1048576 / seconds:.1f}" if size and seconds else ""
+            table.add_row(phase.phase.value, str(step.get("step", "?")), _n(seconds),
+                          f"{size / 1048576:.1f} MiB" if size is not None else "", rate)
+            rows += 1
+    return table if rows else None
+
+
+def _float(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def notes(result: RunResult) -> list[str]:
+    """What phase playbooks said worth reading (``dalp_notes``): backup ages, WAL segment."""
+    out: list[str] = []
+    for phase in result.phases:
+        items = phase.report.get("dalp_notes")
+        if isinstance(items, list):
+            out.extend(f"{phase.phase.value}: {item}" for item in items)
+    return out
+
+
 def print_result(console: Console, result: RunResult) -> None:
     console.print(verdict_table(result))
+    steps = step_table(result)
+    if steps is not None:
+        console.print(steps)
+    for line in notes(result):
+        console.print(f"note: {line}", markup=False)
     style = _OUTCOME_STYLE.get(result.outcome, "bold red")
     console.print(f"outcome: [{style}]{result.outcome.value.upper()}[/]"
                   + (f"  ({result.message})" if result.message else ""))

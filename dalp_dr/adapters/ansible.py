@@ -69,6 +69,7 @@ class AnsibleRunner:
 
         artifacts: dict[str, Any] = {}
         failed: list[tuple[str, str]] = []
+        errors: list[str] = []
         unreachable: list[str] = []
         windows: dict[str, tuple[datetime, datetime]] = {}
 
@@ -84,6 +85,11 @@ class AnsibleRunner:
                 res = data.get("res") or {}
                 msg = str(res.get("msg") or res.get("stderr") or "").strip()
                 failed.append((str(data.get("task") or ""), msg[:2000]))
+            elif kind in ("verbose", "error") and "[ERROR]" in str(event.get("stdout", "")):
+                # a playbook that cannot even load (syntax, undefined include): no task failed
+                text = str(event.get("stdout", "")).strip()
+                if not errors:
+                    errors.append(text[:2000])
             elif kind == "runner_on_unreachable":
                 unreachable.append(str(data.get("host") or "?"))
             elif kind == "playbook_on_stats":
@@ -116,7 +122,7 @@ class AnsibleRunner:
 
         status = str(runner.status)
         rc = int(runner.rc) if runner.rc is not None else -1
-        task, message = failed[0] if failed else (None, None)
+        task, message = failed[0] if failed else (None, errors[0] if errors else None)
         return PlaybookResult(
             playbook=playbook.name, status=status, rc=rc, started_at=started, ended_at=ended,
             artifact_data=artifacts, failed_task=task, failure_message=message,

@@ -207,6 +207,21 @@ def backup_fetch(s3, cfg, dest, label):
             "start_segment": manifest.get("start_segment"), "created": manifest.get("created")}
 
 
+def purge(s3, cfg):
+    """Delete everything under the prefix (the lab's steady state: a fresh lineage)."""
+    deleted = 0
+    paginator = s3.get_paginator("list_objects_v2")
+    prefix = cfg["prefix"].strip("/") + "/" if cfg.get("prefix") else ""
+    if not prefix:
+        raise Failure("refusing to purge a whole bucket: set a prefix")
+    for page in paginator.paginate(Bucket=cfg["bucket"], Prefix=prefix):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=cfg["bucket"], Delete={"Objects": keys})
+            deleted += len(keys)
+    return {"deleted": deleted, "prefix": prefix}
+
+
 # --- status ----------------------------------------------------------------------------------
 
 def status(s3, cfg):
@@ -263,6 +278,8 @@ def main(argv=None):
             p.add_argument("--label")
     sub.add_parser("status")
     sub.add_parser("ensure-bucket")
+    p = sub.add_parser("purge", help="lab only: delete everything under the prefix")
+    p.add_argument("--lab", action="store_true", required=True)
     args = parser.parse_args(argv)
     with open(args.config) as fh:
         cfg = json.load(fh)
@@ -278,6 +295,8 @@ def main(argv=None):
             out = backup_push(s3, cfg, args.dir, args.label)
         elif args.cmd == "backup-fetch":
             out = backup_fetch(s3, cfg, args.dest, args.label)
+        elif args.cmd == "purge":
+            out = purge(s3, cfg)
         elif args.cmd == "ensure-bucket":
             try:
                 s3.head_bucket(Bucket=cfg["bucket"])
