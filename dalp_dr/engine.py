@@ -37,6 +37,7 @@ from dalp_dr.measure import measure
 from dalp_dr.redact import Redactor
 from dalp_dr.render import summary_text
 from dalp_dr.results import (
+    HeartbeatSample,
     Measurements,
     ObjectiveVerdict,
     Outcome,
@@ -76,6 +77,38 @@ def fault_instant(inject: PlaybookResult) -> tuple[datetime | None, str | None]:
     return None, None
 
 
+def recovery_target_time(drill: LoadedDrill, fault_at: datetime) -> datetime | None:
+    """The point-in-time target of a restore drill, or None for the latest point."""
+    restore = drill.spec.restore
+    if restore is None or restore.target.latest:
+        return None
+    if restore.target.time is not None:
+        return restore.target.time
+    assert restore.target.before_fault is not None
+    return fault_at - restore.target.before_fault
+
+
+# Commit times and client acknowledgements straddle the target by this much at most on one
+# host; markers this close to the target are not judged either way.
+PITR_SLACK = timedelta(milliseconds=50)
+
+
+def pitr_check(samples: list[HeartbeatSample], surviving: set[int], target: datetime,
+               fault_at: datetime | None) -> dict[str, Any]:
+    """A point-in-time restore keeps every marker acknowledged before the target and none
+    written after it (before the fault; writes after recovery are the new site's own)."""
+    before = [s for s in samples if s.acked and s.ended_at <= target - PITR_SLACK]
+    after = [s for s in samples if s.sent_at >= target + PITR_SLACK
+             and (fault_at is None or s.sent_at < fault_at)]
+    return {
+        "target": target.isoformat(),
+        "before_target": len(before),
+        "missing_before_target": [s.seq for s in before if s.seq not in surviving],
+        "after_target": len(after),
+        "present_after_target": [s.seq for s in after if s.seq in surviving],
+    }
+
+
 def new_run_id(now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
@@ -107,6 +140,7 @@ class _RunState:
     message: str | None = None
     steady_state_ok: bool | None = None
     cancel: CancelToken = field(default_factory=CancelToken)
+    recovery_target: datetime | None = None
 
     def check(self) -> None:
         if self.cancel.is_set():
@@ -250,7 +284,7 @@ class DrillEngine:
         heartbeat.start()
         baseline_pb = drill.phase(PhaseName.BASELINE)
         if baseline_pb is not None:
-            result = self._run_playbook(drill, PhaseName.BASELINE, journal, state.cancel)
+            result = self._run_playbook(drill, PhaseName.BASELINE, journal, state, state.cancel)
             if not result.ok:
                 self._end_phase(journal, state, PhaseName.BASELINE, PhaseStatus.FAILED, started,
                                 playbook=result, message=result.describe_failure())
@@ -290,6 +324,10 @@ class DrillEngine:
                              "not have been injected; no figures")
             return
         journal.record("fault.injected", at=state.fault_at.isoformat(), source=state.fault_source)
+        state.recovery_target = recovery_target_time(drill, state.fault_at)
+        if state.recovery_target is not None:
+            journal.record("recovery.target", at=state.recovery_target.isoformat())
+            self._progress(f"point-in-time target {state.recovery_target:%H:%M:%S.%f}")
         self._progress(f"fault injected at {state.fault_at:%H:%M:%S.%f} ({state.fault_source})")
         if inject is None or not inject.ok:
             state.failed = True
@@ -374,12 +412,27 @@ class DrillEngine:
             self._end_phase(journal, state, PhaseName.MEASURE, PhaseStatus.FAILED, started,
                             message=f"cannot read markers back: {exc}")
             return
-        self._end_phase(journal, state, PhaseName.MEASURE, PhaseStatus.OK, started,
-                        report={"markers_on_recovered_primary": len(state.surviving)})
+        report = {"markers_on_recovered_primary": len(state.surviving)}
+        status = PhaseStatus.OK
+        message = None
+        if state.recovery_target is not None:
+            pitr = pitr_check(heartbeat.samples, state.surviving, state.recovery_target,
+                              state.fault_at)
+            report["point_in_time"] = pitr
+            if pitr["missing_before_target"] or pitr["present_after_target"]:
+                status = PhaseStatus.FAILED
+                message = (f"point-in-time restore wrong: {len(pitr['missing_before_target'])} "
+                           f"markers before the target missing, "
+                           f"{len(pitr['present_after_target'])} after it present")
+                state.failed = True
+                state.message = message
+        self._end_phase(journal, state, PhaseName.MEASURE, status, started, report=report,
+                        message=message)
 
     # -- phases ----------------------------------------------------------------------------
 
-    def _extravars(self, drill: LoadedDrill, phase: PhaseName, run_id: str) -> dict[str, Any]:
+    def _extravars(self, drill: LoadedDrill, phase: PhaseName, run_id: str,
+                   state: _RunState) -> dict[str, Any]:
         spec = drill.spec
         phase_spec = drill.phase(phase)
         extra: dict[str, Any] = {
@@ -388,18 +441,20 @@ class DrillEngine:
             "dalp_rto_seconds": spec.objectives.rto.total_seconds(),
             "dalp_rpo_seconds": spec.objectives.rpo.total_seconds(),
         }
+        if state.recovery_target is not None:
+            extra["dalp_recovery_target_time"] = state.recovery_target.isoformat(sep=" ")
         if phase_spec is not None:
             extra.update(phase_spec.vars)
         return extra
 
     def _run_playbook(self, drill: LoadedDrill, phase: PhaseName, journal: Journal,
-                      cancel: CancelToken | None) -> PlaybookResult:
+                      state: _RunState, cancel: CancelToken | None) -> PlaybookResult:
         phase_spec = drill.phase(phase)
         assert phase_spec is not None
         try:
             return self._runner.run(
                 drill.playbooks[phase], drill.inventory,
-                extravars=self._extravars(drill, phase, journal.run_id),
+                extravars=self._extravars(drill, phase, journal.run_id, state),
                 timeout=phase_spec.timeout.total_seconds(),
                 on_event=lambda event: journal.ansible_event(phase.value, event),
                 cancel=cancel.is_set if cancel is not None else None,
@@ -416,7 +471,7 @@ class DrillEngine:
         started = utcnow()
         # steady state is never canceled by a first interrupt: it is what makes stopping safe
         cancel = None if phase is PhaseName.STEADY_STATE else state.cancel
-        result = self._run_playbook(drill, phase, journal, cancel)
+        result = self._run_playbook(drill, phase, journal, state, cancel)
         status = {"successful": PhaseStatus.OK, "timeout": PhaseStatus.TIMEOUT,
                   "canceled": PhaseStatus.CANCELED}.get(result.status, PhaseStatus.FAILED)
         if status is PhaseStatus.OK and not result.ok:

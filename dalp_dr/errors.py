@@ -87,6 +87,14 @@ class EndpointError(DalpDrError):
     """The service endpoint (PostgreSQL through the route) refused or failed an operation."""
 
 
+class ObjectStoreError(DalpDrError):
+    """Object storage (S3) answered, but with an error about the objects themselves."""
+
+
+class MarkerTableMissing(EndpointError):
+    """The heartbeat marker table does not exist on the server the endpoint reaches."""
+
+
 class StoreError(DalpDrError):
     """The history store cannot be opened, read or written."""
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from dalp_dr.adapters.base import EndpointSession, ServiceEndpoint
-from dalp_dr.errors import EndpointError
+from dalp_dr.errors import EndpointError, MarkerTableMissing
 from dalp_dr.results import HeartbeatSample
 
 Sink = Callable[[HeartbeatSample], None]
@@ -38,6 +38,7 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._loop, name="dalp-dr-heartbeat",
                                         daemon=True)
         self._sink_error: Exception | None = None
+        self._table_error: str | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -89,6 +90,12 @@ class Heartbeat:
     def sink_error(self) -> Exception | None:
         return self._sink_error
 
+    def _recreate_table(self) -> None:
+        try:
+            self._endpoint.ensure_schema()
+        except EndpointError as exc:
+            self._table_error = str(exc)  # the next tick tries again; samples show the errors
+
     def _loop(self) -> None:
         session: EndpointSession | None = None
         seq = 0
@@ -109,6 +116,8 @@ class Heartbeat:
                     session = None
                     self._record(HeartbeatSample(seq=seq, sent_at=sent, ended_at=utcnow(),
                                                  acked=False, error=str(exc)[:500]))
+                    if isinstance(exc, MarkerTableMissing):
+                        self._recreate_table()
                 next_tick += self._interval
                 now = time.monotonic()
                 if next_tick < now:  # fell behind (a call blocked): no burst, resume cadence

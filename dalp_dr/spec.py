@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -142,6 +142,36 @@ class Phases(Frozen):
         return out
 
 
+class RecoveryTarget(Frozen):
+    """Where a restore stops: the latest point (default), a time, or a time before the fault."""
+
+    before_fault: Duration | None = None
+    time: datetime | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> RecoveryTarget:
+        if self.before_fault is not None and self.time is not None:
+            raise ValueError("set one of 'before_fault' or 'time'")
+        if self.time is not None and self.time.tzinfo is None:
+            raise ValueError("'time' needs a timezone, e.g. 2026-10-01T03:00:00Z")
+        return self
+
+    @property
+    def latest(self) -> bool:
+        return self.before_fault is None and self.time is None
+
+
+class Restore(Frozen):
+    target: RecoveryTarget = RecoveryTarget()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("target") == "latest":
+            return {**data, "target": {}}
+        return data
+
+
 class Schedule(Frozen):
     cron: str = QUARTERLY_CRON
     timezone: str = "UTC"
@@ -184,12 +214,20 @@ class DrillSpec(Frozen):
     workload: Workload = Workload()
     phases: Phases
     schedule: Schedule = Schedule()
+    restore: Restore | None = None
 
     @field_validator("name")
     @classmethod
     def _slug(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError("name must be lower-case letters, digits and dashes (max 63)")
+        return value
+
+    @field_validator("restore")
+    @classmethod
+    def _restore_fits(cls, value: Restore | None, info: ValidationInfo) -> Restore | None:
+        if value is not None and info.data.get("scenario") is not Scenario.RESTORE:
+            raise ValueError("'restore' applies only to the restore scenario (hot-cold)")
         return value
 
     @field_validator("owner")

@@ -13,10 +13,12 @@ import psycopg
 from psycopg import conninfo
 
 from dalp_dr.adapters.base import ServerIdentity
-from dalp_dr.errors import EndpointError
+from dalp_dr.errors import EndpointError, MarkerTableMissing
 from dalp_dr.redact import Redactor
 
 HEARTBEAT_TABLE = "dalp_dr_heartbeat"
+# The lab playbooks (playbooks/common/tasks/lab-primary.yml) create the same table when they
+# provision a primary, so that it is part of every base backup from the start.
 
 _SCHEMA = f"""
 create table if not exists {HEARTBEAT_TABLE} (
@@ -56,6 +58,12 @@ class PostgresSession:
                 f"insert into {HEARTBEAT_TABLE} (run_id, seq, sent_at) values (%s, %s, %s)",
                 (run_id, seq, sent_at),
             )
+        except psycopg.errors.UndefinedTable:
+            # the marker table itself did not survive (e.g. restored from a backup older than
+            # it): recreate it so the service can be measured again; the lost markers show in
+            # the measurement
+            self.close()
+            raise MarkerTableMissing(f"{HEARTBEAT_TABLE} does not exist on the server") from None
         except (psycopg.Error, OSError) as exc:
             raise self._fail(exc) from None
 

@@ -1,0 +1,322 @@
+#!/usr/bin/python3
+"""dalp_s3: WAL archiving and base backups in S3 for the hot-cold pattern (boto3 only).
+
+Runs on the database hosts, as the database OS user, with any Python >= 3.8 that has boto3
+(Debian: python3-boto3). It is PostgreSQL's archive_command / restore_command, the base
+backup uploader, and the restore side's downloader. Settings come from a JSON file
+(--config, mode 0600):
+
+    {"bucket": "...", "prefix": "...", "endpoint_url": null | "http://127.0.0.1:55450",
+     "region": "us-east-1", "access_key_id": null | "...", "secret_access_key": null | "..."}
+
+With no keys the standard boto3 credential chain is used (instance profile, env, ...), so
+the same file works against AWS S3. Layout under s3://bucket/prefix/:
+
+    wal/<segment or .history>.gz              gzip of each archived WAL file
+    basebackups/<label>/<file>                 pg_basebackup -Ft output (base.tar, pg_wal.tar,
+                                               backup_manifest)
+    basebackups/<label>/dalp-backup.json       written LAST: sizes, sha256, start segment;
+                                               a backup without it is incomplete
+
+Every command prints one JSON object on stdout; errors go to stderr with the object's key
+and exit 1 (wal-fetch: exit 1 when the object does not exist, as restore_command must).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any, Dict
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+Cfg = Dict[str, Any]  # typing.Dict: this file also runs on Python 3.8 hosts
+MANIFEST = "dalp-backup.json"
+SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
+TRANSFER = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024,
+                          max_concurrency=8, use_threads=True)
+
+
+class Failure(Exception):
+    pass
+
+
+def client(cfg: Cfg) -> Any:
+    kwargs = {"region_name": cfg.get("region") or "us-east-1",
+              "config": Config(retries={"max_attempts": 3, "mode": "standard"},
+                               connect_timeout=5, read_timeout=60, s3={"addressing_style": "path"})}
+    if cfg.get("endpoint_url"):
+        kwargs["endpoint_url"] = cfg["endpoint_url"]
+    if cfg.get("access_key_id"):
+        kwargs["aws_access_key_id"] = cfg["access_key_id"]
+        kwargs["aws_secret_access_key"] = cfg.get("secret_access_key")
+    return boto3.client("s3", **kwargs)
+
+
+def key(cfg: Cfg, *parts: str) -> str:
+    return "/".join([cfg["prefix"].strip("/"), *parts]) if cfg.get("prefix") else "/".join(parts)
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def list_keys(s3: Any, cfg: Cfg, sub: str) -> list[dict[str, Any]]:
+    out = []
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=cfg["bucket"], Prefix=key(cfg, sub) + "/"):
+        out.extend(page.get("Contents", []))
+    return out
+
+
+# --- WAL -------------------------------------------------------------------------------------
+
+def wal_push(s3: Any, cfg: Cfg, path: str, name: str) -> dict[str, Any]:
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    body = gzip.compress(raw, compresslevel=1)
+    target = key(cfg, "wal", name + ".gz")
+    try:
+        head = s3.head_object(Bucket=cfg["bucket"], Key=target)
+        if head.get("Metadata", {}).get("sha256") == hashlib.sha256(raw).hexdigest():
+            return {"wal": name, "already": True}
+        raise Failure(f"s3://{cfg['bucket']}/{target} exists with different content: "
+                      "refusing to overwrite archived WAL (one archive location per lineage)")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+    s3.put_object(Bucket=cfg["bucket"], Key=target, Body=body,
+                  Metadata={"sha256": hashlib.sha256(raw).hexdigest(), "size": str(len(raw))})
+    return {"wal": name, "bytes": len(raw), "stored": len(body)}
+
+
+def wal_fetch(s3: Any, cfg: Cfg, name: str, dest: str) -> dict[str, Any] | None:
+    target = key(cfg, "wal", name + ".gz")
+    try:
+        obj = s3.get_object(Bucket=cfg["bucket"], Key=target)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    raw = gzip.decompress(obj["Body"].read())
+    expected = obj.get("Metadata", {}).get("sha256")
+    if expected and hashlib.sha256(raw).hexdigest() != expected:
+        raise Failure(f"s3://{cfg['bucket']}/{target}: checksum mismatch (corrupt WAL object)")
+    tmp = dest + ".dalp-tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(raw)
+    os.replace(tmp, dest)
+    return {"wal": name, "bytes": len(raw)}
+
+
+def segment_number(name: str) -> tuple[int, int] | None:
+    m = SEGMENT.match(name)
+    if not m:
+        return None
+    return int(m.group(1), 16), int(m.group(2), 16) * 0x100 + int(m.group(3), 16)
+
+
+def segment_name(tli: int, number: int) -> str:
+    return f"{tli:08X}{number // 0x100:08X}{number % 0x100:08X}"
+
+
+# --- base backups ----------------------------------------------------------------------------
+
+def backup_push(s3: Any, cfg: Cfg, directory: str, label: str) -> dict[str, Any]:
+    files = sorted(f for f in os.listdir(directory) if os.path.isfile(os.path.join(directory, f)))
+    if "base.tar" not in files:
+        raise Failure(f"{directory}: no base.tar (expected pg_basebackup -Ft output)")
+    entries: dict[str, dict[str, Any]] = {}
+    started = time.monotonic()
+    for name in files:
+        path = os.path.join(directory, name)
+        s3.upload_file(path, cfg["bucket"], key(cfg, "basebackups", label, name), Config=TRANSFER)
+        entries[name] = {"size": os.path.getsize(path), "sha256": sha256_file(path)}
+    import tarfile
+    with tarfile.open(os.path.join(directory, "base.tar")) as tar:
+        member = tar.extractfile("backup_label")
+        label_text = member.read().decode() if member else ""
+    m = re.search(r"START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)", label_text)
+    start_segment = m.group(1) if m else None
+    manifest = {"label": label, "created": datetime.now(timezone.utc).isoformat(),
+                "files": entries, "start_segment": start_segment, "backup_label": label_text}
+    s3.put_object(Bucket=cfg["bucket"], Key=key(cfg, "basebackups", label, MANIFEST),
+                  Body=json.dumps(manifest, indent=2).encode())
+    total = sum(e["size"] for e in entries.values())
+    return {"label": label, "bytes": total, "seconds": round(time.monotonic() - started, 3),
+            "start_segment": start_segment}
+
+
+def backups(s3: Any, cfg: Cfg) -> list[str]:
+    """Complete backups (with a manifest), newest first."""
+    found = []
+    for obj in list_keys(s3, cfg, "basebackups"):
+        if obj["Key"].endswith("/" + MANIFEST):
+            found.append((obj["LastModified"], obj["Key"].split("/")[-2]))
+    return [label for _, label in sorted(found, reverse=True)]
+
+
+def read_manifest(s3: Any, cfg: Cfg, label: str) -> dict[str, Any]:
+    target = key(cfg, "basebackups", label, MANIFEST)
+    try:
+        manifest: dict[str, Any] = json.loads(
+            s3.get_object(Bucket=cfg["bucket"], Key=target)["Body"].read())
+        return manifest
+    except ClientError as exc:
+        raise Failure(f"s3://{cfg['bucket']}/{target}: {exc}") from None
+
+
+def backup_fetch(s3: Any, cfg: Cfg, dest: str, label: str | None) -> dict[str, Any]:
+    labels = backups(s3, cfg)
+    if not labels:
+        raise Failure(f"s3://{cfg['bucket']}/{key(cfg, 'basebackups')}/: no complete base backup")
+    label = labels[0] if label in (None, "", "latest") else label
+    manifest = read_manifest(s3, cfg, label)
+    os.makedirs(dest, exist_ok=True)
+    started = time.monotonic()
+
+    def one(name: str) -> tuple[str, str]:
+        path = os.path.join(dest, name)
+        s3.download_file(cfg["bucket"], key(cfg, "basebackups", label, name), path, Config=TRANSFER)
+        return name, path
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        fetched = list(pool.map(one, sorted(manifest["files"])))
+    seconds = time.monotonic() - started
+    for name, path in fetched:
+        want = manifest["files"][name]
+        size = os.path.getsize(path)
+        if size != want["size"] or sha256_file(path) != want["sha256"]:
+            raise Failure(f"s3://{cfg['bucket']}/{key(cfg, 'basebackups', label, name)}: "
+                          f"corrupt or truncated ({size} bytes, expected {want['size']}, "
+                          "sha256 mismatch)")
+    total = sum(f["size"] for f in manifest["files"].values())
+    return {"label": label, "bytes": total, "seconds": round(seconds, 3),
+            "mib_per_s": round(total / 1048576 / seconds, 1) if seconds > 0 else None,
+            "start_segment": manifest.get("start_segment"), "created": manifest.get("created")}
+
+
+def purge(s3: Any, cfg: Cfg) -> dict[str, Any]:
+    """Delete everything under the prefix (the lab's steady state: a fresh lineage)."""
+    deleted = 0
+    paginator = s3.get_paginator("list_objects_v2")
+    prefix = cfg["prefix"].strip("/") + "/" if cfg.get("prefix") else ""
+    if not prefix:
+        raise Failure("refusing to purge a whole bucket: set a prefix")
+    for page in paginator.paginate(Bucket=cfg["bucket"], Prefix=prefix):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=cfg["bucket"], Delete={"Objects": keys})
+            deleted += len(keys)
+    return {"deleted": deleted, "prefix": prefix}
+
+
+# --- status ----------------------------------------------------------------------------------
+
+def status(s3: Any, cfg: Cfg) -> dict[str, Any]:
+    now = datetime.now(timezone.utc)
+    labels = backups(s3, cfg)
+    newest = read_manifest(s3, cfg, labels[0]) if labels else None
+    wal = [o for o in list_keys(s3, cfg, "wal") if o["Key"].endswith(".gz")]
+    segments = []
+    for obj in wal:
+        name = obj["Key"].rsplit("/", 1)[-1][:-3]
+        number = segment_number(name)
+        if number:
+            segments.append((number, name, obj["LastModified"]))
+    segments.sort()
+    newest_wal = segments[-1] if segments else None  # highest timeline, then position
+    gap = None
+    if newest and newest.get("start_segment") and segments:
+        start = segment_number(newest["start_segment"]) or (0, 0)
+        have = {n for n, _, _ in segments}
+        # continuity on the backup's timeline from its start segment to the newest segment
+        on_tli = sorted(n for n in have if n[0] == start[0] and n[1] >= start[1])
+        if on_tli:
+            for expect in range(start[1], on_tli[-1][1] + 1):
+                if (start[0], expect) not in have:
+                    gap = segment_name(start[0], expect)
+                    break
+        else:
+            gap = newest["start_segment"]
+    return {
+        "bucket": cfg["bucket"], "prefix": cfg.get("prefix", ""),
+        "backups": len(labels),
+        "newest_backup": labels[0] if labels else None,
+        "newest_backup_created": newest.get("created") if newest else None,
+        "newest_backup_age_s": round((now - datetime.fromisoformat(newest["created"]))
+                                     .total_seconds(), 1) if newest else None,
+        "newest_backup_start_segment": newest.get("start_segment") if newest else None,
+        "wal_segments": len(segments),
+        "newest_wal": newest_wal[1] if newest_wal else None,
+        "newest_wal_age_s": round((now - newest_wal[2]).total_seconds(), 1) if newest_wal else None,
+        "wal_gap": gap,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dalp_s3")
+    parser.add_argument("--config", required=True)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name, positional in (("wal-push", ("path", "name")), ("wal-fetch", ("name", "dest")),
+                             ("backup-push", ("dir", "label")), ("backup-fetch", ("dest",))):
+        p = sub.add_parser(name)
+        for arg in positional:
+            p.add_argument(arg)
+        if name == "backup-fetch":
+            p.add_argument("--label")
+    sub.add_parser("status")
+    sub.add_parser("ensure-bucket")
+    p = sub.add_parser("purge", help="lab only: delete everything under the prefix")
+    p.add_argument("--lab", action="store_true", required=True)
+    args = parser.parse_args(argv)
+    with open(args.config) as fh:
+        cfg = json.load(fh)
+    s3 = client(cfg)
+    out: dict[str, Any] | None
+    try:
+        if args.cmd == "wal-push":
+            out = wal_push(s3, cfg, args.path, args.name)
+        elif args.cmd == "wal-fetch":
+            out = wal_fetch(s3, cfg, args.name, args.dest)
+            if out is None:
+                return 1
+        elif args.cmd == "backup-push":
+            out = backup_push(s3, cfg, args.dir, args.label)
+        elif args.cmd == "backup-fetch":
+            out = backup_fetch(s3, cfg, args.dest, args.label)
+        elif args.cmd == "purge":
+            out = purge(s3, cfg)
+        elif args.cmd == "ensure-bucket":
+            try:
+                s3.head_bucket(Bucket=cfg["bucket"])
+                out = {"bucket": cfg["bucket"], "created": False}
+            except ClientError:
+                s3.create_bucket(Bucket=cfg["bucket"])
+                out = {"bucket": cfg["bucket"], "created": True}
+        else:
+            out = status(s3, cfg)
+    except (Failure, ClientError, BotoCoreError, OSError) as exc:
+        print(f"dalp_s3 {args.cmd}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
