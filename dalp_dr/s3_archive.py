@@ -135,6 +135,22 @@ def segment_name(tli: int, number: int) -> str:
     return f"{tli:08X}{number // 0x100:08X}{number % 0x100:08X}"
 
 
+def find_gap(start_segment: str, names: list[str]) -> str | None:
+    """The first segment missing on the backup's timeline, from its start segment up to the
+    newest archived one; the start segment itself when nothing from it on was archived."""
+    start = segment_number(start_segment)
+    if start is None:
+        return start_segment
+    have = {n for n in (segment_number(name) for name in names) if n is not None}
+    on_tli = sorted(n for n in have if n[0] == start[0] and n[1] >= start[1])
+    if not on_tli:
+        return start_segment
+    for expect in range(start[1], on_tli[-1][1] + 1):
+        if (start[0], expect) not in have:
+            return segment_name(start[0], expect)
+    return None
+
+
 # --- base backups ----------------------------------------------------------------------------
 
 def backup_push(s3: Any, cfg: Cfg, directory: str, label: str) -> dict[str, Any]:
@@ -198,6 +214,7 @@ def backup_fetch(s3: Any, cfg: Cfg, dest: str, label: str | None) -> dict[str, A
     with ThreadPoolExecutor(max_workers=4) as pool:
         fetched = list(pool.map(one, sorted(manifest["files"])))
     seconds = time.monotonic() - started
+    verify_started = time.monotonic()
     for name, path in fetched:
         want = manifest["files"][name]
         size = os.path.getsize(path)
@@ -207,6 +224,7 @@ def backup_fetch(s3: Any, cfg: Cfg, dest: str, label: str | None) -> dict[str, A
                           "sha256 mismatch)")
     total = sum(f["size"] for f in manifest["files"].values())
     return {"label": label, "bytes": total, "seconds": round(seconds, 3),
+            "verify_seconds": round(time.monotonic() - verify_started, 3),
             "mib_per_s": round(total / 1048576 / seconds, 1) if seconds > 0 else None,
             "start_segment": manifest.get("start_segment"), "created": manifest.get("created")}
 
@@ -242,18 +260,8 @@ def status(s3: Any, cfg: Cfg) -> dict[str, Any]:
     segments.sort()
     newest_wal = segments[-1] if segments else None  # highest timeline, then position
     gap = None
-    if newest and newest.get("start_segment") and segments:
-        start = segment_number(newest["start_segment"]) or (0, 0)
-        have = {n for n, _, _ in segments}
-        # continuity on the backup's timeline from its start segment to the newest segment
-        on_tli = sorted(n for n in have if n[0] == start[0] and n[1] >= start[1])
-        if on_tli:
-            for expect in range(start[1], on_tli[-1][1] + 1):
-                if (start[0], expect) not in have:
-                    gap = segment_name(start[0], expect)
-                    break
-        else:
-            gap = newest["start_segment"]
+    if newest and newest.get("start_segment"):
+        gap = find_gap(newest["start_segment"], [name for _, name, _ in segments])
     return {
         "bucket": cfg["bucket"], "prefix": cfg.get("prefix", ""),
         "backups": len(labels),

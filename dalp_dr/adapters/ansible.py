@@ -83,7 +83,10 @@ class AnsibleRunner:
                     windows[task] = (start, end)
             if kind == "runner_on_failed" and not data.get("ignore_errors"):
                 res = data.get("res") or {}
-                msg = str(res.get("msg") or res.get("stderr") or "").strip()
+                msg = str(res.get("msg") or "").strip()
+                stderr = str(res.get("stderr") or "").strip()
+                if stderr and (not msg or msg == "non-zero return code"):
+                    msg = stderr  # the command's own words, e.g. which object is corrupt
                 failed.append((str(data.get("task") or ""), msg[:2000]))
             elif kind in ("verbose", "error") and "[ERROR]" in str(event.get("stdout", "")):
                 # a playbook that cannot even load (syntax, undefined include): no task failed
