@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB_ROOT = Path("/var/tmp/dalp-dr-lab/hot-warm")
+LABS = Path("/var/tmp/dalp-dr-lab")
+LAB_ROOT = LABS / "hot-warm"
 DRILL = ROOT / "drills" / "hot-warm-failover.yaml"
 DATA_LOSS_DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-data-loss.yaml"
 LAB_PASSWORD = "lab-only-4f1c9e2b7a"  # inventories/lab/hot-warm.yml: must never be written
@@ -62,8 +63,9 @@ def pg_ctl(site: str, action: str) -> None:
                    check=True, capture_output=True)
 
 
-def lab_processes() -> list[str]:
-    """Every process whose command line or working directory is inside the lab root."""
+def lab_processes(root: Path = LAB_ROOT) -> list[str]:
+    """Every process whose command line or working directory is inside a lab root
+    (postgres backends run in their data directory, moto in its lab root)."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -76,7 +78,7 @@ def lab_processes() -> list[str]:
             continue
         if stat.split(") ", 1)[-1].startswith("Z"):
             continue  # already dead, waiting to be reaped
-        if str(LAB_ROOT) in cmdline or cwd.startswith(str(LAB_ROOT)):
+        if str(root) in cmdline or cwd.startswith(str(root)):
             found.append(f"{proc.name}: {cmdline.strip()} (cwd {cwd})")
     return found
 

@@ -1,10 +1,12 @@
-from tests.lab.helpers import LAB_ROOT, dalp, lab_processes
+from tests.lab.helpers import LABS, dalp, lab_processes
 
 
 def test_down_leaves_no_process_and_no_data() -> None:
-    assert dalp("lab", "up", "hot-warm").returncode == 0
-    assert lab_processes() != []
+    for topology in ("hot-warm", "hot-cold"):
+        assert dalp("lab", "up", topology).returncode == 0
+    assert lab_processes(LABS / "hot-warm") != []
+    assert any("moto_server" in p for p in lab_processes(LABS / "hot-cold"))
     proc = dalp("lab", "down")
     assert proc.returncode == 0, proc.stderr
-    assert lab_processes() == []
-    assert not LAB_ROOT.exists()
+    assert lab_processes(LABS) == []  # no postgres, pgbouncer or moto of any lab
+    assert not (LABS / "hot-warm").exists() and not (LABS / "hot-cold").exists()
