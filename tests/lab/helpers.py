@@ -35,11 +35,20 @@ def run_json(drill: Path, results: Path) -> tuple[int, dict[str, Any], str]:
     return proc.returncode, payload, proc.stderr
 
 
-def lab_status() -> dict[str, Any]:
-    proc = dalp("lab", "status", "hot-warm", "--json")
+def lab_status(topology: str = "hot-warm") -> dict[str, Any]:
+    proc = dalp("lab", "status", topology, "--json")
     assert proc.returncode == 0, proc.stderr
-    report: dict[str, Any] = json.loads(proc.stdout)["hot-warm"]
+    report: dict[str, Any] = json.loads(proc.stdout)[topology]
     return report
+
+
+def assert_no_secret(results: Path, *secrets: str) -> None:
+    """No evidence file, log or history byte contains a secret."""
+    for path in results.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for secret in secrets:
+                assert secret.encode() not in data, path
 
 
 def assert_steady_state() -> None:

@@ -14,6 +14,7 @@ from tests.lab.helpers import (
     LAB_PASSWORD,
     ROOT,
     alive,
+    assert_no_secret,
     assert_steady_state,
     dalp,
     pg_ctl,
@@ -26,12 +27,6 @@ from tests.lab.helpers import (
 def lab_up() -> None:
     proc = dalp("lab", "up", "hot-warm")
     assert proc.returncode == 0, proc.stderr
-
-
-def assert_no_secret(results: Path) -> None:
-    for path in results.rglob("*"):
-        if path.is_file():
-            assert LAB_PASSWORD.encode() not in path.read_bytes(), path
 
 
 def test_drill_passes_twice_with_history_and_evidence(tmp_path: Path) -> None:
@@ -81,7 +76,7 @@ def test_drill_passes_twice_with_history_and_evidence(tmp_path: Path) -> None:
     assert len(beats) >= m["acked_before_fault"]
     assert any(not b["acked"] for b in beats)  # the outage was seen by the client
     assert "PASSED" in (evidence / "summary.txt").read_text()
-    assert_no_secret(results)
+    assert_no_secret(results, LAB_PASSWORD)
 
 
 def test_known_data_loss_is_measured_and_rpo_missed(tmp_path: Path) -> None:

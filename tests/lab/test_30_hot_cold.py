@@ -12,7 +12,7 @@ import pytest
 
 from dalp_dr import s3_archive
 from dalp_dr.inventory import Inventory
-from tests.lab.helpers import ROOT, alive, dalp, run_json
+from tests.lab.helpers import ROOT, alive, assert_no_secret, dalp, lab_status, run_json
 
 DRILL = ROOT / "drills" / "hot-cold-restore.yaml"
 INVENTORY = ROOT / "inventories" / "lab" / "hot-cold.yml"
@@ -35,15 +35,8 @@ def bucket() -> tuple[Any, dict[str, Any]]:
     return s3_archive.client(cfg), cfg
 
 
-def lab_state() -> dict[str, Any]:
-    proc = dalp("lab", "status", "hot-cold", "--json")
-    assert proc.returncode == 0, proc.stderr
-    state: dict[str, Any] = json.loads(proc.stdout)["hot-cold"]
-    return state
-
-
 def assert_lab_steady() -> None:
-    state = lab_state()
+    state = lab_status("hot-cold")
     a, cold = state["sites"]["site-a"], state["sites"]["site-cold"]
     assert a["accepting"] and a["detail"]["in_recovery"] is False, a
     assert not cold["running"], cold
@@ -102,10 +95,7 @@ def test_restore_drill_passes(tmp_path: Path) -> None:
     assert phases["verify"]["report"]["dalp_verify"]["amcheck"] == "clean"
     assert result["steady_state_restored"] is True
     assert_lab_steady()
-    for path in results.rglob("*"):
-        if path.is_file():
-            for secret in SECRETS:
-                assert secret.encode() not in path.read_bytes(), path
+    assert_no_secret(results, *SECRETS)
     shown = dalp("history", "show", result["run_id"], results=results)
     assert "wal replay" in shown.stdout and "restore ended at WAL segment" in shown.stdout
 
