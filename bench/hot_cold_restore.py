@@ -4,8 +4,9 @@
 
 Brings the hot-cold lab up, seeds site A with pgbench (scale 70 is about 1 GiB), takes a base
 backup to the lab's S3 (moto), then on the same objects, in one run:
-* the raw floor: boto3 download of the backup objects (one plain download_file each, in
-  parallel), tar extract, start with the same restore_command, wait for promotion;
+* the raw floor: boto3 download of the backup objects (download_file each, in parallel, with
+  the same multipart settings as the drill), tar extract, start with the same
+  restore_command, wait for promotion: the same work with no orchestration and no checks;
 * the drill (drills/hot-cold-restore.yaml): its recover phase's download + restore + replay
   steps as the playbook timed them.
 Prints both, the ratio (target: drill within 1.3x of the floor) and throughput.
@@ -54,8 +55,8 @@ def raw_floor(inv: Inventory, cfg: dict[str, object], label: str) -> dict[str, f
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda name: s3.download_file(
-            cfg["bucket"], s3_archive.key(cfg, "basebackups", label, name), str(root / name)),
-            manifest["files"]))
+            cfg["bucket"], s3_archive.key(cfg, "basebackups", label, name), str(root / name),
+            Config=s3_archive.TRANSFER), manifest["files"]))
     t1 = time.monotonic()
     as_pg("mkdir", "-m", "0700", str(data))
     for name in manifest["files"]:
