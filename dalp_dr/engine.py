@@ -440,6 +440,8 @@ class DrillEngine:
             "dalp_phase": phase.value,
             "dalp_rto_seconds": spec.objectives.rto.total_seconds(),
             "dalp_rpo_seconds": spec.objectives.rpo.total_seconds(),
+            "dalp_baseline_seconds": spec.workload.baseline.total_seconds(),
+            "dalp_heartbeat_interval_seconds": spec.workload.heartbeat_interval.total_seconds(),
         }
         if state.recovery_target is not None:
             extra["dalp_recovery_target_time"] = state.recovery_target.isoformat(sep=" ")
