@@ -1,6 +1,15 @@
 """dalp-dr lab up / status / down against real PostgreSQL and pgbouncer."""
 
-from tests.lab.helpers import LAB_ROOT, assert_steady_state, dalp, lab_processes, lab_status
+import shutil
+
+from tests.lab.helpers import (
+    LAB_ROOT,
+    assert_steady_state,
+    dalp,
+    lab_processes,
+    lab_status,
+    pg_ctl,
+)
 
 
 def test_down_up_up_status() -> None:
@@ -28,3 +37,13 @@ def test_unknown_topology_exits_2() -> None:
     proc = dalp("lab", "up", "lukewarm")
     assert proc.returncode == 2
     assert "lukewarm" in proc.stderr
+
+
+def test_down_copes_with_a_half_built_lab() -> None:
+    """An interrupted rebuild can leave a site without its data directory: down still works."""
+    assert dalp("lab", "up", "hot-warm").returncode == 0
+    pg_ctl("site-a", "stop")
+    shutil.rmtree(LAB_ROOT / "site-a" / "data")
+    proc = dalp("lab", "down", "hot-warm")
+    assert proc.returncode == 0, proc.stderr
+    assert lab_processes() == [] and not LAB_ROOT.exists()
