@@ -203,6 +203,10 @@ def lab_status(ctx: click.Context, topology: str | None, as_json: bool) -> None:
             out.print(f"{name}: down")
             continue
         out.print(f"{name}:")
+        for member in status.get("members", []):  # clusters that report members (Patroni)
+            out.print(f"  {member.get('name', '?'):<8} {member.get('role', '?'):<13} "
+                      f"{member.get('state', '?'):<10} timeline {member.get('timeline', '-')}"
+                      f"  lag {member.get('lag', 0)}")
         for site, s in sorted(status.get("sites", {}).items()):
             detail = s.get("detail") or {}
             role = ("standby" if detail.get("in_recovery") else "primary") \
@@ -214,9 +218,9 @@ def lab_status(ctx: click.Context, topology: str | None, as_json: bool) -> None:
                       + (f"  streaming from :{detail['upstream_port']}"
                          if detail.get("upstream_port") else "")
                       + (f"  replicas: {replicas}" if replicas else ""))
-        route = status.get("route", {})
-        target = route.get("backend_port") or "unreachable"
-        out.print(f"  route    -> {target}")
+        if "route" in status:
+            target = status["route"].get("backend_port") or "unreachable"
+            out.print(f"  route    -> {target}")
 
 
 @lab.command("down")

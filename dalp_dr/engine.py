@@ -52,6 +52,10 @@ from dalp_dr.verdict import judge, outcome_of
 Progress = Callable[[str], None]
 EndpointFactory = Callable[[str, Redactor], ServiceEndpoint]
 
+# What a phase reports only about itself; everything else a playbook publishes as dalp_* with
+# set_stats is handed to the phases after it as extra vars (e.g. the leader inject killed).
+LOCAL_REPORT_KEYS = frozenset({"dalp_notes", "dalp_phase_timings"})
+
 # A reported fault instant must lie within the inject playbook's run, seen from the controller,
 # give or take this much clock difference; otherwise the controller's own bound is used.
 CLOCK_TOLERANCE = timedelta(seconds=1)
@@ -141,6 +145,8 @@ class _RunState:
     steady_state_ok: bool | None = None
     cancel: CancelToken = field(default_factory=CancelToken)
     recovery_target: datetime | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    """dalp_* facts earlier phases published with set_stats, forwarded to later phases"""
 
     def check(self) -> None:
         if self.cancel.is_set():
@@ -443,6 +449,7 @@ class DrillEngine:
             "dalp_baseline_seconds": spec.workload.baseline.total_seconds(),
             "dalp_heartbeat_interval_seconds": spec.workload.heartbeat_interval.total_seconds(),
         }
+        extra.update(state.facts)
         if state.recovery_target is not None:
             extra["dalp_recovery_target_time"] = state.recovery_target.isoformat(sep=" ")
         if phase_spec is not None:
@@ -474,6 +481,8 @@ class DrillEngine:
         # steady state is never canceled by a first interrupt: it is what makes stopping safe
         cancel = None if phase is PhaseName.STEADY_STATE else state.cancel
         result = self._run_playbook(drill, phase, journal, state, cancel)
+        state.facts.update({k: v for k, v in result.artifact_data.items()
+                            if k.startswith("dalp_") and k not in LOCAL_REPORT_KEYS})
         status = {"successful": PhaseStatus.OK, "timeout": PhaseStatus.TIMEOUT,
                   "canceled": PhaseStatus.CANCELED}.get(result.status, PhaseStatus.FAILED)
         if status is PhaseStatus.OK and not result.ok:

@@ -42,11 +42,18 @@ class Inventory:
         return [h.name for h in found.get_hosts()] if found else []
 
     def _host_vars(self, host: str | None) -> dict[str, Any]:
+        from ansible.vars.hostvars import HostVars
+
         name = host or self.hosts()[0]
         found = self._inventory.get_host(name)
         if found is None:
             raise InventoryError(f"host '{name}' is not in the inventory", source=str(self.path))
-        return dict(self._vars.get_vars(host=found))
+        values = dict(self._vars.get_vars(host=found))
+        # magic variables playbooks see, so inventory values may refer to other hosts
+        values.setdefault("hostvars", HostVars(inventory=self._inventory,
+                                               variable_manager=self._vars, loader=self._loader))
+        values.setdefault("groups", self._inventory.get_groups_dict())
+        return values
 
     def variable(self, name: str, *, host: str | None = None) -> Any:
         """A variable as the playbooks would see it on ``host`` (templated)."""
