@@ -44,6 +44,20 @@ def test_failover_loses_no_acknowledged_write(tmp_path: Path) -> None:
     assert_no_secret(tmp_path / "results", "lab-only-c3a91e5d27")
 
 
+def test_switchover_reports_its_write_outage(tmp_path: Path) -> None:
+    before = assert_cluster_whole()
+    code, result, stderr = run_json(ROOT / "drills" / "cloud-native-switchover.yaml",
+                                    tmp_path / "results")
+    assert code == 0, stderr
+    m = result["measurements"]
+    assert m["lost_writes"] == 0 and m["data_loss_window"] == 0
+    assert 0 <= m["recovery_time"] < 60  # the write outage clients saw
+    after = assert_cluster_whole()
+    assert after["leader"] != before["leader"]
+    inject = next(p for p in result["phases"] if p["phase"] == "inject")
+    assert "Successfully switched over" in inject["report"]["dalp_notes"][0]
+
+
 def test_preflight_fails_closed_when_paused(tmp_path: Path) -> None:
     import subprocess
 
