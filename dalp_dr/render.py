@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -102,7 +104,7 @@ def print_result(console: Console, result: RunResult) -> None:
 
 
 def summary_text(result: RunResult) -> str:
-    console = Console(width=110, record=True, file=open("/dev/null", "w"), color_system=None)  # noqa: SIM115
+    console = Console(width=110, record=True, file=io.StringIO(), color_system=None)
     console.print(f"dalp-dr drill {result.drill} ({result.topology}/{result.scenario}) "
                   f"environment {result.environment}, owner {result.owner}")
     console.print(f"trigger {result.trigger.value} by {result.operator}; started "
@@ -114,9 +116,7 @@ def summary_text(result: RunResult) -> str:
         console.print(f"  {phase.phase.value:<13} {phase.status.value:<8} "
                       f"{format_duration(phase.duration):>9}  {phase.playbook or ''}"
                       + (f"  {phase.message}" if phase.message else ""))
-    text = console.export_text()
-    console.file.close()
-    return text
+    return console.export_text()
 
 
 def history_table(rows: list[RunSummary]) -> Table:

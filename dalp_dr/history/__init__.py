@@ -13,9 +13,7 @@ from dalp_dr.history.sqlite import SqliteHistory
 
 
 def open_store(url: str) -> HistoryStore:
-    if url.startswith("sqlite:///"):
-        return SqliteHistory(Path(url.removeprefix("sqlite://")))
-    if url.startswith("sqlite://"):
+    if url.startswith("sqlite://"):  # sqlite:///abs/path or sqlite://relative/path
         return SqliteHistory(Path(url.removeprefix("sqlite://")))
     raise ConfigError(f"unsupported history store URL {url.split('://')[0]}://...",
                       source="DALP_DR_STORE",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dalp_dr.errors import StoreError, UnknownRun
 from dalp_dr.history.base import RunSummary
-from dalp_dr.results import Outcome, RunResult
+from dalp_dr.results import RunResult
 
 SCHEMA_VERSION = 1
 
@@ -125,5 +125,3 @@ class SqliteHistory:
     def close(self) -> None:
         self._db.close()
 
-
-__all__ = ["Outcome", "SqliteHistory"]
