@@ -8,9 +8,10 @@
   is not a drill's business).
 * Once inject has started, steady_state runs whatever happens, interrupts included.
 * Every phase playbook gets ``dalp_run_id``, ``dalp_phase``, ``dalp_rto_seconds``,
-  ``dalp_rpo_seconds`` and the phase's ``vars`` as extra vars, and reports back to the engine
-  through ``set_stats`` (``dalp_fault_instant`` from inject; anything else is kept as the
-  phase report in the evidence).
+  ``dalp_rpo_seconds``, ``dalp_evidence_dir`` (where it may fetch files to keep as
+  evidence) and the phase's ``vars`` as extra vars, and reports back to the engine
+  through ``set_stats`` (``dalp_fault_instant`` from inject, ``dalp_timeline`` events;
+  anything else is kept as the phase report in the evidence).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from dalp_dr import timeline
 from dalp_dr.adapters.base import PlaybookResult, PlaybookRunner, ServerIdentity, ServiceEndpoint
 from dalp_dr.adapters.postgres import PostgresEndpoint
 from dalp_dr.cancel import CancelToken, RunCancelled
@@ -54,7 +56,7 @@ EndpointFactory = Callable[[str, Redactor], ServiceEndpoint]
 
 # What a phase reports only about itself; everything else a playbook publishes as dalp_* with
 # set_stats is handed to the phases after it as extra vars (e.g. the leader inject killed).
-LOCAL_REPORT_KEYS = frozenset({"dalp_notes", "dalp_phase_timings"})
+LOCAL_REPORT_KEYS = frozenset({"dalp_notes", "dalp_phase_timings", "dalp_timeline"})
 
 # A reported fault instant must lie within the inject playbook's run, seen from the controller,
 # give or take this much clock difference; otherwise the controller's own bound is used.
@@ -448,6 +450,8 @@ class DrillEngine:
             "dalp_rpo_seconds": spec.objectives.rpo.total_seconds(),
             "dalp_baseline_seconds": spec.workload.baseline.total_seconds(),
             "dalp_heartbeat_interval_seconds": spec.workload.heartbeat_interval.total_seconds(),
+            "dalp_evidence_dir": str((self._results_dir / run_id / "files" / phase.value)
+                                     .resolve()),
         }
         extra.update(state.facts)
         if state.recovery_target is not None:
@@ -481,6 +485,7 @@ class DrillEngine:
         # steady state is never canceled by a first interrupt: it is what makes stopping safe
         cancel = None if phase is PhaseName.STEADY_STATE else state.cancel
         result = self._run_playbook(drill, phase, journal, state, cancel)
+        journal.adopt_files(phase.value)
         state.facts.update({k: v for k, v in result.artifact_data.items()
                             if k.startswith("dalp_") and k not in LOCAL_REPORT_KEYS})
         status = {"successful": PhaseStatus.OK, "timeout": PhaseStatus.TIMEOUT,
@@ -554,7 +559,12 @@ class DrillEngine:
         if heartbeat.sink_error is not None:
             state.message = (state.message or "") + f" (heartbeat evidence write failed: " \
                 f"{heartbeat.sink_error})"
+        events = timeline.build(
+            fault_at=state.fault_at, fault_source=state.fault_source, samples=heartbeat.samples,
+            recovered_at=measurements.recovered_at if measurements else None,
+            verified_at=state.verified_at, phases=state.phases)
         result = base.model_copy(update={
+            "timeline": events,
             "ended_at": utcnow(), "outcome": outcome, "measurements": measurements,
             "verdicts": verdicts, "phases": list(state.phases),
             "steady_state_restored": state.steady_state_ok, "message": state.message,

@@ -7,6 +7,9 @@ Layout (like ansible-runner's artifact directory):
 * ``ansible/<phase>/000001-<event>.json`` every ansible-runner event of each phase.
 * ``heartbeat.jsonl`` one line per write attempt, appended and flushed as it happens (a
   process crash loses nothing; only a torn last line after a host crash is possible).
+* ``files/<phase>/...`` files a phase playbook fetched into ``dalp_evidence_dir`` (e.g. the
+  cloud-native observer's record); adopted after the phase: redacted in place and their
+  sha256 recorded in the journal (``evidence.files``).
 * ``result.json``, ``summary.txt`` written at the end (temp file + rename).
 
 Everything passes through the run's Redactor first.
@@ -14,6 +17,7 @@ Everything passes through the run's Redactor first.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -77,6 +81,39 @@ class Journal:
         path = self.root / name
         atomic_write(path, self._redactor.text(content))
         return path
+
+    def files_dir(self, phase: str) -> Path:
+        """Where a phase playbook may put files it fetched (``dalp_evidence_dir``)."""
+        return self.root / "files" / phase
+
+    def adopt_files(self, phase: str) -> list[dict[str, Any]]:
+        """Redact the files a phase playbook left in its files directory (text files are
+        rewritten atomically; binary files are kept only when they contain no secret) and
+        record their digests. Returns what was recorded."""
+        folder = self.files_dir(phase)
+        if not folder.is_dir():
+            return []
+        kept: list[dict[str, Any]] = []
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            raw = path.read_bytes()
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                if any(secret.encode() in raw for secret in self._redactor.secrets):
+                    path.unlink()
+                    self.record("evidence.dropped", file=str(path.relative_to(self.root)),
+                                reason="binary file containing a secret")
+                    continue
+            else:
+                clean = self._redactor.text(text)
+                if clean != text:
+                    atomic_write(path, clean)
+                    raw = clean.encode("utf-8")
+            kept.append({"file": str(path.relative_to(self.root)), "bytes": len(raw),
+                         "sha256": hashlib.sha256(raw).hexdigest()})
+        if kept:
+            self.record("evidence.files", phase=phase, files=kept)
+        return kept
 
     def close(self) -> None:
         with self._lock:

@@ -23,6 +23,10 @@ class Redactor:
     def add(self, *secrets: str) -> None:
         self._secrets = sorted({*self._secrets, *(s for s in secrets if s)}, key=len, reverse=True)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(self._secrets)
+
     def text(self, value: str) -> str:
         for secret in self._secrets:
             if secret in value:

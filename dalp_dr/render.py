@@ -11,6 +11,7 @@ from rich.table import Table
 from dalp_dr.durations import format_duration
 from dalp_dr.history.base import RunSummary
 from dalp_dr.results import Outcome, RunResult, Status
+from dalp_dr.timeline import offset
 
 _STYLE = {Status.MET: "green", Status.MISSED: "red", Status.UNKNOWN: "yellow"}
 _OUTCOME_STYLE = {Outcome.PASSED: "bold green", Outcome.ABORTED: "bold yellow",
@@ -67,6 +68,21 @@ def step_table(result: RunResult) -> Table | None:
     return table if rows else None
 
 
+def timeline_table(result: RunResult) -> Table | None:
+    """The recovery decomposed: each moment with its offset from the fault."""
+    if not result.timeline:
+        return None
+    fault_at = result.measurements.fault_at if result.measurements else None
+    table = Table(title="recovery timeline", box=box.SIMPLE)
+    for col in ("from fault", "event", "seen by", "detail"):
+        table.add_column(col)
+    for event in result.timeline:
+        seconds = offset(event, fault_at)
+        table.add_row("-" if seconds is None else f"{seconds:+.2f} s", event.name, event.source,
+                      event.detail or "")
+    return table
+
+
 def _float(value: object) -> float | None:
     try:
         return float(value)  # type: ignore[arg-type]
@@ -86,9 +102,9 @@ def notes(result: RunResult) -> list[str]:
 
 def print_result(console: Console, result: RunResult) -> None:
     console.print(verdict_table(result))
-    steps = step_table(result)
-    if steps is not None:
-        console.print(steps)
+    for extra in (timeline_table(result), step_table(result)):
+        if extra is not None:
+            console.print(extra)
     for line in notes(result):
         console.print(f"note: {line}", markup=False)
     style = _OUTCOME_STYLE.get(result.outcome, "bold red")

@@ -66,6 +66,16 @@ class Measurements(Frozen):
     surviving_checked: bool = False
 
 
+class TimelineEvent(Frozen):
+    """One moment of a recovery: the fault, what the platform did (as the playbooks'
+    observers saw it), what the client saw. ``source`` says who observed it."""
+
+    name: str
+    at: datetime
+    source: str
+    detail: str | None = None
+
+
 class ObjectiveVerdict(Frozen):
     objective: str
     target: float
@@ -146,3 +156,5 @@ class RunResult(Frozen):
     steady_state_restored: bool | None
     evidence_dir: str
     message: str | None = None
+    timeline: list[TimelineEvent] = []
+    """the recovery decomposed, in time order (fault first)"""

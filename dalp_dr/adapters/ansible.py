@@ -125,7 +125,9 @@ class AnsibleRunner:
 
         status = str(runner.status)
         rc = int(runner.rc) if runner.rc is not None else -1
-        task, message = failed[0] if failed else (None, errors[0] if errors else None)
+        # the last failure: a failure a block rescued is followed by the rescue's own
+        # (deliberate, explanatory) one; unrescued failures end the play anyway
+        task, message = failed[-1] if failed else (None, errors[0] if errors else None)
         return PlaybookResult(
             playbook=playbook.name, status=status, rc=rc, started_at=started, ended_at=ended,
             artifact_data=artifacts, failed_task=task, failure_message=message,

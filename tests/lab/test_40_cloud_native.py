@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.lab.helpers import ROOT, assert_no_secret, dalp, lab_status, run_json
 
 DRILL = ROOT / "drills" / "cloud-native-failover.yaml"
+PATRONICTL = ["/usr/bin/patronictl", "-c", "/var/tmp/dalp-dr-lab/cloud-native/pg1/patroni.yml"]
+LAB = Path("/var/tmp/dalp-dr-lab/cloud-native")
+TIMELINE = ["leader key gone", "new leader elected", "new primary promoted",
+            "sync standby set", "old leader rejoined", "cluster whole"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -27,9 +39,19 @@ def assert_cluster_whole() -> dict[str, object]:
     return status
 
 
-def test_failover_loses_no_acknowledged_write(tmp_path: Path) -> None:
+def offsets(result: dict[str, Any]) -> dict[str, float]:
+    """Seconds from the fault of each timeline event (first of each name)."""
+    fault = datetime.fromisoformat(result["measurements"]["fault_at"])
+    out: dict[str, float] = {}
+    for event in result["timeline"]:
+        out.setdefault(event["name"],
+                       (datetime.fromisoformat(event["at"]) - fault).total_seconds())
+    return out
+
+
+def assert_failover_passed(drill: Path, results: Path) -> tuple[dict[str, Any], str]:
     before = assert_cluster_whole()
-    code, result, stderr = run_json(DRILL, tmp_path / "results")
+    code, result, stderr = run_json(drill, results)
     assert code == 0, stderr
     assert result["outcome"] == "passed"
     m = result["measurements"]
@@ -41,7 +63,37 @@ def test_failover_loses_no_acknowledged_write(tmp_path: Path) -> None:
     assert phases["recover"]["report"]["dalp_new_leader"] != old
     after = assert_cluster_whole()  # the old leader is back, as a replica
     assert any(mem["name"] == old and mem["role"] != "leader" for mem in after["members"])
-    assert_no_secret(tmp_path / "results", "lab-only-c3a91e5d27")
+    # the recovery decomposed: every platform milestone seen, in a sensible order, and the
+    # client's first acknowledged write is the measured recovery time
+    at = offsets(result)
+    assert all(name in at for name in TIMELINE), at
+    assert at["leader key gone"] <= at["new leader elected"] <= at["new primary promoted"] + 0.2
+    assert at["new primary promoted"] <= at["cluster whole"]
+    assert abs(at["first client write acknowledged"] - m["recovery_time"]) < 0.01
+    # the observer's raw record is kept as evidence
+    assert list((results / result["run_id"] / "files" / "verify").glob("patroni-watch.jsonl"))
+    assert_no_secret(results, "lab-only-c3a91e5d27")
+    return result, old
+
+
+def test_failover_loses_no_acknowledged_write(tmp_path: Path) -> None:
+    result, _ = assert_failover_passed(DRILL, tmp_path / "results")
+    at = offsets(result)
+    # the postmaster died but Patroni lived: no need to wait for the key to expire (ttl 6 s)
+    assert at["new leader elected"] < 6
+
+
+def test_node_loss_waits_for_the_leader_key_to_expire(tmp_path: Path) -> None:
+    result, old = assert_failover_passed(ROOT / "drills" / "cloud-native-node-loss.yaml",
+                                         tmp_path / "results")
+    at = offsets(result)
+    gone = next(e for e in result["timeline"] if e["name"] == "leader key gone")
+    assert "key absent: released or expired" in gone["detail"]
+    # nobody released it: it expired, ttl (6 s) after its last refresh (every loop_wait, 1 s)
+    assert 4.0 < at["leader key gone"] <= 6.5
+    assert at["lost node started again"] < at["old leader rejoined"]
+    back = next(e for e in result["timeline"] if e["name"] == "lost node started again")
+    assert back["detail"].startswith(old)
 
 
 def test_switchover_reports_its_write_outage(tmp_path: Path) -> None:
@@ -58,21 +110,94 @@ def test_switchover_reports_its_write_outage(tmp_path: Path) -> None:
     assert "Successfully switched over" in inject["report"]["dalp_notes"][0]
 
 
-def test_preflight_fails_closed_when_paused(tmp_path: Path) -> None:
-    import subprocess
+def test_no_new_leader_fails_records_the_cluster_and_restores_it(tmp_path: Path) -> None:
+    """The failover stalls (cluster paused, then the leader's postmaster killed)."""
+    before = assert_cluster_whole()
+    code, result, stderr = run_json(ROOT / "tests" / "lab" / "drills" / "cloud-native-stalled.yaml",
+                                    tmp_path / "results")
+    assert code == 1, stderr
+    assert result["outcome"] == "failed"
+    phases = {p["phase"]: p for p in result["phases"]}
+    recover = phases["recover"]
+    assert recover["status"] == "failed"
+    assert "no new leader within 8 s" in recover["message"]
+    waited = (datetime.fromisoformat(recover["ended_at"])
+              - datetime.fromisoformat(recover["started_at"])).total_seconds()
+    assert waited < 30  # gave up after its own 8 s bound, not the 1 min phase timeout
+    failure = recover["report"]["dalp_recover_failure"]
+    assert failure["patroni_cluster"]["pause"] is True
+    assert failure["observer"]["dcs"]["leader"] in (None, before["leader"])
+    assert failure["observer"]["rest"][before["leader"]]["state"] != "running"
+    assert phases["verify"]["status"] == "failed"
+    assert result["measurements"]["recovery_time"] is None
+    # steady state resumed the cluster and brought it back whole
+    assert result["steady_state_restored"] is True
+    status = assert_cluster_whole()
+    assert status["paused"] is False
 
-    pause = ["/usr/bin/patronictl", "-c", "/var/tmp/dalp-dr-lab/cloud-native/pg1/patroni.yml"]
-    subprocess.run([*pause, "pause", "--wait"], check=True, capture_output=True)
+
+@contextmanager
+def patronictl(do: list[str], undo: list[str]) -> Iterator[None]:
+    subprocess.run([*PATRONICTL, *do], check=True, capture_output=True)
     try:
-        leader = lab_status("cloud-native")["leader"]
-        code, result, stderr = run_json(DRILL, tmp_path / "results")
-        assert code == 1, stderr
-        assert result["outcome"] == "preflight_failed"
-        assert "paused" in result["phases"][0]["message"]
-        assert lab_status("cloud-native")["leader"] == leader  # nothing was injected
+        yield
     finally:
-        subprocess.run([*pause, "resume", "--wait"], check=True, capture_output=True)
-    assert_cluster_whole()
+        subprocess.run([*PATRONICTL, *undo], check=True, capture_output=True)
+        assert_cluster_whole_soon()
+
+
+def assert_cluster_whole_soon(seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            assert_cluster_whole()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def assert_refused(tmp_path: Path, reason: str) -> None:
+    leader = lab_status("cloud-native")["leader"]
+    code, result, stderr = run_json(DRILL, tmp_path / "results")
+    assert code == 1, stderr
+    assert result["outcome"] == "preflight_failed"
+    assert reason in result["phases"][0]["message"]
+    assert [p["phase"] for p in result["phases"]] == ["preflight", "steady_state"]
+    assert lab_status("cloud-native")["leader"] == leader  # nothing was injected
+
+
+def test_preflight_fails_closed_when_paused(tmp_path: Path) -> None:
+    with patronictl(["pause", "--wait"], ["resume", "--wait"]):
+        assert_refused(tmp_path, "paused")
+
+
+def test_preflight_fails_closed_without_a_synchronous_standby(tmp_path: Path) -> None:
+    with patronictl(["edit-config", "--force", "-s", "synchronous_mode=false"],
+                    ["edit-config", "--force", "-s", "synchronous_mode=true"]):
+        deadline = time.monotonic() + 30  # Patroni drops the sync role within a loop or two
+        while "sync_standby" in [m["role"] for m in lab_status("cloud-native")["members"]]:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert_refused(tmp_path, "no synchronous standby")
+
+
+def test_preflight_fails_closed_when_a_member_is_down(tmp_path: Path) -> None:
+    status = assert_cluster_whole()
+    replica = next(m["name"] for m in status["members"] if m["role"] == "replica")
+    member = LAB / replica
+    pid = int((member / "patroni.pid").read_text())
+    os.kill(pid, signal.SIGTERM)  # Patroni stops its PostgreSQL and leaves the cluster
+    try:
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{pid}").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert_refused(tmp_path, "members not all healthy")
+    finally:
+        assert dalp("lab", "up", "cloud-native").returncode == 0
+    assert_cluster_whole_soon()
 
 
 def test_down() -> None:

@@ -43,3 +43,24 @@ def test_journal_writes_each_event_atomically_and_redacted(tmp_path: Path) -> No
     assert (tmp_path / "run1/ansible/inject/000001-runner_on_ok.json").is_file()
     for path in files:
         assert SECRET not in path.read_text(), path
+
+
+def test_files_a_playbook_fetched_are_redacted_and_digested(tmp_path: Path) -> None:
+    import hashlib
+
+    journal = Journal(tmp_path / "run1", "run1", Redactor([SECRET]))
+    folder = journal.files_dir("verify")
+    (folder / "sub").mkdir(parents=True)
+    (folder / "watch.jsonl").write_text(f'{{"conn": "password={SECRET}"}}\n')
+    (folder / "sub" / "plain.bin").write_bytes(b"\x00\xff no secret")
+    (folder / "leak.bin").write_bytes(b"\x00\xff" + SECRET.encode())
+    kept = journal.adopt_files("verify")
+    journal.close()
+    assert [k["file"] for k in kept] == ["files/verify/sub/plain.bin", "files/verify/watch.jsonl"]
+    text = (folder / "watch.jsonl").read_text()
+    assert SECRET not in text and MASK in text
+    assert kept[1]["sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    assert not (folder / "leak.bin").exists()
+    kinds = [e["kind"] for e in read_journal(tmp_path / "run1")]
+    assert kinds == ["evidence.dropped", "evidence.files"]
+    assert journal.adopt_files("inject") == []  # no files: nothing recorded

@@ -1,0 +1,92 @@
+"""The recovery timeline: the fault, what the platform did, what the client saw, in order.
+
+Phase playbooks contribute the platform's side by publishing ``dalp_timeline`` with
+``set_stats``: a list of ``{"event": name, "at": epoch seconds or ISO 8601, "detail": text,
+"source": who saw it}`` (e.g. the cloud-native observer's "leader key gone", "new leader
+elected", "new primary promoted", "cluster whole"). The engine adds what only it knows:
+the fault instant, the first client write that failed after it, the first one acknowledged
+again and when verify passed. Entries a playbook got wrong (no name, no parsable instant)
+are left out, never guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from dalp_dr.results import HeartbeatSample, PhaseRecord, TimelineEvent
+
+REPORT_KEY = "dalp_timeline"
+
+
+def _instant(value: Any) -> datetime | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        try:
+            return datetime.fromtimestamp(float(value), UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str):
+        try:
+            return _instant(float(value))
+        except ValueError:
+            pass
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return None
+
+
+def reported_events(phases: Iterable[PhaseRecord]) -> list[TimelineEvent]:
+    """The ``dalp_timeline`` entries phase playbooks published, parsed and de-duplicated."""
+    out: dict[tuple[str, datetime], TimelineEvent] = {}
+    for phase in phases:
+        entries = phase.report.get(REPORT_KEY)
+        if not isinstance(entries, list):
+            continue
+        for entry in entries:
+            if not isinstance(entry, dict) or not str(entry.get("event") or "").strip():
+                continue
+            at = _instant(entry.get("at"))
+            if at is None:
+                continue
+            name = str(entry["event"]).strip()
+            source = f"{phase.phase.value} playbook"
+            if entry.get("source"):
+                source += f" ({entry['source']})"
+            detail = str(entry["detail"]) if entry.get("detail") is not None else None
+            out.setdefault((name, at), TimelineEvent(name=name, at=at, source=source,
+                                                     detail=detail))
+    return list(out.values())
+
+
+def build(*, fault_at: datetime | None, fault_source: str | None,
+          samples: Sequence[HeartbeatSample], recovered_at: datetime | None,
+          verified_at: datetime | None, phases: Iterable[PhaseRecord]) -> list[TimelineEvent]:
+    events = reported_events(phases)
+    if fault_at is not None:
+        reported = fault_source is None or fault_source.startswith("reported")
+        events.append(TimelineEvent(
+            name="fault injected", at=fault_at,
+            source="inject playbook" if reported else "controller",
+            detail=None if reported else fault_source))
+        failed = next((s for s in samples if s.sent_at >= fault_at and not s.acked), None)
+        if failed is not None:
+            events.append(TimelineEvent(name="first client write failed", at=failed.ended_at,
+                                        source="heartbeat", detail=failed.error))
+    if recovered_at is not None:
+        events.append(TimelineEvent(name="first client write acknowledged", at=recovered_at,
+                                    source="heartbeat",
+                                    detail="recovery, as the client sees it"))
+    if verified_at is not None:
+        events.append(TimelineEvent(name="verify passed", at=verified_at, source="engine"))
+    return sorted(events, key=lambda e: e.at)
+
+
+def offset(event: TimelineEvent, fault_at: datetime | None) -> float | None:
+    """Seconds from the fault (negative: before it)."""
+    return (event.at - fault_at).total_seconds() if fault_at is not None else None

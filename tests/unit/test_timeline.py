@@ -1,0 +1,57 @@
+"""The engine's recovery timeline: reported platform events merged with the client's view."""
+
+from datetime import UTC, datetime, timedelta
+
+from dalp_dr.results import PhaseRecord, PhaseStatus
+from dalp_dr.spec import PhaseName
+from dalp_dr.timeline import build, offset
+from tests.unit.test_measure import at, timeline
+
+FAULT = at(2.05)
+
+
+def phase(report: dict) -> PhaseRecord:
+    return PhaseRecord(phase=PhaseName.VERIFY, status=PhaseStatus.OK, started_at=at(0),
+                       ended_at=at(9), report=report)
+
+
+def test_events_in_time_order_with_offsets_from_the_fault() -> None:
+    reported = {"dalp_timeline": [
+        {"event": "cluster whole", "at": at(8).timestamp(), "detail": "3 members",
+         "source": "patroni watch"},
+        {"event": "new leader elected", "at": at(4).isoformat()},
+    ]}
+    events = build(fault_at=FAULT, fault_source="reported by the inject playbook, ...",
+                   samples=timeline(acked_until=2.0, down_until=3.5, end=5.0),
+                   recovered_at=at(3.505), verified_at=at(9.5), phases=[phase(reported)])
+    assert [e.name for e in events] == [
+        "fault injected", "first client write failed", "first client write acknowledged",
+        "new leader elected", "cluster whole", "verify passed"]
+    assert [round(offset(e, FAULT) or 0, 3) for e in events] == [
+        0.0, 0.055, 1.455, 1.95, 5.95, 7.45]
+    whole = events[4]
+    assert whole.source == "verify playbook (patroni watch)" and whole.detail == "3 members"
+    assert events[0].source == "inject playbook"
+
+
+def test_malformed_reports_are_left_out_not_guessed() -> None:
+    reported = {"dalp_timeline": [
+        {"event": "", "at": 1.0}, {"event": "no instant"}, {"event": "bad", "at": "soon"},
+        {"event": "bool", "at": True}, "not a dict",
+        {"event": "kept", "at": "2026-11-26T12:00:04"},  # naive ISO: taken as UTC
+    ]}
+    events = build(fault_at=None, fault_source=None, samples=[], recovered_at=None,
+                   verified_at=None, phases=[phase(reported), phase({"dalp_timeline": "x"})])
+    assert [e.name for e in events] == ["kept"]
+    assert events[0].at == datetime(2026, 11, 26, 12, 0, 4, tzinfo=UTC)
+    assert offset(events[0], None) is None
+
+
+def test_same_event_reported_by_two_phases_is_kept_once() -> None:
+    entry = {"event": "new leader elected", "at": at(4).timestamp()}
+    events = build(fault_at=FAULT, fault_source="controller: inject playbook start",
+                   samples=[], recovered_at=None, verified_at=None,
+                   phases=[phase({"dalp_timeline": [entry]}), phase({"dalp_timeline": [entry]})])
+    assert [e.name for e in events] == ["fault injected", "new leader elected"]
+    assert events[0].source == "controller" and events[0].detail is not None
+    assert offset(events[1], FAULT) == (at(4) - FAULT) / timedelta(seconds=1)
