@@ -91,6 +91,11 @@ class ObjectStoreError(DalpDrError):
     """Object storage (S3) answered, but with an error about the objects themselves."""
 
 
+class ManagedDbError(DalpDrError):
+    """A managed database API (AWS RDS, Aurora) refused or failed a request, or a failover
+    it was asked for did not happen."""
+
+
 class MarkerTableMissing(EndpointError):
     """The heartbeat marker table does not exist on the server the endpoint reaches."""
 

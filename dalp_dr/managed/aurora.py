@@ -1,0 +1,93 @@
+"""Amazon Aurora cluster (also an RDS Multi-AZ DB cluster): ``FailoverDBCluster``.
+
+The provider promotes a reader (the one named as target, else its own choice) and moves the
+cluster endpoint to it. The failover is complete when the cluster is ``available`` with a
+different writer than before; the target, when given, must be that writer.
+
+IAM: ``rds:DescribeDBClusters``, ``rds:DescribeDBInstances``, ``rds:FailoverDBCluster``,
+``rds:DescribeEvents`` on the cluster's and its instances' ARNs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from dalp_dr.managed.base import (
+    ManagedState,
+    ProviderEvent,
+    rds_client,
+    translate,
+    utcnow,
+)
+
+
+class AuroraCluster:
+    kind = "aurora"
+
+    def __init__(self, identifier: str, *, region: str | None = None,
+                 endpoint_url: str | None = None, client: Any = None) -> None:
+        self.identifier = identifier
+        self._client = client or rds_client(region, endpoint_url)
+
+    def state(self) -> ManagedState:
+        try:
+            reply = self._client.describe_db_clusters(DBClusterIdentifier=self.identifier)
+        except Exception as exc:
+            raise translate(exc, f"DescribeDBClusters {self.identifier}") from exc
+        cluster = reply["DBClusters"][0]
+        members = cluster.get("DBClusterMembers", [])
+        writer = next((m["DBInstanceIdentifier"] for m in members if m.get("IsClusterWriter")),
+                      None)
+        readers = sorted((m.get("PromotionTier", 1), m["DBInstanceIdentifier"])
+                         for m in members if not m.get("IsClusterWriter"))
+        return ManagedState(identifier=self.identifier, status=cluster.get("Status", "?"),
+                            writer=writer, standby=readers[0][1] if readers else None,
+                            members=tuple(sorted(m["DBInstanceIdentifier"] for m in members)),
+                            multi_az=bool(cluster.get("MultiAZ")), observed_at=utcnow())
+
+    def _instance_status(self, instance: str) -> str:
+        try:
+            reply = self._client.describe_db_instances(DBInstanceIdentifier=instance)
+        except Exception as exc:
+            raise translate(exc, f"DescribeDBInstances {instance}") from exc
+        return str(reply["DBInstances"][0].get("DBInstanceStatus", "?"))
+
+    def preflight(self, state: ManagedState) -> list[str]:
+        problems = []
+        if not state.available:
+            problems.append(f"cluster {self.identifier} is {state.status}, not available")
+        if state.writer is None:
+            problems.append(f"cluster {self.identifier} reports no writer")
+        readers = [m for m in state.members if m != state.writer]
+        if not readers:
+            problems.append(f"cluster {self.identifier} has no reader to fail over to")
+        ready = [r for r in readers if self._instance_status(r) == "available"]
+        if readers and not ready:
+            problems.append("no reader is available: " + ", ".join(readers))
+        return problems
+
+    def failover(self, state: ManagedState, target: str | None = None) -> None:
+        kwargs: dict[str, Any] = {"DBClusterIdentifier": self.identifier}
+        if target:
+            kwargs["TargetDBInstanceIdentifier"] = target
+        try:
+            self._client.failover_db_cluster(**kwargs)
+        except Exception as exc:
+            raise translate(exc, f"FailoverDBCluster {self.identifier}") from exc
+
+    def failed_over(self, before: ManagedState, now: ManagedState,
+                    target: str | None = None) -> bool:
+        moved = now.writer is not None and now.writer != before.writer
+        on_target = target is None or now.writer == target
+        return now.available and moved and on_target
+
+    def events(self, since: datetime) -> list[ProviderEvent]:
+        try:
+            reply = self._client.describe_events(SourceIdentifier=self.identifier,
+                                                 SourceType="db-cluster", StartTime=since)
+        except Exception as exc:
+            raise translate(exc, f"DescribeEvents {self.identifier}") from exc
+        return [ProviderEvent(at=e["Date"], message=e.get("Message", ""),
+                              source=e.get("SourceIdentifier", self.identifier))
+                for e in reply.get("Events", [])]

@@ -1,0 +1,168 @@
+"""The contract every managed-database adapter keeps, and the shared failover wait.
+
+A drill against a managed database does what the cloud-native drill does on Patroni:
+inject = ask the provider to fail over, recover = watch until it has, verify = the writer
+really moved and stayed moved. The provider's API is the only way in, so each adapter
+answers four questions through it and changes nothing except in ``failover()``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+)
+from pydantic import BaseModel, ConfigDict
+
+from dalp_dr.errors import ManagedDbError, TargetUnreachable
+
+
+class ManagedState(BaseModel):
+    """What the provider reports at one moment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    identifier: str
+    status: str
+    """the provider's status word (available, rebooting, failing-over, modifying, ...)"""
+    writer: str | None
+    """where writes go: the primary's availability zone (RDS Multi-AZ) or the writer
+    instance (Aurora)"""
+    standby: str | None = None
+    """where a failover goes: the standby's zone, or the preferred reader"""
+    members: tuple[str, ...] = ()
+    multi_az: bool = False
+    observed_at: datetime
+
+    @property
+    def available(self) -> bool:
+        return self.status == "available"
+
+
+class Transition(BaseModel):
+    """A change in (status, writer) seen while waiting."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    status: str
+    writer: str | None
+
+
+class FailoverWatch(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    completed: bool
+    transitions: list[Transition]
+    final: ManagedState
+    waited: float
+
+
+class ProviderEvent(BaseModel):
+    """An entry of the provider's own event log (RDS DescribeEvents)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    message: str
+    source: str
+
+
+class ManagedDatabase(Protocol):
+    """One managed database whose provider fails it over on request.
+
+    Contract: every method raises ``TargetUnreachable`` when the API cannot be reached or
+    credentials are refused, ``ManagedDbError`` when the API refuses or fails the request;
+    no other exception escapes. Only ``failover()`` changes anything.
+    """
+
+    kind: str
+    identifier: str
+
+    def state(self) -> ManagedState:
+        """The provider's current view."""
+        ...
+
+    def preflight(self, state: ManagedState) -> list[str]:
+        """Why a failover now would not be safe or meaningful (empty: go ahead)."""
+        ...
+
+    def failover(self, state: ManagedState, target: str | None = None) -> None:
+        """Ask the provider to fail over; returns once the request is accepted."""
+        ...
+
+    def failed_over(self, before: ManagedState, now: ManagedState,
+                    target: str | None = None) -> bool:
+        """True once ``now`` shows the failover that started from ``before`` (towards
+        ``target`` when one was named) completed."""
+        ...
+
+    def events(self, since: datetime) -> list[ProviderEvent]:
+        """The provider's event log for this database since ``since`` (may be empty)."""
+        ...
+
+
+def wait_for_failover(db: ManagedDatabase, before: ManagedState, *, timeout: float,
+                      target: str | None = None, poll: float = 5.0,
+                      cancel: Callable[[], bool] | None = None,
+                      sleep: Callable[[float], None] = time.sleep,
+                      clock: Callable[[], float] = time.monotonic) -> FailoverWatch:
+    """Poll until ``db.failed_over(before, state)`` or ``timeout`` seconds; record every
+    change of status or writer on the way."""
+    started = clock()
+    transitions: list[Transition] = []
+    last: tuple[str, str | None] = (before.status, before.writer)
+    while True:
+        now = db.state()
+        if (now.status, now.writer) != last:
+            transitions.append(Transition(at=now.observed_at, status=now.status,
+                                          writer=now.writer))
+            last = (now.status, now.writer)
+        waited = clock() - started
+        done = db.failed_over(before, now, target)
+        if done or waited >= timeout or (cancel is not None and cancel()):
+            return FailoverWatch(completed=done, transitions=transitions, final=now,
+                                 waited=waited)
+        sleep(min(poll, max(0.0, timeout - waited)))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def rds_client(region: str | None, endpoint_url: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("rds", region_name=region or "us-east-1", endpoint_url=endpoint_url,
+                        config=Config(retries={"max_attempts": 5, "mode": "standard"},
+                                      connect_timeout=5, read_timeout=30))
+
+
+_REFUSED = {"AccessDenied", "AccessDeniedException", "UnrecognizedClientException",
+            "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken"}
+
+
+def translate(exc: Exception, what: str) -> Exception:
+    """boto3/botocore errors, as dalp-dr errors: unreachable or refused -> TargetUnreachable
+    (nothing was done), anything else the API said -> ManagedDbError."""
+    if isinstance(exc, EndpointConnectionError | NoCredentialsError):
+        return TargetUnreachable(f"{what}: {exc}", field="managed database",
+                                 hint="check the region, endpoint and AWS credentials")
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", str(exc))
+        if code in _REFUSED:
+            return TargetUnreachable(f"{what}: {code}: {message}", field="managed database",
+                                     hint="the IAM permissions are listed in README")
+        return ManagedDbError(f"{what}: {code}: {message}")
+    if isinstance(exc, BotoCoreError):
+        return ManagedDbError(f"{what}: {exc}")
+    return exc
