@@ -5,6 +5,10 @@ Definitions (docs: shared dalp-ha.md, README "What is measured"):
 * recovery time = first write acknowledged again after the fault - fault instant. "Again"
   means an attempt started after the client first saw the outage, so a late acknowledgement
   from the dying primary is not mistaken for recovery. No outage seen: first ack after fault.
+* write outage = first write acknowledged again - last write acknowledged before the client
+  first saw the outage: how long clients could not write. For a sudden fault it is close to
+  the recovery time; for a planned switchover, whose request precedes the moment writes
+  stop, it is the figure that matters. No outage seen: 0.
 * RTT = verify passed - fault instant.
 * data-loss window = acknowledgement time of the newest write acknowledged before recovery
   minus that of the newest such write that survived on the recovered primary; 0 when every
@@ -50,6 +54,14 @@ def measure(samples: Sequence[HeartbeatSample], *, fault_at: datetime | None,
     recovered = min(candidates, key=lambda s: s.ended_at, default=None)
     recovered_at = recovered.ended_at if recovered else None
     recovery_time = _seconds(recovered_at, fault_at) if recovered_at else None
+    write_outage: float | None = None
+    if recovered_at is not None:
+        if outage_seen is None:
+            write_outage = 0.0
+        else:
+            last_good = max((s.ended_at for s in acked if s.ended_at <= outage_seen),
+                            default=None)
+            write_outage = _seconds(recovered_at, last_good) if last_good else None
     lower_bound = None if recovered_at else max(0.0, _seconds(observed_until, fault_at))
 
     # Data loss: writes acknowledged before recovery (the old primary's era).
@@ -75,6 +87,7 @@ def measure(samples: Sequence[HeartbeatSample], *, fault_at: datetime | None,
     return Measurements(
         fault_at=fault_at, recovered_at=recovered_at, verified_at=verified_at,
         recovery_time=recovery_time, recovery_time_lower_bound=lower_bound,
+        write_outage=write_outage,
         rtt=_seconds(verified_at, fault_at) if verified_at else None,
         data_loss_window=window, data_loss_window_lower_bound=window_lb, lost_writes=lost,
         acked_before_fault=before_fault, unacknowledged_attempts=unacked, resolution=interval,

@@ -40,6 +40,7 @@ def verdict_table(result: RunResult) -> Table:
                       f"[{_STYLE[verdict.status]}]{verdict.status.value}[/]" if verdict else "-",
                       _n(verdict.margin) if verdict else "-")
     table.add_row("lost writes", str(m.lost_writes) if m and m.lost_writes is not None else "-")
+    table.add_row("write outage (client)", _n(m.write_outage) if m else "-")
     table.add_row("RTT (to verified)", _n(m.rtt) if m else "-")
     table.add_row("resolution", _n(m.resolution) if m else "-")
     return table

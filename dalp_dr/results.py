@@ -51,6 +51,8 @@ class Measurements(Frozen):
     """fault instant -> first write acknowledged again"""
     recovery_time_lower_bound: float | None = None
     """when not recovered: how long the service was observed down at least"""
+    write_outage: float | None = None
+    """last write acknowledged before the outage -> first acknowledged after it"""
     rtt: float | None
     """fault instant -> verify passed"""
     data_loss_window: float | None

@@ -44,6 +44,8 @@ def test_no_loss_recovery_time_and_rtt() -> None:
     m = run(samples, fault=2.05, surviving=everything, verified=4.0)
     # first ack again: attempt sent at 3.5, acked at 3.505
     assert m.recovery_time == pytest.approx(3.505 - 2.05)
+    # the last ack before the outage came at 2.005: writes were impossible for 1.5 s
+    assert m.write_outage == pytest.approx(3.505 - 2.005)
     assert m.rtt == pytest.approx(4.0 - 2.05)
     assert m.data_loss_window == 0
     assert m.lost_writes == 0
@@ -130,3 +132,17 @@ def test_rpo_zero_met_only_without_loss() -> None:
     assert judge(zero, run(samples, 2.05, everything))[1].status is Status.MET
     one_lost = everything - {21}
     assert judge(zero, run(samples, 2.05, one_lost))[1].status is Status.MISSED
+
+
+def test_planned_switchover_outage_starts_when_writes_stop_not_at_the_request() -> None:
+    # switchover requested at 1.0; writes keep working until 2.0, fail until 3.0
+    samples = timeline(acked_until=2.0, down_until=3.0, end=4.0)
+    m = run(samples, fault=1.0, surviving={s.seq for s in samples})
+    assert m.recovery_time == pytest.approx(3.005 - 1.0)
+    assert m.write_outage == pytest.approx(3.005 - 2.005)
+
+
+def test_no_outage_seen_is_a_zero_write_outage() -> None:
+    samples = timeline(acked_until=10, down_until=10, end=3.0)
+    m = run(samples, fault=1.02, surviving={s.seq for s in samples})
+    assert m.write_outage == 0.0 and m.recovery_time == pytest.approx(1.105 - 1.02)
