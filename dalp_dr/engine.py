@@ -2,7 +2,10 @@
 
     preflight -> baseline -> inject -> recover -> verify -> measure -> steady_state
 
-* Before anything is recorded, the endpoint must answer (else TargetUnreachable: exit 2).
+* Before anything is recorded, every endpoint must answer (else TargetUnreachable: exit 2).
+* Each client population (one 'service' endpoint, or several ``populations``: hot-hot's
+  sites) runs its own heartbeat into its own marker table, and is measured and judged on
+  its own; the result's headline figures are the first judged population's.
 * preflight fails closed: no fault is injected and nothing is changed (steady_state skipped,
   because there is nothing of ours to undo and "repairing" an environment we did not break
   is not a drill's business).
@@ -22,6 +25,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +56,8 @@ from dalp_dr.spec import LoadedDrill, PhaseName, Scenario
 from dalp_dr.verdict import judge, outcome_of
 
 Progress = Callable[[str], None]
-EndpointFactory = Callable[[str, Redactor], ServiceEndpoint]
+EndpointFactory = Callable[[str, Redactor, str], ServiceEndpoint]
+"""(dsn, redactor, marker table) -> endpoint"""
 
 # What a phase reports only about itself; everything else a playbook publishes as dalp_* with
 # set_stats is handed to the phases after it as extra vars (e.g. the leader inject killed).
@@ -125,11 +130,17 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class PreparedDrill:
-    """A drill whose inventory and endpoint resolved and whose endpoint answered."""
+    """A drill whose inventory and endpoints resolved and whose endpoints answered."""
 
     drill: LoadedDrill
-    endpoint: ServiceEndpoint
+    endpoints: dict[str, ServiceEndpoint]
+    """one per client population, in the drill's order (a single 'service' by default)"""
     redactor: Redactor
+
+    @property
+    def endpoint(self) -> ServiceEndpoint:
+        """The first population's endpoint (the only one of a single-endpoint drill)."""
+        return next(iter(self.endpoints.values()))
 
 
 @dataclass
@@ -141,8 +152,8 @@ class _RunState:
     failed: bool = False
     preflight_failed: bool = False
     verified_at: datetime | None = None
-    baseline_identity: ServerIdentity | None = None
-    surviving: set[int] | None = None
+    baseline_identity: dict[str, ServerIdentity] = field(default_factory=dict)
+    surviving: dict[str, set[int]] = field(default_factory=dict)
     message: str | None = None
     steady_state_ok: bool | None = None
     cancel: CancelToken = field(default_factory=CancelToken)
@@ -153,6 +164,28 @@ class _RunState:
     def check(self) -> None:
         if self.cancel.is_set():
             raise RunCancelled(self.cancel.reason)
+
+
+@dataclass
+class _Clients:
+    """The client populations of one run: endpoint and heartbeat by population name."""
+
+    endpoints: dict[str, ServiceEndpoint]
+    heartbeats: dict[str, Heartbeat]
+
+    @property
+    def several(self) -> bool:
+        return len(self.endpoints) > 1
+
+    def label(self, name: str, text: str) -> str:
+        return f"{name}: {text}" if self.several else text
+
+    def pause(self, seconds: float) -> None:
+        next(iter(self.heartbeats.values())).pause(seconds)
+
+    def stop(self) -> None:
+        for beat in self.heartbeats.values():
+            beat.stop()
 
 
 class DrillEngine:
@@ -167,34 +200,42 @@ class DrillEngine:
     # -- set-up that must succeed before anything is recorded or touched ---------------------
 
     def prepare(self, drill: LoadedDrill) -> PreparedDrill:
-        """Resolve the inventory and endpoint and prove the endpoint answers. No side effects:
-        raises InvalidInput (TargetUnreachable, InventoryError) before anything is written."""
+        """Resolve the inventory and every population's endpoint and prove each answers. No
+        side effects: raises InvalidInput (TargetUnreachable, InventoryError) before anything
+        is written."""
         inventory = Inventory(drill.inventory)
         redactor = Redactor(inventory.secret_values())
-        endpoint_spec = drill.spec.endpoint
-        if endpoint_spec.dsn is not None:
-            dsn = endpoint_spec.dsn
-        else:
-            assert endpoint_spec.from_inventory is not None
-            value = inventory.variable(endpoint_spec.from_inventory, host=endpoint_spec.host)
-            if not isinstance(value, str) or not value.strip():
+        populations = drill.spec.client_populations()
+        several = drill.spec.populations is not None
+        endpoints: dict[str, ServiceEndpoint] = {}
+        for name, population in populations.items():
+            where = f"populations.{name}.endpoint" if several else "endpoint"
+            endpoint_spec = population.endpoint
+            if endpoint_spec.dsn is not None:
+                dsn = endpoint_spec.dsn
+            else:
+                assert endpoint_spec.from_inventory is not None
+                value = inventory.variable(endpoint_spec.from_inventory, host=endpoint_spec.host)
+                if not isinstance(value, str) or not value.strip():
+                    raise TargetUnreachable(
+                        f"inventory variable '{endpoint_spec.from_inventory}' is not a DSN "
+                        "string", source=str(drill.path), field=f"{where}.from_inventory")
+                dsn = " ".join(value.split())
+            try:
+                endpoint = self._endpoint_factory(dsn, redactor, population.marker_table)
+            except EndpointError as exc:
+                raise TargetUnreachable(str(exc), source=str(drill.path), field=where) from None
+            try:
+                endpoint.connect(timeout=5).close()
+            except EndpointError as exc:
                 raise TargetUnreachable(
-                    f"inventory variable '{endpoint_spec.from_inventory}' is not a DSN string",
-                    source=str(drill.path), field="endpoint.from_inventory")
-            dsn = " ".join(value.split())
-        try:
-            endpoint = self._endpoint_factory(dsn, redactor)
-        except EndpointError as exc:
-            raise TargetUnreachable(str(exc), source=str(drill.path), field="endpoint") from None
-        try:
-            endpoint.connect(timeout=5).close()
-        except EndpointError as exc:
-            raise TargetUnreachable(
-                f"service endpoint {endpoint.display} does not answer: {exc}",
-                source=str(drill.path), field="endpoint",
-                hint=f"is the environment up? for the lab: dalp-dr lab up {drill.spec.topology}",
-            ) from None
-        return PreparedDrill(drill=drill, endpoint=endpoint, redactor=redactor)
+                    f"service endpoint {endpoint.display} does not answer: {exc}",
+                    source=str(drill.path), field=where,
+                    hint=f"is the environment up? for the lab: dalp-dr lab up "
+                         f"{drill.spec.topology}",
+                ) from None
+            endpoints[name] = endpoint
+        return PreparedDrill(drill=drill, endpoints=endpoints, redactor=redactor)
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -203,7 +244,7 @@ class DrillEngine:
             cancel: CancelToken | None = None) -> RunResult:
         """Run the drill. An interrupt is requested through ``cancel``: the running playbook
         is stopped, steady state restored if a fault was injected, outcome ``aborted``."""
-        drill, endpoint, redactor = prepared.drill, prepared.endpoint, prepared.redactor
+        drill, redactor = prepared.drill, prepared.redactor
         spec = drill.spec
         self._results_dir.mkdir(parents=True, exist_ok=True)
         started = utcnow()
@@ -221,21 +262,27 @@ class DrillEngine:
             measurements=None, verdicts=[], phases=[], steady_state_restored=None,
             evidence_dir=str(evidence),
         )
-        spec_json = redactor.text(spec.model_dump_json(indent=2))
+        spec_json = redactor.text(spec.model_dump_json(indent=2, exclude_none=True))
         journal.write_document("spec.json", spec_json)
         store.begin(base, spec_json)
+        shown = ", ".join(f"{name} via {e.display}" if len(prepared.endpoints) > 1
+                          else e.display for name, e in prepared.endpoints.items())
         journal.record("run.started", drill=spec.name, spec_hash=drill.spec_hash,
-                       endpoint=endpoint.display, trigger=trigger.value, operator=who)
+                       endpoint=shown, trigger=trigger.value, operator=who)
         self._progress(f"run {run_id}: {spec.name} ({spec.topology}/{spec.scenario}) "
-                       f"via {endpoint.display}")
+                       f"via {shown}")
 
         state = _RunState(cancel=cancel or CancelToken())
-        heartbeat = Heartbeat(endpoint, run_id,
-                              interval=spec.workload.heartbeat_interval.total_seconds(),
-                              sink=journal.heartbeat)
+        interval = spec.workload.heartbeat_interval.total_seconds()
+        several = len(prepared.endpoints) > 1
+        clients = _Clients(endpoints=dict(prepared.endpoints), heartbeats={
+            name: Heartbeat(endpoint, run_id, interval=interval,
+                            sink=partial(journal.heartbeat,
+                                         population=name if several else None))
+            for name, endpoint in prepared.endpoints.items()})
         interrupted = False
         try:
-            self._drive(drill, endpoint, journal, heartbeat, state)
+            self._drive(drill, clients, journal, state)
             state.check()
         except RunCancelled:
             interrupted = True
@@ -246,7 +293,7 @@ class DrillEngine:
                            + ("restoring steady state" if state.injected
                               else "no fault was injected"))
         finally:
-            heartbeat.stop()
+            clients.stop()
             if state.injected:
                 self._steady_state(drill, journal, state)
             else:
@@ -256,73 +303,109 @@ class DrillEngine:
                     ended_at=now, message="no fault was injected: nothing to restore"))
             journal.close()
 
-        return self._finish(drill, base, journal, heartbeat, state, store,
+        return self._finish(drill, base, journal, clients, state, store,
                             interrupted=interrupted)
 
-    def _drive(self, drill: LoadedDrill, endpoint: ServiceEndpoint, journal: Journal,
-               heartbeat: Heartbeat, state: _RunState) -> None:
-        spec = drill.spec
-        # preflight: fail closed
+    def _drive(self, drill: LoadedDrill, clients: _Clients, journal: Journal,
+               state: _RunState) -> None:
+        if not self._preflight(drill, journal, state):
+            return
+        if not self._baseline(drill, clients, journal, state):
+            return
+        state.check()
+        state.injected = True  # from here on, steady_state always runs
+        if not self._inject(drill, journal, state):
+            return
+        state.check()
+        if drill.phase(PhaseName.RECOVER) is not None:
+            recover = self._phase(drill, PhaseName.RECOVER, journal, state)
+            if recover is None or not recover.ok:
+                state.failed = True
+                state.message = "recover phase failed"
+                # keep watching: verify still tells whether the service came back by itself
+        if not self._verify(drill, clients, journal, state):
+            return
+        clients.pause(drill.spec.workload.observe.total_seconds())
+        state.check()
+        self._measure(clients, journal, state)
+
+    def _preflight(self, drill: LoadedDrill, journal: Journal, state: _RunState) -> bool:
+        """Fail closed: no fault unless the preflight playbook proved it safe."""
         pre = self._phase(drill, PhaseName.PREFLIGHT, journal, state)
         state.check()
-        if pre is None or not pre.ok:
-            state.preflight_failed = True
-            if pre is not None and pre.unreachable_hosts:
-                state.message = "preflight: unreachable " + ", ".join(pre.unreachable_hosts)
-            else:
-                state.message = "preflight could not prove it is safe to inject the fault"
-            return
+        if pre is not None and pre.ok:
+            return True
+        state.preflight_failed = True
+        if pre is not None and pre.unreachable_hosts:
+            state.message = "preflight: unreachable " + ", ".join(pre.unreachable_hosts)
+        else:
+            state.message = "preflight could not prove it is safe to inject the fault"
+        return False
 
-        # baseline: the heartbeat must flow through the endpoint before any fault
+    def _baseline(self, drill: LoadedDrill, clients: _Clients, journal: Journal,
+                  state: _RunState) -> bool:
+        """Every population's heartbeat must flow through its endpoint before any fault."""
+        spec = drill.spec
         self._begin_phase(journal, PhaseName.BASELINE)
         started = utcnow()
-        try:
-            endpoint.ensure_schema()
-            session = endpoint.connect(timeout=5)
+        for name, endpoint in clients.endpoints.items():
             try:
-                state.baseline_identity = session.identity()
-            finally:
-                session.close()
-        except EndpointError as exc:
-            self._end_phase(journal, state, PhaseName.BASELINE, PhaseStatus.FAILED, started,
-                            message=f"endpoint failed during baseline: {exc}")
-            state.preflight_failed = True
-            state.message = "baseline: the service endpoint did not take writes"
-            return
-        heartbeat.start()
-        baseline_pb = drill.phase(PhaseName.BASELINE)
-        if baseline_pb is not None:
+                endpoint.ensure_schema()
+                session = endpoint.connect(timeout=5)
+                try:
+                    state.baseline_identity[name] = session.identity()
+                finally:
+                    session.close()
+            except EndpointError as exc:
+                self._end_phase(journal, state, PhaseName.BASELINE, PhaseStatus.FAILED,
+                                started, message=clients.label(
+                                    name, f"endpoint failed during baseline: {exc}"))
+                state.preflight_failed = True
+                state.message = "baseline: the service endpoint did not take writes"
+                return False
+        for beat in clients.heartbeats.values():
+            beat.start()
+        if drill.phase(PhaseName.BASELINE) is not None:
             result = self._run_playbook(drill, PhaseName.BASELINE, journal, state, state.cancel)
             if not result.ok:
                 self._end_phase(journal, state, PhaseName.BASELINE, PhaseStatus.FAILED, started,
                                 playbook=result, message=result.describe_failure())
                 state.preflight_failed = True
                 state.message = "baseline playbook failed: no fault injected"
-                return
+                return False
         wait_until = started + spec.workload.baseline
         while utcnow() < wait_until:
             state.check()
-            heartbeat.pause(0.05)
-        samples = heartbeat.samples
-        recent = samples[-5:]
-        if not samples or not all(s.acked for s in recent):
-            errors = [s.error for s in recent if s.error]
-            self._end_phase(journal, state, PhaseName.BASELINE, PhaseStatus.FAILED, started,
-                            message="heartbeat writes are not acknowledged: "
-                                    + (errors[-1] if errors else "no samples"))
-            state.preflight_failed = True
-            state.message = "baseline: heartbeat not healthy, no fault injected"
-            return
-        acked = sum(1 for s in samples if s.acked)
+            clients.pause(0.05)
+        report: dict[str, Any] = {}
+        for name, beat in clients.heartbeats.items():
+            samples = beat.samples
+            recent = samples[-5:]
+            if not samples or not all(s.acked for s in recent):
+                errors = [s.error for s in recent if s.error]
+                self._end_phase(journal, state, PhaseName.BASELINE, PhaseStatus.FAILED, started,
+                                message=clients.label(name, "heartbeat writes are not "
+                                                      "acknowledged: " + (errors[-1] if errors
+                                                                          else "no samples")))
+                state.preflight_failed = True
+                state.message = "baseline: heartbeat not healthy, no fault injected"
+                return False
+            identity = state.baseline_identity.get(name)
+            entry = {"acknowledged_writes": sum(1 for s in samples if s.acked),
+                     "identity": identity.model_dump() if identity else None}
+            if clients.several:
+                report.setdefault("populations", {})[name] = entry
+            else:
+                report.update(entry)
         self._end_phase(journal, state, PhaseName.BASELINE, PhaseStatus.OK, started,
-                        report={"acknowledged_writes": acked,
-                                "identity": state.baseline_identity.model_dump()
-                                if state.baseline_identity else None})
-        self._progress(f"baseline: {acked} heartbeat writes acknowledged")
+                        report=report)
+        for name, beat in clients.heartbeats.items():
+            acked = sum(1 for s in beat.samples if s.acked)
+            self._progress("baseline: " + clients.label(
+                name, f"{acked} heartbeat writes acknowledged"))
+        return True
 
-        # inject: from here on, steady_state always runs
-        state.check()
-        state.injected = True
+    def _inject(self, drill: LoadedDrill, journal: Journal, state: _RunState) -> bool:
         inject = self._phase(drill, PhaseName.INJECT, journal, state)
         if inject is not None:
             state.fault_at, state.fault_source = fault_instant(inject)
@@ -330,7 +413,7 @@ class DrillEngine:
             state.failed = True
             state.message = ("inject failed before reporting a fault instant: the fault may "
                              "not have been injected; no figures")
-            return
+            return False
         journal.record("fault.injected", at=state.fault_at.isoformat(), source=state.fault_source)
         state.recovery_target = recovery_target_time(drill, state.fault_at)
         if state.recovery_target is not None:
@@ -340,41 +423,62 @@ class DrillEngine:
         if inject is None or not inject.ok:
             state.failed = True
             state.message = "inject phase failed"
-            return
+            return False
+        return True
 
-        # recover
-        state.check()
-        if drill.phase(PhaseName.RECOVER) is not None:
-            recover = self._phase(drill, PhaseName.RECOVER, journal, state)
-            if recover is None or not recover.ok:
-                state.failed = True
-                state.message = "recover phase failed"
-                # keep watching: verify still tells whether the service came back by itself
-
-        # verify: server-side playbook, then the client's view through the endpoint
+    def _verify(self, drill: LoadedDrill, clients: _Clients, journal: Journal,
+                state: _RunState) -> bool:
+        """The verify playbook (server side), then every population's view through its
+        endpoint: writes acknowledged again, reads work, a writable server."""
         verify_spec = drill.phase(PhaseName.VERIFY)
-        assert verify_spec is not None
+        assert verify_spec is not None and state.fault_at is not None
         state.check()
         verify = self._phase(drill, PhaseName.VERIFY, journal, state)
         state.check()
         if verify is None or not verify.ok:
             state.failed = True
             state.message = state.message or "verify playbook failed"
-            return
+            return False
         started = utcnow()
-        recovered = heartbeat.wait_for_recovery(state.fault_at,
-                                                timeout=verify_spec.timeout.total_seconds(),
-                                                cancel=state.cancel.is_set)
-        state.check()
+        deadline = started + verify_spec.timeout
+        problems: list[str] = []
+        reports: dict[str, dict[str, Any]] = {}
+        for name, beat in clients.heartbeats.items():
+            left = max(1.0, (deadline - utcnow()).total_seconds())
+            recovered = beat.wait_for_recovery(state.fault_at, timeout=left,
+                                               cancel=state.cancel.is_set)
+            state.check()
+            found, report = self._client_view(drill, name, clients, recovered, journal, state)
+            problems.extend(clients.label(name, p) for p in found)
+            reports[name] = report
+        report = ({"populations": reports} if clients.several
+                  else next(iter(reports.values())))
+        if problems:
+            state.failed = True
+            state.message = "; ".join(problems)
+            self._end_phase(journal, state, PhaseName.VERIFY, PhaseStatus.FAILED, started,
+                            message=state.message, report=report, replace=True)
+            return False
+        state.verified_at = utcnow()
+        self._end_phase(journal, state, PhaseName.VERIFY, PhaseStatus.OK, started, report=report,
+                        replace=True)
+        self._progress("verify: writes and reads through the endpoint"
+                       + ("s" if clients.several else "") + " succeed")
+        return True
+
+    def _client_view(self, drill: LoadedDrill, name: str, clients: _Clients,
+                     recovered: datetime | None, journal: Journal, state: _RunState
+                     ) -> tuple[list[str], dict[str, Any]]:
         problems: list[str] = []
         identity: ServerIdentity | None = None
         markers_seen = 0
         if recovered is None:
             problems.append("no write was acknowledged through the endpoint after the fault")
         else:
-            journal.record("recovery.observed", at=recovered.isoformat())
+            journal.record("recovery.observed", at=recovered.isoformat(),
+                           population=name if clients.several else None)
             try:
-                session = endpoint.connect(timeout=5)
+                session = clients.endpoints[name].connect(timeout=5)
                 try:
                     identity = session.identity()
                     markers_seen = len(session.surviving_markers(journal.run_id))
@@ -385,46 +489,43 @@ class DrillEngine:
         if identity is not None:
             if identity.in_recovery:
                 problems.append("the endpoint reaches a server that is still in recovery")
-            before = state.baseline_identity.timeline if state.baseline_identity else None
+            before = state.baseline_identity.get(name)
             if (drill.spec.scenario in (Scenario.FAILOVER, Scenario.SWITCHOVER)
-                    and before is not None and identity.timeline is not None
-                    and identity.timeline <= before):
-                problems.append(f"timeline did not advance ({before} -> {identity.timeline})")
-        report = {"recovered_at": recovered.isoformat() if recovered else None,
-                  "identity": identity.model_dump() if identity else None,
-                  "markers_read_back": markers_seen}
-        if problems:
-            state.failed = True
-            state.message = "; ".join(problems)
-            self._end_phase(journal, state, PhaseName.VERIFY, PhaseStatus.FAILED, started,
-                            message=state.message, report=report, replace=True)
-            return
-        state.verified_at = utcnow()
-        self._end_phase(journal, state, PhaseName.VERIFY, PhaseStatus.OK, started, report=report,
-                        replace=True)
-        self._progress("verify: writes and reads through the endpoint succeed")
-        heartbeat.pause(spec.workload.observe.total_seconds())
-        state.check()
+                    and before is not None and before.timeline is not None
+                    and identity.timeline is not None and identity.timeline <= before.timeline):
+                problems.append(f"timeline did not advance ({before.timeline} -> "
+                                f"{identity.timeline})")
+        return problems, {"recovered_at": recovered.isoformat() if recovered else None,
+                          "identity": identity.model_dump() if identity else None,
+                          "markers_read_back": markers_seen}
 
-        # measure: stop writing, then read back which acknowledged markers survived
+    def _measure(self, clients: _Clients, journal: Journal, state: _RunState) -> None:
+        """Stop writing, then read back which acknowledged markers survived, per population
+        through its own endpoint (hot-hot: the lost site's clients now reach the survivor)."""
         self._begin_phase(journal, PhaseName.MEASURE)
         started = utcnow()
-        heartbeat.stop()
-        try:
-            session = endpoint.connect(timeout=5)
+        clients.stop()
+        for name, endpoint in clients.endpoints.items():
             try:
-                state.surviving = session.surviving_markers(journal.run_id)
-            finally:
-                session.close()
-        except EndpointError as exc:
-            self._end_phase(journal, state, PhaseName.MEASURE, PhaseStatus.FAILED, started,
-                            message=f"cannot read markers back: {exc}")
-            return
-        report = {"markers_on_recovered_primary": len(state.surviving)}
+                session = endpoint.connect(timeout=5)
+                try:
+                    state.surviving[name] = session.surviving_markers(journal.run_id)
+                finally:
+                    session.close()
+            except EndpointError as exc:
+                self._end_phase(journal, state, PhaseName.MEASURE, PhaseStatus.FAILED, started,
+                                message=clients.label(name, f"cannot read markers back: {exc}"))
+                return
+        if clients.several:
+            report: dict[str, Any] = {"markers_read_back": {
+                name: len(found) for name, found in state.surviving.items()}}
+        else:
+            report = {"markers_on_recovered_primary": len(next(iter(state.surviving.values())))}
         status = PhaseStatus.OK
         message = None
         if state.recovery_target is not None:
-            pitr = pitr_check(heartbeat.samples, state.surviving, state.recovery_target,
+            name, beat = next(iter(clients.heartbeats.items()))
+            pitr = pitr_check(beat.samples, state.surviving[name], state.recovery_target,
                               state.fault_at)
             report["point_in_time"] = pitr
             if pitr["missing_before_target"] or pitr["present_after_target"]:
@@ -537,40 +638,52 @@ class DrillEngine:
     # -- result ----------------------------------------------------------------------------
 
     def _finish(self, drill: LoadedDrill, base: RunResult, journal: Journal,
-                heartbeat: Heartbeat, state: _RunState, store: HistoryStore, *,
+                clients: _Clients, state: _RunState, store: HistoryStore, *,
                 interrupted: bool) -> RunResult:
         spec = drill.spec
-        measurements: Measurements | None = None
+        populations = spec.client_populations()
+        measured: dict[str, Measurements] = {}
         verdicts: list[ObjectiveVerdict] = []
         if state.injected:
-            measurements = measure(
-                heartbeat.samples, fault_at=state.fault_at, surviving=state.surviving,
-                verified_at=state.verified_at,
-                interval=spec.workload.heartbeat_interval.total_seconds(),
-                observed_until=max((s.ended_at for s in heartbeat.samples), default=utcnow()),
-            )
-            verdicts = judge(spec.objectives, measurements)
+            for name, beat in clients.heartbeats.items():
+                samples = beat.samples
+                measured[name] = measure(
+                    samples, fault_at=state.fault_at, surviving=state.surviving.get(name),
+                    verified_at=state.verified_at,
+                    interval=spec.workload.heartbeat_interval.total_seconds(),
+                    observed_until=max((s.ended_at for s in samples), default=utcnow()),
+                )
+                if populations[name].judged:
+                    verdicts.extend(
+                        v.model_copy(update={"population": name}) if clients.several else v
+                        for v in judge(spec.objectives, measured[name]))
+        primary = next((measured[n] for n, p in populations.items()
+                        if p.judged and n in measured), None)
         if interrupted:
             outcome = Outcome.ABORTED
         elif state.preflight_failed:
             outcome = Outcome.PREFLIGHT_FAILED
         else:
             outcome = outcome_of(verdicts, phase_failed=state.failed)
-        if heartbeat.sink_error is not None:
-            state.message = (state.message or "") + f" (heartbeat evidence write failed: " \
-                f"{heartbeat.sink_error})"
+        for name, beat in clients.heartbeats.items():
+            if beat.sink_error is not None:
+                state.message = (state.message or "") + " (" + clients.label(
+                    name, f"heartbeat evidence write failed: {beat.sink_error}") + ")"
         events = timeline.build(
-            fault_at=state.fault_at, fault_source=state.fault_source, samples=heartbeat.samples,
-            recovered_at=measurements.recovered_at if measurements else None,
-            verified_at=state.verified_at, phases=state.phases)
+            fault_at=state.fault_at, fault_source=state.fault_source,
+            clients={name: (beat.samples, measured[name].recovered_at if name in measured
+                            else None) for name, beat in clients.heartbeats.items()},
+            labelled=clients.several, verified_at=state.verified_at, phases=state.phases)
         result = base.model_copy(update={
             "timeline": events,
-            "ended_at": utcnow(), "outcome": outcome, "measurements": measurements,
+            "ended_at": utcnow(), "outcome": outcome, "measurements": primary,
+            "populations": measured if clients.several else {},
             "verdicts": verdicts, "phases": list(state.phases),
             "steady_state_restored": state.steady_state_ok, "message": state.message,
         })
-        if measurements is not None:
-            journal.record("measurement", **measurements.model_dump(mode="json"))
+        for name, m in measured.items():
+            journal.record("measurement", population=name if clients.several else None,
+                           **m.model_dump(mode="json"))
         journal.record("run.finished", outcome=outcome.value,
                        verdicts=[v.model_dump(mode="json") for v in verdicts],
                        steady_state_restored=state.steady_state_ok, message=state.message)

@@ -6,7 +6,8 @@ Layout (like ansible-runner's artifact directory):
   file and renamed, so a reader never sees half an event and a crash loses nothing written.
 * ``ansible/<phase>/000001-<event>.json`` every ansible-runner event of each phase.
 * ``heartbeat.jsonl`` one line per write attempt, appended and flushed as it happens (a
-  process crash loses nothing; only a torn last line after a host crash is possible).
+  process crash loses nothing; only a torn last line after a host crash is possible); with
+  several client populations each line names its ``population``.
 * ``files/<phase>/...`` files a phase playbook fetched into ``dalp_evidence_dir`` (e.g. the
   cloud-native observer's record); adopted after the phase: redacted in place and their
   sha256 recorded in the journal (``evidence.files``).
@@ -71,8 +72,13 @@ class Journal:
             kind = re.sub(r"[^a-z_]", "", str(event.get("event", "event")))
             atomic_write(folder / f"{seq:06d}-{kind}.json", _json(self._redactor.scrub(event)))
 
-    def heartbeat(self, sample: HeartbeatSample) -> None:
-        line = json.dumps(self._redactor.scrub(sample.model_dump(mode="json")))
+    def heartbeat(self, sample: HeartbeatSample, population: str | None = None) -> None:
+        """One write attempt; ``population`` names its client population in a drill that
+        has several (hot-hot), and is left out otherwise."""
+        body = sample.model_dump(mode="json")
+        if population is not None:
+            body["population"] = population
+        line = json.dumps(self._redactor.scrub(body))
         with self._lock:
             self._heartbeat.write(line + "\n")
             self._heartbeat.flush()

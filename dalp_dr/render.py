@@ -10,7 +10,7 @@ from rich.table import Table
 
 from dalp_dr.durations import format_duration
 from dalp_dr.history.base import RunSummary
-from dalp_dr.results import Outcome, RunResult, Status
+from dalp_dr.results import Measurements, Outcome, RunResult, Status
 from dalp_dr.timeline import offset
 
 _STYLE = {Status.MET: "green", Status.MISSED: "red", Status.UNKNOWN: "yellow"}
@@ -26,21 +26,29 @@ def verdict_table(result: RunResult) -> Table:
     table = Table(title=f"{result.drill}  run {result.run_id}", box=box.SIMPLE_HEAVY)
     for col in ("figure", "measured", "objective", "verdict", "margin"):
         table.add_column(col)
-    m = result.measurements
-    by_name = {v.objective: v for v in result.verdicts}
+    groups: list[tuple[str | None, Measurements | None]] = (
+        [(name, m) for name, m in result.populations.items()] if result.populations
+        else [(None, result.measurements)])
     objectives = (("recovery time", "rto", "recovery_time"),
                   ("data-loss window", "rpo", "data_loss_window"))
-    for label, objective, figure in objectives:
-        verdict = by_name.get(objective)
-        value = getattr(m, figure) if m else None
-        bound = getattr(m, f"{figure}_lower_bound") if m else None
-        measured = f">= {_n(bound)}" if value is None and bound is not None else _n(value)
-        target = f"{objective.upper()} {_n(result.objectives.get(objective))}"
-        table.add_row(label, measured, target,
-                      f"[{_STYLE[verdict.status]}]{verdict.status.value}[/]" if verdict else "-",
-                      _n(verdict.margin) if verdict else "-")
-    table.add_row("lost writes", str(m.lost_writes) if m and m.lost_writes is not None else "-")
-    table.add_row("write outage (client)", _n(m.write_outage) if m else "-")
+    for name, m in groups:
+        prefix = f"{name}: " if name else ""
+        by_name = {v.objective: v for v in result.verdicts if v.population == name}
+        for label, objective, figure in objectives:
+            verdict = by_name.get(objective)
+            value = getattr(m, figure) if m else None
+            bound = getattr(m, f"{figure}_lower_bound") if m else None
+            measured = f">= {_n(bound)}" if value is None and bound is not None else _n(value)
+            target = f"{objective.upper()} {_n(result.objectives.get(objective))}"
+            table.add_row(prefix + label, measured, target,
+                          f"[{_STYLE[verdict.status]}]{verdict.status.value}[/]" if verdict
+                          else "-", _n(verdict.margin) if verdict else "-")
+        table.add_row(prefix + "lost writes",
+                      str(m.lost_writes) if m and m.lost_writes is not None else "-")
+        table.add_row(prefix + "write outage (client)", _n(m.write_outage) if m else "-")
+        if name is not None:
+            table.add_section()
+    m = result.measurements
     table.add_row("RTT (to verified)", _n(m.rtt) if m else "-")
     table.add_row("resolution", _n(m.resolution) if m else "-")
     return table

@@ -80,6 +80,8 @@ class TimelineEvent(Frozen):
 
 class ObjectiveVerdict(Frozen):
     objective: str
+    population: str | None = None
+    """the client population judged, in a drill with several (hot-hot); None otherwise"""
     target: float
     measured: float | None
     status: Status
@@ -153,6 +155,9 @@ class RunResult(Frozen):
     outcome: Outcome
     objectives: dict[str, float]
     measurements: Measurements | None
+    """the figures of the (first judged) client population"""
+    populations: dict[str, Measurements] = {}
+    """every population's figures, in a drill with several (hot-hot); empty otherwise"""
     verdicts: list[ObjectiveVerdict]
     phases: list[PhaseRecord]
     steady_state_restored: bool | None

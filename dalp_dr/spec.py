@@ -94,6 +94,29 @@ class Endpoint(Frozen):
         return self
 
 
+_TABLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+DEFAULT_MARKER_TABLE = "dalp_dr_heartbeat"
+SINGLE_POPULATION = "service"
+
+
+class Population(Frozen):
+    """One group of clients with its own way in (hot-hot: each site's users, routed to
+    their site first). Each population runs its own heartbeat into its own marker table."""
+
+    endpoint: Endpoint
+    marker_table: str = Field(default=DEFAULT_MARKER_TABLE,
+                              description="table the population's markers go to")
+    judged: bool = Field(default=True,
+                         description="judge the objectives on this population's figures")
+
+    @field_validator("marker_table")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not _TABLE.match(value):
+            raise ValueError("marker_table must be a plain lower-case SQL identifier")
+        return value
+
+
 class Workload(Frozen):
     heartbeat_interval: Duration = timedelta(milliseconds=100)
     baseline: Duration = Field(default=timedelta(seconds=2),
@@ -210,7 +233,10 @@ class DrillSpec(Frozen):
     owner: str
     objectives: Objectives
     inventory: Path
-    endpoint: Endpoint
+    endpoint: Endpoint | None = None
+    populations: dict[str, Population] | None = Field(
+        default=None, description="several client populations, each through its own endpoint "
+                                  "(instead of 'endpoint')")
     workload: Workload = Workload()
     phases: Phases
     schedule: Schedule = Schedule()
@@ -229,6 +255,37 @@ class DrillSpec(Frozen):
         if value is not None and info.data.get("scenario") is not Scenario.RESTORE:
             raise ValueError("'restore' applies only to the restore scenario (hot-cold)")
         return value
+
+    @field_validator("populations")
+    @classmethod
+    def _population_names(cls, value: dict[str, Population] | None
+                          ) -> dict[str, Population] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("name at least one population")
+            for name in value:
+                if not _NAME.match(name):
+                    raise ValueError(f"population name '{name}' must be lower-case letters, "
+                                     "digits and dashes")
+            if not any(p.judged for p in value.values()):
+                raise ValueError("at least one population must be judged")
+            tables = [p.marker_table for p in value.values()]
+            if len(set(tables)) != len(tables):
+                raise ValueError("each population needs its own marker_table")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> DrillSpec:
+        if (self.endpoint is None) == (self.populations is None):
+            raise ValueError("set exactly one of 'endpoint' or 'populations'")
+        return self
+
+    def client_populations(self) -> dict[str, Population]:
+        """Every population the drill measures; a single 'endpoint' is one named 'service'."""
+        if self.populations is not None:
+            return dict(self.populations)
+        assert self.endpoint is not None
+        return {SINGLE_POPULATION: Population(endpoint=self.endpoint)}
 
     @field_validator("owner")
     @classmethod
@@ -267,7 +324,10 @@ class LoadedDrill(BaseModel):
 
 def spec_digest(spec: DrillSpec) -> str:
     """sha256 of the canonical JSON form of a spec (stable across YAML formatting)."""
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    # unset optional fields are left out, so a field added later does not change the digest
+    # of definitions that do not use it
+    canonical = json.dumps(spec.model_dump(mode="json", exclude_none=True), sort_keys=True,
+                           separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -11,7 +11,7 @@ are left out, never guessed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,9 +64,14 @@ def reported_events(phases: Iterable[PhaseRecord]) -> list[TimelineEvent]:
     return list(out.values())
 
 
+ClientView = tuple[Sequence[HeartbeatSample], datetime | None]
+"""one population's heartbeat samples and the instant it recovered (None: not seen)"""
+
+
 def build(*, fault_at: datetime | None, fault_source: str | None,
-          samples: Sequence[HeartbeatSample], recovered_at: datetime | None,
-          verified_at: datetime | None, phases: Iterable[PhaseRecord]) -> list[TimelineEvent]:
+          clients: Mapping[str, ClientView], verified_at: datetime | None,
+          phases: Iterable[PhaseRecord], labelled: bool = False) -> list[TimelineEvent]:
+    """``labelled``: prefix the client events with the population's name (several)."""
     events = reported_events(phases)
     if fault_at is not None:
         reported = fault_source is None or fault_source.startswith("reported")
@@ -74,14 +79,21 @@ def build(*, fault_at: datetime | None, fault_source: str | None,
             name="fault injected", at=fault_at,
             source="inject playbook" if reported else "controller",
             detail=None if reported else fault_source))
-        failed = next((s for s in samples if s.sent_at >= fault_at and not s.acked), None)
-        if failed is not None:
-            events.append(TimelineEvent(name="first client write failed", at=failed.ended_at,
-                                        source="heartbeat", detail=failed.error))
-    if recovered_at is not None:
-        events.append(TimelineEvent(name="first client write acknowledged", at=recovered_at,
-                                    source="heartbeat",
-                                    detail="recovery, as the client sees it"))
+    for population, (samples, recovered_at) in clients.items():
+        prefix = f"{population}: " if labelled else ""
+        source = f"heartbeat ({population})" if labelled else "heartbeat"
+        failed = None
+        if fault_at is not None:
+            failed = next((s for s in samples if s.sent_at >= fault_at and not s.acked), None)
+            if failed is not None:
+                events.append(TimelineEvent(name=prefix + "first client write failed",
+                                            at=failed.ended_at, source=source,
+                                            detail=failed.error))
+        if recovered_at is not None:
+            events.append(TimelineEvent(
+                name=prefix + "first client write acknowledged", at=recovered_at, source=source,
+                detail="recovery, as the client sees it" if failed is not None
+                else "no write failed: no outage seen"))
     if verified_at is not None:
         events.append(TimelineEvent(name="verify passed", at=verified_at, source="engine"))
     return sorted(events, key=lambda e: e.at)

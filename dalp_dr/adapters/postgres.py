@@ -6,6 +6,7 @@ psycopg errors are translated into EndpointError here, with credentials masked.
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import datetime
 from typing import Any
 
@@ -15,13 +16,16 @@ from psycopg import conninfo
 from dalp_dr.adapters.base import ServerIdentity
 from dalp_dr.errors import EndpointError, MarkerTableMissing
 from dalp_dr.redact import Redactor
+from dalp_dr.spec import DEFAULT_MARKER_TABLE
 
-HEARTBEAT_TABLE = "dalp_dr_heartbeat"
+HEARTBEAT_TABLE = DEFAULT_MARKER_TABLE
 # The lab playbooks (playbooks/common/tasks/lab-primary.yml) create the same table when they
-# provision a primary, so that it is part of every base backup from the start.
+# provision a primary, so that it is part of every base backup from the start. A population
+# of a multi-population drill (hot-hot) has its own table of the same shape; table names are
+# validated identifiers (spec.Population.marker_table), never user text in SQL otherwise.
 
-_SCHEMA = f"""
-create table if not exists {HEARTBEAT_TABLE} (
+_SCHEMA = """
+create table if not exists {table} (
     run_id       text        not null,
     seq          bigint      not null,
     sent_at      timestamptz not null,
@@ -43,9 +47,11 @@ _CLIENT_OPTIONS: dict[str, Any] = {
 
 
 class PostgresSession:
-    def __init__(self, conn: psycopg.Connection[Any], redactor: Redactor) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], redactor: Redactor,
+                 table: str = HEARTBEAT_TABLE) -> None:
         self._conn = conn
         self._redactor = redactor
+        self._table = table
 
     def _fail(self, exc: Exception) -> EndpointError:
         self.close()
@@ -55,7 +61,7 @@ class PostgresSession:
     def write_marker(self, run_id: str, seq: int, sent_at: datetime) -> None:
         try:
             self._conn.execute(
-                f"insert into {HEARTBEAT_TABLE} (run_id, seq, sent_at) values (%s, %s, %s)",
+                f"insert into {self._table} (run_id, seq, sent_at) values (%s, %s, %s)",
                 (run_id, seq, sent_at),
             )
         except psycopg.errors.UndefinedTable:
@@ -63,14 +69,14 @@ class PostgresSession:
             # it): recreate it so the service can be measured again; the lost markers show in
             # the measurement
             self.close()
-            raise MarkerTableMissing(f"{HEARTBEAT_TABLE} does not exist on the server") from None
+            raise MarkerTableMissing(f"{self._table} does not exist on the server") from None
         except (psycopg.Error, OSError) as exc:
             raise self._fail(exc) from None
 
     def surviving_markers(self, run_id: str) -> set[int]:
         try:
             rows = self._conn.execute(
-                f"select seq from {HEARTBEAT_TABLE} where run_id = %s", (run_id,)
+                f"select seq from {self._table} where run_id = %s", (run_id,)
             ).fetchall()
         except (psycopg.Error, OSError) as exc:
             raise self._fail(exc) from None
@@ -97,7 +103,10 @@ class PostgresSession:
 class PostgresEndpoint:
     """A libpq DSN clients use. ``display`` never contains the password."""
 
-    def __init__(self, dsn: str, redactor: Redactor) -> None:
+    def __init__(self, dsn: str, redactor: Redactor, table: str = HEARTBEAT_TABLE) -> None:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", table):
+            raise EndpointError(f"invalid marker table name {table!r}")
+        self._table = table
         try:
             params = conninfo.conninfo_to_dict(dsn)
         except psycopg.ProgrammingError as exc:
@@ -122,12 +131,12 @@ class PostgresEndpoint:
         except (psycopg.Error, OSError) as exc:
             text = " ".join(str(exc).split()) or type(exc).__name__
             raise EndpointError(self._redactor.text(text)) from None
-        return PostgresSession(conn, self._redactor)
+        return PostgresSession(conn, self._redactor, self._table)
 
     def ensure_schema(self) -> None:
         session = self.connect(timeout=5)
         try:
-            session._conn.execute(_SCHEMA)
+            session._conn.execute(_SCHEMA.format(table=self._table))
         except (psycopg.Error, OSError) as exc:
             raise session._fail(exc) from None
         finally:

@@ -114,3 +114,37 @@ def test_spec_hash_ignores_formatting(tmp_path: Path) -> None:
     assert spec_digest(a) == spec_digest(b)
     c = parse_drill(VALID.replace("rpo: 5m", "rpo: 4m"), source="c")
     assert spec_digest(a) != spec_digest(c)
+
+
+HOT_HOT = VALID.replace("topology: hot-warm", "topology: hot-hot").replace(
+    "scenario: failover", "scenario: site-loss").replace(
+    "endpoint: {from_inventory: dsn}\n", """populations:
+  site-a: {endpoint: {from_inventory: a_dsn}, marker_table: dalp_dr_heartbeat_a}
+  site-b: {endpoint: {from_inventory: b_dsn}, marker_table: dalp_dr_heartbeat_b, judged: false}
+""")
+
+
+def test_populations_each_with_endpoint_and_table() -> None:
+    spec = parse_drill(HOT_HOT, source="drills/x.yaml")
+    populations = spec.client_populations()
+    assert list(populations) == ["site-a", "site-b"]
+    assert populations["site-a"].marker_table == "dalp_dr_heartbeat_a"
+    assert populations["site-a"].judged and not populations["site-b"].judged
+    single = parse_drill(VALID, source="drills/x.yaml").client_populations()
+    assert list(single) == ["service"] and single["service"].marker_table == "dalp_dr_heartbeat"
+
+
+@pytest.mark.parametrize(("text", "field", "words"), [
+    (HOT_HOT.replace("populations:", "endpoint: {from_inventory: dsn}\npopulations:"),
+     "(top level)", "exactly one of 'endpoint' or 'populations'"),
+    (HOT_HOT.replace("dalp_dr_heartbeat_b", "dalp_dr_heartbeat_a"), "populations",
+     "its own marker_table"),
+    (HOT_HOT.replace("dalp_dr_heartbeat_a", "x; drop table y"),
+     "populations.site-a.marker_table", "plain lower-case SQL identifier"),
+    (HOT_HOT.replace("site-a:", "Site A:"), "populations", "lower-case"),
+    (HOT_HOT.replace("dalp_dr_heartbeat_a}", "dalp_dr_heartbeat_a, judged: false}"),
+     "populations", "at least one population must be judged"),
+])
+def test_population_errors_name_the_field(text: str, field: str, words: str) -> None:
+    error = error_of(text)
+    assert error.field == field and words in str(error), str(error)

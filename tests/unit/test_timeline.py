@@ -22,8 +22,9 @@ def test_events_in_time_order_with_offsets_from_the_fault() -> None:
         {"event": "new leader elected", "at": at(4).isoformat()},
     ]}
     events = build(fault_at=FAULT, fault_source="reported by the inject playbook, ...",
-                   samples=timeline(acked_until=2.0, down_until=3.5, end=5.0),
-                   recovered_at=at(3.505), verified_at=at(9.5), phases=[phase(reported)])
+                   clients={"service": (timeline(acked_until=2.0, down_until=3.5, end=5.0),
+                                        at(3.505))},
+                   verified_at=at(9.5), phases=[phase(reported)])
     assert [e.name for e in events] == [
         "fault injected", "first client write failed", "first client write acknowledged",
         "new leader elected", "cluster whole", "verify passed"]
@@ -40,8 +41,8 @@ def test_malformed_reports_are_left_out_not_guessed() -> None:
         {"event": "bool", "at": True}, "not a dict",
         {"event": "kept", "at": "2026-11-26T12:00:04"},  # naive ISO: taken as UTC
     ]}
-    events = build(fault_at=None, fault_source=None, samples=[], recovered_at=None,
-                   verified_at=None, phases=[phase(reported), phase({"dalp_timeline": "x"})])
+    events = build(fault_at=None, fault_source=None, clients={}, verified_at=None,
+                   phases=[phase(reported), phase({"dalp_timeline": "x"})])
     assert [e.name for e in events] == ["kept"]
     assert events[0].at == datetime(2026, 11, 26, 12, 0, 4, tzinfo=UTC)
     assert offset(events[0], None) is None
@@ -50,8 +51,19 @@ def test_malformed_reports_are_left_out_not_guessed() -> None:
 def test_same_event_reported_by_two_phases_is_kept_once() -> None:
     entry = {"event": "new leader elected", "at": at(4).timestamp()}
     events = build(fault_at=FAULT, fault_source="controller: inject playbook start",
-                   samples=[], recovered_at=None, verified_at=None,
+                   clients={"service": ([], None)}, verified_at=None,
                    phases=[phase({"dalp_timeline": [entry]}), phase({"dalp_timeline": [entry]})])
     assert [e.name for e in events] == ["fault injected", "new leader elected"]
     assert events[0].source == "controller" and events[0].detail is not None
     assert offset(events[1], FAULT) == (at(4) - FAULT) / timedelta(seconds=1)
+
+
+def test_several_populations_are_named_in_their_events() -> None:
+    down = timeline(acked_until=2.0, down_until=3.5, end=5.0)
+    steady = timeline(acked_until=10, down_until=10, end=5.0)
+    events = build(fault_at=FAULT, fault_source="reported", verified_at=None, phases=[],
+                   clients={"site-a": (down, at(3.505)), "site-b": (steady, None)},
+                   labelled=True)
+    assert [e.name for e in events] == ["fault injected", "site-a: first client write failed",
+                                        "site-a: first client write acknowledged"]
+    assert events[1].source == "heartbeat (site-a)"
