@@ -218,6 +218,11 @@ def lab_status(ctx: click.Context, topology: str | None, as_json: bool) -> None:
                       + (f"  streaming from :{detail['upstream_port']}"
                          if detail.get("upstream_port") else "")
                       + (f"  replicas: {replicas}" if replicas else ""))
+            for sub in s.get("subscriptions", []):  # logical replication (hot-hot)
+                health = ("streaming" if sub.get("worker") else "no worker") \
+                    if sub.get("enabled") else "DISABLED"
+                out.print(f"           subscription {sub.get('name')}: {health}"
+                          + (f", {sub['unsynced']} tables syncing" if sub.get("unsynced") else ""))
         if "route" in status:
             target = status["route"].get("backend_port") or "unreachable"
             out.print(f"  route    -> {target}")
