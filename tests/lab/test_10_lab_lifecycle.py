@@ -2,6 +2,8 @@
 
 import shutil
 
+import pytest
+
 from tests.lab.helpers import (
     LAB_ROOT,
     assert_steady_state,
@@ -10,6 +12,9 @@ from tests.lab.helpers import (
     lab_status,
     pg_ctl,
 )
+
+# one lab per pytest-xdist worker at a time (see tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("hot-warm")
 
 
 def test_down_up_up_status() -> None:

@@ -22,6 +22,9 @@ from tests.lab.helpers import (
     run_json,
 )
 
+# one lab per pytest-xdist worker at a time (see tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("hot-warm")
+
 
 @pytest.fixture(scope="module", autouse=True)
 def lab_up() -> None:

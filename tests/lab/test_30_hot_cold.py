@@ -14,6 +14,9 @@ from dalp_dr import s3_archive
 from dalp_dr.inventory import Inventory
 from tests.lab.helpers import ROOT, alive, assert_no_secret, dalp, lab_status, run_json
 
+# one lab per pytest-xdist worker at a time (see tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("hot-cold")
+
 DRILL = ROOT / "drills" / "hot-cold-restore.yaml"
 INVENTORY = ROOT / "inventories" / "lab" / "hot-cold.yml"
 LAB_ROOT = Path("/var/tmp/dalp-dr-lab/hot-cold")

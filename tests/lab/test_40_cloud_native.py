@@ -16,6 +16,9 @@ import pytest
 
 from tests.lab.helpers import ROOT, assert_no_secret, dalp, lab_status, run_json
 
+# one lab per pytest-xdist worker at a time (see tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("cloud-native")
+
 DRILL = ROOT / "drills" / "cloud-native-failover.yaml"
 PATRONICTL = ["/usr/bin/patronictl", "-c", "/var/tmp/dalp-dr-lab/cloud-native/pg1/patroni.yml"]
 LAB = Path("/var/tmp/dalp-dr-lab/cloud-native")

@@ -24,6 +24,9 @@ import yaml
 from dalp_dr.adapters.ansible import AnsibleRunner
 from tests.lab.helpers import ROOT
 
+# one lab per pytest-xdist worker at a time (see tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("managed")
+
 PLAYBOOKS = ROOT / "playbooks" / "managed"
 REGION = "us-east-1"
 

@@ -11,6 +11,9 @@ import pytest
 
 from tests.lab.helpers import ROOT, assert_no_secret, dalp, lab_status, run_json
 
+# one lab per pytest-xdist worker at a time (see tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("hot-hot")
+
 DRILL = ROOT / "drills" / "hot-hot-site-loss.yaml"
 LAB_DRILLS = ROOT / "tests" / "lab" / "drills"
 PASSWORD = "lab-only-7d2e4a9c51"  # inventories/lab/hot-hot.yml: must never be written

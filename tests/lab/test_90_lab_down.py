@@ -1,4 +1,9 @@
+import pytest
+
 from tests.lab.helpers import LABS, dalp, lab_processes
+
+# one lab per pytest-xdist worker at a time (see tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("all-labs")
 
 
 def test_down_leaves_no_process_and_no_data() -> None:
