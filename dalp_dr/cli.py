@@ -303,6 +303,27 @@ def backup_status(ctx: click.Context, inventory: str, rpo: str | None, as_json: 
     raise Exit(EXIT_OK if status.attainable else EXIT_FAILED)
 
 
+# --- store ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def store() -> None:
+    """The history store (DALP_DR_STORE: sqlite:///... or postgresql://...)."""
+
+
+@store.command("migrate")
+@click.pass_context
+def store_migrate(ctx: click.Context) -> None:
+    """Create or upgrade the store's schema to this dalp-dr's version and say where it is."""
+    from dalp_dr.history import open_store
+
+    opened = open_store(_settings(ctx).store_url)
+    try:
+        out.print(f"history store ready: {opened.describe()}", markup=False)
+    finally:
+        opened.close()
+
+
 # --- history --------------------------------------------------------------------------------
 
 

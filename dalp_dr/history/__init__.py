@@ -1,6 +1,7 @@
 """Drill history: every run, its spec snapshot, measurements and verdicts.
 
-``open_store(url)`` picks the implementation from the URL: ``sqlite:///path`` (default).
+``open_store(url)`` picks the implementation from the URL: ``sqlite:///path`` (default) or
+``postgresql://user@host:port/dbname`` (production; password from PGPASSWORD/.pgpass).
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from dalp_dr.history.sqlite import SqliteHistory
 def open_store(url: str) -> HistoryStore:
     if url.startswith("sqlite://"):  # sqlite:///abs/path or sqlite://relative/path
         return SqliteHistory(Path(url.removeprefix("sqlite://")))
+    if url.startswith(("postgresql://", "postgres://")):
+        from dalp_dr.history.postgres import PostgresHistory
+
+        return PostgresHistory(url)
     raise ConfigError(f"unsupported history store URL {url.split('://')[0]}://...",
                       source="DALP_DR_STORE",
-                      hint="use sqlite:///path/to/history.sqlite")
+                      hint="use sqlite:///path/to/history.sqlite or postgresql://...")
 
 
 __all__ = ["HistoryStore", "RunSummary", "open_store"]

@@ -1,4 +1,4 @@
-"""The history store contract. SQLite (embedded, default) implements it; PostgreSQL follows."""
+"""The history store contract. SQLite (embedded, default) and PostgreSQL implement it."""
 
 from __future__ import annotations
 
@@ -33,8 +33,13 @@ class HistoryStore(Protocol):
     Contract: ``begin`` is called before any fault, with outcome RUNNING, so a run that dies
     halfway is still on record; ``finish`` replaces it with the final result once. Reads
     never return secrets because nothing written here contains them (callers redact).
-    Every failure raises StoreError.
+    Every failure raises StoreError. Opening a store creates or migrates its schema (one
+    process at a time) and refuses a schema newer than this dalp-dr.
     """
+
+    def describe(self) -> str:
+        """Where the store is and its schema version, without credentials."""
+        ...
 
     def begin(self, result: RunResult, spec_json: str) -> None: ...
 

@@ -54,6 +54,9 @@ class SqliteHistory:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open history {path}: {exc}") from None
 
+    def describe(self) -> str:
+        return f"sqlite {self.path} (schema version {SCHEMA_VERSION})"
+
     def _write(self, sql: str, args: tuple[object, ...]) -> None:
         try:
             with self._db:
@@ -103,8 +106,10 @@ class SqliteHistory:
     def _row(self, run_id: str, column: str) -> str:
         try:
             rows = self._db.execute(
-                f"select {column} from runs where run_id = ? or run_id like ? limit 3",
-                (run_id, run_id.replace("%", "") + "%"),
+                # a plain prefix, not LIKE: '%' and '_' in what the user typed match literally
+                f"select {column} from runs where run_id = ?"
+                " or (? <> '' and substr(run_id, 1, length(?)) = ?) limit 3",
+                (run_id, run_id, run_id, run_id),
             ).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read history {self.path}: {exc}") from None

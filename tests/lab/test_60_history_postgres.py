@@ -1,0 +1,81 @@
+"""The PostgreSQL history store keeps the same contract as SQLite, on a real server this
+test starts (initdb in the lab area, loopback and socket only, stopped and removed after)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dalp_dr.errors import StoreError
+from dalp_dr.history import open_store
+from tests.history_contract import check_store_contract
+from tests.lab.helpers import LABS, dalp
+
+pytestmark = pytest.mark.xdist_group("history-postgres")
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+ROOT_DIR = LABS / "history-postgres"
+PORT = 55498
+
+
+def as_pg(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True,
+                          capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    shutil.rmtree(ROOT_DIR, ignore_errors=True)
+    ROOT_DIR.mkdir(parents=True)
+    shutil.chown(ROOT_DIR, "postgres", "postgres")
+    data = ROOT_DIR / "data"
+    as_pg(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E",
+          "UTF8", "--locale=C.UTF-8")
+    as_pg(str(PG_BIN / "pg_ctl"), "start", "-w", "-D", str(data), "-l", str(ROOT_DIR / "log"),
+          "-o", f"-p {PORT} -k {ROOT_DIR} -c listen_addresses=127.0.0.1")
+    try:
+        as_pg(str(PG_BIN / "createdb"), "-h", str(ROOT_DIR), "-p", str(PORT), "dalp_history")
+        yield f"postgresql://postgres@127.0.0.1:{PORT}/dalp_history"
+    finally:
+        as_pg(str(PG_BIN / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(data))
+        shutil.rmtree(ROOT_DIR, ignore_errors=True)
+
+
+def test_postgres_keeps_the_history_contract(server: str) -> None:
+    check_store_contract(lambda: open_store(server))
+
+
+def test_a_second_process_sees_a_run_as_soon_as_it_began(server: str) -> None:
+    from tests.history_contract import result
+
+    writer, reader = open_store(server), open_store(server)
+    writer.begin(result("20261127T000000Z-dddddd", 0), "{}")
+    assert reader.get("20261127T000000Z-dddddd").outcome.value == "running"
+    writer.close()
+    reader.close()
+
+
+def test_unreachable_server_is_a_store_error_without_the_password() -> None:
+    with pytest.raises(StoreError) as info:
+        open_store(f"postgresql://u:s3cret-pw@127.0.0.1:{PORT + 1}/x?connect_timeout=2")
+    assert "s3cret-pw" not in str(info.value) and "127.0.0.1" in str(info.value)
+
+
+def test_cli_reads_the_postgres_store_from_the_environment(server: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.setenv("DALP_DR_STORE", server)
+    proc = dalp("store", "migrate", results=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"postgresql user=postgres dbname=dalp_history host=127.0.0.1 port={PORT}" in proc.stdout
+    assert "schema version 1" in proc.stdout
+    proc = dalp("history", "list", results=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "20261126T120200Z-cccccc" in proc.stdout  # written by the contract test
+    monkeypatch.setenv("DALP_DR_STORE", "mysql://nope")
+    proc = dalp("history", "list", results=tmp_path)
+    assert proc.returncode == 2 and "DALP_DR_STORE" in proc.stderr  # ConfigError: exit 2
