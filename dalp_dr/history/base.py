@@ -27,6 +27,28 @@ class RunSummary(BaseModel):
     evidence_dir: str
 
 
+SUMMARY_COLUMNS = ("run_id", "drill", "topology", "environment", "trigger", "operator",
+                   "started_at", "ended_at", "outcome", "recovery_time", "data_loss_window",
+                   "evidence_dir")
+"""the runs-table columns a RunSummary is made of, in this order (every store's schema)"""
+
+INSERT_COLUMNS = ("run_id", "drill", "topology", "scenario", "environment", "owner", "trigger",
+                  "operator", "spec_hash", "spec_json", "started_at", "ended_at", "outcome",
+                  "recovery_time", "data_loss_window", "result_json", "evidence_dir")
+
+
+def begin_row(result: RunResult, spec_json: str) -> tuple[object, ...]:
+    """Values for INSERT_COLUMNS when a run begins (started_at as a datetime)."""
+    return (result.run_id, result.drill, result.topology.value, result.scenario.value,
+            result.environment, result.owner, result.trigger.value, result.operator,
+            result.spec_hash, spec_json, result.started_at, None, result.outcome.value, None,
+            None, result.model_dump_json(), result.evidence_dir)
+
+
+def summary_from_row(row: tuple[object, ...]) -> RunSummary:
+    return RunSummary.model_validate(dict(zip(SUMMARY_COLUMNS, row, strict=True)))
+
+
 class HistoryStore(Protocol):
     """Durable record of every drill run.
 

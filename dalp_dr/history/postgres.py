@@ -14,7 +14,13 @@ import psycopg
 from psycopg import conninfo
 
 from dalp_dr.errors import StoreError, UnknownRun
-from dalp_dr.history.base import RunSummary
+from dalp_dr.history.base import (
+    INSERT_COLUMNS,
+    SUMMARY_COLUMNS,
+    RunSummary,
+    begin_row,
+    summary_from_row,
+)
 from dalp_dr.redact import Redactor
 from dalp_dr.results import RunResult
 
@@ -90,17 +96,10 @@ class PostgresHistory:
             raise self._error(what, exc) from None
 
     def begin(self, result: RunResult, spec_json: str) -> None:
-        self._execute(
-            "cannot write history",
-            "insert into dalp_dr_runs (run_id, drill, topology, scenario, environment, owner,"
-            " trigger, operator, spec_hash, spec_json, started_at, ended_at, outcome,"
-            " recovery_time, data_loss_window, result_json, evidence_dir)"
-            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (result.run_id, result.drill, result.topology.value, result.scenario.value,
-             result.environment, result.owner, result.trigger.value, result.operator,
-             result.spec_hash, spec_json, result.started_at, None, result.outcome.value, None,
-             None, result.model_dump_json(), result.evidence_dir),
-        )
+        self._execute("cannot write history",
+                      f"insert into dalp_dr_runs ({', '.join(INSERT_COLUMNS)})"
+                      f" values ({', '.join(['%s'] * len(INSERT_COLUMNS))})",
+                      begin_row(result, spec_json))
 
     def finish(self, result: RunResult) -> None:
         m = result.measurements
@@ -113,19 +112,14 @@ class PostgresHistory:
         )
 
     def list_runs(self, *, drill: str | None = None, limit: int = 50) -> list[RunSummary]:
-        sql = ("select run_id, drill, topology, environment, trigger, operator, started_at,"
-               " ended_at, outcome, recovery_time, data_loss_window, evidence_dir"
-               " from dalp_dr_runs")
+        sql = f"select {', '.join(SUMMARY_COLUMNS)} from dalp_dr_runs"
         args: tuple[object, ...] = ()
         if drill:
             sql += " where drill = %s"
             args = (drill,)
         sql += " order by started_at desc limit %s"
         rows = self._execute("cannot read history", sql, (*args, limit))
-        keys = ("run_id", "drill", "topology", "environment", "trigger", "operator",
-                "started_at", "ended_at", "outcome", "recovery_time", "data_loss_window",
-                "evidence_dir")
-        return [RunSummary.model_validate(dict(zip(keys, r, strict=True))) for r in rows]
+        return [summary_from_row(r) for r in rows]
 
     def _row(self, run_id: str, column: str) -> str:
         rows = self._execute(

@@ -6,7 +6,13 @@ import sqlite3
 from pathlib import Path
 
 from dalp_dr.errors import StoreError, UnknownRun
-from dalp_dr.history.base import RunSummary
+from dalp_dr.history.base import (
+    INSERT_COLUMNS,
+    SUMMARY_COLUMNS,
+    RunSummary,
+    begin_row,
+    summary_from_row,
+)
 from dalp_dr.results import RunResult
 
 SCHEMA_VERSION = 1
@@ -65,16 +71,10 @@ class SqliteHistory:
             raise StoreError(f"cannot write history {self.path}: {exc}") from None
 
     def begin(self, result: RunResult, spec_json: str) -> None:
-        self._write(
-            "insert into runs (run_id, drill, topology, scenario, environment, owner, trigger,"
-            " operator, spec_hash, spec_json, started_at, ended_at, outcome, recovery_time,"
-            " data_loss_window, result_json, evidence_dir)"
-            " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (result.run_id, result.drill, result.topology.value, result.scenario.value,
-             result.environment, result.owner, result.trigger.value, result.operator,
-             result.spec_hash, spec_json, result.started_at.isoformat(), None,
-             result.outcome.value, None, None, result.model_dump_json(), result.evidence_dir),
-        )
+        row = list(begin_row(result, spec_json))
+        row[INSERT_COLUMNS.index("started_at")] = result.started_at.isoformat()
+        self._write(f"insert into runs ({', '.join(INSERT_COLUMNS)})"
+                    f" values ({', '.join('?' * len(INSERT_COLUMNS))})", tuple(row))
 
     def finish(self, result: RunResult) -> None:
         m = result.measurements
@@ -87,8 +87,7 @@ class SqliteHistory:
         )
 
     def list_runs(self, *, drill: str | None = None, limit: int = 50) -> list[RunSummary]:
-        sql = ("select run_id, drill, topology, environment, trigger, operator, started_at,"
-               " ended_at, outcome, recovery_time, data_loss_window, evidence_dir from runs")
+        sql = f"select {', '.join(SUMMARY_COLUMNS)} from runs"
         args: tuple[object, ...] = ()
         if drill:
             sql += " where drill = ?"
@@ -98,10 +97,7 @@ class SqliteHistory:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read history {self.path}: {exc}") from None
-        keys = ("run_id", "drill", "topology", "environment", "trigger", "operator",
-                "started_at", "ended_at", "outcome", "recovery_time", "data_loss_window",
-                "evidence_dir")
-        return [RunSummary.model_validate(dict(zip(keys, r, strict=True))) for r in rows]
+        return [summary_from_row(r) for r in rows]
 
     def _row(self, run_id: str, column: str) -> str:
         try:

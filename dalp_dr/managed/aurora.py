@@ -10,31 +10,17 @@ IAM: ``rds:DescribeDBClusters``, ``rds:DescribeDBInstances``, ``rds:FailoverDBCl
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from dalp_dr.managed.base import (
-    ManagedState,
-    ProviderEvent,
-    rds_client,
-    translate,
-    utcnow,
-)
+from dalp_dr.managed.base import ManagedState, RdsApi, utcnow
 
 
-class AuroraCluster:
+class AuroraCluster(RdsApi):
     kind = "aurora"
-
-    def __init__(self, identifier: str, *, region: str | None = None,
-                 endpoint_url: str | None = None, client: Any = None) -> None:
-        self.identifier = identifier
-        self._client = client or rds_client(region, endpoint_url)
+    event_source_type = "db-cluster"
 
     def state(self) -> ManagedState:
-        try:
-            reply = self._client.describe_db_clusters(DBClusterIdentifier=self.identifier)
-        except Exception as exc:
-            raise translate(exc, f"DescribeDBClusters {self.identifier}") from exc
+        reply = self._call("describe_db_clusters", DBClusterIdentifier=self.identifier)
         cluster = reply["DBClusters"][0]
         members = cluster.get("DBClusterMembers", [])
         writer = next((m["DBInstanceIdentifier"] for m in members if m.get("IsClusterWriter")),
@@ -47,10 +33,7 @@ class AuroraCluster:
                             multi_az=bool(cluster.get("MultiAZ")), observed_at=utcnow())
 
     def _instance_status(self, instance: str) -> str:
-        try:
-            reply = self._client.describe_db_instances(DBInstanceIdentifier=instance)
-        except Exception as exc:
-            raise translate(exc, f"DescribeDBInstances {instance}") from exc
+        reply = self._call("describe_db_instances", DBInstanceIdentifier=instance)
         return str(reply["DBInstances"][0].get("DBInstanceStatus", "?"))
 
     def preflight(self, state: ManagedState) -> list[str]:
@@ -71,23 +54,10 @@ class AuroraCluster:
         kwargs: dict[str, Any] = {"DBClusterIdentifier": self.identifier}
         if target:
             kwargs["TargetDBInstanceIdentifier"] = target
-        try:
-            self._client.failover_db_cluster(**kwargs)
-        except Exception as exc:
-            raise translate(exc, f"FailoverDBCluster {self.identifier}") from exc
+        self._call("failover_db_cluster", **kwargs)
 
     def failed_over(self, before: ManagedState, now: ManagedState,
                     target: str | None = None) -> bool:
         moved = now.writer is not None and now.writer != before.writer
         on_target = target is None or now.writer == target
         return now.available and moved and on_target
-
-    def events(self, since: datetime) -> list[ProviderEvent]:
-        try:
-            reply = self._client.describe_events(SourceIdentifier=self.identifier,
-                                                 SourceType="db-cluster", StartTime=since)
-        except Exception as exc:
-            raise translate(exc, f"DescribeEvents {self.identifier}") from exc
-        return [ProviderEvent(at=e["Date"], message=e.get("Message", ""),
-                              source=e.get("SourceIdentifier", self.identifier))
-                for e in reply.get("Events", [])]

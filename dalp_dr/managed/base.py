@@ -137,6 +137,36 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class RdsApi:
+    """What the RDS-based adapters share: the boto3 client, translated calls, the event log
+    (``event_source_type``: db-instance or db-cluster)."""
+
+    kind: str
+    event_source_type: str
+
+    def __init__(self, identifier: str, *, region: str | None = None,
+                 endpoint_url: str | None = None, client: Any = None) -> None:
+        self.identifier = identifier
+        self._client = client or rds_client(region, endpoint_url)
+
+    def _call(self, action: str, **kwargs: Any) -> Any:
+        """``self._client.<action>(**kwargs)``, boto errors translated (see ``translate``)."""
+        name = "".join(part.capitalize() for part in action.split("_"))
+        target = kwargs.get("DBInstanceIdentifier") or kwargs.get("DBClusterIdentifier") \
+            or self.identifier
+        try:
+            return getattr(self._client, action)(**kwargs)
+        except Exception as exc:
+            raise translate(exc, f"{name.replace('Db', 'DB')} {target}") from exc
+
+    def events(self, since: datetime) -> list[ProviderEvent]:
+        reply = self._call("describe_events", SourceIdentifier=self.identifier,
+                           SourceType=self.event_source_type, StartTime=since)
+        return [ProviderEvent(at=e["Date"], message=e.get("Message", ""),
+                              source=e.get("SourceIdentifier", self.identifier))
+                for e in reply.get("Events", [])]
+
+
 def rds_client(region: str | None, endpoint_url: str | None) -> Any:
     import boto3
     from botocore.config import Config

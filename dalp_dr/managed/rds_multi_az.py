@@ -12,31 +12,15 @@ instance's ARN.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
-from dalp_dr.managed.base import (
-    ManagedState,
-    ProviderEvent,
-    rds_client,
-    translate,
-    utcnow,
-)
+from dalp_dr.managed.base import ManagedState, RdsApi, utcnow
 
 
-class RdsMultiAz:
+class RdsMultiAz(RdsApi):
     kind = "rds-multi-az"
-
-    def __init__(self, identifier: str, *, region: str | None = None,
-                 endpoint_url: str | None = None, client: Any = None) -> None:
-        self.identifier = identifier
-        self._client = client or rds_client(region, endpoint_url)
+    event_source_type = "db-instance"
 
     def state(self) -> ManagedState:
-        try:
-            reply = self._client.describe_db_instances(DBInstanceIdentifier=self.identifier)
-        except Exception as exc:
-            raise translate(exc, f"DescribeDBInstances {self.identifier}") from exc
+        reply = self._call("describe_db_instances", DBInstanceIdentifier=self.identifier)
         db = reply["DBInstances"][0]
         return ManagedState(identifier=self.identifier, status=db.get("DBInstanceStatus", "?"),
                             writer=db.get("AvailabilityZone"),
@@ -55,22 +39,9 @@ class RdsMultiAz:
         return problems
 
     def failover(self, state: ManagedState, target: str | None = None) -> None:
-        try:
-            self._client.reboot_db_instance(DBInstanceIdentifier=self.identifier,
-                                            ForceFailover=True)
-        except Exception as exc:
-            raise translate(exc, f"RebootDBInstance(ForceFailover) {self.identifier}") from exc
+        self._call("reboot_db_instance", DBInstanceIdentifier=self.identifier,
+                   ForceFailover=True)
 
     def failed_over(self, before: ManagedState, now: ManagedState,
                     target: str | None = None) -> bool:
         return now.available and now.writer is not None and now.writer != before.writer
-
-    def events(self, since: datetime) -> list[ProviderEvent]:
-        try:
-            reply = self._client.describe_events(SourceIdentifier=self.identifier,
-                                                 SourceType="db-instance", StartTime=since)
-        except Exception as exc:
-            raise translate(exc, f"DescribeEvents {self.identifier}") from exc
-        return [ProviderEvent(at=e["Date"], message=e.get("Message", ""),
-                              source=e.get("SourceIdentifier", self.identifier))
-                for e in reply.get("Events", [])]
