@@ -317,8 +317,11 @@ def store_migrate(ctx: click.Context) -> None:
     """Create or upgrade the store's schema to this dalp-dr's version and say where it is."""
     from dalp_dr.history import open_store
 
-    opened = open_store(_settings(ctx).store_url)
+    opened = open_store(_settings(ctx).store_url, migrate=True)
     try:
+        before = getattr(opened, "migrated_from", None)
+        if before is not None:
+            out.print(f"upgraded from schema version {before}", markup=False)
         out.print(f"history store ready: {opened.describe()}", markup=False)
     finally:
         opened.close()

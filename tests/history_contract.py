@@ -59,3 +59,45 @@ def check_store_contract(open_store: Callable[[], HistoryStore]) -> None:
     with pytest.raises(UnknownRun, match="no run"):
         store.get("%")  # a LIKE wildcard is not a prefix of every run
     store.close()
+
+
+def check_coordination_contract(open_store: Callable[[], HistoryStore]) -> None:
+    """Leases (environment locks, scheduler leadership) and scheduled-fire claims, seen by two
+    connections as two processes would."""
+    import time
+
+    one, two = open_store(), open_store()
+    name = f"environment:contract-{time.monotonic_ns()}"
+    assert one.get_lease(name) is None
+    first = one.acquire_lease(name, "holder-1", "drill a run 1 by sre@host pid 1", ttl=30)
+    assert first.holder == "holder-1" and first.info.startswith("drill a run 1")
+    assert first.expires_at - first.acquired_at == pytest.approx(timedelta(seconds=30),
+                                                                 abs=timedelta(seconds=1))
+    refused = two.acquire_lease(name, "holder-2", "drill b", ttl=30)
+    assert refused.holder == "holder-1"  # held and not expired: the second is refused
+    assert refused.acquired_at == first.acquired_at
+    assert not two.renew_lease(name, "holder-2", 30)
+    assert one.renew_lease(name, "holder-1", 30)
+    again = one.acquire_lease(name, "holder-1", "drill a run 1", ttl=30)  # re-entrant
+    assert again.holder == "holder-1" and again.acquired_at == first.acquired_at
+    two.release_lease(name, "holder-2")  # not theirs: nothing happens
+    assert one.get_lease(name) is not None
+    one.release_lease(name, "holder-1")
+    assert two.get_lease(name) is None
+    # a holder that died: its lease expires, then the next one takes it over
+    one.acquire_lease(name, "dead-holder", "drill a (died)", ttl=0.3)
+    assert two.acquire_lease(name, "holder-2", "drill b", ttl=30).holder == "dead-holder"
+    time.sleep(0.5)
+    taken = two.acquire_lease(name, "holder-2", "drill b", ttl=30)
+    assert taken.holder == "holder-2" and taken.info == "drill b"
+    assert not one.renew_lease(name, "dead-holder", 30)  # the dead one cannot come back
+    two.release_lease(name, "holder-2")
+
+    planned = at(3600)
+    assert one.claim_fire("hot-warm-failover", planned, "scheduler-1")
+    assert not two.claim_fire("hot-warm-failover", planned, "scheduler-2")
+    assert not one.claim_fire("hot-warm-failover", planned, "scheduler-1")  # once, even for us
+    assert two.claim_fire("hot-warm-failover", planned + timedelta(seconds=1), "scheduler-2")
+    assert two.claim_fire("other", planned, "scheduler-2")
+    one.close()
+    two.close()

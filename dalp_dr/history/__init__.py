@@ -9,20 +9,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from dalp_dr.errors import ConfigError
-from dalp_dr.history.base import HistoryStore, RunSummary
+from dalp_dr.history.base import HistoryStore, Lease, RunSummary
 from dalp_dr.history.sqlite import SqliteHistory
 
 
-def open_store(url: str) -> HistoryStore:
+def open_store(url: str, *, migrate: bool = False) -> HistoryStore:
+    """Open (and create) the store. The embedded SQLite store upgrades its schema on open;
+    a shared PostgreSQL store only with ``migrate=True`` (``dalp-dr store migrate``)."""
     if url.startswith("sqlite://"):  # sqlite:///abs/path or sqlite://relative/path
         return SqliteHistory(Path(url.removeprefix("sqlite://")))
     if url.startswith(("postgresql://", "postgres://")):
         from dalp_dr.history.postgres import PostgresHistory
 
-        return PostgresHistory(url)
+        return PostgresHistory(url, migrate=migrate)
     raise ConfigError(f"unsupported history store URL {url.split('://')[0]}://...",
                       source="DALP_DR_STORE",
                       hint="use sqlite:///path/to/history.sqlite or postgresql://...")
 
 
-__all__ = ["HistoryStore", "RunSummary", "open_store"]
+__all__ = ["HistoryStore", "Lease", "RunSummary", "open_store"]

@@ -37,6 +37,20 @@ INSERT_COLUMNS = ("run_id", "drill", "topology", "scenario", "environment", "own
                   "recovery_time", "data_loss_window", "result_json", "evidence_dir")
 
 
+class Lease(BaseModel):
+    """Who holds a named lease (an environment lock, the scheduler leadership) until when."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    holder: str
+    """an opaque token unique to the holding process (or run)"""
+    info: str
+    """for humans: what holds it (drill, run id, operator, host, pid)"""
+    acquired_at: datetime
+    expires_at: datetime
+
+
 def begin_row(result: RunResult, spec_json: str) -> tuple[object, ...]:
     """Values for INSERT_COLUMNS when a run begins (started_at as a datetime)."""
     return (result.run_id, result.drill, result.topology.value, result.scenario.value,
@@ -74,5 +88,31 @@ class HistoryStore(Protocol):
         ...
 
     def spec_snapshot(self, run_id: str) -> str: ...
+
+    # -- coordination between dalp-dr processes sharing this store ------------------------
+
+    def acquire_lease(self, name: str, holder: str, info: str, ttl: float) -> Lease:
+        """Take the lease ``name`` for ``ttl`` seconds if it is free, expired or already
+        ``holder``'s (then it is extended, keeping its acquired_at). Atomic across processes.
+        Returns the lease as it stands afterwards: compare ``holder`` to know who has it."""
+        ...
+
+    def renew_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Extend our lease by ``ttl`` seconds from now; False if it is no longer ours."""
+        ...
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up if it is ours (nothing happens otherwise)."""
+        ...
+
+    def get_lease(self, name: str) -> Lease | None:
+        """The lease's current row, expired or not; None if nobody ever took it or it was
+        released."""
+        ...
+
+    def claim_fire(self, drill: str, planned_at: datetime, claimed_by: str) -> bool:
+        """Record that ``claimed_by`` handles the scheduled fire (drill, planned_at): True
+        exactly once per pair across every process, False to whoever comes second."""
+        ...
 
     def close(self) -> None: ...

@@ -3,11 +3,18 @@
 Selected by a ``postgresql://`` URL (``DALP_DR_STORE``). psycopg errors become StoreError
 here, with credentials masked. Every write is its own transaction; reads see committed
 runs only, so a second dalp-dr process (another operator, the scheduler) sees a run as
-``running`` from the moment it began.
+``running`` from the moment it began. A connection the server dropped (restart, failover)
+is replaced on the next call, so a long-running scheduler survives the store's outages.
+
+Schema: a new database gets the current schema. An older one is upgraded only by
+``dalp-dr store migrate`` (``migrate=True``), never behind the back of other dalp-dr
+processes that share it; until then opening it says so. Lease times use the server's clock,
+so scheduler hosts with skewed clocks still agree on who holds a lease.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -17,14 +24,15 @@ from dalp_dr.errors import StoreError, UnknownRun
 from dalp_dr.history.base import (
     INSERT_COLUMNS,
     SUMMARY_COLUMNS,
+    Lease,
     RunSummary,
     begin_row,
     summary_from_row,
 )
 from dalp_dr.redact import Redactor
-from dalp_dr.results import RunResult
+from dalp_dr.results import Outcome, RunResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _DDL = """
 create table if not exists dalp_dr_schema_version (version integer not null);
@@ -50,9 +58,32 @@ create table if not exists dalp_dr_runs (
 create index if not exists dalp_dr_runs_drill_started on dalp_dr_runs (drill, started_at);
 """
 
+MIGRATIONS: dict[int, str] = {
+    # 2: environment locks and scheduler leadership (leases), scheduled fires claimed once
+    2: """
+create table if not exists dalp_dr_leases (
+    name        text primary key,
+    holder      text not null,
+    info        text not null,
+    acquired_at timestamptz not null,
+    expires_at  timestamptz not null
+);
+create table if not exists dalp_dr_fires (
+    drill       text not null,
+    planned_at  timestamptz not null,
+    claimed_by  text not null,
+    claimed_at  timestamptz not null default clock_timestamp(),
+    primary key (drill, planned_at)
+);
+""",
+}
+"""schema version -> DDL that upgrades the previous version to it"""
+
+_LEASE_COLUMNS = "name, holder, info, acquired_at, expires_at"
+
 
 class PostgresHistory:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, migrate: bool = False) -> None:
         self._redactor = Redactor()
         try:
             params = conninfo.conninfo_to_dict(url)
@@ -64,22 +95,45 @@ class PostgresHistory:
             self._redactor.add(password)
         shown = {k: str(v) for k, v in params.items() if k not in ("password", "passfile")}
         self.display = conninfo.make_conninfo(**shown)
+        self._url = url
         try:
-            self._db = psycopg.connect(url, autocommit=True, connect_timeout=10,
-                                       application_name="dalp-dr history")
+            self._db = self._connect()
             with self._db.transaction():
                 # one migrator at a time (two processes opening a fresh store at once)
                 self._db.execute("select pg_advisory_xact_lock(hashtext('dalp_dr_schema'))")
-                self._db.execute(_DDL)
-                row = self._db.execute("select version from dalp_dr_schema_version").fetchone()
-                if row is None:
-                    self._db.execute("insert into dalp_dr_schema_version values (%s)",
-                                     (SCHEMA_VERSION,))
-                elif row[0] > SCHEMA_VERSION:
-                    raise StoreError(f"{self.display}: schema version {row[0]} is newer than "
-                                     f"this dalp-dr ({SCHEMA_VERSION}); upgrade dalp-dr")
+                self.migrated_from = self._migrate(migrate)
         except (psycopg.Error, OSError) as exc:
             raise self._error("cannot open history", exc) from None
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self._url, autocommit=True, connect_timeout=10,
+                               application_name="dalp-dr history")
+
+    def _migrate(self, migrate: bool) -> int | None:
+        fresh = self._db.execute(
+            "select to_regclass('dalp_dr_schema_version') is null").fetchone()
+        if fresh is not None and fresh[0]:
+            self._db.execute(_DDL)
+            for version in range(2, SCHEMA_VERSION + 1):
+                self._db.execute(MIGRATIONS[version])
+            self._db.execute("insert into dalp_dr_schema_version values (%s)",
+                             (SCHEMA_VERSION,))
+            return None
+        row = self._db.execute("select version from dalp_dr_schema_version").fetchone()
+        found = int(row[0]) if row is not None else 1
+        if found > SCHEMA_VERSION:
+            raise StoreError(f"{self.display}: schema version {found} is newer than this "
+                             f"dalp-dr ({SCHEMA_VERSION}); upgrade dalp-dr")
+        if found == SCHEMA_VERSION:
+            return None
+        if not migrate:
+            raise StoreError(f"{self.display}: schema version {found} is older than this "
+                             f"dalp-dr ({SCHEMA_VERSION}); run 'dalp-dr store migrate' once "
+                             "(other dalp-dr processes on this store should be upgraded too)")
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            self._db.execute(MIGRATIONS[version])
+        self._db.execute("update dalp_dr_schema_version set version = %s", (SCHEMA_VERSION,))
+        return found
 
     def describe(self) -> str:
         return f"postgresql {self.display} (schema version {SCHEMA_VERSION})"
@@ -90,6 +144,8 @@ class PostgresHistory:
 
     def _execute(self, what: str, sql: str, args: tuple[object, ...]) -> list[Any]:
         try:
+            if self._db.closed or self._db.broken:  # the server went away since: reconnect
+                self._db = self._connect()
             cur = self._db.execute(sql, args)
             return cur.fetchall() if cur.description else []
         except (psycopg.Error, OSError) as exc:
@@ -111,12 +167,16 @@ class PostgresHistory:
              m.data_loss_window if m else None, result.model_dump_json(), result.run_id),
         )
 
-    def list_runs(self, *, drill: str | None = None, limit: int = 50) -> list[RunSummary]:
-        sql = f"select {', '.join(SUMMARY_COLUMNS)} from dalp_dr_runs"
+    def list_runs(self, *, drill: str | None = None, outcome: Outcome | None = None,
+                  limit: int = 50) -> list[RunSummary]:
+        sql = f"select {', '.join(SUMMARY_COLUMNS)} from dalp_dr_runs where true"
         args: tuple[object, ...] = ()
         if drill:
-            sql += " where drill = %s"
-            args = (drill,)
+            sql += " and drill = %s"
+            args += (drill,)
+        if outcome is not None:
+            sql += " and outcome = %s"
+            args += (outcome.value,)
         sql += " order by started_at desc limit %s"
         rows = self._execute("cannot read history", sql, (*args, limit))
         return [summary_from_row(r) for r in rows]
@@ -143,8 +203,57 @@ class PostgresHistory:
     def spec_snapshot(self, run_id: str) -> str:
         return self._row(run_id, "spec_json")
 
+    # -- leases and fire claims (server clock) -------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, info: str, ttl: float) -> Lease:
+        rows = self._execute(
+            f"cannot take lease {name} in",
+            "insert into dalp_dr_leases as l values (%s, %s, %s, clock_timestamp(),"
+            " clock_timestamp() + make_interval(secs => %s)) on conflict (name) do update"
+            " set holder = excluded.holder, info = excluded.info, expires_at ="
+            " excluded.expires_at, acquired_at = case when l.holder = excluded.holder"
+            " then l.acquired_at else excluded.acquired_at end"
+            " where l.holder = excluded.holder or l.expires_at < clock_timestamp()"
+            f" returning {_LEASE_COLUMNS}", (name, holder, info, ttl))
+        if not rows:  # somebody else holds it and it has not expired
+            rows = self._execute(f"cannot read lease {name} in",
+                                 f"select {_LEASE_COLUMNS} from dalp_dr_leases where name = %s",
+                                 (name,))
+        return _lease(rows[0])
+
+    def renew_lease(self, name: str, holder: str, ttl: float) -> bool:
+        rows = self._execute(
+            f"cannot renew lease {name} in",
+            "update dalp_dr_leases set expires_at = clock_timestamp() + make_interval(secs =>"
+            " %s) where name = %s and holder = %s returning name", (ttl, name, holder))
+        return bool(rows)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        self._execute(f"cannot release lease {name} in",
+                      "delete from dalp_dr_leases where name = %s and holder = %s",
+                      (name, holder))
+
+    def get_lease(self, name: str) -> Lease | None:
+        rows = self._execute(f"cannot read lease {name} in",
+                             f"select {_LEASE_COLUMNS} from dalp_dr_leases where name = %s",
+                             (name,))
+        return _lease(rows[0]) if rows else None
+
+    def claim_fire(self, drill: str, planned_at: datetime, claimed_by: str) -> bool:
+        rows = self._execute(
+            f"cannot claim {drill} at {planned_at:%Y-%m-%d %H:%M:%S} in",
+            "insert into dalp_dr_fires (drill, planned_at, claimed_by) values (%s, %s, %s)"
+            " on conflict do nothing returning drill",
+            (drill, planned_at.astimezone(UTC), claimed_by))
+        return bool(rows)
+
     def close(self) -> None:
         try:
             self._db.close()
         except (psycopg.Error, OSError) as exc:
             raise self._error("cannot close history", exc) from None
+
+
+def _lease(row: tuple[Any, ...]) -> Lease:
+    return Lease(name=row[0], holder=row[1], info=row[2], acquired_at=row[3],
+                 expires_at=row[4])

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dalp_dr.errors import StoreError, UnknownRun
 from dalp_dr.history.base import (
     INSERT_COLUMNS,
     SUMMARY_COLUMNS,
+    Lease,
     RunSummary,
     begin_row,
     summary_from_row,
 )
-from dalp_dr.results import RunResult
+from dalp_dr.results import Outcome, RunResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _DDL = """
 create table if not exists schema_version (version integer not null);
@@ -41,6 +44,32 @@ create table if not exists runs (
 create index if not exists runs_drill_started on runs (drill, started_at);
 """
 
+MIGRATIONS: dict[int, str] = {
+    # 2: environment locks and scheduler leadership (leases), scheduled fires claimed once
+    2: """
+create table if not exists leases (
+    name        text primary key,
+    holder      text not null,
+    info        text not null,
+    acquired_at real not null,
+    expires_at  real not null
+);
+create table if not exists fires (
+    drill       text not null,
+    planned_at  text not null,
+    claimed_by  text not null,
+    claimed_at  text not null,
+    primary key (drill, planned_at)
+);
+""",
+}
+"""schema version -> DDL that upgrades the previous version to it (the embedded store
+applies them when it is opened)"""
+
+
+def _ts(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
 
 class SqliteHistory:
     def __init__(self, path: Path) -> None:
@@ -50,15 +79,35 @@ class SqliteHistory:
             self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
             self._db.execute("pragma journal_mode=wal")
             self._db.execute("pragma synchronous=full")
-            self._db.executescript(_DDL)
-            row = self._db.execute("select version from schema_version").fetchone()
-            if row is None:
-                self._db.execute("insert into schema_version values (?)", (SCHEMA_VERSION,))
-            elif row[0] > SCHEMA_VERSION:
-                raise StoreError(f"{path}: schema version {row[0]} is newer than this dalp-dr "
-                                 f"({SCHEMA_VERSION}); upgrade dalp-dr")
+            self.migrated_from = self._migrate()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open history {path}: {exc}") from None
+
+    def _migrate(self) -> int | None:
+        """Bring the schema to SCHEMA_VERSION in one transaction. Returns the version it
+        upgraded from, None when it was new or current."""
+        self._db.execute("begin immediate")  # one migrator at a time
+        try:
+            for statement in _DDL.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            row = self._db.execute("select version from schema_version").fetchone()
+            if row is None:  # a new store: version 1 tables, then every migration
+                self._db.execute("insert into schema_version values (1)")
+            found = 1 if row is None else int(row[0])
+            if found > SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: schema version {found} is newer than this "
+                                 f"dalp-dr ({SCHEMA_VERSION}); upgrade dalp-dr")
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            self._db.execute("update schema_version set version = ?", (SCHEMA_VERSION,))
+            self._db.execute("commit")
+        except BaseException:
+            self._db.execute("rollback")
+            raise
+        return found if row is not None and found < SCHEMA_VERSION else None
 
     def describe(self) -> str:
         return f"sqlite {self.path} (schema version {SCHEMA_VERSION})"
@@ -86,12 +135,16 @@ class SqliteHistory:
              result.model_dump_json(), result.run_id),
         )
 
-    def list_runs(self, *, drill: str | None = None, limit: int = 50) -> list[RunSummary]:
-        sql = f"select {', '.join(SUMMARY_COLUMNS)} from runs"
+    def list_runs(self, *, drill: str | None = None, outcome: Outcome | None = None,
+                  limit: int = 50) -> list[RunSummary]:
+        sql = f"select {', '.join(SUMMARY_COLUMNS)} from runs where 1 = 1"
         args: tuple[object, ...] = ()
         if drill:
-            sql += " where drill = ?"
-            args = (drill,)
+            sql += " and drill = ?"
+            args += (drill,)
+        if outcome is not None:
+            sql += " and outcome = ?"
+            args += (outcome.value,)
         sql += " order by started_at desc limit ?"
         try:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
@@ -122,6 +175,71 @@ class SqliteHistory:
 
     def spec_snapshot(self, run_id: str) -> str:
         return self._row(run_id, "spec_json")
+
+    # -- leases and fire claims -----------------------------------------------------------
+
+    def _lease(self, name: str) -> Lease | None:
+        row = self._db.execute("select name, holder, info, acquired_at, expires_at from leases"
+                               " where name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        return Lease(name=row[0], holder=row[1], info=row[2], acquired_at=_ts(row[3]),
+                     expires_at=_ts(row[4]))
+
+    def acquire_lease(self, name: str, holder: str, info: str, ttl: float) -> Lease:
+        try:
+            self._db.execute("begin immediate")
+            try:
+                now = time.time()
+                current = self._lease(name)
+                if current is None or current.holder == holder or \
+                        current.expires_at.timestamp() < now:
+                    since = current.acquired_at.timestamp() \
+                        if current is not None and current.holder == holder else now
+                    self._db.execute(
+                        "insert into leases values (?, ?, ?, ?, ?) on conflict (name) do update"
+                        " set holder = excluded.holder, info = excluded.info,"
+                        " acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
+                        (name, holder, info, since, now + ttl))
+                    current = self._lease(name)
+                self._db.execute("commit")
+            except BaseException:
+                self._db.execute("rollback")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot take lease {name} in {self.path}: {exc}") from None
+        assert current is not None
+        return current
+
+    def renew_lease(self, name: str, holder: str, ttl: float) -> bool:
+        try:
+            with self._db:
+                cur = self._db.execute("update leases set expires_at = ? where name = ? and"
+                                       " holder = ?", (time.time() + ttl, name, holder))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot renew lease {name} in {self.path}: {exc}") from None
+        return cur.rowcount == 1
+
+    def release_lease(self, name: str, holder: str) -> None:
+        self._write("delete from leases where name = ? and holder = ?", (name, holder))
+
+    def get_lease(self, name: str) -> Lease | None:
+        try:
+            return self._lease(name)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read lease {name} in {self.path}: {exc}") from None
+
+    def claim_fire(self, drill: str, planned_at: datetime, claimed_by: str) -> bool:
+        try:
+            with self._db:
+                cur = self._db.execute(
+                    "insert into fires values (?, ?, ?, ?) on conflict do nothing",
+                    (drill, planned_at.astimezone(UTC).isoformat(), claimed_by,
+                     datetime.now(UTC).isoformat()))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot claim {drill} at {planned_at} in {self.path}: {exc}"
+                             ) from None
+        return cur.rowcount == 1
 
     def close(self) -> None:
         self._db.close()
