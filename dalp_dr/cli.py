@@ -19,7 +19,13 @@ from rich.table import Table
 from dalp_dr.cancel import CancelToken
 from dalp_dr.config import Settings, load_settings
 from dalp_dr.durations import format_duration
-from dalp_dr.errors import DalpDrError, Interrupted, InvalidInput, TargetUnreachable
+from dalp_dr.errors import (
+    DalpDrError,
+    Interrupted,
+    InvalidInput,
+    ResultNotRecorded,
+    TargetUnreachable,
+)
 from dalp_dr.spec import discover_drills, load_drill
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -127,7 +133,7 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
         err.print(f"[dim]{datetime.now(UTC):%H:%M:%S.%f}"[:-3] + f"[/] {message}")
 
     engine = DrillEngine(runner=AnsibleRunner(), results_dir=settings.results_dir,
-                         progress=progress)
+                         progress=progress, lock_ttl=settings.lock_ttl)
     prepared = engine.prepare(loaded)  # nothing is written before the target answers
     settings.results_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.store_url)
@@ -141,9 +147,12 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
                   "restoring steady state (interrupt again to stop at once)")
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    unrecorded: ResultNotRecorded | None = None
     try:
         result = engine.run(prepared, store=store, trigger=Trigger.CLI, operator=operator,
                             cancel=token)
+    except ResultNotRecorded as exc:
+        unrecorded, result = exc, exc.result
     except KeyboardInterrupt:
         raise Interrupted("interrupted twice: steady state may NOT be restored; check "
                           "'dalp-dr lab status' or the environment before the next drill")\
@@ -156,6 +165,10 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
         click.echo(result.model_dump_json(indent=2))
     else:
         print_result(out, result)
+    if unrecorded is not None:
+        err.print(f"NOT RECORDED in the history: {unrecorded} (the scheduler records kept "
+                  "results when it starts)", markup=False)
+        raise Exit(EXIT_FAILED)
     if result.outcome.value == "preflight_failed" and result.message and \
             result.message.startswith("preflight: unreachable"):
         raise TargetUnreachable(result.message, source=file)
@@ -325,6 +338,207 @@ def store_migrate(ctx: click.Context) -> None:
         out.print(f"history store ready: {opened.describe()}", markup=False)
     finally:
         opened.close()
+
+
+# --- schedule and scheduler -----------------------------------------------------------------
+
+
+def _duration_option(value: str | None, name: str) -> timedelta | None:
+    from dalp_dr.durations import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field=name, hint="a duration such as 30s, 15m or 1h"
+                           ) from None
+
+
+def _definitions(ctx: click.Context, directory: str | None, skip_invalid: bool) -> Any:
+    from dalp_dr.errors import SpecError
+    from dalp_dr.schedule.jobs import load_definitions
+
+    folder = Path(directory) if directory else _settings(ctx).project_dir / "drills"
+    definitions = load_definitions(folder)
+    for path, problem in definitions.invalid.items():
+        if not skip_invalid:
+            raise SpecError(problem.detail, source=problem.source or str(path),
+                            field=problem.field,
+                            hint="fix it, or pass --skip-invalid to leave it out")
+        err.print(f"SKIPPED invalid definition: {problem}", markup=False)
+    return definitions
+
+
+_DRILLS_OPTION = click.option("--drills", "directory", type=click.Path(file_okay=False),
+                              help="drill directory [<project>/drills]")
+
+
+@cli.group()
+def schedule() -> None:
+    """The drills' schedule: job store, next runs, cadence status."""
+
+
+@schedule.command("sync")
+@_DRILLS_OPTION
+@click.option("--skip-invalid", is_flag=True, help="leave broken definitions out (their jobs "
+                                                   "stay) instead of refusing")
+@click.pass_context
+def schedule_sync(ctx: click.Context, directory: str | None, skip_invalid: bool) -> None:
+    """Reconcile the job store with the drill files: added, changed, removed definitions."""
+    from dalp_dr.schedule import jobs
+
+    definitions = _definitions(ctx, directory, skip_invalid)
+    jobstore = jobs.open_jobstore(_settings(ctx).store_url)
+    try:
+        report = jobs.sync(jobstore, definitions,
+                           broken_names=jobs.broken_drill_names(definitions))
+        next_runs = {name: run for name, (_job, run) in jobs.stored_jobs(jobstore).items()}
+    finally:
+        jobstore.shutdown()
+    for verb, names in (("added", report.added), ("changed", report.changed),
+                        ("removed", report.removed), ("kept (file broken)",
+                                                      report.kept_invalid)):
+        for name in names:
+            when = next_runs.get(name)
+            out.print(f"{verb:<8} {name}" + (f"  next run {when:%Y-%m-%d %H:%M:%S %Z}"
+                                              if when else "")
+                      + ("  (schedule changed)" if name in report.rescheduled else ""),
+                      markup=False)
+    out.print(f"{report.changes} change(s), {len(report.unchanged)} unchanged", markup=False)
+
+
+@schedule.command("list")
+@_DRILLS_OPTION
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def schedule_list(ctx: click.Context, directory: str | None, as_json: bool) -> None:
+    """Every drill's schedule, next run and last run with its verdict."""
+    from dalp_dr.history import open_store
+    from dalp_dr.schedule import jobs
+
+    settings = _settings(ctx)
+    definitions = _definitions(ctx, directory, skip_invalid=True)
+    history_store = open_store(settings.store_url)
+    jobstore = jobs.open_jobstore(settings.store_url)
+    try:
+        rows = jobs.overview(jobstore, definitions, history_store)
+    finally:
+        jobstore.shutdown()
+        history_store.close()
+    if as_json:
+        click.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return
+    table = Table(box=None)
+    for col in ("drill", "schedule", "next run", "last run", "outcome", "file"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.drill, f"{r.cron} {r.timezone}",
+                      f"{r.next_run.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if r.next_run
+                      else "[yellow]not synced[/]" if not r.synced else "-",
+                      f"{r.last_started:%Y-%m-%d %H:%M} {r.last_run_id}" if r.last_started
+                      else "never", r.last_outcome or "-",
+                      Path(r.file).name + ("" if r.synced else " (changed on disk: sync)"))
+    out.print(table)
+
+
+@schedule.command("status")
+@_DRILLS_OPTION
+@click.option("--grace", default="1h", show_default=True,
+              help="how long after its window opens a drill may still be pending")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def schedule_status(ctx: click.Context, directory: str | None, grace: str,
+                    as_json: bool) -> None:
+    """Did every drill run and meet its objectives in its current cadence window? Exit 1 when
+    one is overdue, failing, unscheduled or broken (wire this to monitoring)."""
+    from dalp_dr.history import open_store
+    from dalp_dr.schedule import cadence, jobs
+
+    settings = _settings(ctx)
+    allowed = _duration_option(grace, "--grace")
+    assert allowed is not None
+    definitions = _definitions(ctx, directory, skip_invalid=True)
+    history_store = open_store(settings.store_url)
+    jobstore = jobs.open_jobstore(settings.store_url)
+    try:
+        rows = cadence.report(history_store, jobstore, definitions, datetime.now(UTC), allowed)
+    finally:
+        jobstore.shutdown()
+        history_store.close()
+    if as_json:
+        click.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+    else:
+        table = Table(box=None)
+        for col in ("drill", "status", "window opened", "next run", "detail"):
+            table.add_column(col)
+        for r in rows:
+            style = "red" if r.problem else "green"
+            table.add_row(r.drill, f"[{style}]{r.status.value}[/]",
+                          f"{r.window_start:%Y-%m-%d %H:%M}" if r.window_start else "-",
+                          f"{r.next_run:%Y-%m-%d %H:%M}" if r.next_run else "-",
+                          r.detail)
+        out.print(table)
+    problems = [r for r in rows if r.problem]
+    if problems:
+        err.print(f"{len(problems)} drill(s) need attention: "
+                  + ", ".join(f"{r.drill} ({r.status.value})" for r in problems), markup=False)
+        raise Exit(EXIT_FAILED)
+
+
+@cli.group()
+def scheduler() -> None:
+    """The scheduler service."""
+
+
+@scheduler.command("run")
+@_DRILLS_OPTION
+@click.option("--grace", default="1h", show_default=True,
+              help="a fire time missed by less than this (service down) still runs, once")
+@click.option("--lease-ttl", default="6s", show_default=True,
+              help="leader lease: a standby takes over this long after the active one died")
+@click.option("--sync-interval", default="30s", show_default=True,
+              help="how often the active scheduler re-reads the drill directory")
+@click.option("--skip-invalid", is_flag=True,
+              help="start even if a definition is broken (it is logged and shown by "
+                   "'schedule status')")
+@click.pass_context
+def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_ttl: str,
+                  sync_interval: str, skip_invalid: bool) -> None:
+    """Run drills on their schedules until stopped (SIGTERM/SIGINT; SIGHUP re-reads the
+    drills). Several may run on one PostgreSQL store: one is active, the others stand by."""
+    import logging
+
+    from dalp_dr.schedule.service import SchedulerService, ServiceOptions
+
+    settings = _settings(ctx)
+    durations = {name: _duration_option(value, name) for name, value in (
+        ("--grace", grace), ("--lease-ttl", lease_ttl), ("--sync-interval", sync_interval))}
+    lease = durations["--lease-ttl"]
+    if lease is None or lease.total_seconds() < 1.5:
+        raise InvalidInput("must be at least 1.5s", field="--lease-ttl")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    folder = Path(directory) if directory else settings.project_dir / "drills"
+    service = SchedulerService(ServiceOptions(
+        drills_dir=folder, store_url=settings.store_url, results_dir=settings.results_dir,
+        grace=durations["--grace"] or timedelta(hours=1), lease_ttl=lease.total_seconds(),
+        sync_interval=(durations["--sync-interval"] or timedelta(seconds=30)).total_seconds(),
+        lock_ttl=settings.lock_ttl, skip_invalid=skip_invalid))
+    store, definitions = service.check()  # broken definition: 2; store unreachable: 1
+    interrupted: list[str] = []
+
+    def on_stop(signum: int, _frame: object) -> None:
+        interrupted.append(signal.Signals(signum).name)
+        service.stopping.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, lambda _s, _f: service.resync.set())
+    service.run(store, definitions)
+    if "SIGINT" in interrupted:
+        raise Exit(EXIT_INTERRUPTED)
 
 
 # --- history --------------------------------------------------------------------------------

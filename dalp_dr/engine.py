@@ -34,11 +34,18 @@ from dalp_dr.adapters.base import PlaybookResult, PlaybookRunner, ServerIdentity
 from dalp_dr.adapters.postgres import PostgresEndpoint
 from dalp_dr.cancel import CancelToken, RunCancelled
 from dalp_dr.durations import format_duration
-from dalp_dr.errors import EndpointError, PlaybookFailed, TargetUnreachable
+from dalp_dr.errors import (
+    EndpointError,
+    PlaybookFailed,
+    ResultNotRecorded,
+    StoreError,
+    TargetUnreachable,
+)
 from dalp_dr.heartbeat import Heartbeat
 from dalp_dr.history import HistoryStore
 from dalp_dr.inventory import Inventory
 from dalp_dr.journal import Journal
+from dalp_dr.locks import DEFAULT_LOCK_TTL, lock_environment, process_label
 from dalp_dr.measure import measure
 from dalp_dr.redact import Redactor
 from dalp_dr.render import summary_text
@@ -191,8 +198,10 @@ class _Clients:
 class DrillEngine:
     def __init__(self, *, runner: PlaybookRunner, results_dir: Path,
                  endpoint_factory: EndpointFactory = PostgresEndpoint,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None,
+                 lock_ttl: float = DEFAULT_LOCK_TTL) -> None:
         self._runner = runner
+        self._lock_ttl = lock_ttl
         self._results_dir = results_dir
         self._endpoint_factory = endpoint_factory
         self._progress = progress or (lambda _msg: None)
@@ -241,17 +250,36 @@ class DrillEngine:
 
     def run(self, prepared: PreparedDrill, *, store: HistoryStore,
             trigger: Trigger = Trigger.CLI, operator: str | None = None,
-            cancel: CancelToken | None = None) -> RunResult:
+            cancel: CancelToken | None = None,
+            planned_at: datetime | None = None) -> RunResult:
         """Run the drill. An interrupt is requested through ``cancel``: the running playbook
-        is stopped, steady state restored if a fault was injected, outcome ``aborted``."""
+        is stopped, steady state restored if a fault was injected, outcome ``aborted``.
+
+        The environment's drill lock is taken first (EnvironmentBusy, with nothing written,
+        when another run holds it) and held, renewed, until the run is recorded."""
+        spec = prepared.drill.spec
+        started = utcnow()
+        run_id = new_run_id(started)
+        who = operator or os.environ.get("DALP_DR_OPERATOR") or getpass.getuser()
+        lock = lock_environment(
+            store, spec.environment, holder=run_id,
+            info=f"drill {spec.name} run {run_id} ({trigger.value}) by {who} on "
+                 f"{process_label()}",
+            ttl=self._lock_ttl, on_problem=self._progress)
+        try:
+            return self._run_locked(prepared, store, trigger, who, cancel, planned_at,
+                                    run_id, started)
+        finally:
+            lock.release()
+
+    def _run_locked(self, prepared: PreparedDrill, store: HistoryStore, trigger: Trigger,
+                    who: str, cancel: CancelToken | None, planned_at: datetime | None,
+                    run_id: str, started: datetime) -> RunResult:
         drill, redactor = prepared.drill, prepared.redactor
         spec = drill.spec
         self._results_dir.mkdir(parents=True, exist_ok=True)
-        started = utcnow()
-        run_id = new_run_id(started)
         evidence = self._results_dir / run_id
         journal = Journal(evidence, run_id, redactor)
-        who = operator or os.environ.get("DALP_DR_OPERATOR") or getpass.getuser()
         base = RunResult(
             run_id=run_id, drill=spec.name, topology=spec.topology, scenario=spec.scenario,
             environment=spec.environment, owner=spec.owner, trigger=trigger, operator=who,
@@ -260,7 +288,7 @@ class DrillEngine:
             objectives={"rto": spec.objectives.rto.total_seconds(),
                         "rpo": spec.objectives.rpo.total_seconds()},
             measurements=None, verdicts=[], phases=[], steady_state_restored=None,
-            evidence_dir=str(evidence),
+            evidence_dir=str(evidence), planned_at=planned_at,
         )
         spec_json = redactor.text(spec.model_dump_json(indent=2, exclude_none=True))
         journal.write_document("spec.json", spec_json)
@@ -689,5 +717,11 @@ class DrillEngine:
                        steady_state_restored=state.steady_state_ok, message=state.message)
         journal.write_document("result.json", result.model_dump_json(indent=2))
         journal.write_document("summary.txt", summary_text(result))
-        store.finish(result)
+        try:
+            store.finish(result)
+        except StoreError as exc:
+            raise ResultNotRecorded(
+                f"run {result.run_id} ended ({outcome.value}) but the history store did not "
+                f"take its result: {exc}. It is kept in {journal.root / 'result.json'}",
+                result=result) from None
         return result

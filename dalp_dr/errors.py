@@ -13,6 +13,8 @@ Exit code mapping (chosen by the CLI, documented here so it lives next to the cl
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DalpDrError(Exception):
     """Base of every error dalp-dr raises on purpose."""
@@ -67,6 +69,15 @@ class DrillFailed(DalpDrError):
     """A drill could not complete or its objectives were not shown to be met."""
 
 
+class EnvironmentBusy(DrillFailed):
+    """Another drill holds the environment's lock (its lease has not expired). Nothing was
+    started or recorded for this run."""
+
+    def __init__(self, message: str, *, holder: object = None) -> None:
+        self.holder = holder
+        super().__init__(message)
+
+
 class PreflightFailed(DrillFailed):
     """Preflight could not prove it is safe to inject the fault. No fault was injected."""
 
@@ -102,6 +113,15 @@ class MarkerTableMissing(EndpointError):
 
 class StoreError(DalpDrError):
     """The history store cannot be opened, read or written."""
+
+
+class ResultNotRecorded(StoreError):
+    """A drill ended but the history store could not take its result; the result is kept in
+    the run's evidence directory (result.json) to be recorded when the store is back."""
+
+    def __init__(self, message: str, *, result: Any) -> None:
+        self.result = result
+        super().__init__(message)
 
 
 class LabError(DalpDrError):

@@ -125,6 +125,9 @@ class Outcome(StrEnum):
     """fail closed: no fault was injected"""
     ABORTED = "aborted"
     RUNNING = "running"
+    MISSED_SCHEDULE = "missed_schedule"
+    """a scheduled run that did not happen (the scheduler was down past the grace period, or
+    the environment was busy); started_at is the planned time"""
 
     @property
     def exit_code(self) -> int:
@@ -163,5 +166,7 @@ class RunResult(Frozen):
     steady_state_restored: bool | None
     evidence_dir: str
     message: str | None = None
+    planned_at: datetime | None = None
+    """the schedule's fire time this run answers (scheduled and missed runs)"""
     timeline: list[TimelineEvent] = []
     """the recovery decomposed, in time order (fault first)"""

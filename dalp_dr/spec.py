@@ -195,7 +195,21 @@ class Restore(Frozen):
         return data
 
 
+_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _cron_weekdays(field: str) -> str:
+    """Standard cron weekday numbers (0 and 7 are Sunday) as names: APScheduler 3.x reads
+    a bare 0 as Monday."""
+    return re.sub(r"(?<![/\d])\d+", lambda m: _CRON_DAYS[int(m.group()) % 7]
+                  if int(m.group()) <= 7 else m.group(), field)
+
+
 class Schedule(Frozen):
+    """When the scheduler runs the drill: ``quarterly`` (first day of Jan/Apr/Jul/Oct, 03:00),
+    a 5-field cron expression (minute hour day month weekday, as crontab(5)), or 6 fields with
+    seconds first (for tests and labs), in ``timezone`` (IANA name)."""
+
     cron: str = QUARTERLY_CRON
     timezone: str = "UTC"
 
@@ -208,12 +222,24 @@ class Schedule(Frozen):
             return {**data, "cron": QUARTERLY_CRON}
         return data
 
-    @model_validator(mode="after")
-    def _valid_cron(self) -> Schedule:
+    def trigger(self) -> Any:
+        """The APScheduler CronTrigger (raises ValueError for a bad expression or zone)."""
         from apscheduler.triggers.cron import CronTrigger
 
+        fields = self.cron.split()
+        if len(fields) == 5:
+            fields = ["0", *fields]
+        if len(fields) != 6:
+            raise ValueError(f"{len(fields)} fields; expected 5 (minute hour day month "
+                             "weekday) or 6 (second first)")
+        second, minute, hour, day, month, weekday = fields
+        return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,
+                           day_of_week=_cron_weekdays(weekday), timezone=self.timezone)
+
+    @model_validator(mode="after")
+    def _valid_cron(self) -> Schedule:
         try:
-            CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+            self.trigger()
         except Exception as exc:  # apscheduler raises ValueError/ZoneInfo errors
             raise ValueError(
                 f"not a valid schedule: {exc} (use 'quarterly' or a 5-field cron expression)"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -51,6 +54,22 @@ class Lease(BaseModel):
     expires_at: datetime
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def serialized(method: _F) -> _F:
+    """One call at a time per store object: a drill's lock keeper renews from its own thread
+    while the run writes from another. The object needs a ``_lock`` (threading.RLock)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        lock: threading.RLock = self._lock
+        with lock:
+            return method(self, *args, **kwargs)
+
+    return cast(_F, wrapper)
+
+
 def begin_row(result: RunResult, spec_json: str) -> tuple[object, ...]:
     """Values for INSERT_COLUMNS when a run begins (started_at as a datetime)."""
     return (result.run_id, result.drill, result.topology.value, result.scenario.value,
@@ -81,7 +100,10 @@ class HistoryStore(Protocol):
 
     def finish(self, result: RunResult) -> None: ...
 
-    def list_runs(self, *, drill: str | None = None, limit: int = 50) -> list[RunSummary]: ...
+    def list_runs(self, *, drill: str | None = None, outcome: Outcome | None = None,
+                  limit: int = 50) -> list[RunSummary]:
+        """Newest first (by started_at; a missed schedule by its planned time)."""
+        ...
 
     def get(self, run_id: str) -> RunResult:
         """Exact id or a unique prefix; raises UnknownRun."""

@@ -14,6 +14,7 @@ so scheduler hosts with skewed clocks still agree on who holds a lease.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ from dalp_dr.history.base import (
     Lease,
     RunSummary,
     begin_row,
+    serialized,
     summary_from_row,
 )
 from dalp_dr.redact import Redactor
@@ -84,6 +86,7 @@ _LEASE_COLUMNS = "name, holder, info, acquired_at, expires_at"
 
 class PostgresHistory:
     def __init__(self, url: str, *, migrate: bool = False) -> None:
+        self._lock = threading.RLock()
         self._redactor = Redactor()
         try:
             params = conninfo.conninfo_to_dict(url)
@@ -135,6 +138,7 @@ class PostgresHistory:
         self._db.execute("update dalp_dr_schema_version set version = %s", (SCHEMA_VERSION,))
         return found
 
+    @serialized
     def describe(self) -> str:
         return f"postgresql {self.display} (schema version {SCHEMA_VERSION})"
 
@@ -151,12 +155,14 @@ class PostgresHistory:
         except (psycopg.Error, OSError) as exc:
             raise self._error(what, exc) from None
 
+    @serialized
     def begin(self, result: RunResult, spec_json: str) -> None:
         self._execute("cannot write history",
                       f"insert into dalp_dr_runs ({', '.join(INSERT_COLUMNS)})"
                       f" values ({', '.join(['%s'] * len(INSERT_COLUMNS))})",
                       begin_row(result, spec_json))
 
+    @serialized
     def finish(self, result: RunResult) -> None:
         m = result.measurements
         self._execute(
@@ -167,6 +173,7 @@ class PostgresHistory:
              m.data_loss_window if m else None, result.model_dump_json(), result.run_id),
         )
 
+    @serialized
     def list_runs(self, *, drill: str | None = None, outcome: Outcome | None = None,
                   limit: int = 50) -> list[RunSummary]:
         sql = f"select {', '.join(SUMMARY_COLUMNS)} from dalp_dr_runs where true"
@@ -197,14 +204,17 @@ class PostgresHistory:
                              hint="give more characters")
         return str(rows[0][0])
 
+    @serialized
     def get(self, run_id: str) -> RunResult:
         return RunResult.model_validate_json(self._row(run_id, "result_json::text"))
 
+    @serialized
     def spec_snapshot(self, run_id: str) -> str:
         return self._row(run_id, "spec_json")
 
     # -- leases and fire claims (server clock) -------------------------------------------
 
+    @serialized
     def acquire_lease(self, name: str, holder: str, info: str, ttl: float) -> Lease:
         rows = self._execute(
             f"cannot take lease {name} in",
@@ -221,6 +231,7 @@ class PostgresHistory:
                                  (name,))
         return _lease(rows[0])
 
+    @serialized
     def renew_lease(self, name: str, holder: str, ttl: float) -> bool:
         rows = self._execute(
             f"cannot renew lease {name} in",
@@ -228,17 +239,20 @@ class PostgresHistory:
             " %s) where name = %s and holder = %s returning name", (ttl, name, holder))
         return bool(rows)
 
+    @serialized
     def release_lease(self, name: str, holder: str) -> None:
         self._execute(f"cannot release lease {name} in",
                       "delete from dalp_dr_leases where name = %s and holder = %s",
                       (name, holder))
 
+    @serialized
     def get_lease(self, name: str) -> Lease | None:
         rows = self._execute(f"cannot read lease {name} in",
                              f"select {_LEASE_COLUMNS} from dalp_dr_leases where name = %s",
                              (name,))
         return _lease(rows[0]) if rows else None
 
+    @serialized
     def claim_fire(self, drill: str, planned_at: datetime, claimed_by: str) -> bool:
         rows = self._execute(
             f"cannot claim {drill} at {planned_at:%Y-%m-%d %H:%M:%S} in",
@@ -247,6 +261,7 @@ class PostgresHistory:
             (drill, planned_at.astimezone(UTC), claimed_by))
         return bool(rows)
 
+    @serialized
     def close(self) -> None:
         try:
             self._db.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from dalp_dr.history.base import (
     Lease,
     RunSummary,
     begin_row,
+    serialized,
     summary_from_row,
 )
 from dalp_dr.results import Outcome, RunResult
@@ -74,9 +76,11 @@ def _ts(value: float) -> datetime:
 class SqliteHistory:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.RLock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+            self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None,
+                                       check_same_thread=False)  # see serialized
             self._db.execute("pragma journal_mode=wal")
             self._db.execute("pragma synchronous=full")
             self.migrated_from = self._migrate()
@@ -109,6 +113,7 @@ class SqliteHistory:
             raise
         return found if row is not None and found < SCHEMA_VERSION else None
 
+    @serialized
     def describe(self) -> str:
         return f"sqlite {self.path} (schema version {SCHEMA_VERSION})"
 
@@ -119,12 +124,14 @@ class SqliteHistory:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write history {self.path}: {exc}") from None
 
+    @serialized
     def begin(self, result: RunResult, spec_json: str) -> None:
         row = list(begin_row(result, spec_json))
         row[INSERT_COLUMNS.index("started_at")] = result.started_at.isoformat()
         self._write(f"insert into runs ({', '.join(INSERT_COLUMNS)})"
                     f" values ({', '.join('?' * len(INSERT_COLUMNS))})", tuple(row))
 
+    @serialized
     def finish(self, result: RunResult) -> None:
         m = result.measurements
         self._write(
@@ -135,6 +142,7 @@ class SqliteHistory:
              result.model_dump_json(), result.run_id),
         )
 
+    @serialized
     def list_runs(self, *, drill: str | None = None, outcome: Outcome | None = None,
                   limit: int = 50) -> list[RunSummary]:
         sql = f"select {', '.join(SUMMARY_COLUMNS)} from runs where 1 = 1"
@@ -170,9 +178,11 @@ class SqliteHistory:
                              hint="give more characters")
         return str(rows[0][0])
 
+    @serialized
     def get(self, run_id: str) -> RunResult:
         return RunResult.model_validate_json(self._row(run_id, "result_json"))
 
+    @serialized
     def spec_snapshot(self, run_id: str) -> str:
         return self._row(run_id, "spec_json")
 
@@ -186,6 +196,7 @@ class SqliteHistory:
         return Lease(name=row[0], holder=row[1], info=row[2], acquired_at=_ts(row[3]),
                      expires_at=_ts(row[4]))
 
+    @serialized
     def acquire_lease(self, name: str, holder: str, info: str, ttl: float) -> Lease:
         try:
             self._db.execute("begin immediate")
@@ -211,6 +222,7 @@ class SqliteHistory:
         assert current is not None
         return current
 
+    @serialized
     def renew_lease(self, name: str, holder: str, ttl: float) -> bool:
         try:
             with self._db:
@@ -220,15 +232,18 @@ class SqliteHistory:
             raise StoreError(f"cannot renew lease {name} in {self.path}: {exc}") from None
         return cur.rowcount == 1
 
+    @serialized
     def release_lease(self, name: str, holder: str) -> None:
         self._write("delete from leases where name = ? and holder = ?", (name, holder))
 
+    @serialized
     def get_lease(self, name: str) -> Lease | None:
         try:
             return self._lease(name)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read lease {name} in {self.path}: {exc}") from None
 
+    @serialized
     def claim_fire(self, drill: str, planned_at: datetime, claimed_by: str) -> bool:
         try:
             with self._db:
@@ -241,6 +256,7 @@ class SqliteHistory:
                              ) from None
         return cur.rowcount == 1
 
+    @serialized
     def close(self) -> None:
         self._db.close()
 

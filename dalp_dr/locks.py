@@ -1,0 +1,101 @@
+"""Leases held in the history store: one drill per environment, one active scheduler.
+
+A lease is a row with a holder token and an expiry (see ``HistoryStore.acquire_lease``).
+The holder renews it from a background thread every third of its time to live; a holder
+that dies (SIGKILL, lost host) stops renewing, and the lease can be taken over once it
+expired. So a lock whose holder died is recovered after at most ``ttl`` seconds, and a
+live holder never loses it unless it cannot reach the store for ``ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from dalp_dr.errors import EnvironmentBusy, StoreError
+from dalp_dr.history.base import HistoryStore, Lease
+
+DEFAULT_LOCK_TTL = 60.0
+"""seconds an environment lock outlives its holder's last renewal"""
+
+
+def environment_lock_name(environment: str) -> str:
+    return f"environment:{environment}"
+
+
+def process_label() -> str:
+    """``host pid N``: where a lease holder runs, for the humans reading a refusal."""
+    return f"{socket.gethostname()} pid {os.getpid()}"
+
+
+def _clock(at: datetime) -> str:
+    return f"{at:%Y-%m-%d %H:%M:%S} UTC"
+
+
+class LeaseKeeper:
+    """Holds one lease and renews it in a daemon thread until ``release``.
+
+    ``on_problem`` hears about renewals that failed (store unreachable) or found the lease
+    taken over; the keeper keeps trying, because the work it protects (a drill with a fault
+    injected) must run to its end either way.
+    """
+
+    def __init__(self, store: HistoryStore, name: str, holder: str, info: str, ttl: float,
+                 on_problem: Callable[[str], None] | None = None) -> None:
+        self._store, self.name, self.holder, self.info, self.ttl = store, name, holder, info, ttl
+        self._on_problem = on_problem or (lambda _msg: None)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost = False
+
+    def try_acquire(self) -> Lease:
+        """Take the lease if it is free; the lease as it stands either way."""
+        lease = self._store.acquire_lease(self.name, self.holder, self.info, self.ttl)
+        if lease.holder == self.holder and self._thread is None:
+            self._thread = threading.Thread(target=self._renew, daemon=True,
+                                            name=f"lease {self.name}")
+            self._thread.start()
+        return lease
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                if not self._store.renew_lease(self.name, self.holder, self.ttl):
+                    self.lost = True
+                    self._on_problem(f"lease {self.name} was taken over by another holder "
+                                     "(this process could not renew it in time)")
+                    return
+            except StoreError as exc:
+                self._on_problem(f"cannot renew lease {self.name}: {exc}")
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+            if not self.lost:
+                try:
+                    self._store.release_lease(self.name, self.holder)
+                except StoreError as exc:  # it expires by itself within ttl
+                    self._on_problem(f"cannot release lease {self.name} (it expires within "
+                                     f"{self.ttl:.0f}s): {exc}")
+
+
+def lock_environment(store: HistoryStore, environment: str, holder: str, info: str,
+                     ttl: float = DEFAULT_LOCK_TTL,
+                     on_problem: Callable[[str], None] | None = None) -> LeaseKeeper:
+    """Take the environment's drill lock or raise EnvironmentBusy naming who holds it and
+    since when."""
+    keeper = LeaseKeeper(store, environment_lock_name(environment), holder, info, ttl,
+                         on_problem)
+    lease = keeper.try_acquire()
+    if lease.holder != holder:
+        raise EnvironmentBusy(
+            f"environment '{environment}' is busy: {lease.info} holds its drill lock since "
+            f"{_clock(lease.acquired_at)} (lease until {_clock(lease.expires_at)}). Wait for "
+            "that drill to finish; if its holder died, the lock is free once the lease expires",
+            holder=lease)
+    return keeper

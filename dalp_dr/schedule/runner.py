@@ -1,0 +1,236 @@
+"""What the scheduler does when a drill's fire times come due.
+
+Given every fire time APScheduler found due for a drill (one, or several after downtime):
+
+* each fire time older than the grace period becomes a ``missed_schedule`` record with its
+  planned time;
+* the newest fire time within the grace period becomes one run (coalesced: never a burst);
+  older ones within the grace period are covered by that run.
+
+Every fire time is claimed in the store first (``claim_fire``): whichever scheduler process
+claims it handles it, nobody else, so a fire is never handled twice even across a leader
+change. A run the drill lock refuses (the environment is busy) is recorded as a missed
+schedule naming the holder. A result the store cannot take right now stays on disk
+(``result.json``) and is recorded with backoff, or by the next scheduler start.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+from dalp_dr.cancel import CancelToken
+from dalp_dr.engine import new_run_id
+from dalp_dr.errors import (
+    EnvironmentBusy,
+    InvalidInput,
+    ResultNotRecorded,
+    StoreError,
+)
+from dalp_dr.history import HistoryStore, open_store
+from dalp_dr.results import Outcome, RunResult, Trigger
+from dalp_dr.schedule.jobs import DrillJob
+from dalp_dr.spec import Scenario, Topology, load_drill
+
+log = logging.getLogger("dalp_dr.scheduler")
+_T = TypeVar("_T")
+
+
+def not_run(job: DrillJob, planned_at: datetime, outcome: Outcome, message: str,
+            trigger: Trigger = Trigger.SCHEDULE) -> RunResult:
+    """The record of a planned run that did not happen (or could not start)."""
+    now = datetime.now(UTC)
+    return RunResult(
+        run_id=new_run_id(planned_at), drill=job.drill, topology=Topology(job.topology),
+        scenario=Scenario(job.scenario), environment=job.environment, owner=job.owner,
+        trigger=trigger, operator="scheduler", spec_hash=job.spec_hash,
+        started_at=planned_at, ended_at=now, outcome=outcome,
+        objectives={"rto": job.rto, "rpo": job.rpo}, measurements=None, verdicts=[],
+        phases=[], steady_state_restored=None, evidence_dir="", message=message,
+        planned_at=planned_at)
+
+
+def record(store: HistoryStore, result: RunResult) -> None:
+    store.begin(result, "{}")
+    store.finish(result)
+
+
+@dataclass
+class FireHandler:
+    """Handles due fire times for the scheduler service (one call per drill and wakeup)."""
+
+    store_url: str
+    results_dir: Path
+    grace: timedelta
+    holder: str
+    """this scheduler process (host, pid, token): recorded with every claim"""
+    lock_ttl: float
+    stopping: threading.Event
+    _cancels: dict[str, CancelToken] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cancel_all(self, reason: str) -> None:
+        with self._lock:
+            for token in self._cancels.values():
+                token.request(reason)
+
+    def handle(self, job: DrillJob, run_times: list[datetime]) -> None:
+        now = datetime.now(UTC)
+        due = sorted(run_times)
+        late = [t for t in due if now - t > self.grace]
+        timely = [t for t in due if now - t <= self.grace]
+        store = self._retry(f"open the history for {job.drill}",
+                            lambda: open_store(self.store_url))
+        if store is None:
+            return
+        try:
+            for planned in late:
+                self._missed(store, job, planned,
+                             f"not run: the scheduler was not running at the planned time "
+                             f"(noticed {_age(now - planned)} late, grace {_age(self.grace)})")
+            if timely:
+                if len(timely) > 1:
+                    log.warning("%s: %d fire times due at once; one catch-up run for %s",
+                                job.drill, len(timely), f"{timely[-1]:%Y-%m-%d %H:%M:%S}")
+                self._run(store, job, timely[-1])
+        finally:
+            store.close()
+
+    # -- one planned fire ------------------------------------------------------------------
+
+    def _claim(self, store: HistoryStore, job: DrillJob, planned: datetime) -> bool:
+        claimed = self._retry(f"claim {job.drill} at {planned:%Y-%m-%d %H:%M:%S}",
+                              lambda: store.claim_fire(job.drill, planned, self.holder),
+                              until=planned + self.grace)
+        if claimed is None:
+            log.error("%s: could not claim the fire at %s before its grace period ended; "
+                      "'dalp-dr schedule status' will show the drill overdue", job.drill,
+                      f"{planned:%Y-%m-%d %H:%M:%S}")
+            return False
+        if not claimed:
+            log.info("%s at %s: already handled by another scheduler process", job.drill,
+                     f"{planned:%Y-%m-%d %H:%M:%S}")
+        return claimed
+
+    def _missed(self, store: HistoryStore, job: DrillJob, planned: datetime,
+                message: str) -> None:
+        if not self._claim(store, job, planned):
+            return
+        log.error("%s: MISSED the run planned at %s UTC: %s", job.drill,
+                  f"{planned:%Y-%m-%d %H:%M:%S}", message)
+        self._record(store, not_run(job, planned, Outcome.MISSED_SCHEDULE, message))
+
+    def _run(self, store: HistoryStore, job: DrillJob, planned: datetime) -> None:
+        if not self._claim(store, job, planned):
+            return
+        try:
+            loaded = load_drill(job.path)
+        except InvalidInput as exc:
+            log.error("%s: the drill file no longer loads, not run: %s", job.drill, exc)
+            self._record(store, not_run(job, planned, Outcome.PREFLIGHT_FAILED,
+                                        f"not run: drill definition invalid: {exc}"))
+            return
+        from dalp_dr.adapters.ansible import AnsibleRunner
+        from dalp_dr.engine import DrillEngine
+
+        def progress(message: str) -> None:
+            log.info("%s: %s", job.drill, message)
+
+        engine = DrillEngine(runner=AnsibleRunner(), results_dir=self.results_dir,
+                             progress=progress, lock_ttl=self.lock_ttl)
+        try:
+            prepared = engine.prepare(loaded)
+        except InvalidInput as exc:
+            log.error("%s: not run, target unreachable: %s", job.drill, exc)
+            self._record(store, not_run(job, planned, Outcome.PREFLIGHT_FAILED,
+                                        f"not run: {exc}"))
+            return
+        token = CancelToken()
+        with self._lock:
+            self._cancels[job.drill] = token
+        try:
+            log.info("%s: scheduled run for %s UTC starting", job.drill,
+                     f"{planned:%Y-%m-%d %H:%M:%S}")
+            result = engine.run(prepared, store=store, trigger=Trigger.SCHEDULE,
+                                operator="scheduler", cancel=token, planned_at=planned)
+            log.info("%s: %s (run %s)", job.drill, result.outcome.value.upper(), result.run_id)
+        except EnvironmentBusy as exc:
+            log.error("%s: not run: %s", job.drill, exc)
+            self._record(store, not_run(job, planned, Outcome.MISSED_SCHEDULE,
+                                        f"not run: {exc}"))
+        except ResultNotRecorded as exc:
+            log.error("%s: %s", job.drill, exc)
+            if self._record(store, exc.result) is not None:
+                log.info("%s: run %s recorded now", job.drill, exc.result.run_id)
+        finally:
+            with self._lock:
+                self._cancels.pop(job.drill, None)
+
+    # -- the store may be away for a while -------------------------------------------------
+
+    def _record(self, store: HistoryStore, result: RunResult) -> bool | None:
+        def write() -> bool:
+            if _exists(store, result.run_id):
+                store.finish(result)
+            else:
+                record(store, result)
+            return True
+
+        return self._retry(f"record {result.run_id}", write)
+
+    def _retry(self, what: str, op: Callable[[], _T], until: datetime | None = None
+               ) -> _T | None:
+        """Run ``op`` until it works, backing off from 1 s to 60 s, while the service runs
+        (and until ``until``). None when it gave up."""
+        delay = 1.0
+        while True:
+            try:
+                return op()
+            except StoreError as exc:
+                log.error("cannot %s (retrying in %.0fs): %s", what, delay, exc)
+            if until is not None and datetime.now(UTC) + timedelta(seconds=delay) > until:
+                return None
+            if self.stopping.wait(delay):
+                return None
+            delay = min(delay * 2, 60.0)
+
+
+def _exists(store: HistoryStore, run_id: str) -> bool:
+    from dalp_dr.errors import UnknownRun
+
+    try:
+        store.get(run_id)
+    except UnknownRun:
+        return False
+    return True
+
+
+def _age(delta: timedelta) -> str:
+    from dalp_dr.durations import format_duration
+
+    return format_duration(delta.total_seconds())
+
+
+def record_kept_results(store: HistoryStore) -> list[str]:
+    """Runs the store shows as running whose evidence holds a final result.json (the store
+    was unreachable when they ended): record them now. Returns their run ids."""
+    done: list[str] = []
+    for row in store.list_runs(outcome=Outcome.RUNNING, limit=1000):
+        kept = Path(row.evidence_dir) / "result.json" if row.evidence_dir else None
+        if kept is None or not kept.is_file():
+            continue
+        try:
+            result = RunResult.model_validate_json(kept.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.error("run %s: kept result %s unreadable: %s", row.run_id, kept, exc)
+            continue
+        if result.outcome is Outcome.RUNNING or result.run_id != row.run_id:
+            continue
+        store.finish(result)
+        done.append(result.run_id)
+    return done

@@ -1,0 +1,221 @@
+"""``dalp-dr scheduler run``: the long-running service that runs drills on their cadence.
+
+Any number of service processes may share one history store; exactly one is *active*. The
+active one holds the ``scheduler`` lease (see :mod:`dalp_dr.locks`) and renews it every
+third of its time to live; the others poll it every ``poll`` seconds. When the active one
+dies (SIGKILL, lost host) its lease expires and a standby takes over within
+``lease_ttl + poll`` seconds. The jobs live in the store (APScheduler's SQLAlchemy job
+store), so the new leader finds every next run time where the old one left it, runs what
+is due (within the grace period) and records what is not as missed. Fire times are claimed
+once in the store, so nothing runs twice (see :mod:`dalp_dr.schedule.runner`).
+
+The active service re-reads the drill directory every ``sync_interval`` seconds (and on
+SIGHUP), so an edited or added definition is picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.executors.base import BaseExecutor
+
+from dalp_dr.errors import InvalidInput, SpecError, StoreError
+from dalp_dr.history import HistoryStore, open_store
+from dalp_dr.schedule import jobs
+from dalp_dr.schedule.runner import FireHandler, record_kept_results
+
+log = logging.getLogger("dalp_dr.scheduler")
+
+LEADER_LEASE = "scheduler"
+DEFAULT_LEASE_TTL = 6.0
+DEFAULT_POLL = 1.0
+DEFAULT_GRACE = timedelta(hours=1)
+DEFAULT_SYNC_INTERVAL = 30.0
+
+
+class DrillExecutor(BaseExecutor):  # type: ignore[misc]
+    """An APScheduler executor that hands the drill job and *every* due fire time to the
+    fire handler (APScheduler's own executors only pass them to a misfire check)."""
+
+    def __init__(self, handle: Any, max_workers: int = 4) -> None:
+        super().__init__()
+        self._handle = handle
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers,
+                                                           thread_name_prefix="drill")
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        spec = jobs.DrillJob.model_validate(job.kwargs)
+
+        def done(future: concurrent.futures.Future[None]) -> None:
+            exc = future.exception()
+            if exc is not None:
+                log.error("%s: the scheduler's handler failed: %s", spec.drill, exc,
+                          exc_info=exc)
+                self._run_job_error(job.id, exc, exc.__traceback__)
+            else:
+                self._run_job_success(job.id, [])
+
+        self._pool.submit(self._handle, spec, list(run_times)).add_done_callback(done)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait)
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    drills_dir: Path
+    store_url: str
+    results_dir: Path
+    grace: timedelta = DEFAULT_GRACE
+    lease_ttl: float = DEFAULT_LEASE_TTL
+    poll: float = DEFAULT_POLL
+    sync_interval: float = DEFAULT_SYNC_INTERVAL
+    lock_ttl: float = 60.0
+    skip_invalid: bool = False
+    max_parallel: int = 4
+
+
+class SchedulerService:
+    def __init__(self, options: ServiceOptions) -> None:
+        self.options = options
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.info = f"dalp-dr scheduler on {socket.gethostname()} pid {os.getpid()}"
+        self.stopping = threading.Event()
+        self.resync = threading.Event()
+        self.active = False
+        self._scheduler: Any = None
+        self._jobstore: Any = None
+        self._handler = FireHandler(store_url=options.store_url,
+                                    results_dir=options.results_dir, grace=options.grace,
+                                    holder=self.holder, lock_ttl=options.lock_ttl,
+                                    stopping=self.stopping)
+
+    # -- start-up checks: fail before anything runs ------------------------------------------
+
+    def check(self) -> tuple[HistoryStore, jobs.Definitions]:
+        """Open the store (StoreError: exit 1) and load the definitions (SpecError for the
+        first broken one unless skip_invalid: exit 2)."""
+        definitions = jobs.load_definitions(self.options.drills_dir)
+        if definitions.invalid and not self.options.skip_invalid:
+            first = next(iter(definitions.invalid.values()))
+            raise SpecError(first.detail, source=first.source, field=first.field,
+                            hint="fix the definition, or start with --skip-invalid to run "
+                                 "the others and report this one in 'schedule status'")
+        for path, exc in definitions.invalid.items():
+            log.error("SKIPPED broken drill definition %s: %s", path, exc)
+        store = open_store(self.options.store_url)
+        return store, definitions
+
+    # -- the service loop ------------------------------------------------------------------
+
+    def run(self, store: HistoryStore, definitions: jobs.Definitions) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self._scheduler = BackgroundScheduler(
+            timezone=UTC, executors={jobs.EXECUTOR: DrillExecutor(
+                self._handler.handle, self.options.max_parallel)},
+            job_defaults={"misfire_grace_time": None, "coalesce": False, "max_instances": 1})
+        self._jobstore = jobs.open_jobstore(self.options.store_url, self._scheduler)
+        self._scheduler.add_jobstore(self._jobstore, "default")
+        log.info("scheduler %s: %d drills in %s, store %s; standing by for the leader lease",
+                 self.holder, len(definitions.valid), self.options.drills_dir,
+                 store.describe())
+        last_renewed = time.monotonic()
+        next_sync = 0.0
+        seen_leader: str | None = None
+        try:
+            while not self.stopping.is_set():
+                try:
+                    lease = store.acquire_lease(LEADER_LEASE, self.holder, self.info,
+                                                self.options.lease_ttl)
+                except StoreError as exc:
+                    log.error("cannot reach the store for the leader lease: %s", exc)
+                    if self.active and time.monotonic() - last_renewed > self.options.lease_ttl:
+                        self._stand_down("the leader lease could not be renewed in time")
+                    self.stopping.wait(self.options.poll)
+                    continue
+                if lease.holder == self.holder:
+                    last_renewed = time.monotonic()
+                    if not self.active:
+                        self._take_over(store, seen_leader)
+                        next_sync = time.monotonic() + self.options.sync_interval
+                    elif self.resync.is_set() or time.monotonic() >= next_sync:
+                        self.resync.clear()
+                        self._sync()
+                        next_sync = time.monotonic() + self.options.sync_interval
+                else:
+                    if self.active:
+                        self._stand_down(f"{lease.info} holds the leader lease")
+                    if lease.info != seen_leader:
+                        log.info("standby: %s is active (since %s UTC)", lease.info,
+                                 f"{lease.acquired_at:%H:%M:%S}")
+                        seen_leader = lease.info
+                self.stopping.wait(self.options.lease_ttl / 3 if self.active
+                                   else self.options.poll)
+        finally:
+            self._shutdown(store)
+
+    def _take_over(self, store: HistoryStore, previous: str | None) -> None:
+        log.info("ACTIVE: this scheduler holds the leader lease%s",
+                 f" (took over from {previous})" if previous else "")
+        try:
+            for run_id in record_kept_results(store):
+                log.info("recorded run %s (its result was kept on disk while the store was "
+                         "unreachable)", run_id)
+        except StoreError as exc:
+            log.error("cannot record kept results yet: %s", exc)
+        self._sync()
+        if self._scheduler.state == 0:  # STATE_STOPPED: first time active
+            self._scheduler.start()
+        else:
+            self._scheduler.resume()
+        self.active = True
+
+    def _stand_down(self, why: str) -> None:
+        log.error("STANDBY: %s; no new drills start here (running ones finish)", why)
+        self._scheduler.pause()
+        self.active = False
+
+    def _sync(self) -> None:
+        try:
+            definitions = jobs.load_definitions(self.options.drills_dir)
+        except InvalidInput as exc:
+            log.error("cannot read the drill directory: %s", exc)
+            return
+        for path, problem in definitions.invalid.items():
+            log.error("BROKEN drill definition %s (its job is kept; a fire records the "
+                      "failure): %s", path, problem)
+        try:
+            report = jobs.sync(self._jobstore, definitions,
+                               broken_names=jobs.broken_drill_names(definitions))
+        except StoreError as exc:
+            log.error("cannot sync the job store: %s", exc)
+            return
+        for verb, names in (("added", report.added), ("changed", report.changed),
+                            ("removed", report.removed)):
+            for name in names:
+                log.info("schedule %s: %s", verb, name)
+        if self._scheduler.state != 0:
+            self._scheduler.wakeup()  # a sync by 'dalp-dr schedule sync' counts too
+
+    def _shutdown(self, store: HistoryStore) -> None:
+        self._handler.cancel_all("scheduler stopping")
+        if self._scheduler is not None and self._scheduler.state != 0:
+            log.info("stopping: interrupting running drills (their steady state is restored)")
+            self._scheduler.shutdown(wait=True)
+        try:
+            store.release_lease(LEADER_LEASE, self.holder)
+        except StoreError as exc:
+            log.error("cannot release the leader lease (it expires by itself): %s", exc)
+        store.close()
+        log.info("scheduler stopped")
