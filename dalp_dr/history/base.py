@@ -28,16 +28,19 @@ class RunSummary(BaseModel):
     recovery_time: float | None
     data_loss_window: float | None
     evidence_dir: str
+    planned_at: datetime | None = None
+    """the schedule's fire time (scheduled runs and missed schedules)"""
 
 
 SUMMARY_COLUMNS = ("run_id", "drill", "topology", "environment", "trigger", "operator",
                    "started_at", "ended_at", "outcome", "recovery_time", "data_loss_window",
-                   "evidence_dir")
+                   "evidence_dir", "planned_at")
 """the runs-table columns a RunSummary is made of, in this order (every store's schema)"""
 
 INSERT_COLUMNS = ("run_id", "drill", "topology", "scenario", "environment", "owner", "trigger",
                   "operator", "spec_hash", "spec_json", "started_at", "ended_at", "outcome",
-                  "recovery_time", "data_loss_window", "result_json", "evidence_dir")
+                  "recovery_time", "data_loss_window", "result_json", "evidence_dir",
+                  "planned_at")
 
 
 class Lease(BaseModel):
@@ -75,7 +78,7 @@ def begin_row(result: RunResult, spec_json: str) -> tuple[object, ...]:
     return (result.run_id, result.drill, result.topology.value, result.scenario.value,
             result.environment, result.owner, result.trigger.value, result.operator,
             result.spec_hash, spec_json, result.started_at, None, result.outcome.value, None,
-            None, result.model_dump_json(), result.evidence_dir)
+            None, result.model_dump_json(), result.evidence_dir, result.planned_at)
 
 
 def summary_from_row(row: tuple[object, ...]) -> RunSummary:

@@ -70,6 +70,7 @@ create table if not exists dalp_dr_leases (
     acquired_at timestamptz not null,
     expires_at  timestamptz not null
 );
+alter table dalp_dr_runs add column if not exists planned_at timestamptz;
 create table if not exists dalp_dr_fires (
     drill       text not null,
     planned_at  timestamptz not null,

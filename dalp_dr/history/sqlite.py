@@ -56,6 +56,7 @@ create table if not exists leases (
     acquired_at real not null,
     expires_at  real not null
 );
+alter table runs add column planned_at text;
 create table if not exists fires (
     drill       text not null,
     planned_at  text not null,
@@ -128,6 +129,8 @@ class SqliteHistory:
     def begin(self, result: RunResult, spec_json: str) -> None:
         row = list(begin_row(result, spec_json))
         row[INSERT_COLUMNS.index("started_at")] = result.started_at.isoformat()
+        if result.planned_at is not None:
+            row[INSERT_COLUMNS.index("planned_at")] = result.planned_at.isoformat()
         self._write(f"insert into runs ({', '.join(INSERT_COLUMNS)})"
                     f" values ({', '.join('?' * len(INSERT_COLUMNS))})", tuple(row))
 

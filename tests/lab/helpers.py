@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +101,33 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return not stat.split(") ", 1)[-1].startswith("Z")
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def as_pg(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True,
+                          capture_output=True, text=True)
+
+
+@contextmanager
+def postgres_server(root: Path, port: int, databases: tuple[str, ...]) -> Iterator[str]:
+    """A throwaway PostgreSQL 15 server (initdb under ``root``, loopback and socket only,
+    trust auth), stopped and removed afterwards. Yields the URL prefix
+    ``postgresql://postgres@127.0.0.1:PORT`` (append ``/dbname``)."""
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    shutil.chown(root, "postgres", "postgres")
+    data = root / "data"
+    as_pg(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E",
+          "UTF8", "--locale=C.UTF-8")
+    as_pg(str(PG_BIN / "pg_ctl"), "start", "-w", "-D", str(data), "-l", str(root / "log"),
+          "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1")
+    try:
+        for name in databases:
+            as_pg(str(PG_BIN / "createdb"), "-h", str(root), "-p", str(port), name)
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        as_pg(str(PG_BIN / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(data))
+        shutil.rmtree(root, ignore_errors=True)

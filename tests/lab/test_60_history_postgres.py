@@ -3,8 +3,6 @@ test starts (initdb in the lab area, loopback and socket only, stopped and remov
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,36 +11,18 @@ import pytest
 from dalp_dr.errors import StoreError
 from dalp_dr.history import open_store
 from tests.history_contract import check_coordination_contract, check_store_contract
-from tests.lab.helpers import LABS, dalp
+from tests.lab.helpers import LABS, PG_BIN, as_pg, dalp, postgres_server
 
 pytestmark = pytest.mark.xdist_group("history-postgres")
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ROOT_DIR = LABS / "history-postgres"
 PORT = 55498
 
 
-def as_pg(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True,
-                          capture_output=True, text=True)
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    shutil.rmtree(ROOT_DIR, ignore_errors=True)
-    ROOT_DIR.mkdir(parents=True)
-    shutil.chown(ROOT_DIR, "postgres", "postgres")
-    data = ROOT_DIR / "data"
-    as_pg(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E",
-          "UTF8", "--locale=C.UTF-8")
-    as_pg(str(PG_BIN / "pg_ctl"), "start", "-w", "-D", str(data), "-l", str(ROOT_DIR / "log"),
-          "-o", f"-p {PORT} -k {ROOT_DIR} -c listen_addresses=127.0.0.1")
-    try:
-        as_pg(str(PG_BIN / "createdb"), "-h", str(ROOT_DIR), "-p", str(PORT), "dalp_history")
-        yield f"postgresql://postgres@127.0.0.1:{PORT}/dalp_history"
-    finally:
-        as_pg(str(PG_BIN / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(data))
-        shutil.rmtree(ROOT_DIR, ignore_errors=True)
+    with postgres_server(ROOT_DIR, PORT, ("dalp_history",)) as url:
+        yield f"{url}/dalp_history"
 
 
 def test_postgres_keeps_the_history_contract(server: str) -> None:

@@ -1,0 +1,307 @@
+"""The scheduler service, as real processes: `dalp-dr scheduler run` on cron schedules of a few
+seconds, a probe drill that goes through Ansible (ansible-runner) and measures a real
+PostgreSQL server the test starts, SQLite and PostgreSQL history stores.
+
+Covered: a scheduled run recorded with trigger `schedule`; misfires on restart (within the
+grace period: one catch-up run for the planned time; beyond it: `missed_schedule` records);
+the environment lock between a scheduled and an on-demand run, both ways; two schedulers on
+one PostgreSQL store with the active one SIGKILLed; `schedule status` exiting 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.lab.helpers import LABS, ROOT, postgres_server
+
+pytestmark = pytest.mark.xdist_group("scheduler")
+
+PORT = 55497
+HERE = Path(__file__).resolve().parent / "scheduler"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with postgres_server(LABS / "scheduler-postgres", PORT, ("service", "history")) as url:
+        with psycopg.connect(f"{url}/service", autocommit=True) as db:
+            db.execute("create table dalp_dr_heartbeat (run_id text not null, seq bigint not "
+                       "null, sent_at timestamptz not null, committed_at timestamptz not null "
+                       "default clock_timestamp(), primary key (run_id, seq))")
+        yield url
+
+
+def probe(directory: Path, cron: str, *, name: str = "scheduler-probe",
+          environment: str = "scheduler-lab") -> Path:
+    """A drill whose phases change nothing, measured through the test's server (a site loss
+    scenario: no timeline has to advance, so it passes when the server keeps answering)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    phases = "\n".join(f"  {phase}:\n    playbook: {HERE / 'probe.yml'}\n    timeout: 1m"
+                       for phase in ("preflight", "inject", "verify", "steady_state"))
+    path = directory / f"{name}.yaml"
+    path.write_text(f"""name: {name}
+topology: hot-hot
+scenario: site-loss
+environment: {environment}
+owner: scheduler-tests
+objectives: {{rto: 1m, rpo: 10s}}
+inventory: {HERE / 'inventory.yml'}
+endpoint:
+  dsn: host=127.0.0.1 port={PORT} dbname=service user=postgres
+workload: {{heartbeat_interval: 100ms, baseline: 1s, observe: 500ms}}
+schedule:
+  cron: "{cron}"
+phases:
+{phases}
+""")
+    return path
+
+
+class Env:
+    """Where one test keeps its drills, evidence and history."""
+
+    def __init__(self, tmp: Path, store: str | None = None) -> None:
+        self.drills = tmp / "drills"
+        self.results = tmp / "results"
+        self.env = dict(os.environ, DALP_DR_RESULTS=str(self.results))
+        if store:
+            self.env["DALP_DR_STORE"] = store
+        self.tmp = tmp
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "dalp_dr", *args], cwd=ROOT,
+                              env=self.env, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+
+    def runs(self) -> list[dict[str, Any]]:
+        proc = self.cli("history", "list", "--json", "--limit", "500")
+        assert proc.returncode == 0, proc.stderr
+        rows: list[dict[str, Any]] = json.loads(proc.stdout)
+        return rows
+
+    def start(self, *args: str, label: str = "scheduler") -> Scheduler:
+        return Scheduler(self, label, args)
+
+
+class Scheduler:
+    """One `dalp-dr scheduler run` process in its own session (so its drills' children go
+    with it when it is killed)."""
+
+    def __init__(self, env: Env, label: str, args: tuple[str, ...]) -> None:
+        self.log = env.tmp / f"{label}.log"
+        self._log_file = self.log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dalp_dr", "scheduler", "run", "--drills",
+             str(env.drills), *args], cwd=ROOT, env=env.env, stdout=self._log_file,
+            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, needle: str, timeout: float = 60) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.text():
+                return time.monotonic()
+            assert self.proc.poll() is None, f"scheduler exited:\n{self.text()}"
+            time.sleep(0.1)
+        raise AssertionError(f"no '{needle}' within {timeout}s:\n{self.text()}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=120)
+        self._log_file.close()
+        return code
+
+    def kill(self) -> None:
+        assert os.getpgid(self.proc.pid) == self.proc.pid > 1  # our own session, nothing else
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self._log_file.close()
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def next_multiple(seconds: int, after: datetime) -> datetime:
+    epoch = int(after.timestamp()) // seconds * seconds + seconds
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def sleep_until(moment: datetime) -> None:
+    time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
+
+
+def test_a_scheduled_run_is_recorded_with_trigger_schedule(server: str, tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    probe(env.drills, "*/10 * * * * *")
+    scheduler = env.start()
+    try:
+        scheduler.wait_for("ACTIVE")
+        done = wait_until(lambda: [r for r in env.runs() if r["outcome"] == "passed"], 60,
+                          "a passed scheduled run")
+    finally:
+        assert scheduler.stop() == 0, scheduler.text()
+    run = done[-1]
+    assert run["trigger"] == "schedule" and run["drill"] == "scheduler-probe"
+    planned = at(run["planned_at"])
+    assert planned.second % 10 == 0 and planned.microsecond == 0
+    assert timedelta(0) <= at(run["started_at"]) - planned < timedelta(seconds=5)
+    shown = env.cli("history", "list")
+    assert "schedule" in shown.stdout and run["run_id"] in shown.stdout
+    result = json.loads(env.cli("history", "show", run["run_id"], "--json").stdout)
+    assert result["measurements"]["lost_writes"] == 0  # measured through the real server
+    assert "scheduler stopped" in scheduler.text()
+    listed = env.cli("schedule", "list", "--drills", str(env.drills))
+    assert "scheduler-probe" in listed.stdout and "passed" in listed.stdout
+
+
+def test_a_fire_missed_within_the_grace_period_runs_once_on_start(server: str,
+                                                                 tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    probe(env.drills, "*/10 * * * * *")
+    assert env.cli("schedule", "sync", "--drills", str(env.drills)).returncode == 0
+    synced = datetime.now(UTC)
+    missed = next_multiple(10, synced)
+    sleep_until(missed + timedelta(seconds=3))  # the service is down at the fire time
+    scheduler = env.start("--grace", "5m")
+    try:
+        runs = wait_until(lambda: [r for r in env.runs() if r["outcome"] == "passed"], 60,
+                          "the catch-up run")
+    finally:
+        assert scheduler.stop() == 0
+    catch_up = runs[-1]
+    assert at(catch_up["planned_at"]) == missed
+    assert at(catch_up["started_at"]) >= missed + timedelta(seconds=3)
+    assert not [r for r in env.runs() if r["outcome"] == "missed_schedule"]
+    assert len([r for r in env.runs() if at(r["planned_at"]) == missed]) == 1
+
+
+def test_fires_missed_beyond_the_grace_period_are_recorded_missed(server: str,
+                                                                 tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    probe(env.drills, "*/5 * * * * *")
+    assert env.cli("schedule", "sync", "--drills", str(env.drills)).returncode == 0
+    first = next_multiple(5, datetime.now(UTC))
+    second = first + timedelta(seconds=5)
+    sleep_until(second + timedelta(seconds=2))
+    scheduler = env.start("--grace", "1s")
+    try:
+        missed = wait_until(
+            lambda: [r for r in env.runs() if r["outcome"] == "missed_schedule"
+                     ] if len([r for r in env.runs() if r["outcome"] == "missed_schedule"]
+                              ) >= 2 else None, 30, "two missed records")
+    finally:
+        scheduler.stop()
+    assert sorted(at(r["planned_at"]) for r in missed) == [first, second]
+    assert all(r["trigger"] == "schedule" and at(r["started_at"]) == at(r["planned_at"])
+               for r in missed)
+    detail = json.loads(env.cli("history", "show", missed[0]["run_id"], "--json").stdout)
+    assert "scheduler was not running at the planned time" in detail["message"]
+    assert "MISSED" in scheduler.text()
+
+
+def test_schedule_status_exits_1_when_a_drill_is_overdue(server: str, tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    probe(env.drills, "*/10 * * * * *")
+    assert env.cli("schedule", "sync", "--drills", str(env.drills)).returncode == 0
+    fresh = env.cli("schedule", "status", "--drills", str(env.drills), "--grace", "1s")
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr  # new: its window opens next
+    assert "new" in fresh.stdout
+    # a window opens after the sync; 3 s later (grace 1 s) nothing has run in it
+    sleep_until(next_multiple(10, datetime.now(UTC)) + timedelta(seconds=3))
+    late = env.cli("schedule", "status", "--drills", str(env.drills), "--grace", "1s")
+    assert late.returncode == 1, late.stdout
+    assert "overdue" in late.stdout and "scheduler-probe (overdue)" in late.stderr
+    generous = env.cli("schedule", "status", "--drills", str(env.drills), "--grace", "1h")
+    assert generous.returncode == 0 and "due" in generous.stdout
+
+
+def test_the_environment_lock_refuses_the_second_run_either_way(server: str,
+                                                                 tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    drill = probe(env.drills, "*/15 * * * * *")
+    scheduler = env.start("--grace", "1s")
+    try:
+        scheduler.wait_for("ACTIVE")
+        # 1. a scheduled run holds the environment: an on-demand run is refused (exit 1)
+        running = wait_until(lambda: [r for r in env.runs() if r["outcome"] == "running"],
+                             30, "a scheduled run in progress")
+        refused = env.cli("drill", "run", str(drill))
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert f"environment 'scheduler-lab' is busy: drill scheduler-probe run " \
+               f"{running[0]['run_id']} (schedule) by scheduler on" in refused.stderr
+        assert "holds its drill lock since" in refused.stderr
+        wait_until(lambda: not [r for r in env.runs() if r["outcome"] == "running"], 60,
+                   "the scheduled run to end")
+        # 2. an on-demand run holds it at the next fire time: the fire is recorded missed
+        upcoming = next_multiple(15, datetime.now(UTC))
+        sleep_until(upcoming - timedelta(seconds=4))
+        on_demand = env.cli("drill", "run", str(drill))
+        assert on_demand.returncode == 0, on_demand.stderr
+        busy = wait_until(lambda: [r for r in env.runs() if r["outcome"] == "missed_schedule"
+                                   and at(r["planned_at"]) == upcoming], 20,
+                          "the refused fire's record")
+    finally:
+        scheduler.stop()
+    detail = json.loads(env.cli("history", "show", busy[0]["run_id"], "--json").stdout)
+    assert "environment 'scheduler-lab' is busy" in detail["message"]
+    assert "(cli)" in detail["message"]
+    assert [r["trigger"] for r in env.runs() if r["outcome"] == "passed"].count("cli") == 1
+
+
+def test_two_schedulers_on_postgres_one_killed_the_other_takes_over(server: str,
+                                                                    tmp_path: Path) -> None:
+    store = f"{server}/history"
+    env = Env(tmp_path, store=store)
+    probe(env.drills, "*/15 * * * * *")
+    first = env.start("--lease-ttl", "6s", label="a")
+    first.wait_for("ACTIVE")
+    second = env.start("--lease-ttl", "6s", label="b")
+    try:
+        second.wait_for("standby:")
+        done = wait_until(lambda: [r for r in env.runs() if r["outcome"] == "passed"], 60,
+                          "the first scheduler's run")
+        assert "ACTIVE" not in second.text()
+        killed_at = time.monotonic()
+        first.kill()  # SIGKILL: no lease release, no goodbye
+        took_over = second.wait_for("ACTIVE", timeout=20) - killed_at
+        assert took_over < 6 + 1 + 2, took_over  # lease TTL + standby poll (+ CI slack)
+        wait_until(lambda: len([r for r in env.runs() if r["outcome"] == "passed"]) >= 3,
+                   90, "two more runs by the second scheduler")
+    finally:
+        second.stop()
+    runs = env.runs()
+    planned = sorted(at(r["planned_at"]) for r in runs if r["planned_at"])
+    assert len(planned) == len(set(planned)), planned  # no fire handled twice
+    expected = [planned[0] + timedelta(seconds=15 * i)
+                for i in range(int((planned[-1] - planned[0]).total_seconds()) // 15 + 1)]
+    assert planned == expected, planned  # and none skipped across the takeover
+    assert done[0]["run_id"] in {r["run_id"] for r in runs}
+    with psycopg.connect(store) as db:
+        claims = db.execute("select count(*), count(distinct claimed_by) from dalp_dr_fires"
+                            ).fetchone()
+    assert claims is not None and claims[0] == len(planned) and claims[1] == 2
