@@ -186,3 +186,47 @@ def test_interrupt_after_the_fault_restores_steady_state_and_exits_130(tmp_path:
     assert_steady_state()
     listed = json.loads(dalp("history", "list", "--json", results=tmp_path / "results").stdout)
     assert [r["outcome"] for r in listed] == ["aborted"]
+
+
+def test_the_scheduler_runs_the_real_drill_on_its_cron(tmp_path: Path) -> None:
+    """The hot-warm lab drill, scheduled every 30 s: the scheduler service runs it through
+    the real lab, records it with trigger 'schedule' and its planned time."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from datetime import datetime
+
+    drills = tmp_path / "drills"
+    drills.mkdir()
+    text = DRILL.read_text().replace("../inventories/", f"{ROOT}/inventories/") \
+        .replace("../playbooks/", f"{ROOT}/playbooks/") \
+        .replace("schedule: quarterly", "schedule: '*/30 * * * * *'")
+    (drills / DRILL.name).write_text(text)
+    results = tmp_path / "results"
+    env = dict(os.environ, DALP_DR_RESULTS=str(results))
+    log = (tmp_path / "scheduler.log").open("w")
+    service = subprocess.Popen([sys.executable, "-m", "dalp_dr", "scheduler", "run",
+                                "--drills", str(drills)], cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        runs: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not [r for r in runs if r["outcome"] != "running"]:
+            time.sleep(1)
+            listed = dalp("history", "list", "--json", results=results)
+            runs = json.loads(listed.stdout) if listed.returncode == 0 else []
+    finally:
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=300) == 0
+        log.close()
+    done = [r for r in runs if r["outcome"] != "running"]
+    assert done, (tmp_path / "scheduler.log").read_text()
+    run = done[-1]
+    assert (run["outcome"], run["trigger"], run["drill"]) == ("passed", "schedule",
+                                                             "hot-warm-failover")
+    planned = datetime.fromisoformat(str(run["planned_at"]))
+    assert planned.second % 30 == 0
+    assert 0 < float(str(run["recovery_time"])) < 30 * 60
+    assert_steady_state()
