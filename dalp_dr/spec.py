@@ -391,10 +391,15 @@ def _from_validation(error: ValidationError, source: str) -> SpecError:
     return SpecError(message, source=source, field=field)
 
 
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader when PyYAML has it (ten times faster: a scheduler syncs hundreds of
+drill files), the pure-Python one otherwise; both construct plain data only"""
+
+
 def parse_drill(text: str, *, source: str) -> DrillSpec:
     """Parse and validate drill YAML text. Does not touch the file system."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"

@@ -164,13 +164,30 @@ class SyncReport:
         return len(self.added) + len(self.changed) + len(self.removed)
 
 
-def _job(scheduler: Any, spec: DrillJob, next_run_time: datetime | None) -> Any:
+def _job(scheduler: Any, spec: DrillJob, trigger: Any, next_run_time: datetime | None) -> Any:
     from apscheduler.job import Job
 
     return Job(scheduler, id=spec.drill, name=spec.drill, func=FUNC_REF, args=(),
-               kwargs=spec.model_dump(mode="json"), trigger=spec.trigger(), executor=EXECUTOR,
+               kwargs=spec.model_dump(mode="json"), trigger=trigger, executor=EXECUTOR,
                misfire_grace_time=None, coalesce=False, max_instances=1,
                next_run_time=next_run_time)
+
+
+def _add_all(jobstore: Any, new_jobs: list[Any]) -> None:
+    """Insert new jobs in one transaction: the row SQLAlchemyJobStore.add_job writes (id,
+    next run as a UTC timestamp, pickled job state), without a commit per job (a thousand
+    drills sync in a fraction of the time)."""
+    import pickle
+
+    from apscheduler.util import datetime_to_utc_timestamp
+
+    if not new_jobs:
+        return
+    rows = [{"id": job.id, "next_run_time": datetime_to_utc_timestamp(job.next_run_time),
+             "job_state": pickle.dumps(job.__getstate__(), jobstore.pickle_protocol)}
+            for job in new_jobs]
+    with jobstore.engine.begin() as connection:
+        connection.execute(jobstore.jobs_t.insert(), rows)
 
 
 def sync(jobstore: Any, definitions: Definitions, *, now: datetime | None = None,
@@ -186,13 +203,15 @@ def sync(jobstore: Any, definitions: Definitions, *, now: datetime | None = None
     current = stored_jobs(jobstore)
     report = SyncReport()
     keep = set(broken_names)
+    new_jobs = []
     try:
         for name, loaded in sorted(definitions.valid.items()):
             stored = current.get(name)
             if stored is None:
                 spec = DrillJob.of(loaded, since=moment)
-                jobstore.add_job(_job(scheduler, spec,
-                                      spec.trigger().get_next_fire_time(None, moment)))
+                trigger = spec.trigger()
+                new_jobs.append(_job(scheduler, spec, trigger,
+                                     trigger.get_next_fire_time(None, moment)))
                 report.added.append(name)
                 continue
             old, next_run = stored
@@ -200,11 +219,13 @@ def sync(jobstore: Any, definitions: Definitions, *, now: datetime | None = None
             if spec == old:
                 report.unchanged.append(name)
                 continue
+            trigger = spec.trigger()
             if spec.schedule_key != old.schedule_key or next_run is None:
-                next_run = spec.trigger().get_next_fire_time(None, moment)
+                next_run = trigger.get_next_fire_time(None, moment)
                 report.rescheduled.append(name)
-            jobstore.update_job(_job(scheduler, spec, next_run))
+            jobstore.update_job(_job(scheduler, spec, trigger, next_run))
             report.changed.append(name)
+        _add_all(jobstore, new_jobs)
         for name in sorted(set(current) - set(definitions.valid)):
             if name in keep:
                 report.kept_invalid.append(name)

@@ -95,6 +95,7 @@ class SchedulerService:
         self.active = False
         self._scheduler: Any = None
         self._jobstore: Any = None
+        self._synced_files: tuple[tuple[str, int, int], ...] | None = None
         self._handler = FireHandler(store_url=options.store_url,
                                     results_dir=options.results_dir, grace=options.grace,
                                     holder=self.holder, lock_ttl=options.lock_ttl,
@@ -150,8 +151,8 @@ class SchedulerService:
                         self._take_over(store, seen_leader)
                         next_sync = time.monotonic() + self.options.sync_interval
                     elif self.resync.is_set() or time.monotonic() >= next_sync:
+                        self._sync(force=self.resync.is_set())
                         self.resync.clear()
-                        self._sync()
                         next_sync = time.monotonic() + self.options.sync_interval
                 else:
                     if self.active:
@@ -174,7 +175,7 @@ class SchedulerService:
                          "unreachable)", run_id)
         except StoreError as exc:
             log.error("cannot record kept results yet: %s", exc)
-        self._sync()
+        self._sync(force=True)
         if self._scheduler.state == 0:  # STATE_STOPPED: first time active
             self._scheduler.start()
         else:
@@ -186,7 +187,23 @@ class SchedulerService:
         self._scheduler.pause()
         self.active = False
 
-    def _sync(self) -> None:
+    def _files(self) -> tuple[tuple[str, int, int], ...]:
+        """The drill files as (name, mtime, size): cheap to compare between syncs."""
+        found = []
+        for path in sorted(self.options.drills_dir.glob("*.y*ml")):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            found.append((path.name, stat.st_mtime_ns, stat.st_size))
+        return tuple(found)
+
+    def _sync(self, force: bool = False) -> None:
+        files = self._files()
+        if not force and files == self._synced_files:  # nothing changed on disk
+            if self._scheduler.state != 0:
+                self._scheduler.wakeup()  # 'dalp-dr schedule sync' may have changed the store
+            return
         try:
             definitions = jobs.load_definitions(self.options.drills_dir)
         except InvalidInput as exc:
@@ -201,6 +218,7 @@ class SchedulerService:
         except StoreError as exc:
             log.error("cannot sync the job store: %s", exc)
             return
+        self._synced_files = files
         for verb, names in (("added", report.added), ("changed", report.changed),
                             ("removed", report.removed)):
             for name in names:
