@@ -111,6 +111,12 @@ def as_pg(*argv: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True)
 
 
+def pg_start(root: Path, port: int) -> None:
+    """Start (again) the throwaway server of ``postgres_server`` on its port and socket."""
+    as_pg(str(PG_BIN / "pg_ctl"), "start", "-w", "-D", str(root / "data"), "-l",
+          str(root / "log"), "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1")
+
+
 @contextmanager
 def postgres_server(root: Path, port: int, databases: tuple[str, ...]) -> Iterator[str]:
     """A throwaway PostgreSQL 15 server (initdb under ``root``, loopback and socket only,
@@ -122,8 +128,7 @@ def postgres_server(root: Path, port: int, databases: tuple[str, ...]) -> Iterat
     data = root / "data"
     as_pg(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E",
           "UTF8", "--locale=C.UTF-8")
-    as_pg(str(PG_BIN / "pg_ctl"), "start", "-w", "-D", str(data), "-l", str(root / "log"),
-          "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1")
+    pg_start(root, port)
     try:
         for name in databases:
             as_pg(str(PG_BIN / "createdb"), "-h", str(root), "-p", str(port), name)

@@ -305,3 +305,32 @@ def test_two_schedulers_on_postgres_one_killed_the_other_takes_over(server: str,
         claims = db.execute("select count(*), count(distinct claimed_by) from dalp_dr_fires"
                             ).fetchone()
     assert claims is not None and claims[0] == len(planned) and claims[1] == 2
+
+
+def test_a_run_ending_while_the_store_is_down_is_recorded_when_it_is_back(
+        server: str, tmp_path: Path) -> None:
+    """The history store (its own server here) stops in the middle of a scheduled run: the
+    drill finishes against its own environment, its result waits on disk, the scheduler
+    retries with backoff and records it once the store is back."""
+    from tests.lab.helpers import PG_BIN, as_pg, pg_start
+
+    root = LABS / "scheduler-store"
+    with postgres_server(root, PORT - 2, ("history",)) as store_url:
+        env = Env(tmp_path, store=f"{store_url}/history")
+        probe(env.drills, "*/15 * * * * *")
+        scheduler = env.start("--grace", "5m")
+        try:
+            running = wait_until(lambda: [r for r in env.runs() if r["outcome"] == "running"],
+                                 40, "a scheduled run in progress")
+            as_pg(str(PG_BIN / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(root / "data"))
+            scheduler.wait_for("did not take its result", timeout=60)
+            kept = Path(running[0]["evidence_dir"]) / "result.json"
+            assert json.loads(kept.read_text())["outcome"] == "passed"
+            time.sleep(2)  # at least one retry fails
+            pg_start(root, PORT - 2)
+            scheduler.wait_for(f"run {running[0]['run_id']} recorded now", timeout=90)
+        finally:
+            scheduler.stop()
+        recorded = {r["run_id"]: r for r in env.runs()}
+        assert recorded[running[0]["run_id"]]["outcome"] == "passed"
+        assert "retrying in" in scheduler.text()
