@@ -40,6 +40,10 @@ from dalp_dr.spec import Scenario, Topology, load_drill
 log = logging.getLogger("dalp_dr.scheduler")
 _T = TypeVar("_T")
 
+MAX_MISSED_RECORDS = 100
+"""missed fire times recorded one by one per wakeup (the newest); a seconds-level test cron
+left down for days would otherwise write thousands"""
+
 
 def not_run(job: DrillJob, planned_at: datetime, outcome: Outcome, message: str,
             trigger: Trigger = Trigger.SCHEDULE) -> RunResult:
@@ -88,6 +92,11 @@ class FireHandler:
                             lambda: open_store(self.store_url))
         if store is None:
             return
+        if len(late) > MAX_MISSED_RECORDS:
+            log.error("%s: %d fire times missed; recording the newest %d one by one (the "
+                      "oldest missed one was planned for %s UTC)", job.drill, len(late),
+                      MAX_MISSED_RECORDS, f"{late[0]:%Y-%m-%d %H:%M:%S}")
+            late = late[-MAX_MISSED_RECORDS:]
         try:
             for planned in late:
                 self._missed(store, job, planned,
