@@ -570,6 +570,43 @@ def history_list(ctx: click.Context, drill_name: str | None, limit: int, as_json
         out.print(history_table(rows))
 
 
+@history.command("verify")
+@click.option("--no-evidence", is_flag=True, help="check records and links only, not the "
+                                                  "evidence files")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def history_verify(ctx: click.Context, no_evidence: bool, as_json: bool) -> None:
+    """Recompute the history's hash chain and evidence digests; exit 1 naming the first
+    changed, deleted, reordered or unsealed record or evidence file."""
+    from dalp_dr import integrity
+    from dalp_dr.history import open_store
+    from dalp_dr.results import Outcome
+
+    store = open_store(_settings(ctx).store_url)
+    try:
+        running = len(store.list_runs(outcome=Outcome.RUNNING, limit=100000))
+        report = integrity.verify(store.sealed_records(), store.unsealed_runs(), running,
+                                  check_evidence=not no_evidence)
+        where = store.describe()
+    finally:
+        store.close()
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+    elif not report.problems:
+        out.print(f"history intact: {report.records} sealed records, chain head "
+                  f"{report.head} ({where})"
+                  + (f"; {report.unsealed_running} run(s) in progress, sealed when they end"
+                     if report.unsealed_running else ""), markup=False, soft_wrap=True)
+    else:
+        err.print(f"history TAMPERED: first problem: {report.problems[0]}", markup=False)
+        for problem in report.problems[1:10]:
+            err.print(f"  also: {problem}", markup=False)
+        if len(report.problems) > 10:
+            err.print(f"  ... {len(report.problems) - 10} more", markup=False)
+    if report.problems:
+        raise Exit(EXIT_FAILED)
+
+
 @history.command("show")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True)

@@ -101,3 +101,33 @@ def check_coordination_contract(open_store: Callable[[], HistoryStore]) -> None:
     assert two.claim_fire("other", planned, "scheduler-2")
     one.close()
     two.close()
+
+
+def check_integrity_contract(open_store: Callable[[], HistoryStore],
+                             tamper: Callable[[str], None]) -> None:
+    """Final records are sealed into one chain, in order; verify finds nothing on an intact
+    store and names the record after ``tamper(sql)`` changes one (SQL in the store's dialect
+    receives {runs} for the runs table)."""
+    from dalp_dr import integrity
+
+    store = open_store()
+    for i, outcome in enumerate([Outcome.PASSED, Outcome.MISSED, Outcome.ABORTED]):
+        run_id = f"20261201T00000{i}Z-chain{i}"
+        store.begin(result(run_id, 1000 + i, drill="chained"), '{"name": "chained"}')
+        store.finish(result(run_id, 1000 + i, outcome=outcome, drill="chained").model_copy(
+            update={"ended_at": at(1010 + i)}))
+    store.begin(result("20261201T000009Z-chain9", 1009, drill="chained"), "{}")  # running
+    records = [r for r in store.sealed_records() if r.entry.run_id.endswith(
+        ("chain0", "chain1", "chain2"))]
+    assert [r.entry.run_id[-6:] for r in records] == ["chain0", "chain1", "chain2"]
+    assert [r.entry.prev_digest for r in records[1:]] == [r.entry.digest for r in records[:2]]
+    report = integrity.verify(store.sealed_records(), store.unsealed_runs(), running=0)
+    assert report.problems == [] and report.head == records[-1].entry.digest
+    store.close()
+
+    tamper("update {runs} set recovery_time = 1.5 where run_id = '20261201T000001Z-chain1'")
+    store = open_store()
+    report = integrity.verify(store.sealed_records(), store.unsealed_runs(), running=0)
+    assert [p.run_id for p in report.problems] == ["20261201T000001Z-chain1"]
+    assert "recovery_time" in report.problems[0].what
+    store.close()

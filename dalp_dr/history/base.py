@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
+from dalp_dr.integrity import SealedRecord
 from dalp_dr.results import Outcome, RunResult
 
 
@@ -138,6 +139,17 @@ class HistoryStore(Protocol):
     def claim_fire(self, drill: str, planned_at: datetime, claimed_by: str) -> bool:
         """Record that ``claimed_by`` handles the scheduled fire (drill, planned_at): True
         exactly once per pair across every process, False to whoever comes second."""
+        ...
+
+    # -- tamper evidence (dalp_dr.integrity) -----------------------------------------------
+
+    def sealed_records(self) -> Iterator[SealedRecord]:
+        """Every chain entry in order with the record it seals (left join: a deleted
+        record comes back with no content)."""
+        ...
+
+    def unsealed_runs(self) -> list[str]:
+        """Final records that are not in the chain (there should be none)."""
         ...
 
     def close(self) -> None: ...

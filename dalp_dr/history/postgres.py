@@ -14,13 +14,16 @@ so scheduler hosts with skewed clocks still agree on who holds a lease.
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg import conninfo
 
+from dalp_dr import integrity
 from dalp_dr.errors import StoreError, UnknownRun
 from dalp_dr.history.base import (
     INSERT_COLUMNS,
@@ -34,7 +37,7 @@ from dalp_dr.history.base import (
 from dalp_dr.redact import Redactor
 from dalp_dr.results import Outcome, RunResult
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _DDL = """
 create table if not exists dalp_dr_schema_version (version integer not null);
@@ -77,6 +80,19 @@ create table if not exists dalp_dr_fires (
     claimed_by  text not null,
     claimed_at  timestamptz not null default clock_timestamp(),
     primary key (drill, planned_at)
+);
+""",
+    # 3: the hash chain sealing every final record (dalp_dr.integrity)
+    3: """
+create table if not exists dalp_dr_chain (
+    seq             bigint primary key,
+    run_id          text not null unique,
+    record_digest   text not null,
+    evidence_json   text not null,
+    evidence_digest text not null,
+    prev_digest     text not null,
+    digest          text not null,
+    sealed_at       timestamptz not null
 );
 """,
 }
@@ -136,6 +152,11 @@ class PostgresHistory:
                              "(other dalp-dr processes on this store should be upgraded too)")
         for version in range(found + 1, SCHEMA_VERSION + 1):
             self._db.execute(MIGRATIONS[version])
+        if found < 3:  # records finished before the chain existed: sealed now
+            for (run_id,) in self._db.execute(
+                    "select run_id from dalp_dr_runs where outcome <> 'running'"
+                    " order by started_at, run_id").fetchall():
+                self._seal(run_id)
         self._db.execute("update dalp_dr_schema_version set version = %s", (SCHEMA_VERSION,))
         return found
 
@@ -165,14 +186,67 @@ class PostgresHistory:
 
     @serialized
     def finish(self, result: RunResult) -> None:
+        """Record the final result and seal it into the chain, in one transaction."""
         m = result.measurements
-        self._execute(
-            "cannot write history",
-            "update dalp_dr_runs set ended_at = %s, outcome = %s, recovery_time = %s,"
-            " data_loss_window = %s, result_json = %s where run_id = %s",
-            (result.ended_at, result.outcome.value, m.recovery_time if m else None,
-             m.data_loss_window if m else None, result.model_dump_json(), result.run_id),
-        )
+        try:
+            if self._db.closed or self._db.broken:
+                self._db = self._connect()
+            with self._db.transaction():
+                cur = self._db.execute(
+                    "update dalp_dr_runs set ended_at = %s, outcome = %s, recovery_time = %s,"
+                    " data_loss_window = %s, result_json = %s where run_id = %s",
+                    (result.ended_at, result.outcome.value, m.recovery_time if m else None,
+                     m.data_loss_window if m else None, result.model_dump_json(),
+                     result.run_id))
+                if cur.rowcount != 1:
+                    raise StoreError(f"cannot finish run {result.run_id}: it was never begun")
+                if result.outcome is not Outcome.RUNNING:
+                    self._seal(result.run_id, result.model_dump_json())
+        except (psycopg.Error, OSError) as exc:
+            raise self._error("cannot write history", exc) from None
+
+    def _seal(self, run_id: str, result_json: str | None = None) -> None:
+        """Append the chain entry for a final record (inside the caller's transaction; one
+        sealer at a time)."""
+        self._db.execute("select pg_advisory_xact_lock(hashtext('dalp_dr_chain'))")
+        row = self._db.execute("select result_json::text, spec_json, evidence_dir from"
+                               " dalp_dr_runs where run_id = %s", (run_id,)).fetchone()
+        assert row is not None
+        last = self._db.execute("select seq, digest from dalp_dr_chain order by seq desc"
+                                " limit 1").fetchone()
+        entry = integrity.seal(last[0] + 1 if last else 1, run_id, result_json or row[0],
+                               row[1], integrity.evidence_manifest(row[2]),
+                               last[1] if last else integrity.GENESIS, datetime.now(UTC))
+        self._db.execute("insert into dalp_dr_chain values (%s, %s, %s, %s, %s, %s, %s, %s)",
+                         (entry.seq, entry.run_id, entry.record_digest,
+                          json.dumps(entry.evidence, sort_keys=True), entry.evidence_digest,
+                          entry.prev_digest, entry.digest, entry.sealed_at))
+
+    @serialized
+    def sealed_records(self) -> Iterator[integrity.SealedRecord]:
+        cols = ", ".join(f"r.{c}" for c in SUMMARY_COLUMNS)
+        rows = self._execute(
+            "cannot read history",
+            "select c.seq, c.run_id, c.record_digest, c.evidence_json, c.evidence_digest,"
+            f" c.prev_digest, c.digest, c.sealed_at, r.result_json::text, r.spec_json, {cols}"
+            " from dalp_dr_chain c left join dalp_dr_runs r on r.run_id = c.run_id"
+            " order by c.seq", ())
+        for row in rows:
+            entry = integrity.ChainEntry(
+                seq=row[0], run_id=row[1], record_digest=row[2], evidence=json.loads(row[3]),
+                evidence_digest=row[4], prev_digest=row[5], digest=row[6], sealed_at=row[7])
+            columns = dict(zip(SUMMARY_COLUMNS, row[10:], strict=True)) \
+                if row[8] is not None else None
+            yield integrity.SealedRecord(entry=entry, result_json=row[8], spec_json=row[9],
+                                         columns=columns)
+
+    @serialized
+    def unsealed_runs(self) -> list[str]:
+        rows = self._execute(
+            "cannot read history",
+            "select run_id from dalp_dr_runs where outcome <> 'running' and run_id not in"
+            " (select run_id from dalp_dr_chain) order by started_at", ())
+        return [r[0] for r in rows]
 
     @serialized
     def list_runs(self, *, drill: str | None = None, outcome: Outcome | None = None,

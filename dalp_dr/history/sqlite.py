@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dalp_dr import integrity
 from dalp_dr.errors import StoreError, UnknownRun
 from dalp_dr.history.base import (
     INSERT_COLUMNS,
@@ -20,7 +23,7 @@ from dalp_dr.history.base import (
 )
 from dalp_dr.results import Outcome, RunResult
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _DDL = """
 create table if not exists schema_version (version integer not null);
@@ -65,6 +68,19 @@ create table if not exists fires (
     primary key (drill, planned_at)
 );
 """,
+    # 3: the hash chain sealing every final record (dalp_dr.integrity)
+    3: """
+create table if not exists chain (
+    seq             integer primary key,
+    run_id          text not null unique,
+    record_digest   text not null,
+    evidence_json   text not null,
+    evidence_digest text not null,
+    prev_digest     text not null,
+    digest          text not null,
+    sealed_at       text not null
+);
+""",
 }
 """schema version -> DDL that upgrades the previous version to it (the embedded store
 applies them when it is opened)"""
@@ -107,6 +123,11 @@ class SqliteHistory:
                 for statement in MIGRATIONS[version].split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+            if found < 3:  # records finished before the chain existed: sealed now
+                for (run_id,) in self._db.execute(
+                        "select run_id from runs where outcome <> 'running'"
+                        " order by started_at, run_id").fetchall():
+                    self._seal(run_id)
             self._db.execute("update schema_version set version = ?", (SCHEMA_VERSION,))
             self._db.execute("commit")
         except BaseException:
@@ -136,14 +157,74 @@ class SqliteHistory:
 
     @serialized
     def finish(self, result: RunResult) -> None:
+        """Record the final result and seal it into the chain, in one transaction."""
         m = result.measurements
-        self._write(
-            "update runs set ended_at = ?, outcome = ?, recovery_time = ?, data_loss_window = ?,"
-            " result_json = ? where run_id = ?",
-            (result.ended_at.isoformat() if result.ended_at else None, result.outcome.value,
-             m.recovery_time if m else None, m.data_loss_window if m else None,
-             result.model_dump_json(), result.run_id),
-        )
+        try:
+            self._db.execute("begin immediate")
+            try:
+                cur = self._db.execute(
+                    "update runs set ended_at = ?, outcome = ?, recovery_time = ?,"
+                    " data_loss_window = ?, result_json = ? where run_id = ?",
+                    (result.ended_at.isoformat() if result.ended_at else None,
+                     result.outcome.value, m.recovery_time if m else None,
+                     m.data_loss_window if m else None, result.model_dump_json(),
+                     result.run_id))
+                if cur.rowcount != 1:
+                    raise StoreError(f"cannot finish run {result.run_id}: it was never begun")
+                if result.outcome is not Outcome.RUNNING:
+                    self._seal(result.run_id)
+                self._db.execute("commit")
+            except BaseException:
+                self._db.execute("rollback")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write history {self.path}: {exc}") from None
+
+    def _seal(self, run_id: str) -> None:
+        """Append the chain entry for a final record (inside the caller's transaction)."""
+        result_json, spec_json, evidence_dir = self._db.execute(
+            "select result_json, spec_json, evidence_dir from runs where run_id = ?",
+            (run_id,)).fetchone()
+        last = self._db.execute("select seq, digest from chain order by seq desc limit 1"
+                                ).fetchone()
+        entry = integrity.seal(last[0] + 1 if last else 1, run_id, result_json, spec_json,
+                               integrity.evidence_manifest(evidence_dir),
+                               last[1] if last else integrity.GENESIS, datetime.now(UTC))
+        self._db.execute("insert into chain values (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (entry.seq, entry.run_id, entry.record_digest,
+                          json.dumps(entry.evidence, sort_keys=True), entry.evidence_digest,
+                          entry.prev_digest, entry.digest, entry.sealed_at.isoformat()))
+
+    @serialized
+    def sealed_records(self) -> Iterator[integrity.SealedRecord]:
+        cols = ", ".join(f"r.{c}" for c in SUMMARY_COLUMNS)
+        try:
+            rows = self._db.execute(
+                "select c.seq, c.run_id, c.record_digest, c.evidence_json, c.evidence_digest,"
+                f" c.prev_digest, c.digest, c.sealed_at, r.result_json, r.spec_json, {cols}"
+                " from chain c left join runs r on r.run_id = c.run_id order by c.seq"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read history {self.path}: {exc}") from None
+        for row in rows:
+            entry = integrity.ChainEntry(
+                seq=row[0], run_id=row[1], record_digest=row[2], evidence=json.loads(row[3]),
+                evidence_digest=row[4], prev_digest=row[5], digest=row[6],
+                sealed_at=datetime.fromisoformat(row[7]))
+            columns = dict(zip(SUMMARY_COLUMNS, row[10:], strict=True)) \
+                if row[8] is not None else None
+            yield integrity.SealedRecord(entry=entry, result_json=row[8], spec_json=row[9],
+                                         columns=columns)
+
+    @serialized
+    def unsealed_runs(self) -> list[str]:
+        try:
+            rows = self._db.execute(
+                "select run_id from runs where outcome <> 'running' and run_id not in"
+                " (select run_id from chain) order by started_at").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read history {self.path}: {exc}") from None
+        return [r[0] for r in rows]
 
     @serialized
     def list_runs(self, *, drill: str | None = None, outcome: Outcome | None = None,

@@ -3,7 +3,12 @@ from pathlib import Path
 import pytest
 
 from dalp_dr.history import open_store
-from tests.history_contract import check_coordination_contract, check_store_contract, result
+from tests.history_contract import (
+    check_coordination_contract,
+    check_integrity_contract,
+    check_store_contract,
+    result,
+)
 
 
 def test_sqlite_keeps_the_history_contract(tmp_path: Path) -> None:
@@ -41,5 +46,19 @@ def test_a_version_1_store_is_upgraded_on_open_and_keeps_its_runs(tmp_path: Path
     assert again.migrated_from is None
     assert [r.run_id for r in again.list_runs()] == ["20261126T120000Z-aaaaaa"]
     assert sqlite3.connect(path).execute("select version from schema_version").fetchall() \
-        == [(2,)]
+        == [(3,)]
     again.close()
+
+
+def test_sqlite_keeps_the_integrity_contract(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "h.sqlite"
+
+    def tamper(sql: str) -> None:
+        db = sqlite3.connect(path)
+        db.execute(sql.format(runs="runs"))
+        db.commit()
+        db.close()
+
+    check_integrity_contract(lambda: open_store(f"sqlite:///{path}"), tamper)

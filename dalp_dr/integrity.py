@@ -1,0 +1,241 @@
+"""Tamper evidence for the drill history: every final record is sealed into a hash chain.
+
+When a run is finished (passed, missed, failed, aborted, a missed schedule...) the store
+appends one chain entry in the same transaction:
+
+* ``record_digest``: sha256 of the record's canonical content (the full result, parsed and
+  re-serialised with sorted keys, and the sha256 of its spec snapshot);
+* ``evidence``: sha256 of every file in the run's evidence directory at that moment, and
+  ``evidence_digest`` over that list;
+* ``prev_digest``: the previous entry's ``digest`` (64 zeros for the first);
+* ``digest``: sha256 over (seq, run id, record digest, evidence digest, prev digest).
+
+``verify`` walks the chain in order and names the first thing that does not add up: a
+changed field (the digest, or a summary column that no longer matches the sealed content),
+a deleted or reordered record (broken link, gap in the sequence), a record nobody sealed,
+a changed or missing evidence file. The newest entry's digest (the head) is what an export
+signs; a record appended at the end and deleted again leaves no trace locally, which is why
+exports carry the head and a signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+GENESIS = "0" * 64
+
+
+class ChainEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    run_id: str
+    record_digest: str
+    evidence: dict[str, str]
+    """relative path -> sha256 of each evidence file when the record was sealed"""
+    evidence_digest: str
+    prev_digest: str
+    digest: str
+    sealed_at: datetime
+
+
+class SealedRecord(BaseModel):
+    """A chain entry with the stored record it seals (None where the record is gone)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    entry: ChainEntry
+    result_json: str | None
+    spec_json: str | None
+    columns: dict[str, Any] | None
+    """the runs row's summary columns as stored (normalised to JSON types)"""
+
+
+class Problem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str | None
+    seq: int | None
+    what: str
+
+    def __str__(self) -> str:
+        where = " ".join(p for p in (f"#{self.seq}" if self.seq is not None else None,
+                                    f"run {self.run_id}" if self.run_id else None) if p)
+        return f"{where}: {self.what}" if where else self.what
+
+
+def canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str).encode()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def record_digest(result_json: str, spec_json: str) -> str:
+    return sha256(canonical({"result": json.loads(result_json),
+                             "spec_sha256": sha256(spec_json.encode())}))
+
+
+def evidence_manifest(evidence_dir: str | Path | None) -> dict[str, str]:
+    """sha256 of every file under the evidence directory (none for records without one)."""
+    if not evidence_dir:
+        return {}
+    root = Path(evidence_dir)
+    if not root.is_dir():
+        return {}
+    found = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.name.endswith(".tmp"):
+            found[path.relative_to(root).as_posix()] = file_sha256(path)
+    return found
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def entry_digest(seq: int, run_id: str, record: str, evidence: str, prev: str) -> str:
+    return sha256(canonical([seq, run_id, record, evidence, prev]))
+
+
+def seal(seq: int, run_id: str, result_json: str, spec_json: str,
+         evidence: dict[str, str], prev: str, now: datetime) -> ChainEntry:
+    record = record_digest(result_json, spec_json)
+    evidence_digest = sha256(canonical(evidence))
+    return ChainEntry(seq=seq, run_id=run_id, record_digest=record, evidence=evidence,
+                      evidence_digest=evidence_digest, prev_digest=prev,
+                      digest=entry_digest(seq, run_id, record, evidence_digest, prev),
+                      sealed_at=now)
+
+
+# the summary columns must say what the sealed result says
+_COLUMN_FROM_RESULT: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "drill": lambda r: r["drill"],
+    "topology": lambda r: r["topology"],
+    "environment": lambda r: r["environment"],
+    "trigger": lambda r: r["trigger"],
+    "operator": lambda r: r["operator"],
+    "outcome": lambda r: r["outcome"],
+    "evidence_dir": lambda r: r["evidence_dir"],
+    "started_at": lambda r: _instant(r["started_at"]),
+    "ended_at": lambda r: _instant(r.get("ended_at")),
+    "planned_at": lambda r: _instant(r.get("planned_at")),
+    "recovery_time": lambda r: (r.get("measurements") or {}).get("recovery_time"),
+    "data_loss_window": lambda r: (r.get("measurements") or {}).get("data_loss_window"),
+}
+
+
+def _instant(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return datetime.fromisoformat(str(value)).timestamp()
+
+
+def _same(column: str, stored: Any, sealed: Any) -> bool:
+    if column in ("started_at", "ended_at", "planned_at"):
+        stored = _instant(stored)
+    if isinstance(stored, float) or isinstance(sealed, float):
+        return stored is not None and sealed is not None and \
+            abs(float(stored) - float(sealed)) < 1e-6
+    return bool(stored == sealed)
+
+
+def check_record(record: SealedRecord, evidence_root: Path | None = None,
+                 check_evidence: bool = True) -> Problem | None:
+    """The first problem with one sealed record, or None. ``evidence_root`` relocates
+    evidence directories (an export bundle keeps them under evidence/<run id>/)."""
+    entry = record.entry
+    if record.result_json is None or record.spec_json is None:
+        return Problem(run_id=entry.run_id, seq=entry.seq,
+                       what="record deleted (its chain entry is still there)")
+    if record_digest(record.result_json, record.spec_json) != entry.record_digest:
+        return Problem(run_id=entry.run_id, seq=entry.seq,
+                       what="record content changed after it was sealed")
+    sealed = json.loads(record.result_json)
+    for column, stored in (record.columns or {}).items():
+        derive = _COLUMN_FROM_RESULT.get(column)
+        if derive is not None and not _same(column, stored, derive(sealed)):
+            return Problem(run_id=entry.run_id, seq=entry.seq,
+                           what=f"column '{column}' changed after it was sealed "
+                                f"(stored {stored!r})")
+    if sha256(canonical(entry.evidence)) != entry.evidence_digest:
+        return Problem(run_id=entry.run_id, seq=entry.seq,
+                       what="evidence list in the chain entry changed")
+    if check_evidence and entry.evidence:
+        base = (evidence_root / entry.run_id) if evidence_root is not None \
+            else Path(sealed["evidence_dir"])
+        for name, digest in sorted(entry.evidence.items()):
+            path = base / name
+            if not path.is_file():
+                return Problem(run_id=entry.run_id, seq=entry.seq,
+                               what=f"evidence file missing: {path}")
+            if file_sha256(path) != digest:
+                return Problem(run_id=entry.run_id, seq=entry.seq,
+                               what=f"evidence file changed: {path}")
+    return None
+
+
+def check_links(entries: Iterable[ChainEntry], first_prev: str | None = GENESIS,
+                first_seq: int | None = 1) -> Iterator[Problem]:
+    """Every entry's own digest, and the link to the one before (None: start anywhere)."""
+    prev, expected_seq = first_prev, first_seq
+    for entry in entries:
+        if expected_seq is not None and entry.seq != expected_seq:
+            yield Problem(run_id=entry.run_id, seq=entry.seq,
+                          what=f"chain entry #{expected_seq} is missing (deleted record?)")
+        elif prev is not None and entry.prev_digest != prev:
+            yield Problem(run_id=entry.run_id, seq=entry.seq,
+                          what="does not link to the entry before it (records deleted, "
+                               "inserted or reordered)")
+        if entry_digest(entry.seq, entry.run_id, entry.record_digest, entry.evidence_digest,
+                        entry.prev_digest) != entry.digest:
+            yield Problem(run_id=entry.run_id, seq=entry.seq, what="chain entry altered")
+        prev, expected_seq = entry.digest, entry.seq + 1
+
+
+class VerifyReport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    records: int
+    head: str
+    """the newest entry's digest (record it elsewhere: it pins the whole history)"""
+    problems: list[Problem]
+    unsealed_running: int
+    """runs still in progress (sealed when they finish)"""
+
+
+def verify(records: Iterable[SealedRecord], unsealed: Iterable[str], running: int,
+           check_evidence: bool = True) -> VerifyReport:
+    problems: list[tuple[int, int, Problem]] = []
+    count, head = 0, GENESIS
+    entries = []
+    for record in records:
+        count += 1
+        entries.append(record.entry)
+        head = record.entry.digest
+        problem = check_record(record, check_evidence=check_evidence)
+        if problem is not None:
+            problems.append((record.entry.seq, 1, problem))
+    # a broken link comes before what is wrong with the record it leads to
+    problems.extend((p.seq or 0, 0, p) for p in check_links(entries))
+    ordered = [p for _seq, _rank, p in sorted(problems, key=lambda t: (t[0], t[1]))]
+    for run_id in unsealed:
+        ordered.append(Problem(run_id=run_id, seq=None,
+                               what="final record not in the chain (inserted behind the "
+                                    "store's back, or its chain entry deleted)"))
+    return VerifyReport(records=count, head=head, problems=ordered, unsealed_running=running)
