@@ -541,6 +541,122 @@ def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_t
         raise Exit(EXIT_INTERRUPTED)
 
 
+# --- keys and exports -----------------------------------------------------------------------
+
+
+@cli.group()
+def keys() -> None:
+    """The Ed25519 key that signs export bundles."""
+
+
+@keys.command("init")
+@click.option("--keys", "keys_dir", envvar="DALP_DR_KEYS",
+              help="key directory [DALP_DR_KEYS or ~/.config/dalp-dr]")
+@click.option("--force", is_flag=True, help="replace an existing key")
+def keys_init(keys_dir: str | None, force: bool) -> None:
+    """Create the signing key pair (private key mode 0600; hand out the public one)."""
+    from dalp_dr.export import keys as signing
+
+    private, public, fingerprint = signing.init(signing.key_dir(keys_dir), force=force)
+    out.print(f"private key {private} (mode 0600, keep it secret)", markup=False)
+    out.print(f"public key  {public} (give it to whoever verifies bundles)", markup=False)
+    out.print(f"fingerprint {fingerprint}", markup=False)
+
+
+def _export_drills(ctx: click.Context, query: Any) -> list[str]:
+    """Drills defined in the project that the query covers ('not run' cells for them)."""
+    names = []
+    for path in discover_drills(_settings(ctx).project_dir / "drills"):
+        try:
+            spec = load_drill(path).spec
+        except InvalidInput:
+            continue
+        if (query.topology and spec.topology is not query.topology) or \
+                (query.drills and spec.name not in query.drills) or \
+                (query.environments and spec.environment not in query.environments):
+            continue
+        names.append(spec.name)
+    return names
+
+
+@cli.group("export", invoke_without_command=True)
+@click.option("--from", "start", help="2026Q1, 2026-01-01 or an ISO time [the beginning]")
+@click.option("--to", "end", help="inclusive quarter or day, or an ISO time [now]")
+@click.option("--topology", help="only this topology")
+@click.option("--drill", "drill_names", multiple=True, help="only this drill (repeatable)")
+@click.option("--environment", "environments", multiple=True,
+              help="only this environment (repeatable)")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "html"]), default="json",
+              show_default=True, help="format when not writing a bundle")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="file [stdout]")
+@click.option("--bundle", type=click.Path(), help="write a signed bundle: a directory, or "
+                                                  "FILE.tar.gz")
+@click.option("--keys", "keys_dir", envvar="DALP_DR_KEYS", help="signing key directory")
+@click.pass_context
+def export(ctx: click.Context, start: str | None, end: str | None, topology: str | None,
+           drill_names: tuple[str, ...], environments: tuple[str, ...], fmt: str,
+           output: str | None, bundle: str | None, keys_dir: str | None) -> None:
+    """Export the sealed history of a period (json, csv, html), or a signed bundle with
+    every format, the evidence files, a manifest and its Ed25519 signature."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dalp_dr.export import bundle as bundles
+    from dalp_dr.export import keys as signing
+    from dalp_dr.export.records import Query, check, parse_bound, select
+    from dalp_dr.history import open_store
+    from dalp_dr.spec import Topology
+
+    try:
+        kind = Topology(topology) if topology else None
+    except ValueError:
+        raise InvalidInput(f"unknown topology '{topology}'", field="--topology",
+                           hint="one of " + ", ".join(t.value for t in Topology)) from None
+    query = Query(start=parse_bound(start, end=False, field="--from") if start else None,
+                  end=parse_bound(end, end=True, field="--to") if end else None,
+                  topology=kind, drills=drill_names, environments=environments)
+    key_directory = signing.key_dir(keys_dir)
+    if bundle:
+        signing.load_private(key_directory)  # no key: exit 2 before reading anything
+    store = open_store(_settings(ctx).store_url)
+    try:
+        selection = select(store, query)
+    finally:
+        store.close()
+    check(selection)  # a tampered history is not exported, let alone signed
+    drills = _export_drills(ctx, query)
+    if bundle:
+        path, fingerprint = bundles.write_bundle(selection, Path(bundle), key_directory,
+                                                 drills)
+        out.print(f"bundle {path}: {len(selection.records)} records ({query.describe()}), "
+                  f"chain head {selection.head[:16]}..., signed by {fingerprint}",
+                  markup=False, soft_wrap=True)
+        return
+    text = bundles.write_single(selection, fmt, Path(output) if output else None, drills)
+    if text is not None:
+        click.echo(text, nl=False)
+    else:
+        err.print(f"wrote {output}: {len(selection.records)} records", markup=False)
+
+
+@export.command("verify")
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path())
+@click.option("--public-key", type=click.Path(dir_okay=False, exists=True),
+              help="the signer's public key [the one embedded in the bundle]")
+def export_verify(bundle_path: str, public_key: str | None) -> None:
+    """Check a bundle: signature, manifest digests, chain links, record and evidence
+    digests. Exit 1 naming the first problem."""
+    from dalp_dr.export.bundle import verify_bundle
+
+    report = verify_bundle(Path(bundle_path), Path(public_key) if public_key else None)
+    if report.ok:
+        out.print(f"bundle intact: {report.records} records, chain head {report.chain_head},"
+                  f" signature by {report.key_fingerprint} (key {report.key_source})",
+                  markup=False, soft_wrap=True)
+        return
+    err.print(f"bundle NOT intact: {report.problem}", markup=False, soft_wrap=True)
+    raise Exit(EXIT_FAILED)
+
+
 # --- history --------------------------------------------------------------------------------
 
 

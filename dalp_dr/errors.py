@@ -124,6 +124,11 @@ class ResultNotRecorded(StoreError):
         super().__init__(message)
 
 
+class TamperedHistory(DalpDrError):
+    """The history's hash chain, a record or an evidence file does not match what was
+    sealed; nothing is exported or signed on top of it."""
+
+
 class LabError(DalpDrError):
     """Bringing the local lab up or down failed."""
 

@@ -1,0 +1,1 @@
+"""Compliance exports of the drill history: selection, content, report, signed bundles."""

@@ -1,0 +1,292 @@
+"""What an export contains: the sealed records in a period, filtered, with the content
+auditors ask for (flat per-run rows, the quarter x drill coverage matrix, a summary).
+
+Only sealed (final) records are exported; runs still in progress are not evidence yet.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from dalp_dr.errors import InvalidInput
+from dalp_dr.history.base import HistoryStore
+from dalp_dr.integrity import ChainEntry
+from dalp_dr.results import Outcome, RunResult
+from dalp_dr.spec import Topology
+
+REQUIREMENTS = (
+    ("DALP quarterly DR drill", "SettleMint DALP high-availability guidance: DR drills are "
+     "scheduled quarterly per deployment pattern, with evidence of measured RTO/RPO"),
+    ("SOC 2 A1.3", "AICPA Trust Services Criteria A1.3: recovery plan procedures supporting "
+     "system recovery are tested"),
+    ("ISO/IEC 27001:2022 A.5.30", "Annex A control 5.30: ICT readiness for business "
+     "continuity is planned, implemented, maintained and tested"),
+)
+"""requirements this evidence supports, as references for the reader: not claims of
+compliance"""
+
+_QUARTER = re.compile(r"^(\d{4})[-_ ]?[Qq]([1-4])$")
+
+
+def quarter_of(moment: datetime) -> str:
+    return f"{moment.year}Q{(moment.month - 1) // 3 + 1}"
+
+
+def quarter_start(year: int, quarter: int) -> datetime:
+    return datetime(year, 3 * (quarter - 1) + 1, 1, tzinfo=UTC)
+
+
+def next_quarter(moment: datetime) -> datetime:
+    year, quarter = moment.year, (moment.month - 1) // 3 + 1
+    return quarter_start(year + quarter // 4, quarter % 4 + 1)
+
+
+def parse_bound(text: str, *, end: bool, field: str) -> datetime:
+    """``2026Q3``, ``2026-07-01`` or an ISO 8601 time (UTC unless it says otherwise). An end
+    bound that names a quarter or a day includes all of it."""
+    value = text.strip()
+    match = _QUARTER.match(value)
+    if match:
+        start = quarter_start(int(match.group(1)), int(match.group(2)))
+        return next_quarter(start) if end else start
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            day = date.fromisoformat(value)
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return start + timedelta(days=1) if end else start
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"'{text}' is not a quarter, date or time", field=field,
+                           hint="use 2026Q3, 2026-07-01 or 2026-07-01T03:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime | None = None
+    end: datetime | None = None
+    """exclusive"""
+    topology: Topology | None = None
+    drills: tuple[str, ...] = ()
+    environments: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = [f"from {self.start:%Y-%m-%d %H:%M} UTC" if self.start else "from the start",
+                 f"until {self.end:%Y-%m-%d %H:%M} UTC" if self.end else "until now"]
+        if self.topology:
+            parts.append(f"topology {self.topology.value}")
+        if self.drills:
+            parts.append("drill " + ", ".join(self.drills))
+        if self.environments:
+            parts.append("environment " + ", ".join(self.environments))
+        return "; ".join(parts)
+
+
+class ExportRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    result: RunResult
+    result_json: str
+    """the record exactly as sealed (its digest is computed from this)"""
+    spec_json: str
+    chain: ChainEntry
+
+
+class Selection(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    query: Query
+    records: list[ExportRecord]
+    """the matching records, oldest first"""
+    segment: list[ChainEntry]
+    """every chain entry from the first matching record's to the head (digests only for the
+    records not exported), so the links can be checked without the others' content"""
+    head: str
+    generated_at: datetime
+
+
+def check(selection: Selection) -> None:
+    """Refuse to export (and sign) a history that does not verify: the segment's links,
+    every selected record and its evidence files. Raises TamperedHistory."""
+    from dalp_dr.errors import TamperedHistory
+    from dalp_dr.integrity import SealedRecord, check_links, check_record
+
+    segment = selection.segment
+    for link in check_links(segment, first_prev=None,
+                            first_seq=segment[0].seq if segment else None):
+        raise TamperedHistory(f"history does not verify, not exported: {link} (see "
+                              "'dalp-dr history verify')")
+    for record in selection.records:
+        problem = check_record(SealedRecord(entry=record.chain, result_json=record.result_json,
+                                            spec_json=record.spec_json, columns=None))
+        if problem is not None:
+            raise TamperedHistory(f"history does not verify, not exported: {problem} (see "
+                                  "'dalp-dr history verify')")
+
+
+def select(store: HistoryStore, query: Query, now: datetime | None = None) -> Selection:
+    """The sealed records matching the query. Unknown drills or environments (not in the
+    history at all) are invalid input: a typo must not produce an empty, clean-looking
+    export."""
+    if query.start and query.end and query.start >= query.end:
+        raise InvalidInput(f"the period is empty or inverted ({query.describe()})",
+                           field="--from/--to", hint="--from must be before --to")
+    entries: list[ChainEntry] = []
+    matched: list[ExportRecord] = []
+    drills_seen: set[str] = set()
+    environments_seen: set[str] = set()
+    first_index: int | None = None
+    for sealed in store.sealed_records():
+        entries.append(sealed.entry)
+        if sealed.result_json is None or sealed.spec_json is None:
+            continue  # history verify reports it; the export carries the entry only
+        result = RunResult.model_validate_json(sealed.result_json)
+        drills_seen.add(result.drill)
+        environments_seen.add(result.environment)
+        if query.start and result.started_at < query.start:
+            continue
+        if query.end and result.started_at >= query.end:
+            continue
+        if query.topology and result.topology is not query.topology:
+            continue
+        if query.drills and result.drill not in query.drills:
+            continue
+        if query.environments and result.environment not in query.environments:
+            continue
+        if first_index is None:
+            first_index = len(entries) - 1
+        matched.append(ExportRecord(result=result, result_json=sealed.result_json,
+                                    spec_json=sealed.spec_json, chain=sealed.entry))
+    for name, asked, seen in (("--drill", query.drills, drills_seen),
+                              ("--environment", query.environments, environments_seen)):
+        unknown = sorted(set(asked) - seen)
+        if unknown:
+            raise InvalidInput(f"{', '.join(unknown)}: not in the history", field=name,
+                               hint="known: " + (", ".join(sorted(seen)) or "none"))
+    segment = entries[first_index:] if first_index is not None else []
+    return Selection(query=query, records=matched, segment=segment,
+                     head=entries[-1].digest if entries else "0" * 64,
+                     generated_at=now or datetime.now(UTC))
+
+
+# --- per-run rows ------------------------------------------------------------------------
+
+CSV_COLUMNS = (
+    "run_id", "drill", "topology", "scenario", "environment", "owner", "trigger", "operator",
+    "planned_at", "started_at", "ended_at", "outcome", "rto_s", "rpo_s", "recovery_time_s",
+    "recovery_time_lower_bound_s", "write_outage_s", "rtt_s", "data_loss_window_s",
+    "lost_writes", "rto_status", "rto_margin_s", "rpo_status", "rpo_margin_s",
+    "phase_timings", "spec_sha256", "record_sha256", "evidence_sha256", "chain_digest",
+    "evidence_files", "message",
+)
+
+
+def _iso(value: datetime | None) -> str:
+    return value.astimezone(UTC).isoformat() if value else ""
+
+
+def run_row(record: ExportRecord) -> dict[str, Any]:
+    r = record.result
+    m = r.measurements
+    judged = r.verdicts[0].population if r.verdicts else None  # the first judged population
+    verdicts = {v.objective: v for v in r.verdicts if v.population == judged}
+    row: dict[str, Any] = {
+        "run_id": r.run_id, "drill": r.drill, "topology": r.topology.value,
+        "scenario": r.scenario.value, "environment": r.environment, "owner": r.owner,
+        "trigger": r.trigger.value, "operator": r.operator, "planned_at": _iso(r.planned_at),
+        "started_at": _iso(r.started_at), "ended_at": _iso(r.ended_at),
+        "outcome": r.outcome.value, "rto_s": r.objectives.get("rto"),
+        "rpo_s": r.objectives.get("rpo"),
+        "recovery_time_s": m.recovery_time if m else None,
+        "recovery_time_lower_bound_s": m.recovery_time_lower_bound if m else None,
+        "write_outage_s": m.write_outage if m else None, "rtt_s": m.rtt if m else None,
+        "data_loss_window_s": m.data_loss_window if m else None,
+        "lost_writes": m.lost_writes if m else None,
+        "rto_status": verdicts["rto"].status.value if "rto" in verdicts else "",
+        "rto_margin_s": verdicts["rto"].margin if "rto" in verdicts else None,
+        "rpo_status": verdicts["rpo"].status.value if "rpo" in verdicts else "",
+        "rpo_margin_s": verdicts["rpo"].margin if "rpo" in verdicts else None,
+        "phase_timings": ";".join(f"{p.phase.value}={p.duration:.3f}" for p in r.phases),
+        "spec_sha256": r.spec_hash, "record_sha256": record.chain.record_digest,
+        "evidence_sha256": record.chain.evidence_digest, "chain_digest": record.chain.digest,
+        "evidence_files": len(record.chain.evidence), "message": r.message or "",
+    }
+    return row
+
+
+# --- coverage ------------------------------------------------------------------------------
+
+
+class Coverage(StrEnum):
+    MET = "met"
+    MISSED_OBJECTIVES = "missed objectives"
+    FAILED = "failed"
+    MISSED_SCHEDULE = "missed schedule"
+    NOT_RUN = "not run"
+
+
+_BAD = {Outcome.MISSED: Coverage.MISSED_OBJECTIVES, Outcome.INCONCLUSIVE: Coverage.FAILED,
+        Outcome.FAILED: Coverage.FAILED, Outcome.PREFLIGHT_FAILED: Coverage.FAILED,
+        Outcome.ABORTED: Coverage.FAILED}
+
+
+def quarters(selection: Selection) -> list[str]:
+    """Every quarter of the period (bounded by the records when the period is open)."""
+    times = [r.result.started_at for r in selection.records]
+    start = selection.query.start or (min(times) if times else None)
+    end = selection.query.end or max([*times, selection.generated_at])
+    if start is None:
+        return []
+    found: list[str] = []
+    moment = quarter_start(start.year, (start.month - 1) // 3 + 1)
+    while moment < end and len(found) < 200:
+        found.append(quarter_of(moment))
+        moment = next_quarter(moment)
+    return found
+
+
+def coverage(selection: Selection, drills: list[str] | None = None
+             ) -> dict[str, dict[str, Coverage]]:
+    """drill -> quarter -> the best thing that happened: met beats missed objectives beats
+    failed beats a missed schedule beats nothing."""
+    names = sorted(set(drills or []) | {r.result.drill for r in selection.records})
+    order = list(Coverage)
+    matrix = {name: dict.fromkeys(quarters(selection), Coverage.NOT_RUN) for name in names}
+    for record in selection.records:
+        r = record.result
+        cell = (Coverage.MET if r.outcome is Outcome.PASSED else
+                Coverage.MISSED_SCHEDULE if r.outcome is Outcome.MISSED_SCHEDULE else
+                _BAD.get(r.outcome, Coverage.FAILED))
+        row = matrix[r.drill]
+        quarter = quarter_of(r.started_at)
+        if quarter in row and order.index(cell) < order.index(row[quarter]):
+            row[quarter] = cell
+    return matrix
+
+
+def summary(selection: Selection) -> dict[str, Any]:
+    outcomes = Counter(r.result.outcome.value for r in selection.records)
+    drills = sorted({r.result.drill for r in selection.records})
+    latest = {}
+    for record in selection.records:
+        latest[record.result.drill] = record.result
+    return {
+        "period": selection.query.describe(),
+        "generated_at": _iso(selection.generated_at),
+        "records": len(selection.records),
+        "drills": drills,
+        "outcomes": dict(sorted(outcomes.items())),
+        "passed_share": round(outcomes.get("passed", 0) / len(selection.records), 4)
+        if selection.records else None,
+        "latest": {name: {"run_id": r.run_id, "outcome": r.outcome.value,
+                          "started_at": _iso(r.started_at)} for name, r in latest.items()},
+        "chain_head": selection.head,
+        "requirements": [{"reference": ref, "text": text} for ref, text in REQUIREMENTS],
+    }
