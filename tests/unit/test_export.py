@@ -1,0 +1,278 @@
+"""Exports and bundles from a real SQLite history with evidence files on disk: periods and
+filters, CSV and coverage content, the signed bundle and every way to break it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tarfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from dalp_dr.errors import InvalidInput, TamperedHistory
+from dalp_dr.export import bundle, keys, records
+from dalp_dr.history import open_store
+from dalp_dr.results import (
+    Measurements,
+    ObjectiveVerdict,
+    Outcome,
+    PhaseRecord,
+    PhaseStatus,
+    RunResult,
+    Status,
+    Trigger,
+)
+from dalp_dr.spec import PhaseName, Scenario, Topology
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_run(base: Path, run_id: str, drill: str, started: datetime, outcome: Outcome,
+             recovery: float | None, topology: Topology = Topology.HOT_WARM) -> RunResult:
+    evidence = base / "results" / run_id
+    (evidence / "journal").mkdir(parents=True)
+    (evidence / "journal" / "0001-run.started.json").write_text('{"kind": "run.started"}')
+    (evidence / "summary.txt").write_text(f"{drill} {outcome.value}\n")
+    measured = None if recovery is None else Measurements(
+        fault_at=started + timedelta(seconds=5), recovered_at=started + timedelta(seconds=6),
+        verified_at=started + timedelta(seconds=7), recovery_time=recovery, rtt=0.002,
+        data_loss_window=0.0, lost_writes=0, acked_before_fault=20,
+        unacknowledged_attempts=0, resolution=0.1)
+    verdicts = [] if recovery is None else [
+        ObjectiveVerdict(objective="rto", target=30.0, measured=recovery,
+                         status=Status.MET if recovery <= 30 else Status.MISSED,
+                         margin=30.0 - recovery, reason="measured"),
+        ObjectiveVerdict(objective="rpo", target=5.0, measured=0.0, status=Status.MET,
+                         margin=5.0, reason="measured")]
+    phases = [PhaseRecord(phase=PhaseName.PREFLIGHT, status=PhaseStatus.OK, started_at=started,
+                          ended_at=started + timedelta(seconds=2)),
+              PhaseRecord(phase=PhaseName.INJECT, status=PhaseStatus.OK,
+                          started_at=started + timedelta(seconds=4),
+                          ended_at=started + timedelta(seconds=5))]
+    return RunResult(
+        run_id=run_id, drill=drill, topology=topology, scenario=Scenario.FAILOVER,
+        environment="lab-hot-warm", owner="sre", trigger=Trigger.SCHEDULE, operator="scheduler",
+        spec_hash="cd" * 32, started_at=started, ended_at=started + timedelta(seconds=30),
+        outcome=outcome, objectives={"rto": 30.0, "rpo": 5.0}, measurements=measured,
+        verdicts=verdicts, phases=phases, steady_state_restored=True,
+        evidence_dir=str(evidence))
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'results' / 'history.sqlite'}"
+    store = open_store(url)
+    runs = [
+        make_run(tmp_path, "20260115T030000Z-aaaaaa", "hot-warm-failover",
+                 datetime(2026, 1, 15, 3, tzinfo=UTC), Outcome.PASSED, 1.2),
+        make_run(tmp_path, "20260401T030000Z-bbbbbb", "hot-warm-failover",
+                 datetime(2026, 4, 1, 3, tzinfo=UTC), Outcome.MISSED, 45.0),
+        make_run(tmp_path, "20260701T030000Z-cccccc", "hot-cold-restore",
+                 datetime(2026, 7, 1, 3, tzinfo=UTC), Outcome.PASSED, 300.0,
+                 topology=Topology.HOT_COLD),
+        make_run(tmp_path, "20261001T030000Z-dddddd", "hot-warm-failover",
+                 datetime(2026, 10, 1, 3, tzinfo=UTC), Outcome.MISSED_SCHEDULE, None),
+    ]
+    for run in runs:
+        store.begin(run.model_copy(update={"outcome": Outcome.RUNNING, "ended_at": None}),
+                    json.dumps({"name": run.drill}))
+        store.finish(run)
+    store.close()
+    return url
+
+
+def select(url: str, **query: object) -> records.Selection:
+    store = open_store(url)
+    try:
+        return records.select(store, records.Query(**query),  # type: ignore[arg-type]
+                              now=datetime(2026, 11, 27, tzinfo=UTC))
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("text", "end", "expected"), [
+    ("2026Q3", False, datetime(2026, 7, 1, tzinfo=UTC)),
+    ("2026Q3", True, datetime(2026, 10, 1, tzinfo=UTC)),
+    ("2026q4", True, datetime(2027, 1, 1, tzinfo=UTC)),
+    ("2026-07-01", True, datetime(2026, 7, 2, tzinfo=UTC)),
+    ("2026-07-01T03:00:00+02:00", False, datetime(2026, 7, 1, 1, tzinfo=UTC)),
+])
+def test_period_bounds(text: str, end: bool, expected: datetime) -> None:
+    assert records.parse_bound(text, end=end, field="--from") == expected
+
+
+def test_a_bad_or_inverted_period_is_invalid_input(history: str) -> None:
+    with pytest.raises(InvalidInput, match="not a quarter, date or time"):
+        records.parse_bound("last spring", end=False, field="--from")
+    with pytest.raises(InvalidInput, match="inverted"):
+        select(history, start=datetime(2026, 7, 1, tzinfo=UTC),
+               end=datetime(2026, 4, 1, tzinfo=UTC))
+    with pytest.raises(InvalidInput, match="hot-warm-failvoer: not in the history"):
+        select(history, drills=("hot-warm-failvoer",))
+
+
+def test_period_and_filters_select_records(history: str) -> None:
+    q2_q3 = select(history, start=records.parse_bound("2026Q2", end=False, field="f"),
+                   end=records.parse_bound("2026Q3", end=True, field="t"))
+    assert [r.result.run_id[-6:] for r in q2_q3.records] == ["bbbbbb", "cccccc"]
+    assert [e.run_id[-6:] for e in q2_q3.segment] == ["bbbbbb", "cccccc", "dddddd"]
+    cold = select(history, topology=Topology.HOT_COLD)
+    assert [r.result.drill for r in cold.records] == ["hot-cold-restore"]
+
+
+def test_csv_and_coverage_say_what_auditors_need(history: str) -> None:
+    everything = select(history)
+    rows = list(csv.DictReader(io.StringIO(bundle.to_csv(everything))))
+    assert len(rows) == 4
+    missed = rows[1]
+    assert (missed["outcome"], missed["recovery_time_s"], missed["rto_status"],
+            missed["rto_margin_s"]) == ("missed", "45.0", "missed", "-15.0")
+    assert missed["phase_timings"] == "preflight=2.000;inject=1.000"
+    assert len(missed["record_sha256"]) == 64 and missed["evidence_files"] == "2"
+    matrix = records.coverage(everything, ["hot-warm-failover", "hot-hot-site-loss"])
+    assert matrix["hot-warm-failover"] == {
+        "2026Q1": records.Coverage.MET, "2026Q2": records.Coverage.MISSED_OBJECTIVES,
+        "2026Q3": records.Coverage.NOT_RUN, "2026Q4": records.Coverage.MISSED_SCHEDULE}
+    assert set(matrix["hot-hot-site-loss"].values()) == {records.Coverage.NOT_RUN}
+    summary = records.summary(everything)
+    assert summary["outcomes"] == {"missed": 1, "missed_schedule": 1, "passed": 2}
+    assert "SOC 2 A1.3" in {r["reference"] for r in summary["requirements"]}
+
+
+def test_the_html_report_is_self_contained(history: str) -> None:
+    from dalp_dr.export.report import to_html
+
+    page = to_html(select(history), ["hot-warm-failover"])
+    assert "default-src 'none'" in page and "<script" not in page
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+    assert "https://" not in page
+    assert page.count("<figure class='chart'") == 4  # 2 drills x (recovery, data loss)
+    assert "id='coverage-matrix'" in page and "missed schedule" in page
+
+
+def signed_bundle(url: str, tmp_path: Path, name: str = "x.tar.gz") -> tuple[Path, Path]:
+    keydir = tmp_path / "keys"
+    keys.init(keydir)
+    target = tmp_path / name
+    bundle.write_bundle(select(url), target, keydir, ["hot-warm-failover"])
+    return target, keydir / keys.PUBLIC
+
+
+def test_a_bundle_verifies_and_every_kind_of_tampering_is_named(history: str,
+                                                                tmp_path: Path) -> None:
+    archive, public = signed_bundle(history, tmp_path)
+    report = bundle.verify_bundle(archive, public)
+    assert report.ok and report.records == 4, report.problem
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpacked, filter="data")
+    assert (unpacked / "evidence" / "20260401T030000Z-bbbbbb" / "summary.txt").is_file()
+
+    def broken(edit: object) -> str:
+        copy = tmp_path / f"copy-{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(unpacked, copy)
+        edit(copy)  # type: ignore[operator]
+        result = bundle.verify_bundle(copy, public)
+        assert not result.ok
+        return str(result.problem)
+
+    assert "report.html: changed" in broken(
+        lambda d: (d / "report.html").write_text("<html>edited</html>"))
+    assert "evidence/20260115T030000Z-aaaaaa/summary.txt: changed" in broken(
+        lambda d: (d / "evidence" / "20260115T030000Z-aaaaaa" / "summary.txt").write_text("x"))
+    assert "extra.txt: not in the manifest" in broken(lambda d: (d / "extra.txt").write_text(""))
+    assert "signature does not match" in broken(
+        lambda d: (d / "manifest.json").write_text(
+            (d / "manifest.json").read_text().replace('"records": 4', '"records": 3')))
+
+    # an attacker edits a record and re-signs everything with their own key: the embedded
+    # key then checks out, the owner's key does not, and the record digest never does
+    def forge(d: Path) -> None:
+        document = json.loads((d / "records.json").read_text())
+        document["records"][1]["result"]["outcome"] = "passed"
+        (d / "records.json").write_text(json.dumps(document))
+        keydir = tmp_path / "attacker"
+        keys.init(keydir, force=True)
+        files = json.loads((d / "manifest.json").read_text())
+        files["files"]["records.json"] = bundle.integrity.file_sha256(d / "records.json")
+        files["files"]["public-key.pem"] = bundle.integrity.file_sha256(d / "public-key.pem")
+        (d / "public-key.pem").write_bytes((keydir / keys.PUBLIC).read_bytes())
+        files["files"]["public-key.pem"] = bundle.integrity.file_sha256(d / "public-key.pem")
+        manifest = json.dumps(files).encode()
+        (d / "manifest.json").write_bytes(manifest)
+        (d / "manifest.json.sig").write_bytes(keys.sign(keys.load_private(keydir), manifest))
+
+    assert "signature does not match" in broken(forge)
+    forged = tmp_path / "forged"
+    shutil.copytree(unpacked, forged)
+    forge(forged)
+    embedded = bundle.verify_bundle(forged)  # trusting whatever key came with it
+    assert not embedded.ok
+    assert "20260401T030000Z-bbbbbb: record content changed" in str(embedded.problem)
+
+
+def test_a_tampered_history_is_not_exported(history: str) -> None:
+    path = history.removeprefix("sqlite://")
+    db = sqlite3.connect(path)
+    db.execute("update runs set result_json = replace(result_json, '45.0', '4.5')"
+               " where run_id = '20260401T030000Z-bbbbbb'")
+    db.commit()
+    db.close()
+    with pytest.raises(TamperedHistory, match="20260401T030000Z-bbbbbb"):
+        records.check(select(history))
+
+
+def test_keys_init_refuses_to_overwrite_and_keeps_the_private_key_private(
+        tmp_path: Path) -> None:
+    from dalp_dr.errors import ConfigError
+
+    private, public, fingerprint = keys.init(tmp_path / "k")
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert public.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+    assert fingerprint.startswith("SHA256:")
+    with pytest.raises(ConfigError, match="already exists"):
+        keys.init(tmp_path / "k")
+    private.chmod(0o644)
+    with pytest.raises(ConfigError, match="readable by others"):
+        keys.load_private(tmp_path / "k")
+
+
+def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"DALP_DR_RESULTS": str(tmp_path / "results"), "DALP_DR_KEYS": str(tmp_path / "k"),
+           "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    return subprocess.run([sys.executable, "-m", "dalp_dr", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_acceptance_keys_export_verify_and_one_edited_byte(history: str,
+                                                           tmp_path: Path) -> None:
+    assert cli(tmp_path, "keys", "init").returncode == 0
+    made = cli(tmp_path, "export", "--from", "2026Q1", "--bundle", str(tmp_path / "x.tar.gz"))
+    assert made.returncode == 0, made.stderr
+    checked = cli(tmp_path, "export", "verify", str(tmp_path / "x.tar.gz"))
+    assert checked.returncode == 0, checked.stderr
+    assert "bundle intact: 4 records" in checked.stdout
+    assert cli(tmp_path, "history", "verify").returncode == 0
+    for args, message in ((("export", "--from", "2026Q3", "--to", "2026Q1"), "inverted"),
+                          (("export", "--topology", "hot-lukewarm"), "unknown topology"),
+                          (("export", "--from", "soon"), "not a quarter"),
+                          (("export", "--bundle", str(tmp_path / "y.tar.gz"), "--keys",
+                            str(tmp_path / "nokeys")), "keys init")):
+        bad = cli(tmp_path, *args)
+        assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)
+    # one byte of one record in the SQLite store
+    path = Path(history.removeprefix("sqlite://"))
+    db = sqlite3.connect(path)
+    db.execute("update runs set operator = 'schedulfr' where run_id = '20260701T030000Z-cccccc'")
+    db.commit()
+    db.close()
+    tampered = cli(tmp_path, "history", "verify")
+    assert tampered.returncode == 1
+    assert "20260701T030000Z-cccccc" in tampered.stderr and "operator" in tampered.stderr
