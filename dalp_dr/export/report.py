@@ -84,9 +84,16 @@ def _matrix(selection: Selection, drills: list[str] | None) -> str:
             f"<p class='note legend'>Cell: the best outcome of the quarter: {legend}.</p>")
 
 
+ZERO_BAND = 22.0
+"""pixels under the log scale's lowest tick where measured zeros sit (log has no zero)"""
+
+
 def _y(value: float, low: float, high: float, height: float) -> float:
+    if value <= 0:
+        return height
     span = math.log10(high) - math.log10(low)
-    return height - (math.log10(max(value, low)) - math.log10(low)) / span * height
+    usable = height - ZERO_BAND
+    return usable - (math.log10(max(value, low)) - math.log10(low)) / span * usable
 
 
 def _trend_chart(drill: str, runs: list[ExportRecord], metric: str, objective: str,
@@ -119,6 +126,11 @@ def _trend_chart(drill: str, runs: list[ExportRecord], metric: str, objective: s
                     f"stroke='#e3e8ee'/><text x='{left - 6}' y='{y + 4:.1f}' font-size='11' "
                     f"text-anchor='end' fill='#5b6775'>{escape(format_duration(tick))}</text>")
         tick *= 10
+    if any(v <= 0 for _t, v in points):
+        y = top + height
+        grid.append(f"<line x1='{left}' x2='{left + width}' y1='{y:.1f}' y2='{y:.1f}' "
+                    f"stroke='#e3e8ee'/><text x='{left - 6}' y='{y + 4:.1f}' font-size='11' "
+                    "text-anchor='end' fill='#5b6775'>0</text>")
     ty = top + _y(target, low, high, height)
     line = " ".join(f"{x(i):.1f},{top + _y(v, low, high, height):.1f}"
                     for i, (_t, v) in enumerate(points))
