@@ -334,3 +334,48 @@ def test_a_run_ending_while_the_store_is_down_is_recorded_when_it_is_back(
         recorded = {r["run_id"]: r for r in env.runs()}
         assert recorded[running[0]["run_id"]]["outcome"] == "passed"
         assert "retrying in" in scheduler.text()
+
+
+def test_a_canary_secret_reaches_no_evidence_history_or_export(server: str,
+                                                               tmp_path: Path) -> None:
+    """A canary password in the inventory (a secret-looking variable and the DSN's password)
+    goes through a real drill run, the history and a signed export bundle: it appears in no
+    file written."""
+    canary = "canary-7f3a91e0c4"
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(f"""all:
+  hosts:
+    localhost:
+      ansible_connection: local
+      ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
+      dalp_canary_password: {canary}
+      dalp_service_dsn: "host=127.0.0.1 port={PORT} dbname=service user=postgres password={canary}"
+""")
+    drill = probe(tmp_path / "drills", "quarterly", name="canary-probe")
+    drill.write_text(drill.read_text().replace(f"inventory: {HERE / 'inventory.yml'}",
+                                               f"inventory: {inventory}")
+                     .replace(f"  dsn: host=127.0.0.1 port={PORT} dbname=service user=postgres",
+                              "  from_inventory: dalp_service_dsn"))
+    env = Env(tmp_path)
+    env.env["DALP_DR_KEYS"] = str(tmp_path / "keys")
+    ran = env.cli("drill", "run", str(drill))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert env.cli("keys", "init").returncode == 0
+    bundle = tmp_path / "exports" / "bundle.tar.gz"
+    assert env.cli("export", "--bundle", str(bundle)).returncode == 0
+    for fmt in ("json", "csv", "html"):
+        assert env.cli("export", "--format", fmt, "-o",
+                       str(tmp_path / "exports" / f"x.{fmt}")).returncode == 0
+    unpacked = tmp_path / "exports" / "unpacked"
+    subprocess.run(["tar", "-xzf", str(bundle), "-C", str(unpacked.mkdir() or unpacked)],
+                   check=True)
+    assert (unpacked / "evidence").is_dir()
+    written = [p for d in (env.results, tmp_path / "exports") for p in d.rglob("*")
+               if p.is_file()]
+    assert len(written) > 10
+    for path in written:
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            continue  # its content was unpacked and is checked file by file
+        assert canary.encode() not in data, path
+    assert canary not in ran.stdout + ran.stderr
