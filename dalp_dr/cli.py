@@ -592,10 +592,21 @@ def _export_drills(ctx: click.Context, query: Any) -> list[str]:
 @click.option("--bundle", type=click.Path(), help="write a signed bundle: a directory, or "
                                                   "FILE.tar.gz")
 @click.option("--keys", "keys_dir", envvar="DALP_DR_KEYS", help="signing key directory")
+@click.option("--to-s3", "to_s3", help="also archive the bundle (FILE.tar.gz) to "
+                                       "s3://bucket/prefix under Object Lock retention")
+@click.option("--lock-mode", type=click.Choice(["GOVERNANCE", "COMPLIANCE"]),
+              default="GOVERNANCE", show_default=True,
+              help="COMPLIANCE: nobody can delete it before the date, not even root")
+@click.option("--retain-days", type=click.IntRange(1, 36500),
+              help="retention in days (required with --to-s3)")
+@click.option("--force-without-lock", is_flag=True,
+              help="archive to a bucket without Object Lock anyway (no retention)")
 @click.pass_context
 def export(ctx: click.Context, start: str | None, end: str | None, topology: str | None,
            drill_names: tuple[str, ...], environments: tuple[str, ...], fmt: str,
-           output: str | None, bundle: str | None, keys_dir: str | None) -> None:
+           output: str | None, bundle: str | None, keys_dir: str | None,
+           to_s3: str | None, lock_mode: str, retain_days: int | None,
+           force_without_lock: bool) -> None:
     """Export the sealed history of a period (json, csv, html), or a signed bundle with
     every format, the evidence files, a manifest and its Ed25519 signature."""
     if ctx.invoked_subcommand is not None:
@@ -615,8 +626,20 @@ def export(ctx: click.Context, start: str | None, end: str | None, topology: str
                   end=parse_bound(end, end=True, field="--to") if end else None,
                   topology=kind, drills=drill_names, environments=environments)
     key_directory = signing.key_dir(keys_dir)
+    archive = None
+    if to_s3:
+        from dalp_dr.export.archive import BundleArchive, Target
+
+        if not bundle or not bundle.endswith((".tar.gz", ".tgz")):
+            raise InvalidInput("archiving needs a bundle file", field="--to-s3",
+                               hint="add --bundle NAME.tar.gz")
+        if retain_days is None:
+            raise InvalidInput("how long must S3 keep the bundle?", field="--retain-days",
+                               hint="e.g. --retain-days 2557 (seven years)")
+        archive = BundleArchive(Target.parse(to_s3))
     if bundle:
         signing.load_private(key_directory)  # no key: exit 2 before reading anything
+    with_lock = archive.preflight(force_without_lock) if archive is not None else False
     store = open_store(_settings(ctx).store_url)
     try:
         selection = select(store, query)
@@ -630,6 +653,16 @@ def export(ctx: click.Context, start: str | None, end: str | None, topology: str
         out.print(f"bundle {path}: {len(selection.records)} records ({query.describe()}), "
                   f"chain head {selection.head[:16]}..., signed by {fingerprint}",
                   markup=False, soft_wrap=True)
+        if archive is not None:
+            from dalp_dr.export.archive import LockMode
+
+            stored = archive.upload(path, LockMode(lock_mode), retain_days or 0, with_lock)
+            out.print(f"archived {stored.url} (version {stored.version_id}, sha256 "
+                      f"{stored.sha256}): " + (f"{stored.mode} retention until "
+                                               f"{stored.retain_until:%Y-%m-%d %H:%M} UTC"
+                                               if stored.mode and stored.retain_until else
+                                               "NO retention (bucket without Object Lock)"),
+                      markup=False, soft_wrap=True)
         return
     text = bundles.write_single(selection, fmt, Path(output) if output else None, drills)
     if text is not None:

@@ -9,10 +9,6 @@ recovery.
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +18,7 @@ import pytest
 import yaml
 
 from dalp_dr.adapters.ansible import AnsibleRunner
-from tests.lab.helpers import ROOT
+from tests.lab.helpers import ROOT, moto_server
 
 # one lab per pytest-xdist worker at a time (see tests/conftest.py)
 pytestmark = pytest.mark.xdist_group("managed")
@@ -33,26 +29,8 @@ REGION = "us-east-1"
 
 @pytest.fixture(scope="module")
 def moto_rds() -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H",
-                               "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "moto server did not start"
-                time.sleep(0.2)
+    with moto_server() as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.fixture(autouse=True)
