@@ -276,3 +276,38 @@ def test_acceptance_keys_export_verify_and_one_edited_byte(history: str,
     tampered = cli(tmp_path, "history", "verify")
     assert tampered.returncode == 1
     assert "20260701T030000Z-cccccc" in tampered.stderr and "operator" in tampered.stderr
+
+
+def test_history_verify_names_a_changed_evidence_file_and_a_deleted_record(
+        history: str, tmp_path: Path) -> None:
+    evidence = tmp_path / "results" / "20260401T030000Z-bbbbbb" / "summary.txt"
+    evidence.write_text("hot-warm-failover passed\n")  # the run had missed its objectives
+    changed = cli(tmp_path, "history", "verify")
+    assert changed.returncode == 1
+    assert "20260401T030000Z-bbbbbb: evidence file changed" in changed.stderr
+    assert "summary.txt" in changed.stderr
+    assert cli(tmp_path, "history", "verify", "--no-evidence").returncode == 0
+    evidence.unlink()
+    assert "evidence file missing" in cli(tmp_path, "history", "verify").stderr
+
+    db = sqlite3.connect(history.removeprefix("sqlite://"))
+    db.execute("delete from runs where run_id = '20260115T030000Z-aaaaaa'")
+    db.execute("delete from chain where run_id = '20260115T030000Z-aaaaaa'")
+    db.commit()
+    db.close()
+    deleted = cli(tmp_path, "history", "verify", "--no-evidence")
+    assert deleted.returncode == 1
+    assert "chain entry #1 is missing" in deleted.stderr
+
+
+def test_history_verify_names_reordered_records(history: str, tmp_path: Path) -> None:
+    db = sqlite3.connect(history.removeprefix("sqlite://"))
+    db.execute("update chain set seq = 100 where seq = 2")
+    db.execute("update chain set seq = 2 where seq = 3")
+    db.execute("update chain set seq = 3 where seq = 100")
+    db.commit()
+    db.close()
+    swapped = cli(tmp_path, "history", "verify")
+    assert swapped.returncode == 1
+    assert "#2 run 20260701T030000Z-cccccc" in swapped.stderr
+    assert "does not link to the entry before it" in swapped.stderr
