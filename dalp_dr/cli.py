@@ -113,12 +113,70 @@ def drill_list(ctx: click.Context, directory: str | None) -> None:
         raise Exit(EXIT_INVALID)
 
 
+@drill.command("plan")
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, help="print the plan as JSON only")
+@click.option("--no-preflight", is_flag=True, help="only show the plan; run nothing")
+@click.pass_context
+def drill_plan(ctx: click.Context, file: str, as_json: bool, no_preflight: bool) -> None:
+    """Dry run: phases, playbooks, hosts, the fault, objectives; runs the read-only preflight
+    (and check mode where a playbook supports it). Injects nothing, records nothing."""
+    from dalp_dr.adapters.ansible import AnsibleRunner
+    from dalp_dr.engine import DrillEngine
+    from dalp_dr.plan import make_plan
+
+    settings = _settings(ctx)
+    loaded = load_drill(file)
+    runner = AnsibleRunner()
+    prepared = DrillEngine(runner=runner, results_dir=settings.results_dir).prepare(loaded)
+    plan = make_plan(loaded, runner, {n: e.display for n, e in prepared.endpoints.items()},
+                     execute=not no_preflight)
+    if as_json:
+        click.echo(plan.model_dump_json(indent=2))
+    else:
+        out.print(f"plan for {plan.drill} ({plan.topology}/{plan.scenario}) from {plan.file}",
+                  markup=False)
+        out.print(f"environment {plan.environment}"
+                  + (" [PRODUCTION: 'drill run' needs --confirm " + plan.drill + "]"
+                     if plan.production else "")
+                  + f"; objectives RTO {format_duration(plan.objectives['rto'])}, RPO "
+                    f"{format_duration(plan.objectives['rpo'])}", markup=False)
+        for name, display in plan.endpoints.items():
+            out.print(f"measured through {name}: {display}", markup=False)
+        out.print("fault it injects:", markup=False)
+        for line in plan.fault:
+            out.print(f"  {line}", markup=False)
+        table = Table(box=None, title="phases, in order (steady_state always runs once a fault "
+                                      "was injected)")
+        for col in ("phase", "playbook", "timeout", "hosts", "tasks", "dry run"):
+            table.add_column(col)
+        for p in plan.phases:
+            hosts = sorted({h for play in p.plays for h in play.hosts}) or \
+                [play.hosts_pattern for play in p.plays]
+            tasks = [t for play in p.plays for t in play.tasks]
+            table.add_row(p.phase.value, Path(p.playbook).name, format_duration(p.timeout_s),
+                          ", ".join(hosts), f"{len(tasks)}: " + "; ".join(tasks[:3])
+                          + (" ..." if len(tasks) > 3 else ""),
+                          p.dry_run or ("check mode supported" if p.check_mode else "-"))
+        out.print(table)
+        if plan.preflight_ok is False:
+            err.print(f"preflight FAILED: {plan.preflight_message} (a run would stop here, "
+                      "fail closed)", markup=False)
+        else:
+            out.print("nothing was injected and nothing recorded", markup=False)
+    if plan.preflight_ok is False:
+        raise Exit(EXIT_FAILED)
+
+
 @drill.command("run")
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON only")
 @click.option("--operator", help="who runs the drill [DALP_DR_OPERATOR or the OS user]")
+@click.option("--confirm", metavar="DRILL-NAME",
+              help="the drill's name, typed: required when the inventory is production")
 @click.pass_context
-def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None) -> None:
+def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None,
+              confirm: str | None) -> None:
     """Run a drill now, on demand, and print measured figures against the objectives."""
     from dalp_dr.adapters.ansible import AnsibleRunner
     from dalp_dr.engine import DrillEngine
@@ -150,7 +208,7 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
     unrecorded: ResultNotRecorded | None = None
     try:
         result = engine.run(prepared, store=store, trigger=Trigger.CLI, operator=operator,
-                            cancel=token)
+                            cancel=token, confirm=confirm)
     except ResultNotRecorded as exc:
         unrecorded, result = exc, exc.result
     except KeyboardInterrupt:

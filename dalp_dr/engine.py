@@ -29,13 +29,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from dalp_dr import timeline
+from dalp_dr import guardrails, timeline
 from dalp_dr.adapters.base import PlaybookResult, PlaybookRunner, ServerIdentity, ServiceEndpoint
 from dalp_dr.adapters.postgres import PostgresEndpoint
 from dalp_dr.cancel import CancelToken, RunCancelled
 from dalp_dr.durations import format_duration
 from dalp_dr.errors import (
     EndpointError,
+    GuardrailRefused,
     PlaybookFailed,
     ResultNotRecorded,
     StoreError,
@@ -125,6 +126,44 @@ def pitr_check(samples: list[HeartbeatSample], surviving: set[int], target: date
         "after_target": len(after),
         "present_after_target": [s.seq for s in after if s.seq in surviving],
     }
+
+
+def phase_extravars(drill: LoadedDrill, phase: PhaseName, run_id: str, evidence_dir: Path,
+                    facts: dict[str, Any] | None = None,
+                    recovery_target: datetime | None = None) -> dict[str, Any]:
+    """What every phase playbook receives as extra vars (README 'Drill format')."""
+    spec = drill.spec
+    phase_spec = drill.phase(phase)
+    extra: dict[str, Any] = {
+        "dalp_run_id": run_id,
+        "dalp_phase": phase.value,
+        "dalp_rto_seconds": spec.objectives.rto.total_seconds(),
+        "dalp_rpo_seconds": spec.objectives.rpo.total_seconds(),
+        "dalp_baseline_seconds": spec.workload.baseline.total_seconds(),
+        "dalp_heartbeat_interval_seconds": spec.workload.heartbeat_interval.total_seconds(),
+        "dalp_evidence_dir": str(evidence_dir),
+    }
+    extra.update(facts or {})
+    if recovery_target is not None:
+        extra["dalp_recovery_target_time"] = recovery_target.isoformat(sep=" ")
+    if phase_spec is not None:
+        extra.update(phase_spec.vars)
+    return extra
+
+
+def not_started(drill: LoadedDrill, run_id: str, trigger: Trigger, operator: str,
+                at: datetime, outcome: Outcome, message: str,
+                planned_at: datetime | None = None) -> RunResult:
+    """The record of a run that did not start (refused by a guardrail)."""
+    spec = drill.spec
+    return RunResult(
+        run_id=run_id, drill=spec.name, topology=spec.topology, scenario=spec.scenario,
+        environment=spec.environment, owner=spec.owner, trigger=trigger, operator=operator,
+        spec_hash=drill.spec_hash, started_at=planned_at or at, ended_at=at, outcome=outcome,
+        objectives={"rto": spec.objectives.rto.total_seconds(),
+                    "rpo": spec.objectives.rpo.total_seconds()},
+        measurements=None, verdicts=[], phases=[], steady_state_restored=None,
+        evidence_dir="", message=message, planned_at=planned_at)
 
 
 def new_run_id(now: datetime) -> str:
@@ -251,7 +290,7 @@ class DrillEngine:
     def run(self, prepared: PreparedDrill, *, store: HistoryStore,
             trigger: Trigger = Trigger.CLI, operator: str | None = None,
             cancel: CancelToken | None = None,
-            planned_at: datetime | None = None) -> RunResult:
+            planned_at: datetime | None = None, confirm: str | None = None) -> RunResult:
         """Run the drill. An interrupt is requested through ``cancel``: the running playbook
         is stopped, steady state restored if a fault was injected, outcome ``aborted``.
 
@@ -261,6 +300,15 @@ class DrillEngine:
         started = utcnow()
         run_id = new_run_id(started)
         who = operator or os.environ.get("DALP_DR_OPERATOR") or getpass.getuser()
+        reason = guardrails.refusal(Inventory(prepared.drill.inventory), spec.name, trigger,
+                                    confirm, started)
+        if reason is not None:
+            refused = not_started(prepared.drill, run_id, trigger, who, started,
+                                  Outcome.REFUSED, f"refused: {reason}", planned_at)
+            store.begin(refused, "{}")
+            store.finish(refused)
+            raise GuardrailRefused(reason, source=str(prepared.drill.path),
+                                   hint=f"recorded as run {run_id} (refused)")
         lock = lock_environment(
             store, spec.environment, holder=run_id,
             info=f"drill {spec.name} run {run_id} ({trigger.value}) by {who} on "
@@ -570,24 +618,9 @@ class DrillEngine:
 
     def _extravars(self, drill: LoadedDrill, phase: PhaseName, run_id: str,
                    state: _RunState) -> dict[str, Any]:
-        spec = drill.spec
-        phase_spec = drill.phase(phase)
-        extra: dict[str, Any] = {
-            "dalp_run_id": run_id,
-            "dalp_phase": phase.value,
-            "dalp_rto_seconds": spec.objectives.rto.total_seconds(),
-            "dalp_rpo_seconds": spec.objectives.rpo.total_seconds(),
-            "dalp_baseline_seconds": spec.workload.baseline.total_seconds(),
-            "dalp_heartbeat_interval_seconds": spec.workload.heartbeat_interval.total_seconds(),
-            "dalp_evidence_dir": str((self._results_dir / run_id / "files" / phase.value)
-                                     .resolve()),
-        }
-        extra.update(state.facts)
-        if state.recovery_target is not None:
-            extra["dalp_recovery_target_time"] = state.recovery_target.isoformat(sep=" ")
-        if phase_spec is not None:
-            extra.update(phase_spec.vars)
-        return extra
+        return phase_extravars(drill, phase, run_id,
+                               (self._results_dir / run_id / "files" / phase.value).resolve(),
+                               state.facts, state.recovery_target)
 
     def _run_playbook(self, drill: LoadedDrill, phase: PhaseName, journal: Journal,
                       state: _RunState, cancel: CancelToken | None) -> PlaybookResult:

@@ -58,6 +58,10 @@ class ConfigError(InvalidInput):
     """dalp-dr's own configuration (store URL, directories) is unusable."""
 
 
+class GuardrailRefused(InvalidInput):
+    """A production guardrail refused the run (recorded as ``refused``); nothing started."""
+
+
 class UnknownRun(InvalidInput):
     """A run id that is not in the history."""
 

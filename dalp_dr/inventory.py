@@ -41,6 +41,23 @@ class Inventory:
         found = self._inventory.groups.get(group)
         return [h.name for h in found.get_hosts()] if found else []
 
+    def match(self, pattern: str) -> list[str]:
+        """Host names an Ansible host pattern (a play's ``hosts:``) selects."""
+        from ansible.errors import AnsibleError
+
+        try:
+            return [h.name for h in self._inventory.list_hosts(pattern)]
+        except AnsibleError:
+            return []
+
+    def is_production(self) -> bool:
+        """``dalp_production: true`` in the inventory (any host)."""
+        try:
+            value = self.variable("dalp_production")
+        except InventoryError:
+            return False
+        return value is True or str(value).lower() in ("true", "yes", "1")
+
     def _host_vars(self, host: str | None) -> dict[str, Any]:
         from ansible.vars.hostvars import HostVars
 

@@ -125,6 +125,9 @@ class Outcome(StrEnum):
     """fail closed: no fault was injected"""
     ABORTED = "aborted"
     RUNNING = "running"
+    REFUSED = "refused"
+    """a guardrail refused the run before anything started (production without --confirm,
+    a change freeze); the reason is the message"""
     MISSED_SCHEDULE = "missed_schedule"
     """a scheduled run that did not happen (the scheduler was down past the grace period, or
     the environment was busy); started_at is the planned time"""

@@ -57,7 +57,7 @@ class AnsibleRunner:
 
     def run(self, playbook: Path, inventory: Path, *, extravars: Mapping[str, Any],
             timeout: float, on_event: EventSink | None = None,
-            cancel: CancelCheck | None = None) -> PlaybookResult:
+            cancel: CancelCheck | None = None, check: bool = False) -> PlaybookResult:
         import ansible_runner
 
         if not playbook.is_file():
@@ -115,6 +115,7 @@ class AnsibleRunner:
                 event_handler=handle,
                 cancel_callback=cancel if cancel is not None else (lambda: False),
                 rotate_artifacts=1,
+                **({"cmdline": "--check"} if check else {}),
             )
         except Exception as exc:  # ansible-runner raises ConfigurationError, OSError, ...
             raise PlaybookFailed(f"could not run {playbook.name}: {exc}", playbook=str(playbook),

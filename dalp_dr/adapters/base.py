@@ -61,12 +61,13 @@ class PlaybookRunner(Protocol):
     status); raises ``PlaybookFailed`` only when the playbook could not be started at all.
     Calls ``on_event`` for every runner event as it happens, in order. Stops the playbook
     when ``timeout`` seconds pass (status ``timeout``) or ``cancel()`` returns True
-    (status ``canceled``).
+    (status ``canceled``). ``check`` runs it in Ansible check mode (``--check``): tasks
+    report what they would change and change nothing.
     """
 
     def run(self, playbook: Path, inventory: Path, *, extravars: Mapping[str, Any],
             timeout: float, on_event: EventSink | None = None,
-            cancel: CancelCheck | None = None) -> PlaybookResult: ...
+            cancel: CancelCheck | None = None, check: bool = False) -> PlaybookResult: ...
 
 
 class ServerIdentity(BaseModel):

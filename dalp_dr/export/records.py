@@ -262,7 +262,8 @@ def coverage(selection: Selection, drills: list[str] | None = None
     for record in selection.records:
         r = record.result
         cell = (Coverage.MET if r.outcome is Outcome.PASSED else
-                Coverage.MISSED_SCHEDULE if r.outcome is Outcome.MISSED_SCHEDULE else
+                Coverage.MISSED_SCHEDULE if r.outcome in (Outcome.MISSED_SCHEDULE,
+                                                          Outcome.REFUSED) else
                 _BAD.get(r.outcome, Coverage.FAILED))
         row = matrix[r.drill]
         quarter = quarter_of(r.started_at)

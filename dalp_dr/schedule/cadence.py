@@ -92,7 +92,8 @@ def assess(drill: str, file: str, trigger: Any, since: datetime | None,
     """The cadence status of one scheduled drill from its recent runs (newest first)."""
     start = previous_fire(trigger, now)
     upcoming = trigger.get_next_fire_time(None, now)
-    finished = [r for r in runs if r.outcome not in (Outcome.RUNNING, Outcome.MISSED_SCHEDULE)]
+    finished = [r for r in runs if r.outcome not in (Outcome.RUNNING, Outcome.MISSED_SCHEDULE,
+                                                     Outcome.REFUSED)]
     last = finished[0] if finished else None
 
     def status(value: Cadence, detail: str) -> DrillCadence:

@@ -28,6 +28,7 @@ from dalp_dr.cancel import CancelToken
 from dalp_dr.engine import new_run_id
 from dalp_dr.errors import (
     EnvironmentBusy,
+    GuardrailRefused,
     InvalidInput,
     ResultNotRecorded,
     StoreError,
@@ -168,6 +169,8 @@ class FireHandler:
             result = engine.run(prepared, store=store, trigger=Trigger.SCHEDULE,
                                 operator="scheduler", cancel=token, planned_at=planned)
             log.info("%s: %s (run %s)", job.drill, result.outcome.value.upper(), result.run_id)
+        except GuardrailRefused as exc:  # recorded by the engine as 'refused'
+            log.error("%s: REFUSED by a guardrail: %s", job.drill, exc)
         except EnvironmentBusy as exc:
             log.error("%s: not run: %s", job.drill, exc)
             self._record(store, not_run(job, planned, Outcome.MISSED_SCHEDULE,

@@ -230,3 +230,16 @@ def test_the_scheduler_runs_the_real_drill_on_its_cron(tmp_path: Path) -> None:
     assert planned.second % 30 == 0
     assert 0 < float(str(run["recovery_time"])) < 30 * 60
     assert_steady_state()
+
+
+def test_drill_plan_injects_nothing_and_prints_the_plan(tmp_path: Path) -> None:
+    before = postmaster_pid("site-a")
+    proc = dalp("drill", "plan", str(DRILL), results=tmp_path / "results")
+    assert proc.returncode == 0, proc.stderr
+    assert postmaster_pid("site-a") == before and alive(before)  # the primary was not touched
+    for text in ("inject-kill-primary.yml", "recover-promote-switch.yml", "steady-state.yml",
+                 "preflight successful", "fault it injects", "RTO 30m00s",
+                 "nothing was injected and nothing recorded"):
+        assert text in proc.stdout, (text, proc.stdout)
+    assert not (tmp_path / "results").exists()
+    assert_steady_state()

@@ -379,3 +379,75 @@ def test_a_canary_secret_reaches_no_evidence_history_or_export(server: str,
             continue  # its content was unpacked and is checked file by file
         assert canary.encode() not in data, path
     assert canary not in ran.stdout + ran.stderr
+
+
+def production_probe(tmp_path: Path, cron: str, extra: str = "") -> Path:
+    inventory = tmp_path / "production.yml"
+    inventory.write_text(f"""all:
+  vars:
+    dalp_production: true
+{extra}  hosts:
+    localhost:
+      ansible_connection: local
+      ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
+""")
+    drill = probe(tmp_path / "drills", cron, name="production-probe",
+                  environment="scheduler-prod")
+    drill.write_text(drill.read_text().replace(f"inventory: {HERE / 'inventory.yml'}",
+                                               f"inventory: {inventory}"))
+    return drill
+
+
+def test_production_needs_confirm_and_a_refusal_is_recorded(server: str,
+                                                           tmp_path: Path) -> None:
+    drill = production_probe(tmp_path, "quarterly")
+    env = Env(tmp_path)
+    refused = env.cli("drill", "run", str(drill))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "--confirm production-probe" in refused.stderr and "production" in refused.stderr
+    wrong = env.cli("drill", "run", str(drill), "--confirm", "some-other-drill")
+    assert wrong.returncode == 2
+    rows = env.runs()
+    assert [r["outcome"] for r in rows] == ["refused", "refused"]
+    assert not any(Path(r["evidence_dir"]).is_dir() for r in rows if r["evidence_dir"])
+    confirmed = env.cli("drill", "run", str(drill), "--confirm", "production-probe")
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert env.runs()[0]["outcome"] == "passed"
+
+
+def test_a_change_freeze_refuses_scheduled_runs(server: str, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    freeze = (f"    dalp_change_freezes:\n      - from: '{(now - timedelta(hours=1)).isoformat()}'"
+              f"\n        to: '{(now + timedelta(hours=1)).isoformat()}'\n"
+              "        reason: year-end freeze\n")
+    production_probe(tmp_path, "*/5 * * * * *", extra=freeze)
+    env = Env(tmp_path)
+    scheduler = env.start("--grace", "1m")
+    try:
+        refused = wait_until(lambda: [r for r in env.runs() if r["outcome"] == "refused"], 30,
+                             "a refused scheduled run")
+    finally:
+        scheduler.stop()
+    detail = json.loads(env.cli("history", "show", refused[0]["run_id"], "--json").stdout)
+    assert "change freeze until" in detail["message"] and "year-end freeze" in detail["message"]
+    assert detail["trigger"] == "schedule" and detail["planned_at"]
+    assert not [r for r in env.runs() if r["outcome"] == "passed"]
+
+
+def test_drill_plan_shows_the_plan_runs_preflight_and_check_mode_only(server: str,
+                                                                     tmp_path: Path) -> None:
+    drill = probe(tmp_path / "drills", "quarterly")
+    env = Env(tmp_path)
+    plan = env.cli("drill", "plan", str(drill), "--json")
+    assert plan.returncode == 0, plan.stderr
+    document = json.loads(plan.stdout)
+    assert [p["phase"] for p in document["phases"]] == ["preflight", "inject", "verify",
+                                                        "steady_state"]
+    assert document["phases"][0]["dry_run"] == "preflight successful"
+    assert document["phases"][1]["dry_run"] == "check mode successful"
+    assert document["phases"][1]["plays"][0]["hosts"] == ["localhost"]
+    assert document["fault"] == ["probe: a phase that changes nothing on localhost: probe: "
+                                 "say which phase ran"]
+    assert not env.results.exists()  # nothing recorded, no evidence
+    shown = env.cli("drill", "plan", str(drill))
+    assert "nothing was injected and nothing recorded" in shown.stdout
