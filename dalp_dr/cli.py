@@ -190,11 +190,20 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
     def progress(message: str) -> None:
         err.print(f"[dim]{datetime.now(UTC):%H:%M:%S.%f}"[:-3] + f"[/] {message}")
 
-    engine = DrillEngine(runner=AnsibleRunner(), results_dir=settings.results_dir,
+    engine_runner = AnsibleRunner()
+    engine = DrillEngine(runner=engine_runner, results_dir=settings.results_dir,
                          progress=progress, lock_ttl=settings.lock_ttl)
     prepared = engine.prepare(loaded)  # nothing is written before the target answers
     settings.results_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.store_url)
+    from dalp_dr.recovery import recover_all
+
+    try:  # runs whose orchestrator died: put their environment back first
+        recover_all(store, engine_runner, progress=progress, lock_ttl=settings.lock_ttl,
+                    environment=loaded.spec.environment)
+    except BaseException:
+        store.close()
+        raise
     token = CancelToken()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -231,6 +240,30 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
             result.message.startswith("preflight: unreachable"):
         raise TargetUnreachable(result.message, source=file)
     raise Exit(result.outcome.exit_code)
+
+
+@drill.command("recover")
+@click.argument("run_id")
+@click.option("--force", is_flag=True, help="even if the run's lease has not expired yet "
+                                            "(only when you know its process is dead)")
+@click.pass_context
+def drill_recover(ctx: click.Context, run_id: str, force: bool) -> None:
+    """Put back the environment of a run whose orchestrator died (its steady-state phase)
+    and record the run as aborted. 'drill run' and the scheduler do this by themselves."""
+    from dalp_dr.adapters.ansible import AnsibleRunner
+    from dalp_dr.history import open_store
+    from dalp_dr.recovery import recover
+
+    settings = _settings(ctx)
+    store = open_store(settings.store_url)
+    try:
+        done = recover(store, run_id, AnsibleRunner(), lock_ttl=settings.lock_ttl,
+                       force=force, progress=lambda m: err.print(m, markup=False))
+    finally:
+        store.close()
+    out.print(done.message, markup=False)
+    if not done.recorded or done.steady_state_restored is False:
+        raise Exit(EXIT_FAILED)
 
 
 # --- lab ------------------------------------------------------------------------------------

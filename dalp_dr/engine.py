@@ -22,6 +22,7 @@ from __future__ import annotations
 import getpass
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ from dalp_dr import guardrails, timeline
 from dalp_dr.adapters.base import PlaybookResult, PlaybookRunner, ServerIdentity, ServiceEndpoint
 from dalp_dr.adapters.postgres import PostgresEndpoint
 from dalp_dr.cancel import CancelToken, RunCancelled
+from dalp_dr.checks import run_checks
 from dalp_dr.durations import format_duration
 from dalp_dr.errors import (
     EndpointError,
@@ -51,6 +53,7 @@ from dalp_dr.measure import measure
 from dalp_dr.redact import Redactor
 from dalp_dr.render import summary_text
 from dalp_dr.results import (
+    CheckOutcome,
     HeartbeatSample,
     Measurements,
     ObjectiveVerdict,
@@ -58,6 +61,7 @@ from dalp_dr.results import (
     PhaseRecord,
     PhaseStatus,
     RunResult,
+    Status,
     Trigger,
 )
 from dalp_dr.spec import LoadedDrill, PhaseName, Scenario
@@ -206,6 +210,10 @@ class _RunState:
     recovery_target: datetime | None = None
     facts: dict[str, Any] = field(default_factory=dict)
     """dalp_* facts earlier phases published with set_stats, forwarded to later phases"""
+    checks: list[CheckOutcome] = field(default_factory=list)
+    deadline: threading.Timer | None = None
+    deadline_hit: str | None = None
+    """why the recovery deadline aborted the drill (its RTO is then missed)"""
 
     def check(self) -> None:
         if self.cancel.is_set():
@@ -337,6 +345,7 @@ class DrillEngine:
                         "rpo": spec.objectives.rpo.total_seconds()},
             measurements=None, verdicts=[], phases=[], steady_state_restored=None,
             evidence_dir=str(evidence), planned_at=planned_at,
+            drill_file=str(drill.path.resolve()),
         )
         spec_json = redactor.text(spec.model_dump_json(indent=2, exclude_none=True))
         journal.write_document("spec.json", spec_json)
@@ -361,14 +370,16 @@ class DrillEngine:
             self._drive(drill, clients, journal, state)
             state.check()
         except RunCancelled:
-            interrupted = True
-            state.message = f"interrupted ({state.cancel.reason})"
+            interrupted = state.deadline_hit is None
+            state.message = state.deadline_hit or f"interrupted ({state.cancel.reason})"
             journal.record("run.interrupted", reason=state.cancel.reason,
                            phase=state.phases[-1].phase.value if state.phases else None)
             self._progress(f"interrupted ({state.cancel.reason}): "
                            + ("restoring steady state" if state.injected
                               else "no fault was injected"))
         finally:
+            if state.deadline is not None:
+                state.deadline.cancel()
             clients.stop()
             if state.injected:
                 self._steady_state(drill, journal, state)
@@ -392,6 +403,7 @@ class DrillEngine:
         state.injected = True  # from here on, steady_state always runs
         if not self._inject(drill, journal, state):
             return
+        self._arm_deadline(drill, journal, state)
         state.check()
         if drill.phase(PhaseName.RECOVER) is not None:
             recover = self._phase(drill, PhaseName.RECOVER, journal, state)
@@ -404,6 +416,26 @@ class DrillEngine:
         clients.pause(drill.spec.workload.observe.total_seconds())
         state.check()
         self._measure(clients, journal, state)
+
+    def _arm_deadline(self, drill: LoadedDrill, journal: Journal, state: _RunState) -> None:
+        """From the fault on, the service has the drill's recovery deadline to be verified
+        back; past it the running phase is stopped, the RTO recorded missed and steady state
+        restored."""
+        limit = drill.spec.recovery_deadline()
+        start = state.fault_at or utcnow()
+        remaining = (start + limit - utcnow()).total_seconds()
+
+        def expire() -> None:
+            if state.verified_at is None:
+                state.deadline_hit = (f"not recovered within the drill's deadline of "
+                                      f"{format_duration(limit)} after the fault")
+                journal.record("run.deadline", deadline_s=limit.total_seconds())
+                self._progress(f"DEADLINE: {state.deadline_hit}; stopping the running phase")
+                state.cancel.request("deadline")
+
+        state.deadline = threading.Timer(max(remaining, 0.0), expire)
+        state.deadline.daemon = True
+        state.deadline.start()
 
     def _preflight(self, drill: LoadedDrill, journal: Journal, state: _RunState) -> bool:
         """Fail closed: no fault unless the preflight playbook proved it safe."""
@@ -529,6 +561,15 @@ class DrillEngine:
             reports[name] = report
         report = ({"populations": reports} if clients.several
                   else next(iter(reports.values())))
+        if not problems and drill.spec.checks:
+            state.checks = run_checks(drill.spec.checks, clients.endpoints, journal.redactor)
+            for outcome in state.checks:
+                journal.record("check", **outcome.model_dump(mode="json"))
+                self._progress(f"check {outcome.name}: {'ok' if outcome.ok else 'FAILED'} "
+                               f"({outcome.detail})")
+            problems.extend(f"check '{c.name}' failed: {c.detail}" for c in state.checks
+                            if not c.ok)
+            report["checks"] = [c.model_dump(mode="json") for c in state.checks]
         if problems:
             state.failed = True
             state.message = "; ".join(problems)
@@ -536,6 +577,8 @@ class DrillEngine:
                             message=state.message, report=report, replace=True)
             return False
         state.verified_at = utcnow()
+        if state.deadline is not None:
+            state.deadline.cancel()
         self._end_phase(journal, state, PhaseName.VERIFY, PhaseStatus.OK, started, report=report,
                         replace=True)
         self._progress("verify: writes and reads through the endpoint"
@@ -683,6 +726,15 @@ class DrillEngine:
                        f"{format_duration(record.duration)}"
                        + (f" - {message}" if message else ""))
 
+    def restore_after_crash(self, drill: LoadedDrill, journal: Journal,
+                            facts: dict[str, Any]) -> tuple[PhaseRecord | None, bool]:
+        """Run the steady-state phase for a run whose orchestrator died (crash recovery),
+        with the facts its finished phases had published. Returns the phase and whether
+        steady state is restored."""
+        state = _RunState(facts=facts)
+        self._steady_state(drill, journal, state)
+        return (state.phases[-1] if state.phases else None), bool(state.steady_state_ok)
+
     def _steady_state(self, drill: LoadedDrill, journal: Journal, state: _RunState) -> None:
         try:
             result = self._phase(drill, PhaseName.STEADY_STATE, journal, state)
@@ -720,8 +772,17 @@ class DrillEngine:
                         for v in judge(spec.objectives, measured[name]))
         primary = next((measured[n] for n, p in populations.items()
                         if p.judged and n in measured), None)
+        if state.deadline_hit is not None:
+            verdicts = [v.model_copy(update={
+                "status": Status.MISSED, "reason": state.deadline_hit,
+                "measured": v.measured if v.measured is not None else
+                spec.recovery_deadline().total_seconds(), "margin": None})
+                if v.objective == "rto" and v.status is not Status.MISSED else v
+                for v in verdicts]
         if interrupted:
             outcome = Outcome.ABORTED
+        elif state.deadline_hit is not None:
+            outcome = Outcome.MISSED
         elif state.preflight_failed:
             outcome = Outcome.PREFLIGHT_FAILED
         else:
@@ -741,6 +802,7 @@ class DrillEngine:
             "populations": measured if clients.several else {},
             "verdicts": verdicts, "phases": list(state.phases),
             "steady_state_restored": state.steady_state_ok, "message": state.message,
+            "checks": list(state.checks),
         })
         for name, m in measured.items():
             journal.record("measurement", population=name if clients.several else None,

@@ -55,6 +55,24 @@ class Journal:
         (root / "journal").mkdir(parents=True, exist_ok=False)
         self._heartbeat: TextIO = open(root / "heartbeat.jsonl", "a", encoding="utf-8")  # noqa: SIM115
 
+    @property
+    def redactor(self) -> Redactor:
+        return self._redactor
+
+    @classmethod
+    def resume(cls, root: Path, run_id: str, redactor: Redactor) -> Journal:
+        """Append to the journal of a run whose process died (crash recovery): numbering
+        continues after the last record it wrote."""
+        journal = cls.__new__(cls)
+        journal.root, journal.run_id, journal._redactor = root, run_id, redactor
+        journal._lock = threading.Lock()
+        existing = sorted((root / "journal").glob("[0-9]*.json"))
+        journal._seq = int(existing[-1].name.split("-", 1)[0]) if existing else 0
+        journal._event_seq = {}
+        (root / "journal").mkdir(parents=True, exist_ok=True)
+        journal._heartbeat = open(root / "heartbeat.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        return journal
+
     def record(self, kind: str, **payload: Any) -> None:
         with self._lock:
             self._seq += 1

@@ -90,6 +90,16 @@ class ObjectiveVerdict(Frozen):
     reason: str
 
 
+class CheckOutcome(Frozen):
+    """One declarative verify check: what it saw and whether that is healthy."""
+
+    name: str
+    kind: str
+    ok: bool
+    value: str | None
+    detail: str
+
+
 class PhaseStatus(StrEnum):
     OK = "ok"
     FAILED = "failed"
@@ -171,5 +181,9 @@ class RunResult(Frozen):
     message: str | None = None
     planned_at: datetime | None = None
     """the schedule's fire time this run answers (scheduled and missed runs)"""
+    drill_file: str | None = None
+    """the drill definition the run was started from (crash recovery reloads it)"""
+    checks: list[CheckOutcome] = []
+    """the drill's declarative verify checks, in order"""
     timeline: list[TimelineEvent] = []
     """the recovery decomposed, in time order (fault first)"""

@@ -247,6 +247,49 @@ class Schedule(Frozen):
         return self
 
 
+class Expect(Frozen):
+    """What a check's value must be: equal to a value, and/or within bounds."""
+
+    equals: str | int | float | bool | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Expect:
+        if self.equals is None and self.min is None and self.max is None:
+            raise ValueError("set 'equals', 'min' or 'max'")
+        return self
+
+
+class VerifyCheck(Frozen):
+    """A declarative check run after the verify playbook passed: a read-only SQL query
+    through a population's endpoint, or an HTTP GET (status, optionally a JSON field).
+
+    DALP platform-status semantics: a JSON field whose value is ``no_data`` (or missing)
+    never counts as healthy, whatever is expected."""
+
+    name: str
+    sql: str | None = None
+    through: str | None = Field(default=None, description="population (default: the first)")
+    http: str | None = None
+    status: int = 200
+    json_field: str | None = Field(default=None, description="dotted path in the JSON body")
+    expect: Expect | None = None
+    timeout: Duration = timedelta(seconds=10)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> VerifyCheck:
+        if (self.sql is None) == (self.http is None):
+            raise ValueError("set exactly one of 'sql' or 'http'")
+        if self.sql is not None and self.expect is None:
+            raise ValueError("an sql check needs 'expect'")
+        if self.http is not None and not self.http.startswith(("http://", "https://")):
+            raise ValueError("'http' must be an http:// or https:// URL")
+        if self.json_field is not None and self.expect is None:
+            raise ValueError("a json_field check needs 'expect'")
+        return self
+
+
 class DrillSpec(Frozen):
     """One drill definition, exactly as written in the YAML file."""
 
@@ -267,6 +310,20 @@ class DrillSpec(Frozen):
     phases: Phases
     schedule: Schedule = Schedule()
     restore: Restore | None = None
+    checks: list[VerifyCheck] = Field(
+        default=[], description="declarative verify checks (SQL, HTTP) after the verify "
+                                "playbook")
+    deadline: Duration | None = Field(
+        default=None, description="how long after the fault the service must be verified "
+                                  "back before the drill is aborted with its RTO missed "
+                                  "[the larger of the RTO and the recover + verify timeouts]")
+
+    def recovery_deadline(self) -> timedelta:
+        if self.deadline is not None:
+            return self.deadline
+        budget = self.phases.verify.timeout + (self.phases.recover.timeout
+                                               if self.phases.recover else timedelta(0))
+        return max(self.objectives.rto, budget)
 
     @field_validator("name")
     @classmethod
@@ -299,6 +356,15 @@ class DrillSpec(Frozen):
             if len(set(tables)) != len(tables):
                 raise ValueError("each population needs its own marker_table")
         return value
+
+    @model_validator(mode="after")
+    def _checks_through_known_populations(self) -> DrillSpec:
+        known = set(self.populations) if self.populations else {"service"}
+        for check in self.checks:
+            if check.through is not None and check.through not in known:
+                raise ValueError(f"check '{check.name}': through '{check.through}' is not a "
+                                 f"population ({', '.join(sorted(known))})")
+        return self
 
     @model_validator(mode="after")
     def _one_way_in(self) -> DrillSpec:

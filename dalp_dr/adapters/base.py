@@ -92,6 +92,10 @@ class EndpointSession(Protocol):
 
     def identity(self) -> ServerIdentity: ...
 
+    def query_value(self, sql: str) -> Any:
+        """First column of the first row of ``sql``, run read-only (verify checks)."""
+        ...
+
     def close(self) -> None: ...
 
 

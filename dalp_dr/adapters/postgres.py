@@ -94,6 +94,17 @@ class PostgresSession:
         assert row is not None
         return ServerIdentity(port=row[0], in_recovery=bool(row[1]), timeline=row[2])
 
+    def query_value(self, sql: str) -> Any:
+        """The first column of the first row of a query run in a READ ONLY transaction (a
+        verify check can look, never change)."""
+        try:
+            with self._conn.transaction():
+                self._conn.execute("set transaction read only")
+                row = self._conn.execute(sql).fetchone()
+        except (psycopg.Error, OSError) as exc:
+            raise self._fail(exc) from None
+        return row[0] if row else None
+
     def close(self) -> None:
         # closing a broken connection: nothing is left to release, so errors are moot
         with contextlib.suppress(psycopg.Error, OSError):

@@ -96,6 +96,7 @@ class SchedulerService:
         self._scheduler: Any = None
         self._jobstore: Any = None
         self._synced_files: tuple[tuple[str, int, int], ...] | None = None
+        self._recovering: threading.Thread | None = None
         self._handler = FireHandler(store_url=options.store_url,
                                     results_dir=options.results_dir, grace=options.grace,
                                     holder=self.holder, lock_ttl=options.lock_ttl,
@@ -153,6 +154,7 @@ class SchedulerService:
                     elif self.resync.is_set() or time.monotonic() >= next_sync:
                         self._sync(force=self.resync.is_set())
                         self.resync.clear()
+                        self._recover_interrupted()
                         next_sync = time.monotonic() + self.options.sync_interval
                 else:
                     if self.active:
@@ -176,11 +178,38 @@ class SchedulerService:
         except StoreError as exc:
             log.error("cannot record kept results yet: %s", exc)
         self._sync(force=True)
+        self._recover_interrupted()
         if self._scheduler.state == 0:  # STATE_STOPPED: first time active
             self._scheduler.start()
         else:
             self._scheduler.resume()
         self.active = True
+
+    def _recover_interrupted(self) -> None:
+        """Crash recovery of runs whose orchestrator died, in the background (a steady state
+        takes longer than a lease renewal may wait)."""
+        if self._recovering is not None and self._recovering.is_alive():
+            return
+
+        def work() -> None:
+            from dalp_dr.adapters.ansible import AnsibleRunner
+            from dalp_dr.recovery import recover_all
+
+            try:
+                store = open_store(self.options.store_url)
+            except StoreError as exc:
+                log.error("crash recovery: cannot open the store: %s", exc)
+                return
+            try:
+                recover_all(store, AnsibleRunner(), progress=lambda m: log.info("%s", m),
+                            lock_ttl=self.options.lock_ttl)
+            except StoreError as exc:
+                log.error("crash recovery: %s", exc)
+            finally:
+                store.close()
+
+        self._recovering = threading.Thread(target=work, daemon=True, name="recovery")
+        self._recovering.start()
 
     def _stand_down(self, why: str) -> None:
         log.error("STANDBY: %s; no new drills start here (running ones finish)", why)

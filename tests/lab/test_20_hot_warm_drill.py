@@ -243,3 +243,21 @@ def test_drill_plan_injects_nothing_and_prints_the_plan(tmp_path: Path) -> None:
         assert text in proc.stdout, (text, proc.stdout)
     assert not (tmp_path / "results").exists()
     assert_steady_state()
+
+
+def test_the_deadline_stops_a_hung_recovery_records_rto_missed_and_restores(
+        tmp_path: Path) -> None:
+    import time
+
+    started = time.monotonic()
+    code, result, err = run_json(ROOT / "tests" / "lab" / "drills" / "hot-warm-deadline.yaml",
+                                 tmp_path / "results")
+    assert code == 1, err
+    assert result["outcome"] == "missed"
+    rto = next(v for v in result["verdicts"] if v["objective"] == "rto")
+    assert rto["status"] == "missed" and "deadline of 5.000s" in rto["reason"]
+    assert result["steady_state_restored"] is True
+    recover = next(p for p in result["phases"] if p["phase"] == "recover")
+    assert recover["status"] == "canceled"
+    assert time.monotonic() - started < 120  # not the hung playbook's 600 s
+    assert_steady_state()

@@ -451,3 +451,50 @@ def test_drill_plan_shows_the_plan_runs_preflight_and_check_mode_only(server: st
     assert not env.results.exists()  # nothing recorded, no evidence
     shown = env.cli("drill", "plan", str(drill))
     assert "nothing was injected and nothing recorded" in shown.stdout
+
+
+def test_declarative_checks_are_reported_and_a_failing_one_fails_verify(
+        server: str, tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Status(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"platform": {"status": self.path.strip("/")}}).encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            return
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Status)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        drill = probe(tmp_path / "drills", "quarterly", name="checked-probe")
+        base = drill.read_text()
+        env = Env(tmp_path)
+        for status, code in (("ok", 0), ("no_data", 1)):
+            drill.write_text(base + f"""checks:
+  - name: markers written
+    sql: select count(*) from dalp_dr_heartbeat
+    expect: {{min: 1}}
+  - name: platform status
+    http: {url}/{status}
+    json_field: platform.status
+    expect: {{equals: ok}}
+""")
+            ran = env.cli("drill", "run", str(drill), "--json")
+            assert ran.returncode == code, ran.stderr
+            result = json.loads(ran.stdout)
+            sql, http = result["checks"]
+            assert sql["ok"] and int(sql["value"]) > 0 and sql["kind"] == "sql"
+            assert http["ok"] is (status == "ok"), http
+            if status == "no_data":
+                assert "no data is not healthy" in http["detail"]
+                assert result["outcome"] == "failed"
+                assert "check 'platform status' failed" in result["message"]
+                assert result["steady_state_restored"] is True
+    finally:
+        httpd.shutdown()

@@ -1,0 +1,168 @@
+"""Crash recovery: a run whose orchestrator died (SIGKILL, host reboot) is found, its
+environment put back, and the run recorded ``aborted`` with everything it had written.
+
+A run is *interrupted* when the history shows it ``running`` but nobody holds its
+environment's drill lock for it any more (its holder renewed the lease until it died; the
+lease then expired). The next dalp-dr process that opens the history (``drill run``, the
+scheduler) recovers it: it takes the environment's lock, reads the run's journal (written as
+it happened) for the phases it finished and the one it died in, runs the drill's
+steady-state playbook when a fault may have been injected, and records the run as
+``aborted`` with the phase it died in. When that cannot be automatic (the drill file is
+gone or no longer loads), it says which command does it: ``dalp-dr drill recover RUN_ID``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from dalp_dr.adapters.base import PlaybookRunner
+from dalp_dr.errors import EnvironmentBusy, InvalidInput, StoreError
+from dalp_dr.history.base import HistoryStore
+from dalp_dr.journal import Journal, read_journal
+from dalp_dr.locks import environment_lock_name, lock_environment, process_label
+from dalp_dr.redact import Redactor
+from dalp_dr.render import summary_text
+from dalp_dr.results import Outcome, PhaseRecord, RunResult
+from dalp_dr.spec import PhaseName, load_drill
+
+
+class Recovery(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    drill: str
+    died_in: str | None
+    steady_state_restored: bool | None
+    message: str
+    recorded: bool
+
+
+def interrupted_runs(store: HistoryStore, now: datetime | None = None) -> list[str]:
+    """Runs recorded as running whose drill lock is not held for them any more."""
+    moment = now or datetime.now(UTC)
+    found = []
+    for row in store.list_runs(outcome=Outcome.RUNNING, limit=1000):
+        lease = store.get_lease(environment_lock_name(row.environment))
+        alive = lease is not None and lease.holder == row.run_id and lease.expires_at > moment
+        if not alive:
+            found.append(row.run_id)
+    return found
+
+
+def _facts(phases: list[PhaseRecord]) -> dict[str, Any]:
+    facts: dict[str, Any] = {}
+    for phase in phases:
+        facts.update({k: v for k, v in phase.report.items() if k.startswith("dalp_")
+                      and k not in ("dalp_notes", "dalp_phase_timings", "dalp_timeline")})
+    return facts
+
+
+def recover(store: HistoryStore, run_id: str, runner: PlaybookRunner, *,
+            progress: Callable[[str], None], lock_ttl: float = 60.0,
+            force: bool = False) -> Recovery:
+    """Recover one interrupted run. Raises EnvironmentBusy when another live run holds the
+    environment (try again later) and InvalidInput when the run is not interrupted."""
+    from dalp_dr.engine import DrillEngine
+    from dalp_dr.inventory import Inventory
+
+    base = store.get(run_id)
+    if base.outcome is not Outcome.RUNNING:
+        raise InvalidInput(f"run {base.run_id} is {base.outcome.value}, nothing to recover",
+                           field="RUN_ID")
+    if not force and base.run_id not in interrupted_runs(store):
+        raise InvalidInput(f"run {base.run_id} is still alive (it holds the lock of "
+                           f"environment '{base.environment}')", field="RUN_ID",
+                           hint="wait for it to end, or for its lease to expire if it died")
+    evidence = Path(base.evidence_dir)
+    records = read_journal(evidence)
+    finished = [PhaseRecord.model_validate({k: v for k, v in r.items()
+                                            if k not in ("seq", "at", "run_id", "kind")})
+                for r in records if r.get("kind") == "phase.finished"]
+    started = [str(r.get("phase")) for r in records if r.get("kind") == "phase.started"]
+    done = [p.phase.value for p in finished]
+    open_phases = [p for p in started if p not in done]
+    died_in = open_phases[-1] if open_phases else (started[-1] if started else None)
+    injected = PhaseName.INJECT.value in started
+    lock = lock_environment(store, base.environment, holder=f"recover-{base.run_id}",
+                            info=f"crash recovery of run {base.run_id} on {process_label()}",
+                            ttl=lock_ttl, on_problem=progress)
+    try:
+        phases = list(finished)
+        restored: bool | None = None
+        how = "no fault had been injected: nothing to restore"
+        if injected:
+            try:
+                loaded = load_drill(base.drill_file or "")
+                inventory = Inventory(loaded.inventory)
+            except InvalidInput as exc:
+                message = (f"the orchestrator died during phase {died_in}; steady state NOT "
+                           f"restored: the drill cannot be loaded ({exc}). Fix it, then run "
+                           f"'dalp-dr drill recover {base.run_id}'")
+                progress(message)
+                return Recovery(run_id=base.run_id, drill=base.drill, died_in=died_in,
+                                steady_state_restored=None, message=message, recorded=False)
+            journal = Journal.resume(evidence, base.run_id, Redactor(inventory.secret_values()))
+            try:
+                journal.record("run.recovering", died_in=died_in, by=process_label())
+                progress(f"run {base.run_id} ({base.drill}) died during phase {died_in}: "
+                         "restoring steady state")
+                engine = DrillEngine(runner=runner, results_dir=evidence.parent,
+                                     progress=progress, lock_ttl=lock_ttl)
+                phase, restored = engine.restore_after_crash(loaded, journal, _facts(finished))
+                if phase is not None:
+                    phases.append(phase)
+                how = "steady state restored" if restored else \
+                    "return to steady state FAILED: the environment needs attention"
+            finally:
+                journal.close()
+        else:
+            journal = None
+        message = (f"aborted: the orchestrator died during phase {died_in or 'start-up'}; "
+                   f"{how} (crash recovery on {process_label()})")
+        result = base.model_copy(update={
+            "outcome": Outcome.ABORTED, "ended_at": datetime.now(UTC), "phases": phases,
+            "steady_state_restored": restored, "message": message})
+        _write(evidence, result)
+        store.finish(result)
+        progress(f"run {base.run_id}: recorded aborted ({how})")
+        return Recovery(run_id=base.run_id, drill=base.drill, died_in=died_in,
+                        steady_state_restored=restored, message=message, recorded=True)
+    finally:
+        lock.release()
+
+
+def _write(evidence: Path, result: RunResult) -> None:
+    from dalp_dr.journal import atomic_write
+
+    if evidence.is_dir():
+        atomic_write(evidence / "result.json", result.model_dump_json(indent=2))
+        atomic_write(evidence / "summary.txt", summary_text(result))
+
+
+def recover_all(store: HistoryStore, runner: PlaybookRunner, *,
+                progress: Callable[[str], None], lock_ttl: float = 60.0,
+                environment: str | None = None) -> list[Recovery]:
+    """Recover every interrupted run this process can (busy environments are left for
+    later, with a note). With ``environment``, only that environment's runs are recovered;
+    the others are named with the command that recovers them."""
+    done = []
+    for run_id in interrupted_runs(store):
+        if environment is not None:
+            other = store.get(run_id)
+            if other.environment != environment:
+                progress(f"note: run {run_id} ({other.drill}, environment "
+                         f"{other.environment}) was interrupted; 'dalp-dr drill recover "
+                         f"{run_id}' or the scheduler restores its environment")
+                continue
+        try:
+            done.append(recover(store, run_id, runner, progress=progress, lock_ttl=lock_ttl))
+        except EnvironmentBusy as exc:
+            progress(f"interrupted run {run_id} not recovered yet: {exc}")
+        except (InvalidInput, StoreError) as exc:
+            progress(f"interrupted run {run_id} not recovered: {exc}")
+    return done

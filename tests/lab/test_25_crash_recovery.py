@@ -1,0 +1,102 @@
+"""Crash recovery on the real hot-warm lab: the orchestrator (and every process it started,
+as a host crash would) is SIGKILLed once in each phase of the drill. The next `drill run`
+finds the interrupted run after its lease expired, restores steady state for it, records it
+aborted with its partial journal and the phase it died in, and its own drill then runs; the
+last one passes on a healthy lab."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.lab.helpers import DRILL, ROOT, assert_steady_state, dalp
+
+pytestmark = pytest.mark.xdist_group("hot-warm")
+
+PHASES = ["preflight", "baseline", "inject", "recover", "verify", "measure", "steady_state"]
+LOCK_TTL = 3.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def lab_up() -> None:
+    proc = dalp("lab", "up", "hot-warm")
+    assert proc.returncode == 0, proc.stderr
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def crash(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the orchestrator and everything it started (ansible-runner puts playbooks in
+    their own session), all at once, like a host that lost power."""
+    tree = descendants(proc.pid)
+    assert tree[0] == proc.pid > 1
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def test_the_orchestrator_killed_in_each_phase_is_recovered(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    env = dict(os.environ, DALP_DR_RESULTS=str(results), DALP_DR_LOCK_TTL=f"{LOCK_TTL:.0f}s")
+    logs = []
+    for phase in PHASES:
+        proc = subprocess.Popen([sys.executable, "-m", "dalp_dr", "drill", "run", str(DRILL)],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if f"phase {phase} ..." in line:
+                break
+        else:
+            raise AssertionError(f"phase {phase} never started:\n{''.join(seen)}")
+        time.sleep(0.3)  # into the phase's playbook
+        crash(proc)
+        logs.append("".join(seen))
+        time.sleep(LOCK_TTL + 0.5)  # the dead run's lease expires
+    final = subprocess.run([sys.executable, "-m", "dalp_dr", "drill", "run", str(DRILL),
+                            "--json"], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600, check=False)
+    assert final.returncode == 0, final.stderr
+    assert "recorded aborted" in final.stderr
+    runs = json.loads(dalp("history", "list", "--json", results=results).stdout)
+    assert [r["outcome"] for r in runs] == ["passed"] + ["aborted"] * len(PHASES)
+    for run, phase in zip(reversed(runs[1:]), PHASES, strict=True):
+        detail = json.loads(dalp("history", "show", run["run_id"], "--json",
+                                 results=results).stdout)
+        died = detail["message"].split("died during phase ", 1)[1].split(";")[0]
+        # measure takes milliseconds: the kill may land in the steady state right after it
+        allowed = {phase, "steady_state"} if phase == "measure" else {phase}
+        assert died in allowed, (phase, detail["message"])
+        injected = PHASES.index(phase) >= PHASES.index("inject")
+        assert detail["steady_state_restored"] is (True if injected else None), detail
+        journal = sorted((Path(run["evidence_dir"]) / "journal").glob("*.json"))
+        assert journal and json.loads(journal[0].read_text())["kind"] == "run.started"
+        assert (Path(run["evidence_dir"]) / "result.json").is_file()
+    assert_steady_state()
+    assert dalp("history", "verify", results=results).returncode == 0
