@@ -564,7 +564,7 @@ class DrillEngine:
         if not problems and drill.spec.checks:
             state.checks = run_checks(drill.spec.checks, clients.endpoints, journal.redactor)
             for outcome in state.checks:
-                journal.record("check", **outcome.model_dump(mode="json"))
+                journal.record("check", check=outcome.model_dump(mode="json"))
                 self._progress(f"check {outcome.name}: {'ok' if outcome.ok else 'FAILED'} "
                                f"({outcome.detail})")
             problems.extend(f"check '{c.name}' failed: {c.detail}" for c in state.checks
