@@ -481,6 +481,30 @@ def parse_drill(text: str, *, source: str) -> DrillSpec:
         raise _from_validation(exc, source) from None
 
 
+def allowed_roots(drill_dir: Path) -> list[Path]:
+    """Where a drill's playbooks and inventory may live: the project (DALP_DR_PROJECT, the
+    current directory when it has playbooks/, or this checkout), the drill file's own
+    directory, and the directories listed in DALP_DR_ALLOWED_DIRS (os.pathsep-separated)."""
+    import os
+
+    from dalp_dr.config import _project_dir
+
+    roots = [drill_dir, _project_dir(None).resolve()]
+    roots.extend(Path(p).resolve() for p in
+                 os.environ.get("DALP_DR_ALLOWED_DIRS", "").split(os.pathsep) if p)
+    return roots
+
+
+def _inside(path: Path, roots: list[Path], source: str, field: str) -> None:
+    """Paths from a drill file never reach outside the allowed directories (symlinks
+    followed): a definition cannot point Ansible at an arbitrary file."""
+    if not any(path.is_relative_to(root) for root in roots):
+        raise SpecError(f"{path} is outside the project and the allowed directories",
+                        source=source, field=field,
+                        hint="keep playbooks and inventories in the project, or list their "
+                             "directory in DALP_DR_ALLOWED_DIRS")
+
+
 def load_drill(path: Path | str) -> LoadedDrill:
     """Read, validate and resolve a drill file. Raises SpecError naming file and field."""
     file = Path(path)
@@ -494,8 +518,10 @@ def load_drill(path: Path | str) -> LoadedDrill:
         raise SpecError(f"cannot read drill file: {exc}", source=source) from None
     spec = parse_drill(text, source=source)
     base = file.resolve().parent
+    roots = allowed_roots(base)
 
     inventory = (base / spec.inventory).resolve()
+    _inside(inventory, roots, source, "inventory")
     if not inventory.is_file():
         raise SpecError(f"inventory file {spec.inventory} not found (resolved to {inventory})",
                         source=source, field="inventory",
@@ -503,6 +529,7 @@ def load_drill(path: Path | str) -> LoadedDrill:
     playbooks: dict[PhaseName, Path] = {}
     for name, phase in spec.phases.items():
         resolved = (base / phase.playbook).resolve()
+        _inside(resolved, roots, source, f"phases.{name.value}.playbook")
         if not resolved.is_file():
             raise SpecError(f"playbook {phase.playbook} not found (resolved to {resolved})",
                             source=source, field=f"phases.{name.value}.playbook",

@@ -342,7 +342,8 @@ def test_a_canary_secret_reaches_no_evidence_history_or_export(server: str,
     goes through a real drill run, the history and a signed export bundle: it appears in no
     file written."""
     canary = "canary-7f3a91e0c4"
-    inventory = tmp_path / "inventory.yml"
+    (tmp_path / "drills" / "inventories").mkdir(parents=True)
+    inventory = tmp_path / "drills" / "inventories" / "inventory.yml"  # under the drill's dir
     inventory.write_text(f"""all:
   hosts:
     localhost:
@@ -382,7 +383,8 @@ def test_a_canary_secret_reaches_no_evidence_history_or_export(server: str,
 
 
 def production_probe(tmp_path: Path, cron: str, extra: str = "") -> Path:
-    inventory = tmp_path / "production.yml"
+    (tmp_path / "drills" / "inventories").mkdir(parents=True, exist_ok=True)
+    inventory = tmp_path / "drills" / "inventories" / "production.yml"  # under the drill's dir
     inventory.write_text(f"""all:
   vars:
     dalp_production: true

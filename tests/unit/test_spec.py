@@ -148,3 +148,31 @@ def test_populations_each_with_endpoint_and_table() -> None:
 def test_population_errors_name_the_field(text: str, field: str, words: str) -> None:
     error = error_of(text)
     assert error.field == field and words in str(error), str(error)
+
+
+def test_playbook_and_inventory_paths_stay_inside_the_allowed_directories(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dalp_dr.errors import SpecError
+    from dalp_dr.spec import load_drill
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "evil.yml").write_text("- hosts: all\n  tasks: []\n")
+    drills = tmp_path / "drills"
+    drills.mkdir()
+    text = (ROOT / "drills" / "hot-warm-failover.yaml").read_text() \
+        .replace("../inventories/", f"{ROOT}/inventories/") \
+        .replace("../playbooks/", f"{ROOT}/playbooks/")
+    (drills / "ok.yaml").write_text(text)
+    assert load_drill(drills / "ok.yaml").spec.name == "hot-warm-failover"  # the project
+    (drills / "evil.yaml").write_text(text.replace(
+        f"{ROOT}/playbooks/hot-warm/inject-kill-primary.yml", "../elsewhere/evil.yml"))
+    with pytest.raises(SpecError, match="outside the project") as info:
+        load_drill(drills / "evil.yaml")
+    assert info.value.field == "phases.inject.playbook"
+    (drills / "etc.yaml").write_text(text.replace(f"{ROOT}/inventories/lab/hot-warm.yml",
+                                                  "/etc/passwd"))
+    with pytest.raises(SpecError, match="outside the project"):
+        load_drill(drills / "etc.yaml")
+    monkeypatch.setenv("DALP_DR_ALLOWED_DIRS", str(outside))
+    assert load_drill(drills / "evil.yaml").playbooks  # listed: allowed
