@@ -68,7 +68,8 @@ def memory(pid: int) -> tuple[float, float]:
 def start_service(env: dict[str, str], drills: Path, log: Path, *extra: str
                   ) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "dalp_dr", "scheduler", "run", "--drills",
-                             str(drills), *extra], cwd=ROOT, env=env, stdout=log.open("w"),
+                             str(drills), "--metrics-address", "", *extra], cwd=ROOT, env=env,
+                            stdout=log.open("w"),
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from datetime import UTC, datetime, timedelta
@@ -232,6 +233,15 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
         click.echo(result.model_dump_json(indent=2))
     else:
         print_result(out, result)
+    textfile = os.environ.get("DALP_DR_METRICS_TEXTFILE")
+    if textfile and unrecorded is None:
+        from dalp_dr import metrics
+        from dalp_dr.errors import StoreError
+
+        try:
+            metrics.write_textfile(Path(textfile), lambda: open_store(settings.store_url))
+        except (OSError, StoreError) as exc:
+            err.print(f"metrics textfile {textfile} not written: {exc}", markup=False)
     if unrecorded is not None:
         err.print(f"NOT RECORDED in the history: {unrecorded} (the scheduler records kept "
                   "results when it starts)", markup=False)
@@ -593,9 +603,11 @@ def scheduler() -> None:
 @click.option("--skip-invalid", is_flag=True,
               help="start even if a definition is broken (it is logged and shown by "
                    "'schedule status')")
+@click.option("--metrics-address", default="127.0.0.1:9464", show_default=True,
+              help="serve Prometheus /metrics here (HOST:PORT; empty to disable)")
 @click.pass_context
 def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_ttl: str,
-                  sync_interval: str, skip_invalid: bool) -> None:
+                  sync_interval: str, skip_invalid: bool, metrics_address: str) -> None:
     """Run drills on their schedules until stopped (SIGTERM/SIGINT; SIGHUP re-reads the
     drills). Several may run on one PostgreSQL store: one is active, the others stand by."""
     import logging
@@ -618,6 +630,18 @@ def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_t
         sync_interval=(durations["--sync-interval"] or timedelta(seconds=30)).total_seconds(),
         lock_ttl=settings.lock_ttl, skip_invalid=skip_invalid))
     store, definitions = service.check()  # broken definition: 2; store unreachable: 1
+    if metrics_address:
+        from dalp_dr import metrics
+        from dalp_dr.history import open_store
+
+        try:
+            metrics.serve(metrics_address, lambda: open_store(settings.store_url))
+        except (OSError, ValueError) as exc:
+            store.close()
+            raise InvalidInput(f"cannot serve metrics on {metrics_address}: {exc}",
+                               field="--metrics-address") from None
+        logging.getLogger("dalp_dr.scheduler").info("metrics on http://%s/metrics",
+                                                    metrics_address)
     interrupted: list[str] = []
 
     def on_stop(signum: int, _frame: object) -> None:

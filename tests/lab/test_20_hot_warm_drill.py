@@ -208,7 +208,8 @@ def test_the_scheduler_runs_the_real_drill_on_its_cron(tmp_path: Path) -> None:
     env = dict(os.environ, DALP_DR_RESULTS=str(results))
     log = (tmp_path / "scheduler.log").open("w")
     service = subprocess.Popen([sys.executable, "-m", "dalp_dr", "scheduler", "run",
-                                "--drills", str(drills)], cwd=ROOT, env=env, stdout=log,
+                                "--drills", str(drills), "--metrics-address", ""], cwd=ROOT,
+                               env=env, stdout=log,
                                stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180

@@ -101,9 +101,10 @@ class Scheduler:
     def __init__(self, env: Env, label: str, args: tuple[str, ...]) -> None:
         self.log = env.tmp / f"{label}.log"
         self._log_file = self.log.open("w")
+        metrics = () if "--metrics-address" in args else ("--metrics-address", "")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dalp_dr", "scheduler", "run", "--drills",
-             str(env.drills), *args], cwd=ROOT, env=env.env, stdout=self._log_file,
+             str(env.drills), *metrics, *args], cwd=ROOT, env=env.env, stdout=self._log_file,
             stderr=subprocess.STDOUT, start_new_session=True)
 
     def text(self) -> str:
@@ -500,3 +501,41 @@ def test_declarative_checks_are_reported_and_a_failing_one_fails_verify(
                 assert result["steady_state_restored"] is True
     finally:
         httpd.shutdown()
+
+
+def test_metrics_come_from_the_history_and_survive_a_restart(server: str,
+                                                            tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+
+    drill = probe(tmp_path / "drills", "quarterly", name="metered-probe")
+    env = Env(tmp_path)
+    env.env["DALP_DR_METRICS_TEXTFILE"] = str(tmp_path / "textfile" / "dalp_dr.prom")
+    ran = env.cli("drill", "run", str(drill), "--json")
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout)
+    labels = 'drill="metered-probe",environment="scheduler-lab",topology="hot-hot"'
+    textfile = (tmp_path / "textfile" / "dalp_dr.prom").read_text()
+    assert f"dalp_dr_runs_total{{{labels},outcome=\"passed\"}} 1.0" in textfile
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    scraped = []
+    for _ in range(2):  # the same figures after a restart
+        scheduler = env.start("--metrics-address", f"127.0.0.1:{port}", label=f"m{_}")
+        try:
+            scheduler.wait_for("metrics on http://")
+            scheduler.wait_for("ACTIVE")
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                          timeout=10).read().decode()
+        finally:
+            scheduler.stop()
+        lines = sorted(line for line in body.splitlines() if line.startswith("dalp_dr_"))
+        scraped.append(lines)
+    assert scraped[0] == scraped[1]
+    body_lines = scraped[0]
+    recovery = result["measurements"]["recovery_time"]
+    assert any(line.startswith(f"dalp_dr_last_recovery_seconds{{{labels}}}")
+               and abs(float(line.split()[-1]) - recovery) < 1e-9 for line in body_lines)
+    assert f'dalp_dr_objective_met{{{labels},objective="rto"}} 1.0' in body_lines
+    assert f'dalp_dr_runs_total{{{labels},outcome="passed"}} 1.0' in body_lines
