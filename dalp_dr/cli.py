@@ -656,6 +656,39 @@ def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_t
         raise Exit(EXIT_INTERRUPTED)
 
 
+# --- doctor ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@_DRILLS_OPTION
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def doctor(ctx: click.Context, directory: str | None, as_json: bool) -> None:
+    """Check this machine for what the configured drills need; exit 1 when something a
+    drill needs is missing."""
+    from dalp_dr.doctor import Health, diagnose
+
+    settings = _settings(ctx)
+    folder = Path(directory) if directory else settings.project_dir / "drills"
+    findings = diagnose(folder, settings.store_url)
+    if as_json:
+        click.echo(json.dumps([f.model_dump(mode="json") for f in findings], indent=2))
+    else:
+        table = Table(box=None)
+        for col in ("check", "status", "detail", "what to do", "needed by"):
+            table.add_column(col)
+        style = {Health.OK: "green", Health.WARN: "yellow", Health.MISSING: "bold red"}
+        for f in findings:
+            table.add_row(f.check, f"[{style[f.status]}]{f.status.value}[/]", f.detail, f.fix,
+                          ", ".join(f.needed_by[:3]) + (" ..." if len(f.needed_by) > 3 else ""))
+        out.print(table)
+    missing = [f for f in findings if f.status is Health.MISSING]
+    if missing:
+        err.print(f"{len(missing)} problem(s): " + "; ".join(f"{f.check}: {f.detail}"
+                                                          for f in missing), markup=False)
+        raise Exit(EXIT_FAILED)
+
+
 # --- keys and exports -----------------------------------------------------------------------
 
 

@@ -1,0 +1,219 @@
+"""``dalp-dr doctor``: does this machine have what the configured drills need?
+
+Each row is ``ok``, ``warn`` (worth knowing, not blocking) or ``missing`` (a configured
+drill cannot run; exit 1), with what to do about it. Checked: ansible-playbook, the
+PostgreSQL binaries and their version for local (lab) inventories, the tools of the
+topologies in use (pgbouncer for hot-warm routes, patroni and etcd for cloud-native, boto3
+for hot-cold), the object storage endpoints of hot-cold inventories, the history store and
+its schema version, and the clock.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict
+
+from dalp_dr.errors import InvalidInput, StoreError
+
+
+class Health(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    MISSING = "missing"
+
+
+class Finding(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    check: str
+    status: Health
+    detail: str
+    fix: str = ""
+    needed_by: list[str] = []
+
+
+def _run(argv: list[str]) -> str | None:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _tool(name: str, needed_by: list[str], fix: str) -> Finding:
+    found = shutil.which(name)
+    if found:
+        return Finding(check=name, status=Health.OK, detail=found, needed_by=needed_by)
+    return Finding(check=name, status=Health.MISSING, detail=f"{name} is not on PATH",
+                   fix=fix, needed_by=needed_by)
+
+
+def diagnose(drills_dir: Path, store_url: str) -> list[Finding]:
+    from dalp_dr.adapters.ansible import ansible_environment
+    from dalp_dr.inventory import Inventory
+    from dalp_dr.spec import discover_drills, load_drill
+
+    findings: list[Finding] = []
+    drills: list[Any] = []
+    for path in discover_drills(drills_dir) if drills_dir.is_dir() else []:
+        try:
+            drills.append(load_drill(path))
+        except InvalidInput as exc:
+            findings.append(Finding(check=f"drill {path.name}", status=Health.MISSING,
+                                    detail=str(exc), fix="fix the definition "
+                                    "('dalp-dr drill validate')"))
+    names = [d.spec.name for d in drills]
+    by_topology: dict[str, list[str]] = {}
+    for d in drills:
+        by_topology.setdefault(d.spec.topology.value, []).append(d.spec.name)
+
+    playbook = shutil.which("ansible-playbook", path=ansible_environment()["PATH"])
+    version = _run([playbook, "--version"]) if playbook else None
+    findings.append(Finding(
+        check="ansible-playbook", status=Health.OK if version else Health.MISSING,
+        detail=(version.splitlines()[0] if version else "not found next to dalp-dr or on "
+                "PATH"), fix="" if version else "pip install dalp-dr (it brings ansible-core)",
+        needed_by=names))
+
+    inventories: dict[Path, Inventory | None] = {}
+    for d in drills:
+        if d.inventory not in inventories:
+            try:
+                inventories[d.inventory] = Inventory(d.inventory)
+            except InvalidInput as exc:
+                inventories[d.inventory] = None
+                findings.append(Finding(check=f"inventory {d.inventory.name}",
+                                        status=Health.MISSING, detail=str(exc),
+                                        fix="fix the inventory", needed_by=[d.spec.name]))
+    pg_bins: dict[str, list[str]] = {}
+    for d in drills:
+        inventory = inventories.get(d.inventory)
+        if inventory is None or not _local(inventory):
+            continue
+        try:
+            pg_bin = str(inventory.variable("dalp_pg_bin"))
+        except InvalidInput:
+            continue
+        pg_bins.setdefault(pg_bin, []).append(d.spec.name)
+    for pg_bin, users in sorted(pg_bins.items()):
+        out = _run([str(Path(pg_bin) / "pg_ctl"), "--version"])
+        major = re.search(r"(\d+)\.\d+", out or "")
+        ok = major is not None and int(major.group(1)) >= 15
+        findings.append(Finding(
+            check=f"PostgreSQL ({pg_bin})", status=Health.OK if ok else Health.MISSING,
+            detail=out or "pg_ctl not found", needed_by=users,
+            fix="" if ok else "apt install postgresql-15 (or set dalp_pg_bin)"))
+
+    if "hot-warm" in by_topology:
+        findings.append(_tool("pgbouncer", by_topology["hot-warm"], "apt install pgbouncer "
+                              "(Debian puts it in /usr/sbin: keep that on PATH)"))
+    if "cloud-native" in by_topology:
+        findings.append(_tool("patroni", by_topology["cloud-native"], "apt install patroni"))
+        findings.append(_tool("etcd", by_topology["cloud-native"], "apt install etcd-server"))
+    if "hot-cold" in by_topology:
+        boto = _run(["/usr/bin/python3", "-c", "import boto3; print(boto3.__version__)"])
+        findings.append(Finding(
+            check="python3-boto3", status=Health.OK if boto else Health.MISSING,
+            detail=f"boto3 {boto} for the archive/restore commands" if boto else
+            "the database hosts' python3 cannot import boto3",
+            fix="" if boto else "apt install python3-boto3", needed_by=by_topology["hot-cold"]))
+        findings.extend(_s3_endpoints(drills, inventories))
+
+    findings.append(_store(store_url))
+    findings.append(_clock(store_url))
+    return findings
+
+
+def _local(inventory: Any) -> bool:
+    try:
+        return str(inventory.variable("ansible_connection")) == "local"
+    except InvalidInput:
+        return False
+
+
+def _s3_endpoints(drills: list[Any], inventories: dict[Path, Any]) -> list[Finding]:
+    found = []
+    for path, inventory in sorted(inventories.items(), key=lambda kv: str(kv[0])):
+        if inventory is None:
+            continue
+        try:
+            url = inventory.variable("dalp_s3_endpoint_url")
+        except InvalidInput:
+            continue
+        users = [d.spec.name for d in drills if d.inventory == path]
+        if not url:
+            continue
+        parsed = urlparse(str(url))
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname or "", port), timeout=3).close()
+            found.append(Finding(check=f"object storage {parsed.netloc}", status=Health.OK,
+                                 detail=f"{url} answers ({path.name})", needed_by=users))
+        except OSError as exc:
+            lab = _lab(inventory)
+            found.append(Finding(
+                check=f"object storage {parsed.netloc}",
+                status=Health.WARN if lab else Health.MISSING,
+                detail=f"{url} does not answer: {exc}" + (" (the lab is down)" if lab else ""),
+                fix="dalp-dr lab up hot-cold" if lab else "check dalp_s3_endpoint_url and "
+                    "the network", needed_by=users))
+    return found
+
+
+def _lab(inventory: Any) -> bool:
+    try:
+        return bool(inventory.variable("dalp_lab"))
+    except InvalidInput:
+        return False
+
+
+def _store(store_url: str) -> Finding:
+    from dalp_dr.history import open_store
+
+    try:
+        store = open_store(store_url)
+    except (StoreError, InvalidInput) as exc:
+        return Finding(check="history store", status=Health.MISSING, detail=str(exc),
+                       fix="check DALP_DR_STORE; 'dalp-dr store migrate' for an older schema")
+    try:
+        return Finding(check="history store", status=Health.OK, detail=store.describe())
+    finally:
+        store.close()
+
+
+def _clock(store_url: str) -> Finding:
+    now = datetime.now(UTC)
+    if now.year < 2024:
+        return Finding(check="clock", status=Health.MISSING, detail=f"the clock says {now}",
+                       fix="set the time (NTP); drill timings and leases depend on it")
+    if store_url.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        try:
+            with psycopg.connect(store_url, connect_timeout=5) as db:
+                row = db.execute("select clock_timestamp()").fetchone()
+        except (psycopg.Error, OSError):
+            row = None
+        if row is not None:
+            skew = abs((row[0] - datetime.now(UTC)).total_seconds())
+            return Finding(check="clock", status=Health.OK if skew < 2 else Health.WARN,
+                           detail=f"{skew:.3f}s from the store server's clock",
+                           fix="" if skew < 2 else "synchronise clocks (NTP): leases use the "
+                                                   "server's clock, timings this host's")
+    synced = _run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
+    if synced == "yes":
+        return Finding(check="clock", status=Health.OK, detail="NTP synchronised")
+    return Finding(check="clock", status=Health.WARN,
+                   detail=f"{now:%Y-%m-%d %H:%M:%S} UTC; NTP state " +
+                   ("not synchronised" if synced == "no" else "unknown (no timedatectl)"),
+                   fix="keep the clock synchronised (NTP)")
+
