@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -175,25 +176,38 @@ def drill_plan(ctx: click.Context, file: str, as_json: bool, no_preflight: bool)
 @click.option("--operator", help="who runs the drill [DALP_DR_OPERATOR or the OS user]")
 @click.option("--confirm", metavar="DRILL-NAME",
               help="the drill's name, typed: required when the inventory is production")
+@click.option("--log-format", type=click.Choice(["human", "json"]), default="human",
+              show_default=True, help="json: every event and the result as JSON lines")
 @click.pass_context
 def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None,
-              confirm: str | None) -> None:
+              confirm: str | None, log_format: str) -> None:
     """Run a drill now, on demand, and print measured figures against the objectives."""
     from dalp_dr.adapters.ansible import AnsibleRunner
     from dalp_dr.engine import DrillEngine
     from dalp_dr.history import open_store
+    from dalp_dr.progress import JsonLines, LiveView
     from dalp_dr.render import print_result
     from dalp_dr.results import Trigger
 
+    global _json_errors
     settings = _settings(ctx)
+    json_log = JsonLines(sys.stderr) if log_format == "json" else None
+    _json_errors = json_log
     loaded = load_drill(file)
+    live = LiveView(err) if json_log is None and not as_json and err.is_terminal else None
 
     def progress(message: str) -> None:
-        err.print(f"[dim]{datetime.now(UTC):%H:%M:%S.%f}"[:-3] + f"[/] {message}")
+        if json_log is not None:
+            json_log.progress(message)
+        elif live is not None:
+            live.progress(message)
+        else:
+            err.print(f"[dim]{datetime.now(UTC):%H:%M:%S.%f}"[:-3] + f"[/] {message}")
 
     engine_runner = AnsibleRunner()
     engine = DrillEngine(runner=engine_runner, results_dir=settings.results_dir,
-                         progress=progress, lock_ttl=settings.lock_ttl)
+                         progress=progress, lock_ttl=settings.lock_ttl,
+                         observer=json_log or live)
     prepared = engine.prepare(loaded)  # nothing is written before the target answers
     settings.results_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.store_url)
@@ -211,14 +225,15 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
         if token.is_set():
             raise KeyboardInterrupt  # a second interrupt: stop waiting for anything
         token.request(signal.Signals(signum).name)
-        err.print(f"{signal.Signals(signum).name}: stopping the running playbook, then "
-                  "restoring steady state (interrupt again to stop at once)")
+        progress(f"{signal.Signals(signum).name}: stopping the running playbook, then "
+                 "restoring steady state (interrupt again to stop at once)")
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     unrecorded: ResultNotRecorded | None = None
     try:
-        result = engine.run(prepared, store=store, trigger=Trigger.CLI, operator=operator,
-                            cancel=token, confirm=confirm)
+        with live if live is not None else contextlib.nullcontext():
+            result = engine.run(prepared, store=store, trigger=Trigger.CLI,
+                                operator=operator, cancel=token, confirm=confirm)
     except ResultNotRecorded as exc:
         unrecorded, result = exc, exc.result
     except KeyboardInterrupt:
@@ -229,7 +244,10 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         store.close()
-    if as_json:
+    if json_log is not None:
+        click.echo(json.dumps({"ts": datetime.now(UTC).isoformat(), "event": "run.result",
+                               "result": result.model_dump(mode="json")}, sort_keys=True))
+    elif as_json:
         click.echo(result.model_dump_json(indent=2))
     else:
         print_result(out, result)
@@ -241,11 +259,14 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
         try:
             metrics.write_textfile(Path(textfile), lambda: open_store(settings.store_url))
         except (OSError, StoreError) as exc:
-            err.print(f"metrics textfile {textfile} not written: {exc}", markup=False)
+            _report("warning", f"metrics textfile {textfile} not written: {exc}")
     if unrecorded is not None:
-        err.print(f"NOT RECORDED in the history: {unrecorded} (the scheduler records kept "
-                  "results when it starts)", markup=False)
+        _report("warning", f"NOT RECORDED in the history: {unrecorded} (the scheduler "
+                           "records kept results when it starts)")
         raise Exit(EXIT_FAILED)
+    from dalp_dr.notify import notify
+
+    notify(result, report=lambda message: _report("warning", message))
     if result.outcome.value == "preflight_failed" and result.message and \
             result.message.startswith("preflight: unreachable"):
         raise TargetUnreachable(result.message, source=file)
@@ -605,9 +626,12 @@ def scheduler() -> None:
                    "'schedule status')")
 @click.option("--metrics-address", default="127.0.0.1:9464", show_default=True,
               help="serve Prometheus /metrics here (HOST:PORT; empty to disable)")
+@click.option("--log-format", type=click.Choice(["human", "json"]), default="human",
+              show_default=True, help="json: one JSON object per log line")
 @click.pass_context
 def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_ttl: str,
-                  sync_interval: str, skip_invalid: bool, metrics_address: str) -> None:
+                  sync_interval: str, skip_invalid: bool, metrics_address: str,
+                  log_format: str) -> None:
     """Run drills on their schedules until stopped (SIGTERM/SIGINT; SIGHUP re-reads the
     drills). Several may run on one PostgreSQL store: one is active, the others stand by."""
     import logging
@@ -622,6 +646,11 @@ def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_t
         raise InvalidInput("must be at least 1.5s", field="--lease-ttl")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
+    if log_format == "json":
+        from dalp_dr.progress import JsonLogFormatter
+
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLogFormatter())
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     folder = Path(directory) if directory else settings.project_dir / "drills"
     service = SchedulerService(ServiceOptions(
@@ -937,7 +966,20 @@ def history_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
 # --- entry point ----------------------------------------------------------------------------
 
 
+_json_errors: Any = None
+"""set by a command run with --log-format json: errors are printed as JSON lines too"""
+
+
+def _report(kind: str, message: str) -> None:
+    if _json_errors is not None:
+        _json_errors.emit(kind, message=message)
+    else:
+        err.print(message if kind != "error" else f"error: {message}", markup=False)
+
+
 def main(argv: list[str] | None = None) -> int:
+    global _json_errors
+    _json_errors = None
     try:
         cli.main(args=argv, prog_name="dalp-dr", standalone_mode=False)
     except Exit as exc:
@@ -949,16 +991,16 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return EXIT_INVALID
     except Interrupted as exc:
-        err.print(f"{exc}")
+        _report("interrupted", f"{exc}")
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        err.print("interrupted")
+        _report("interrupted", "interrupted")
         return EXIT_INTERRUPTED
     except InvalidInput as exc:
-        err.print(f"error: {exc}", markup=False)
+        _report("error", f"{exc}")
         return EXIT_INVALID
     except DalpDrError as exc:
-        err.print(f"failed: {exc}", markup=False)
+        _report("failed", f"failed: {exc}" if _json_errors is None else f"{exc}")
         return EXIT_FAILED
     return EXIT_OK
 

@@ -47,7 +47,7 @@ from dalp_dr.errors import (
 from dalp_dr.heartbeat import Heartbeat
 from dalp_dr.history import HistoryStore
 from dalp_dr.inventory import Inventory
-from dalp_dr.journal import Journal
+from dalp_dr.journal import Journal, Observer
 from dalp_dr.locks import DEFAULT_LOCK_TTL, lock_environment, process_label
 from dalp_dr.measure import measure
 from dalp_dr.redact import Redactor
@@ -246,8 +246,10 @@ class DrillEngine:
     def __init__(self, *, runner: PlaybookRunner, results_dir: Path,
                  endpoint_factory: EndpointFactory = PostgresEndpoint,
                  progress: Progress | None = None,
-                 lock_ttl: float = DEFAULT_LOCK_TTL) -> None:
+                 lock_ttl: float = DEFAULT_LOCK_TTL,
+                 observer: Observer | None = None) -> None:
         self._runner = runner
+        self._observer = observer
         self._lock_ttl = lock_ttl
         self._results_dir = results_dir
         self._endpoint_factory = endpoint_factory
@@ -335,7 +337,7 @@ class DrillEngine:
         spec = drill.spec
         self._results_dir.mkdir(parents=True, exist_ok=True)
         evidence = self._results_dir / run_id
-        journal = Journal(evidence, run_id, redactor)
+        journal = Journal(evidence, run_id, redactor, observer=self._observer)
         base = RunResult(
             run_id=run_id, drill=spec.name, topology=spec.topology, scenario=spec.scenario,
             environment=spec.environment, owner=spec.owner, trigger=trigger, operator=who,

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -44,11 +45,21 @@ def _json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
+Observer = Callable[[str, dict[str, Any]], None]
+"""Sees every journal record, task-level Ansible event and heartbeat as it is written
+(redacted), for live progress and structured logs. It must not raise."""
+
+_TASK_EVENTS = frozenset({"playbook_on_task_start", "runner_on_ok", "runner_on_failed",
+                          "runner_on_unreachable", "runner_on_skipped"})
+
+
 class Journal:
-    def __init__(self, root: Path, run_id: str, redactor: Redactor) -> None:
+    def __init__(self, root: Path, run_id: str, redactor: Redactor,
+                 observer: Observer | None = None) -> None:
         self.root = root
         self.run_id = run_id
         self._redactor = redactor
+        self._observer = observer
         self._lock = threading.Lock()
         self._seq = 0
         self._event_seq: dict[str, int] = {}
@@ -65,6 +76,7 @@ class Journal:
         continues after the last record it wrote."""
         journal = cls.__new__(cls)
         journal.root, journal.run_id, journal._redactor = root, run_id, redactor
+        journal._observer = None
         journal._lock = threading.Lock()
         existing = sorted((root / "journal").glob("[0-9]*.json"))
         journal._seq = int(existing[-1].name.split("-", 1)[0]) if existing else 0
@@ -79,7 +91,17 @@ class Journal:
             body = {"seq": self._seq, "at": datetime.now(UTC).isoformat(), "run_id": self.run_id,
                     "kind": kind, **payload}
             name = f"{self._seq:06d}-{kind}.json"
-            atomic_write(self.root / "journal" / name, _json(self._redactor.scrub(body)))
+            clean = self._redactor.scrub(body)
+            atomic_write(self.root / "journal" / name, _json(clean))
+        self._notify(kind, clean)
+
+    def _notify(self, kind: str, body: dict[str, Any]) -> None:
+        if self._observer is not None:
+            try:
+                self._observer(kind, body)
+            except Exception as exc:  # a display problem must never stop a drill: say so
+                self._observer = None
+                self.record("observer.disabled", error=f"{type(exc).__name__}: {exc}")
 
     def ansible_event(self, phase: str, event: dict[str, Any]) -> None:
         with self._lock:
@@ -88,7 +110,14 @@ class Journal:
             seq = self._event_seq.get(phase, 0) + 1
             self._event_seq[phase] = seq
             kind = re.sub(r"[^a-z_]", "", str(event.get("event", "event")))
-            atomic_write(folder / f"{seq:06d}-{kind}.json", _json(self._redactor.scrub(event)))
+            clean = self._redactor.scrub(event)
+            atomic_write(folder / f"{seq:06d}-{kind}.json", _json(clean))
+        if kind in _TASK_EVENTS:
+            data = clean.get("event_data") or {}
+            self._notify("ansible.task", {
+                "run_id": self.run_id, "phase": phase, "event": kind,
+                "task": data.get("task"), "host": data.get("host"),
+                "at": clean.get("created")})
 
     def heartbeat(self, sample: HeartbeatSample, population: str | None = None) -> None:
         """One write attempt; ``population`` names its client population in a drill that
@@ -96,10 +125,12 @@ class Journal:
         body = sample.model_dump(mode="json")
         if population is not None:
             body["population"] = population
-        line = json.dumps(self._redactor.scrub(body))
+        clean = self._redactor.scrub(body)
+        line = json.dumps(clean)
         with self._lock:
             self._heartbeat.write(line + "\n")
             self._heartbeat.flush()
+        self._notify("heartbeat", {"run_id": self.run_id, **clean})
 
     def write_document(self, name: str, content: str) -> Path:
         path = self.root / name

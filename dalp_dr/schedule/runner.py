@@ -133,7 +133,9 @@ class FireHandler:
             return
         log.error("%s: MISSED the run planned at %s UTC: %s", job.drill,
                   f"{planned:%Y-%m-%d %H:%M:%S}", message)
-        self._record(store, not_run(job, planned, Outcome.MISSED_SCHEDULE, message))
+        missed = not_run(job, planned, Outcome.MISSED_SCHEDULE, message)
+        if self._record(store, missed):
+            _notify(missed)
 
     def _run(self, store: HistoryStore, job: DrillJob, planned: datetime) -> None:
         if not self._claim(store, job, planned):
@@ -169,16 +171,19 @@ class FireHandler:
             result = engine.run(prepared, store=store, trigger=Trigger.SCHEDULE,
                                 operator="scheduler", cancel=token, planned_at=planned)
             log.info("%s: %s (run %s)", job.drill, result.outcome.value.upper(), result.run_id)
+            _notify(result)
         except GuardrailRefused as exc:  # recorded by the engine as 'refused'
             log.error("%s: REFUSED by a guardrail: %s", job.drill, exc)
         except EnvironmentBusy as exc:
             log.error("%s: not run: %s", job.drill, exc)
-            self._record(store, not_run(job, planned, Outcome.MISSED_SCHEDULE,
-                                        f"not run: {exc}"))
+            busy = not_run(job, planned, Outcome.MISSED_SCHEDULE, f"not run: {exc}")
+            if self._record(store, busy):
+                _notify(busy)
         except ResultNotRecorded as exc:
             log.error("%s: %s", job.drill, exc)
             if self._record(store, exc.result) is not None:
                 log.info("%s: run %s recorded now", job.drill, exc.result.run_id)
+                _notify(exc.result)
         finally:
             with self._lock:
                 self._cancels.pop(job.drill, None)
@@ -210,6 +215,13 @@ class FireHandler:
             if self.stopping.wait(delay):
                 return None
             delay = min(delay * 2, 60.0)
+
+
+def _notify(result: RunResult) -> None:
+    """Webhooks after the record is stored (dalp_dr.notify); failures are logged only."""
+    from dalp_dr.notify import notify
+
+    notify(result, report=lambda message: log.warning("%s", message))
 
 
 def _exists(store: HistoryStore, run_id: str) -> bool:

@@ -539,3 +539,56 @@ def test_metrics_come_from_the_history_and_survive_a_restart(server: str,
                and abs(float(line.split()[-1]) - recovery) < 1e-9 for line in body_lines)
     assert f'dalp_dr_objective_met{{{labels},objective="rto"}} 1.0' in body_lines
     assert f'dalp_dr_runs_total{{{labels},outcome="passed"}} 1.0' in body_lines
+
+
+def test_json_log_format_emits_json_lines_only(server: str, tmp_path: Path) -> None:
+    drill = probe(tmp_path / "drills", "quarterly", name="logged-probe")
+    env = Env(tmp_path)
+    ran = env.cli("drill", "run", str(drill), "--log-format", "json")
+    assert ran.returncode == 0, ran.stderr
+    events = [json.loads(line) for line in (ran.stdout + ran.stderr).splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[-1] == "run.result" and events[-1]["result"]["outcome"] == "passed"
+    for kind in ("run.started", "phase.started", "phase.finished", "fault.injected",
+                 "heartbeat.changed", "measurement", "run.finished", "progress"):
+        assert kind in kinds, kind
+    tasks = [e for e in events if e["event"] == "ansible.task"]
+    assert {"phase", "task", "host", "run_id"} <= set(tasks[0]) and \
+        any(t["task"] == "probe: say which phase ran" for t in tasks)
+    run_ids = {e["run_id"] for e in events if "run_id" in e}
+    assert len(run_ids) == 1
+    bad = env.cli("drill", "run", str(tmp_path / "nope.yaml"), "--log-format", "json")
+    assert bad.returncode == 2 and bad.stdout == ""
+    error = json.loads(bad.stderr)
+    assert error["event"] == "error" and "not found" in error["message"]
+
+
+def test_live_progress_on_a_terminal(server: str, tmp_path: Path) -> None:
+    import pty
+    import select
+
+    drill = probe(tmp_path / "drills", "quarterly", name="live-probe")
+    env = Env(tmp_path)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "dalp_dr", "drill", "run", str(drill)],
+                            cwd=ROOT, env=dict(env.env, COLUMNS="120", TERM="xterm"),
+                            stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        if not ready:
+            break
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=60) == 0
+    os.close(leader)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "heartbeat" in screen and "acknowledged" in screen  # the live panel
+    assert "phase" in screen and "fault" in screen
+    assert "PASSED" in screen  # then the verdict
