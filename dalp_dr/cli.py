@@ -664,7 +664,8 @@ def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_t
         from dalp_dr.history import open_store
 
         try:
-            metrics.serve(metrics_address, lambda: open_store(settings.store_url))
+            metrics.serve(metrics_address, lambda: open_store(settings.store_url),
+                          list(definitions.valid.values()))
         except (OSError, ValueError) as exc:
             store.close()
             raise InvalidInput(f"cannot serve metrics on {metrics_address}: {exc}",

@@ -9,21 +9,76 @@ memory. Per drill, labelled ``drill``, ``topology``, ``environment``:
   ``dalp_dr_last_lost_writes`` (of the latest run with measurements)
 * ``dalp_dr_objective_met{objective="rto"|"rpo"}`` (1 met, 0 otherwise, latest measured run)
 * ``dalp_dr_runs_total{outcome=...}``, ``dalp_dr_missed_schedules_total``
+
+and for hot-cold drills (their backups and WAL in object storage, read at most once a
+minute): ``dalp_dr_backup_age_seconds``, ``dalp_dr_wal_archive_age_seconds``,
+``dalp_dr_backup_rpo_seconds`` (the drill's RPO, to alert on age > RPO) and
+``dalp_dr_backup_status_up`` (0 when the archive could not be read).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from dalp_dr.adapters.s3 import BackupStatus
 from dalp_dr.history.base import HistoryStore
 from dalp_dr.results import Outcome, RunResult, Status
+from dalp_dr.spec import LoadedDrill, Topology
 
 LABELS = ["drill", "topology", "environment"]
 _NOT_RUNS = (Outcome.RUNNING, Outcome.MISSED_SCHEDULE, Outcome.REFUSED)
+
+
+class BackupCollector(Collector):
+    """Backup and WAL archive ages of the hot-cold drills' inventories (cached 60 s)."""
+
+    def __init__(self, drills: list[LoadedDrill], ttl: float = 60.0) -> None:
+        self._drills = [d for d in drills if d.spec.topology is Topology.HOT_COLD]
+        self._ttl = ttl
+        self._cache: tuple[float, list[tuple[LoadedDrill, BackupStatus | None]]] | None = None
+
+    def _statuses(self) -> list[tuple[LoadedDrill, BackupStatus | None]]:
+        from dalp_dr.adapters.s3 import S3Archive
+        from dalp_dr.errors import DalpDrError
+        from dalp_dr.inventory import Inventory
+
+        if self._cache is not None and time.monotonic() - self._cache[0] < self._ttl:
+            return self._cache[1]
+        found: list[tuple[LoadedDrill, BackupStatus | None]] = []
+        for drill in self._drills:
+            try:
+                status = S3Archive.from_inventory(Inventory(drill.inventory)).status(
+                    drill.spec.objectives.rpo)
+            except DalpDrError:
+                status = None
+            found.append((drill, status))
+        self._cache = (time.monotonic(), found)
+        return found
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["drill", "environment"]
+        age = GaugeMetricFamily("dalp_dr_backup_age_seconds", "age of the newest base backup",
+                                labels=labels)
+        wal = GaugeMetricFamily("dalp_dr_wal_archive_age_seconds",
+                                "age of the newest archived WAL segment", labels=labels)
+        rpo = GaugeMetricFamily("dalp_dr_backup_rpo_seconds", "the drill's RPO",
+                                labels=labels)
+        up = GaugeMetricFamily("dalp_dr_backup_status_up",
+                               "1 when the backup archive could be read", labels=labels)
+        for drill, status in self._statuses():
+            key = [drill.spec.name, drill.spec.environment]
+            rpo.add_metric(key, drill.spec.objectives.rpo.total_seconds())
+            up.add_metric(key, 0.0 if status is None else 1.0)
+            if status is not None and status.newest_backup_age_s is not None:
+                age.add_metric(key, status.newest_backup_age_s)
+            if status is not None and status.newest_wal_age_s is not None:
+                wal.add_metric(key, status.newest_wal_age_s)
+        yield from (age, wal, rpo, up)
 
 
 class HistoryCollector(Collector):
@@ -103,25 +158,30 @@ class HistoryCollector(Collector):
         yield from (last_run, last_ok, recovery, window, lost, met, runs, missed)
 
 
-def registry_for(open_store: Callable[[], HistoryStore]) -> CollectorRegistry:
+def registry_for(open_store: Callable[[], HistoryStore],
+                 drills: list[LoadedDrill] | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HistoryCollector(open_store))
+    if drills:
+        registry.register(BackupCollector(drills))
     return registry
 
 
-def write_textfile(path: Path, open_store: Callable[[], HistoryStore]) -> None:
+def write_textfile(path: Path, open_store: Callable[[], HistoryStore],
+                   drills: list[LoadedDrill] | None = None) -> None:
     """A node_exporter textfile (written to a temp file, then renamed)."""
     from prometheus_client import write_to_textfile
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), registry_for(open_store))
+    write_to_textfile(str(path), registry_for(open_store, drills))
 
 
-def serve(address: str, open_store: Callable[[], HistoryStore]) -> object:
+def serve(address: str, open_store: Callable[[], HistoryStore],
+          drills: list[LoadedDrill] | None = None) -> object:
     """Serve /metrics on ``host:port`` in a daemon thread; returns the server."""
     from prometheus_client import start_http_server
 
     host, _, port = address.rpartition(":")
     server, _thread = start_http_server(int(port), addr=host or "127.0.0.1",
-                                        registry=registry_for(open_store))
+                                        registry=registry_for(open_store, drills))
     return server

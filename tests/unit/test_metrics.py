@@ -57,9 +57,11 @@ def test_the_alert_rules_load() -> None:
     document = yaml.safe_load(rules.read_text())
     alerts = {r["alert"]: r for g in document["groups"] for r in g["rules"]}
     assert set(alerts) == {"DalpDrDrillOverdue", "DalpDrObjectiveMissed",
-                           "DalpDrScheduledDrillMissed", "DalpDrLostWrites"}
+                           "DalpDrScheduledDrillMissed", "DalpDrLostWrites",
+                           "DalpDrBackupOlderThanRpo", "DalpDrBackupArchiveUnreadable"}
     metric_names = {"dalp_dr_last_success_timestamp_seconds", "dalp_dr_objective_met",
-                    "dalp_dr_missed_schedules_total", "dalp_dr_last_lost_writes"}
+                    "dalp_dr_missed_schedules_total", "dalp_dr_last_lost_writes",
+                    "dalp_dr_wal_archive_age_seconds", "dalp_dr_backup_status_up"}
     for rule in alerts.values():
         assert any(name in rule["expr"] for name in metric_names), rule
         assert rule["labels"]["severity"] in ("warning", "critical")
