@@ -257,7 +257,8 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
         from dalp_dr.errors import StoreError
 
         try:
-            metrics.write_textfile(Path(textfile), lambda: open_store(settings.store_url))
+            metrics.write_textfile(Path(textfile), lambda: open_store(settings.store_url),
+                                   [loaded])
         except (OSError, StoreError) as exc:
             _report("warning", f"metrics textfile {textfile} not written: {exc}")
     if unrecorded is not None:

@@ -66,6 +66,24 @@ def test_backup_status_reports_ages() -> None:
     assert "NOT attainable" in strict.stdout and "old, RPO" in strict.stdout
 
 
+def test_backup_metrics_report_archive_ages_against_the_rpo(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    from dalp_dr.history import open_store
+    from dalp_dr.metrics import registry_for
+    from dalp_dr.spec import load_drill
+
+    text = generate_latest(registry_for(
+        lambda: open_store(f"sqlite:///{tmp_path / 'h.sqlite'}"), [load_drill(DRILL)])).decode()
+    labels = '{drill="hot-cold-restore",environment="lab-hot-cold"}'
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+              if line.startswith("dalp_dr_") and labels in line}
+    assert values[f"dalp_dr_backup_status_up{labels}"] == 1.0
+    assert values[f"dalp_dr_backup_rpo_seconds{labels}"] == 4 * 3600
+    assert 0 <= values[f"dalp_dr_backup_age_seconds{labels}"] < 4 * 3600
+    assert values[f"dalp_dr_wal_archive_age_seconds{labels}"] >= 0
+
+
 def test_backup_status_wrong_bucket_exits_2(tmp_path: Path) -> None:
     inv = tmp_path / "inv.yml"
     inv.write_text(INVENTORY.read_text().replace("dalp_s3_bucket: dalp-dr-lab",
