@@ -592,3 +592,44 @@ def test_live_progress_on_a_terminal(server: str, tmp_path: Path) -> None:
     assert "heartbeat" in screen and "acknowledged" in screen  # the live panel
     assert "phase" in screen and "fault" in screen
     assert "PASSED" in screen  # then the verdict
+
+
+def test_a_drill_notifies_webhooks_and_a_broken_one_does_not_fail_it(server: str,
+                                                                      tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path.startswith("/broken"):
+                self.send_response(500)
+            else:
+                received.append((self.path, body))
+                self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            return
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        drill = probe(tmp_path / "drills", "quarterly", name="notified-probe")
+        env = Env(tmp_path)
+        env.env.update(DALP_DR_WEBHOOK_URL=f"{url}/generic,{url}/broken/secret-path-x1",
+                       DALP_DR_SLACK_WEBHOOK_URL=f"{url}/slack/T0/B0/tok")
+        ran = env.cli("drill", "run", str(drill))
+    finally:
+        httpd.shutdown()
+    assert ran.returncode == 0, ran.stderr  # the broken webhook does not fail the drill
+    assert "not delivered after 4 attempts: HTTP 500" in ran.stderr
+    assert "secret-path-x1" not in ran.stderr + ran.stdout
+    paths = dict(received)
+    assert paths["/generic"]["event"] == "drill.passed"
+    assert paths["/generic"]["drill"] == "notified-probe"
+    assert "PASSED" in str(paths["/slack/T0/B0/tok"]["text"])
+    assert env.runs()[0]["outcome"] == "passed"  # recorded regardless
