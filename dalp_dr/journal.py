@@ -115,7 +115,7 @@ class Journal:
         if kind in _TASK_EVENTS:
             data = clean.get("event_data") or {}
             self._notify("ansible.task", {
-                "run_id": self.run_id, "phase": phase, "event": kind,
+                "run_id": self.run_id, "phase": phase, "ansible_event": kind,
                 "task": data.get("task"), "host": data.get("host"),
                 "at": clean.get("created")})
 

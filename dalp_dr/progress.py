@@ -37,7 +37,7 @@ class JsonLines:
         self._acked: dict[str | None, bool] = {}
 
     def emit(self, event: str, **body: Any) -> None:
-        line = json.dumps({"ts": _now(), "event": event, **body}, default=str,
+        line = json.dumps({**body, "ts": _now(), "event": event}, default=str,
                           sort_keys=True)
         with self._lock:
             self._stream.write(line + "\n")
@@ -54,7 +54,7 @@ class JsonLines:
                       seq=body.get("seq"), population=population, error=body.get("error"),
                       at=body.get("ended_at"))
             return
-        self.emit(kind, **{k: v for k, v in body.items() if k != "kind"})
+        self.emit(kind, **{k: v for k, v in body.items() if k not in ("kind", "event", "ts")})
 
     def progress(self, message: str) -> None:
         self.emit("progress", message=message)
@@ -109,7 +109,7 @@ class LiveView:
                 self.lines.append(f"{body.get('phase')}: {body.get('status')}")
             elif kind == "fault.injected":
                 self.fault_at = str(body.get("at"))[11:23]
-            elif kind == "ansible.task" and body.get("event") == "playbook_on_task_start":
+            elif kind == "ansible.task" and body.get("ansible_event") == "playbook_on_task_start":
                 self.task = str(body.get("task"))
 
     def progress(self, message: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -28,6 +29,31 @@ def _when(value: Any) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
+
+
+def kill_leftovers(private: Path) -> list[int]:
+    """SIGKILL every process still running for this playbook run once ansible-runner has
+    returned. Ansible's task workers start their own sessions (os.setsid), so the process
+    group kill ansible-runner does on cancel or timeout misses them, and a canceled phase's
+    task would keep running (a promote after steady state began). They are found by the
+    run's private data directory on their command line (forked workers share it)."""
+    marker = str(private)
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+            except ProcessLookupError:
+                continue
+    return killed
 
 
 def ansible_environment() -> dict[str, str]:
@@ -122,6 +148,7 @@ class AnsibleRunner:
                                  status="error") from exc
         finally:
             ended = datetime.now(UTC)
+            stragglers = kill_leftovers(private)
             shutil.rmtree(private, ignore_errors=True)
 
         status = str(runner.status)
@@ -129,6 +156,8 @@ class AnsibleRunner:
         # the last failure: a failure a block rescued is followed by the rescue's own
         # (deliberate, explanatory) one; unrescued failures end the play anyway
         task, message = failed[-1] if failed else (None, errors[0] if errors else None)
+        if stragglers:
+            artifacts = {**artifacts, "killed_stragglers": stragglers}
         return PlaybookResult(
             playbook=playbook.name, status=status, rc=rc, started_at=started, ended_at=ended,
             artifact_data=artifacts, failed_task=task, failure_message=message,

@@ -17,6 +17,7 @@ from tests.lab.helpers import (
     assert_no_secret,
     assert_steady_state,
     dalp,
+    lab_processes,
     pg_ctl,
     postmaster_pid,
     run_json,
@@ -260,5 +261,7 @@ def test_the_deadline_stops_a_hung_recovery_records_rto_missed_and_restores(
     assert result["steady_state_restored"] is True
     recover = next(p for p in result["phases"] if p["phase"] == "recover")
     assert recover["status"] == "canceled"
+    assert recover["report"].get("killed_stragglers")  # the task's worker, in its own session
     assert time.monotonic() - started < 120  # not the hung playbook's 600 s
+    assert not [p for p in lab_processes(Path("/")) if "wait-forever.yml" in p]  # none left
     assert_steady_state()

@@ -508,21 +508,29 @@ def test_metrics_come_from_the_history_and_survive_a_restart(server: str,
     import socket
     import urllib.request
 
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def parse(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        return {(s.name, frozenset(s.labels.items())): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples
+                if s.name.startswith("dalp_dr_")}
+
     drill = probe(tmp_path / "drills", "quarterly", name="metered-probe")
     env = Env(tmp_path)
     env.env["DALP_DR_METRICS_TEXTFILE"] = str(tmp_path / "textfile" / "dalp_dr.prom")
     ran = env.cli("drill", "run", str(drill), "--json")
     assert ran.returncode == 0, ran.stderr
     result = json.loads(ran.stdout)
-    labels = 'drill="metered-probe",environment="scheduler-lab",topology="hot-hot"'
-    textfile = (tmp_path / "textfile" / "dalp_dr.prom").read_text()
-    assert f"dalp_dr_runs_total{{{labels},outcome=\"passed\"}} 1.0" in textfile
+    labels = {("drill", "metered-probe"), ("topology", "hot-hot"),
+              ("environment", "scheduler-lab")}
+    textfile = parse((tmp_path / "textfile" / "dalp_dr.prom").read_text())
+    assert textfile[("dalp_dr_runs_total", frozenset({*labels, ("outcome", "passed")}))] == 1
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     scraped = []
-    for _ in range(2):  # the same figures after a restart
-        scheduler = env.start("--metrics-address", f"127.0.0.1:{port}", label=f"m{_}")
+    for i in range(2):  # the same figures after a restart
+        scheduler = env.start("--metrics-address", f"127.0.0.1:{port}", label=f"m{i}")
         try:
             scheduler.wait_for("metrics on http://")
             scheduler.wait_for("ACTIVE")
@@ -530,15 +538,13 @@ def test_metrics_come_from_the_history_and_survive_a_restart(server: str,
                                           timeout=10).read().decode()
         finally:
             scheduler.stop()
-        lines = sorted(line for line in body.splitlines() if line.startswith("dalp_dr_"))
-        scraped.append(lines)
-    assert scraped[0] == scraped[1]
-    body_lines = scraped[0]
-    recovery = result["measurements"]["recovery_time"]
-    assert any(line.startswith(f"dalp_dr_last_recovery_seconds{{{labels}}}")
-               and abs(float(line.split()[-1]) - recovery) < 1e-9 for line in body_lines)
-    assert f'dalp_dr_objective_met{{{labels},objective="rto"}} 1.0' in body_lines
-    assert f'dalp_dr_runs_total{{{labels},outcome="passed"}} 1.0' in body_lines
+        scraped.append(parse(body))
+    assert scraped[0] == scraped[1] == textfile
+    got = scraped[0]
+    assert abs(got[("dalp_dr_last_recovery_seconds", frozenset(labels))]
+               - result["measurements"]["recovery_time"]) < 1e-9
+    assert got[("dalp_dr_objective_met", frozenset({*labels, ("objective", "rto")}))] == 1.0
+    assert got[("dalp_dr_last_lost_writes", frozenset(labels))] == 0
 
 
 def test_json_log_format_emits_json_lines_only(server: str, tmp_path: Path) -> None:
@@ -546,9 +552,11 @@ def test_json_log_format_emits_json_lines_only(server: str, tmp_path: Path) -> N
     env = Env(tmp_path)
     ran = env.cli("drill", "run", str(drill), "--log-format", "json")
     assert ran.returncode == 0, ran.stderr
-    events = [json.loads(line) for line in (ran.stdout + ran.stderr).splitlines()]
+    events = [json.loads(line) for line in (ran.stderr + ran.stdout).splitlines()]
     kinds = [e["event"] for e in events]
-    assert kinds[-1] == "run.result" and events[-1]["result"]["outcome"] == "passed"
+    out = [json.loads(line) for line in ran.stdout.splitlines()]
+    assert [e["event"] for e in out] == ["run.result"]
+    assert out[0]["result"]["outcome"] == "passed"
     for kind in ("run.started", "phase.started", "phase.finished", "fault.injected",
                  "heartbeat.changed", "measurement", "run.finished", "progress"):
         assert kind in kinds, kind
