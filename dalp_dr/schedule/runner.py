@@ -192,10 +192,12 @@ class FireHandler:
 
     def _record(self, store: HistoryStore, result: RunResult) -> bool | None:
         def write() -> bool:
-            if _exists(store, result.run_id):
-                store.finish(result)
-            else:
+            stored = _stored_outcome(store, result.run_id)
+            if stored is None:
                 record(store, result)
+            elif stored is Outcome.RUNNING:
+                store.finish(result)
+            # else: already final (the takeover recorded the kept result.json first)
             return True
 
         return self._retry(f"record {result.run_id}", write)
@@ -224,14 +226,14 @@ def _notify(result: RunResult) -> None:
     notify(result, report=lambda message: log.warning("%s", message))
 
 
-def _exists(store: HistoryStore, run_id: str) -> bool:
+def _stored_outcome(store: HistoryStore, run_id: str) -> Outcome | None:
+    """The run's outcome in the store, None if it is not there."""
     from dalp_dr.errors import UnknownRun
 
     try:
-        store.get(run_id)
+        return store.get(run_id).outcome
     except UnknownRun:
-        return False
-    return True
+        return None
 
 
 def _age(delta: timedelta) -> str:

@@ -50,10 +50,20 @@ def descendants(pid: int) -> list[int]:
 
 def crash(proc: subprocess.Popen[str]) -> None:
     """SIGKILL the orchestrator and everything it started (ansible-runner puts playbooks in
-    their own session), all at once, like a host that lost power."""
-    tree = descendants(proc.pid)
-    assert tree[0] == proc.pid > 1
-    for pid in tree:
+    their own session), like a host that lost power: first freeze the whole tree (SIGSTOP,
+    again until no new process appears, so nothing forks away during the kill), then kill
+    every frozen process at once."""
+    frozen: list[int] = []
+    while True:
+        tree = [pid for pid in descendants(proc.pid) if pid not in frozen]
+        if not tree:
+            break
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        frozen.extend(tree)
+    assert frozen[0] == proc.pid > 1
+    for pid in frozen:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=30)
