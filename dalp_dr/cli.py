@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -493,6 +494,23 @@ def _definitions(ctx: click.Context, directory: str | None, skip_invalid: bool) 
     return definitions
 
 
+@contextlib.contextmanager
+def _schedule_stores(settings: Settings) -> Iterator[tuple[Any, Any]]:
+    """The history store and the job store beside it, closed afterwards."""
+    from dalp_dr.history import open_store
+    from dalp_dr.schedule import jobs
+
+    history_store = open_store(settings.store_url)
+    try:
+        jobstore = jobs.open_jobstore(settings.store_url)
+        try:
+            yield history_store, jobstore
+        finally:
+            jobstore.shutdown()
+    finally:
+        history_store.close()
+
+
 _DRILLS_OPTION = click.option("--drills", "directory", type=click.Path(file_okay=False),
                               help="drill directory [<project>/drills]")
 
@@ -537,18 +555,12 @@ def schedule_sync(ctx: click.Context, directory: str | None, skip_invalid: bool)
 @click.pass_context
 def schedule_list(ctx: click.Context, directory: str | None, as_json: bool) -> None:
     """Every drill's schedule, next run and last run with its verdict."""
-    from dalp_dr.history import open_store
     from dalp_dr.schedule import jobs
 
     settings = _settings(ctx)
     definitions = _definitions(ctx, directory, skip_invalid=True)
-    history_store = open_store(settings.store_url)
-    jobstore = jobs.open_jobstore(settings.store_url)
-    try:
+    with _schedule_stores(settings) as (history_store, jobstore):
         rows = jobs.overview(jobstore, definitions, history_store)
-    finally:
-        jobstore.shutdown()
-        history_store.close()
     if as_json:
         click.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
         return
@@ -575,20 +587,14 @@ def schedule_status(ctx: click.Context, directory: str | None, grace: str,
                     as_json: bool) -> None:
     """Did every drill run and meet its objectives in its current cadence window? Exit 1 when
     one is overdue, failing, unscheduled or broken (wire this to monitoring)."""
-    from dalp_dr.history import open_store
-    from dalp_dr.schedule import cadence, jobs
+    from dalp_dr.schedule import cadence
 
     settings = _settings(ctx)
     allowed = _duration_option(grace, "--grace")
     assert allowed is not None
     definitions = _definitions(ctx, directory, skip_invalid=True)
-    history_store = open_store(settings.store_url)
-    jobstore = jobs.open_jobstore(settings.store_url)
-    try:
+    with _schedule_stores(settings) as (history_store, jobstore):
         rows = cadence.report(history_store, jobstore, definitions, datetime.now(UTC), allowed)
-    finally:
-        jobstore.shutdown()
-        history_store.close()
     if as_json:
         click.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
     else:

@@ -46,6 +46,7 @@ from dalp_dr.errors import (
 )
 from dalp_dr.heartbeat import Heartbeat
 from dalp_dr.history import HistoryStore
+from dalp_dr.history.base import record_final
 from dalp_dr.inventory import Inventory
 from dalp_dr.journal import Journal, Observer
 from dalp_dr.locks import DEFAULT_LOCK_TTL, lock_environment, process_label
@@ -315,8 +316,7 @@ class DrillEngine:
         if reason is not None:
             refused = not_started(prepared.drill, run_id, trigger, who, started,
                                   Outcome.REFUSED, f"refused: {reason}", planned_at)
-            store.begin(refused, "{}")
-            store.finish(refused)
+            record_final(store, refused)
             raise GuardrailRefused(reason, source=str(prepared.drill.path),
                                    hint=f"recorded as run {run_id} (refused)")
         lock = lock_environment(

@@ -82,6 +82,13 @@ def begin_row(result: RunResult, spec_json: str) -> tuple[object, ...]:
             None, result.model_dump_json(), result.evidence_dir, result.planned_at)
 
 
+def record_final(store: HistoryStore, result: RunResult, spec_json: str = "{}") -> None:
+    """Record a run that is final from the start (missed, refused, not started): begin and
+    finish, which seals it."""
+    store.begin(result, spec_json)
+    store.finish(result)
+
+
 def summary_from_row(row: tuple[object, ...]) -> RunSummary:
     return RunSummary.model_validate(dict(zip(SUMMARY_COLUMNS, row, strict=True)))
 

@@ -34,6 +34,7 @@ from dalp_dr.errors import (
     StoreError,
 )
 from dalp_dr.history import HistoryStore, open_store
+from dalp_dr.history.base import record_final
 from dalp_dr.results import Outcome, RunResult, Trigger
 from dalp_dr.schedule.jobs import DrillJob
 from dalp_dr.spec import Scenario, Topology, load_drill
@@ -58,11 +59,6 @@ def not_run(job: DrillJob, planned_at: datetime, outcome: Outcome, message: str,
         objectives={"rto": job.rto, "rpo": job.rpo}, measurements=None, verdicts=[],
         phases=[], steady_state_restored=None, evidence_dir="", message=message,
         planned_at=planned_at)
-
-
-def record(store: HistoryStore, result: RunResult) -> None:
-    store.begin(result, "{}")
-    store.finish(result)
 
 
 @dataclass
@@ -194,7 +190,7 @@ class FireHandler:
         def write() -> bool:
             stored = _stored_outcome(store, result.run_id)
             if stored is None:
-                record(store, result)
+                record_final(store, result)
             elif stored is Outcome.RUNNING:
                 store.finish(result)
             # else: already final (the takeover recorded the kept result.json first)
