@@ -3,11 +3,12 @@
     .venv/bin/python bench/export_history.py [--runs 10000]
 
 Fills a fresh SQLite history with N synthetic sealed runs (7 drills, a run every few hours
-over the last two years, each with two small evidence files), then times, as processes the
+over the last two years, each with two small evidence files), every seal signed into the
+checkpoint log as a drill's seal is, then times, as processes the
 way an operator runs them, with their peak memory (ru_maxrss of the child):
 
 * baseline: `dalp-dr history list --json --limit N` (read every record, nothing else);
-* `dalp-dr history verify` (chain, record digests, evidence files);
+* `dalp-dr history verify` (chain, record digests, evidence files, N signed checkpoints);
 * `dalp-dr export --bundle X.tar.gz` (json + csv + html, evidence copied, signed);
 * `dalp-dr export verify X.tar.gz`.
 
@@ -30,9 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dalp_dr.history import open_store  # noqa: E402
+from dalp_dr.config import Settings  # noqa: E402
+from dalp_dr.export import keys  # noqa: E402
+from dalp_dr.history import open_history  # noqa: E402
 from dalp_dr.results import Outcome  # noqa: E402
-from tests.unit.test_export import make_run  # noqa: E402
+from tests.factories import make_run  # noqa: E402
 
 DRILLS = ("hot-warm-failover", "hot-cold-restore", "cloud-native-failover",
           "cloud-native-node-loss", "cloud-native-switchover", "hot-hot-site-loss",
@@ -40,7 +43,10 @@ DRILLS = ("hot-warm-failover", "hot-cold-restore", "cloud-native-failover",
 
 
 def fill(work: Path, n: int) -> None:
-    store = open_store(f"sqlite:///{work / 'results' / 'history.sqlite'}")
+    keys.init(work / "keys")
+    store = open_history(Settings(results_dir=work / "results", project_dir=ROOT,
+                                  store_url=f"sqlite:///{work / 'results' / 'history.sqlite'}",
+                                  keys_dir=work / "keys"))
     start = datetime.now(UTC) - timedelta(days=730)
     step = timedelta(days=730) / n
     for i in range(n):
@@ -76,11 +82,11 @@ def main() -> None:
     try:
         started = time.perf_counter()
         fill(work, args.runs)
-        print(f"history: {args.runs} sealed runs filled in {time.perf_counter() - started:.1f} s"
-              " (not timed below)")
+        checkpoints = len((work / "results" / "checkpoints.jsonl").read_text().splitlines())
+        print(f"history: {args.runs} sealed runs ({checkpoints} signed checkpoints) filled "
+              f"in {time.perf_counter() - started:.1f} s (not timed below)")
         env = dict(os.environ, DALP_DR_RESULTS=str(work / "results"),
                    DALP_DR_KEYS=str(work / "keys"))
-        run_measured(env, "keys", "init")
         base_t, base_m = run_measured(env, "history", "list", "--json", "--limit",
                                       str(args.runs))
         verify_t, verify_m = run_measured(env, "history", "verify")

@@ -18,6 +18,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from dalp_dr.cancel import CancelToken
 from dalp_dr.config import Settings, load_settings
@@ -27,6 +28,7 @@ from dalp_dr.errors import (
     Interrupted,
     InvalidInput,
     ResultNotRecorded,
+    TamperedHistory,
     TargetUnreachable,
 )
 from dalp_dr.spec import discover_drills, load_drill
@@ -174,7 +176,8 @@ def drill_plan(ctx: click.Context, file: str, as_json: bool, no_preflight: bool)
 @drill.command("run")
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON only")
-@click.option("--operator", help="who runs the drill [DALP_DR_OPERATOR or the OS user]")
+@click.option("--operator", help="who runs the drill, recorded with the run "
+                                 "[DALP_DR_OPERATOR, else SUDO_USER, else the OS user]")
 @click.option("--confirm", metavar="DRILL-NAME",
               help="the drill's name, typed: required when the inventory is production")
 @click.option("--log-format", type=click.Choice(["human", "json"]), default="human",
@@ -185,7 +188,7 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
     """Run a drill now, on demand, and print measured figures against the objectives."""
     from dalp_dr.adapters.ansible import AnsibleRunner
     from dalp_dr.engine import DrillEngine
-    from dalp_dr.history import open_store
+    from dalp_dr.history import open_history
     from dalp_dr.progress import JsonLines, LiveView
     from dalp_dr.render import print_result
     from dalp_dr.results import Trigger
@@ -210,8 +213,7 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
                          progress=progress, lock_ttl=settings.lock_ttl,
                          observer=json_log or live)
     prepared = engine.prepare(loaded)  # nothing is written before the target answers
-    settings.results_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings.store_url)
+    store = open_history(settings, on_problem=lambda m: _report("warning", m))
     from dalp_dr.recovery import recover_all
 
     try:  # runs whose orchestrator died: put their environment back first
@@ -258,8 +260,7 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
         from dalp_dr.errors import StoreError
 
         try:
-            metrics.write_textfile(Path(textfile), lambda: open_store(settings.store_url),
-                                   [loaded])
+            metrics.write_textfile(Path(textfile), lambda: open_history(settings), [loaded])
         except (OSError, StoreError) as exc:
             _report("warning", f"metrics textfile {textfile} not written: {exc}")
     if unrecorded is not None:
@@ -284,11 +285,11 @@ def drill_recover(ctx: click.Context, run_id: str, force: bool) -> None:
     """Put back the environment of a run whose orchestrator died (its steady-state phase)
     and record the run as aborted. 'drill run' and the scheduler do this by themselves."""
     from dalp_dr.adapters.ansible import AnsibleRunner
-    from dalp_dr.history import open_store
+    from dalp_dr.history import open_history
     from dalp_dr.recovery import recover
 
     settings = _settings(ctx)
-    store = open_store(settings.store_url)
+    store = open_history(settings, on_problem=lambda m: _report("warning", m))
     try:
         done = recover(store, run_id, AnsibleRunner(), lock_ttl=settings.lock_ttl,
                        force=force, progress=lambda m: err.print(m, markup=False))
@@ -452,9 +453,9 @@ def store() -> None:
 @click.pass_context
 def store_migrate(ctx: click.Context) -> None:
     """Create or upgrade the store's schema to this dalp-dr's version and say where it is."""
-    from dalp_dr.history import open_store
+    from dalp_dr.history import open_history
 
-    opened = open_store(_settings(ctx).store_url, migrate=True)
+    opened = open_history(_settings(ctx), migrate=True)
     try:
         before = getattr(opened, "migrated_from", None)
         if before is not None:
@@ -497,10 +498,10 @@ def _definitions(ctx: click.Context, directory: str | None, skip_invalid: bool) 
 @contextlib.contextmanager
 def _schedule_stores(settings: Settings) -> Iterator[tuple[Any, Any]]:
     """The history store and the job store beside it, closed afterwards."""
-    from dalp_dr.history import open_store
+    from dalp_dr.history import open_history
     from dalp_dr.schedule import jobs
 
-    history_store = open_store(settings.store_url)
+    history_store = open_history(settings)
     try:
         jobstore = jobs.open_jobstore(settings.store_url)
         try:
@@ -643,6 +644,7 @@ def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_t
     drills). Several may run on one PostgreSQL store: one is active, the others stand by."""
     import logging
 
+    from dalp_dr.history import checkpointer, open_history
     from dalp_dr.schedule.service import SchedulerService, ServiceOptions
 
     settings = _settings(ctx)
@@ -664,14 +666,13 @@ def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_t
         drills_dir=folder, store_url=settings.store_url, results_dir=settings.results_dir,
         grace=durations["--grace"] or timedelta(hours=1), lease_ttl=lease.total_seconds(),
         sync_interval=(durations["--sync-interval"] or timedelta(seconds=30)).total_seconds(),
-        lock_ttl=settings.lock_ttl, skip_invalid=skip_invalid))
+        lock_ttl=settings.lock_ttl, skip_invalid=skip_invalid,
+        after_seal=checkpointer(settings).after_seal))
     store, definitions = service.check()  # broken definition: 2; store unreachable: 1
     if metrics_address:
         from dalp_dr import metrics
-        from dalp_dr.history import open_store
-
         try:
-            metrics.serve(metrics_address, lambda: open_store(settings.store_url),
+            metrics.serve(metrics_address, lambda: open_history(settings),
                           list(definitions.valid.values()))
         except (OSError, ValueError) as exc:
             store.close()
@@ -707,7 +708,7 @@ def doctor(ctx: click.Context, directory: str | None, as_json: bool) -> None:
 
     settings = _settings(ctx)
     folder = Path(directory) if directory else settings.project_dir / "drills"
-    findings = diagnose(folder, settings.store_url)
+    findings = diagnose(folder, settings.store_url, settings.results_dir, settings.keys_dir)
     if as_json:
         click.echo(json.dumps([f.model_dump(mode="json") for f in findings], indent=2))
     else:
@@ -716,8 +717,10 @@ def doctor(ctx: click.Context, directory: str | None, as_json: bool) -> None:
             table.add_column(col)
         style = {Health.OK: "green", Health.WARN: "yellow", Health.MISSING: "bold red"}
         for f in findings:
-            table.add_row(f.check, f"[{style[f.status]}]{f.status.value}[/]", f.detail, f.fix,
-                          ", ".join(f.needed_by[:3]) + (" ..." if len(f.needed_by) > 3 else ""))
+            table.add_row(Text(f.check), Text(f.status.value, style=style[f.status]),
+                          Text(f.detail), Text(f.fix),
+                          Text(", ".join(f.needed_by[:3])
+                               + (" ..." if len(f.needed_by) > 3 else "")))
         out.print(table)
     missing = [f for f in findings if f.status is Health.MISSING]
     if missing:
@@ -798,8 +801,8 @@ def export(ctx: click.Context, start: str | None, end: str | None, topology: str
         return
     from dalp_dr.export import bundle as bundles
     from dalp_dr.export import keys as signing
-    from dalp_dr.export.records import Query, check, parse_bound, select
-    from dalp_dr.history import open_store
+    from dalp_dr.export.records import Query, parse_bound, verified_selection
+    from dalp_dr.history import checkpointer, open_store
     from dalp_dr.spec import Topology
 
     try:
@@ -825,12 +828,16 @@ def export(ctx: click.Context, start: str | None, end: str | None, topology: str
     if bundle:
         signing.load_private(key_directory)  # no key: exit 2 before reading anything
     with_lock = archive.preflight(force_without_lock) if archive is not None else False
-    store = open_store(_settings(ctx).store_url)
-    try:
-        selection = select(store, query)
+    settings = _settings(ctx)
+    store = open_store(settings.store_url, results_dir=settings.results_dir)
+    try:  # a history that 'history verify' rejects is not exported, let alone signed
+        selection = verified_selection(store, checkpointer(settings), query,
+                                       copies_evidence=bool(bundle))
     finally:
         store.close()
-    check(selection)  # a tampered history is not exported, let alone signed
+    if selection.attestation is not None and not selection.attestation.pinned:
+        err.print(f"note: {selection.attestation.describe()} (the export says so)",
+                  markup=False, soft_wrap=True)
     drills = _export_drills(ctx, query)
     if bundle:
         path, fingerprint = bundles.write_bundle(selection, Path(bundle), key_directory,
@@ -859,19 +866,42 @@ def export(ctx: click.Context, start: str | None, end: str | None, topology: str
 @export.command("verify")
 @click.argument("bundle_path", metavar="BUNDLE", type=click.Path())
 @click.option("--public-key", type=click.Path(dir_okay=False, exists=True),
-              help="the signer's public key [the one embedded in the bundle]")
-def export_verify(bundle_path: str, public_key: str | None) -> None:
-    """Check a bundle: signature, manifest digests, chain links, record and evidence
-    digests. Exit 1 naming the first problem."""
-    from dalp_dr.export.bundle import verify_bundle
+              help="trust only this public key (the signer's, obtained out of band)")
+@click.option("--fingerprint", help="trust only the key with this fingerprint (SHA256:..., as "
+                                    "'keys init' prints it)")
+@click.option("--keys", "keys_dir", envvar="DALP_DR_KEYS",
+              help="without --public-key/--fingerprint, trust this key directory's "
+                   "signing-key.pub.pem and the keys 'keys init --force' retired "
+                   "(retired/*.pem) [DALP_DR_KEYS or ~/.config/dalp-dr]")
+def export_verify(bundle_path: str, public_key: str | None, fingerprint: str | None,
+                  keys_dir: str | None) -> None:
+    """Check a bundle: signed by a trusted key, manifest digests, chain links, record and
+    evidence digests. The key inside the bundle is never trusted by itself. Exit 1 naming
+    the first problem, 2 when BUNDLE is not a bundle at all."""
+    from dalp_dr.export import keys as signing
+    from dalp_dr.export.verify import Trust, verify_bundle
 
-    report = verify_bundle(Path(bundle_path), Path(public_key) if public_key else None)
+    if public_key and fingerprint:
+        raise InvalidInput("give --public-key or --fingerprint, not both", field="--fingerprint")
+    trust = (Trust.from_public_key(Path(public_key)) if public_key
+             else Trust.from_fingerprint(fingerprint) if fingerprint
+             else Trust.from_key_dir(signing.key_dir(keys_dir)))
+    report = verify_bundle(Path(bundle_path), trust)
     if report.ok:
         out.print(f"bundle intact: {report.records} records, chain head {report.chain_head},"
-                  f" signature by {report.key_fingerprint} (key {report.key_source})",
-                  markup=False, soft_wrap=True)
+                  f" signed by the trusted key {report.trusted_fingerprint} "
+                  f"({report.key_source})", markup=False, soft_wrap=True)
+        made = report.provenance
+        if made is not None and made.exported_at is not None:
+            out.print(f"exported {made.exported_at.isoformat()} by {made.exporter} on "
+                      f"{made.controller} with dalp-dr {made.tool_version} (period "
+                      f"{made.period})", markup=False, soft_wrap=True)
+        elif made is not None:
+            out.print(f"generated {made.generated_at.isoformat()} (period {made.period}); no "
+                      "provenance (written by an older dalp-dr)", markup=False, soft_wrap=True)
         return
-    err.print(f"bundle NOT intact: {report.problem}", markup=False, soft_wrap=True)
+    verdict = "NOT verified" if report.untrusted_signer else "NOT intact"
+    err.print(f"bundle {verdict}: {report.problem}", markup=False, soft_wrap=True)
     raise Exit(EXIT_FAILED)
 
 
@@ -889,56 +919,126 @@ def history() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def history_list(ctx: click.Context, drill_name: str | None, limit: int, as_json: bool) -> None:
-    """List runs, newest first."""
-    from dalp_dr.history import open_store
+    """List runs, newest first, as their seals say they were (a row that no longer matches
+    its seal is marked TAMPERED)."""
+    from dalp_dr.history import open_history
+    from dalp_dr.history.views import list_checked
     from dalp_dr.render import history_table
 
-    store = open_store(_settings(ctx).store_url)
+    store = open_history(_settings(ctx))
     try:
-        rows = store.list_runs(drill=drill_name, limit=limit)
+        rows = list_checked(store, drill=drill_name, limit=limit)
     finally:
         store.close()
     if as_json:
         click.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
     else:
         out.print(history_table(rows))
+        tampered = [r for r in rows if r.seal.value == "tampered"]
+        if tampered:
+            err.print(f"{len(tampered)} listed run(s) do not match their seal (first: "
+                      f"{tampered[0].run_id}: {tampered[0].seal_problem}); see 'dalp-dr "
+                      "history verify'", markup=False, soft_wrap=True)
+
+
+def _audit(settings: Settings, no_evidence: bool = False,
+           expect_head: str | None = None) -> tuple[Any, str]:
+    from dalp_dr.history import checkpointer, open_store
+    from dalp_dr.history.views import audit
+
+    store = open_store(settings.store_url, results_dir=settings.results_dir)
+    try:
+        report = audit(store, checkpointer(settings), check_evidence=not no_evidence,
+                       expect_head=expect_head)
+        where = store.describe()
+    finally:
+        store.close()
+    return report, where
 
 
 @history.command("verify")
 @click.option("--no-evidence", is_flag=True, help="check records and links only, not the "
                                                   "evidence files")
+@click.option("--expect-head", metavar="[SEQ:]DIGEST",
+              help="a chain head written down earlier ('history checkpoint'): it must be in "
+                   "this chain")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def history_verify(ctx: click.Context, no_evidence: bool, as_json: bool) -> None:
-    """Recompute the history's hash chain and evidence digests; exit 1 naming the first
-    changed, deleted, reordered or unsealed record or evidence file."""
-    from dalp_dr import integrity
-    from dalp_dr.history import open_store
-    from dalp_dr.results import Outcome
+def history_verify(ctx: click.Context, no_evidence: bool, expect_head: str | None,
+                   as_json: bool) -> None:
+    """Recompute the history's hash chain and evidence digests and hold them against every
+    signed checkpoint; exit 1 naming the first changed, deleted, reordered, unsealed or
+    rewritten record, or evidence that is missing or changed."""
+    from dalp_dr.integrity import ProblemKind
 
-    store = open_store(_settings(ctx).store_url)
-    try:
-        running = len(store.list_runs(outcome=Outcome.RUNNING, limit=100000))
-        report = integrity.verify(store.sealed_records(), store.unsealed_runs(), running,
-                                  check_evidence=not no_evidence)
-        where = store.describe()
-    finally:
-        store.close()
+    report, where = _audit(_settings(ctx), no_evidence, expect_head)
     if as_json:
-        click.echo(report.model_dump_json(indent=2))
+        click.echo(json.dumps({**report.model_dump(mode="json"), "intact": report.intact},
+                              indent=2))
     elif not report.problems:
         out.print(f"history intact: {report.records} sealed records, chain head "
-                  f"{report.head} ({where})"
+                  f"#{report.head_seq} {report.head} ({where}); {report.checkpoints} signed "
+                  "checkpoint(s) agree"
                   + (f"; {report.unsealed_running} run(s) in progress, sealed when they end"
                      if report.unsealed_running else ""), markup=False, soft_wrap=True)
     else:
-        err.print(f"history TAMPERED: first problem: {report.problems[0]}", markup=False)
+        tampered = any(p.kind is ProblemKind.TAMPERED for p in report.problems)
+        verdict = "history TAMPERED" if tampered else "history NOT VERIFIED"
+        err.print(f"{verdict}: first problem: {report.problems[0]}", markup=False,
+                  soft_wrap=True)
+        if any(p.kind is ProblemKind.UNPINNED for p in report.problems):
+            err.print("  (if the history was sealed before its key existed and nothing else "
+                      "is wrong: 'dalp-dr history checkpoint --sign' pins it once)",
+                      markup=False, soft_wrap=True)
         for problem in report.problems[1:10]:
-            err.print(f"  also: {problem}", markup=False)
+            err.print(f"  also: {problem}", markup=False, soft_wrap=True)
         if len(report.problems) > 10:
             err.print(f"  ... {len(report.problems) - 10} more", markup=False)
+    if not as_json:
+        for note in report.notes:
+            err.print(f"note: {note}", markup=False, soft_wrap=True)
     if report.problems:
         raise Exit(EXIT_FAILED)
+
+
+@history.command("checkpoint")
+@click.option("--sign", "sign_now", is_flag=True,
+              help="verify the history, then sign its current head now (a history sealed "
+                   "before its key existed, or to pin it before an audit)")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def history_checkpoint(ctx: click.Context, sign_now: bool, as_json: bool) -> None:
+    """Print the latest signed chain head (for a ticket or an auditor's file); later,
+    'history verify --expect-head SEQ:DIGEST' shows the chain still holds it."""
+    from dalp_dr import checkpoints
+    from dalp_dr.history import checkpointer
+
+    settings = _settings(ctx)
+    pinned = checkpointer(settings)
+    if sign_now:
+        from dalp_dr.integrity import ProblemKind
+
+        report, _where = _audit(settings)
+        blocking = [p for p in report.problems if p.kind is not ProblemKind.UNPINNED]
+        if blocking:
+            raise TamperedHistory(f"history does not verify, not signed: {blocking[0]} "
+                                  "(see 'dalp-dr history verify')")
+        if report.head_seq == 0:
+            raise InvalidInput("the history has no sealed record yet", field="--sign")
+        pinned.sign_head(report.head_seq, report.head)
+    latest = next(checkpoints.newest(pinned.sources(), pinned.trusted()), None)
+    if latest is None:
+        err.print("no signed checkpoint (no signing key, or nothing sealed since it was "
+                  "created): 'dalp-dr keys init', then 'dalp-dr history checkpoint --sign'",
+                  markup=False, soft_wrap=True)
+        raise Exit(EXIT_FAILED)
+    source, cp = latest
+    if as_json:
+        click.echo(json.dumps({"source": source, **cp.model_dump(mode="json")}, indent=2))
+        return
+    out.print(f"checkpoint {cp.seq}:{cp.head}", markup=False, soft_wrap=True)
+    out.print(f"signed {cp.at:%Y-%m-%d %H:%M:%S} UTC by {cp.key_fingerprint} ({source})",
+              markup=False, soft_wrap=True)
 
 
 @history.command("show")
@@ -958,17 +1058,35 @@ def history_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(result.model_dump_json(indent=2))
         return
+    from rich.text import Text  # table cells from the record: never read as markup
+
     out.print(f"{result.drill} ({result.topology}/{result.scenario}) environment "
               f"{result.environment}, owner {result.owner}; {result.trigger.value} by "
-              f"{result.operator}; spec sha256 {result.spec_hash[:16]}")
+              f"{result.operator}; spec sha256 {result.spec_hash[:16]}", markup=False)
     print_result(out, result)
     table = Table(box=None, title="phases")
     for col in ("phase", "status", "started (UTC)", "duration", "playbook", "note"):
         table.add_column(col)
     for p in result.phases:
         table.add_row(p.phase.value, p.status.value, f"{p.started_at:%H:%M:%S.%f}"[:-3],
-                      format_duration(p.duration), p.playbook or "", p.message or "")
+                      format_duration(p.duration), Text(p.playbook or ""),
+                      Text(p.message or ""))
     out.print(table)
+    prov = result.provenance
+    if prov is None:
+        out.print("provenance: not recorded (the run predates provenance records)")
+        return
+    out.print(f"provenance: dalp-dr {prov.dalp_dr_version}, ansible-core "
+              f"{prov.ansible_core_version or 'not installed'}, controller {prov.controller}; "
+              f"operator {prov.operator} (from {prov.operator_source.value})", markup=False)
+    files = Table(box=None, title="files read (sha256, first 16 hex digits; --json: all)")
+    files.add_column("file")
+    files.add_column("sha256")
+    for name, digest in prov.files.items():
+        files.add_row(Text(name), Text(digest[:16]))
+    out.print(files)
+    for note in prov.unresolved:
+        out.print(f"not resolved before the run: {note}", markup=False)
 
 
 # --- entry point ----------------------------------------------------------------------------

@@ -5,7 +5,8 @@ drill cannot run; exit 1), with what to do about it. Checked: ansible-playbook, 
 PostgreSQL binaries and their version for local (lab) inventories, the tools of the
 topologies in use (pgbouncer for hot-warm routes, patroni and etcd for cloud-native, boto3
 for hot-cold), the object storage endpoints of hot-cold inventories, the history store and
-its schema version, and the clock.
+its schema version, the clock, the signing key that pins the history, and that evidence,
+history and checkpoint files are readable by their owner only.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def _tool(name: str, needed_by: list[str], fix: str) -> Finding:
                    fix=fix, needed_by=needed_by)
 
 
-def diagnose(drills_dir: Path, store_url: str) -> list[Finding]:
+def diagnose(drills_dir: Path, store_url: str, results_dir: Path | None = None,
+             keys_dir: Path | None = None) -> list[Finding]:
     from dalp_dr.adapters.ansible import ansible_environment
     from dalp_dr.inventory import Inventory
     from dalp_dr.spec import discover_drills, load_drill
@@ -130,7 +132,57 @@ def diagnose(drills_dir: Path, store_url: str) -> list[Finding]:
 
     findings.append(_store(store_url))
     findings.append(_clock(store_url))
+    if keys_dir is not None:
+        findings.append(_signing_key(keys_dir))
+    if results_dir is not None:
+        findings.append(_file_modes(results_dir, store_url))
     return findings
+
+
+def _signing_key(keys_dir: Path) -> Finding:
+    from dalp_dr.export import keys
+
+    private = keys_dir / keys.PRIVATE
+    if not private.is_file():
+        return Finding(check="signing key", status=Health.WARN,
+                       detail=f"none at {private}: the history is sealed but no signed "
+                              "checkpoint pins it, and exports cannot be signed",
+                       fix="dalp-dr keys init (then 'dalp-dr history checkpoint --sign' "
+                           "for a history sealed before)")
+    mode = private.stat().st_mode & 0o777
+    if mode & 0o077:
+        return Finding(check="signing key", status=Health.MISSING,
+                       detail=f"{private} has mode {mode:o}: others can read it",
+                       fix=f"chmod 600 {private}")
+    return Finding(check="signing key", status=Health.OK,
+                   detail=f"{private} (mode {mode:o}): every seal signs a checkpoint")
+
+
+def _file_modes(results_dir: Path, store_url: str) -> Finding:
+    """Evidence, history and checkpoint files: the owner's alone (or the group's with
+    DALP_DR_GROUP_ACCESS). Reported as a warning: drills still run."""
+    from dalp_dr import private_files
+
+    candidates = [results_dir]
+    if store_url.startswith("sqlite://"):
+        db = Path(store_url.removeprefix("sqlite://"))
+        candidates += [db, db.with_name(f"{db.name}-wal"), db.with_name(f"{db.name}-shm")]
+    if results_dir.is_dir():
+        for run in results_dir.iterdir():
+            candidates.append(run)
+            if run.is_dir() and not run.is_symlink():
+                candidates.extend(run.rglob("*"))
+    too_open = [why for path in candidates if (why := private_files.too_open(path))]
+    if not too_open:
+        return Finding(check="file modes", status=Health.OK,
+                       detail=f"{results_dir}: evidence, history and checkpoints readable by "
+                              "their owner only" + (" and group" if
+                                                    private_files.dir_mode() & 0o070 else ""))
+    return Finding(check="file modes", status=Health.WARN,
+                   detail=f"{len(too_open)} path(s) readable beyond their owner; first: "
+                          f"{too_open[0]}",
+                   fix=f"chmod -R go-rwx {results_dir} (DALP_DR_GROUP_ACCESS=1 lets the "
+                       "group read)")
 
 
 def _local(inventory: Any) -> bool:

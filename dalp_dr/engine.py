@@ -19,8 +19,6 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 import secrets
 import threading
 from collections.abc import Callable
@@ -30,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from dalp_dr import guardrails, timeline
+from dalp_dr import guardrails, private_files, timeline
 from dalp_dr.adapters.base import PlaybookResult, PlaybookRunner, ServerIdentity, ServiceEndpoint
 from dalp_dr.adapters.postgres import PostgresEndpoint
 from dalp_dr.cancel import CancelToken, RunCancelled
@@ -51,6 +49,7 @@ from dalp_dr.inventory import Inventory
 from dalp_dr.journal import Journal, Observer
 from dalp_dr.locks import DEFAULT_LOCK_TTL, lock_environment, process_label
 from dalp_dr.measure import measure
+from dalp_dr.provenance import OperatorSource, Provenance, operator_and_source, run_provenance
 from dalp_dr.redact import Redactor
 from dalp_dr.render import summary_text
 from dalp_dr.results import (
@@ -158,7 +157,8 @@ def phase_extravars(drill: LoadedDrill, phase: PhaseName, run_id: str, evidence_
 
 def not_started(drill: LoadedDrill, run_id: str, trigger: Trigger, operator: str,
                 at: datetime, outcome: Outcome, message: str,
-                planned_at: datetime | None = None) -> RunResult:
+                planned_at: datetime | None = None,
+                provenance: Provenance | None = None) -> RunResult:
     """The record of a run that did not start (refused by a guardrail)."""
     spec = drill.spec
     return RunResult(
@@ -168,7 +168,7 @@ def not_started(drill: LoadedDrill, run_id: str, trigger: Trigger, operator: str
         objectives={"rto": spec.objectives.rto.total_seconds(),
                     "rpo": spec.objectives.rpo.total_seconds()},
         measurements=None, verdicts=[], phases=[], steady_state_restored=None,
-        evidence_dir="", message=message, planned_at=planned_at)
+        evidence_dir="", message=message, planned_at=planned_at, provenance=provenance)
 
 
 def new_run_id(now: datetime) -> str:
@@ -310,12 +310,17 @@ class DrillEngine:
         spec = prepared.drill.spec
         started = utcnow()
         run_id = new_run_id(started)
-        who = operator or os.environ.get("DALP_DR_OPERATOR") or getpass.getuser()
+        if trigger is Trigger.SCHEDULE:
+            who, source = operator or "scheduler", OperatorSource.SCHEDULER
+        else:  # --operator, DALP_DR_OPERATOR, SUDO_USER, the OS user
+            who, source = operator_and_source(operator)
+        provenance = run_provenance(prepared.drill, who, source)  # once, before anything runs
         reason = guardrails.refusal(Inventory(prepared.drill.inventory), spec.name, trigger,
                                     confirm, started)
         if reason is not None:
             refused = not_started(prepared.drill, run_id, trigger, who, started,
-                                  Outcome.REFUSED, f"refused: {reason}", planned_at)
+                                  Outcome.REFUSED, f"refused: {reason}", planned_at,
+                                  provenance)
             record_final(store, refused)
             raise GuardrailRefused(reason, source=str(prepared.drill.path),
                                    hint=f"recorded as run {run_id} (refused)")
@@ -326,16 +331,17 @@ class DrillEngine:
             ttl=self._lock_ttl, on_problem=self._progress)
         try:
             return self._run_locked(prepared, store, trigger, who, cancel, planned_at,
-                                    run_id, started)
+                                    run_id, started, provenance)
         finally:
             lock.release()
 
     def _run_locked(self, prepared: PreparedDrill, store: HistoryStore, trigger: Trigger,
                     who: str, cancel: CancelToken | None, planned_at: datetime | None,
-                    run_id: str, started: datetime) -> RunResult:
+                    run_id: str, started: datetime,
+                    provenance: Provenance | None = None) -> RunResult:
         drill, redactor = prepared.drill, prepared.redactor
         spec = drill.spec
-        self._results_dir.mkdir(parents=True, exist_ok=True)
+        private_files.make_dir(self._results_dir)
         evidence = self._results_dir / run_id
         journal = Journal(evidence, run_id, redactor, observer=self._observer)
         base = RunResult(
@@ -347,7 +353,7 @@ class DrillEngine:
                         "rpo": spec.objectives.rpo.total_seconds()},
             measurements=None, verdicts=[], phases=[], steady_state_restored=None,
             evidence_dir=str(evidence), planned_at=planned_at,
-            drill_file=str(drill.path.resolve()),
+            drill_file=str(drill.path.resolve()), provenance=provenance,
         )
         spec_json = redactor.text(spec.model_dump_json(indent=2, exclude_none=True))
         journal.write_document("spec.json", spec_json)

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
-from pathlib import Path
+from enum import StrEnum
+from pathlib import Path, PurePath
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -58,12 +59,22 @@ class SealedRecord(BaseModel):
     """the runs row's summary columns as stored (normalised to JSON types)"""
 
 
+class ProblemKind(StrEnum):
+    TAMPERED = "tampered"
+    """something sealed no longer adds up: changed, deleted, reordered, forged"""
+    MISSING = "missing"
+    """a run's evidence directory is not there at all (moved or not restored?)"""
+    UNPINNED = "unpinned"
+    """the history has a signing key but no signed checkpoint pins it"""
+
+
 class Problem(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     run_id: str | None
     seq: int | None
     what: str
+    kind: ProblemKind = ProblemKind.TAMPERED
 
     def __str__(self) -> str:
         where = " ".join(p for p in (f"#{self.seq}" if self.seq is not None else None,
@@ -81,8 +92,31 @@ def sha256(data: bytes) -> str:
 
 
 def record_digest(result_json: str, spec_json: str) -> str:
-    return sha256(canonical({"result": json.loads(result_json),
-                             "spec_sha256": sha256(spec_json.encode())}))
+    return _digest_of(json.loads(result_json), spec_json)
+
+
+def _digest_of(result: Any, spec_json: str) -> str:
+    return sha256(canonical({"result": result, "spec_sha256": sha256(spec_json.encode())}))
+
+
+def relative_evidence(evidence_dir: str) -> str:
+    """A run's evidence directory relative to the results directory. Records keep the
+    absolute path where the evidence was first written; the engine always writes it to
+    ``<results dir>/<run id>``, so the last component is where it is under any results
+    directory it was moved or restored to."""
+    if not evidence_dir.startswith("/"):
+        return evidence_dir
+    return PurePath(evidence_dir).name
+
+
+def evidence_location(evidence_dir: str, results_dir: Path | None) -> Path | None:
+    """Where a run's evidence is now: under ``results_dir`` (the configured one), never at
+    the absolute path it was first written to when a results directory is known."""
+    if not evidence_dir:
+        return None
+    if results_dir is None:
+        return Path(evidence_dir) if PurePath(evidence_dir).is_absolute() else None
+    return results_dir / relative_evidence(evidence_dir)
 
 
 def evidence_manifest(evidence_dir: str | Path | None) -> dict[str, str]:
@@ -129,7 +163,7 @@ _COLUMN_FROM_RESULT: dict[str, Callable[[dict[str, Any]], Any]] = {
     "trigger": lambda r: r["trigger"],
     "operator": lambda r: r["operator"],
     "outcome": lambda r: r["outcome"],
-    "evidence_dir": lambda r: r["evidence_dir"],
+    "evidence_dir": lambda r: relative_evidence(r["evidence_dir"]),
     "started_at": lambda r: _instant(r["started_at"]),
     "ended_at": lambda r: _instant(r.get("ended_at")),
     "planned_at": lambda r: _instant(r.get("planned_at")),
@@ -149,24 +183,26 @@ def _instant(value: Any) -> float | None:
 def _same(column: str, stored: Any, sealed: Any) -> bool:
     if column in ("started_at", "ended_at", "planned_at"):
         stored = _instant(stored)
+    elif column == "evidence_dir":
+        stored = relative_evidence(str(stored or ""))
     if isinstance(stored, float) or isinstance(sealed, float):
         return stored is not None and sealed is not None and \
             abs(float(stored) - float(sealed)) < 1e-6
     return bool(stored == sealed)
 
 
-def check_record(record: SealedRecord, evidence_root: Path | None = None,
+def check_record(record: SealedRecord, results_dir: Path | None = None,
                  check_evidence: bool = True) -> Problem | None:
-    """The first problem with one sealed record, or None. ``evidence_root`` relocates
-    evidence directories (an export bundle keeps them under evidence/<run id>/)."""
+    """The first problem with one sealed record, or None. Evidence is looked for under
+    ``results_dir`` (see evidence_location)."""
     entry = record.entry
     if record.result_json is None or record.spec_json is None:
         return Problem(run_id=entry.run_id, seq=entry.seq,
                        what="record deleted (its chain entry is still there)")
-    if record_digest(record.result_json, record.spec_json) != entry.record_digest:
+    sealed = json.loads(record.result_json)
+    if _digest_of(sealed, record.spec_json) != entry.record_digest:
         return Problem(run_id=entry.run_id, seq=entry.seq,
                        what="record content changed after it was sealed")
-    sealed = json.loads(record.result_json)
     for column, stored in (record.columns or {}).items():
         derive = _COLUMN_FROM_RESULT.get(column)
         if derive is not None and not _same(column, stored, derive(sealed)):
@@ -177,8 +213,12 @@ def check_record(record: SealedRecord, evidence_root: Path | None = None,
         return Problem(run_id=entry.run_id, seq=entry.seq,
                        what="evidence list in the chain entry changed")
     if check_evidence and entry.evidence:
-        base = (evidence_root / entry.run_id) if evidence_root is not None \
-            else Path(sealed["evidence_dir"])
+        base = evidence_location(str(sealed.get("evidence_dir") or ""), results_dir)
+        if base is None or not base.is_dir():
+            where = results_dir if results_dir is not None else base
+            return Problem(run_id=entry.run_id, seq=entry.seq, kind=ProblemKind.MISSING,
+                           what=f"evidence for run {entry.run_id} not found under {where} "
+                                "(moved or not restored?)")
         for name, digest in sorted(entry.evidence.items()):
             path = base / name
             if not path.is_file():
@@ -214,21 +254,36 @@ class VerifyReport(BaseModel):
     records: int
     head: str
     """the newest entry's digest (record it elsewhere: it pins the whole history)"""
+    head_seq: int = 0
     problems: list[Problem]
     unsealed_running: int
     """runs still in progress (sealed when they finish)"""
+    notes: list[str] = []
+    """what the verdict rests on and what it cannot show (no signing key, entries no
+    checkpoint covers yet)"""
+    checkpoints: int = 0
+    """signed checkpoints checked against the chain"""
+    latest_checkpoint_seq: int | None = None
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
 
 
 def verify(records: Iterable[SealedRecord], unsealed: Iterable[str], running: int,
-           check_evidence: bool = True) -> VerifyReport:
+           check_evidence: bool = True, results_dir: Path | None = None,
+           evidence_checked_elsewhere: Collection[str] = ()) -> VerifyReport:
+    """The whole chain. ``evidence_checked_elsewhere``: runs whose evidence files the caller
+    hashes itself against their seal (a bundle writer copying them)."""
     problems: list[tuple[int, int, Problem]] = []
-    count, head = 0, GENESIS
+    count, head, head_seq = 0, GENESIS, 0
     entries = []
     for record in records:
         count += 1
         entries.append(record.entry)
-        head = record.entry.digest
-        problem = check_record(record, check_evidence=check_evidence)
+        head, head_seq = record.entry.digest, record.entry.seq
+        problem = check_record(record, results_dir=results_dir, check_evidence=(
+            check_evidence and record.entry.run_id not in evidence_checked_elsewhere))
         if problem is not None:
             problems.append((record.entry.seq, 1, problem))
     # a broken link comes before what is wrong with the record it leads to
@@ -238,4 +293,5 @@ def verify(records: Iterable[SealedRecord], unsealed: Iterable[str], running: in
         ordered.append(Problem(run_id=run_id, seq=None,
                                what="final record not in the chain (inserted behind the "
                                     "store's back, or its chain entry deleted)"))
-    return VerifyReport(records=count, head=head, problems=ordered, unsealed_running=running)
+    return VerifyReport(records=count, head=head, head_seq=head_seq, problems=ordered,
+                        unsealed_running=running)

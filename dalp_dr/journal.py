@@ -28,13 +28,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from dalp_dr import private_files
 from dalp_dr.redact import Redactor
 from dalp_dr.results import HeartbeatSample
 
 
 def atomic_write(path: Path, data: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with os.fdopen(private_files.open_for_write(tmp), "w", encoding="utf-8") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -63,8 +64,12 @@ class Journal:
         self._lock = threading.Lock()
         self._seq = 0
         self._event_seq: dict[str, int] = {}
-        (root / "journal").mkdir(parents=True, exist_ok=False)
-        self._heartbeat: TextIO = open(root / "heartbeat.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        if (root / "journal").exists():
+            raise FileExistsError(f"{root / 'journal'} exists")
+        private_files.make_dir(root)
+        private_files.make_dir(root / "journal")
+        self._heartbeat: TextIO = os.fdopen(private_files.open_for_write(
+            root / "heartbeat.jsonl", append=True), "a", encoding="utf-8")
 
     @property
     def redactor(self) -> Redactor:
@@ -81,8 +86,9 @@ class Journal:
         existing = sorted((root / "journal").glob("[0-9]*.json"))
         journal._seq = int(existing[-1].name.split("-", 1)[0]) if existing else 0
         journal._event_seq = {}
-        (root / "journal").mkdir(parents=True, exist_ok=True)
-        journal._heartbeat = open(root / "heartbeat.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        private_files.make_dir(root / "journal")
+        journal._heartbeat = os.fdopen(private_files.open_for_write(
+            root / "heartbeat.jsonl", append=True), "a", encoding="utf-8")
         return journal
 
     def record(self, kind: str, **payload: Any) -> None:
@@ -106,7 +112,9 @@ class Journal:
     def ansible_event(self, phase: str, event: dict[str, Any]) -> None:
         with self._lock:
             folder = self.root / "ansible" / phase
-            folder.mkdir(parents=True, exist_ok=True)
+            if not folder.is_dir():
+                private_files.make_dir(self.root / "ansible")
+                private_files.make_dir(folder)
             seq = self._event_seq.get(phase, 0) + 1
             self._event_seq[phase] = seq
             kind = re.sub(r"[^a-z_]", "", str(event.get("event", "event")))
@@ -148,6 +156,7 @@ class Journal:
         folder = self.files_dir(phase)
         if not folder.is_dir():
             return []
+        private_files.tighten(self.root / "files")
         kept: list[dict[str, Any]] = []
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             raw = path.read_bytes()

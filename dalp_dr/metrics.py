@@ -26,7 +26,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from dalp_dr.adapters.s3 import BackupStatus
-from dalp_dr.history.base import HistoryStore
+from dalp_dr.history.base import HistoryStore, Seal
+from dalp_dr.history.views import list_checked
 from dalp_dr.results import Outcome, RunResult, Status
 from dalp_dr.spec import LoadedDrill, Topology
 
@@ -91,7 +92,10 @@ class HistoryCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         store = self._open()
         try:
-            rows = store.list_runs(limit=self._limit)  # newest first
+            # newest first, as sealed: a row that no longer matches its seal is counted as
+            # tampered and feeds no figure
+            checked = list_checked(store, limit=self._limit)
+            rows = [r for r in checked if r.seal is not Seal.TAMPERED]
             latest_measured: dict[tuple[str, str, str], RunResult] = {}
             for row in rows:
                 key = (row.drill, row.topology, row.environment)
@@ -99,6 +103,10 @@ class HistoryCollector(Collector):
                     latest_measured[key] = store.get(row.run_id)
         finally:
             store.close()
+        tampered = GaugeMetricFamily("dalp_dr_history_tampered_records",
+                                     "listed runs whose stored row or record no longer "
+                                     "matches its seal (left out of every other metric)")
+        tampered.add_metric([], float(len(checked) - len(rows)))
         last_run = GaugeMetricFamily("dalp_dr_last_run_timestamp_seconds",
                                      "start of the latest drill run", labels=LABELS)
         last_ok = GaugeMetricFamily("dalp_dr_last_success_timestamp_seconds",
@@ -155,7 +163,7 @@ class HistoryCollector(Collector):
             runs.add_metric([drill, topology, environment, outcome], n)
         for key, n in sorted(missed_counts.items()):
             missed.add_metric(list(key), n)
-        yield from (last_run, last_ok, recovery, window, lost, met, runs, missed)
+        yield from (last_run, last_ok, recovery, window, lost, met, runs, missed, tampered)
 
 
 def registry_for(open_store: Callable[[], HistoryStore],

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from dalp_dr.adapters.base import PlaybookRunner
 from dalp_dr.errors import EnvironmentBusy, InvalidInput, StoreError
 from dalp_dr.history.base import HistoryStore
+from dalp_dr.integrity import evidence_location
 from dalp_dr.journal import Journal, read_journal
 from dalp_dr.locks import environment_lock_name, lock_environment, process_label
 from dalp_dr.redact import Redactor
@@ -78,7 +79,8 @@ def recover(store: HistoryStore, run_id: str, runner: PlaybookRunner, *,
         raise InvalidInput(f"run {base.run_id} is still alive (it holds the lock of "
                            f"environment '{base.environment}')", field="RUN_ID",
                            hint="wait for it to end, or for its lease to expire if it died")
-    evidence = Path(base.evidence_dir)
+    evidence = evidence_location(base.evidence_dir, store.results_dir) or \
+        Path(base.evidence_dir)
     records = read_journal(evidence)
     finished = [PhaseRecord.model_validate({k: v for k, v in r.items()
                                             if k not in ("seq", "at", "run_id", "kind")})

@@ -7,6 +7,7 @@ import io
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from dalp_dr.durations import format_duration
 from dalp_dr.history.base import RunSummary
@@ -147,11 +148,13 @@ def summary_text(result: RunResult) -> str:
 def history_table(rows: list[RunSummary]) -> Table:
     table = Table(box=box.SIMPLE_HEAVY)
     for col in ("run id", "drill", "env", "trigger", "started (UTC)", "outcome",
-                "recovery", "data loss"):
+                "recovery", "data loss", "seal"):
         table.add_column(col)
-    for r in rows:
+    for r in rows:  # every cell from the store is data: Text, never markup
         style = _OUTCOME_STYLE.get(r.outcome, "red")
-        table.add_row(r.run_id, r.drill, r.environment, r.trigger,
-                      f"{r.started_at:%Y-%m-%d %H:%M:%S}", f"[{style}]{r.outcome.value}[/]",
-                      _n(r.recovery_time), _n(r.data_loss_window))
+        seal = Text(r.seal.value.upper(), style="bold red") if r.seal.value == "tampered" \
+            else Text(r.seal.value)
+        table.add_row(Text(r.run_id), Text(r.drill), Text(r.environment), Text(r.trigger),
+                      f"{r.started_at:%Y-%m-%d %H:%M:%S}", Text(r.outcome.value, style=style),
+                      _n(r.recovery_time), _n(r.data_loss_window), seal)
     return table

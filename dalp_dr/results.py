@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from dalp_dr.provenance import Provenance
 from dalp_dr.spec import PhaseName, Scenario, Topology
 
 
@@ -187,3 +188,6 @@ class RunResult(Frozen):
     """the drill's declarative verify checks, in order"""
     timeline: list[TimelineEvent] = []
     """the recovery decomposed, in time order (fault first)"""
+    provenance: Provenance | None = None
+    """versions, controller, operator and the sha256 of every file the run read (sealed
+    with the record; records from before it have none)"""

@@ -2,6 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.factories import fill_history
+
 LAB_DIR = Path(__file__).parent / "lab"
 
 # Every lab test module names the lab it uses: pytestmark = pytest.mark.xdist_group("<lab>").
@@ -20,3 +22,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if item.get_closest_marker("xdist_group") is None:
                 raise pytest.UsageError(f"{path.name}: name its lab with pytestmark = "
                                         "pytest.mark.xdist_group('<lab>')")
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> str:
+    """A SQLite history of four sealed 2026 runs with evidence under tmp_path/results; its
+    URL (tests/factories.py)."""
+    return fill_history(tmp_path)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from dalp_dr.errors import UnknownRun
 from dalp_dr.history import HistoryStore
+from dalp_dr.history.base import SealHook
 from dalp_dr.results import Outcome, RunResult, Trigger
 from dalp_dr.spec import Scenario, Topology
 from tests.unit.test_measure import at, run, timeline
@@ -85,9 +87,9 @@ def check_coordination_contract(open_store: Callable[[], HistoryStore]) -> None:
     one.release_lease(name, "holder-1")
     assert two.get_lease(name) is None
     # a holder that died: its lease expires, then the next one takes it over
-    one.acquire_lease(name, "dead-holder", "drill a (died)", ttl=0.3)
+    one.acquire_lease(name, "dead-holder", "drill a (died)", ttl=1.5)
     assert two.acquire_lease(name, "holder-2", "drill b", ttl=30).holder == "dead-holder"
-    time.sleep(0.5)
+    time.sleep(1.7)  # (a short ttl turns a loaded machine's pause into a false expiry)
     taken = two.acquire_lease(name, "holder-2", "drill b", ttl=30)
     assert taken.holder == "holder-2" and taken.info == "drill b"
     assert not one.renew_lease(name, "dead-holder", 30)  # the dead one cannot come back
@@ -130,4 +132,50 @@ def check_integrity_contract(open_store: Callable[[], HistoryStore],
     report = integrity.verify(store.sealed_records(), store.unsealed_runs(), running=0)
     assert [p.run_id for p in report.problems] == ["20261201T000001Z-chain1"]
     assert "recovery_time" in report.problems[0].what
+    store.close()
+
+
+def check_evidence_contract(open_store: Callable[[Path, SealHook | None], HistoryStore],
+                            base: Path) -> None:
+    """Evidence is found under the results directory the store is opened with (moved or
+    restored elsewhere, it still verifies), a seal calls ``after_seal`` once committed,
+    evidence files are brought to the owner's mode, and seals can be read for a few runs."""
+    import shutil
+    import stat
+
+    from dalp_dr import integrity
+
+    results = base / "results"
+    sealed: list[integrity.ChainEntry] = []
+    store = open_store(results, sealed.append)
+    run_id = f"20261202T000000Z-ev{base.name[-4:]}"
+    evidence = results / run_id
+    (evidence / "journal").mkdir(parents=True)
+    (evidence / "summary.txt").write_text("evidence\n")
+    (evidence / "summary.txt").chmod(0o644)
+    begun = result(run_id, 2000, drill="evidenced").model_copy(
+        update={"evidence_dir": str(evidence)})
+    store.begin(begun, "{}")
+    assert sealed == []  # nothing is sealed before the run ends
+    store.finish(begun.model_copy(update={"outcome": Outcome.PASSED, "ended_at": at(2010)}))
+    assert [e.run_id for e in sealed] == [run_id]
+    mine = list(store.sealed_records([run_id]))
+    assert [r.entry for r in mine] == sealed
+    assert mine[0].entry.evidence == {"summary.txt": integrity.sha256(b"evidence\n")}
+    assert mine[0].columns is not None and mine[0].columns["evidence_dir"] == run_id
+    assert list(store.sealed_records([])) == []
+    assert stat.S_IMODE((evidence / "summary.txt").stat().st_mode) == 0o600
+    store.close()
+
+    moved = base / "restored"
+    shutil.move(results, moved)
+    store = open_store(moved, None)
+    row = next(r for r in store.list_runs(drill="evidenced"))
+    assert row.evidence_dir == str(moved / run_id)
+    [record] = store.sealed_records([run_id])
+    assert integrity.check_record(record, results_dir=moved) is None
+    (moved / run_id / "summary.txt").write_text("edited\n")
+    problem = integrity.check_record(record, results_dir=moved)
+    assert problem is not None
+    assert problem.what == f"evidence file changed: {moved / run_id / 'summary.txt'}"
     store.close()

@@ -21,15 +21,15 @@ from dalp_dr.errors import ConfigError, InvalidInput
 
 PRIVATE = "signing-key.pem"
 PUBLIC = "signing-key.pub.pem"
+RETIRED = "retired"
+"""public keys replaced by ``keys init --force``: checkpoints and bundles they signed still
+verify"""
 
 
 def key_dir(explicit: str | None = None) -> Path:
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("DALP_DR_KEYS")
-    if env:
-        return Path(env)
-    return Path.home() / ".config" / "dalp-dr"
+    from dalp_dr.config import keys_dir
+
+    return keys_dir(explicit)
 
 
 def _passphrase() -> bytes | None:
@@ -55,6 +55,12 @@ def init(directory: Path, force: bool = False) -> tuple[Path, Path, str]:
                           hint="bundles it signed verify only with its public key; pass "
                                "--force to replace it anyway")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if public_path.is_file():  # replaced, not forgotten: what it signed still verifies
+        old = load_public(public_path.read_bytes(), str(public_path))
+        retired = directory / RETIRED
+        retired.mkdir(exist_ok=True, mode=0o700)
+        name = fingerprint(old).removeprefix("SHA256:").replace("/", "_").replace("+", "-")
+        os.replace(public_path, retired / f"{name}.pem")
     key = Ed25519PrivateKey.generate()
     secret = _passphrase()
     encryption: serialization.KeySerializationEncryption = (

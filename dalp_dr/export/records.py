@@ -10,10 +10,12 @@ import re
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from dalp_dr.checkpoints import Checkpointer
 from dalp_dr.errors import InvalidInput
 from dalp_dr.history.base import HistoryStore
 from dalp_dr.integrity import ChainEntry
@@ -99,6 +101,28 @@ class ExportRecord(BaseModel):
     chain: ChainEntry
 
 
+class Attestation(BaseModel):
+    """What the exported history's verification rested on (carried in every export)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    records: int
+    head: str
+    head_seq: int
+    signed_checkpoints: int
+    latest_checkpoint_seq: int | None
+    notes: list[str]
+
+    @property
+    def pinned(self) -> bool:
+        return self.latest_checkpoint_seq is not None
+
+    def describe(self) -> str:
+        pinned = (f"pinned by a signed checkpoint at #{self.latest_checkpoint_seq}"
+                  if self.pinned else "NOT pinned by any signed checkpoint")
+        return f"history of {self.records} sealed records, head #{self.head_seq}, {pinned}"
+
+
 class Selection(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -110,25 +134,41 @@ class Selection(BaseModel):
     records not exported), so the links can be checked without the others' content"""
     head: str
     generated_at: datetime
+    results_dir: Path | None = None
+    """where the records' evidence is (the configured results directory)"""
+    attestation: Attestation | None = None
+    """how the history verified when it was selected (None: not verified)"""
 
 
-def check(selection: Selection) -> None:
-    """Refuse to export (and sign) a history that does not verify: the segment's links,
-    every selected record and its evidence files. Raises TamperedHistory."""
+def verified_selection(store: HistoryStore, checkpointer: Checkpointer | None, query: Query,
+                       now: datetime | None = None, copies_evidence: bool = False
+                       ) -> Selection:
+    """The selection, from a history that verifies as ``history verify`` verifies it
+    (``dalp_dr.history.views.audit``: every record, evidence file and signed checkpoint).
+    Raises TamperedHistory: a history that does not verify is not exported, let alone
+    signed. ``copies_evidence``: the caller (the bundle writer) hashes the selected
+    records' evidence against their seals as it copies it, so it is read once."""
     from dalp_dr.errors import TamperedHistory
-    from dalp_dr.integrity import SealedRecord, check_links, check_record
+    from dalp_dr.history.views import audit
 
-    segment = selection.segment
-    for link in check_links(segment, first_prev=None,
-                            first_seq=segment[0].seq if segment else None):
-        raise TamperedHistory(f"history does not verify, not exported: {link} (see "
-                              "'dalp-dr history verify')")
-    for record in selection.records:
-        problem = check_record(SealedRecord(entry=record.chain, result_json=record.result_json,
-                                            spec_json=record.spec_json, columns=None))
-        if problem is not None:
-            raise TamperedHistory(f"history does not verify, not exported: {problem} (see "
-                                  "'dalp-dr history verify')")
+    selection = select(store, query, now)
+    report = audit(store, checkpointer, evidence_checked_elsewhere={
+        r.result.run_id for r in selection.records} if copies_evidence else ())
+    if report.problems:
+        from dalp_dr.integrity import ProblemKind
+
+        first = report.problems[0]
+        hint = ("'dalp-dr history checkpoint --sign' pins a history sealed before its key "
+                "existed" if first.kind is ProblemKind.UNPINNED else
+                "see 'dalp-dr history verify'")
+        raise TamperedHistory(f"history does not verify, not exported: {first} ({hint})")
+    return selection.model_copy(update={
+        "results_dir": store.results_dir,
+        "attestation": Attestation(records=report.records, head=report.head,
+                                   head_seq=report.head_seq,
+                                   signed_checkpoints=report.checkpoints,
+                                   latest_checkpoint_seq=report.latest_checkpoint_seq,
+                                   notes=report.notes)})
 
 
 def select(store: HistoryStore, query: Query, now: datetime | None = None) -> Selection:

@@ -65,6 +65,11 @@ def _summary(selection: Selection) -> str:
         f"<p>Outcomes: {escape(', '.join(f'{k} {v}' for k, v in outcomes.items()) or 'none')}"
         f".</p><p class='note'>Chain head (the sha256 that pins every record in this history):"
         f" <code>{escape(selection.head)}</code></p>"
+        + (f"<p class='note'>Verification when exported: "
+           f"{escape(selection.attestation.describe())}"
+           + "".join(f"; {escape(n)}" for n in selection.attestation.notes) + ".</p>"
+           if selection.attestation is not None else
+           "<p class='note'>This export was not made from a verified history.</p>") +
         "<p>This evidence is relevant to the following requirements. They are listed as "
         f"references for the reader, not as claims of compliance:</p><ul>{refs}</ul>")
 

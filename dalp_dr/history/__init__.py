@@ -2,29 +2,60 @@
 
 ``open_store(url)`` picks the implementation from the URL: ``sqlite:///path`` (default) or
 ``postgresql://user@host:port/dbname`` (production; password from PGPASSWORD/.pgpass).
+``open_history(settings)`` opens the configured store with its results directory (where
+evidence is found) and its checkpointer (every seal signs a checkpoint).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from dalp_dr.checkpoints import Checkpointer, S3Witness
+from dalp_dr.config import Settings
 from dalp_dr.errors import ConfigError
-from dalp_dr.history.base import HistoryStore, Lease, RunSummary
+from dalp_dr.history.base import HistoryStore, Lease, RunSummary, Seal, SealHook
 from dalp_dr.history.sqlite import SqliteHistory
 
 
-def open_store(url: str, *, migrate: bool = False) -> HistoryStore:
+def open_store(url: str, *, migrate: bool = False, results_dir: Path | None = None,
+               after_seal: SealHook | None = None) -> HistoryStore:
     """Open (and create) the store. The embedded SQLite store upgrades its schema on open;
     a shared PostgreSQL store only with ``migrate=True`` (``dalp-dr store migrate``)."""
     if url.startswith("sqlite://"):  # sqlite:///abs/path or sqlite://relative/path
-        return SqliteHistory(Path(url.removeprefix("sqlite://")))
+        return SqliteHistory(Path(url.removeprefix("sqlite://")), results_dir=results_dir,
+                             after_seal=after_seal)
     if url.startswith(("postgresql://", "postgres://")):
         from dalp_dr.history.postgres import PostgresHistory
 
-        return PostgresHistory(url, migrate=migrate)
+        return PostgresHistory(url, migrate=migrate, results_dir=results_dir,
+                               after_seal=after_seal)
     raise ConfigError(f"unsupported history store URL {url.split('://')[0]}://...",
                       source="DALP_DR_STORE",
                       hint="use sqlite:///path/to/history.sqlite or postgresql://...")
 
 
-__all__ = ["HistoryStore", "Lease", "RunSummary", "open_store"]
+def checkpointer(settings: Settings,
+                 on_problem: Callable[[str], None] | None = None) -> Checkpointer:
+    """The configured checkpoint log (and S3 witness) signed with the history's key."""
+    witness = None
+    if settings.witness is not None:
+        from dalp_dr import s3_archive
+
+        w = settings.witness
+        witness = S3Witness(w.bucket, w.prefix, w.retain_days, w.lock_mode,
+                            s3_archive.client({"endpoint_url": w.endpoint_url,
+                                               "region": w.region}))
+    return Checkpointer(settings.results_dir, settings.keys_dir, witness, on_problem)
+
+
+def open_history(settings: Settings, *, migrate: bool = False,
+                 on_problem: Callable[[str], None] | None = None) -> HistoryStore:
+    """The configured store: evidence under the results directory, every seal signed into
+    a checkpoint."""
+    return open_store(settings.store_url, migrate=migrate, results_dir=settings.results_dir,
+                      after_seal=checkpointer(settings, on_problem).after_seal)
+
+
+__all__ = ["HistoryStore", "Lease", "RunSummary", "Seal", "checkpointer", "open_history",
+           "open_store"]

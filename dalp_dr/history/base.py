@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
-from dalp_dr.integrity import SealedRecord
+from dalp_dr import integrity, private_files
+from dalp_dr.integrity import ChainEntry, SealedRecord
 from dalp_dr.results import Outcome, RunResult
+
+
+class Seal(StrEnum):
+    """What the hash chain says about a listed run (``dalp_dr.history.views``)."""
+
+    SEALED = "sealed"
+    """final, in the chain, and its row agrees with what was sealed"""
+    RUNNING = "running"
+    """in progress: sealed when it ends"""
+    TAMPERED = "tampered"
+    """its row or record no longer matches its seal (or a final record nobody sealed)"""
+    UNCHECKED = "unchecked"
 
 
 class RunSummary(BaseModel):
@@ -29,8 +44,12 @@ class RunSummary(BaseModel):
     recovery_time: float | None
     data_loss_window: float | None
     evidence_dir: str
+    """where the run's evidence is under the configured results directory (the store keeps
+    it relative to the results directory)"""
     planned_at: datetime | None = None
     """the schedule's fire time (scheduled runs and missed schedules)"""
+    seal: Seal = Seal.UNCHECKED
+    seal_problem: str | None = None
 
 
 SUMMARY_COLUMNS = ("run_id", "drill", "topology", "environment", "trigger", "operator",
@@ -79,7 +98,22 @@ def begin_row(result: RunResult, spec_json: str) -> tuple[object, ...]:
     return (result.run_id, result.drill, result.topology.value, result.scenario.value,
             result.environment, result.owner, result.trigger.value, result.operator,
             result.spec_hash, spec_json, result.started_at, None, result.outcome.value, None,
-            None, result.model_dump_json(), result.evidence_dir, result.planned_at)
+            None, result.model_dump_json(), integrity.relative_evidence(result.evidence_dir),
+            result.planned_at)
+
+
+def evidence_for_seal(evidence_dir: str, results_dir: Path | None) -> dict[str, str]:
+    """The evidence manifest of a run about to be sealed, computed before the store's
+    transaction opens; its files are brought to the private modes first."""
+    location = integrity.evidence_location(evidence_dir, results_dir)
+    if location is None or not location.is_dir():
+        return {}
+    private_files.tighten(location)
+    return integrity.evidence_manifest(location)
+
+
+SealHook = Callable[[ChainEntry], None]
+"""Called after a seal committed, with its chain entry (the signed checkpoint)."""
 
 
 def record_final(store: HistoryStore, result: RunResult, spec_json: str = "{}") -> None:
@@ -89,8 +123,11 @@ def record_final(store: HistoryStore, result: RunResult, spec_json: str = "{}") 
     store.finish(result)
 
 
-def summary_from_row(row: tuple[object, ...]) -> RunSummary:
-    return RunSummary.model_validate(dict(zip(SUMMARY_COLUMNS, row, strict=True)))
+def summary_from_row(row: tuple[object, ...], results_dir: Path | None = None) -> RunSummary:
+    values = dict(zip(SUMMARY_COLUMNS, row, strict=True))
+    location = integrity.evidence_location(str(values["evidence_dir"] or ""), results_dir)
+    values["evidence_dir"] = str(location) if location is not None else ""
+    return RunSummary.model_validate(values)
 
 
 class HistoryStore(Protocol):
@@ -102,6 +139,11 @@ class HistoryStore(Protocol):
     Every failure raises StoreError. Opening a store creates or migrates its schema (one
     process at a time) and refuses a schema newer than this dalp-dr.
     """
+
+    results_dir: Path | None
+    """the results directory evidence is found under (None: where it was first written)"""
+    after_seal: SealHook | None
+    """called with every chain entry once its seal committed"""
 
     def describe(self) -> str:
         """Where the store is and its schema version, without credentials."""
@@ -150,9 +192,10 @@ class HistoryStore(Protocol):
 
     # -- tamper evidence (dalp_dr.integrity) -----------------------------------------------
 
-    def sealed_records(self) -> Iterator[SealedRecord]:
+    def sealed_records(self, run_ids: Collection[str] | None = None
+                       ) -> Iterator[SealedRecord]:
         """Every chain entry in order with the record it seals (left join: a deleted
-        record comes back with no content)."""
+        record comes back with no content); only those of ``run_ids`` when given."""
         ...
 
     def unsealed_runs(self) -> list[str]:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import psycopg
 from psycopg import conninfo
@@ -30,14 +31,16 @@ from dalp_dr.history.base import (
     SUMMARY_COLUMNS,
     Lease,
     RunSummary,
+    SealHook,
     begin_row,
+    evidence_for_seal,
     serialized,
     summary_from_row,
 )
 from dalp_dr.redact import Redactor
 from dalp_dr.results import Outcome, RunResult
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _DDL = """
 create table if not exists dalp_dr_schema_version (version integer not null);
@@ -95,6 +98,12 @@ create table if not exists dalp_dr_chain (
     sealed_at       timestamptz not null
 );
 """,
+    # 4: runs.evidence_dir relative to the results directory (the sealed records keep the
+    # absolute path they were written to; their digests do not change)
+    4: """
+update dalp_dr_runs set evidence_dir = regexp_replace(evidence_dir, '^.*/', '')
+ where evidence_dir like '/%';
+""",
 }
 """schema version -> DDL that upgrades the previous version to it"""
 
@@ -102,7 +111,10 @@ _LEASE_COLUMNS = "name, holder, info, acquired_at, expires_at"
 
 
 class PostgresHistory:
-    def __init__(self, url: str, *, migrate: bool = False) -> None:
+    def __init__(self, url: str, *, migrate: bool = False, results_dir: Path | None = None,
+                 after_seal: SealHook | None = None) -> None:
+        self.results_dir = results_dir
+        self.after_seal = after_seal
         self._lock = threading.RLock()
         self._redactor = Redactor()
         try:
@@ -152,11 +164,11 @@ class PostgresHistory:
                              "(other dalp-dr processes on this store should be upgraded too)")
         for version in range(found + 1, SCHEMA_VERSION + 1):
             self._db.execute(MIGRATIONS[version])
-        if found < 3:  # records finished before the chain existed: sealed now
-            for (run_id,) in self._db.execute(
-                    "select run_id from dalp_dr_runs where outcome <> 'running'"
-                    " order by started_at, run_id").fetchall():
-                self._seal(run_id)
+            if version == 3:  # records finished before the chain existed: sealed now
+                for (run_id,) in self._db.execute(
+                        "select run_id from dalp_dr_runs where outcome <> 'running'"
+                        " order by started_at, run_id").fetchall():
+                    self._seal(run_id)
         self._db.execute("update dalp_dr_schema_version set version = %s", (SCHEMA_VERSION,))
         return found
 
@@ -186,8 +198,12 @@ class PostgresHistory:
 
     @serialized
     def finish(self, result: RunResult) -> None:
-        """Record the final result and seal it into the chain, in one transaction."""
+        """Record the final result and seal it into the chain, in one transaction; then
+        ``after_seal`` (the signed checkpoint)."""
         m = result.measurements
+        final = result.outcome is not Outcome.RUNNING
+        evidence = evidence_for_seal(result.evidence_dir, self.results_dir) if final else {}
+        entry = None
         try:
             if self._db.closed or self._db.broken:
                 self._db = self._connect()
@@ -200,37 +216,49 @@ class PostgresHistory:
                      result.run_id))
                 if cur.rowcount != 1:
                     raise StoreError(f"cannot finish run {result.run_id}: it was never begun")
-                if result.outcome is not Outcome.RUNNING:
-                    self._seal(result.run_id, result.model_dump_json())
+                if final:
+                    entry = self._seal(result.run_id, result.model_dump_json(), evidence)
         except (psycopg.Error, OSError) as exc:
             raise self._error("cannot write history", exc) from None
+        if entry is not None and self.after_seal is not None:
+            self.after_seal(entry)
 
-    def _seal(self, run_id: str, result_json: str | None = None) -> None:
+    def _seal(self, run_id: str, result_json: str | None = None,
+              evidence: dict[str, str] | None = None) -> integrity.ChainEntry:
         """Append the chain entry for a final record (inside the caller's transaction; one
-        sealer at a time)."""
+        sealer at a time). ``evidence``: its manifest, computed before the transaction
+        (else read here: the migration that seals records older than the chain)."""
         self._db.execute("select pg_advisory_xact_lock(hashtext('dalp_dr_chain'))")
         row = self._db.execute("select result_json::text, spec_json, evidence_dir from"
                                " dalp_dr_runs where run_id = %s", (run_id,)).fetchone()
         assert row is not None
         last = self._db.execute("select seq, digest from dalp_dr_chain order by seq desc"
                                 " limit 1").fetchone()
+        if evidence is None:
+            evidence = integrity.evidence_manifest(
+                integrity.evidence_location(row[2], self.results_dir))
         entry = integrity.seal(last[0] + 1 if last else 1, run_id, result_json or row[0],
-                               row[1], integrity.evidence_manifest(row[2]),
-                               last[1] if last else integrity.GENESIS, datetime.now(UTC))
+                               row[1], evidence, last[1] if last else integrity.GENESIS,
+                               datetime.now(UTC))
         self._db.execute("insert into dalp_dr_chain values (%s, %s, %s, %s, %s, %s, %s, %s)",
                          (entry.seq, entry.run_id, entry.record_digest,
                           json.dumps(entry.evidence, sort_keys=True), entry.evidence_digest,
                           entry.prev_digest, entry.digest, entry.sealed_at))
+        return entry
 
     @serialized
-    def sealed_records(self) -> Iterator[integrity.SealedRecord]:
+    def sealed_records(self, run_ids: Collection[str] | None = None
+                       ) -> Iterator[integrity.SealedRecord]:
         cols = ", ".join(f"r.{c}" for c in SUMMARY_COLUMNS)
+        where, args = "", cast(tuple[object, ...], ())
+        if run_ids is not None:
+            where, args = " where c.run_id = any(%s)", (list(run_ids),)
         rows = self._execute(
             "cannot read history",
             "select c.seq, c.run_id, c.record_digest, c.evidence_json, c.evidence_digest,"
             f" c.prev_digest, c.digest, c.sealed_at, r.result_json::text, r.spec_json, {cols}"
             " from dalp_dr_chain c left join dalp_dr_runs r on r.run_id = c.run_id"
-            " order by c.seq", ())
+            f"{where} order by c.seq", args)
         for row in rows:
             entry = integrity.ChainEntry(
                 seq=row[0], run_id=row[1], record_digest=row[2], evidence=json.loads(row[3]),
@@ -261,7 +289,7 @@ class PostgresHistory:
             args += (outcome.value,)
         sql += " order by started_at desc limit %s"
         rows = self._execute("cannot read history", sql, (*args, limit))
-        return [summary_from_row(r) for r in rows]
+        return [summary_from_row(r, self.results_dir) for r in rows]
 
     def _row(self, run_id: str, column: str) -> str:
         rows = self._execute(

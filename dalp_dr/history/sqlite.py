@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dalp_dr import integrity
+from dalp_dr import integrity, private_files
 from dalp_dr.errors import StoreError, UnknownRun
 from dalp_dr.history.base import (
     INSERT_COLUMNS,
     SUMMARY_COLUMNS,
     Lease,
     RunSummary,
+    SealHook,
     begin_row,
+    evidence_for_seal,
     serialized,
     summary_from_row,
 )
 from dalp_dr.results import Outcome, RunResult
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _DDL = """
 create table if not exists schema_version (version integer not null);
@@ -81,6 +84,8 @@ create table if not exists chain (
     sealed_at       text not null
 );
 """,
+    # 4: runs.evidence_dir relative to the results directory (data only: _relativize)
+    4: "",
 }
 """schema version -> DDL that upgrades the previous version to it (the embedded store
 applies them when it is opened)"""
@@ -91,13 +96,20 @@ def _ts(value: float) -> datetime:
 
 
 class SqliteHistory:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, results_dir: Path | None = None,
+                 after_seal: SealHook | None = None) -> None:
         self.path = path
+        self.results_dir = results_dir
+        self.after_seal = after_seal
         self._lock = threading.RLock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.parent.is_dir():
+                private_files.make_dir(path.parent)
             self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None,
                                        check_same_thread=False)  # see serialized
+            for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+                if (path.parent / name).is_file():  # the owner's alone, before any row
+                    os.chmod(path.parent / name, private_files.file_mode())
             self._db.execute("pragma journal_mode=wal")
             self._db.execute("pragma synchronous=full")
             self.migrated_from = self._migrate()
@@ -128,6 +140,12 @@ class SqliteHistory:
                         "select run_id from runs where outcome <> 'running'"
                         " order by started_at, run_id").fetchall():
                     self._seal(run_id)
+            if found < 4:  # evidence paths relative to the results directory
+                for run_id, evidence_dir in self._db.execute(
+                        "select run_id, evidence_dir from runs where evidence_dir like '/%'"
+                        ).fetchall():
+                    self._db.execute("update runs set evidence_dir = ? where run_id = ?",
+                                     (integrity.relative_evidence(evidence_dir), run_id))
             self._db.execute("update schema_version set version = ?", (SCHEMA_VERSION,))
             self._db.execute("commit")
         except BaseException:
@@ -157,8 +175,12 @@ class SqliteHistory:
 
     @serialized
     def finish(self, result: RunResult) -> None:
-        """Record the final result and seal it into the chain, in one transaction."""
+        """Record the final result and seal it into the chain, in one transaction; then
+        ``after_seal`` (the signed checkpoint)."""
         m = result.measurements
+        final = result.outcome is not Outcome.RUNNING
+        evidence = evidence_for_seal(result.evidence_dir, self.results_dir) if final else {}
+        entry = None
         try:
             self._db.execute("begin immediate")
             try:
@@ -171,39 +193,53 @@ class SqliteHistory:
                      result.run_id))
                 if cur.rowcount != 1:
                     raise StoreError(f"cannot finish run {result.run_id}: it was never begun")
-                if result.outcome is not Outcome.RUNNING:
-                    self._seal(result.run_id)
+                if final:
+                    entry = self._seal(result.run_id, evidence)
                 self._db.execute("commit")
             except BaseException:
                 self._db.execute("rollback")
                 raise
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write history {self.path}: {exc}") from None
+        if entry is not None and self.after_seal is not None:
+            self.after_seal(entry)
 
-    def _seal(self, run_id: str) -> None:
-        """Append the chain entry for a final record (inside the caller's transaction)."""
+    def _seal(self, run_id: str, evidence: dict[str, str] | None = None
+              ) -> integrity.ChainEntry:
+        """Append the chain entry for a final record (inside the caller's transaction).
+        ``evidence``: its manifest, computed before the transaction (else read here: the
+        migration that seals records older than the chain)."""
         result_json, spec_json, evidence_dir = self._db.execute(
             "select result_json, spec_json, evidence_dir from runs where run_id = ?",
             (run_id,)).fetchone()
+        if evidence is None:
+            evidence = integrity.evidence_manifest(
+                integrity.evidence_location(evidence_dir, self.results_dir))
         last = self._db.execute("select seq, digest from chain order by seq desc limit 1"
                                 ).fetchone()
         entry = integrity.seal(last[0] + 1 if last else 1, run_id, result_json, spec_json,
-                               integrity.evidence_manifest(evidence_dir),
-                               last[1] if last else integrity.GENESIS, datetime.now(UTC))
+                               evidence, last[1] if last else integrity.GENESIS,
+                               datetime.now(UTC))
         self._db.execute("insert into chain values (?, ?, ?, ?, ?, ?, ?, ?)",
                          (entry.seq, entry.run_id, entry.record_digest,
                           json.dumps(entry.evidence, sort_keys=True), entry.evidence_digest,
                           entry.prev_digest, entry.digest, entry.sealed_at.isoformat()))
+        return entry
 
     @serialized
-    def sealed_records(self) -> Iterator[integrity.SealedRecord]:
+    def sealed_records(self, run_ids: Collection[str] | None = None
+                       ) -> Iterator[integrity.SealedRecord]:
         cols = ", ".join(f"r.{c}" for c in SUMMARY_COLUMNS)
+        where, args = "", tuple(run_ids or ())
+        if run_ids is not None:
+            where = f" where c.run_id in ({', '.join('?' * len(args))})" if args else \
+                " where 0"
         try:
             rows = self._db.execute(
                 "select c.seq, c.run_id, c.record_digest, c.evidence_json, c.evidence_digest,"
                 f" c.prev_digest, c.digest, c.sealed_at, r.result_json, r.spec_json, {cols}"
-                " from chain c left join runs r on r.run_id = c.run_id order by c.seq"
-            ).fetchall()
+                f" from chain c left join runs r on r.run_id = c.run_id{where} order by c.seq",
+                args).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read history {self.path}: {exc}") from None
         for row in rows:
@@ -242,7 +278,7 @@ class SqliteHistory:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read history {self.path}: {exc}") from None
-        return [summary_from_row(r) for r in rows]
+        return [summary_from_row(r, self.results_dir) for r in rows]
 
     def _row(self, run_id: str, column: str) -> str:
         try:

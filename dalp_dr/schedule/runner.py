@@ -34,7 +34,8 @@ from dalp_dr.errors import (
     StoreError,
 )
 from dalp_dr.history import HistoryStore, open_store
-from dalp_dr.history.base import record_final
+from dalp_dr.history.base import SealHook, record_final
+from dalp_dr.provenance import OperatorSource, controller_provenance
 from dalp_dr.results import Outcome, RunResult, Trigger
 from dalp_dr.schedule.jobs import DrillJob
 from dalp_dr.spec import Scenario, Topology, load_drill
@@ -58,7 +59,8 @@ def not_run(job: DrillJob, planned_at: datetime, outcome: Outcome, message: str,
         started_at=planned_at, ended_at=now, outcome=outcome,
         objectives={"rto": job.rto, "rpo": job.rpo}, measurements=None, verdicts=[],
         phases=[], steady_state_restored=None, evidence_dir="", message=message,
-        planned_at=planned_at)
+        planned_at=planned_at,
+        provenance=controller_provenance("scheduler", OperatorSource.SCHEDULER))
 
 
 @dataclass
@@ -72,6 +74,7 @@ class FireHandler:
     """this scheduler process (host, pid, token): recorded with every claim"""
     lock_ttl: float
     stopping: threading.Event
+    after_seal: SealHook | None = None
     _cancels: dict[str, CancelToken] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -86,7 +89,8 @@ class FireHandler:
         late = [t for t in due if now - t > self.grace]
         timely = [t for t in due if now - t <= self.grace]
         store = self._retry(f"open the history for {job.drill}",
-                            lambda: open_store(self.store_url))
+                            lambda: open_store(self.store_url, results_dir=self.results_dir,
+                                              after_seal=self.after_seal))
         if store is None:
             return
         if len(late) > MAX_MISSED_RECORDS:

@@ -31,6 +31,7 @@ from apscheduler.executors.base import BaseExecutor
 
 from dalp_dr.errors import InvalidInput, SpecError, StoreError
 from dalp_dr.history import HistoryStore, open_store
+from dalp_dr.history.base import SealHook
 from dalp_dr.schedule import jobs
 from dalp_dr.schedule.runner import FireHandler, record_kept_results
 
@@ -83,6 +84,8 @@ class ServiceOptions:
     lock_ttl: float = 60.0
     skip_invalid: bool = False
     max_parallel: int = 4
+    after_seal: SealHook | None = None
+    """signs a checkpoint after every seal (dalp_dr.history.checkpointer)"""
 
 
 class SchedulerService:
@@ -100,7 +103,11 @@ class SchedulerService:
         self._handler = FireHandler(store_url=options.store_url,
                                     results_dir=options.results_dir, grace=options.grace,
                                     holder=self.holder, lock_ttl=options.lock_ttl,
-                                    stopping=self.stopping)
+                                    stopping=self.stopping, after_seal=options.after_seal)
+
+    def _open_store(self) -> HistoryStore:
+        return open_store(self.options.store_url, results_dir=self.options.results_dir,
+                          after_seal=self.options.after_seal)
 
     # -- start-up checks: fail before anything runs ------------------------------------------
 
@@ -115,7 +122,7 @@ class SchedulerService:
                                  "the others and report this one in 'schedule status'")
         for path, exc in definitions.invalid.items():
             log.error("SKIPPED broken drill definition %s: %s", path, exc)
-        store = open_store(self.options.store_url)
+        store = self._open_store()
         return store, definitions
 
     # -- the service loop ------------------------------------------------------------------
@@ -196,7 +203,7 @@ class SchedulerService:
             from dalp_dr.recovery import recover_all
 
             try:
-                store = open_store(self.options.store_url)
+                store = self._open_store()
             except StoreError as exc:
                 log.error("crash recovery: cannot open the store: %s", exc)
                 return

@@ -12,6 +12,7 @@ from dalp_dr.errors import StoreError
 from dalp_dr.history import open_store
 from tests.history_contract import (
     check_coordination_contract,
+    check_evidence_contract,
     check_integrity_contract,
     check_store_contract,
 )
@@ -56,7 +57,7 @@ def test_cli_reads_the_postgres_store_from_the_environment(server: str, tmp_path
     proc = dalp("store", "migrate", results=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert f"postgresql user=postgres dbname=dalp_history host=127.0.0.1 port={PORT}" in proc.stdout
-    assert "schema version 3" in proc.stdout
+    assert "schema version 4" in proc.stdout
     proc = dalp("history", "list", results=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "20261126T120200Z-cccccc" in proc.stdout  # written by the contract test
@@ -84,14 +85,14 @@ def test_an_older_schema_is_upgraded_only_by_store_migrate(server: str, tmp_path
     monkeypatch.setenv("DALP_DR_STORE", url)
     proc = dalp("history", "list", results=tmp_path)
     assert proc.returncode == 1
-    assert "schema version 1 is older than this dalp-dr (3)" in proc.stderr
+    assert "schema version 1 is older than this dalp-dr (4)" in proc.stderr
     assert "dalp-dr store migrate" in proc.stderr
     proc = dalp("store", "migrate", results=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "upgraded from schema version 1" in proc.stdout
     assert dalp("history", "list", results=tmp_path).returncode == 0
     with psycopg.connect(url) as db:
-        assert db.execute("select version from dalp_dr_schema_version").fetchall() == [(3,)]
+        assert db.execute("select version from dalp_dr_schema_version").fetchall() == [(4,)]
         assert db.execute("select to_regclass('dalp_dr_leases') is not null").fetchall() \
             == [(True,)]
 
@@ -118,3 +119,8 @@ def test_postgres_keeps_the_integrity_contract(server: str) -> None:
             db.execute(sql.format(runs="dalp_dr_runs"))  # type: ignore[arg-type]
 
     check_integrity_contract(lambda: open_store(server), tamper)
+
+
+def test_postgres_keeps_the_evidence_contract(server: str, tmp_path: Path) -> None:
+    check_evidence_contract(lambda results, hook: open_store(server, results_dir=results,
+                                                             after_seal=hook), tmp_path)

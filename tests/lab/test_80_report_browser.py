@@ -17,7 +17,8 @@ import pytest
 
 from dalp_dr.history import open_store
 from dalp_dr.results import Outcome
-from tests.unit.test_export import ROOT, make_run
+from tests.factories import make_run
+from tests.lab.helpers import ROOT
 
 pytestmark = pytest.mark.xdist_group("report-browser")
 

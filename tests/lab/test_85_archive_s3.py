@@ -18,8 +18,8 @@ from botocore.exceptions import ClientError
 
 from dalp_dr.history import open_store
 from dalp_dr.results import Outcome
+from tests.factories import make_run
 from tests.lab.helpers import ROOT, moto_server
-from tests.unit.test_export import make_run
 
 pytestmark = pytest.mark.xdist_group("s3-archive")
 
@@ -52,6 +52,7 @@ def test_a_bundle_is_archived_with_retention_and_refused_without_lock(s3: str,
     store.finish(run)
     store.close()
     assert cli(env, "keys", "init").returncode == 0
+    assert cli(env, "history", "checkpoint", "--sign").returncode == 0  # sealed before the key
 
     refused = cli(env, "export", "--bundle", str(tmp_path / "a.tar.gz"), "--to-s3",
                   "s3://evidence-plain/dalp", "--retain-days", "30")
@@ -77,7 +78,9 @@ def test_a_bundle_is_archived_with_retention_and_refused_without_lock(s3: str,
                              VersionId=head["VersionId"])
     downloaded = tmp_path / "downloaded.tar.gz"
     downloaded.write_bytes(body)
-    assert cli(env, "export", "verify", str(downloaded)).returncode == 0
+    # as an auditor would: trusting the signer's public key, handed over out of band
+    assert cli(env, "export", "verify", str(downloaded), "--public-key",
+               str(tmp_path / "keys" / "signing-key.pub.pem")).returncode == 0
 
     forced = cli(env, "export", "--bundle", str(tmp_path / "c.tar.gz"), "--to-s3",
                  "s3://evidence-plain/dalp", "--retain-days", "30", "--force-without-lock")

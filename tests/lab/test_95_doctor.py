@@ -33,7 +33,7 @@ def test_doctor_passes_on_a_bootstrapped_machine(tmp_path: Path) -> None:
         assert rows[check]["status"] == "ok", rows[check]
     postgres = next(r for name, r in rows.items() if name.startswith("PostgreSQL"))
     assert "15." in postgres["detail"]
-    assert "schema version 3" in rows["history store"]["detail"]
+    assert "schema version 4" in rows["history store"]["detail"]
 
 
 def test_doctor_names_what_is_missing(tmp_path: Path) -> None:
@@ -49,3 +49,26 @@ def test_doctor_names_what_is_missing(tmp_path: Path) -> None:
     assert gone.returncode == 1
     assert {r["check"]: r for r in json.loads(gone.stdout)}["history store"]["status"] \
         == "missing"
+
+
+def test_doctor_checks_the_signing_key_and_file_modes(tmp_path: Path) -> None:
+    keys_dir = tmp_path / "keys"
+    rows = {r["check"]: r for r in json.loads(doctor(tmp_path, DALP_DR_KEYS=str(keys_dir))
+                                              .stdout)}
+    assert rows["signing key"]["status"] == "warn"
+    assert "no signed checkpoint pins it" in rows["signing key"]["detail"]
+    assert rows["file modes"]["status"] == "ok"  # the store doctor opened is 0600 in 0700
+    subprocess.run([sys.executable, "-m", "dalp_dr", "keys", "init"], cwd=ROOT, check=True,
+                   env=dict(os.environ, DALP_DR_KEYS=str(keys_dir)), capture_output=True)
+    evidence = tmp_path / "results" / "20261201T000000Z-abcdef"
+    evidence.mkdir()
+    (evidence / "summary.txt").write_text("x")
+    (evidence / "summary.txt").chmod(0o644)
+    (keys_dir / "signing-key.pem").chmod(0o644)
+    proc = doctor(tmp_path, DALP_DR_KEYS=str(keys_dir))
+    rows = {r["check"]: r for r in json.loads(proc.stdout)}
+    assert proc.returncode == 1
+    assert rows["signing key"]["status"] == "missing"
+    assert "chmod 600" in rows["signing key"]["fix"]
+    assert rows["file modes"]["status"] == "warn"
+    assert "readable beyond their owner" in rows["file modes"]["detail"]

@@ -11,90 +11,19 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from dalp_dr.errors import InvalidInput, TamperedHistory
 from dalp_dr.export import bundle, keys, records
+from dalp_dr.export.verify import Trust, verify_bundle
 from dalp_dr.history import open_store
-from dalp_dr.results import (
-    Measurements,
-    ObjectiveVerdict,
-    Outcome,
-    PhaseRecord,
-    PhaseStatus,
-    RunResult,
-    Status,
-    Trigger,
-)
-from dalp_dr.spec import PhaseName, Scenario, Topology
+from dalp_dr.spec import Topology
+from tests.factories import select, signed_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def make_run(base: Path, run_id: str, drill: str, started: datetime, outcome: Outcome,
-             recovery: float | None, topology: Topology = Topology.HOT_WARM) -> RunResult:
-    evidence = base / "results" / run_id
-    (evidence / "journal").mkdir(parents=True)
-    (evidence / "journal" / "0001-run.started.json").write_text('{"kind": "run.started"}')
-    (evidence / "summary.txt").write_text(f"{drill} {outcome.value}\n")
-    measured = None if recovery is None else Measurements(
-        fault_at=started + timedelta(seconds=5), recovered_at=started + timedelta(seconds=6),
-        verified_at=started + timedelta(seconds=7), recovery_time=recovery, rtt=0.002,
-        data_loss_window=0.0, lost_writes=0, acked_before_fault=20,
-        unacknowledged_attempts=0, resolution=0.1)
-    verdicts = [] if recovery is None else [
-        ObjectiveVerdict(objective="rto", target=30.0, measured=recovery,
-                         status=Status.MET if recovery <= 30 else Status.MISSED,
-                         margin=30.0 - recovery, reason="measured"),
-        ObjectiveVerdict(objective="rpo", target=5.0, measured=0.0, status=Status.MET,
-                         margin=5.0, reason="measured")]
-    phases = [PhaseRecord(phase=PhaseName.PREFLIGHT, status=PhaseStatus.OK, started_at=started,
-                          ended_at=started + timedelta(seconds=2)),
-              PhaseRecord(phase=PhaseName.INJECT, status=PhaseStatus.OK,
-                          started_at=started + timedelta(seconds=4),
-                          ended_at=started + timedelta(seconds=5))]
-    return RunResult(
-        run_id=run_id, drill=drill, topology=topology, scenario=Scenario.FAILOVER,
-        environment="lab-hot-warm", owner="sre", trigger=Trigger.SCHEDULE, operator="scheduler",
-        spec_hash="cd" * 32, started_at=started, ended_at=started + timedelta(seconds=30),
-        outcome=outcome, objectives={"rto": 30.0, "rpo": 5.0}, measurements=measured,
-        verdicts=verdicts, phases=phases, steady_state_restored=True,
-        evidence_dir=str(evidence))
-
-
-@pytest.fixture
-def history(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'results' / 'history.sqlite'}"
-    store = open_store(url)
-    runs = [
-        make_run(tmp_path, "20260115T030000Z-aaaaaa", "hot-warm-failover",
-                 datetime(2026, 1, 15, 3, tzinfo=UTC), Outcome.PASSED, 1.2),
-        make_run(tmp_path, "20260401T030000Z-bbbbbb", "hot-warm-failover",
-                 datetime(2026, 4, 1, 3, tzinfo=UTC), Outcome.MISSED, 45.0),
-        make_run(tmp_path, "20260701T030000Z-cccccc", "hot-cold-restore",
-                 datetime(2026, 7, 1, 3, tzinfo=UTC), Outcome.PASSED, 300.0,
-                 topology=Topology.HOT_COLD),
-        make_run(tmp_path, "20261001T030000Z-dddddd", "hot-warm-failover",
-                 datetime(2026, 10, 1, 3, tzinfo=UTC), Outcome.MISSED_SCHEDULE, None),
-    ]
-    for run in runs:
-        store.begin(run.model_copy(update={"outcome": Outcome.RUNNING, "ended_at": None}),
-                    json.dumps({"name": run.drill}))
-        store.finish(run)
-    store.close()
-    return url
-
-
-def select(url: str, **query: object) -> records.Selection:
-    store = open_store(url)
-    try:
-        return records.select(store, records.Query(**query),  # type: ignore[arg-type]
-                              now=datetime(2026, 11, 27, tzinfo=UTC))
-    finally:
-        store.close()
 
 
 @pytest.mark.parametrize(("text", "end", "expected"), [
@@ -157,18 +86,11 @@ def test_the_html_report_is_self_contained(history: str) -> None:
     assert "id='coverage-matrix'" in page and "missed schedule" in page
 
 
-def signed_bundle(url: str, tmp_path: Path, name: str = "x.tar.gz") -> tuple[Path, Path]:
-    keydir = tmp_path / "keys"
-    keys.init(keydir)
-    target = tmp_path / name
-    bundle.write_bundle(select(url), target, keydir, ["hot-warm-failover"])
-    return target, keydir / keys.PUBLIC
-
-
 def test_a_bundle_verifies_and_every_kind_of_tampering_is_named(history: str,
                                                                 tmp_path: Path) -> None:
     archive, public = signed_bundle(history, tmp_path)
-    report = bundle.verify_bundle(archive, public)
+    trusted = Trust.from_public_key(public)
+    report = verify_bundle(archive, trusted)
     assert report.ok and report.records == 4, report.problem
     unpacked = tmp_path / "unpacked"
     with tarfile.open(archive) as tar:
@@ -179,7 +101,7 @@ def test_a_bundle_verifies_and_every_kind_of_tampering_is_named(history: str,
         copy = tmp_path / f"copy-{len(list(tmp_path.iterdir()))}"
         shutil.copytree(unpacked, copy)
         edit(copy)  # type: ignore[operator]
-        result = bundle.verify_bundle(copy, public)
+        result = verify_bundle(copy, trusted)
         assert not result.ok
         return str(result.problem)
 
@@ -187,13 +109,15 @@ def test_a_bundle_verifies_and_every_kind_of_tampering_is_named(history: str,
         lambda d: (d / "report.html").write_text("<html>edited</html>"))
     assert "evidence/20260115T030000Z-aaaaaa/summary.txt: changed" in broken(
         lambda d: (d / "evidence" / "20260115T030000Z-aaaaaa" / "summary.txt").write_text("x"))
-    assert "extra.txt: not in the manifest" in broken(lambda d: (d / "extra.txt").write_text(""))
+    assert "extra.txt: unexpected member" in broken(lambda d: (d / "extra.txt").write_text(""))
+    assert "evidence/20260115T030000Z-aaaaaa/extra.txt: not in the manifest" in broken(
+        lambda d: (d / "evidence" / "20260115T030000Z-aaaaaa" / "extra.txt").write_text(""))
     assert "signature does not match" in broken(
         lambda d: (d / "manifest.json").write_text(
             (d / "manifest.json").read_text().replace('"records": 4', '"records": 3')))
 
-    # an attacker edits a record and re-signs everything with their own key: the embedded
-    # key then checks out, the owner's key does not, and the record digest never does
+    # an attacker edits a record and re-signs everything with their own key, put in the
+    # bundle: the signature checks out against it, but it is not the trusted key
     def forge(d: Path) -> None:
         document = json.loads((d / "records.json").read_text())
         document["records"][1]["result"]["outcome"] = "passed"
@@ -209,13 +133,17 @@ def test_a_bundle_verifies_and_every_kind_of_tampering_is_named(history: str,
         (d / "manifest.json").write_bytes(manifest)
         (d / "manifest.json.sig").write_bytes(keys.sign(keys.load_private(keydir), manifest))
 
-    assert "signature does not match" in broken(forge)
+    forged_problem = broken(forge)
+    attacker = keys.fingerprint(keys.load_private(tmp_path / "attacker").public_key())
+    assert "signed by a key that is not the trusted one" in forged_problem
+    assert attacker in forged_problem and str(trusted.fingerprint) in forged_problem
     forged = tmp_path / "forged"
     shutil.copytree(unpacked, forged)
     forge(forged)
-    embedded = bundle.verify_bundle(forged)  # trusting whatever key came with it
-    assert not embedded.ok
-    assert "20260401T030000Z-bbbbbb: record content changed" in str(embedded.problem)
+    # without a trusted key, the key that came with it is never enough
+    untrusted = verify_bundle(forged, Trust.from_key_dir(tmp_path / "no-such-keys"))
+    assert not untrusted.ok and not untrusted.authentic
+    assert "signer NOT trusted" in str(untrusted.problem)
 
 
 def test_a_tampered_history_is_not_exported(history: str) -> None:
@@ -225,8 +153,12 @@ def test_a_tampered_history_is_not_exported(history: str) -> None:
                " where run_id = '20260401T030000Z-bbbbbb'")
     db.commit()
     db.close()
-    with pytest.raises(TamperedHistory, match="20260401T030000Z-bbbbbb"):
-        records.check(select(history))
+    store = open_store(history, results_dir=Path(path).parent)
+    try:
+        with pytest.raises(TamperedHistory, match="20260401T030000Z-bbbbbb"):
+            records.verified_selection(store, None, records.Query())
+    finally:
+        store.close()
 
 
 def test_keys_init_refuses_to_overwrite_and_keeps_the_private_key_private(
@@ -254,6 +186,11 @@ def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_acceptance_keys_export_verify_and_one_edited_byte(history: str,
                                                            tmp_path: Path) -> None:
     assert cli(tmp_path, "keys", "init").returncode == 0
+    unpinned = cli(tmp_path, "export", "--from", "2026Q1", "--bundle",
+                   str(tmp_path / "w.tar.gz"))  # sealed before the key existed: fail closed
+    assert unpinned.returncode == 1 and "history checkpoint --sign" in unpinned.stderr, \
+        unpinned.stderr
+    assert cli(tmp_path, "history", "checkpoint", "--sign").returncode == 0
     made = cli(tmp_path, "export", "--from", "2026Q1", "--bundle", str(tmp_path / "x.tar.gz"))
     assert made.returncode == 0, made.stderr
     checked = cli(tmp_path, "export", "verify", str(tmp_path / "x.tar.gz"))

@@ -5,6 +5,7 @@ import pytest
 from dalp_dr.history import open_store
 from tests.history_contract import (
     check_coordination_contract,
+    check_evidence_contract,
     check_integrity_contract,
     check_store_contract,
     result,
@@ -13,6 +14,12 @@ from tests.history_contract import (
 
 def test_sqlite_keeps_the_history_contract(tmp_path: Path) -> None:
     check_store_contract(lambda: open_store(f"sqlite:///{tmp_path / 'h.sqlite'}"))
+
+
+def test_sqlite_keeps_the_evidence_contract(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    check_evidence_contract(lambda results, hook: open_store(url, results_dir=results,
+                                                             after_seal=hook), tmp_path)
 
 
 def test_unknown_store_scheme_is_invalid_input() -> None:
@@ -46,7 +53,7 @@ def test_a_version_1_store_is_upgraded_on_open_and_keeps_its_runs(tmp_path: Path
     assert again.migrated_from is None
     assert [r.run_id for r in again.list_runs()] == ["20261126T120000Z-aaaaaa"]
     assert sqlite3.connect(path).execute("select version from schema_version").fetchall() \
-        == [(3,)]
+        == [(4,)]
     again.close()
 
 

@@ -15,7 +15,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dalp_dr.history import open_store
 from dalp_dr.metrics import registry_for, write_textfile
-from tests.unit.test_export import history  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "playbooks" / "monitoring" / "files"
@@ -29,7 +28,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return found
 
 
-def test_metrics_say_what_the_history_says(history: str, tmp_path: Path) -> None:  # noqa: F811
+def test_metrics_say_what_the_history_says(history: str, tmp_path: Path) -> None:
     text = generate_latest(registry_for(lambda: open_store(history))).decode()
     got = samples(text)
     warm = (("drill", "hot-warm-failover"), ("environment", "lab-hot-warm"),
@@ -58,10 +57,12 @@ def test_the_alert_rules_load() -> None:
     alerts = {r["alert"]: r for g in document["groups"] for r in g["rules"]}
     assert set(alerts) == {"DalpDrDrillOverdue", "DalpDrObjectiveMissed",
                            "DalpDrScheduledDrillMissed", "DalpDrLostWrites",
-                           "DalpDrBackupOlderThanRpo", "DalpDrBackupArchiveUnreadable"}
+                           "DalpDrBackupOlderThanRpo", "DalpDrBackupArchiveUnreadable",
+                           "DalpDrHistoryTampered"}
     metric_names = {"dalp_dr_last_success_timestamp_seconds", "dalp_dr_objective_met",
                     "dalp_dr_missed_schedules_total", "dalp_dr_last_lost_writes",
-                    "dalp_dr_wal_archive_age_seconds", "dalp_dr_backup_status_up"}
+                    "dalp_dr_wal_archive_age_seconds", "dalp_dr_backup_status_up",
+                    "dalp_dr_history_tampered_records"}
     for rule in alerts.values():
         assert any(name in rule["expr"] for name in metric_names), rule
         assert rule["labels"]["severity"] in ("warning", "critical")

@@ -14,7 +14,7 @@ import pytest
 
 from dalp_dr.notify import Target, notify, send
 from dalp_dr.results import Outcome
-from tests.unit.test_export import make_run
+from tests.factories import make_run
 
 RECEIVED: list[tuple[str, dict[str, object]]] = []
 FAILURES = {"count": 0}

@@ -1,0 +1,141 @@
+"""One truth for every view of the history.
+
+* ``audit``: does this history verify? The chain, every record and its evidence under the
+  results directory, every signed checkpoint that can be read, a head someone wrote down.
+  ``history verify``, ``history checkpoint --sign`` and every export use it, so an export
+  never signs what ``history verify`` rejects.
+* ``list_checked``: the runs as their seals say they were. A row whose summary columns no
+  longer match what was sealed shows the sealed values and is marked tampered; a record
+  whose own content changed is marked tampered too (history list, metrics).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Iterator
+
+from dalp_dr import checkpoints, integrity
+from dalp_dr.checkpoints import Checkpointer, Read
+from dalp_dr.errors import DalpDrError, InvalidInput
+from dalp_dr.history.base import HistoryStore, RunSummary, Seal
+from dalp_dr.integrity import Problem, SealedRecord, VerifyReport
+from dalp_dr.results import Outcome, RunResult
+
+_HEAD = re.compile(r"^(?:#?(\d+):)?([0-9a-f]{64})$")
+_FETCH_ALL_ABOVE = 500
+"""past this many listed runs, read every seal instead of naming each run in the query"""
+
+
+def parse_expected_head(text: str) -> tuple[int | None, str]:
+    """``DIGEST`` or ``SEQ:DIGEST`` (as ``history checkpoint`` prints it)."""
+    match = _HEAD.match(text.strip().lower())
+    if match is None:
+        raise InvalidInput(f"'{text}' is not a chain head", field="expect-head",
+                           hint="the 64 hex digits of a head, optionally prefixed by its "
+                                "sequence number as SEQ:DIGEST")
+    return (int(match.group(1)) if match.group(1) else None), match.group(2)
+
+
+def _sources(checkpointer: Checkpointer) -> tuple[list[Read], list[Problem]]:
+    reads: list[Read] = []
+    problems: list[Problem] = []
+    readers = [checkpointer.log.read]
+    if checkpointer.witness is not None:
+        readers.append(checkpointer.witness.read)
+    for read in readers:
+        try:
+            reads.append(read())
+        except (DalpDrError, OSError) as exc:  # cannot prove it holds: fail closed
+            problems.append(Problem(run_id=None, seq=None,
+                                    what=f"checkpoints unreadable: {exc}"))
+    return reads, problems
+
+
+def audit(store: HistoryStore, checkpointer: Checkpointer | None, *,
+          check_evidence: bool = True, expect_head: str | None = None,
+          evidence_checked_elsewhere: Collection[str] = ()) -> VerifyReport:
+    """Verify the whole history: what ``history verify`` prints and every export relies
+    on. ``checkpointer`` None checks the chain alone (and says it is not pinned).
+    ``evidence_checked_elsewhere``: runs whose evidence the caller hashes against their
+    seal itself (a bundle writer, as it copies each file once)."""
+    expected = parse_expected_head(expect_head) if expect_head else None
+    digests: dict[int, str] = {}
+
+    def tap(records: Iterable[SealedRecord]) -> Iterator[SealedRecord]:
+        for record in records:
+            digests[record.entry.seq] = record.entry.digest
+            yield record
+
+    running = len(store.list_runs(outcome=Outcome.RUNNING, limit=1_000_000))
+    report = integrity.verify(tap(store.sealed_records()), store.unsealed_runs(), running,
+                              check_evidence=check_evidence, results_dir=store.results_dir,
+                              evidence_checked_elsewhere=evidence_checked_elsewhere)
+    problems = list(report.problems)
+    notes: list[str] = []
+    checked, latest_seq = 0, None
+    if checkpointer is None:
+        notes.append("NOT PINNED: signed checkpoints were not checked")
+    else:
+        reads, unreadable = _sources(checkpointer)
+        problems.extend(unreadable)
+        verdict = checkpoints.check(reads, digests, report.head_seq, checkpointer.trusted())
+        problems.extend(verdict.problems)
+        notes.extend(verdict.notes)
+        checked = verdict.checked
+        latest_seq = verdict.latest.seq if verdict.latest is not None else None
+    if expected is not None:
+        seq, digest = expected
+        if seq is not None and digests.get(seq) != digest:
+            problems.append(Problem(run_id=None, seq=seq, what=(
+                f"the expected head {seq}:{digest} is not in this chain (it has "
+                f"{digests.get(seq, 'no entry')} at #{seq}): rewritten, or another history")))
+        elif seq is None and digest not in digests.values():
+            problems.append(Problem(run_id=None, seq=None, what=(
+                f"the expected head {digest} is not in this chain: rewritten, or another "
+                "history")))
+    return report.model_copy(update={"problems": problems, "notes": notes,
+                                     "checkpoints": checked,
+                                     "latest_checkpoint_seq": latest_seq})
+
+
+def summary_of(result: RunResult, evidence_dir: str) -> RunSummary:
+    m = result.measurements
+    return RunSummary(run_id=result.run_id, drill=result.drill, topology=result.topology.value,
+                      environment=result.environment, trigger=result.trigger.value,
+                      operator=result.operator, started_at=result.started_at,
+                      ended_at=result.ended_at, outcome=result.outcome,
+                      recovery_time=m.recovery_time if m else None,
+                      data_loss_window=m.data_loss_window if m else None,
+                      evidence_dir=evidence_dir, planned_at=result.planned_at)
+
+
+def list_checked(store: HistoryStore, *, drill: str | None = None,
+                 outcome: Outcome | None = None, limit: int = 50) -> list[RunSummary]:
+    """``store.list_runs`` with every row held against its seal (no evidence hashing)."""
+    rows = store.list_runs(drill=drill, outcome=outcome, limit=limit)
+    ids = [r.run_id for r in rows]
+    seals = {s.entry.run_id: s for s in
+             store.sealed_records(ids if len(ids) <= _FETCH_ALL_ABOVE else None)}
+    checked: list[RunSummary] = []
+    for row in rows:
+        sealed = seals.get(row.run_id)
+        if sealed is None:
+            if row.outcome is Outcome.RUNNING:
+                checked.append(row.model_copy(update={"seal": Seal.RUNNING}))
+            else:
+                checked.append(row.model_copy(update={
+                    "seal": Seal.TAMPERED,
+                    "seal_problem": "final record not in the chain"}))
+            continue
+        problem = integrity.check_record(sealed, check_evidence=False)
+        if problem is None:
+            checked.append(row.model_copy(update={"seal": Seal.SEALED}))
+            continue
+        content_intact = sealed.result_json is not None and sealed.spec_json is not None and \
+            integrity.record_digest(sealed.result_json, sealed.spec_json) == \
+            sealed.entry.record_digest
+        shown = summary_of(RunResult.model_validate_json(sealed.result_json or "{}"),
+                           row.evidence_dir) if content_intact else row
+        checked.append(shown.model_copy(update={"seal": Seal.TAMPERED,
+                                                "seal_problem": problem.what}))
+    return checked

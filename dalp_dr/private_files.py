@@ -1,0 +1,68 @@
+"""Evidence, history and checkpoint files are readable by their owner only.
+
+Directories 0700 and files 0600; with ``DALP_DR_GROUP_ACCESS=1`` (a team that shares a
+results directory through a group) 0750 and 0640. Nothing dalp-dr writes is ever readable
+or writable by others. Files a playbook fetched into a run's evidence directory are brought
+to the same modes when the run is sealed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from dalp_dr.config import group_access
+
+
+def file_mode() -> int:
+    return 0o640 if group_access() else 0o600
+
+
+def dir_mode() -> int:
+    return 0o750 if group_access() else 0o700
+
+
+def make_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) and give it the private directory mode."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, dir_mode())
+    return path
+
+
+def open_for_write(path: Path, append: bool = False) -> int:
+    """A file descriptor for writing ``path``, created with the private file mode."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, file_mode())
+    os.fchmod(fd, file_mode())
+    return fd
+
+
+def tighten(root: Path) -> None:
+    """Every directory and file under ``root`` (itself included) to the private modes;
+    symlinks are left alone (never followed)."""
+    if not root.is_dir() or root.is_symlink():
+        return
+    os.chmod(root, dir_mode())
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, dir_mode())
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, file_mode())
+
+
+def too_open(path: Path) -> str | None:
+    """Why ``path`` is readable or writable beyond what it should be, or None."""
+    try:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+    except FileNotFoundError:
+        return None
+    allowed = dir_mode() if path.is_dir() else file_mode()
+    extra = mode & ~allowed
+    if extra:
+        return f"{path} has mode {mode:o} (at most {allowed:o}: chmod {allowed:o} {path})"
+    return None

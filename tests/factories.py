@@ -1,0 +1,167 @@
+"""Builders shared by tests and benches: sealed runs with evidence files on disk, a small
+SQLite history of them, its selection and a signed export bundle written by the real
+writer."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from dalp_dr.export import bundle, keys, records
+from dalp_dr.history import open_store
+from dalp_dr.results import (
+    Measurements,
+    ObjectiveVerdict,
+    Outcome,
+    PhaseRecord,
+    PhaseStatus,
+    RunResult,
+    Status,
+    Trigger,
+)
+from dalp_dr.spec import PhaseName, Scenario, Topology
+
+
+def make_run(base: Path, run_id: str, drill: str, started: datetime, outcome: Outcome,
+             recovery: float | None, topology: Topology = Topology.HOT_WARM) -> RunResult:
+    evidence = base / "results" / run_id
+    (evidence / "journal").mkdir(parents=True)
+    (evidence / "journal" / "0001-run.started.json").write_text('{"kind": "run.started"}')
+    (evidence / "summary.txt").write_text(f"{drill} {outcome.value}\n")
+    measured = None if recovery is None else Measurements(
+        fault_at=started + timedelta(seconds=5), recovered_at=started + timedelta(seconds=6),
+        verified_at=started + timedelta(seconds=7), recovery_time=recovery, rtt=0.002,
+        data_loss_window=0.0, lost_writes=0, acked_before_fault=20,
+        unacknowledged_attempts=0, resolution=0.1)
+    verdicts = [] if recovery is None else [
+        ObjectiveVerdict(objective="rto", target=30.0, measured=recovery,
+                         status=Status.MET if recovery <= 30 else Status.MISSED,
+                         margin=30.0 - recovery, reason="measured"),
+        ObjectiveVerdict(objective="rpo", target=5.0, measured=0.0, status=Status.MET,
+                         margin=5.0, reason="measured")]
+    phases = [PhaseRecord(phase=PhaseName.PREFLIGHT, status=PhaseStatus.OK, started_at=started,
+                          ended_at=started + timedelta(seconds=2)),
+              PhaseRecord(phase=PhaseName.INJECT, status=PhaseStatus.OK,
+                          started_at=started + timedelta(seconds=4),
+                          ended_at=started + timedelta(seconds=5))]
+    return RunResult(
+        run_id=run_id, drill=drill, topology=topology, scenario=Scenario.FAILOVER,
+        environment="lab-hot-warm", owner="sre", trigger=Trigger.SCHEDULE, operator="scheduler",
+        spec_hash="cd" * 32, started_at=started, ended_at=started + timedelta(seconds=30),
+        outcome=outcome, objectives={"rto": 30.0, "rpo": 5.0}, measurements=measured,
+        verdicts=verdicts, phases=phases, steady_state_restored=True,
+        evidence_dir=str(evidence))
+
+
+def record_runs(url: str, runs: list[RunResult]) -> None:
+    """Record (and so seal) finished runs in the history at ``url``."""
+    store = open_store(url)
+    try:
+        for run in runs:
+            store.begin(run.model_copy(update={"outcome": Outcome.RUNNING, "ended_at": None}),
+                        json.dumps({"name": run.drill}))
+            store.finish(run)
+    finally:
+        store.close()
+
+
+def fill_history(base: Path) -> str:
+    """Four sealed runs of 2026 under ``base``/results; returns the store URL."""
+    url = f"sqlite:///{base / 'results' / 'history.sqlite'}"
+    record_runs(url, [
+        make_run(base, "20260115T030000Z-aaaaaa", "hot-warm-failover",
+                 datetime(2026, 1, 15, 3, tzinfo=UTC), Outcome.PASSED, 1.2),
+        make_run(base, "20260401T030000Z-bbbbbb", "hot-warm-failover",
+                 datetime(2026, 4, 1, 3, tzinfo=UTC), Outcome.MISSED, 45.0),
+        make_run(base, "20260701T030000Z-cccccc", "hot-cold-restore",
+                 datetime(2026, 7, 1, 3, tzinfo=UTC), Outcome.PASSED, 300.0,
+                 topology=Topology.HOT_COLD),
+        make_run(base, "20261001T030000Z-dddddd", "hot-warm-failover",
+                 datetime(2026, 10, 1, 3, tzinfo=UTC), Outcome.MISSED_SCHEDULE, None),
+    ])
+    return url
+
+
+def select(url: str, **query: object) -> records.Selection:
+    store = open_store(url)
+    try:
+        return records.select(store, records.Query(**query),  # type: ignore[arg-type,unused-ignore]
+                              now=datetime(2026, 11, 27, tzinfo=UTC))
+    finally:
+        store.close()
+
+
+def signed_bundle(url: str, tmp_path: Path, name: str = "x.tar.gz") -> tuple[Path, Path]:
+    """A bundle of the whole history signed by a new key in ``tmp_path``/keys; returns the
+    bundle and the signer's public key file."""
+    keydir = tmp_path / "keys"
+    keys.init(keydir)
+    target = tmp_path / name
+    bundle.write_bundle(select(url), target, keydir, ["hot-warm-failover"])
+    return target, keydir / keys.PUBLIC
+
+
+# --- the configured history (DALP_DR_RESULTS, DALP_DR_KEYS, DALP_DR_WITNESS) ------------------
+
+SEALED_RUNS = [
+    ("20260115T030000Z-aaaaaa", "hot-warm-failover", datetime(2026, 1, 15, 3, tzinfo=UTC),
+     Outcome.PASSED, 1.2),
+    ("20260401T030000Z-bbbbbb", "hot-warm-failover", datetime(2026, 4, 1, 3, tzinfo=UTC),
+     Outcome.MISSED, 2400.0),
+    ("20260701T030000Z-cccccc", "hot-cold-restore", datetime(2026, 7, 1, 3, tzinfo=UTC),
+     Outcome.PASSED, 300.0),
+]
+"""a passed run, a missed 40-minute run, a hot-cold restore"""
+
+
+def sealed_runs(base: Path, count: int = len(SEALED_RUNS)) -> list[RunResult]:
+    """The first ``count`` of SEALED_RUNS, their evidence under ``base``/results."""
+    return [make_run(base, run_id, drill, started, outcome, recovery,
+                     Topology.HOT_COLD if "cold" in drill else Topology.HOT_WARM)
+            for run_id, drill, started, outcome, recovery in SEALED_RUNS[:count]]
+
+
+def record_configured(runs: list[RunResult]) -> None:
+    """Record finished runs in the history the environment configures, as a drill does:
+    evidence under the results directory, every seal signed into a checkpoint."""
+    from dalp_dr.config import load_settings
+    from dalp_dr.history import open_history
+
+    store = open_history(load_settings())
+    try:
+        for run in runs:
+            store.begin(run.model_copy(update={"outcome": Outcome.RUNNING, "ended_at": None}),
+                        json.dumps({"name": run.drill}))
+            store.finish(run)
+    finally:
+        store.close()
+
+
+def reseal_from(sqlite_path: Path, run_id: str, edit: dict[str, object]) -> None:
+    """What an attacker with write access to the store (not the key) does: change a sealed
+    record, then recompute every chain entry so the chain links again."""
+    import sqlite3
+
+    from dalp_dr import integrity
+
+    conn = sqlite3.connect(sqlite_path)
+    rows = conn.execute("select c.seq, c.run_id, r.result_json, r.spec_json, c.evidence_json"
+                        " from chain c join runs r using (run_id) order by c.seq").fetchall()
+    prev = integrity.GENESIS
+    for seq, rid, result_json, spec_json, evidence_json in rows:
+        if rid == run_id:
+            result = json.loads(result_json)
+            result.update(edit)
+            result_json = json.dumps(result)
+            conn.execute("update runs set result_json = ?, outcome = ? where run_id = ?",
+                         (result_json, result["outcome"], rid))
+        entry = integrity.seal(seq, rid, result_json, spec_json, json.loads(evidence_json),
+                               prev, datetime.now(UTC))
+        conn.execute("update chain set record_digest = ?, evidence_digest = ?,"
+                     " prev_digest = ?, digest = ? where seq = ?",
+                     (entry.record_digest, entry.evidence_digest, entry.prev_digest,
+                      entry.digest, seq))
+        prev = entry.digest
+    conn.commit()
+    conn.close()
