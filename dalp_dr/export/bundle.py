@@ -1,4 +1,4 @@
-"""Export formats and the signed, self-contained bundle; and its verification.
+"""Export formats and the signed, self-contained bundle.
 
 A bundle (a directory, or the same as a .tar.gz) holds::
 
@@ -7,18 +7,20 @@ A bundle (a directory, or the same as a .tar.gz) holds::
     runs.csv            one row per record
     report.html         the human report (self-contained)
     evidence/<run>/...  each record's evidence files, as sealed
-    public-key.pem      the signer's public key (compare its fingerprint with yours)
-    manifest.json       sha256 of every file above, the chain head, the key fingerprint
+    public-key.pem      the signer's public key (it tells who signed, never whom to trust)
+    manifest.json       sha256 of every file above, the chain head, the key fingerprint,
+                        provenance (tool version, exporter, controller, export time)
     manifest.json.sig   Ed25519 signature over manifest.json (base64)
 
-``verify_bundle`` checks, in this order, and names the first problem: the signature (with
-the given public key, else the embedded one), every manifest digest and that no file was
-added, the chain segment's links, each record's digest and its evidence files.
+The manifest also says who exported it, where and when, with which dalp-dr (provenance).
+Verification, which reads a bundle as untrusted input and establishes authenticity only
+from a key the verifier trusts, is in :mod:`dalp_dr.export.verify`.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -26,15 +28,15 @@ import shutil
 import tarfile
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import BaseModel, ConfigDict
-
-from dalp_dr import integrity
-from dalp_dr.errors import InvalidInput
+from dalp_dr import integrity, provenance
+from dalp_dr.errors import InvalidInput, TamperedHistory
 from dalp_dr.export import keys, records
 from dalp_dr.export.records import Selection
+from dalp_dr.integrity import evidence_location
 from dalp_dr.journal import atomic_write
 
 MANIFEST = "manifest.json"
@@ -45,7 +47,11 @@ PUBLIC_KEY = "public-key.pem"
 def write_json(selection: Selection, out: IO[str], drills: list[str] | None = None) -> None:
     """The export document, streamed one record per line (compact JSON: ten thousand records
     never sit in memory twice)."""
+    attestation = selection.attestation
     header = {"format": "dalp-dr export", "version": 1, "summary": records.summary(selection),
+              "history_verification": attestation.model_dump(mode="json") | {
+                  "pinned": attestation.pinned, "statement": attestation.describe()}
+              if attestation is not None else None,
               "coverage": {d: {q: c.value for q, c in row.items()}
                            for d, row in records.coverage(selection, drills).items()}}
     out.write('{"export": ' + json.dumps(header, sort_keys=True) + ',\n"records": [')
@@ -97,23 +103,41 @@ def write_bundle(selection: Selection, destination: Path, key_directory: Path,
             ("records.json", document),
             ("runs.csv", to_csv(selection).encode()),
             ("report.html", to_html(selection, drills).encode())]
+        sealed: dict[str, str] = {}
         for record in selection.records:
-            base = Path(record.result.evidence_dir)
-            sources.extend((f"evidence/{record.result.run_id}/{name}", base / name)
-                           for name in sorted(record.chain.evidence))
+            base = evidence_location(record.result.evidence_dir, selection.results_dir)
+            for name in sorted(record.chain.evidence):
+                member = f"evidence/{record.result.run_id}/{name}"
+                sealed[member] = record.chain.evidence[name]
+                sources.append((member, (base or Path(".")) / name))
         sources.append((PUBLIC_KEY, keys.public_pem(public)))
         writer = _TarWriter(destination) if tarball else _DirWriter(destination)
         files: dict[str, str] = {}
         try:
             for name, source in sources:
-                data = source if isinstance(source, bytes) else source.read_bytes()
-                files[name] = integrity.sha256(data)
-                writer.add(name, data)
+                if isinstance(source, bytes):
+                    files[name] = integrity.sha256(source)
+                    writer.add(name, source)
+                    continue
+                if name in sealed and not source.is_file():
+                    raise TamperedHistory(f"{name}: evidence file missing ({source}); not "
+                                          "exported (moved or not restored?)")
+                with source.open("rb") as fh:  # streamed: bounded memory per file
+                    reader = _Hashing(fh)
+                    writer.add_stream(name, reader, os.fstat(fh.fileno()).st_size)
+                files[name] = reader.hexdigest()
+                if name in sealed and files[name] != sealed[name]:  # changed since verified
+                    raise TamperedHistory(f"{name}: changed since it was sealed (sha256 "
+                                          "differs); not exported")
             manifest = json.dumps({"files": files, "chain_head": selection.head,
                                    "records": len(selection.records),
                                    "period": selection.query.describe(),
                                    "key_fingerprint": keys.fingerprint(public),
-                                   "generated_at": selection.generated_at.isoformat()},
+                                   "generated_at": selection.generated_at.isoformat(),
+                                   "tool_version": provenance.tool_version(),
+                                   "exporter": provenance.resolve_operator(None),
+                                   "exported_at": datetime.now(UTC).isoformat(),
+                                   "controller": provenance.controller_host()},
                                   indent=1, sort_keys=True).encode()
             writer.add(MANIFEST, manifest)
             writer.add(SIGNATURE, keys.sign(private, manifest))
@@ -124,6 +148,32 @@ def write_bundle(selection: Selection, destination: Path, key_directory: Path,
         return destination, keys.fingerprint(public)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+class _Hashing(io.RawIOBase):
+    """A file read through once, hashed on the way."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self._fh = fh
+        self._sha = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._fh.read(n)
+        self._sha.update(data)
+        self.size += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
 
 
 class _TarWriter:
@@ -138,9 +188,12 @@ class _TarWriter:
         self._mtime = time.time()
 
     def add(self, name: str, data: bytes) -> None:
+        self.add_stream(name, io.BytesIO(data), len(data))
+
+    def add_stream(self, name: str, fh: io.RawIOBase | IO[bytes], size: int) -> None:
         info = tarfile.TarInfo(name)
-        info.size, info.mtime, info.mode = len(data), self._mtime, 0o644
-        self._tar.addfile(info, io.BytesIO(data))
+        info.size, info.mtime, info.mode = size, self._mtime, 0o644
+        self._tar.addfile(info, fh)
 
     def close(self) -> None:
         self._tar.close()
@@ -157,9 +210,13 @@ class _DirWriter:
         destination.mkdir(parents=True, exist_ok=True)
 
     def add(self, name: str, data: bytes) -> None:
+        self.add_stream(name, io.BytesIO(data), len(data))
+
+    def add_stream(self, name: str, fh: io.RawIOBase | IO[bytes], size: int) -> None:
         target = self._root / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        with target.open("wb") as out:
+            shutil.copyfileobj(fh, out, 1 << 20)
 
     def close(self) -> None:
         pass
@@ -180,130 +237,3 @@ def write_single(selection: Selection, fmt: str, output: Path | None,
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(output, text)
     return None
-
-
-# --- verification ----------------------------------------------------------------------------
-
-
-class BundleReport(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    ok: bool
-    problem: str | None
-    records: int
-    key_fingerprint: str | None
-    key_source: str
-    chain_head: str | None
-
-
-def _read_bundle(bundle: Path) -> tuple[dict[str, str], dict[str, bytes]]:
-    """sha256 of every file in the bundle, and the content of the few files verification
-    reads (manifest, signature, key, records). One pass; nothing is extracted to disk."""
-    wanted = {MANIFEST, SIGNATURE, PUBLIC_KEY, "records.json"}
-    digests: dict[str, str] = {}
-    contents: dict[str, bytes] = {}
-    if bundle.is_dir():
-        for path in sorted(bundle.rglob("*")):
-            if path.is_file():
-                name = path.relative_to(bundle).as_posix()
-                data = path.read_bytes()
-                digests[name] = integrity.sha256(data)
-                if name in wanted:
-                    contents[name] = data
-        return digests, contents
-    try:
-        with tarfile.open(bundle, "r:gz") as tar:
-            for member in tar:
-                if member.isdir():
-                    continue
-                if not member.isfile() or member.name.startswith("/") or \
-                        ".." in Path(member.name).parts:
-                    raise InvalidInput(f"unsafe member '{member.name}' in the archive",
-                                       source=str(bundle))
-                fh = tar.extractfile(member)
-                assert fh is not None
-                data = fh.read()
-                digests[member.name] = integrity.sha256(data)
-                if member.name in wanted:
-                    contents[member.name] = data
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise InvalidInput(f"not a bundle archive: {exc}", source=str(bundle)) from None
-    return digests, contents
-
-
-def verify_bundle(bundle: Path, public_key: Path | None = None) -> BundleReport:
-    if not bundle.exists():
-        raise InvalidInput("no such bundle", source=str(bundle))
-    digests, contents = _read_bundle(bundle)
-    return _verify(digests, contents, public_key)
-
-
-def _verify(present: dict[str, str], contents: dict[str, bytes],
-            public_key: Path | None) -> BundleReport:
-    def fail(problem: str, fingerprint: str | None = None, source: str = "",
-             count: int = 0, head: str | None = None) -> BundleReport:
-        return BundleReport(ok=False, problem=problem, records=count,
-                            key_fingerprint=fingerprint, key_source=source, chain_head=head)
-
-    for name in (MANIFEST, SIGNATURE):
-        if name not in contents:
-            return fail(f"{name} is missing")
-    if public_key is not None:
-        key = keys.load_public(public_key.read_bytes(), str(public_key))
-        source = f"given ({public_key})"
-    elif PUBLIC_KEY in contents:
-        key = keys.load_public(contents[PUBLIC_KEY], PUBLIC_KEY)
-        source = "embedded in the bundle (compare its fingerprint with the signer's)"
-    else:
-        return fail(f"{PUBLIC_KEY} is missing and no --public-key was given")
-    fingerprint = keys.fingerprint(key)
-    manifest_bytes = contents[MANIFEST]
-    if not keys.signature_ok(key, manifest_bytes, contents[SIGNATURE]):
-        return fail(f"{SIGNATURE}: the signature does not match manifest.json with key "
-                    f"{fingerprint}", fingerprint, source)
-    manifest: dict[str, Any] = json.loads(manifest_bytes)
-    files: dict[str, str] = manifest.get("files", {})
-    for name, digest in sorted(files.items()):
-        if name not in present:
-            return fail(f"{name}: listed in the manifest but missing", fingerprint, source)
-        if present[name] != digest:
-            return fail(f"{name}: changed (sha256 differs from the manifest)", fingerprint,
-                        source)
-    extra = sorted(set(present) - set(files) - {MANIFEST, SIGNATURE})
-    if extra:
-        return fail(f"{extra[0]}: not in the manifest (added after signing)", fingerprint,
-                    source)
-    if "records.json" not in contents:
-        return fail("records.json is missing", fingerprint, source)
-    document = json.loads(contents["records.json"])
-    segment = [integrity.ChainEntry.model_validate(e) for e in document["chain_segment"]]
-    head = segment[-1].digest if segment else manifest.get("chain_head")
-    count = len(document["records"])
-    if segment and head != manifest.get("chain_head"):
-        return fail("the chain segment does not end at the signed chain head", fingerprint,
-                    source, count, head)
-    for link in integrity.check_links(segment, first_prev=None,
-                                      first_seq=segment[0].seq if segment else None):
-        return fail(f"chain: {link}", fingerprint, source, count, head)
-    in_segment = {e.run_id: e for e in segment}
-    for item in document["records"]:
-        entry = integrity.ChainEntry.model_validate(item["chain"])
-        run_id = entry.run_id
-        if in_segment.get(run_id) != entry:
-            return fail(f"run {run_id}: its chain entry is not the one in the segment",
-                        fingerprint, source, count, head)
-        sealed = integrity.SealedRecord(entry=entry, result_json=json.dumps(item["result"]),
-                                        spec_json=item["spec_json"], columns=None)
-        problem = integrity.check_record(sealed, check_evidence=False)
-        if problem is not None:
-            return fail(str(problem), fingerprint, source, count, head)
-        for name, digest in sorted(entry.evidence.items()):  # manifest digests = content
-            path = f"evidence/{run_id}/{name}"
-            if path not in files:
-                return fail(f"#{entry.seq} run {run_id}: evidence file missing: {path}",
-                            fingerprint, source, count, head)
-            if files[path] != digest:
-                return fail(f"#{entry.seq} run {run_id}: evidence file changed: {path}",
-                            fingerprint, source, count, head)
-    return BundleReport(ok=True, problem=None, records=count, key_fingerprint=fingerprint,
-                        key_source=source, chain_head=head)
