@@ -163,8 +163,10 @@ def _scan_tar(path: Path, scan: Scan) -> None:
     with raw, gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
         stream = _ZeroTail(unzipped)
         try:
+            # tarfile's stream keeps one buffer and slices it per read: a small one
+            # (its default record size) is what keeps ten thousand members linear
             tar = tarfile.open(fileobj=stream, mode="r|",  # type: ignore[call-overload]  # noqa: SIM115
-                               bufsize=CHUNK)
+                               bufsize=tarfile.RECORDSIZE)
         except (EOFError, zlib.error) as exc:  # a gzip stream, cut short or corrupt
             raise Refused(f"archive damaged before its first member: {why(exc)}") from None
         except _READ_ERRORS as exc:
