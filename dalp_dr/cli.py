@@ -57,12 +57,16 @@ def _settings(ctx: click.Context) -> Settings:
               help="history store URL [sqlite:///<results-dir>/history.sqlite]")
 @click.option("--project-dir", envvar="DALP_DR_PROJECT",
               help="where drills/, playbooks/, inventories/ live")
+@click.option("--keys", "keys_dir", envvar="DALP_DR_KEYS",
+              help="the history's signing key directory (checkpoints and bundles) "
+                   "[~/.config/dalp-dr]")
 @click.version_option(package_name="dalp-dr")
 @click.pass_context
 def cli(ctx: click.Context, results_dir: str | None, store: str | None,
-        project_dir: str | None) -> None:
+        project_dir: str | None, keys_dir: str | None) -> None:
     """Disaster-recovery drills for self-hosted DALP: measured RTO/RPO, kept in history."""
-    ctx.obj = load_settings(results_dir=results_dir, store=store, project_dir=project_dir)
+    ctx.obj = load_settings(results_dir=results_dir, store=store, project_dir=project_dir,
+                            keys=keys_dir)
 
 
 # --- drill ----------------------------------------------------------------------------------
@@ -667,7 +671,7 @@ def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_t
         grace=durations["--grace"] or timedelta(hours=1), lease_ttl=lease.total_seconds(),
         sync_interval=(durations["--sync-interval"] or timedelta(seconds=30)).total_seconds(),
         lock_ttl=settings.lock_ttl, skip_invalid=skip_invalid,
-        after_seal=checkpointer(settings).after_seal))
+        observer=checkpointer(settings)))
     store, definitions = service.check()  # broken definition: 2; store unreachable: 1
     if metrics_address:
         from dalp_dr import metrics
@@ -738,17 +742,30 @@ def keys() -> None:
 
 
 @keys.command("init")
-@click.option("--keys", "keys_dir", envvar="DALP_DR_KEYS",
-              help="key directory [DALP_DR_KEYS or ~/.config/dalp-dr]")
-@click.option("--force", is_flag=True, help="replace an existing key")
-def keys_init(keys_dir: str | None, force: bool) -> None:
+@click.option("--keys", "keys_dir",
+              help="key directory [the global --keys: DALP_DR_KEYS or ~/.config/dalp-dr]")
+@click.option("--force", is_flag=True, help="replace an existing key (its public key is kept "
+                                            "in retired/: what it signed still verifies)")
+@click.option("--revoke", is_flag=True, help="with --force: the old key is compromised; do not "
+                                             "keep trusting it (what it signed no longer "
+                                             "verifies by default)")
+@click.pass_context
+def keys_init(ctx: click.Context, keys_dir: str | None, force: bool, revoke: bool) -> None:
     """Create the signing key pair (private key mode 0600; hand out the public one)."""
     from dalp_dr.export import keys as signing
 
-    private, public, fingerprint = signing.init(signing.key_dir(keys_dir), force=force)
+    if revoke and not force:
+        raise InvalidInput("--revoke replaces a key", field="--revoke", hint="add --force")
+    private, public, fingerprint = signing.init(_keys_dir(ctx, keys_dir), force=force,
+                                                revoke=revoke)
     out.print(f"private key {private} (mode 0600, keep it secret)", markup=False)
     out.print(f"public key  {public} (give it to whoever verifies bundles)", markup=False)
     out.print(f"fingerprint {fingerprint}", markup=False)
+
+
+def _keys_dir(ctx: click.Context, explicit: str | None) -> Path:
+    """A command's own --keys, else the global one (both default to DALP_DR_KEYS)."""
+    return Path(explicit) if explicit else _settings(ctx).keys_dir
 
 
 def _export_drills(ctx: click.Context, query: Any) -> list[str]:
@@ -779,7 +796,7 @@ def _export_drills(ctx: click.Context, query: Any) -> list[str]:
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="file [stdout]")
 @click.option("--bundle", type=click.Path(), help="write a signed bundle: a directory, or "
                                                   "FILE.tar.gz")
-@click.option("--keys", "keys_dir", envvar="DALP_DR_KEYS", help="signing key directory")
+@click.option("--keys", "keys_dir", help="signing key directory")
 @click.option("--to-s3", "to_s3", help="also archive the bundle (FILE.tar.gz) to "
                                        "s3://bucket/prefix under Object Lock retention")
 @click.option("--lock-mode", type=click.Choice(["GOVERNANCE", "COMPLIANCE"]),
@@ -813,7 +830,7 @@ def export(ctx: click.Context, start: str | None, end: str | None, topology: str
     query = Query(start=parse_bound(start, end=False, field="--from") if start else None,
                   end=parse_bound(end, end=True, field="--to") if end else None,
                   topology=kind, drills=drill_names, environments=environments)
-    key_directory = signing.key_dir(keys_dir)
+    key_directory = _keys_dir(ctx, keys_dir)
     archive = None
     if to_s3:
         from dalp_dr.export.archive import BundleArchive, Target
@@ -828,7 +845,7 @@ def export(ctx: click.Context, start: str | None, end: str | None, topology: str
     if bundle:
         signing.load_private(key_directory)  # no key: exit 2 before reading anything
     with_lock = archive.preflight(force_without_lock) if archive is not None else False
-    settings = _settings(ctx)
+    settings = _settings(ctx).model_copy(update={"keys_dir": key_directory})
     store = open_store(settings.store_url, results_dir=settings.results_dir)
     try:  # a history that 'history verify' rejects is not exported, let alone signed
         selection = verified_selection(store, checkpointer(settings), query,
@@ -869,23 +886,23 @@ def export(ctx: click.Context, start: str | None, end: str | None, topology: str
               help="trust only this public key (the signer's, obtained out of band)")
 @click.option("--fingerprint", help="trust only the key with this fingerprint (SHA256:..., as "
                                     "'keys init' prints it)")
-@click.option("--keys", "keys_dir", envvar="DALP_DR_KEYS",
+@click.option("--keys", "keys_dir",
               help="without --public-key/--fingerprint, trust this key directory's "
                    "signing-key.pub.pem and the keys 'keys init --force' retired "
                    "(retired/*.pem) [DALP_DR_KEYS or ~/.config/dalp-dr]")
-def export_verify(bundle_path: str, public_key: str | None, fingerprint: str | None,
-                  keys_dir: str | None) -> None:
+@click.pass_context
+def export_verify(ctx: click.Context, bundle_path: str, public_key: str | None,
+                  fingerprint: str | None, keys_dir: str | None) -> None:
     """Check a bundle: signed by a trusted key, manifest digests, chain links, record and
     evidence digests. The key inside the bundle is never trusted by itself. Exit 1 naming
     the first problem, 2 when BUNDLE is not a bundle at all."""
-    from dalp_dr.export import keys as signing
     from dalp_dr.export.verify import Trust, verify_bundle
 
     if public_key and fingerprint:
         raise InvalidInput("give --public-key or --fingerprint, not both", field="--fingerprint")
     trust = (Trust.from_public_key(Path(public_key)) if public_key
              else Trust.from_fingerprint(fingerprint) if fingerprint
-             else Trust.from_key_dir(signing.key_dir(keys_dir)))
+             else Trust.from_key_dir(_keys_dir(ctx, keys_dir)))
     report = verify_bundle(Path(bundle_path), trust)
     if report.ok:
         out.print(f"bundle intact: {report.records} records, chain head {report.chain_head},"
@@ -987,9 +1004,8 @@ def history_verify(ctx: click.Context, no_evidence: bool, expect_head: str | Non
         err.print(f"{verdict}: first problem: {report.problems[0]}", markup=False,
                   soft_wrap=True)
         if any(p.kind is ProblemKind.UNPINNED for p in report.problems):
-            err.print("  (if the history was sealed before its key existed and nothing else "
-                      "is wrong: 'dalp-dr history checkpoint --sign' pins it once)",
-                      markup=False, soft_wrap=True)
+            err.print("  (unpinned entries: review them, then 'dalp-dr history checkpoint "
+                      "--sign' pins the chain as it is now)", markup=False, soft_wrap=True)
         for problem in report.problems[1:10]:
             err.print(f"  also: {problem}", markup=False, soft_wrap=True)
         if len(report.problems) > 10:
@@ -1025,8 +1041,13 @@ def history_checkpoint(ctx: click.Context, sign_now: bool, as_json: bool) -> Non
                                   "(see 'dalp-dr history verify')")
         if report.head_seq == 0:
             raise InvalidInput("the history has no sealed record yet", field="--sign")
+        first = (report.latest_checkpoint_seq or 0) + 1
+        if first <= report.head_seq:
+            err.print(f"pinning entries #{first}..#{report.head_seq} as they are now (no "
+                      "signed checkpoint covered them: review them with 'history list' / "
+                      "'history show' first)", markup=False, soft_wrap=True)
         pinned.sign_head(report.head_seq, report.head)
-    latest = next(checkpoints.newest(pinned.sources(), pinned.trusted()), None)
+    latest = checkpoints.newest(pinned.sources(), pinned.trusted())
     if latest is None:
         err.print("no signed checkpoint (no signing key, or nothing sealed since it was "
                   "created): 'dalp-dr keys init', then 'dalp-dr history checkpoint --sign'",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
 from enum import StrEnum
@@ -110,6 +111,20 @@ def relative_evidence(evidence_dir: str) -> str:
     return evidence_dir.rstrip("/").rsplit("/", 1)[-1]
 
 
+def unsafe_path(name: str, single: bool = False) -> str | None:
+    """Why ``name`` (read from the store: data) cannot name something under a directory:
+    absolute, '.', '..' or empty segments, backslashes or control characters; ``single``:
+    more than one segment. None when it is a plain relative path."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        return "not a plain relative path"
+    if "\\" in name or not name.isprintable():
+        return "backslashes or control characters"
+    if single and len(parts) > 1:
+        return "more than one path segment"
+    return None
+
+
 def evidence_location(evidence_dir: str, results_dir: Path | None) -> Path | None:
     """Where a run's evidence is now: under ``results_dir`` (the configured one), never at
     the absolute path it was first written to when a results directory is known."""
@@ -117,26 +132,48 @@ def evidence_location(evidence_dir: str, results_dir: Path | None) -> Path | Non
         return None
     if results_dir is None:
         return Path(evidence_dir) if PurePath(evidence_dir).is_absolute() else None
-    return results_dir / relative_evidence(evidence_dir)
+    relative = relative_evidence(evidence_dir)
+    if unsafe_path(relative, single=True):
+        return None  # not a run directory under the results directory: never followed
+    return results_dir / relative
 
 
 def evidence_manifest(evidence_dir: str | Path | None) -> dict[str, str]:
-    """sha256 of every file under the evidence directory (none for records without one)."""
+    """sha256 of every regular file under the evidence directory (none for records without
+    one). Links are never followed: a link planted among the evidence would otherwise seal,
+    and export, whatever it points to (the signing key)."""
     if not evidence_dir:
         return {}
     root = Path(evidence_dir)
-    if not root.is_dir():
+    if root.is_symlink() or not root.is_dir():
         return {}
     found = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.name.endswith(".tmp"):
-            found[path.relative_to(root).as_posix()] = file_sha256(path)
-    return found
+    for dirpath, dirnames, filenames in os.walk(root):  # does not descend into links
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            if name.endswith(".tmp") or not stat.S_ISREG(os.lstat(path).st_mode):
+                continue
+            found[Path(path).relative_to(root).as_posix()] = evidence_sha256(path)
+    return dict(sorted(found.items()))
 
 
 def file_sha256(path: Path | str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def evidence_sha256(path: Path | str) -> str:
+    """sha256 of an evidence file, which must be a regular file and not a link (OSError:
+    ELOOP for a link, and ValueError for anything else that is not a regular file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        h = hashlib.sha256()
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -213,6 +250,16 @@ def check_record(record: SealedRecord, results_dir: Path | None = None,
     if sha256(canonical(entry.evidence)) != entry.evidence_digest:
         return Problem(run_id=entry.run_id, seq=entry.seq,
                        what="evidence list in the chain entry changed")
+    for name in entry.evidence:
+        if unsafe_path(name):
+            return Problem(run_id=entry.run_id, seq=entry.seq,
+                           what=f"evidence name {name!r} in the chain entry escapes the run's "
+                                "directory")
+    relative = relative_evidence(str(sealed.get("evidence_dir") or ""))
+    if relative and unsafe_path(relative, single=True):
+        return Problem(run_id=entry.run_id, seq=entry.seq,
+                       what=f"evidence directory {relative!r} is not a run directory under "
+                            "the results directory")
     if check_evidence and entry.evidence:
         base = evidence_location(str(sealed.get("evidence_dir") or ""), results_dir)
         if base is None or not base.is_dir():
@@ -224,10 +271,14 @@ def check_record(record: SealedRecord, results_dir: Path | None = None,
         for name, digest in sorted(entry.evidence.items()):
             path = os.path.join(root, name)  # plain strings: ten thousand runs, fast
             try:
-                found = file_sha256(path)
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                found = evidence_sha256(path)
+            except FileNotFoundError:
                 return Problem(run_id=entry.run_id, seq=entry.seq,
                                what=f"evidence file missing: {path}")
+            except (OSError, ValueError):
+                return Problem(run_id=entry.run_id, seq=entry.seq,
+                               what=f"evidence file replaced by a link or something that is "
+                                    f"not a file: {path}")
             if found != digest:
                 return Problem(run_id=entry.run_id, seq=entry.seq,
                                what=f"evidence file changed: {path}")

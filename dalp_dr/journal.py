@@ -64,9 +64,8 @@ class Journal:
         self._lock = threading.Lock()
         self._seq = 0
         self._event_seq: dict[str, int] = {}
-        if (root / "journal").exists():
-            raise FileExistsError(f"{root / 'journal'} exists")
         private_files.make_dir(root)
+        (root / "journal").mkdir(mode=0o700)  # a run's journal is new: never reused
         private_files.make_dir(root / "journal")
         self._heartbeat: TextIO = os.fdopen(private_files.open_for_write(
             root / "heartbeat.jsonl", append=True), "a", encoding="utf-8")
@@ -158,7 +157,15 @@ class Journal:
             return []
         private_files.tighten(self.root / "files")
         kept: list[dict[str, Any]] = []
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        for path in sorted(folder.rglob("*")):
+            if path.is_symlink() or (not path.is_file() and not path.is_dir()):
+                # a link or a device among fetched files: never read, never sealed
+                path.unlink()
+                self.record("evidence.dropped", file=str(path.relative_to(self.root)),
+                            reason="not a regular file (a link, a device or a pipe)")
+                continue
+            if not path.is_file():
+                continue
             raw = path.read_bytes()
             try:
                 text = raw.decode("utf-8")

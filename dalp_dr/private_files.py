@@ -13,6 +13,7 @@ import stat
 from pathlib import Path
 
 from dalp_dr.config import group_access
+from dalp_dr.errors import ConfigError
 
 
 def file_mode() -> int:
@@ -24,18 +25,32 @@ def dir_mode() -> int:
 
 
 def make_dir(path: Path) -> Path:
-    """Create ``path`` (and missing parents) and give it the private directory mode."""
+    """Create ``path`` (and missing parents) and give it the private directory mode. A link
+    in its place is refused (ConfigError): a mode is never set through one."""
+    if path.is_symlink():
+        raise ConfigError(f"{path} is a symbolic link; dalp-dr keeps its evidence in a real "
+                          "directory", hint="replace the link by the directory it points to")
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, dir_mode())
     return path
 
 
 def open_for_write(path: Path, append: bool = False) -> int:
-    """A file descriptor for writing ``path``, created with the private file mode."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    """A file descriptor for writing ``path``, created with the private file mode; never
+    through a link (OSError ELOOP)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
     fd = os.open(path, flags, file_mode())
     os.fchmod(fd, file_mode())
     return fd
+
+
+def chmod_file(path: Path) -> None:
+    """The private file mode on an existing file, never through a link."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fchmod(fd, file_mode())
+    finally:
+        os.close(fd)
 
 
 def tighten(root: Path) -> None:

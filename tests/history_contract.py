@@ -6,7 +6,8 @@ against a real PostgreSQL server the test starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import pytest
 
 from dalp_dr.errors import UnknownRun
 from dalp_dr.history import HistoryStore
-from dalp_dr.history.base import SealHook
+from dalp_dr.history.base import SealObserver
+from dalp_dr.integrity import ChainEntry
 from dalp_dr.results import Outcome, RunResult, Trigger
 from dalp_dr.spec import Scenario, Topology
 from tests.unit.test_measure import at, run, timeline
@@ -135,19 +137,39 @@ def check_integrity_contract(open_store: Callable[[], HistoryStore],
     store.close()
 
 
-def check_evidence_contract(open_store: Callable[[Path, SealHook | None], HistoryStore],
+class RecordingObserver:
+    """A fake of dalp-dr's own seal seam (the checkpointer): what it was told, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.entries: list[ChainEntry] = []
+
+    @contextlib.contextmanager
+    def sealing(self) -> Iterator[None]:
+        self.events.append("sealing")
+        yield
+        self.events.append("released")
+
+    def sealed(self, entry: ChainEntry) -> None:
+        self.events.append(f"sealed #{entry.seq}")
+        self.entries.append(entry)
+
+
+def check_evidence_contract(open_store: Callable[[Path, SealObserver | None], HistoryStore],
                             base: Path) -> None:
     """Evidence is found under the results directory the store is opened with (moved or
-    restored elsewhere, it still verifies), a seal calls ``after_seal`` once committed,
-    evidence files are brought to the owner's mode, and seals can be read for a few runs."""
+    restored elsewhere, it still verifies), a seal tells its observer inside ``sealing()``
+    once committed, evidence files are brought to the owner's mode, and seals can be read for
+    a few runs."""
     import shutil
     import stat
 
     from dalp_dr import integrity
 
     results = base / "results"
-    sealed: list[integrity.ChainEntry] = []
-    store = open_store(results, sealed.append)
+    observer = RecordingObserver()
+    sealed = observer.entries
+    store = open_store(results, observer)
     run_id = f"20261202T000000Z-ev{base.name[-4:]}"
     evidence = results / run_id
     (evidence / "journal").mkdir(parents=True)
@@ -156,9 +178,10 @@ def check_evidence_contract(open_store: Callable[[Path, SealHook | None], Histor
     begun = result(run_id, 2000, drill="evidenced").model_copy(
         update={"evidence_dir": str(evidence)})
     store.begin(begun, "{}")
-    assert sealed == []  # nothing is sealed before the run ends
+    assert observer.events == []  # nothing is sealed before the run ends
     store.finish(begun.model_copy(update={"outcome": Outcome.PASSED, "ended_at": at(2010)}))
     assert [e.run_id for e in sealed] == [run_id]
+    assert observer.events == ["sealing", f"sealed #{sealed[0].seq}", "released"]
     mine = list(store.sealed_records([run_id]))
     assert [r.entry for r in mine] == sealed
     assert mine[0].entry.evidence == {"summary.txt": integrity.sha256(b"evidence\n")}

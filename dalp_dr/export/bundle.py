@@ -25,6 +25,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import time
@@ -32,11 +33,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from dalp_dr import integrity, provenance
+from dalp_dr import integrity, private_files, provenance
 from dalp_dr.errors import InvalidInput, TamperedHistory
 from dalp_dr.export import keys, records
 from dalp_dr.export.records import Selection
-from dalp_dr.integrity import evidence_location
+from dalp_dr.integrity import evidence_location, unsafe_path
 from dalp_dr.journal import atomic_write
 
 MANIFEST = "manifest.json"
@@ -97,8 +98,8 @@ def write_bundle(selection: Selection, destination: Path, key_directory: Path,
     staging = Path(tempfile.mkdtemp(prefix="dalp-dr-bundle-"))
     try:
         document = staging / "records.json"
-        with document.open("w", encoding="utf-8") as fh:
-            write_json(selection, fh, drills)
+        with document.open("w", encoding="utf-8") as text:
+            write_json(selection, text, drills)
         sources: list[tuple[str, Path | bytes]] = [
             ("records.json", document),
             ("runs.csv", to_csv(selection).encode()),
@@ -108,6 +109,10 @@ def write_bundle(selection: Selection, destination: Path, key_directory: Path,
             base = evidence_location(record.result.evidence_dir, selection.results_dir)
             for name in sorted(record.chain.evidence):
                 member = f"evidence/{record.result.run_id}/{name}"
+                why = unsafe_path(record.result.run_id, single=True) or unsafe_path(name)
+                if why or base is None:  # data from the store: never a path outside
+                    raise TamperedHistory(f"{member!r}: {why or 'no evidence directory'}; "
+                                          "not exported")
                 sealed[member] = record.chain.evidence[name]
                 sources.append((member, (base or Path(".")) / name))
         sources.append((PUBLIC_KEY, keys.public_pem(public)))
@@ -122,7 +127,15 @@ def write_bundle(selection: Selection, destination: Path, key_directory: Path,
                 if name in sealed and not source.is_file():
                     raise TamperedHistory(f"{name}: evidence file missing ({source}); not "
                                           "exported (moved or not restored?)")
-                with source.open("rb") as fh:  # streamed: bounded memory per file
+                try:  # never through a link; streamed: bounded memory per file
+                    fh = os.fdopen(os.open(source, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+                except OSError as exc:
+                    raise TamperedHistory(f"{name}: cannot read {source} ({exc.strerror}); "
+                                          "not exported") from None
+                with fh:
+                    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                        raise TamperedHistory(f"{name}: {source} is not a regular file; not "
+                                              "exported")
                     reader = _Hashing(fh)
                     writer.add_stream(name, reader, os.fstat(fh.fileno()).st_size)
                 files[name] = reader.hexdigest()
@@ -183,8 +196,9 @@ class _TarWriter:
         destination.parent.mkdir(parents=True, exist_ok=True)
         self._final = destination
         self._tmp = destination.with_name(f".{destination.name}.tmp")
-        self._tar = tarfile.open(self._tmp, "w:gz", format=tarfile.GNU_FORMAT,  # noqa: SIM115
-                                 compresslevel=6)
+        self._file = os.fdopen(private_files.open_for_write(self._tmp), "wb")  # 0600
+        self._tar = tarfile.open(fileobj=self._file, mode="w:gz",  # noqa: SIM115
+                                 format=tarfile.GNU_FORMAT, compresslevel=6)
         self._mtime = time.time()
 
     def add(self, name: str, data: bytes) -> None:
@@ -197,32 +211,44 @@ class _TarWriter:
 
     def close(self) -> None:
         self._tar.close()
+        self._file.close()
         os.replace(self._tmp, self._final)
 
     def abort(self) -> None:
         self._tar.close()
+        self._file.close()
         self._tmp.unlink(missing_ok=True)
 
 
 class _DirWriter:
+    """Members as files under a new (or empty) directory, the owner's alone; removed again
+    when the bundle cannot be completed."""
+
     def __init__(self, destination: Path) -> None:
         self._root = destination
-        destination.mkdir(parents=True, exist_ok=True)
+        self._created = not destination.exists()
+        private_files.make_dir(destination)
 
     def add(self, name: str, data: bytes) -> None:
         self.add_stream(name, io.BytesIO(data), len(data))
 
     def add_stream(self, name: str, fh: io.RawIOBase | IO[bytes], size: int) -> None:
         target = self._root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("wb") as out:
+        for parent in reversed(target.relative_to(self._root).parents[:-1]):
+            private_files.make_dir(self._root / parent)
+        with os.fdopen(private_files.open_for_write(target), "wb") as out:
             shutil.copyfileobj(fh, out, 1 << 20)
 
     def close(self) -> None:
         pass
 
     def abort(self) -> None:
-        pass
+        if self._created:
+            shutil.rmtree(self._root, ignore_errors=True)
+        else:  # it was empty: empty again
+            for child in self._root.iterdir():
+                (shutil.rmtree if child.is_dir() and not child.is_symlink()
+                 else lambda p: p.unlink())(child)
 
 
 def write_single(selection: Selection, fmt: str, output: Path | None,

@@ -21,6 +21,9 @@ from dalp_dr.errors import ConfigError, InvalidInput
 
 PRIVATE = "signing-key.pem"
 PUBLIC = "signing-key.pub.pem"
+REVOKED = "revoked"
+"""public keys revoked by ``keys init --force --revoke`` (compromised): never trusted; what
+they signed is ignored, named as such"""
 RETIRED = "retired"
 """public keys replaced by ``keys init --force``: checkpoints and bundles they signed still
 verify"""
@@ -47,8 +50,11 @@ def public_pem(public: Ed25519PublicKey) -> bytes:
                                serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def init(directory: Path, force: bool = False) -> tuple[Path, Path, str]:
-    """Create a new key pair. Refuses to replace an existing key unless ``force``."""
+def init(directory: Path, force: bool = False, revoke: bool = False
+         ) -> tuple[Path, Path, str]:
+    """Create a new key pair. Refuses to replace an existing key unless ``force``; the
+    replaced public key is kept in ``retired/`` (still trusted for what it signed) unless
+    ``revoke`` (a compromised key: removed, trusted no more)."""
     private_path, public_path = directory / PRIVATE, directory / PUBLIC
     if private_path.exists() and not force:
         raise ConfigError(f"a signing key already exists at {private_path}", field="keys init",
@@ -57,10 +63,10 @@ def init(directory: Path, force: bool = False) -> tuple[Path, Path, str]:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     if public_path.is_file():  # replaced, not forgotten: what it signed still verifies
         old = load_public(public_path.read_bytes(), str(public_path))
-        retired = directory / RETIRED
-        retired.mkdir(exist_ok=True, mode=0o700)
+        kept = directory / (REVOKED if revoke else RETIRED)
+        kept.mkdir(exist_ok=True, mode=0o700)
         name = fingerprint(old).removeprefix("SHA256:").replace("/", "_").replace("+", "-")
-        os.replace(public_path, retired / f"{name}.pem")
+        os.replace(public_path, kept / f"{name}.pem")
     key = Ed25519PrivateKey.generate()
     secret = _passphrase()
     encryption: serialization.KeySerializationEncryption = (

@@ -14,22 +14,22 @@ from pathlib import Path
 from dalp_dr.checkpoints import Checkpointer, S3Witness
 from dalp_dr.config import Settings
 from dalp_dr.errors import ConfigError
-from dalp_dr.history.base import HistoryStore, Lease, RunSummary, Seal, SealHook
+from dalp_dr.history.base import HistoryStore, Lease, RunSummary, Seal, SealObserver
 from dalp_dr.history.sqlite import SqliteHistory
 
 
 def open_store(url: str, *, migrate: bool = False, results_dir: Path | None = None,
-               after_seal: SealHook | None = None) -> HistoryStore:
+               observer: SealObserver | None = None) -> HistoryStore:
     """Open (and create) the store. The embedded SQLite store upgrades its schema on open;
     a shared PostgreSQL store only with ``migrate=True`` (``dalp-dr store migrate``)."""
     if url.startswith("sqlite://"):  # sqlite:///abs/path or sqlite://relative/path
         return SqliteHistory(Path(url.removeprefix("sqlite://")), results_dir=results_dir,
-                             after_seal=after_seal)
+                             observer=observer)
     if url.startswith(("postgresql://", "postgres://")):
         from dalp_dr.history.postgres import PostgresHistory
 
         return PostgresHistory(url, migrate=migrate, results_dir=results_dir,
-                               after_seal=after_seal)
+                               observer=observer)
     raise ConfigError(f"unsupported history store URL {url.split('://')[0]}://...",
                       source="DALP_DR_STORE",
                       hint="use sqlite:///path/to/history.sqlite or postgresql://...")
@@ -54,7 +54,7 @@ def open_history(settings: Settings, *, migrate: bool = False,
     """The configured store: evidence under the results directory, every seal signed into
     a checkpoint."""
     return open_store(settings.store_url, migrate=migrate, results_dir=settings.results_dir,
-                      after_seal=checkpointer(settings, on_problem).after_seal)
+                      observer=checkpointer(settings, on_problem))
 
 
 __all__ = ["HistoryStore", "Lease", "RunSummary", "Seal", "checkpointer", "open_history",

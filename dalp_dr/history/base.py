@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Collection, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any, Protocol, TypeVar, cast
 from pydantic import BaseModel, ConfigDict
 
 from dalp_dr import integrity, private_files
+from dalp_dr.errors import StoreError
 from dalp_dr.integrity import ChainEntry, SealedRecord
 from dalp_dr.results import Outcome, RunResult
 
@@ -108,12 +110,22 @@ def evidence_for_seal(evidence_dir: str, results_dir: Path | None) -> dict[str, 
     location = integrity.evidence_location(evidence_dir, results_dir)
     if location is None or not location.is_dir():
         return {}
-    private_files.tighten(location)
-    return integrity.evidence_manifest(location)
+    try:
+        private_files.tighten(location)
+        return integrity.evidence_manifest(location)
+    except OSError as exc:
+        raise StoreError(f"cannot read the evidence of {location} to seal it: {exc}"
+                         ) from None
 
 
-SealHook = Callable[[ChainEntry], None]
-"""Called after a seal committed, with its chain entry (the signed checkpoint)."""
+class SealObserver(Protocol):
+    """Around every seal (the signed checkpoints, ``dalp_dr.checkpoints.Checkpointer``):
+    ``sealing()`` is held from before the store's transaction until ``sealed(entry)``
+    returned, which is called once the seal committed; it never raises."""
+
+    def sealing(self) -> AbstractContextManager[None]: ...
+
+    def sealed(self, entry: ChainEntry) -> None: ...
 
 
 def record_final(store: HistoryStore, result: RunResult, spec_json: str = "{}") -> None:
@@ -142,8 +154,8 @@ class HistoryStore(Protocol):
 
     results_dir: Path | None
     """the results directory evidence is found under (None: where it was first written)"""
-    after_seal: SealHook | None
-    """called with every chain entry once its seal committed"""
+    observer: SealObserver | None
+    """told of every seal (None: nothing but the store records it)"""
 
     def describe(self) -> str:
         """Where the store is and its schema version, without credentials."""
@@ -203,3 +215,7 @@ class HistoryStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def sealing(observer: SealObserver | None) -> AbstractContextManager[None]:
+    return observer.sealing() if observer is not None else nullcontext()

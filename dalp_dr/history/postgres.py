@@ -31,9 +31,10 @@ from dalp_dr.history.base import (
     SUMMARY_COLUMNS,
     Lease,
     RunSummary,
-    SealHook,
+    SealObserver,
     begin_row,
     evidence_for_seal,
+    sealing,
     serialized,
     summary_from_row,
 )
@@ -112,9 +113,9 @@ _LEASE_COLUMNS = "name, holder, info, acquired_at, expires_at"
 
 class PostgresHistory:
     def __init__(self, url: str, *, migrate: bool = False, results_dir: Path | None = None,
-                 after_seal: SealHook | None = None) -> None:
+                 observer: SealObserver | None = None) -> None:
         self.results_dir = results_dir
-        self.after_seal = after_seal
+        self.observer = observer
         self._lock = threading.RLock()
         self._redactor = Redactor()
         try:
@@ -196,10 +197,16 @@ class PostgresHistory:
                       f" values ({', '.join(['%s'] * len(INSERT_COLUMNS))})",
                       begin_row(result, spec_json))
 
-    @serialized
     def finish(self, result: RunResult) -> None:
-        """Record the final result and seal it into the chain, in one transaction; then
-        ``after_seal`` (the signed checkpoint)."""
+        """Record the final result and seal it into the chain, in one transaction, inside
+        the observer's ``sealing()``; then tell the observer (the signed checkpoint)."""
+        with sealing(self.observer):
+            entry = self._finish(result)
+            if entry is not None and self.observer is not None:
+                self.observer.sealed(entry)
+
+    @serialized
+    def _finish(self, result: RunResult) -> integrity.ChainEntry | None:
         m = result.measurements
         final = result.outcome is not Outcome.RUNNING
         evidence = evidence_for_seal(result.evidence_dir, self.results_dir) if final else {}
@@ -220,8 +227,7 @@ class PostgresHistory:
                     entry = self._seal(result.run_id, result.model_dump_json(), evidence)
         except (psycopg.Error, OSError) as exc:
             raise self._error("cannot write history", exc) from None
-        if entry is not None and self.after_seal is not None:
-            self.after_seal(entry)
+        return entry
 
     def _seal(self, run_id: str, result_json: str | None = None,
               evidence: dict[str, str] | None = None) -> integrity.ChainEntry:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -18,9 +17,10 @@ from dalp_dr.history.base import (
     SUMMARY_COLUMNS,
     Lease,
     RunSummary,
-    SealHook,
+    SealObserver,
     begin_row,
     evidence_for_seal,
+    sealing,
     serialized,
     summary_from_row,
 )
@@ -97,10 +97,10 @@ def _ts(value: float) -> datetime:
 
 class SqliteHistory:
     def __init__(self, path: Path, *, results_dir: Path | None = None,
-                 after_seal: SealHook | None = None) -> None:
+                 observer: SealObserver | None = None) -> None:
         self.path = path
         self.results_dir = results_dir
-        self.after_seal = after_seal
+        self.observer = observer
         self._lock = threading.RLock()
         try:
             if not path.parent.is_dir():
@@ -109,11 +109,11 @@ class SqliteHistory:
                                        check_same_thread=False)  # see serialized
             for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
                 if (path.parent / name).is_file():  # the owner's alone, before any row
-                    os.chmod(path.parent / name, private_files.file_mode())
+                    private_files.chmod_file(path.parent / name)
             self._db.execute("pragma journal_mode=wal")
             self._db.execute("pragma synchronous=full")
             self.migrated_from = self._migrate()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open history {path}: {exc}") from None
 
     def _migrate(self) -> int | None:
@@ -173,10 +173,16 @@ class SqliteHistory:
         self._write(f"insert into runs ({', '.join(INSERT_COLUMNS)})"
                     f" values ({', '.join('?' * len(INSERT_COLUMNS))})", tuple(row))
 
-    @serialized
     def finish(self, result: RunResult) -> None:
-        """Record the final result and seal it into the chain, in one transaction; then
-        ``after_seal`` (the signed checkpoint)."""
+        """Record the final result and seal it into the chain, in one transaction, inside
+        the observer's ``sealing()``; then tell the observer (the signed checkpoint)."""
+        with sealing(self.observer):
+            entry = self._finish(result)
+            if entry is not None and self.observer is not None:
+                self.observer.sealed(entry)
+
+    @serialized
+    def _finish(self, result: RunResult) -> integrity.ChainEntry | None:
         m = result.measurements
         final = result.outcome is not Outcome.RUNNING
         evidence = evidence_for_seal(result.evidence_dir, self.results_dir) if final else {}
@@ -201,8 +207,7 @@ class SqliteHistory:
                 raise
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write history {self.path}: {exc}") from None
-        if entry is not None and self.after_seal is not None:
-            self.after_seal(entry)
+        return entry
 
     def _seal(self, run_id: str, evidence: dict[str, str] | None = None
               ) -> integrity.ChainEntry:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Collection, Iterable, Iterator
 
@@ -66,19 +67,25 @@ def audit(store: HistoryStore, checkpointer: Checkpointer | None, *,
             digests[record.entry.seq] = record.entry.digest
             yield record
 
-    running = len(store.list_runs(outcome=Outcome.RUNNING, limit=1_000_000))
-    report = integrity.verify(tap(store.sealed_records()), store.unsealed_runs(), running,
-                              check_evidence=check_evidence, results_dir=store.results_dir,
-                              evidence_checked_elsewhere=evidence_checked_elsewhere)
+    # under the checkpoint log's shared lock: a seal holds it exclusively from its
+    # transaction until its checkpoint is written, so the chain read here never runs ahead
+    # of the log read with it
+    with checkpointer.reading() if checkpointer is not None else contextlib.nullcontext():
+        running = len(store.list_runs(outcome=Outcome.RUNNING, limit=1_000_000))
+        report = integrity.verify(tap(store.sealed_records()), store.unsealed_runs(), running,
+                                  check_evidence=check_evidence,
+                                  results_dir=store.results_dir,
+                                  evidence_checked_elsewhere=evidence_checked_elsewhere)
+        reads, unreadable = _sources(checkpointer) if checkpointer is not None else ([], [])
     problems = list(report.problems)
     notes: list[str] = []
     checked, latest_seq = 0, None
     if checkpointer is None:
         notes.append("NOT PINNED: signed checkpoints were not checked")
     else:
-        reads, unreadable = _sources(checkpointer)
         problems.extend(unreadable)
-        verdict = checkpoints.check(reads, digests, report.head_seq, checkpointer.trusted())
+        verdict = checkpoints.check(reads, digests, report.head_seq, checkpointer.trusted(),
+                                    checkpointer.revoked())
         problems.extend(verdict.problems)
         notes.extend(verdict.notes)
         checked = verdict.checked

@@ -34,7 +34,7 @@ from dalp_dr.errors import (
     StoreError,
 )
 from dalp_dr.history import HistoryStore, open_store
-from dalp_dr.history.base import SealHook, record_final
+from dalp_dr.history.base import SealObserver, record_final
 from dalp_dr.provenance import OperatorSource, controller_provenance
 from dalp_dr.results import Outcome, RunResult, Trigger
 from dalp_dr.schedule.jobs import DrillJob
@@ -74,7 +74,7 @@ class FireHandler:
     """this scheduler process (host, pid, token): recorded with every claim"""
     lock_ttl: float
     stopping: threading.Event
-    after_seal: SealHook | None = None
+    observer: SealObserver | None = None
     _cancels: dict[str, CancelToken] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -90,7 +90,7 @@ class FireHandler:
         timely = [t for t in due if now - t <= self.grace]
         store = self._retry(f"open the history for {job.drill}",
                             lambda: open_store(self.store_url, results_dir=self.results_dir,
-                                              after_seal=self.after_seal))
+                                              observer=self.observer))
         if store is None:
             return
         if len(late) > MAX_MISSED_RECORDS:

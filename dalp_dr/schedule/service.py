@@ -31,7 +31,7 @@ from apscheduler.executors.base import BaseExecutor
 
 from dalp_dr.errors import InvalidInput, SpecError, StoreError
 from dalp_dr.history import HistoryStore, open_store
-from dalp_dr.history.base import SealHook
+from dalp_dr.history.base import SealObserver
 from dalp_dr.schedule import jobs
 from dalp_dr.schedule.runner import FireHandler, record_kept_results
 
@@ -84,8 +84,8 @@ class ServiceOptions:
     lock_ttl: float = 60.0
     skip_invalid: bool = False
     max_parallel: int = 4
-    after_seal: SealHook | None = None
-    """signs a checkpoint after every seal (dalp_dr.history.checkpointer)"""
+    observer: SealObserver | None = None
+    """signs a checkpoint for every seal (dalp_dr.history.checkpointer)"""
 
 
 class SchedulerService:
@@ -103,11 +103,11 @@ class SchedulerService:
         self._handler = FireHandler(store_url=options.store_url,
                                     results_dir=options.results_dir, grace=options.grace,
                                     holder=self.holder, lock_ttl=options.lock_ttl,
-                                    stopping=self.stopping, after_seal=options.after_seal)
+                                    stopping=self.stopping, observer=options.observer)
 
     def _open_store(self) -> HistoryStore:
         return open_store(self.options.store_url, results_dir=self.options.results_dir,
-                          after_seal=self.options.after_seal)
+                          observer=self.options.observer)
 
     # -- start-up checks: fail before anything runs ------------------------------------------
 

@@ -123,4 +123,4 @@ def test_postgres_keeps_the_integrity_contract(server: str) -> None:
 
 def test_postgres_keeps_the_evidence_contract(server: str, tmp_path: Path) -> None:
     check_evidence_contract(lambda results, hook: open_store(server, results_dir=results,
-                                                             after_seal=hook), tmp_path)
+                                                             observer=hook), tmp_path)

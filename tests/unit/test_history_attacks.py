@@ -21,7 +21,14 @@ from dalp_dr.cli import main
 from dalp_dr.config import load_settings
 from dalp_dr.export import keys
 from dalp_dr.history import open_history
-from tests.factories import SEALED_RUNS, record_configured, reseal_from, sealed_runs
+from dalp_dr.results import Outcome
+from tests.factories import (
+    SEALED_RUNS,
+    make_run,
+    record_configured,
+    reseal_from,
+    sealed_runs,
+)
 
 
 class Cli:
@@ -112,11 +119,96 @@ def test_a_forged_or_deleted_checkpoint_log_does_not_pass(base: Path, cli: Cli) 
     log.write_text("".join(sign(private, s, d, datetime.now(UTC)).line() for s, d in heads))
     code, _out, err = cli("history", "verify")
     assert code == 1 and "not signed by this history's key" in err
-    # or alters a genuine line's head: the signature no longer holds
+    # or empties it, or deletes it
     log.write_text("")
     code, _out, err = cli("history", "verify")
     assert code == 1 and "no signed checkpoint pins this history" in err
     log.unlink()
+    code, _out, err = cli("history", "verify")
+    assert code == 1 and "no signed checkpoint pins this history" in err
+
+
+def test_a_log_cut_short_leaves_the_rewritten_tail_unpinned(base: Path, cli: Cli) -> None:
+    log = base / "results" / LOG_NAME
+    log.write_text(log.read_text().splitlines()[0] + "\n")  # keeps #1, drops #2 and #3
+    reseal_everything(base, "20260401T030000Z-bbbbbb", {"outcome": "passed"})
+    code, _out, err = cli("history", "verify")
+    assert code == 1 and "history NOT VERIFIED" in err
+    assert "entries #2..#3 were sealed after the newest signed checkpoint (#1)" in err
+    code, _out, err = cli("export", "--format", "csv")
+    assert code == 1 and "not exported" in err
+    # the next genuine seal does not pin what it cannot vouch for
+    record_configured([make_run(base, "20261101T030000Z-eeeeee", "hot-warm-failover",
+                                datetime(2026, 11, 1, 3, tzinfo=UTC), Outcome.PASSED, 1.0)])
+    assert len(log.read_text().splitlines()) == 1
+    code, _out, err = cli("history", "verify")
+    assert code == 1 and "entries #2..#4" in err
+    # pinning is a reviewed, explicit act
+    code, _out, err = cli("history", "checkpoint", "--sign")
+    assert code == 0 and "pinning entries #2..#4 as they are now" in err
+    assert cli("history", "verify")[0] == 0
+
+
+def test_a_forged_record_appended_after_the_last_checkpoint_is_not_pinned(
+        base: Path, cli: Cli) -> None:
+    conn = db(base)
+    result_json, spec_json = conn.execute(
+        "select result_json, spec_json from runs where run_id = '20260115T030000Z-aaaaaa'"
+    ).fetchone()
+    forged = json.loads(result_json) | {"run_id": "20261101T030000Z-ffffff",
+                                         "started_at": "2026-11-01T03:00:00Z"}
+    head = conn.execute("select digest from chain where seq = 3").fetchone()[0]
+    entry = integrity.seal(4, "20261101T030000Z-ffffff", json.dumps(forged), spec_json, {},
+                           head, datetime.now(UTC))
+    conn.execute("insert into runs (run_id, drill, topology, scenario, environment, owner,"
+                 " trigger, operator, spec_hash, spec_json, started_at, outcome, result_json,"
+                 " evidence_dir) select ?, drill, topology, scenario, environment, owner,"
+                 " trigger, operator, spec_hash, spec_json, ?, outcome, ?, '' from runs"
+                 " where run_id = '20260115T030000Z-aaaaaa'",
+                 ("20261101T030000Z-ffffff", "2026-11-01T03:00:00+00:00", json.dumps(forged)))
+    conn.execute("insert into chain values (?, ?, ?, ?, ?, ?, ?, ?)",
+                 (4, entry.run_id, entry.record_digest, "{}", entry.evidence_digest,
+                  entry.prev_digest, entry.digest, entry.sealed_at.isoformat()))
+    conn.commit()
+    conn.close()
+    code, _out, err = cli("history", "verify")
+    assert code == 1 and "entries #4..#4 were sealed after the newest signed checkpoint" in err
+    record_configured([make_run(base, "20261102T030000Z-gggggg", "hot-warm-failover",
+                                datetime(2026, 11, 2, 3, tzinfo=UTC), Outcome.PASSED, 1.0)])
+    assert len((base / "results" / LOG_NAME).read_text().splitlines()) == 3  # not signed
+    assert cli("history", "verify")[0] == 1
+
+
+def test_the_global_keys_option_pins_and_checks(tmp_path: Path, cli: Cli,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DALP_DR_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("DALP_DR_KEYS", str(tmp_path / "default-keys"))  # no key there
+    monkeypatch.delenv("DALP_DR_STORE", raising=False)
+    elsewhere = tmp_path / "etc-keys"
+    assert cli("--keys", str(elsewhere), "keys", "init")[0] == 0
+    monkeypatch.setenv("DALP_DR_KEYS", str(elsewhere))
+    record_configured(sealed_runs(tmp_path))
+    monkeypatch.setenv("DALP_DR_KEYS", str(tmp_path / "default-keys"))
+    reseal_everything(tmp_path, "20260401T030000Z-bbbbbb", {"outcome": "passed"})
+    code, _out, err = cli("--keys", str(elsewhere), "history", "verify")
+    assert code == 1 and "contradicts signed checkpoint #2" in err
+    code, _out, err = cli("export", "--keys", str(elsewhere), "--bundle",
+                          str(tmp_path / "b.tar.gz"))
+    assert code == 1 and "not exported" in err
+
+
+def test_a_retired_key_still_pins_and_a_revoked_one_no_longer_does(base: Path,
+                                                                    cli: Cli) -> None:
+    keys.init(base / "keys", force=True)  # rotation: the old key is retired, still trusted
+    code, out, err = cli("history", "verify")
+    assert code == 0 and "3 signed checkpoint(s) agree" in out, err
+    assert cli("history", "checkpoint", "--sign")[0] == 0  # pinned by the new key too
+    keys.init(base / "keys", force=True, revoke=True)  # that one leaked: revoked
+    code, _out, err = cli("history", "verify")
+    assert code == 0, err  # the retired key's checkpoints still pin the chain
+    assert "ignored 1 checkpoint(s) signed by the revoked key" in err
+    for retired in (base / "keys" / keys.RETIRED).glob("*.pem"):
+        retired.unlink()  # and if the first one was revoked too: nothing pins it any more
     code, _out, err = cli("history", "verify")
     assert code == 1 and "no signed checkpoint pins this history" in err
 

@@ -19,7 +19,7 @@ def test_sqlite_keeps_the_history_contract(tmp_path: Path) -> None:
 def test_sqlite_keeps_the_evidence_contract(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'h.sqlite'}"
     check_evidence_contract(lambda results, hook: open_store(url, results_dir=results,
-                                                             after_seal=hook), tmp_path)
+                                                             observer=hook), tmp_path)
 
 
 def test_unknown_store_scheme_is_invalid_input() -> None:

@@ -1,0 +1,144 @@
+"""Signing a checkpoint for every seal, and for a head the operator reviewed."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from dalp_dr.checkpoints.model import Checkpoint, Read, sign, signature_ok
+from dalp_dr.checkpoints.sources import CheckpointLog, S3Witness
+from dalp_dr.checkpoints.verdict import newest, revoked_keys, trusted_keys
+from dalp_dr.errors import ConfigError, DalpDrError
+from dalp_dr.export import keys
+from dalp_dr.integrity import ChainEntry
+
+log = logging.getLogger(__name__)
+
+
+class Checkpointer:
+    """Signs a checkpoint after every seal, but only one that extends a chain already
+    pinned: the new entry must link to the newest signed checkpoint's head. A seal after a
+    gap (a checkpoint log cut short, entries sealed by another controller, a history older
+    than its key) is not signed automatically, so a forgery slipped in between is never
+    pinned by the next genuine seal; ``history verify`` then names the unpinned entries and
+    ``history checkpoint --sign`` pins them once someone reviewed them.
+
+    Never raises from a seal: a checkpoint that cannot be written is reported
+    (``on_problem``) and the record stays sealed."""
+
+    def __init__(self, results_dir: Path, key_directory: Path,
+                 witness: S3Witness | None = None,
+                 on_problem: Callable[[str], None] | None = None) -> None:
+        self.log = CheckpointLog(results_dir)
+        self.key_directory = key_directory
+        self.witness = witness
+        self._on_problem = on_problem or (lambda m: log.warning("%s", m))
+        self._pending: list[Checkpoint] = []
+
+    def sources(self) -> list[Read]:
+        reads = [self.log.read()]
+        if self.witness is not None:
+            reads.append(self.witness.read())
+        return reads
+
+    def trusted(self) -> dict[str, Ed25519PublicKey]:
+        return trusted_keys(self.key_directory)
+
+    def revoked(self) -> frozenset[str]:
+        return frozenset(revoked_keys(self.key_directory))
+
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        """Held while a verification reads the chain and the checkpoints."""
+        return self.log.reading()
+
+    @contextlib.contextmanager
+    def sealing(self) -> Iterator[None]:
+        """Held from a seal's transaction until its checkpoint is in the log; the witness
+        is written after it is released (a slow or absent S3 blocks no one)."""
+        with self.log.sealing():
+            yield
+        pending, self._pending = self._pending, []
+        for checkpoint in pending:
+            self._publish(checkpoint)
+
+    def _publish(self, checkpoint: Checkpoint) -> None:
+        if self.witness is None:
+            return
+        try:
+            self.witness.publish(checkpoint)
+        except DalpDrError as exc:
+            self._on_problem(f"checkpoint #{checkpoint.seq} not witnessed in "
+                             f"{self.witness.url}: {exc}")
+
+    def _private(self) -> Ed25519PrivateKey | None:
+        if not (self.key_directory / keys.PRIVATE).is_file():
+            return None  # unpinned history: verify and exports say so
+        return keys.load_private(self.key_directory)
+
+    def _previous(self) -> tuple[str, Checkpoint] | str | None:
+        """The newest signed checkpoint this chain must extend, or why there is none."""
+        trusted = self.trusted()
+        last = self.log.last()
+        if isinstance(last, str):
+            return last
+        if last is not None:
+            key = trusted.get(last.key_fingerprint)
+            if key is None or not signature_ok(key, last):
+                return (f"the last line of {self.log.path} is not a checkpoint signed by "
+                        "this history's key")
+        best = (str(self.log.path), last) if last is not None else None
+        if self.witness is not None:
+            witnessed = newest([self.witness.read()], trusted)
+            if witnessed is not None and (best is None or witnessed[1].seq > best[1].seq):
+                best = witnessed
+        return best
+
+    def sealed(self, entry: ChainEntry) -> None:
+        """Sign the checkpoint of a new chain entry (the caller holds ``sealing()``)."""
+        try:
+            private = self._private()
+            if private is None:
+                return
+            previous = self._previous() if entry.seq > 1 else None
+            if isinstance(previous, str):
+                self._on_problem(f"chain entry #{entry.seq} NOT signed: {previous}")
+                return
+            if entry.seq > 1:
+                if previous is None:
+                    self._on_problem(
+                        f"chain entry #{entry.seq} NOT signed: no signed checkpoint before it "
+                        "(a history older than its key, or a checkpoint log that is gone)")
+                    return
+                source, cp = previous
+                if (cp.seq, cp.head) != (entry.seq - 1, entry.prev_digest):
+                    self._on_problem(
+                        f"chain entry #{entry.seq} NOT signed: it does not extend the newest "
+                        f"signed checkpoint #{cp.seq} ({source}): entries between them are not "
+                        "pinned, or the chain was rewritten")
+                    return
+            self._append(sign(private, entry.seq, entry.digest, datetime.now(UTC)))
+        except (DalpDrError, OSError) as exc:
+            self._on_problem(f"checkpoint for chain entry #{entry.seq} not written: {exc}")
+
+    def _append(self, checkpoint: Checkpoint) -> None:
+        self.log.append(checkpoint)
+        self._pending.append(checkpoint)
+
+    def sign_head(self, seq: int, head: str) -> Checkpoint:
+        """Sign a head someone reviewed (``history checkpoint --sign``). Raises ConfigError
+        without a key, ObjectStoreError when the witness cannot take it."""
+        private = self._private()
+        if private is None:
+            raise ConfigError(f"no signing key at {self.key_directory / keys.PRIVATE}",
+                              field="keys")
+        with self.log.sealing():
+            checkpoint = sign(private, seq, head, datetime.now(UTC))
+            self.log.append(checkpoint)
+        if self.witness is not None:
+            self.witness.publish(checkpoint)
+        return checkpoint
