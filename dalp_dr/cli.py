@@ -938,24 +938,26 @@ def history() -> None:
 def history_list(ctx: click.Context, drill_name: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first, as their seals say they were (a row that no longer matches
     its seal is marked TAMPERED)."""
-    from dalp_dr.history import open_history
-    from dalp_dr.history.views import list_checked
+    from dalp_dr.history import checkpointer, open_store
+    from dalp_dr.history.views import audit, list_checked
     from dalp_dr.render import history_table
 
-    store = open_history(_settings(ctx))
+    settings = _settings(ctx)
+    store = open_store(settings.store_url, results_dir=settings.results_dir)
     try:
         rows = list_checked(store, drill=drill_name, limit=limit)
+        report = audit(store, checkpointer(settings), check_evidence=False)
     finally:
         store.close()
     if as_json:
         click.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
     else:
         out.print(history_table(rows))
-        tampered = [r for r in rows if r.seal.value == "tampered"]
-        if tampered:
-            err.print(f"{len(tampered)} listed run(s) do not match their seal (first: "
-                      f"{tampered[0].run_id}: {tampered[0].seal_problem}); see 'dalp-dr "
-                      "history verify'", markup=False, soft_wrap=True)
+    if report.problems:  # a page can hide an edited run: the whole history says so
+        err.print(f"history does NOT verify: {report.problems[0]} (the rows above show "
+                  "sealed values where a row was edited; see 'dalp-dr history verify')",
+                  markup=False, soft_wrap=True)
+        raise Exit(EXIT_FAILED)
 
 
 def _audit(settings: Settings, no_evidence: bool = False,
@@ -1069,16 +1071,29 @@ def history_checkpoint(ctx: click.Context, sign_now: bool, as_json: bool) -> Non
 def history_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """Show one run: figures, verdicts, phases and where its evidence is."""
     from dalp_dr.history import open_store
+    from dalp_dr.history.views import seal_of
+    from dalp_dr.integrity import evidence_location
     from dalp_dr.render import print_result
 
-    store = open_store(_settings(ctx).store_url)
+    settings = _settings(ctx)
+    store = open_store(settings.store_url, results_dir=settings.results_dir)
     try:
         result = store.get(run_id)
+        seal, problem = seal_of(store, result.run_id, result.outcome)
     finally:
         store.close()
     if as_json:
-        click.echo(result.model_dump_json(indent=2))
-        return
+        click.echo(json.dumps({**result.model_dump(mode="json"), "seal": seal.value,
+                               "seal_problem": problem}, indent=2))
+    else:
+        _show_run(result, seal.value, problem,
+                  evidence_location(result.evidence_dir, settings.results_dir), print_result)
+    if problem is not None:
+        raise Exit(EXIT_FAILED)
+
+
+def _show_run(result: Any, seal: str, problem: str | None, evidence: Path | None,
+              print_result: Any) -> None:
     from rich.text import Text  # table cells from the record: never read as markup
 
     out.print(f"{result.drill} ({result.topology}/{result.scenario}) environment "
@@ -1096,18 +1111,25 @@ def history_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     prov = result.provenance
     if prov is None:
         out.print("provenance: not recorded (the run predates provenance records)")
-        return
-    out.print(f"provenance: dalp-dr {prov.dalp_dr_version}, ansible-core "
-              f"{prov.ansible_core_version or 'not installed'}, controller {prov.controller}; "
-              f"operator {prov.operator} (from {prov.operator_source.value})", markup=False)
-    files = Table(box=None, title="files read (sha256, first 16 hex digits; --json: all)")
-    files.add_column("file")
-    files.add_column("sha256")
-    for name, digest in prov.files.items():
-        files.add_row(Text(name), Text(digest[:16]))
-    out.print(files)
-    for note in prov.unresolved:
-        out.print(f"not resolved before the run: {note}", markup=False)
+    else:
+        out.print(f"provenance: dalp-dr {prov.dalp_dr_version}, ansible-core "
+                  f"{prov.ansible_core_version or 'not installed'}, controller "
+                  f"{prov.controller}; operator {prov.operator} (from "
+                  f"{prov.operator_source.value})", markup=False)
+        files = Table(box=None, title="files read (sha256, first 16 hex digits; --json: all)")
+        files.add_column("file")
+        files.add_column("sha256")
+        for name, digest in prov.files.items():
+            files.add_row(Text(name), Text(digest[:16]))
+        out.print(files)
+        for note in prov.unresolved:
+            out.print(f"not resolved before the run: {note}", markup=False)
+    out.print(f"evidence now: {evidence or 'none'}", markup=False)
+    if problem is not None:
+        err.print(f"this record does NOT match its seal ({seal}): {problem}; see 'dalp-dr "
+                  "history verify'", markup=False, soft_wrap=True)
+    else:
+        out.print(f"seal: {seal}", markup=False)
 
 
 # --- entry point ----------------------------------------------------------------------------

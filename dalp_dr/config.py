@@ -47,7 +47,6 @@ class Settings(BaseModel):
     """seconds an environment's drill lock outlives its holder's last renewal"""
     keys_dir: Path = Path.home() / ".config" / "dalp-dr"
     witness: Witness | None = None
-    group_access: bool = False
 
 
 def _witness() -> Witness | None:
@@ -110,5 +109,4 @@ def load_settings(*, results_dir: str | None = None, store: str | None = None,
             raise ConfigError("must be at least 3s (the lock is renewed every third of it)",
                               source="DALP_DR_LOCK_TTL")
     return Settings(results_dir=results, store_url=url, project_dir=_project_dir(project_dir),
-                    lock_ttl=lock_ttl, keys_dir=keys_dir(keys), witness=_witness(),
-                    group_access=group_access())
+                    lock_ttl=lock_ttl, keys_dir=keys_dir(keys), witness=_witness())

@@ -229,6 +229,16 @@ def _same(column: str, stored: Any, sealed: Any) -> bool:
     return bool(stored == sealed)
 
 
+def _same_or_broken(column: str, stored: Any, sealed: dict[str, Any],
+                    derive: Callable[[dict[str, Any]], Any]) -> bool:
+    """The stored column says what the sealed result says (False when either cannot even be
+    read: a value dalp-dr never writes)."""
+    try:
+        return _same(column, stored, derive(sealed))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return False
+
+
 def check_record(record: SealedRecord, results_dir: Path | None = None,
                  check_evidence: bool = True) -> Problem | None:
     """The first problem with one sealed record, or None. Evidence is looked for under
@@ -237,13 +247,18 @@ def check_record(record: SealedRecord, results_dir: Path | None = None,
     if record.result_json is None or record.spec_json is None:
         return Problem(run_id=entry.run_id, seq=entry.seq,
                        what="record deleted (its chain entry is still there)")
-    sealed = json.loads(record.result_json)
-    if _digest_of(sealed, record.spec_json) != entry.record_digest:
+    try:
+        sealed = json.loads(record.result_json)
+    except ValueError:
+        return Problem(run_id=entry.run_id, seq=entry.seq,
+                       what="record content changed after it was sealed (not even JSON)")
+    if not isinstance(sealed, dict) or \
+            _digest_of(sealed, record.spec_json) != entry.record_digest:
         return Problem(run_id=entry.run_id, seq=entry.seq,
                        what="record content changed after it was sealed")
     for column, stored in (record.columns or {}).items():
         derive = _COLUMN_FROM_RESULT.get(column)
-        if derive is not None and not _same(column, stored, derive(sealed)):
+        if derive is not None and not _same_or_broken(column, stored, sealed, derive):
             return Problem(run_id=entry.run_id, seq=entry.seq,
                            what=f"column '{column}' changed after it was sealed "
                                 f"(stored {stored!r})")

@@ -26,8 +26,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from dalp_dr.adapters.s3 import BackupStatus
+from dalp_dr.checkpoints import Checkpointer
 from dalp_dr.history.base import HistoryStore, Seal
-from dalp_dr.history.views import list_checked
+from dalp_dr.history.views import audit, list_checked
 from dalp_dr.results import Outcome, RunResult, Status
 from dalp_dr.spec import LoadedDrill, Topology
 
@@ -95,7 +96,10 @@ class HistoryCollector(Collector):
             # newest first, as sealed: a row that no longer matches its seal is counted as
             # tampered and feeds no figure
             checked = list_checked(store, limit=self._limit)
-            rows = [r for r in checked if r.seal is not Seal.TAMPERED]
+            rows = [r for r in checked if r.seal is not Seal.TAMPERED]  # sealed values
+            observer = store.observer
+            report = audit(store, observer if isinstance(observer, Checkpointer) else None,
+                           check_evidence=False)
             latest_measured: dict[tuple[str, str, str], RunResult] = {}
             for row in rows:
                 key = (row.drill, row.topology, row.environment)
@@ -104,9 +108,15 @@ class HistoryCollector(Collector):
         finally:
             store.close()
         tampered = GaugeMetricFamily("dalp_dr_history_tampered_records",
-                                     "listed runs whose stored row or record no longer "
-                                     "matches its seal (left out of every other metric)")
-        tampered.add_metric([], float(len(checked) - len(rows)))
+                                     "runs whose stored row or record no longer matches its "
+                                     "seal (an edited row counts with its sealed values, an "
+                                     "edited record is left out)")
+        tampered.add_metric([], float(sum(1 for r in checked if r.seal in (
+            Seal.TAMPERED, Seal.ROW_EDITED))))
+        verified = GaugeMetricFamily("dalp_dr_history_verified",
+                                     "1 when the whole history verifies (chain, records, "
+                                     "signed checkpoints; evidence files not hashed)")
+        verified.add_metric([], 0.0 if report.problems else 1.0)
         last_run = GaugeMetricFamily("dalp_dr_last_run_timestamp_seconds",
                                      "start of the latest drill run", labels=LABELS)
         last_ok = GaugeMetricFamily("dalp_dr_last_success_timestamp_seconds",
@@ -163,7 +173,8 @@ class HistoryCollector(Collector):
             runs.add_metric([drill, topology, environment, outcome], n)
         for key, n in sorted(missed_counts.items()):
             missed.add_metric(list(key), n)
-        yield from (last_run, last_ok, recovery, window, lost, met, runs, missed, tampered)
+        yield from (last_run, last_ok, recovery, window, lost, met, runs, missed, tampered,
+                    verified)
 
 
 def registry_for(open_store: Callable[[], HistoryStore],

@@ -152,8 +152,8 @@ def history_table(rows: list[RunSummary]) -> Table:
         table.add_column(col)
     for r in rows:  # every cell from the store is data: Text, never markup
         style = _OUTCOME_STYLE.get(r.outcome, "red")
-        seal = Text(r.seal.value.upper(), style="bold red") if r.seal.value == "tampered" \
-            else Text(r.seal.value)
+        seal = Text(r.seal.value.upper().replace("_", " "), style="bold red") \
+            if r.seal.value in ("tampered", "row_edited") else Text(r.seal.value)
         table.add_row(Text(r.run_id), Text(r.drill), Text(r.environment), Text(r.trigger),
                       f"{r.started_at:%Y-%m-%d %H:%M:%S}", Text(r.outcome.value, style=style),
                       _n(r.recovery_time), _n(r.data_loss_window), seal)

@@ -27,20 +27,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Protocol
 
-from dalp_dr.errors import InvalidInput
+from dalp_dr.errors import DalpDrError, InvalidInput
 from dalp_dr.export.bundle import MANIFEST, PUBLIC_KEY, SIGNATURE
 from dalp_dr.export.bundle_format import RECORDS, name_problem, printable, why
 
 CAPS = {MANIFEST: 64 << 20, SIGNATURE: 1 << 10, PUBLIC_KEY: 16 << 10}
 """the members verification keeps in memory, and the most each may hold"""
+RECORDS_CAP = 4 << 30
+"""the most records.json may hold (spooled to disk before it is authenticated: a bound on
+what a forged bundle can make verification write; a million records is about 500 MB)"""
+HEADER_CAP = 1 << 20
+"""the most a member's headers may take (tarfile reads a pax or GNU long-name header whole:
+a forged one must not become gigabytes of memory before the signature is checked)"""
 MAX_MEMBERS = 500_000
 CHUNK = 1 << 20
 # what reading a damaged gzip/tar stream can raise (tarfile lets some of these through)
 _READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, ValueError)
 
 
-class Refused(Exception):
-    """Something about the bundle's members that makes it not intact (one line)."""
+class Refused(DalpDrError):
+    """Something about the bundle's members that makes it not intact (one line); verify
+    turns it into a report, it never reaches the CLI."""
 
 
 class Scan:
@@ -76,6 +83,9 @@ class Scan:
     def add(self, name: str, fh: IO[bytes], size: int) -> None:
         """Hash a member (already :meth:`check`-ed) in chunks."""
         cap = CAPS.get(name)
+        if name == RECORDS and size > RECORDS_CAP:
+            raise Refused(f"{name}: {size} bytes, more than verification reads "
+                          f"({RECORDS_CAP})")
         if cap is not None and size > cap:
             raise Refused(f"{name}: {size} bytes, more than a bundle's {name} can hold "
                           f"({cap})")
@@ -141,7 +151,13 @@ class _ZeroTail:
         self.position = 0
         self.last_nonzero = 0
 
+    limit: int | None = None
+    """while tarfile reads a member's headers: the position they must end by"""
+
     def read(self, size: int = -1) -> bytes:
+        if self.limit is not None and self.position > self.limit:
+            raise Refused(f"a member's headers take more than {HEADER_CAP} bytes (a forged "
+                          "pax or long-name header)")
         data = self._raw.read(size)
         if data and (data[-1] or data != self._zero_run(len(data))):  # memcmp, not a scan
             self.last_nonzero = self.position + len(data.rstrip(b"\0"))
@@ -174,11 +190,13 @@ def _scan_tar(path: Path, scan: Scan) -> None:
                                f"--bundle' writes it): {why(exc)}", source=str(path)) from None
         with tar:
             while True:
+                stream.limit = stream.position + HEADER_CAP
                 try:
                     member = tar.next()
                 except _READ_ERRORS as exc:
                     raise Refused(f"archive damaged after {count} members: {why(exc)}") \
                         from None
+                stream.limit = None
                 if member is None:
                     break
                 tar.members.clear()  # a stream keeps every header otherwise: memory per member
@@ -208,16 +226,22 @@ def _scan_tar(path: Path, scan: Scan) -> None:
                           "not a tar header (or after the end of the archive)")
 
 
-def _walk(root: Path, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
-    """Every entry under a directory, name-sorted, without following links."""
-    with os.scandir(root / rel if rel else root) as found:
-        entries = sorted(found, key=lambda e: e.name)
-    for entry in entries:
-        name = f"{rel}/{entry.name}" if rel else entry.name
-        info = entry.stat(follow_symlinks=False)
-        yield name, info
-        if stat.S_ISDIR(info.st_mode):
-            yield from _walk(root, name)
+def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Every entry under a directory, name-sorted, without following links (a stack, not
+    recursion: a bundle nested a thousand directories deep is read, not a crash)."""
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        with os.scandir(root / rel if rel else root) as found:
+            entries = sorted(found, key=lambda e: e.name)
+        below = []
+        for entry in entries:
+            name = f"{rel}/{entry.name}" if rel else entry.name
+            info = entry.stat(follow_symlinks=False)
+            yield name, info
+            if stat.S_ISDIR(info.st_mode):
+                below.append(name)
+        pending.extend(reversed(below))
 
 
 def _scan_directory(root: Path, scan: Scan) -> None:

@@ -187,7 +187,14 @@ def select(store: HistoryStore, query: Query, now: datetime | None = None) -> Se
         entries.append(sealed.entry)
         if sealed.result_json is None or sealed.spec_json is None:
             continue  # history verify reports it; the export carries the entry only
-        result = RunResult.model_validate_json(sealed.result_json)
+        try:
+            result = RunResult.model_validate_json(sealed.result_json)
+        except ValueError:
+            from dalp_dr.errors import TamperedHistory
+
+            raise TamperedHistory(f"run {sealed.entry.run_id}: its record cannot be read; "
+                                  "history does not verify, not exported (see 'dalp-dr "
+                                  "history verify')") from None
         drills_seen.add(result.drill)
         environments_seen.add(result.environment)
         if query.start and result.started_at < query.start:

@@ -45,12 +45,12 @@ from dalp_dr.export.bundle_format import (
 from dalp_dr.export.bundle_reader import Refused, Scan, read_bundle
 from dalp_dr.export.trust import Trust, TrustedKey, load_public
 
-__all__ = ["BundleReport", "Provenance", "Trust", "TrustedKey", "verify_bundle"]
+__all__ = ["BundleProvenance", "BundleReport", "Trust", "TrustedKey", "verify_bundle"]
 
 _SIGNATURE_TEXT = re.compile(rb"[A-Za-z0-9+/]{86}==\n?")  # 64 bytes, as keys.sign writes them
 
 
-class Provenance(BaseModel):
+class BundleProvenance(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     period: str
@@ -79,7 +79,7 @@ class BundleReport(BaseModel):
     key_source: str = ""
     """where that trusted key came from (until one signed: where the trust comes from)"""
     chain_head: str | None = None
-    provenance: Provenance | None = None
+    provenance: BundleProvenance | None = None
 
 
 def verify_bundle(bundle: Path, trust: Trust) -> BundleReport:
@@ -197,7 +197,7 @@ def _check(scan: Scan, trust: Trust, base: BundleReport) -> BundleReport:
         document = RecordsDocument.model_validate_json(scan.spool.read_bytes())
     except ValidationError as exc:
         return fail(_one_line(RECORDS, exc))
-    provenance = Provenance(period=manifest.period, generated_at=manifest.generated_at,
+    provenance = BundleProvenance(period=manifest.period, generated_at=manifest.generated_at,
                             tool_version=manifest.tool_version, exporter=manifest.exporter,
                             exported_at=manifest.exported_at, controller=manifest.controller)
     segment = document.chain_segment

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -11,10 +12,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dalp_dr import integrity, private_files
-from dalp_dr.errors import StoreError
+from dalp_dr.errors import StoreError, TamperedHistory
 from dalp_dr.integrity import ChainEntry, SealedRecord
 from dalp_dr.results import Outcome, RunResult
 
@@ -26,8 +27,10 @@ class Seal(StrEnum):
     """final, in the chain, and its row agrees with what was sealed"""
     RUNNING = "running"
     """in progress: sealed when it ends"""
+    ROW_EDITED = "row_edited"
+    """its summary columns were changed after the seal: the sealed values are shown"""
     TAMPERED = "tampered"
-    """its row or record no longer matches its seal (or a final record nobody sealed)"""
+    """its record no longer matches its seal (or a final record nobody sealed)"""
     UNCHECKED = "unchecked"
 
 
@@ -136,10 +139,51 @@ def record_final(store: HistoryStore, result: RunResult, spec_json: str = "{}") 
 
 
 def summary_from_row(row: tuple[object, ...], results_dir: Path | None = None) -> RunSummary:
+    """A runs row as a summary; a row whose values are not what dalp-dr writes (someone
+    edited the store) raises TamperedHistory naming it."""
     values = dict(zip(SUMMARY_COLUMNS, row, strict=True))
     location = integrity.evidence_location(str(values["evidence_dir"] or ""), results_dir)
     values["evidence_dir"] = str(location) if location is not None else ""
-    return RunSummary.model_validate(values)
+    try:
+        return RunSummary.model_validate(values)
+    except ValidationError as exc:
+        raise TamperedHistory(f"run {str(values['run_id'])[:80]!r}: its row holds values "
+                              f"dalp-dr never writes ({_first_error(exc)}); see 'dalp-dr "
+                              "history verify'") from None
+
+
+def result_from_json(run_id: str, text: str) -> RunResult:
+    """A stored record; TamperedHistory when it is not one dalp-dr wrote."""
+    try:
+        return RunResult.model_validate_json(text)
+    except ValidationError as exc:
+        raise TamperedHistory(f"run {run_id[:80]!r}: its record holds values dalp-dr never "
+                              f"writes ({_first_error(exc)}); see 'dalp-dr history verify'"
+                              ) from None
+
+
+def entry_from_row(row: tuple[Any, ...]) -> SealedRecord:
+    """A chain row (seq, run id, digests, evidence JSON, sealed at) joined with its runs
+    row (result, spec, SUMMARY_COLUMNS); TamperedHistory when it cannot even be read."""
+    try:
+        sealed_at = row[7] if isinstance(row[7], datetime) else \
+            datetime.fromisoformat(str(row[7]))
+        entry = ChainEntry(seq=row[0], run_id=row[1], record_digest=row[2],
+                           evidence=json.loads(row[3]), evidence_digest=row[4],
+                           prev_digest=row[5], digest=row[6], sealed_at=sealed_at)
+    except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        text = _first_error(exc) if isinstance(exc, ValidationError) else str(exc)[:200]
+        raise TamperedHistory(f"chain entry #{str(row[0])[:20]}: unreadable ({text}); the "
+                              "chain table was edited") from None
+    columns = dict(zip(SUMMARY_COLUMNS, row[10:], strict=True)) if row[8] is not None \
+        else None
+    return SealedRecord(entry=entry, result_json=row[8], spec_json=row[9], columns=columns)
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return f"{where}: {first.get('msg')}"
 
 
 class HistoryStore(Protocol):

@@ -33,7 +33,9 @@ from dalp_dr.history.base import (
     RunSummary,
     SealObserver,
     begin_row,
+    entry_from_row,
     evidence_for_seal,
+    result_from_json,
     sealing,
     serialized,
     summary_from_row,
@@ -102,7 +104,7 @@ create table if not exists dalp_dr_chain (
     # 4: runs.evidence_dir relative to the results directory (the sealed records keep the
     # absolute path they were written to; their digests do not change)
     4: """
-update dalp_dr_runs set evidence_dir = regexp_replace(evidence_dir, '^.*/', '')
+update dalp_dr_runs set evidence_dir = regexp_replace(rtrim(evidence_dir, '/'), '^.*/', '')
  where evidence_dir like '/%';
 """,
 }
@@ -266,13 +268,7 @@ class PostgresHistory:
             " from dalp_dr_chain c left join dalp_dr_runs r on r.run_id = c.run_id"
             f"{where} order by c.seq", args)
         for row in rows:
-            entry = integrity.ChainEntry(
-                seq=row[0], run_id=row[1], record_digest=row[2], evidence=json.loads(row[3]),
-                evidence_digest=row[4], prev_digest=row[5], digest=row[6], sealed_at=row[7])
-            columns = dict(zip(SUMMARY_COLUMNS, row[10:], strict=True)) \
-                if row[8] is not None else None
-            yield integrity.SealedRecord(entry=entry, result_json=row[8], spec_json=row[9],
-                                         columns=columns)
+            yield entry_from_row(row)
 
     @serialized
     def unsealed_runs(self) -> list[str]:
@@ -315,7 +311,7 @@ class PostgresHistory:
 
     @serialized
     def get(self, run_id: str) -> RunResult:
-        return RunResult.model_validate_json(self._row(run_id, "result_json::text"))
+        return result_from_json(run_id, self._row(run_id, "result_json::text"))
 
     @serialized
     def spec_snapshot(self, run_id: str) -> str:

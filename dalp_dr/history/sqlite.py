@@ -19,7 +19,9 @@ from dalp_dr.history.base import (
     RunSummary,
     SealObserver,
     begin_row,
+    entry_from_row,
     evidence_for_seal,
+    result_from_json,
     sealing,
     serialized,
     summary_from_row,
@@ -248,14 +250,7 @@ class SqliteHistory:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read history {self.path}: {exc}") from None
         for row in rows:
-            entry = integrity.ChainEntry(
-                seq=row[0], run_id=row[1], record_digest=row[2], evidence=json.loads(row[3]),
-                evidence_digest=row[4], prev_digest=row[5], digest=row[6],
-                sealed_at=datetime.fromisoformat(row[7]))
-            columns = dict(zip(SUMMARY_COLUMNS, row[10:], strict=True)) \
-                if row[8] is not None else None
-            yield integrity.SealedRecord(entry=entry, result_json=row[8], spec_json=row[9],
-                                         columns=columns)
+            yield entry_from_row(row)
 
     @serialized
     def unsealed_runs(self) -> list[str]:
@@ -305,7 +300,7 @@ class SqliteHistory:
 
     @serialized
     def get(self, run_id: str) -> RunResult:
-        return RunResult.model_validate_json(self._row(run_id, "result_json"))
+        return result_from_json(run_id, self._row(run_id, "result_json"))
 
     @serialized
     def spec_snapshot(self, run_id: str) -> str:

@@ -116,9 +116,36 @@ def summary_of(result: RunResult, evidence_dir: str) -> RunSummary:
                       evidence_dir=evidence_dir, planned_at=result.planned_at)
 
 
+def _content_intact(sealed: SealedRecord) -> bool:
+    """The record itself is what was sealed (only its summary columns may have changed)."""
+    if sealed.result_json is None or sealed.spec_json is None:
+        return False
+    try:
+        return integrity.record_digest(sealed.result_json, sealed.spec_json) == \
+            sealed.entry.record_digest
+    except ValueError:  # not even JSON
+        return False
+
+
+def seal_of(store: HistoryStore, run_id: str, outcome: Outcome) -> tuple[Seal, str | None]:
+    """What the chain says about one run (no evidence hashing): its state and, when its
+    record or row no longer matches its seal, the problem."""
+    sealed = next(iter(store.sealed_records([run_id])), None)
+    if sealed is None:
+        if outcome is Outcome.RUNNING:
+            return Seal.RUNNING, None
+        return Seal.TAMPERED, "final record not in the chain"
+    problem = integrity.check_record(sealed, check_evidence=False)
+    if problem is None:
+        return Seal.SEALED, None
+    return (Seal.ROW_EDITED if _content_intact(sealed) else Seal.TAMPERED), problem.what
+
+
 def list_checked(store: HistoryStore, *, drill: str | None = None,
                  outcome: Outcome | None = None, limit: int = 50) -> list[RunSummary]:
-    """``store.list_runs`` with every row held against its seal (no evidence hashing)."""
+    """``store.list_runs`` with every row held against its seal (no evidence hashing). The
+    rows are chosen by their columns, which an edit can change to hide a run from a page:
+    callers that show a page also run ``audit`` and say when the history does not verify."""
     rows = store.list_runs(drill=drill, outcome=outcome, limit=limit)
     ids = [r.run_id for r in rows]
     seals = {s.entry.run_id: s for s in
@@ -138,11 +165,13 @@ def list_checked(store: HistoryStore, *, drill: str | None = None,
         if problem is None:
             checked.append(row.model_copy(update={"seal": Seal.SEALED}))
             continue
-        content_intact = sealed.result_json is not None and sealed.spec_json is not None and \
-            integrity.record_digest(sealed.result_json, sealed.spec_json) == \
-            sealed.entry.record_digest
-        shown = summary_of(RunResult.model_validate_json(sealed.result_json or "{}"),
-                           row.evidence_dir) if content_intact else row
-        checked.append(shown.model_copy(update={"seal": Seal.TAMPERED,
-                                                "seal_problem": problem.what}))
+        content_intact = _content_intact(sealed)
+        if content_intact:  # only the row was edited: the sealed values are the truth
+            shown = summary_of(RunResult.model_validate_json(sealed.result_json or "{}"),
+                               row.evidence_dir)
+            checked.append(shown.model_copy(update={"seal": Seal.ROW_EDITED,
+                                                    "seal_problem": problem.what}))
+        else:
+            checked.append(row.model_copy(update={"seal": Seal.TAMPERED,
+                                                  "seal_problem": problem.what}))
     return checked

@@ -82,6 +82,15 @@ def test_the_witness_catches_a_rewrite_of_store_and_local_log(s3: str, tmp_path:
     refused = cli(env, "export", "--format", "json")
     assert refused.returncode == 1 and "not exported" in refused.stderr
 
+    # a plain delete (no version) is allowed under retention and hides the object from
+    # listings with a delete marker: read by versions, the witness still has it, and names
+    # the marker
+    client.delete_object(Bucket="dr-witness", Key=names[0])
+    hidden = cli(env, "history", "verify")
+    assert hidden.returncode == 1
+    assert "deleted (a delete marker hides a witnessed checkpoint)" in hidden.stderr
+    assert "contradicts signed checkpoint #2 in s3://dr-witness/dalp/history" in hidden.stderr
+
     # an unreachable witness cannot prove anything: verification fails closed
     env_down = dict(env, DALP_DR_S3_ENDPOINT="http://127.0.0.1:9")
     down = cli(env_down, "history", "verify")
