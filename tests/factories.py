@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dalp_dr.export import bundle, keys, records
-from dalp_dr.history import open_store
+from dalp_dr.history import HistoryStore, open_store
 from dalp_dr.results import (
     Measurements,
     ObjectiveVerdict,
@@ -56,7 +56,10 @@ def make_run(base: Path, run_id: str, drill: str, started: datetime, outcome: Ou
 
 def record_runs(url: str, runs: list[RunResult]) -> None:
     """Record (and so seal) finished runs in the history at ``url``."""
-    store = open_store(url)
+    _record(open_store(url), runs)
+
+
+def _record(store: HistoryStore, runs: list[RunResult]) -> None:
     try:
         for run in runs:
             store.begin(run.model_copy(update={"outcome": Outcome.RUNNING, "ended_at": None}),
@@ -128,14 +131,7 @@ def record_configured(runs: list[RunResult]) -> None:
     from dalp_dr.config import load_settings
     from dalp_dr.history import open_history
 
-    store = open_history(load_settings())
-    try:
-        for run in runs:
-            store.begin(run.model_copy(update={"outcome": Outcome.RUNNING, "ended_at": None}),
-                        json.dumps({"name": run.drill}))
-            store.finish(run)
-    finally:
-        store.close()
+    _record(open_history(load_settings()), runs)
 
 
 def reseal_from(sqlite_path: Path, run_id: str, edit: dict[str, object]) -> None:

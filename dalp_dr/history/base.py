@@ -261,5 +261,17 @@ class HistoryStore(Protocol):
     def close(self) -> None: ...
 
 
-def sealing(observer: SealObserver | None) -> AbstractContextManager[None]:
-    return observer.sealing() if observer is not None else nullcontext()
+class SealingFinish:
+    """``finish`` for every store: the record and its seal in the store's transaction
+    (``_finish``), inside the observer's ``sealing()``, then the observer told."""
+
+    observer: SealObserver | None
+
+    def _finish(self, result: RunResult) -> ChainEntry | None:
+        raise NotImplementedError
+
+    def finish(self, result: RunResult) -> None:
+        with self.observer.sealing() if self.observer is not None else nullcontext():
+            entry = self._finish(result)
+            if entry is not None and self.observer is not None:
+                self.observer.sealed(entry)

@@ -31,12 +31,12 @@ from dalp_dr.history.base import (
     SUMMARY_COLUMNS,
     Lease,
     RunSummary,
+    SealingFinish,
     SealObserver,
     begin_row,
     entry_from_row,
     evidence_for_seal,
     result_from_json,
-    sealing,
     serialized,
     summary_from_row,
 )
@@ -113,7 +113,7 @@ update dalp_dr_runs set evidence_dir = regexp_replace(rtrim(evidence_dir, '/'), 
 _LEASE_COLUMNS = "name, holder, info, acquired_at, expires_at"
 
 
-class PostgresHistory:
+class PostgresHistory(SealingFinish):
     def __init__(self, url: str, *, migrate: bool = False, results_dir: Path | None = None,
                  observer: SealObserver | None = None) -> None:
         self.results_dir = results_dir
@@ -199,16 +199,9 @@ class PostgresHistory:
                       f" values ({', '.join(['%s'] * len(INSERT_COLUMNS))})",
                       begin_row(result, spec_json))
 
-    def finish(self, result: RunResult) -> None:
-        """Record the final result and seal it into the chain, in one transaction, inside
-        the observer's ``sealing()``; then tell the observer (the signed checkpoint)."""
-        with sealing(self.observer):
-            entry = self._finish(result)
-            if entry is not None and self.observer is not None:
-                self.observer.sealed(entry)
-
     @serialized
     def _finish(self, result: RunResult) -> integrity.ChainEntry | None:
+        """The final result and its seal, in one transaction."""
         m = result.measurements
         final = result.outcome is not Outcome.RUNNING
         evidence = evidence_for_seal(result.evidence_dir, self.results_dir) if final else {}

@@ -17,12 +17,12 @@ from dalp_dr.history.base import (
     SUMMARY_COLUMNS,
     Lease,
     RunSummary,
+    SealingFinish,
     SealObserver,
     begin_row,
     entry_from_row,
     evidence_for_seal,
     result_from_json,
-    sealing,
     serialized,
     summary_from_row,
 )
@@ -97,7 +97,7 @@ def _ts(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-class SqliteHistory:
+class SqliteHistory(SealingFinish):
     def __init__(self, path: Path, *, results_dir: Path | None = None,
                  observer: SealObserver | None = None) -> None:
         self.path = path
@@ -175,16 +175,9 @@ class SqliteHistory:
         self._write(f"insert into runs ({', '.join(INSERT_COLUMNS)})"
                     f" values ({', '.join('?' * len(INSERT_COLUMNS))})", tuple(row))
 
-    def finish(self, result: RunResult) -> None:
-        """Record the final result and seal it into the chain, in one transaction, inside
-        the observer's ``sealing()``; then tell the observer (the signed checkpoint)."""
-        with sealing(self.observer):
-            entry = self._finish(result)
-            if entry is not None and self.observer is not None:
-                self.observer.sealed(entry)
-
     @serialized
     def _finish(self, result: RunResult) -> integrity.ChainEntry | None:
+        """The final result and its seal, in one transaction."""
         m = result.measurements
         final = result.outcome is not Outcome.RUNNING
         evidence = evidence_for_seal(result.evidence_dir, self.results_dir) if final else {}

@@ -25,6 +25,12 @@ def dalp(*args: str, results: Path | None = None, timeout: float = 600
     env = dict(os.environ)
     if results is not None:
         env["DALP_DR_RESULTS"] = str(results)
+    return dalp_in(env, *args, timeout=timeout)
+
+
+def dalp_in(env: dict[str, str], *args: str, timeout: float = 120
+            ) -> subprocess.CompletedProcess[str]:
+    """dalp-dr as a process with exactly this environment."""
     return subprocess.run([sys.executable, "-m", "dalp_dr", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
 

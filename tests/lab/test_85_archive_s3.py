@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,20 +17,13 @@ from botocore.exceptions import ClientError
 from dalp_dr.history import open_store
 from dalp_dr.results import Outcome
 from tests.factories import make_run
-from tests.lab.helpers import ROOT, moto_server
+from tests.lab.helpers import dalp_in
 
 pytestmark = pytest.mark.xdist_group("s3-archive")
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dalp_dr", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return dalp_in(env, *args)
 
 
 def test_a_bundle_is_archived_with_retention_and_refused_without_lock(s3: str,
