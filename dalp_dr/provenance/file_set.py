@@ -11,6 +11,9 @@ from pathlib import Path
 from dalp_dr.integrity import file_sha256
 
 _YAML_SUFFIXES = (".yml", ".yaml")
+MAX_FILES = 5000
+"""the most files a record's provenance hashes (a templated include of a huge directory
+must not turn a drill's start into a walk of the file system)"""
 
 
 @dataclass
@@ -35,6 +38,9 @@ class FileSet:
         key = self.key(path)
         if key in self.files:
             return True
+        if len(self.files) >= MAX_FILES:
+            self.note(f"more than {MAX_FILES} files: the rest were not hashed")
+            return False
         try:
             self.files[key] = file_sha256(path)
         except OSError as exc:
