@@ -45,12 +45,14 @@ def open_for_write(path: Path, append: bool = False) -> int:
 
 
 def chmod_file(path: Path) -> None:
-    """The private file mode on an existing file, never through a link."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        os.fchmod(fd, file_mode())
-    finally:
-        os.close(fd)
+    """The private file mode on an existing file, never through a link. By path, never
+    through a descriptor: closing any descriptor of a SQLite database (or its -wal/-shm)
+    drops every POSIX lock this process holds on it, and the store's other connections
+    (the scheduler's job store) then corrupt it."""
+    if path.is_symlink():
+        raise ConfigError(f"{path} is a symbolic link; dalp-dr keeps its files as real "
+                          "files", hint="replace the link by the file it points to")
+    os.chmod(path, file_mode())
 
 
 def tighten(root: Path) -> None:

@@ -54,16 +54,6 @@ class DrillExecutor(BaseExecutor):  # type: ignore[misc]
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers,
                                                            thread_name_prefix="drill")
 
-    def submit_job(self, job: Any, run_times: list[datetime]) -> None:
-        """Every due fire reaches the handler, even while the drill's previous run is still
-        going: APScheduler's instance limit would drop it without a trace (a gap in the
-        record under load); the handler claims it and the environment's drill lock refuses
-        the overlap, which is recorded as a missed schedule with its reason."""
-        assert self._lock is not None, "the executor has not been started"
-        with self._lock:
-            self._do_submit_job(job, run_times)
-            self._instances[job.id] += 1
-
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         spec = jobs.DrillJob.model_validate(job.kwargs)
 
