@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import functools
 import os
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,10 +14,13 @@ from typing import Any
 
 from dalp_dr import private_files
 from dalp_dr.checkpoints.model import MAX_LINE, Checkpoint, Claim, Read, known, parse
-from dalp_dr.errors import ObjectStoreError
+from dalp_dr.errors import ObjectStoreError, StoreError
 
 LOG_NAME = "checkpoints.jsonl"
 LOCK_NAME = ".checkpoints.lock"
+LOCK_DEADLINE = 60.0
+"""how long a seal or a verification waits for the checkpoint log's lock (a seal holds it
+for one transaction and one appended line)"""
 
 
 class CheckpointLog:
@@ -34,7 +38,16 @@ class CheckpointLog:
         private_files.make_dir(self._lock.parent)
         fd = private_files.open_for_write(self._lock, append=True)
         try:
-            fcntl.flock(fd, mode)
+            deadline = time.monotonic() + LOCK_DEADLINE
+            while True:  # a deadline, not a blocking wait on whoever holds it
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StoreError(f"{self._lock}: held by another dalp-dr process for "
+                                         f"more than {LOCK_DEADLINE:.0f}s") from None
+                    time.sleep(0.05)
             yield
         finally:
             os.close(fd)
