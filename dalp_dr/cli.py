@@ -1050,7 +1050,7 @@ def history_checkpoint(ctx: click.Context, sign_now: bool, as_json: bool) -> Non
                       "signed checkpoint covered them: review them with 'history list' / "
                       "'history show' first)", markup=False, soft_wrap=True)
         pinned.sign_head(report.head_seq, report.head)
-    latest = checkpoints.newest(pinned.sources(), pinned.trusted())
+    latest = checkpoints.newest(pinned.sources()[0], pinned.trusted())
     if latest is None:
         err.print("no signed checkpoint (no signing key, or nothing sealed since it was "
                   "created): 'dalp-dr keys init', then 'dalp-dr history checkpoint --sign'",

@@ -15,7 +15,7 @@ from dalp_dr.checkpoints.sources import CheckpointLog, S3Witness
 from dalp_dr.checkpoints.verdict import newest, revoked_keys, trusted_keys
 from dalp_dr.errors import ConfigError, DalpDrError
 from dalp_dr.export import keys
-from dalp_dr.integrity import ChainEntry
+from dalp_dr.integrity import ChainEntry, Problem
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,21 @@ class Checkpointer:
         self._on_problem = on_problem or (lambda m: log.warning("%s", m))
         self._pending: list[Checkpoint] = []
 
-    def sources(self) -> list[Read]:
-        reads = [self.log.read()]
+    def sources(self) -> tuple[list[Read], list[Problem]]:
+        """What every source holds, and a problem for each that cannot be read (it cannot
+        prove the history holds: verification fails closed)."""
+        reads: list[Read] = []
+        problems: list[Problem] = []
+        readers = [self.log.read]
         if self.witness is not None:
-            reads.append(self.witness.read())
-        return reads
+            readers.append(self.witness.read)
+        for read in readers:
+            try:
+                reads.append(read())
+            except (DalpDrError, OSError) as exc:
+                problems.append(Problem(run_id=None, seq=None,
+                                        what=f"checkpoints unreadable: {exc}"))
+        return reads, problems
 
     def trusted(self) -> dict[str, Ed25519PublicKey]:
         return trusted_keys(self.key_directory)

@@ -16,8 +16,8 @@ import re
 from collections.abc import Collection, Iterable, Iterator
 
 from dalp_dr import checkpoints, integrity
-from dalp_dr.checkpoints import Checkpointer, Read
-from dalp_dr.errors import DalpDrError, InvalidInput
+from dalp_dr.checkpoints import Checkpointer
+from dalp_dr.errors import InvalidInput
 from dalp_dr.history.base import HistoryStore, RunSummary, Seal
 from dalp_dr.integrity import Problem, SealedRecord, VerifyReport
 from dalp_dr.results import Outcome, RunResult
@@ -35,21 +35,6 @@ def parse_expected_head(text: str) -> tuple[int | None, str]:
                            hint="the 64 hex digits of a head, optionally prefixed by its "
                                 "sequence number as SEQ:DIGEST")
     return (int(match.group(1)) if match.group(1) else None), match.group(2)
-
-
-def _sources(checkpointer: Checkpointer) -> tuple[list[Read], list[Problem]]:
-    reads: list[Read] = []
-    problems: list[Problem] = []
-    readers = [checkpointer.log.read]
-    if checkpointer.witness is not None:
-        readers.append(checkpointer.witness.read)
-    for read in readers:
-        try:
-            reads.append(read())
-        except (DalpDrError, OSError) as exc:  # cannot prove it holds: fail closed
-            problems.append(Problem(run_id=None, seq=None,
-                                    what=f"checkpoints unreadable: {exc}"))
-    return reads, problems
 
 
 def audit(store: HistoryStore, checkpointer: Checkpointer | None, *,
@@ -76,7 +61,7 @@ def audit(store: HistoryStore, checkpointer: Checkpointer | None, *,
                                   check_evidence=check_evidence,
                                   results_dir=store.results_dir,
                                   evidence_checked_elsewhere=evidence_checked_elsewhere)
-        reads, unreadable = _sources(checkpointer) if checkpointer is not None else ([], [])
+        reads, unreadable = checkpointer.sources() if checkpointer is not None else ([], [])
     problems = list(report.problems)
     notes: list[str] = []
     checked, latest_seq = 0, None
