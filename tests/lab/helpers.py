@@ -81,7 +81,7 @@ def pg_ctl(site: str, action: str) -> None:
                    check=True, capture_output=True)
 
 
-def lab_processes(root: Path = LAB_ROOT) -> list[str]:
+def _lab_procs(root: Path) -> list[tuple[int, str]]:
     """Every process whose command line or working directory is inside a lab root
     (postgres backends run in their data directory, moto in its lab root)."""
     found = []
@@ -97,8 +97,16 @@ def lab_processes(root: Path = LAB_ROOT) -> list[str]:
         if stat.split(") ", 1)[-1].startswith("Z"):
             continue  # already dead, waiting to be reaped
         if str(root) in cmdline or cwd.startswith(str(root)):
-            found.append(f"{proc.name}: {cmdline.strip()} (cwd {cwd})")
+            found.append((int(proc.name), f"{proc.name}: {cmdline.strip()} (cwd {cwd})"))
     return found
+
+
+def lab_processes(root: Path = LAB_ROOT) -> list[str]:
+    return [text for _, text in _lab_procs(root)]
+
+
+def lab_pids(root: Path = LAB_ROOT) -> list[int]:
+    return [pid for pid, _ in _lab_procs(root)]
 
 
 def alive(pid: int) -> bool:

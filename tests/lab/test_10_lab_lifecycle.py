@@ -1,6 +1,10 @@
 """dalp-dr lab up / status / down against real PostgreSQL and pgbouncer."""
 
+import os
 import shutil
+import signal
+import subprocess
+import time
 
 import pytest
 
@@ -8,6 +12,7 @@ from tests.lab.helpers import (
     LAB_ROOT,
     assert_steady_state,
     dalp,
+    lab_pids,
     lab_processes,
     lab_status,
     pg_ctl,
@@ -52,3 +57,29 @@ def test_down_copes_with_a_half_built_lab() -> None:
     proc = dalp("lab", "down", "hot-warm")
     assert proc.returncode == 0, proc.stderr
     assert lab_processes() == [] and not LAB_ROOT.exists()
+
+
+def test_down_after_the_labs_processes_were_killed() -> None:
+    """A run killed with its lab (a reboot, a stopped CI job) leaves PID files naming dead
+    processes, or PIDs an unrelated process now holds: down removes the lab and signals
+    nobody else."""
+    assert dalp("lab", "up", "hot-warm").returncode == 0
+    for pid in lab_pids():
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(3)  # the PIDs are reused later, by a process started after the lab's files
+    bystander = subprocess.Popen(["sleep", "300"])
+    try:
+        lock = LAB_ROOT / "site-a" / "data" / "postmaster.pid"
+        lines = lock.read_text().split("\n")
+        lock.write_text("\n".join([str(bystander.pid), *lines[1:]]))
+        pidfile = LAB_ROOT / "route" / "pgbouncer.pid"
+        written = pidfile.stat().st_mtime  # by the lab, before the bystander started
+        pidfile.write_text(f"{bystander.pid}\n")
+        os.utime(pidfile, (written, written))
+        proc = dalp("lab", "down", "hot-warm")
+        assert proc.returncode == 0, proc.stderr
+        assert lab_processes() == [] and not LAB_ROOT.exists()
+        assert bystander.poll() is None  # never signalled
+    finally:
+        bystander.kill()
+        bystander.wait()
