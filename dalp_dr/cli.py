@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from dalp_dr.cancel import CancelToken
+from dalp_dr.cli_vault import vault_options
 from dalp_dr.config import Settings, load_settings
+from dalp_dr.console import err, out, styled, unexpected
 from dalp_dr.durations import format_duration
 from dalp_dr.errors import (
     DalpDrError,
@@ -34,10 +35,6 @@ from dalp_dr.errors import (
 from dalp_dr.spec import discover_drills, load_drill
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-# Not a terminal (CI logs, pipes): wide enough that tables do not fold run ids.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class Exit(Exception):
@@ -86,7 +83,7 @@ def drill_validate(files: tuple[str, ...]) -> None:
         try:
             loaded = load_drill(name)
         except InvalidInput as exc:
-            err.print(f"[red]invalid[/] {exc}", markup=True)
+            err.print(styled(("invalid", "red"), f" {exc}"))
             bad += 1
             continue
         out.print(f"ok {name}: {loaded.spec.name} ({loaded.spec.topology}/"
@@ -126,6 +123,7 @@ def drill_list(ctx: click.Context, directory: str | None) -> None:
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="print the plan as JSON only")
 @click.option("--no-preflight", is_flag=True, help="only show the plan; run nothing")
+@vault_options
 @click.pass_context
 def drill_plan(ctx: click.Context, file: str, as_json: bool, no_preflight: bool) -> None:
     """Dry run: phases, playbooks, hosts, the fault, objectives; runs the read-only preflight
@@ -186,6 +184,7 @@ def drill_plan(ctx: click.Context, file: str, as_json: bool, no_preflight: bool)
               help="the drill's name, typed: required when the inventory is production")
 @click.option("--log-format", type=click.Choice(["human", "json"]), default="human",
               show_default=True, help="json: every event and the result as JSON lines")
+@vault_options
 @click.pass_context
 def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None,
               confirm: str | None, log_format: str) -> None:
@@ -210,7 +209,7 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
         elif live is not None:
             live.progress(message)
         else:
-            err.print(f"[dim]{datetime.now(UTC):%H:%M:%S.%f}"[:-3] + f"[/] {message}")
+            err.print(styled((f"{datetime.now(UTC):%H:%M:%S.%f}"[:-3], "dim"), f" {message}"))
 
     engine_runner = AnsibleRunner()
     engine = DrillEngine(runner=engine_runner, results_dir=settings.results_dir,
@@ -284,6 +283,7 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
 @click.argument("run_id")
 @click.option("--force", is_flag=True, help="even if the run's lease has not expired yet "
                                             "(only when you know its process is dead)")
+@vault_options
 @click.pass_context
 def drill_recover(ctx: click.Context, run_id: str, force: bool) -> None:
     """Put back the environment of a run whose orchestrator died (its steady-state phase)
@@ -575,7 +575,7 @@ def schedule_list(ctx: click.Context, directory: str | None, as_json: bool) -> N
     for r in rows:
         table.add_row(r.drill, f"{r.cron} {r.timezone}",
                       f"{r.next_run.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if r.next_run
-                      else "[yellow]not synced[/]" if not r.synced else "-",
+                      else Text("not synced", style="yellow") if not r.synced else "-",
                       f"{r.last_started:%Y-%m-%d %H:%M} {r.last_run_id}" if r.last_started
                       else "never", r.last_outcome or "-",
                       Path(r.file).name + ("" if r.synced else " (changed on disk: sync)"))
@@ -608,7 +608,7 @@ def schedule_status(ctx: click.Context, directory: str | None, grace: str,
             table.add_column(col)
         for r in rows:
             style = "red" if r.problem else "green"
-            table.add_row(r.drill, f"[{style}]{r.status.value}[/]",
+            table.add_row(r.drill, Text(r.status.value, style=style),
                           f"{r.window_start:%Y-%m-%d %H:%M}" if r.window_start else "-",
                           f"{r.next_run:%Y-%m-%d %H:%M}" if r.next_run else "-",
                           r.detail)
@@ -640,6 +640,7 @@ def scheduler() -> None:
               help="serve Prometheus /metrics here (HOST:PORT; empty to disable)")
 @click.option("--log-format", type=click.Choice(["human", "json"]), default="human",
               show_default=True, help="json: one JSON object per log line")
+@vault_options
 @click.pass_context
 def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_ttl: str,
                   sync_interval: str, skip_invalid: bool, metrics_address: str,
@@ -704,6 +705,7 @@ def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_t
 @cli.command()
 @_DRILLS_OPTION
 @click.option("--json", "as_json", is_flag=True)
+@vault_options
 @click.pass_context
 def doctor(ctx: click.Context, directory: str | None, as_json: bool) -> None:
     """Check this machine for what the configured drills need; exit 1 when something a
@@ -932,7 +934,7 @@ def history() -> None:
 
 @history.command("list")
 @click.option("--drill", "drill_name", help="only this drill")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def history_list(ctx: click.Context, drill_name: str | None, limit: int, as_json: bool) -> None:
@@ -1171,6 +1173,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID
     except DalpDrError as exc:
         _report("failed", f"failed: {exc}" if _json_errors is None else f"{exc}")
+        return EXIT_FAILED
+    except Exception as exc:  # nobody expected it: exit 1, one line (DALP_DR_DEBUG=1: more)
+        _report("failed", unexpected(exc))
         return EXIT_FAILED
     return EXIT_OK
 

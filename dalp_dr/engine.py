@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 from collections.abc import Callable
@@ -248,8 +249,12 @@ class DrillEngine:
                  endpoint_factory: EndpointFactory = PostgresEndpoint,
                  progress: Progress | None = None,
                  lock_ttl: float = DEFAULT_LOCK_TTL,
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None,
+                 summarize: Callable[[RunResult], str] = summary_text) -> None:
+        """``summarize`` renders the run's summary.txt (a seam: tests give one that fails,
+        to show a failing rendering never keeps a run from being recorded)."""
         self._runner = runner
+        self._summarize = summarize
         self._observer = observer
         self._lock_ttl = lock_ttl
         self._results_dir = results_dir
@@ -264,6 +269,9 @@ class DrillEngine:
         is written."""
         inventory = Inventory(drill.inventory)
         redactor = Redactor(inventory.secret_values())
+        # guardrail settings must be readable (every host, not mixed) before any connection
+        inventory.is_production()
+        guardrails.freezes(inventory)
         populations = drill.spec.client_populations()
         several = drill.spec.populations is not None
         endpoints: dict[str, ServiceEndpoint] = {}
@@ -398,8 +406,47 @@ class DrillEngine:
                     ended_at=now, message="no fault was injected: nothing to restore"))
             journal.close()
 
-        return self._finish(drill, base, journal, clients, state, store,
-                            interrupted=interrupted)
+        try:
+            return self._finish(drill, base, journal, clients, state, store,
+                                interrupted=interrupted)
+        except (ResultNotRecorded, StoreError):
+            raise
+        except Exception as exc:  # a bug computing the result: the run is still recorded
+            self._record_anyway(base, journal, state, store, exc, interrupted)
+            raise
+
+    def _record_anyway(self, base: RunResult, journal: Journal, state: _RunState,
+                       store: HistoryStore, exc: Exception, interrupted: bool) -> None:
+        """The last resort when the result could not be computed: record the run as failed
+        (aborted when interrupted) with its phases, so it is never left ``running``."""
+        problem = journal.redactor.text(f"{type(exc).__name__}: {exc}")[:300]
+        message = (state.message + "; " if state.message else "") + \
+            f"dalp-dr could not compute the result ({problem})"
+        try:
+            if store.get(base.run_id).outcome is not Outcome.RUNNING:
+                return  # recorded before the failure
+            store.finish(base.model_copy(update={
+                "ended_at": utcnow(), "outcome": Outcome.ABORTED if interrupted
+                else Outcome.FAILED, "phases": list(state.phases), "message": message,
+                "steady_state_restored": state.steady_state_ok}))
+        except Exception as again:  # the store is not there: crash recovery records it
+            self._progress(f"run {base.run_id} not recorded ({type(again).__name__}); "
+                           "crash recovery will record it")
+
+    def _derived(self, journal: Journal, name: str, render: Callable[[], str]) -> bool:
+        """Write an evidence document derived from the result. A failure (a rendering
+        bug, a full disk) is logged and said, never raised: it must not keep the run from
+        being recorded. Whether it was written."""
+        try:
+            journal.write_document(name, render())
+            return True
+        except Exception as exc:
+            problem = journal.redactor.text(f"{type(exc).__name__}: {exc}")[:300]
+            self._progress(f"warning: {name} not written ({problem}); the run is recorded "
+                           "regardless")
+            with contextlib.suppress(Exception):
+                journal.record("evidence.not_written", document=name, error=problem)
+            return False
 
     def _drive(self, drill: LoadedDrill, clients: _Clients, journal: Journal,
                state: _RunState) -> None:
@@ -818,13 +865,17 @@ class DrillEngine:
         journal.record("run.finished", outcome=outcome.value,
                        verdicts=[v.model_dump(mode="json") for v in verdicts],
                        steady_state_restored=state.steady_state_ok, message=state.message)
-        journal.write_document("result.json", result.model_dump_json(indent=2))
-        journal.write_document("summary.txt", summary_text(result))
+        # evidence first (sealed with the record), then the record: derived documents that
+        # fail are said, never raised, so the run is always finished in the store
+        kept = self._derived(journal, "result.json", lambda: result.model_dump_json(indent=2))
+        self._derived(journal, "summary.txt", lambda: self._summarize(result))
         try:
             store.finish(result)
         except StoreError as exc:
             raise ResultNotRecorded(
                 f"run {result.run_id} ended ({outcome.value}) but the history store did not "
-                f"take its result: {exc}. It is kept in {journal.root / 'result.json'}",
+                f"take its result: {exc}. " + (f"It is kept in {journal.root / 'result.json'}"
+                                               if kept else "Its result.json could not be "
+                                               "written either (see the journal)"),
                 result=result) from None
         return result

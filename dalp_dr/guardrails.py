@@ -5,6 +5,9 @@
 * ``dalp_change_freezes`` in the inventory (a list of ``{from, to, reason}``, ISO 8601 times)
   are blackout windows: a scheduled run inside one is refused.
 
+Both are read on every host of the inventory (a freeze set on one host applies to the drill);
+an inventory that mixes production and non-production hosts is refused.
+
 A refused run is recorded in the history (outcome ``refused``) with the reason.
 """
 
@@ -29,27 +32,34 @@ class Freeze(BaseModel):
 
 
 def freezes(inventory: Inventory) -> list[Freeze]:
-    try:
-        raw: Any = inventory.variable("dalp_change_freezes")
-    except InventoryError:
-        return []
+    """Every host's change freezes (each window once)."""
+    found: list[Freeze] = []
+    for host, raw in inventory.per_host("dalp_change_freezes").items():
+        for window in _windows(inventory, host, raw):
+            if window not in found:
+                found.append(window)
+    return found
+
+
+def _windows(inventory: Inventory, host: str, raw: Any) -> list[Freeze]:
     if raw in (None, ""):
         return []
+    field = f"dalp_change_freezes (host {host})"
     if not isinstance(raw, list):
         raise InventoryError("must be a list of {from, to, reason}",
-                             source=str(inventory.path), field="dalp_change_freezes")
+                             source=str(inventory.path), field=field)
     found = []
     for i, item in enumerate(raw):
         try:
             window = Freeze(start=item["from"], end=item["to"],
                             reason=str(item.get("reason") or "change freeze"))
-        except (KeyError, TypeError, ValidationError) as exc:
-            raise InventoryError(f"entry {i}: needs 'from' and 'to' ISO 8601 times ({exc})",
-                                 source=str(inventory.path),
-                                 field="dalp_change_freezes") from None
+        except (KeyError, TypeError, AttributeError, ValidationError) as exc:
+            raise InventoryError(f"entry {i}: needs 'from' and 'to' ISO 8601 times "
+                                 f"({str(exc)[:200]})", source=str(inventory.path),
+                                 field=field) from None
         if window.start.tzinfo is None or window.end.tzinfo is None:
             raise InventoryError(f"entry {i}: times need a timezone (e.g. Z)",
-                                 source=str(inventory.path), field="dalp_change_freezes")
+                                 source=str(inventory.path), field=field)
         found.append(window)
     return found
 

@@ -50,13 +50,43 @@ class Inventory:
         except AnsibleError:
             return []
 
+    def per_host(self, name: str) -> dict[str, Any]:
+        """``name`` as each host that defines it sees it (templated); hosts without it are
+        left out. Guardrails read every host: a setting on one host only still counts."""
+        found: dict[str, Any] = {}
+        for host in self.hosts():
+            if name in self._host_vars(host):
+                found[host] = self.variable(name, host=host)
+        return found
+
     def is_production(self) -> bool:
-        """``dalp_production: true`` in the inventory (any host)."""
-        try:
-            value = self.variable("dalp_production")
-        except InventoryError:
-            return False
-        return value is True or str(value).lower() in ("true", "yes", "1")
+        """``dalp_production: true`` on the inventory's hosts.
+
+        Read on every host. An inventory that mixes production and non-production hosts is
+        refused, and so is a value that is not a boolean: a guardrail that cannot tell fails
+        closed."""
+        values = self.per_host("dalp_production")
+        flags: dict[str, bool] = {}
+        for host in self.hosts():
+            value = values.get(host, False)
+            if isinstance(value, bool):
+                flags[host] = value
+            elif str(value).strip().lower() in ("true", "yes", "on", "1"):
+                flags[host] = True
+            elif str(value).strip().lower() in ("false", "no", "off", "0", ""):
+                flags[host] = False
+            else:
+                raise InventoryError(f"host '{host}': {str(value)[:80]!r} is not a boolean",
+                                     source=str(self.path), field="dalp_production",
+                                     hint="true or false")
+        if len(set(flags.values())) > 1:
+            prod = sorted(h for h, f in flags.items() if f)
+            other = sorted(h for h, f in flags.items() if not f)
+            raise InventoryError(
+                f"mixes production hosts ({', '.join(prod)}) with non-production hosts "
+                f"({', '.join(other)})", source=str(self.path), field="dalp_production",
+                hint="one inventory per environment: set dalp_production under all.vars")
+        return any(flags.values())
 
     def _host_vars(self, host: str | None) -> dict[str, Any]:
         from ansible.vars.hostvars import HostVars
@@ -88,7 +118,12 @@ class Inventory:
                                  source=str(self.path), field=name) from None
 
     def secret_values(self) -> set[str]:
-        """Values of variables whose names look like secrets, on every host (templated)."""
+        """Every value the redactor must learn, on every host: each vaulted value (whatever
+        its name) and each variable whose name looks like a secret (templated).
+
+        Fails closed: a vaulted value, or a secret-named variable, that cannot be decrypted
+        raises :class:`InventoryError` (nothing may run that could print it in the clear).
+        """
         from ansible.errors import AnsibleError
         from ansible.template import Templar
 
@@ -97,12 +132,45 @@ class Inventory:
             values = self._host_vars(host)
             templar = Templar(loader=self._loader, variables=values)
             for key, raw in values.items():
-                if not SECRET_NAME.search(key):
+                if key in ("hostvars", "groups"):
+                    continue
+                vaulted = _has_vaulted(raw)
+                if not vaulted and not SECRET_NAME.search(key):
                     continue
                 try:
                     rendered = templar.template(raw)
-                except AnsibleError:
-                    continue  # e.g. an undefined vault variable: nothing to leak either
-                if isinstance(rendered, str) and len(rendered) >= 4:
-                    secrets.add(rendered)
-        return secrets
+                except AnsibleError as exc:
+                    if vaulted or _is_vault_error(exc):
+                        raise InventoryError(
+                            f"cannot decrypt '{key}' on host '{host}'", source=str(self.path),
+                            field=key, hint="give its vault password: --vault-id, "
+                            "--vault-password-file or ANSIBLE_VAULT_PASSWORD_FILE") from None
+                    continue  # e.g. a lookup only a target can answer: nothing to leak here
+                secrets.update(_strings(rendered))
+        return {s for s in secrets if len(s) >= 4}
+
+
+def _has_vaulted(value: Any) -> bool:
+    from ansible.parsing.vault import EncryptedString
+
+    if isinstance(value, EncryptedString):
+        return True
+    if isinstance(value, dict):
+        return any(_has_vaulted(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_vaulted(v) for v in value)
+    return False
+
+
+def _is_vault_error(exc: BaseException) -> bool:
+    return "undecryptable" in str(exc).lower() or "vault" in type(exc).__name__.lower()
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [str(value)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return []

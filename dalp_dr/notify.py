@@ -6,20 +6,26 @@ Targets come from the environment: ``DALP_DR_WEBHOOK_URL`` (generic JSON) and
 comma-separated list. A notification is sent after the record is stored, with retries
 (backoff 1 s, 2 s, 4 s; 5 s timeout each); one that still fails is reported and never fails
 the drill or touches its record. Webhook URLs carry secrets (Slack's path is its token):
-only their scheme and host are ever shown.
+only their scheme and host are ever shown. Only http(s) URLs without spaces or control
+characters are sent to, redirects are not followed, and every failure (the URL, the
+payload, the connection, the reply) is a reported notification, never an exception.
+
+Values from the run are data: Slack text escapes them (``&``, ``<``, ``>``), so an
+environment or message cannot mention ``<!channel>`` or forge a link.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
 from dalp_dr.durations import format_duration
 from dalp_dr.results import Outcome, RunResult
@@ -29,11 +35,45 @@ TIMEOUT = 5.0
 
 _EMOJI = {Outcome.PASSED: ":white_check_mark:", Outcome.MISSED_SCHEDULE: ":warning:",
           Outcome.REFUSED: ":no_entry:"}
+_SLACK_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_HOST = re.compile(r"^[A-Za-z0-9._~%:-]+$")
 
 
 def shown(url: str) -> str:
-    parsed = urlparse(url)
-    return f"{parsed.scheme}://{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
+    """What may be said about a webhook URL: its scheme and host (and port), never its
+    user, path or query (where the token lives). Never raises."""
+    try:
+        parsed = urlsplit(url)
+        host = parsed.hostname or ""
+        port = parsed.port
+    except ValueError:
+        return "an unparsable URL"
+    if not parsed.scheme or not host or not _HOST.match(host):
+        return "a URL without a usable host"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parsed.scheme}://{host}" + (f":{port}" if port else "")
+
+
+def unusable(url: str) -> str | None:
+    """Why a configured webhook URL is not sent to at all (None: it is)."""
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        return "the URL contains spaces or control characters"
+    try:
+        parsed = urlsplit(url)
+        parsed.port  # noqa: B018  (raises for a port that is not a number in range)
+    except ValueError:
+        return "the URL cannot be parsed"
+    if parsed.scheme.lower() not in ("http", "https"):
+        return "only http and https URLs are sent to"
+    if not parsed.hostname:
+        return "the URL names no host"
+    return None
+
+
+def slack_escape(value: object) -> str:
+    """Text for Slack (text and mrkdwn): &, < and > escaped, so data cannot mention
+    (<!channel>, <@U...>) or make links (<https://...|label>)."""
+    return str(value).translate(_SLACK_ESCAPES)
 
 
 def event_of(result: RunResult) -> str:
@@ -65,21 +105,25 @@ def generic_payload(result: RunResult) -> dict[str, Any]:
 
 
 def slack_payload(result: RunResult) -> dict[str, Any]:
+    """Every value from the run is escaped (slack_escape); the markup around it is ours."""
     m = result.measurements
     icon = _EMOJI.get(result.outcome, ":x:")
-    head = (f"{icon} DR drill *{result.drill}* ({result.environment}): "
-            f"*{result.outcome.value.upper()}*")
-    figures = (f"recovery {format_duration(m.recovery_time)} (RTO "
-               f"{format_duration(result.objectives.get('rto'))}), data-loss window "
-               f"{format_duration(m.data_loss_window)} (RPO "
-               f"{format_duration(result.objectives.get('rpo'))}), lost writes "
-               f"{m.lost_writes}") if m else (result.message or "no measurements")
+    head = (f"{icon} DR drill *{slack_escape(result.drill)}* "
+            f"({slack_escape(result.environment)}): "
+            f"*{slack_escape(result.outcome.value.upper())}*")
+    figures = slack_escape(
+        f"recovery {format_duration(m.recovery_time)} (RTO "
+        f"{format_duration(result.objectives.get('rto'))}), data-loss window "
+        f"{format_duration(m.data_loss_window)} (RPO "
+        f"{format_duration(result.objectives.get('rpo'))}), lost writes "
+        f"{m.lost_writes}" if m else (result.message or "no measurements"))
+    context = slack_escape(f"{result.trigger.value} · {result.topology.value}/"
+                           f"{result.scenario.value}")
     return {"text": f"{head}\n{figures}",
             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": head}},
                        {"type": "section", "text": {"type": "mrkdwn", "text": figures}},
                        {"type": "context", "elements": [{"type": "mrkdwn", "text":
-                        f"run `{result.run_id}` · {result.trigger.value} · "
-                        f"{result.topology.value}/{result.scenario.value}"}]}]}
+                        f"run `{slack_escape(result.run_id)}` · {context}"}]}]}
 
 
 @dataclass(frozen=True)
@@ -98,30 +142,59 @@ def targets_from_env() -> list[Target]:
     return found
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A webhook's response is data: it does not choose where the notification goes next
+    (a 3xx is reported as not delivered)."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def _problem(exc: BaseException) -> str:
+    """An exception, described without anything it may quote (the URL and its token)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code}" + (" (redirect not followed)" if 300 <= exc.code < 400
+                                     else "")
+    reason = getattr(exc, "reason", None) if isinstance(exc, urllib.error.URLError) else None
+    return type(reason if isinstance(reason, BaseException) else exc).__name__
+
+
 def send(target: Target, result: RunResult, *, sleep: Callable[[float], None] = time.sleep,
          report: Callable[[str], None] = lambda _m: None) -> bool:
-    """POST one notification with retries; True when delivered. Never raises."""
-    payload = slack_payload(result) if target.kind == "slack" else generic_payload(result)
-    body = json.dumps(payload, default=str).encode()
+    """POST one notification with retries; True when delivered. Never raises: whatever
+    goes wrong (the URL, the payload, the connection, the reply) is one report naming the
+    target by scheme://host only."""
+    where = f"notification to {shown(target.url)} ({target.kind}) not delivered"
+    problem = unusable(target.url)
+    if problem is not None:
+        report(f"{where}: {problem}; the drill record is not affected")
+        return False
+    try:
+        payload = slack_payload(result) if target.kind == "slack" else generic_payload(result)
+        body = json.dumps(payload, default=str).encode()
+    except Exception as exc:  # a run that cannot be described must not stop the others
+        report(f"{where}: payload not built ({type(exc).__name__}); the drill record is "
+               "not affected")
+        return False
     delay = 1.0
-    problem = ""
     for attempt in range(1, ATTEMPTS + 1):
-        request = urllib.request.Request(target.url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "User-Agent": "dalp-dr"})
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as reply:
-                if 200 <= reply.status < 300:
+            request = urllib.request.Request(target.url, data=body, method="POST", headers={
+                "Content-Type": "application/json", "User-Agent": "dalp-dr"})
+            with _OPENER.open(request, timeout=TIMEOUT) as reply:
+                status = getattr(reply, "status", None)
+                if isinstance(status, int) and 200 <= status < 300:
                     return True
-                problem = f"HTTP {reply.status}"
-        except urllib.error.HTTPError as exc:
-            problem = f"HTTP {exc.code}"
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            problem = type(getattr(exc, "reason", exc)).__name__
+                problem = f"HTTP {status}"
+        except Exception as exc:  # every way of failing is a failed notification
+            problem = _problem(exc)
         if attempt < ATTEMPTS:
             sleep(delay)
             delay *= 2
-    report(f"notification to {shown(target.url)} ({target.kind}) not delivered after "
-           f"{ATTEMPTS} attempts: {problem}; the drill record is not affected")
+    report(f"{where} after {ATTEMPTS} attempts: {problem}; the drill record is not affected")
     return False
 
 

@@ -2,7 +2,8 @@
 otherwise, or JSON lines for log aggregation (``--log-format json``).
 
 All three are observers of the journal (``dalp_dr.journal.Observer``): they see what is
-written as evidence, already redacted, and nothing else.
+written as evidence, already redacted, and nothing else. What they show is data: the live
+panel gives it to Rich as Text, never as markup.
 """
 
 from __future__ import annotations
@@ -117,19 +118,22 @@ class LiveView:
             self.lines.append(message)
 
     def __rich__(self) -> Group:
+        """Everything shown comes from the journal (run ids, drill, phase, Ansible task
+        names, errors a target returned): Text with styles, never markup."""
         with self._lock:
             table = Table.grid(padding=(0, 2))
-            table.add_row("run", f"{self.run_id} {self.drill}")
-            table.add_row("phase", f"[bold]{self.phase}[/] "
-                                   f"{format_duration(time.monotonic() - self.phase_started)}"
-                          + (f"  task: {self.task}" if self.task else ""))
-            table.add_row("heartbeat", f"[green]{self.acks} acknowledged[/]  "
-                                       f"[red]{self.errors} failed[/]"
-                          + ("  [bold red]FAILING[/]" if self.failing else ""))
+            table.add_row("run", Text(f"{self.run_id} {self.drill}"))
+            table.add_row("phase", Text.assemble(
+                (self.phase, "bold"),
+                f" {format_duration(time.monotonic() - self.phase_started)}",
+                f"  task: {self.task}" if self.task else ""))
+            table.add_row("heartbeat", Text.assemble(
+                (f"{self.acks} acknowledged", "green"), "  ", (f"{self.errors} failed", "red"),
+                ("  FAILING", "bold red") if self.failing else ""))
             if self.last_error:
                 table.add_row("last error", Text(self.last_error, style="dim"))
-            table.add_row("fault", self.fault_at or "-")
-            table.add_row("recovery seen", self.recovered_at or "-")
+            table.add_row("fault", Text(self.fault_at or "-"))
+            table.add_row("recovery seen", Text(self.recovered_at or "-"))
             recent = Text("\n".join(self.lines[-6:]), style="dim")
             return Group(table, recent)
 

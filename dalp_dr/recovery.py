@@ -129,7 +129,7 @@ def recover(store: HistoryStore, run_id: str, runner: PlaybookRunner, *,
         result = base.model_copy(update={
             "outcome": Outcome.ABORTED, "ended_at": datetime.now(UTC), "phases": phases,
             "steady_state_restored": restored, "message": message})
-        _write(evidence, result)
+        _write(evidence, result, progress)
         store.finish(result)
         progress(f"run {base.run_id}: recorded aborted ({how})")
         return Recovery(run_id=base.run_id, drill=base.drill, died_in=died_in,
@@ -138,12 +138,22 @@ def recover(store: HistoryStore, run_id: str, runner: PlaybookRunner, *,
         lock.release()
 
 
-def _write(evidence: Path, result: RunResult) -> None:
+def _write(evidence: Path, result: RunResult, progress: Callable[[str], None]) -> None:
+    """The recovered run's result.json and summary.txt. A failure writing them (a full disk,
+    a rendering bug) is said, never raised: the run is recorded regardless."""
     from dalp_dr.journal import atomic_write
 
-    if evidence.is_dir():
-        atomic_write(evidence / "result.json", result.model_dump_json(indent=2))
-        atomic_write(evidence / "summary.txt", summary_text(result))
+    if not evidence.is_dir():
+        return
+    documents: list[tuple[str, Callable[[], str]]] = [
+        ("result.json", lambda: result.model_dump_json(indent=2)),
+        ("summary.txt", lambda: summary_text(result))]
+    for name, render in documents:
+        try:
+            atomic_write(evidence / name, render())
+        except Exception as exc:
+            progress(f"warning: run {result.run_id}: {name} not written "
+                     f"({type(exc).__name__}); the run is recorded regardless")
 
 
 def recover_all(store: HistoryStore, runner: PlaybookRunner, *,

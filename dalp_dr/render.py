@@ -1,8 +1,14 @@
-"""Human renderings of results: the plain-text summary (evidence) and rich tables (CLI)."""
+"""Human renderings of results: the plain-text summary (evidence) and rich tables (CLI).
+
+Every string that comes from a run (drill, environment, messages, what playbooks reported,
+store rows) is data: it reaches Rich only as ``Text`` (never parsed as markup or emoji
+codes), and colour is given by styles, so these renderings are safe on any console.
+"""
 
 from __future__ import annotations
 
 import io
+import math
 
 from rich import box
 from rich.console import Console
@@ -20,11 +26,13 @@ _OUTCOME_STYLE = {Outcome.PASSED: "bold green", Outcome.ABORTED: "bold yellow",
 
 
 def _n(value: float | None) -> str:
-    return format_duration(value) if value is not None else "-"
+    if value is None:
+        return "-"
+    return format_duration(value) if math.isfinite(value) else str(value)
 
 
 def verdict_table(result: RunResult) -> Table:
-    table = Table(title=f"{result.drill}  run {result.run_id}", box=box.SIMPLE_HEAVY)
+    table = Table(title=Text(f"{result.drill}  run {result.run_id}"), box=box.SIMPLE_HEAVY)
     for col in ("figure", "measured", "objective", "verdict", "margin"):
         table.add_column(col)
     groups: list[tuple[str | None, Measurements | None]] = (
@@ -41,12 +49,12 @@ def verdict_table(result: RunResult) -> Table:
             bound = getattr(m, f"{figure}_lower_bound") if m else None
             measured = f">= {_n(bound)}" if value is None and bound is not None else _n(value)
             target = f"{objective.upper()} {_n(result.objectives.get(objective))}"
-            table.add_row(prefix + label, measured, target,
-                          f"[{_STYLE[verdict.status]}]{verdict.status.value}[/]" if verdict
+            table.add_row(Text(prefix + label), measured, target,
+                          Text(verdict.status.value, style=_STYLE[verdict.status]) if verdict
                           else "-", _n(verdict.margin) if verdict else "-")
-        table.add_row(prefix + "lost writes",
+        table.add_row(Text(prefix + "lost writes"),
                       str(m.lost_writes) if m and m.lost_writes is not None else "-")
-        table.add_row(prefix + "write outage (client)", _n(m.write_outage) if m else "-")
+        table.add_row(Text(prefix + "write outage (client)"), _n(m.write_outage) if m else "-")
         if name is not None:
             table.add_section()
     m = result.measurements
@@ -72,7 +80,7 @@ def step_table(result: RunResult) -> Table | None:
             seconds = _float(step.get("seconds"))
             size = _float(step.get("bytes"))
             rate = f"{size / 1048576 / seconds:.1f}" if size and seconds else ""
-            table.add_row(phase.phase.value, str(step.get("step", "?")), _n(seconds),
+            table.add_row(phase.phase.value, Text(str(step.get("step", "?"))), _n(seconds),
                           f"{size / 1048576:.1f} MiB" if size is not None else "", rate)
             rows += 1
     return table if rows else None
@@ -88,16 +96,18 @@ def timeline_table(result: RunResult) -> Table | None:
         table.add_column(col)
     for event in result.timeline:
         seconds = offset(event, fault_at)
-        table.add_row("-" if seconds is None else f"{seconds:+.2f} s", event.name, event.source,
-                      event.detail or "")
+        table.add_row("-" if seconds is None else f"{seconds:+.2f} s", Text(event.name),
+                      Text(event.source), Text(event.detail or ""))
     return table
 
 
 def _float(value: object) -> float | None:
+    """A finite number from what a playbook reported, else None."""
     try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if math.isfinite(number) else None
 
 
 def notes(result: RunResult) -> list[str]:
@@ -116,32 +126,33 @@ def print_result(console: Console, result: RunResult) -> None:
         if extra is not None:
             console.print(extra)
     for line in notes(result):
-        console.print(f"note: {line}", markup=False)
+        console.print(Text(f"note: {line}"))
     style = _OUTCOME_STYLE.get(result.outcome, "bold red")
-    console.print(f"outcome: [{style}]{result.outcome.value.upper()}[/]"
-                  + (f"  ({result.message})" if result.message else ""))
+    console.print(Text.assemble("outcome: ", (result.outcome.value.upper(), style),
+                                f"  ({result.message})" if result.message else ""))
     phases = "  ".join(f"{p.phase.value} {p.status.value} {format_duration(p.duration)}"
                        for p in result.phases)
-    console.print(f"phases: {phases}")
+    console.print(Text(f"phases: {phases}"))
     steady = {True: "restored", False: "NOT restored", None: "not needed"}[
         result.steady_state_restored]
-    console.print(f"steady state: {steady}")
-    console.print(f"evidence: {result.evidence_dir}")
+    console.print(Text(f"steady state: {steady}"))
+    console.print(Text(f"evidence: {result.evidence_dir}"))
 
 
 def summary_text(result: RunResult) -> str:
-    console = Console(width=110, record=True, file=io.StringIO(), color_system=None)
-    console.print(f"dalp-dr drill {result.drill} ({result.topology}/{result.scenario}) "
-                  f"environment {result.environment}, owner {result.owner}")
-    console.print(f"trigger {result.trigger.value} by {result.operator}; started "
-                  f"{result.started_at.isoformat()} ended "
-                  f"{result.ended_at.isoformat() if result.ended_at else '-'}")
-    console.print(f"spec sha256 {result.spec_hash}")
+    console = Console(width=110, record=True, file=io.StringIO(), color_system=None,
+                      markup=False, emoji=False, highlight=False)
+    console.print(Text(f"dalp-dr drill {result.drill} ({result.topology}/{result.scenario}) "
+                       f"environment {result.environment}, owner {result.owner}"))
+    console.print(Text(f"trigger {result.trigger.value} by {result.operator}; started "
+                       f"{result.started_at.isoformat()} ended "
+                       f"{result.ended_at.isoformat() if result.ended_at else '-'}"))
+    console.print(Text(f"spec sha256 {result.spec_hash}"))
     print_result(console, result)
     for phase in result.phases:
-        console.print(f"  {phase.phase.value:<13} {phase.status.value:<8} "
-                      f"{format_duration(phase.duration):>9}  {phase.playbook or ''}"
-                      + (f"  {phase.message}" if phase.message else ""))
+        console.print(Text(f"  {phase.phase.value:<13} {phase.status.value:<8} "
+                           f"{format_duration(phase.duration):>9}  {phase.playbook or ''}"
+                           + (f"  {phase.message}" if phase.message else "")))
     return console.export_text()
 
 

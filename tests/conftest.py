@@ -14,14 +14,16 @@ LAB_DIR = Path(__file__).parent / "lab"
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Everything under tests/lab runs against the real lab: mark it so `-m "not lab"` gives
-    # the fast unit tests alone. In CI nothing is deselected and nothing is skipped.
+    # the fast unit tests alone. Lab tests elsewhere (tests/security) carry the mark
+    # themselves. In CI nothing is deselected and nothing is skipped.
     for item in items:
         path = Path(str(item.fspath))
         if LAB_DIR in path.parents:
             item.add_marker(pytest.mark.lab)
-            if item.get_closest_marker("xdist_group") is None:
-                raise pytest.UsageError(f"{path.name}: name its lab with pytestmark = "
-                                        "pytest.mark.xdist_group('<lab>')")
+        if item.get_closest_marker("lab") is not None \
+                and item.get_closest_marker("xdist_group") is None:
+            raise pytest.UsageError(f"{path.name}: name its lab with pytestmark = "
+                                    "pytest.mark.xdist_group('<lab>')")
 
 
 @pytest.fixture

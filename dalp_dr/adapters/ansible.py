@@ -9,6 +9,7 @@ redacts them.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -18,8 +19,45 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dalp_dr.adapters.base import CancelCheck, EventSink, PlaybookResult
 from dalp_dr.errors import PlaybookFailed
+from dalp_dr.vault import VaultIdentities, active
+
+
+class _Unsafe(str):
+    """A string Ansible must never template (YAML tag ``!unsafe``)."""
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    pass
+
+
+_UnsafeDumper.add_representer(
+    _Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value)))
+
+
+def _as_data(value: Any) -> Any:
+    """Every string in ``value`` (keys excepted: Ansible does not template them) unsafe."""
+    if isinstance(value, str):
+        return _Unsafe(value)
+    if isinstance(value, Mapping):
+        return {str(k): _as_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_as_data(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return _Unsafe(str(value))  # datetimes, paths: their text
+
+
+def write_extravars(path: Path, extravars: Mapping[str, Any]) -> None:
+    """The extra vars as a YAML vars file in which every string is ``!unsafe``."""
+    text = yaml.dump(_as_data(dict(extravars)), Dumper=_UnsafeDumper, allow_unicode=True,
+                     default_flow_style=False, sort_keys=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def _when(value: Any) -> datetime | None:
@@ -76,10 +114,15 @@ def ansible_environment() -> dict[str, str]:
 
 
 class AnsibleRunner:
-    """Runs playbooks with ansible_runner.run(); see PlaybookRunner for the contract."""
+    """Runs playbooks with ansible_runner.run(); see PlaybookRunner for the contract.
 
-    def __init__(self, *, workdir: Path | None = None) -> None:
+    ``vault``: the identities ansible-playbook gets (``--vault-id``); by default the ones
+    this process activated, so the controller and the playbooks decrypt alike."""
+
+    def __init__(self, *, workdir: Path | None = None,
+                 vault: VaultIdentities | None = None) -> None:
         self._workdir = workdir
+        self._vault = vault  # None: the identities this process activated (dalp_dr.vault)
 
     def run(self, playbook: Path, inventory: Path, *, extravars: Mapping[str, Any],
             timeout: float, on_event: EventSink | None = None,
@@ -130,18 +173,21 @@ class AnsibleRunner:
         private = Path(tempfile.mkdtemp(prefix="dalp-dr-runner-", dir=self._workdir))
         started = datetime.now(UTC)
         try:
+            extra_file = private / "dalp-extravars.yml"
+            write_extravars(extra_file, extravars)
+            cmdline = ["-e", f"@{extra_file}", *(self._vault or active()).argv(),
+                       *(["--check"] if check else [])]
             runner = ansible_runner.run(
                 private_data_dir=str(private),
                 playbook=str(playbook),
                 inventory=str(inventory),
-                extravars=dict(extravars),
+                cmdline=shlex.join(cmdline),
                 envvars=ansible_environment(),
                 timeout=max(1, round(timeout)),
                 quiet=True,
                 event_handler=handle,
                 cancel_callback=cancel if cancel is not None else (lambda: False),
                 rotate_artifacts=1,
-                **({"cmdline": "--check"} if check else {}),
             )
         except Exception as exc:  # ansible-runner raises ConfigurationError, OSError, ...
             raise PlaybookFailed(f"could not run {playbook.name}: {exc}", playbook=str(playbook),

@@ -171,7 +171,8 @@ def entry_from_row(row: tuple[Any, ...]) -> SealedRecord:
         entry = ChainEntry(seq=row[0], run_id=row[1], record_digest=row[2],
                            evidence=json.loads(row[3]), evidence_digest=row[4],
                            prev_digest=row[5], digest=row[6], sealed_at=sealed_at)
-    except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+    # pydantic's ValidationError is a ValueError; JSON nested absurdly deep: RecursionError
+    except (ValueError, TypeError, RecursionError) as exc:
         text = _first_error(exc) if isinstance(exc, ValidationError) else str(exc)[:200]
         raise TamperedHistory(f"chain entry #{str(row[0])[:20]}: unreadable ({text}); the "
                               "chain table was edited") from None

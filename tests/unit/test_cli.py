@@ -52,3 +52,12 @@ def test_usage_error_exits_2() -> None:
 
 def test_history_show_unknown_run_exits_2(tmp_path: Path) -> None:
     assert main(["--results-dir", str(tmp_path), "history", "show", "nope"]) == 2
+
+
+def test_validate_prints_a_bracketed_path_literally(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Error text is data too: a file name with Rich markup in it is printed as it is."""
+    name = str(tmp_path / "b[" / "x] [bold]y.yaml")  # the path reads b[/x] [bold]y.yaml
+    assert main(["drill", "validate", name]) == 2
+    err = capsys.readouterr().err
+    assert "invalid" in err and "b[/x] [bold]y.yaml" in err

@@ -1,0 +1,100 @@
+"""Finding 4: Ansible Vault works, and what it decrypts is a secret everywhere.
+
+The inventory loader used to get no vault secrets ("undecryptable variable"), and where a
+playbook decrypted a value the redactor had never learned it, so the plaintext reached an
+Ansible event file. Secrets load as the Ansible CLI loads them (--vault-id,
+--vault-password-file, ANSIBLE_VAULT_PASSWORD_FILE); a secret that cannot be decrypted fails
+closed, before anything runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.lab.helpers import LAB_PASSWORD, ROOT, assert_no_secret, dalp, dalp_in
+
+VAULT_PASSWORD = "vault-pass-93c1d0e7"
+
+
+def vaulted(tmp_path: Path, value: str) -> str:
+    """``dalp_app_password: !vault |`` and its block, indented for all.vars."""
+    password_file = tmp_path / "vault-pass"
+    password_file.write_text(VAULT_PASSWORD + "\n")
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-vault"), "encrypt_string",
+         "--vault-password-file", str(password_file), "--name", "dalp_app_password", value],
+        check=True, capture_output=True, text=True).stdout
+    return "\n".join("    " + line if i else line
+                     for i, line in enumerate(out.strip().splitlines()))
+
+
+def vaulted_lab_drill(tmp_path: Path) -> Path:
+    """The hot-warm lab drill with the application password kept in the vault."""
+    inventory = (ROOT / "inventories" / "lab" / "hot-warm.yml").read_text()
+    plain = f"dalp_app_password: {LAB_PASSWORD}"
+    assert plain in inventory
+    (tmp_path / "inventory.yml").write_text(inventory.replace(plain,
+                                                              vaulted(tmp_path, LAB_PASSWORD)))
+    drill = (ROOT / "drills" / "hot-warm-failover.yaml").read_text()
+    lines = [f"inventory: {tmp_path / 'inventory.yml'}" if line.startswith("inventory:")
+             else line for line in drill.replace("../playbooks/", f"{ROOT}/playbooks/")
+             .splitlines()]
+    (tmp_path / "drill.yaml").write_text("\n".join(lines) + "\n")
+    return tmp_path / "drill.yaml"
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_VAULT")}
+    return {**env, "DALP_DR_RESULTS": str(tmp_path / "results"),
+            "DALP_DR_ALLOWED_DIRS": str(tmp_path), "DALP_DR_KEYS": str(tmp_path / "keys"),
+            **extra}
+
+
+def test_a_vaulted_secret_without_its_password_fails_closed(tmp_path: Path) -> None:
+    drill = vaulted_lab_drill(tmp_path)
+    proc = dalp_in(env_for(tmp_path), "drill", "plan", "--no-preflight", str(drill))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cannot decrypt 'dalp_app_password'" in proc.stderr
+    assert "--vault-password-file" in proc.stderr
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_a_missing_vault_password_file_is_invalid_input(tmp_path: Path) -> None:
+    drill = vaulted_lab_drill(tmp_path)
+    proc = dalp_in(env_for(tmp_path), "drill", "run", "--vault-password-file",
+                   str(tmp_path / "nope"), str(drill))
+    assert proc.returncode == 2
+    assert "vault password file not found" in proc.stderr
+
+
+@pytest.mark.lab
+@pytest.mark.xdist_group("hot-warm")
+def test_the_hot_warm_drill_passes_with_the_app_password_vaulted(tmp_path: Path) -> None:
+    assert dalp("lab", "up", "hot-warm").returncode == 0
+    drill = vaulted_lab_drill(tmp_path)
+    env = env_for(tmp_path, ANSIBLE_VAULT_PASSWORD_FILE=str(tmp_path / "vault-pass"))
+    assert dalp_in(env, "keys", "init").returncode == 0
+    ran = dalp_in(env, "drill", "run", "--json", str(drill), timeout=600)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["outcome"] == "passed"
+    # the flag works as the environment variable does
+    flagged = dalp_in(env_for(tmp_path), "drill", "plan", "--no-preflight",
+                      "--vault-id", f"lab@{tmp_path / 'vault-pass'}", str(drill))
+    assert flagged.returncode == 0, flagged.stderr
+    bundle = tmp_path / "exports" / "bundle.tar.gz"
+    exported = dalp_in(env, "export", "--bundle", str(bundle))
+    assert exported.returncode == 0, exported.stderr
+    for text in (ran.stdout, ran.stderr, flagged.stdout, flagged.stderr, exported.stdout):
+        assert LAB_PASSWORD not in text
+    assert_no_secret(tmp_path / "results", LAB_PASSWORD)
+    assert_no_secret(tmp_path / "exports", LAB_PASSWORD)
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-xzf", str(bundle), "-C", str(unpacked)], check=True)
+    assert_no_secret(unpacked, LAB_PASSWORD)
