@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from dalp_dr.history.base import HistoryStore, RunSummary
 from dalp_dr.results import Outcome
-from dalp_dr.schedule.jobs import Definitions, stored_jobs
+from dalp_dr.schedule.jobs import Definitions, DrillJobStore, current_jobs
 
 
 class Cadence(StrEnum):
@@ -127,11 +127,11 @@ def _ago(delta: timedelta) -> str:
     return format_duration(delta.total_seconds())
 
 
-def report(store: HistoryStore, jobstore: Any, definitions: Definitions, now: datetime,
-           grace: timedelta) -> list[DrillCadence]:
+def report(store: HistoryStore, jobstore: DrillJobStore, definitions: Definitions,
+           now: datetime, grace: timedelta) -> list[DrillCadence]:
     """The cadence status of every drill: the valid definitions (with their job), then the
     broken files."""
-    scheduled = stored_jobs(jobstore)
+    scheduled = current_jobs(jobstore, definitions, now)
     out: list[DrillCadence] = []
     for name, loaded in sorted(definitions.valid.items()):
         trigger = loaded.spec.schedule.trigger()
@@ -146,7 +146,7 @@ def report(store: HistoryStore, jobstore: Any, definitions: Definitions, now: da
                 last_run=finished[0] if finished else None,
                 detail="not in the job store: run 'dalp-dr schedule sync'"))
             continue
-        out.append(assess(name, str(loaded.path), trigger, stored[0].since, runs, now, grace))
+        out.append(assess(name, str(loaded.path), trigger, stored.job.since, runs, now, grace))
     for path, exc in sorted(definitions.invalid.items()):
         out.append(DrillCadence(drill=path.stem, file=str(path), status=Cadence.INVALID,
                                 window_start=None, next_run=None, last_run=None,

@@ -38,7 +38,7 @@ from dalp_dr.history.base import SealObserver, record_final
 from dalp_dr.provenance import OperatorSource, controller_provenance
 from dalp_dr.results import Outcome, RunResult, Trigger
 from dalp_dr.schedule.jobs import DrillJob
-from dalp_dr.spec import Scenario, Topology, load_drill
+from dalp_dr.spec import Scenario, Topology, discover_drills, load_drill
 
 log = logging.getLogger("dalp_dr.scheduler")
 _T = TypeVar("_T")
@@ -75,6 +75,9 @@ class FireHandler:
     lock_ttl: float
     stopping: threading.Event
     observer: SealObserver | None = None
+    drills_dir: Path | None = None
+    """the service's drill directory: a job runs a drill file found there and nothing else,
+    whatever path its row names (rows live in a shared table; the files are the truth)"""
     _cancels: dict[str, CancelToken] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -140,6 +143,12 @@ class FireHandler:
     def _run(self, store: HistoryStore, job: DrillJob, planned: datetime) -> None:
         if not self._claim(store, job, planned):
             return
+        foreign = self._foreign_file(job)
+        if foreign is not None:
+            log.error("%s: not run: %s", job.drill, foreign)
+            self._record(store, not_run(job, planned, Outcome.PREFLIGHT_FAILED,
+                                        f"not run: {foreign}"))
+            return
         try:
             loaded = load_drill(job.path)
         except InvalidInput as exc:
@@ -187,6 +196,18 @@ class FireHandler:
         finally:
             with self._lock:
                 self._cancels.pop(job.drill, None)
+
+    def _foreign_file(self, job: DrillJob) -> str | None:
+        """Why the job's file is not one of the drill directory's files (None if it is)."""
+        if self.drills_dir is None:
+            return None
+        try:
+            if Path(job.path).resolve() in {p.resolve()
+                                            for p in discover_drills(self.drills_dir)}:
+                return None
+        except (OSError, ValueError):  # an unreadable directory, a NUL in the path
+            pass
+        return f"the job names {job.path!r}, not a drill file in {self.drills_dir}"
 
     # -- the store may be away for a while -------------------------------------------------
 

@@ -4,10 +4,11 @@ Any number of service processes may share one history store; exactly one is *act
 active one holds the ``scheduler`` lease (see :mod:`dalp_dr.locks`) and renews it every
 third of its time to live; the others poll it every ``poll`` seconds. When the active one
 dies (SIGKILL, lost host) its lease expires and a standby takes over within
-``lease_ttl + poll`` seconds. The jobs live in the store (APScheduler's SQLAlchemy job
-store), so the new leader finds every next run time where the old one left it, runs what
-is due (within the grace period) and records what is not as missed. Fire times are claimed
-once in the store, so nothing runs twice (see :mod:`dalp_dr.schedule.runner`).
+``lease_ttl + poll`` seconds. The jobs live in the store (JSON rows, see
+:mod:`dalp_dr.schedule.store`), so the new leader finds every next run time where the old
+one left it, runs what is due (within the grace period) and records what is not as
+missed. Fire times are claimed once in the store, so nothing runs twice (see
+:mod:`dalp_dr.schedule.runner`).
 
 The active service re-reads the drill directory every ``sync_interval`` seconds (and on
 SIGHUP), so an edited or added definition is picked up without a restart.
@@ -53,6 +54,8 @@ class DrillExecutor(BaseExecutor):  # type: ignore[misc]
         self._handle = handle
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers,
                                                            thread_name_prefix="drill")
+        self._stop_lock = threading.Lock()
+        self._stopping = False
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         spec = jobs.DrillJob.model_validate(job.kwargs)
@@ -66,9 +69,16 @@ class DrillExecutor(BaseExecutor):  # type: ignore[misc]
             else:
                 self._run_job_success(job.id, [])
 
-        self._pool.submit(self._handle, spec, list(run_times)).add_done_callback(done)
+        with self._stop_lock:
+            if self._stopping:  # unclaimed: the next start catches it up or records it missed
+                log.info("%s: stopping; the fire at %s is left for the next start", spec.drill,
+                         ", ".join(f"{t:%Y-%m-%d %H:%M:%S %Z}" for t in run_times))
+                return
+            self._pool.submit(self._handle, spec, list(run_times)).add_done_callback(done)
 
     def shutdown(self, wait: bool = True) -> None:
+        with self._stop_lock:
+            self._stopping = True
         self._pool.shutdown(wait=wait)
 
 
@@ -103,7 +113,8 @@ class SchedulerService:
         self._handler = FireHandler(store_url=options.store_url,
                                     results_dir=options.results_dir, grace=options.grace,
                                     holder=self.holder, lock_ttl=options.lock_ttl,
-                                    stopping=self.stopping, observer=options.observer)
+                                    stopping=self.stopping, observer=options.observer,
+                                    drills_dir=options.drills_dir)
 
     def _open_store(self) -> HistoryStore:
         return open_store(self.options.store_url, results_dir=self.options.results_dir,

@@ -5,7 +5,8 @@ PostgreSQL server the test starts, SQLite and PostgreSQL history stores.
 Covered: a scheduled run recorded with trigger `schedule`; misfires on restart (within the
 grace period: one catch-up run for the planned time; beyond it: `missed_schedule` records);
 the environment lock between a scheduled and an on-demand run, both ways; two schedulers on
-one PostgreSQL store with the active one SIGKILLed; `schedule status` exiting 1.
+one PostgreSQL store with the active one SIGKILLed; `schedule status` exiting 1; the old
+pickled job table migrated on PostgreSQL without unpickling.
 """
 
 from __future__ import annotations
@@ -310,6 +311,58 @@ def test_two_schedulers_on_postgres_one_killed_the_other_takes_over(server: str,
         claims = db.execute("select count(*), count(distinct claimed_by) from dalp_dr_fires"
                             ).fetchone()
     assert claims is not None and claims[0] == len(planned) and claims[1] == 2
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: proof that a job row's pickle was loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_the_pickled_job_table_migrates_on_postgres_without_unpickling(
+        server: str, tmp_path: Path) -> None:
+    """Security finding 5 on a PostgreSQL store: the old APScheduler table with crafted
+    pickles becomes JSON rows rebuilt from the drill files; a crafted JSON row is an error."""
+    import pickle
+
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute("create database jobs_migration")
+    store = f"{server}/jobs_migration"
+    env = Env(tmp_path, store=store)
+    probe(env.drills, "quarterly")
+    marker = tmp_path / "PWNED"
+    planned = datetime(2030, 1, 1, 3, tzinfo=UTC)  # a quarterly fire time: kept
+    with psycopg.connect(store, autocommit=True) as db:
+        db.execute("create table dalp_dr_jobs (id varchar(191) not null primary key, "
+                   "next_run_time float(25), job_state bytea not null)")
+        for drill in ("scheduler-probe", "ghost"):
+            db.execute("insert into dalp_dr_jobs values (%s, %s, %s)",
+                       (drill, planned.timestamp(), pickle.dumps(_Payload(marker))))
+    listed = env.cli("schedule", "list", "--json", "--drills", str(env.drills))
+    assert listed.returncode == 0, listed.stderr
+    assert not marker.exists(), "schedule list unpickled a job row"
+    (row,) = json.loads(listed.stdout)
+    assert row["drill"] == "scheduler-probe" and at(row["next_run"]) == planned
+    synced = env.cli("schedule", "sync", "--drills", str(env.drills))
+    assert synced.returncode == 0 and "removed  ghost" in synced.stdout, synced.stderr
+    assert not marker.exists()
+    with psycopg.connect(store, autocommit=True) as db:
+        assert db.execute("select count(*) from dalp_dr_jobs").fetchone() == (0,)
+        job = db.execute("select job from dalp_dr_schedule").fetchone()
+        assert job is not None and json.loads(job[0])["drill"] == "scheduler-probe"
+        db.execute("update dalp_dr_schedule set job = %s",
+                   (json.dumps({**json.loads(job[0]), "func": "os:system"}),))
+    broken = env.cli("schedule", "list", "--drills", str(env.drills))
+    assert broken.returncode == 1
+    assert "job store table dalp_dr_schedule, job 'scheduler-probe'" in broken.stderr
+    with psycopg.connect(store, autocommit=True) as db:
+        db.execute("delete from dalp_dr_schedule")  # what the error tells the operator
+    assert env.cli("schedule", "sync", "--drills", str(env.drills)).returncode == 0
+    assert not marker.exists()
 
 
 def test_a_run_ending_while_the_store_is_down_is_recorded_when_it_is_back(

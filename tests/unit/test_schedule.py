@@ -3,19 +3,24 @@ store and job store in a temp directory; no drill runs here)."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from dalp_dr.errors import StoreError
 from dalp_dr.history import open_store
 from dalp_dr.history.base import RunSummary
 from dalp_dr.results import Outcome
-from dalp_dr.schedule import cadence, jobs
+from dalp_dr.schedule import cadence, jobs, legacy
+from dalp_dr.schedule import store as store_module
 from dalp_dr.schedule.runner import FireHandler
 from dalp_dr.spec import Schedule
 
@@ -130,10 +135,10 @@ def test_sync_adds_changes_reschedules_and_removes(tmp_path: Path) -> None:
     store = jobs.open_jobstore(url)
     t0 = utc(2026, 11, 27, 3)
     report = jobs.sync(store, jobs.load_definitions(directory), now=t0)
-    assert report.added == ["hot-cold-restore", "hot-warm-failover"]
+    assert report.added == ("hot-cold-restore", "hot-warm-failover")
     stored = jobs.stored_jobs(store)
-    assert stored["hot-warm-failover"][1] == utc(2027, 1, 1, 3)
-    assert stored["hot-warm-failover"][0].since == t0
+    assert stored["hot-warm-failover"].next_run == utc(2027, 1, 1, 3)
+    assert stored["hot-warm-failover"].job.since == t0
     assert jobs.sync(store, jobs.load_definitions(directory)).changes == 0
 
     text = (directory / "hot-warm-failover.yaml").read_text()
@@ -142,23 +147,185 @@ def test_sync_adds_changes_reschedules_and_removes(tmp_path: Path) -> None:
         (directory / "hot-cold-restore.yaml").read_text().replace(
             "schedule: quarterly", "schedule: {cron: '0 4 * * 1', timezone: Europe/Brussels}"))
     report = jobs.sync(store, jobs.load_definitions(directory), now=t0 + timedelta(days=1))
-    assert report.changed == ["hot-cold-restore", "hot-warm-failover"]
-    assert report.rescheduled == ["hot-cold-restore"]
+    assert report.changed == ("hot-cold-restore", "hot-warm-failover")
+    assert report.rescheduled == ("hot-cold-restore",)
     stored = jobs.stored_jobs(store)
-    assert stored["hot-warm-failover"][0].rto == 20 * 60
-    assert stored["hot-warm-failover"][0].since == t0  # its cadence history carries on
-    assert stored["hot-warm-failover"][1] == utc(2027, 1, 1, 3)  # pending run kept
-    assert stored["hot-cold-restore"][1] == utc(2026, 11, 30, 3)  # Mon 04:00 Brussels
+    assert stored["hot-warm-failover"].job.rto == 20 * 60
+    assert stored["hot-warm-failover"].job.since == t0  # its cadence history carries on
+    assert stored["hot-warm-failover"].next_run == utc(2027, 1, 1, 3)  # pending run kept
+    assert stored["hot-cold-restore"].next_run == utc(2026, 11, 30, 3)  # Mon 04:00 Brussels
 
     (directory / "hot-cold-restore.yaml").write_text("name: hot-cold-restore\nbroken: [")
     definitions = jobs.load_definitions(directory)
     report = jobs.sync(store, definitions, broken_names=jobs.broken_drill_names(definitions))
-    assert report.kept_invalid == ["hot-cold-restore"] and report.removed == []
+    assert report.kept_invalid == ("hot-cold-restore",) and report.removed == ()
     (directory / "hot-cold-restore.yaml").unlink()
     report = jobs.sync(store, jobs.load_definitions(directory))
-    assert report.removed == ["hot-cold-restore"]
+    assert report.removed == ("hot-cold-restore",)
     assert set(jobs.stored_jobs(store)) == {"hot-warm-failover"}
     store.shutdown()
+
+
+def synced_store(tmp_path: Path, names: list[str], now: datetime | None = None
+                 ) -> tuple[Path, Path, jobs.DrillJobStore]:
+    """Drills copied, synced at ``now`` (27 Nov 2026 03:00) into a SQLite job store:
+    (drills, database, store)."""
+    now = now or utc(2026, 11, 27, 3)
+    directory = copy_drills(tmp_path, names)
+    database = tmp_path / "history.sqlite"
+    store = jobs.open_jobstore(f"sqlite:///{database}")
+    jobs.sync(store, jobs.load_definitions(directory), now=now)
+    return directory, database, store
+
+
+def sql(database: Path, statement: str, *args: object) -> list[tuple[object, ...]]:
+    with sqlite3.connect(database) as db:
+        rows = db.execute(statement, args).fetchall()
+    db.close()
+    return rows
+
+
+def test_the_job_store_serves_apscheduler_jobs_rebuilt_from_json(tmp_path: Path) -> None:
+    from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
+    from apscheduler.triggers.cron import CronTrigger
+
+    _directory, database, store = synced_store(tmp_path, ["hot-warm-failover.yaml",
+                                                          "hot-cold-restore.yaml"])
+    assert store.get_next_run_time() == utc(2027, 1, 1, 3)
+    assert store.get_due_jobs(utc(2026, 12, 31)) == []
+    due = store.get_due_jobs(utc(2027, 1, 1, 3))
+    assert [job.id for job in due] == ["hot-cold-restore", "hot-warm-failover"]
+    job = due[1]
+    assert job.func is store_module.fire and job.executor == jobs.EXECUTOR
+    assert isinstance(job.trigger, CronTrigger) and job.next_run_time == utc(2027, 1, 1, 3)
+    assert jobs.DrillJob.model_validate(job.kwargs).drill == "hot-warm-failover"
+    # the scheduler advances the next run and nothing else: the definition is sync's
+    job.next_run_time = utc(2027, 4, 1, 3)
+    job.kwargs = {**job.kwargs, "rto": 1.0}
+    store.update_job(job)
+    stored = jobs.stored_jobs(store)["hot-warm-failover"]
+    assert stored.next_run == utc(2027, 4, 1, 3) and stored.job.rto == 1800
+    assert store.lookup_job("hot-warm-failover") is not None
+    assert store.lookup_job("nope") is None
+    with pytest.raises(ConflictingIdError):
+        store.add_job(job)
+    store.remove_job("hot-warm-failover")
+    with pytest.raises(JobLookupError):
+        store.remove_job("hot-warm-failover")
+    store.add_job(job)
+    assert [j.id for j in store.get_all_jobs()] == ["hot-cold-restore", "hot-warm-failover"]
+    (text,) = sql(database, "select job from dalp_dr_schedule where id = 'hot-cold-restore'")[0]
+    assert json.loads(str(text))["cron"] == "0 3 1 1,4,7,10 *"  # a row is plain JSON
+    store.shutdown()
+
+
+def _row(job: dict[str, object], **changes: object) -> str:
+    return json.dumps({**job, **changes})
+
+
+@pytest.mark.parametrize(("job", "next_run", "problem"), [
+    (lambda j: "{not json", 0.0, "not a drill job (row: Invalid JSON"),
+    (lambda j: _row(j, extra="x"), 0.0, "not a drill job (extra: Extra inputs"),
+    (lambda j: _row({k: v for k, v in j.items() if k != "path"}), 0.0, "path: Field required"),
+    (lambda j: _row(j, since="2026-11-27T03:00:00"), 0.0, "since: Input should have timezone"),
+    (lambda j: _row(j, cron="import os"), 0.0, "invalid schedule: 2 fields"),
+    (lambda j: _row(j, timezone="../../etc/passwd"), 0.0, "invalid schedule: "),
+    (lambda j: _row(j, topology="pickle"), 0.0, "topology: Input should be"),
+    (lambda j: _row(j, rto="NaN"), 0.0, "rto: Input should be a finite number"),
+    (lambda j: _row(j, drill="hot-cold-restore"), 0.0, "holds the job of drill"),
+    (lambda j: b"\x80\x04K\x01.", 0.0, "the job is not JSON text (bytes)"),
+    (lambda j: json.dumps(j), "soon", "next_run_time is not a timestamp"),
+    (lambda j: json.dumps(j), 1e300, "next_run_time is out of range"),
+])
+def test_a_row_that_is_not_a_drill_job_is_an_error_naming_table_and_job(
+        tmp_path: Path, job: Callable[[dict[str, object]], object], next_run: object,
+        problem: str) -> None:
+    _directory, database, store = synced_store(tmp_path, ["hot-warm-failover.yaml"])
+    (text,) = sql(database, "select job from dalp_dr_schedule")[0]
+    sql(database, "update dalp_dr_schedule set job = ?, next_run_time = ?",
+        job(json.loads(str(text))), next_run)
+    reads = [store.jobs, store.get_all_jobs]
+    if next_run == 0.0:  # a due row (a next run that is no number is never due)
+        reads.append(lambda: store.get_due_jobs(utc(2030, 1, 1)))
+    for read in reads:
+        with pytest.raises(StoreError, match="job store table dalp_dr_schedule, job "
+                                             "'hot-warm-failover': ") as caught:
+            read()
+        assert problem in str(caught.value)
+    store.shutdown()
+
+
+LEGACY = ("create table dalp_dr_jobs (id varchar(191) not null primary key, next_run_time "
+          "float, job_state blob not null)")
+
+
+def test_the_pickled_table_is_migrated_from_its_plain_columns_and_the_drill_files(
+        tmp_path: Path) -> None:
+    t0 = utc(2026, 11, 27, 3)
+    directory, database, store = synced_store(
+        tmp_path, ["hot-warm-failover.yaml", "hot-cold-restore.yaml", "hot-hot-site-loss.yaml"],
+        now=t0)
+    sql(database, "delete from dalp_dr_schedule where id != 'hot-hot-site-loss'")
+    (directory / "hot-cold-restore.yaml").write_text("name: hot-cold-restore\nbroken: [")
+    sql(database, LEGACY)
+    for drill, next_run in (("hot-warm-failover", utc(2026, 10, 1, 3)),  # due while down
+                            ("hot-cold-restore", utc(2027, 1, 1, 3)),  # its file is broken
+                            ("hot-hot-site-loss", utc(2030, 1, 1, 3)),  # in the new table
+                            ("ghost", utc(2027, 1, 1, 3))):  # no drill file
+        # job_state is not even a pickle: reading it at all would fail the migration
+        sql(database, "insert into dalp_dr_jobs values (?, ?, ?)", drill,
+            next_run.timestamp(), b"never read")
+    sql(database, "insert into dalp_dr_jobs values ('hot-hot-public-site-loss', 1.5, x'00')")
+    shutil.copy(DRILLS / "hot-hot-public-site-loss.yaml", directory)
+
+    definitions = jobs.load_definitions(directory)
+    current = jobs.current_jobs(store, definitions, now=t0)  # list and status: no deletes
+    assert set(current) == {"hot-warm-failover", "hot-hot-site-loss", "hot-hot-public-site-loss"}
+    assert current["hot-warm-failover"].next_run == utc(2026, 10, 1, 3)  # kept: still a fire
+    assert current["hot-hot-public-site-loss"].next_run == utc(2027, 1, 1, 3)  # recomputed
+    assert current["hot-hot-site-loss"].next_run == utc(2027, 1, 1, 3)  # the new row won
+    assert current["hot-warm-failover"].job.since == legacy.MIGRATED_SINCE
+    assert sorted(sql(database, "select id from dalp_dr_jobs")) == [("ghost",),
+                                                                    ("hot-cold-restore",)]
+    # the first window after the upgrade counts: overdue, not hidden as new
+    runs: list[RunSummary] = []
+    status = cadence.assess("hot-warm-failover", "f", current["hot-warm-failover"].job.trigger(),
+                            current["hot-warm-failover"].job.since, runs, t0, GRACE)
+    assert status.status is cadence.Cadence.OVERDUE
+
+    report = jobs.sync(store, definitions, now=t0,
+                       broken_names=jobs.broken_drill_names(definitions))
+    assert report.removed == ("ghost",) and report.kept_invalid == ("hot-cold-restore",)
+    assert sql(database, "select id from dalp_dr_jobs") == [("hot-cold-restore",)]
+    shutil.copy(DRILLS / "hot-cold-restore.yaml", directory)  # fixed: migrated now
+    report = jobs.sync(store, jobs.load_definitions(directory), now=t0)
+    assert report.migrated == ("hot-cold-restore",) and report.changes == 0
+    assert jobs.stored_jobs(store)["hot-cold-restore"].next_run == utc(2027, 1, 1, 3)
+    assert sql(database, "select count(*) from dalp_dr_jobs") == [(0,)]
+    store.shutdown()
+
+
+def test_a_job_naming_a_file_outside_the_drill_directory_does_not_run(tmp_path: Path) -> None:
+    directory = copy_drills(tmp_path, ["hot-warm-failover.yaml"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(directory / "hot-warm-failover.yaml", elsewhere / "evil.yaml")
+    url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    loaded = jobs.load_definitions(directory).valid["hot-warm-failover"]
+    job = jobs.DrillJob.of(loaded, since=utc(2026, 1, 1)).model_copy(
+        update={"path": str(elsewhere / "evil.yaml")})
+    handler = FireHandler(store_url=url, results_dir=tmp_path / "results",
+                          grace=timedelta(hours=1), holder="test-scheduler", lock_ttl=60,
+                          stopping=threading.Event(), drills_dir=directory)
+    planned = datetime.now(UTC).replace(microsecond=0)
+    handler.handle(job, [planned])
+    store = open_store(url)
+    (row,) = store.list_runs()
+    assert row.outcome is Outcome.PREFLIGHT_FAILED and row.planned_at == planned
+    assert "not a drill file in" in (store.get(row.run_id).message or "")
+    store.close()
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob(
+        "phases*"))
 
 
 def test_a_duplicate_drill_name_is_invalid(tmp_path: Path) -> None:
