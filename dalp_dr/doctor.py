@@ -4,9 +4,10 @@ Each row is ``ok``, ``warn`` (worth knowing, not blocking) or ``missing`` (a con
 drill cannot run; exit 1), with what to do about it. Checked: ansible-playbook, the
 PostgreSQL binaries and their version for local (lab) inventories, the tools of the
 topologies in use (pgbouncer for hot-warm routes, patroni and etcd for cloud-native, boto3
-for hot-cold), the object storage endpoints of hot-cold inventories, the history store and
-its schema version, the clock, the signing key that pins the history, and that evidence,
-history and checkpoint files are readable by their owner only.
+for hot-cold), the object storage endpoints of hot-cold inventories, the role drills' SQL
+checks run as (warned when a superuser or able to signal backends or reach server files),
+the history store and its schema version, the clock, the signing key that pins the history,
+and that evidence, history and checkpoint files are readable by their owner only.
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def diagnose(drills_dir: Path, store_url: str, results_dir: Path | None = None,
             fix="" if boto else "apt install python3-boto3", needed_by=by_topology["hot-cold"]))
         findings.extend(_s3_endpoints(drills, inventories))
 
+    findings.extend(_check_roles(drills, inventories))
     findings.append(_store(store_url))
     findings.append(_clock(store_url))
     if keys_dir is not None:
@@ -137,6 +139,71 @@ def diagnose(drills_dir: Path, store_url: str, results_dir: Path | None = None,
     if results_dir is not None:
         findings.append(_file_modes(results_dir, store_url))
     return findings
+
+
+def _check_roles(drills: list[Any], inventories: dict[Path, Any]) -> list[Finding]:
+    """The role each drill's SQL checks run as (the population's endpoint): a warning when
+    it could act beyond reading. dalp-dr runs a check as one read-only query and refuses
+    the side-effecting functions it can see, but a superuser (COPY ... TO PROGRAM) or a
+    member of pg_signal_backend (pg_terminate_backend through a view or function) is
+    trusted with more than a check needs."""
+    from dalp_dr.adapters.postgres import PostgresEndpoint
+    from dalp_dr.errors import EndpointError
+    from dalp_dr.redact import Redactor
+
+    found: list[Finding] = []
+    for d in drills:
+        populations = d.spec.client_populations()
+        first = next(iter(populations))
+        used = dict.fromkeys(c.through or first for c in d.spec.checks if c.sql is not None)
+        for name in used:
+            population = populations[name]
+            check = f"check role {d.spec.name}" + (f" ({name})" if len(populations) > 1
+                                                   else "")
+            inventory = inventories.get(d.inventory)
+            redactor = Redactor()
+            try:
+                if inventory is not None:
+                    redactor.add(*inventory.secret_values())
+                if population.endpoint.dsn is not None:
+                    dsn = population.endpoint.dsn
+                elif inventory is None:
+                    raise InvalidInput("the inventory cannot be read")
+                else:
+                    value = inventory.variable(population.endpoint.from_inventory,
+                                               host=population.endpoint.host)
+                    if not isinstance(value, str):
+                        raise InvalidInput(f"inventory variable "
+                                           f"'{population.endpoint.from_inventory}' is not "
+                                           "a DSN string")
+                    dsn = " ".join(value.split())
+                session = PostgresEndpoint(dsn, redactor, population.marker_table).connect(
+                    timeout=5, read_only=True)
+                try:
+                    role, powers = session.role_powers()
+                finally:
+                    session.close()
+            except (InvalidInput, EndpointError) as exc:
+                found.append(Finding(check=check, status=Health.WARN, needed_by=[d.spec.name],
+                                     detail=f"not checked: {redactor.text(str(exc))}",
+                                     fix="run doctor where the endpoint answers (for the "
+                                         "lab: dalp-dr lab up)"))
+                continue
+            if powers:
+                found.append(Finding(
+                    check=check, status=Health.WARN, needed_by=[d.spec.name],
+                    detail=f"the checks run as role {role}, which is "
+                           + " and ".join("a superuser" if p == "superuser" else
+                                          f"a member of {p}" for p in powers)
+                           + ": more than a read-only check needs",
+                    fix="run the checks as a role without superuser and without "
+                        "pg_signal_backend, pg_execute_server_program, "
+                        "pg_read_server_files and pg_write_server_files"))
+            else:
+                found.append(Finding(check=check, status=Health.OK, needed_by=[d.spec.name],
+                                     detail=f"the checks run as role {role}: no superuser, "
+                                            "cannot signal backends or reach server files"))
+    return found
 
 
 def _signing_key(keys_dir: Path) -> Finding:

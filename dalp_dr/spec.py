@@ -12,10 +12,10 @@ import re
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from dalp_dr import drill_yaml
+from dalp_dr.drill_yaml import MAX_SHOWN, clip, shown
 from dalp_dr.durations import Duration
 from dalp_dr.errors import SpecError
 
@@ -134,11 +136,68 @@ class Workload(Frozen):
 
 VarValue = str | int | float | bool
 
+INVENTORY_CONTRACT = frozenset({
+    "dalp_pg_host", "dalp_pg_port", "dalp_pg_data", "dalp_pg_bin", "dalp_pg_socket_dir",
+    "dalp_as_pg", "dalp_db_name", "dalp_app_user", "dalp_app_password",
+    "dalp_replication_user", "dalp_route_kind", "dalp_route_host", "dalp_route_port",
+    "dalp_route_dir", "dalp_service_dsn", "dalp_max_replay_lag_bytes", "dalp_lab",
+    "dalp_lab_root", "dalp_lab_extra_settings", "dalp_lab_extra_hba", "dalp_production",
+    "dalp_change_freezes",
+})
+"""inventory variables that say where and how the playbooks reach the sites (README
+'Running against real sites'), and the guardrails' own; a drill file cannot override them"""
+
+ENGINE_VARS = frozenset({
+    "dalp_run_id", "dalp_phase", "dalp_rto_seconds", "dalp_rpo_seconds",
+    "dalp_baseline_seconds", "dalp_heartbeat_interval_seconds", "dalp_evidence_dir",
+    "dalp_recovery_target_time",
+})
+"""what dalp-dr itself passes every phase (engine.phase_extravars)"""
+
+ANSIBLE_MAGIC_VARS = frozenset({
+    "hostvars", "groups", "group_names", "inventory_hostname", "inventory_hostname_short",
+    "inventory_dir", "inventory_file", "playbook_dir", "play_hosts", "role_path", "omit",
+    "environment", "vars",
+})
+"""Ansible's own variables (not named ansible_*) that an extra var would shadow"""
+
+_RESERVED_PREFIXES = ("ansible_", "dalp_s3_")
+_RESERVED_SUFFIXES = ("_port", "_host", "_dir", "_data", "_bin", "_dsn", "_root", "_url",
+                      "_user", "_password")
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+
+
+def _drill_var_name(name: str) -> str:
+    """Phase vars tune a playbook (how long to wait, which site is lost); they never say
+    where or as whom it connects: connection variables, paths, ports and credentials come
+    from the inventory alone, and dalp-dr's own variables from dalp-dr."""
+    if not _VAR_NAME.match(name):
+        raise ValueError("a variable name is letters, digits and underscores (max 100), "
+                         "not starting with a digit")
+    lower = name.lower()
+    if lower in INVENTORY_CONTRACT or lower.startswith(_RESERVED_PREFIXES) \
+            or lower.endswith(_RESERVED_SUFFIXES):
+        raise ValueError(f"'{name}' is a connection, path, port or credential variable: it "
+                         "comes from the inventory and a drill file cannot override it "
+                         "(set it in the inventory)")
+    if lower in ENGINE_VARS:
+        raise ValueError(f"'{name}' is set by dalp-dr for every phase: a drill file cannot "
+                         "override it (remove it from vars)")
+    if lower in ANSIBLE_MAGIC_VARS:
+        raise ValueError(f"'{name}' is an Ansible variable: a drill file cannot override it "
+                         "(rename it)")
+    return name
+
+
+DrillVarName = Annotated[str, AfterValidator(_drill_var_name)]
+
 
 class PhaseSpec(Frozen):
     playbook: Path
     timeout: Duration = timedelta(minutes=10)
-    vars: dict[str, VarValue] = Field(default_factory=dict)
+    vars: dict[DrillVarName, VarValue] = Field(
+        default_factory=dict, description="extra vars for the playbook (never connection "
+                                          "settings: those come from the inventory)")
 
     @field_validator("timeout")
     @classmethod
@@ -241,9 +300,8 @@ class Schedule(Frozen):
         try:
             self.trigger()
         except Exception as exc:  # apscheduler raises ValueError/ZoneInfo errors
-            raise ValueError(
-                f"not a valid schedule: {exc} (use 'quarterly' or a 5-field cron expression)"
-            ) from exc
+            raise ValueError(f"not a valid schedule: {clip(str(exc))} (use 'quarterly' or a "
+                             "5-field cron expression)") from exc
         return self
 
 
@@ -276,6 +334,15 @@ class VerifyCheck(Frozen):
     json_field: str | None = Field(default=None, description="dotted path in the JSON body")
     expect: Expect | None = None
     timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("sql")
+    @classmethod
+    def _read_only(cls, value: str | None) -> str | None:
+        if value is not None:
+            from dalp_dr.checks import check_query  # checks.py imports this module
+
+            check_query(value)
+        return value
 
     @model_validator(mode="after")
     def _one_kind(self) -> VerifyCheck:
@@ -348,8 +415,8 @@ class DrillSpec(Frozen):
                 raise ValueError("name at least one population")
             for name in value:
                 if not _NAME.match(name):
-                    raise ValueError(f"population name '{name}' must be lower-case letters, "
-                                     "digits and dashes")
+                    raise ValueError(f"population name {shown(name)} must be lower-case "
+                                     "letters, digits and dashes")
             if not any(p.judged for p in value.values()):
                 raise ValueError("at least one population must be judged")
             tables = [p.marker_table for p in value.values()]
@@ -362,8 +429,8 @@ class DrillSpec(Frozen):
         known = set(self.populations) if self.populations else {"service"}
         for check in self.checks:
             if check.through is not None and check.through not in known:
-                raise ValueError(f"check '{check.name}': through '{check.through}' is not a "
-                                 f"population ({', '.join(sorted(known))})")
+                raise ValueError(f"check {shown(check.name)}: through {shown(check.through)} "
+                                 f"is not a population ({', '.join(sorted(known))})")
         return self
 
     @model_validator(mode="after")
@@ -428,7 +495,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item.startswith(("function-", "constrained-")):
+        elif item.startswith(("function-", "constrained-")) or item == "[key]":
             continue
         else:
             parts.append(("." if parts else "") + item)
@@ -442,10 +509,11 @@ def _from_validation(error: ValidationError, source: str) -> SpecError:
     first = errors[0]
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p in ("str", "int",
                 "float", "bool", "nullable")))
-    field = _loc(loc)
+    # user text (keys, values) is shown short: an error message never grows with the input
+    field = clip(_loc(loc))
     kind = first["type"]
     if kind == "extra_forbidden":
-        return SpecError(f"unknown field '{loc[-1]}'", source=source, field=field,
+        return SpecError(f"unknown field {shown(loc[-1])}", source=source, field=field,
                          hint="remove it or check its spelling")
     if kind == "missing":
         return SpecError("required field is missing", source=source, field=field,
@@ -453,25 +521,21 @@ def _from_validation(error: ValidationError, source: str) -> SpecError:
     message = str(first["msg"]).removeprefix("Value error, ")
     if kind == "enum":
         expected = first.get("ctx", {}).get("expected", "")
-        message = f"{first.get('input')!r} is not one of {expected}"
-    return SpecError(message, source=source, field=field)
+        message = f"{shown(first.get('input'))} is not one of {expected}"
+    hint = next((h for pattern, h in _HINTS if pattern.fullmatch(field)), None)
+    return SpecError(clip(message, 2 * MAX_SHOWN), source=source, field=field, hint=hint)
 
 
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-"""libyaml's safe loader when PyYAML has it (ten times faster: a scheduler syncs hundreds of
-drill files), the pure-Python one otherwise; both construct plain data only"""
+_HINTS = [
+    (re.compile(r"checks\[\d+\]\.sql"), "write one SELECT that only reads: no ';', no "
+     "COPY, INSERT, UPDATE, DELETE or side-effecting function; README 'Security'"),
+]
+"""what to do, by field, when the message itself does not say"""
 
 
 def parse_drill(text: str, *, source: str) -> DrillSpec:
     """Parse and validate drill YAML text. Does not touch the file system."""
-    try:
-        data = yaml.load(text, Loader=_SAFE_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"malformed YAML at {where}: {problem}", source=source,
-                        hint="fix the YAML syntax") from exc
+    data = drill_yaml.load(text, source=source)
     if not isinstance(data, dict):
         raise SpecError("a drill file must be a YAML mapping", source=source,
                         hint="start with 'name:', 'topology:', ...")
@@ -499,7 +563,7 @@ def _inside(path: Path, roots: list[Path], source: str, field: str) -> None:
     """Paths from a drill file never reach outside the allowed directories (symlinks
     followed): a definition cannot point Ansible at an arbitrary file."""
     if not any(path.is_relative_to(root) for root in roots):
-        raise SpecError(f"{path} is outside the project and the allowed directories",
+        raise SpecError(f"{clip(str(path))} is outside the project and the allowed directories",
                         source=source, field=field,
                         hint="keep playbooks and inventories in the project, or list their "
                              "directory in DALP_DR_ALLOWED_DIRS")
@@ -523,7 +587,8 @@ def load_drill(path: Path | str) -> LoadedDrill:
     inventory = (base / spec.inventory).resolve()
     _inside(inventory, roots, source, "inventory")
     if not inventory.is_file():
-        raise SpecError(f"inventory file {spec.inventory} not found (resolved to {inventory})",
+        raise SpecError(f"inventory file {clip(str(spec.inventory))} not found (resolved to "
+                        f"{clip(str(inventory))})",
                         source=source, field="inventory",
                         hint="paths are relative to the drill file")
     playbooks: dict[PhaseName, Path] = {}
@@ -531,7 +596,8 @@ def load_drill(path: Path | str) -> LoadedDrill:
         resolved = (base / phase.playbook).resolve()
         _inside(resolved, roots, source, f"phases.{name.value}.playbook")
         if not resolved.is_file():
-            raise SpecError(f"playbook {phase.playbook} not found (resolved to {resolved})",
+            raise SpecError(f"playbook {clip(str(phase.playbook))} not found (resolved to "
+                            f"{clip(str(resolved))})",
                             source=source, field=f"phases.{name.value}.playbook",
                             hint="paths are relative to the drill file")
         playbooks[name] = resolved

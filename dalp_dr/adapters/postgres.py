@@ -6,6 +6,7 @@ psycopg errors are translated into EndpointError here, with credentials masked.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,8 @@ create table if not exists {table} (
     primary key (run_id, seq)
 )
 """
+
+_READ_ONLY = "-c default_transaction_read_only=on"
 
 # Fail fast on a dead or silent peer: keepalives and a TCP user timeout bound every call.
 _CLIENT_OPTIONS: dict[str, Any] = {
@@ -95,15 +98,45 @@ class PostgresSession:
         return ServerIdentity(port=row[0], in_recovery=bool(row[1]), timeline=row[2])
 
     def query_value(self, sql: str) -> Any:
-        """The first column of the first row of a query run in a READ ONLY transaction (a
-        verify check can look, never change)."""
+        """The first column of the first row of one query (a verify check: it can look,
+        never change). ``sql`` is a single SELECT without a trailing ';' (checks.check_query
+        gives it so). The server is given it as a subquery, so PostgreSQL's own grammar
+        refuses anything that is not a query (COPY, a data-modifying WITH, a second
+        statement); through the extended query protocol (pipeline mode: one statement per
+        message, whatever the text holds); in a READ ONLY transaction."""
+        wrapped = f"select * from (\n{sql}\n) as dalp_check"
         try:
             with self._conn.transaction():
                 self._conn.execute("set transaction read only")
-                row = self._conn.execute(sql).fetchone()
+                with self._conn.pipeline():
+                    cursor = self._conn.execute(wrapped)
+                row = cursor.fetchone()
         except (psycopg.Error, OSError) as exc:
             raise self._fail(exc) from None
         return row[0] if row else None
+
+    def role_powers(self) -> tuple[str, list[str]]:
+        """The role this session runs as, and what it may do beyond reading: superuser, or
+        membership of a role that signals other backends or reaches the server's files and
+        programs (none of which a read-only transaction stops)."""
+        try:
+            row = self._conn.execute(
+                "select current_user::text, rolsuper,"
+                " pg_has_role(current_user, 'pg_signal_backend', 'MEMBER'),"
+                " pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER'),"
+                " pg_has_role(current_user, 'pg_write_server_files', 'MEMBER'),"
+                " pg_has_role(current_user, 'pg_read_server_files', 'MEMBER')"
+                " from pg_roles where rolname = current_user"
+            ).fetchone()
+        except (psycopg.Error, OSError) as exc:
+            raise self._fail(exc) from None
+        assert row is not None
+        if row[1]:
+            return str(row[0]), ["superuser"]
+        names = ("pg_signal_backend", "pg_execute_server_program", "pg_write_server_files",
+                 "pg_read_server_files")
+        return str(row[0]), [name for name, member in zip(names, row[2:], strict=True)
+                             if member]
 
     def close(self) -> None:
         # closing a broken connection: nothing is left to release, so errors are moot
@@ -126,6 +159,7 @@ class PostgresEndpoint:
         if isinstance(password, str):
             redactor.add(password)
         self._dsn = dsn
+        self._options = str(params.get("options") or os.environ.get("PGOPTIONS", ""))
         self._redactor = redactor
         shown = {k: v for k, v in params.items() if k not in ("password", "passfile")}
         self._display = conninfo.make_conninfo(**{k: str(v) for k, v in shown.items()})
@@ -134,13 +168,22 @@ class PostgresEndpoint:
     def display(self) -> str:
         return self._display
 
-    def connect(self, *, timeout: float) -> PostgresSession:
+    def connect(self, *, timeout: float, read_only: bool = False) -> PostgresSession:
+        """A session; ``read_only``: every transaction of it is read-only from the start
+        (libpq ``options=-c default_transaction_read_only=on``, added to the DSN's own
+        options). A pooler that refuses the startup option (pgbouncer without
+        ``ignore_startup_parameters = options``) gets a plain session instead: query_value
+        sets its transaction read only in any case."""
         options = dict(_CLIENT_OPTIONS)
         options["connect_timeout"] = max(2, round(timeout))
+        if read_only:
+            options["options"] = f"{self._options} {_READ_ONLY}".strip()
         try:
             conn = psycopg.connect(self._dsn, **options)
         except (psycopg.Error, OSError) as exc:
             text = " ".join(str(exc).split()) or type(exc).__name__
+            if read_only and "unsupported startup parameter" in text:
+                return self.connect(timeout=timeout)
             raise EndpointError(self._redactor.text(text)) from None
         return PostgresSession(conn, self._redactor, self._table)
 

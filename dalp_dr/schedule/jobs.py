@@ -146,15 +146,16 @@ def sync(jobstore: DrillJobStore, definitions: Definitions, *, now: datetime | N
 
 
 def broken_drill_names(definitions: Definitions) -> set[str]:
-    """Names the broken files probably define (read without validation), so their jobs are
-    not removed just because the file does not validate right now."""
-    import yaml
+    """Names the broken files probably define (read without validation, through the drill
+    YAML loader's bounds), so their jobs are not removed just because the file does not
+    validate right now."""
+    from dalp_dr import drill_yaml
 
     names: set[str] = set()
     for path in definitions.invalid:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            data = drill_yaml.load(path.read_text(encoding="utf-8"), source=str(path))
+        except (OSError, UnicodeDecodeError, InvalidInput):
             data = None
         if isinstance(data, dict) and isinstance(data.get("name"), str):
             names.add(data["name"])

@@ -85,6 +85,8 @@ def test_no_data_is_never_healthy(server: str, path: str) -> None:
     ({"name": "x", "sql": "select 1"}, "needs 'expect'"),
     ({"name": "x", "http": "ftp://x"}, "http:// or https://"),
     ({"name": "x", "sql": "select 1", "expect": {}}, "'equals', 'min' or 'max'"),
+    ({"name": "x", "sql": "select 1; select 2", "expect": {"min": 1}}, "exactly one statement"),
+    ({"name": "x", "sql": "select pg_reload_conf()", "expect": {"min": 1}}, "pg_reload_conf"),
 ])
 def test_check_definitions_are_validated(body: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -82,6 +82,40 @@ def test_any_text_is_a_drill_or_a_clear_error(text: str) -> None:
     check(text)
 
 
+sql_texts = st.one_of(st.text(max_size=80), st.lists(st.sampled_from(
+    ["select", "1", ";", "commit", "delete from t", "with", "d as (", ")", "copy", "(", "'",
+     "$$", "--", "/*", "*/", "pg_terminate_backend(", "count(*)", "from", "t", ",", "into",
+     "for update", "values (1)", '"', "union", "\n"]), max_size=12).map(" ".join))
+
+
+@settings(max_examples=200, deadline=None)
+@given(sql_texts)
+def test_any_check_sql_is_a_check_or_a_clear_error(sql: str) -> None:
+    from dalp_dr.checks import check_query
+
+    try:
+        statement = check_query(sql)
+    except ValueError:
+        statement = None
+    if statement is not None:
+        assert ";" not in statement[-1:]  # one statement, no trailing separator
+    document = dict(VALID, checks=[{"name": "c", "sql": sql, "expect": {"min": 0}}])
+    check(yaml.safe_dump(document, allow_unicode=True))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.text(max_size=20), st.integers(), max_size=3))
+def test_any_phase_vars_are_a_drill_or_a_clear_error(variables: dict[str, int]) -> None:
+    document = replaced(VALID, ("phases", "inject", "vars"), variables)
+    check(yaml.safe_dump(document, allow_unicode=True))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet="&*ab[]{}:, -<\n", max_size=120))
+def test_any_alias_and_anchor_soup_is_a_drill_or_a_clear_error(text: str) -> None:
+    check("topology: " + text)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.text(max_size=20))
 def test_any_duration_text_parses_or_is_a_value_error(text: str) -> None:

@@ -68,6 +68,16 @@ def test_defaults_and_vars() -> None:
         (lambda t: t.replace("name: x", "name: Not A Slug"), "name", "lower-case"),
         (lambda t: t.replace("timeout: 15m", "timeout: 0s"), "phases.steady_state.timeout",
          "greater than 0s"),
+        (lambda t: t.replace("dalp_walsender_freeze_ms", "ansible_host"),
+         "phases.inject.vars.ansible_host", "cannot override"),
+        (lambda t: t.replace("dalp_walsender_freeze_ms", "dalp_run_id"),
+         "phases.inject.vars.dalp_run_id", "set by dalp-dr"),
+        (lambda t: t + "checks: [{name: c, sql: 'select 1; delete from t', expect: {min: 1}}]\n",
+         "checks[0].sql", "exactly one statement"),
+        (lambda t: t + "checks: [{name: c, sql: 'select pg_cancel_backend(1)', "
+                       "expect: {min: 1}}]\n", "checks[0].sql", "pg_cancel_backend()"),
+        (lambda t: t.replace("owner: sre\n", "owner: sre\nowner: eve\n"), "owner",
+         "duplicate key 'owner' at line 5"),
     ],
 )
 def test_errors_name_the_field(mutation, field: str, words: str) -> None:  # type: ignore[no-untyped-def]
