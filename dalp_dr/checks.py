@@ -172,7 +172,7 @@ def _sql(check: VerifyCheck, endpoint: ServiceEndpoint) -> CheckOutcome:
     try:
         session = _connect_read_only(endpoint, check.timeout.total_seconds())
         try:
-            value = session.query_value(query)
+            value = session.query_value(query, timeout=check.timeout.total_seconds())
         finally:
             session.close()
     except EndpointError as exc:

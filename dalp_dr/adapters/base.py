@@ -92,7 +92,7 @@ class EndpointSession(Protocol):
 
     def identity(self) -> ServerIdentity: ...
 
-    def query_value(self, sql: str) -> Any:
+    def query_value(self, sql: str, *, timeout: float | None = None) -> Any:
         """First column of the first row of ``sql``, run read-only (verify checks)."""
         ...
 

@@ -97,17 +97,21 @@ class PostgresSession:
         assert row is not None
         return ServerIdentity(port=row[0], in_recovery=bool(row[1]), timeline=row[2])
 
-    def query_value(self, sql: str) -> Any:
+    def query_value(self, sql: str, *, timeout: float | None = None) -> Any:
         """The first column of the first row of one query (a verify check: it can look,
         never change). ``sql`` is a single SELECT without a trailing ';' (checks.check_query
         gives it so). The server is given it as a subquery, so PostgreSQL's own grammar
         refuses anything that is not a query (COPY, a data-modifying WITH, a second
         statement); through the extended query protocol (pipeline mode: one statement per
-        message, whatever the text holds); in a READ ONLY transaction."""
+        message, whatever the text holds); in a READ ONLY transaction. ``timeout`` bounds
+        the query on the server (statement_timeout), so a slow check cannot hold verify."""
         wrapped = f"select * from (\n{sql}\n) as dalp_check"
         try:
             with self._conn.transaction():
                 self._conn.execute("set transaction read only")
+                if timeout is not None:
+                    self._conn.execute("select set_config('statement_timeout', %s, true)",
+                                       (f"{max(1, round(timeout * 1000))}ms",))
                 with self._conn.pipeline():
                     cursor = self._conn.execute(wrapped)
                 row = cursor.fetchone()

@@ -255,6 +255,15 @@ class TestOnARealServer:
         assert "cannot insert multiple commands" in fails(role, breakout)
         assert rows(server) == 3
 
+    def test_a_slow_check_is_stopped_by_its_timeout(self, server: Path) -> None:
+        """The check's timeout bounds the query on the server, not only the connect."""
+        check = VerifyCheck.model_validate({"name": "slow", "sql": "select pg_sleep(30)",
+                                            "expect": {"min": 0}, "timeout": "1s"})
+        started = time.monotonic()
+        [outcome] = run_checks([check], {"service": endpoint("checker")}, Redactor())
+        assert not outcome.ok and "statement timeout" in outcome.detail, outcome
+        assert time.monotonic() - started < 15
+
     def test_the_check_connection_refuses_writes_itself(self, server: Path) -> None:
         session = endpoint("postgres").connect(timeout=5, read_only=True)
         try:
