@@ -34,6 +34,7 @@ from dalp_dr.results import HeartbeatSample
 
 
 def atomic_write(path: Path, data: str) -> None:
+    private_files.replaceable(path)
     tmp = path.with_name(f".{path.name}.tmp")
     with os.fdopen(private_files.open_for_write(tmp), "w", encoding="utf-8") as fh:
         fh.write(data)

@@ -44,6 +44,20 @@ def open_for_write(path: Path, append: bool = False) -> int:
     return fd
 
 
+def replaceable(path: Path) -> Path:
+    """``path``, when a file written beside it may be renamed over it: it does not exist, or
+    is a regular file. A device, a FIFO, a directory or a symbolic link is never replaced
+    (``-o /dev/null`` must not turn a device node into a file)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError("exists and is not a regular file: it is not replaced",
+                          field=str(path), hint="name a new file or a regular file")
+    return path
+
+
 def chmod_file(path: Path) -> None:
     """The private file mode on an existing file, never through a link. By path, never
     through a descriptor: closing any descriptor of a SQLite database (or its -wal/-shm)

@@ -194,7 +194,7 @@ class _TarWriter:
 
     def __init__(self, destination: Path) -> None:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        self._final = destination
+        self._final = private_files.replaceable(destination)
         self._tmp = destination.with_name(f".{destination.name}.tmp")
         self._file = os.fdopen(private_files.open_for_write(self._tmp), "wb")  # 0600
         self._tar = tarfile.open(fileobj=self._file, mode="w:gz",  # noqa: SIM115

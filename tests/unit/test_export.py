@@ -248,3 +248,28 @@ def test_history_verify_names_reordered_records(history: str, tmp_path: Path) ->
     assert swapped.returncode == 1
     assert "#2 run 20260701T030000Z-cccccc" in swapped.stderr
     assert "does not link to the entry before it" in swapped.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "directory"])
+def test_export_never_replaces_what_is_not_a_regular_file(history: str, tmp_path: Path,
+                                                         kind: str) -> None:
+    """``-o /dev/full`` once turned the device node into a file (written beside it, renamed
+    over it): a FIFO, a link or a directory is left alone, exit 2."""
+    import os
+
+    from dalp_dr.cli import main
+
+    target, victim = tmp_path / "out.json", tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "symlink":
+        target.symlink_to(victim)
+    else:
+        target.mkdir()
+    results = str(tmp_path / "results")
+    assert main(["--results-dir", results, "--store", history, "export", "--format", "json",
+                 "-o", str(target)]) == 2
+    assert victim.read_text() == "untouched"
+    assert {"fifo": target.is_fifo(), "symlink": target.is_symlink(),
+            "directory": target.is_dir()}[kind]
