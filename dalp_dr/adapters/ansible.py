@@ -4,10 +4,16 @@ ansible-runner runs ``ansible-playbook`` in a child process and reports every ev
 private data directory (which holds extravars and environment) is a temporary directory that
 is removed afterwards; the events we keep are passed to ``on_event`` for the journal, which
 redacts them.
+
+Extra vars are data, never templates: what a phase publishes with ``set_stats`` may quote a
+target's output, and is handed to the next phase. Every string reaches Ansible marked unsafe
+(``__ansible_unsafe`` in a JSON vars file of our own, ``-e @file``), so a
+``{{ lookup('pipe', ...) }}`` in a leader name stays those characters.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -19,42 +25,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dalp_dr.adapters.base import CancelCheck, EventSink, PlaybookResult
 from dalp_dr.errors import PlaybookFailed
 from dalp_dr.vault import VaultIdentities, active
 
-
-class _Unsafe(str):
-    """A string Ansible must never template (YAML tag ``!unsafe``)."""
-
-
-class _UnsafeDumper(yaml.SafeDumper):
-    pass
-
-
-_UnsafeDumper.add_representer(
-    _Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value)))
+UNSAFE = "__ansible_unsafe"
+"""Ansible's JSON marker for a string it must never template. (The YAML ``!unsafe`` tag is no
+substitute: ansible-core 2.19 still resolves such a scalar's type, so ``'12'`` arrives as an
+int and a timestamp as a datetime.)"""
 
 
 def _as_data(value: Any) -> Any:
     """Every string in ``value`` (keys excepted: Ansible does not template them) unsafe."""
     if isinstance(value, str):
-        return _Unsafe(value)
+        return {UNSAFE: value}
     if isinstance(value, Mapping):
         return {str(k): _as_data(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_as_data(v) for v in value]
     if value is None or isinstance(value, (bool, int, float)):
         return value
-    return _Unsafe(str(value))  # datetimes, paths: their text
+    return {UNSAFE: str(value)}  # datetimes, paths: their text
 
 
 def write_extravars(path: Path, extravars: Mapping[str, Any]) -> None:
-    """The extra vars as a YAML vars file in which every string is ``!unsafe``."""
-    text = yaml.dump(_as_data(dict(extravars)), Dumper=_UnsafeDumper, allow_unicode=True,
-                     default_flow_style=False, sort_keys=True)
+    """The extra vars as a JSON vars file in which every string is marked unsafe."""
+    text = json.dumps(_as_data(dict(extravars)), ensure_ascii=False, sort_keys=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
@@ -173,7 +169,7 @@ class AnsibleRunner:
         private = Path(tempfile.mkdtemp(prefix="dalp-dr-runner-", dir=self._workdir))
         started = datetime.now(UTC)
         try:
-            extra_file = private / "dalp-extravars.yml"
+            extra_file = private / "dalp-extravars.json"
             write_extravars(extra_file, extravars)
             cmdline = ["-e", f"@{extra_file}", *(self._vault or active()).argv(),
                        *(["--check"] if check else [])]

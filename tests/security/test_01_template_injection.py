@@ -94,9 +94,15 @@ def test_extra_vars_keep_their_types(tmp_path: Path, localhost: Path) -> None:
           - dalp_flag is sameas true
           - dalp_nested["items"][1] == 'b'
           - dalp_none is none
+          - dalp_looks_like_a_number is string and dalp_looks_like_a_number == '12'
+          - dalp_looks_like_a_time is string
 """)
     result = AnsibleRunner(workdir=tmp_path).run(
         playbook, localhost, timeout=120,
         extravars={"dalp_rto_seconds": 120.5, "dalp_count": 3, "dalp_flag": True,
-                   "dalp_nested": {"items": ["a", "b"]}, "dalp_none": None})
+                   "dalp_nested": {"items": ["a", "b"]}, "dalp_none": None,
+                   # strings stay strings (ansible-core 2.19 resolves a !unsafe YAML scalar's
+                   # type: '12' became an int, a timestamp a datetime)
+                   "dalp_looks_like_a_number": "12",
+                   "dalp_looks_like_a_time": "2026-12-02 04:00:00+00:00"})
     assert result.ok, result.describe_failure()
