@@ -91,7 +91,10 @@ def test_node_loss_waits_for_the_leader_key_to_expire(tmp_path: Path) -> None:
                                          tmp_path / "results")
     at = offsets(result)
     gone = next(e for e in result["timeline"] if e["name"] == "leader key gone")
-    assert "key absent: released or expired" in gone["detail"]
+    # Patroni watches the key: the survivor takes it within milliseconds of expiry, so the
+    # observer (polling) may or may not see it absent in between
+    assert "key absent: released or expired" in gone["detail"] \
+        or f"{old} no longer holds the leader key (taken over by " in gone["detail"], gone
     # nobody released it: it expired, ttl (6 s) after its last refresh (every loop_wait, 1 s)
     assert 4.0 < at["leader key gone"] <= 6.5
     assert at["lost node started again"] < at["old leader rejoined"]
