@@ -161,3 +161,20 @@ def reseal_from(sqlite_path: Path, run_id: str, edit: dict[str, object]) -> None
         prev = entry.digest
     conn.commit()
     conn.close()
+
+
+# The smallest valid drill document (its inventory and playbooks are not resolved).
+MINIMAL_DRILL = """\
+name: x
+topology: hot-warm
+scenario: failover
+owner: sre
+objectives: {rto: 30m, rpo: 5m}
+inventory: inv.yml
+endpoint: {from_inventory: dsn}
+phases:
+  preflight: {playbook: p.yml}
+  inject: {playbook: p.yml}
+  verify: {playbook: p.yml}
+  steady_state: {playbook: p.yml}
+"""

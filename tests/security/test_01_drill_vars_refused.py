@@ -15,23 +15,13 @@ import pytest
 from dalp_dr.cli import main
 from dalp_dr.errors import SpecError
 from dalp_dr.spec import parse_drill
+from tests.factories import MINIMAL_DRILL
 
 ROOT = Path(__file__).resolve().parents[2]
 
-DRILL = """\
-name: x
-topology: hot-warm
-scenario: failover
-owner: sre
-objectives: {rto: 30m, rpo: 5m}
-inventory: inv.yml
-endpoint: {from_inventory: dsn}
-phases:
-  preflight: {playbook: p.yml}
-  inject: {playbook: p.yml, vars: {dalp_walsender_freeze_ms: 500, VAR: VALUE}}
-  verify: {playbook: p.yml}
-  steady_state: {playbook: p.yml}
-"""
+DRILL = MINIMAL_DRILL.replace(
+    "inject: {playbook: p.yml}",
+    "inject: {playbook: p.yml, vars: {dalp_walsender_freeze_ms: 500, VAR: VALUE}}")
 
 README_CONTRACT = {
     "dalp_pg_host", "dalp_pg_port", "dalp_pg_data", "dalp_pg_bin", "dalp_pg_socket_dir",

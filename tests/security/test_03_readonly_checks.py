@@ -31,21 +31,9 @@ from dalp_dr.checks import _sql, run_checks
 from dalp_dr.errors import EndpointError, SpecError
 from dalp_dr.redact import Redactor
 from dalp_dr.spec import Expect, VerifyCheck, parse_drill
+from tests.factories import MINIMAL_DRILL
 
-DRILL = """\
-name: x
-topology: hot-warm
-scenario: failover
-owner: sre
-objectives: {rto: 30m, rpo: 5m}
-inventory: inv.yml
-endpoint: {from_inventory: dsn}
-phases:
-  preflight: {playbook: p.yml}
-  inject: {playbook: p.yml}
-  verify: {playbook: p.yml}
-  steady_state: {playbook: p.yml}
-"""
+DRILL = MINIMAL_DRILL
 
 DELETE_AFTER_COMMIT = "select 1; commit; delete from t"
 CTE_DELETE = "with d as (delete from t returning 1) select count(*) from d"

@@ -19,23 +19,11 @@ import pytest
 
 from dalp_dr.errors import SpecError
 from dalp_dr.spec import parse_drill
+from tests.factories import MINIMAL_DRILL
 
 ROOT = Path(__file__).resolve().parents[2]
 
-VALID = """\
-name: x
-topology: hot-warm
-scenario: failover
-owner: sre
-objectives: {rto: 30m, rpo: 5m}
-inventory: inv.yml
-endpoint: {from_inventory: dsn}
-phases:
-  preflight: {playbook: p.yml}
-  inject: {playbook: p.yml}
-  verify: {playbook: p.yml}
-  steady_state: {playbook: p.yml}
-"""
+VALID = MINIMAL_DRILL
 
 
 def bomb(levels: int, width: int = 10) -> str:
