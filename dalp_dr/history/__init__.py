@@ -14,25 +14,25 @@ from pathlib import Path
 from dalp_dr.checkpoints import Checkpointer, S3Witness
 from dalp_dr.config import Settings
 from dalp_dr.errors import ConfigError
+from dalp_dr.history.backends import Backend, PostgresBackend, SqliteBackend
 from dalp_dr.history.base import HistoryStore, Lease, RunSummary, Seal, SealObserver
-from dalp_dr.history.sqlite import SqliteHistory
+from dalp_dr.history.store import SqlHistory
 
 
 def open_store(url: str, *, migrate: bool = False, results_dir: Path | None = None,
                observer: SealObserver | None = None) -> HistoryStore:
     """Open (and create) the store. The embedded SQLite store upgrades its schema on open;
     a shared PostgreSQL store only with ``migrate=True`` (``dalp-dr store migrate``)."""
+    backend: Backend
     if url.startswith("sqlite://"):  # sqlite:///abs/path or sqlite://relative/path
-        return SqliteHistory(Path(url.removeprefix("sqlite://")), results_dir=results_dir,
-                             observer=observer)
-    if url.startswith(("postgresql://", "postgres://")):
-        from dalp_dr.history.postgres import PostgresHistory
-
-        return PostgresHistory(url, migrate=migrate, results_dir=results_dir,
-                               observer=observer)
-    raise ConfigError(f"unsupported history store URL {url.split('://')[0]}://...",
-                      source="DALP_DR_STORE",
-                      hint="use sqlite:///path/to/history.sqlite or postgresql://...")
+        backend = SqliteBackend(Path(url.removeprefix("sqlite://")))
+    elif url.startswith(("postgresql://", "postgres://")):
+        backend = PostgresBackend(url)
+    else:
+        raise ConfigError(f"unsupported history store URL {url.split('://')[0]}://...",
+                          source="DALP_DR_STORE",
+                          hint="use sqlite:///path/to/history.sqlite or postgresql://...")
+    return SqlHistory(backend, migrate=migrate, results_dir=results_dir, observer=observer)
 
 
 def checkpointer(settings: Settings,

@@ -1,4 +1,5 @@
-"""The history store contract. SQLite (embedded, default) and PostgreSQL implement it."""
+"""The history store contract and what every view of it reads (dalp_dr.history.store
+implements it for SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import functools
 import json
 import threading
 from collections.abc import Callable, Collection, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, Protocol, TypeVar, cast
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dalp_dr import integrity, private_files
-from dalp_dr.errors import StoreError, TamperedHistory
+from dalp_dr.errors import HintKey, StoreError, TamperedHistory
 from dalp_dr.integrity import ChainEntry, SealedRecord
 from dalp_dr.results import Outcome, RunResult
 
@@ -32,9 +33,18 @@ class Seal(StrEnum):
     TAMPERED = "tampered"
     """its record no longer matches its seal (or a final record nobody sealed)"""
     UNCHECKED = "unchecked"
+    """not held against the chain (``list_runs``; ``views.list_checked`` holds it)"""
+
+
+SUMMARY_COLUMNS = ("run_id", "drill", "topology", "environment", "trigger", "operator",
+                   "started_at", "ended_at", "outcome", "recovery_time", "data_loss_window",
+                   "evidence_dir", "planned_at")
+"""the runs-table columns a RunSummary is made of, in this order (every store's schema)"""
 
 
 class RunSummary(BaseModel):
+    """One run as the history lists it: its summary columns, not its whole record."""
+
     model_config = ConfigDict(frozen=True)
 
     run_id: str
@@ -57,31 +67,6 @@ class RunSummary(BaseModel):
     seal_problem: str | None = None
 
 
-SUMMARY_COLUMNS = ("run_id", "drill", "topology", "environment", "trigger", "operator",
-                   "started_at", "ended_at", "outcome", "recovery_time", "data_loss_window",
-                   "evidence_dir", "planned_at")
-"""the runs-table columns a RunSummary is made of, in this order (every store's schema)"""
-
-INSERT_COLUMNS = ("run_id", "drill", "topology", "scenario", "environment", "owner", "trigger",
-                  "operator", "spec_hash", "spec_json", "started_at", "ended_at", "outcome",
-                  "recovery_time", "data_loss_window", "result_json", "evidence_dir",
-                  "planned_at")
-
-
-class Lease(BaseModel):
-    """Who holds a named lease (an environment lock, the scheduler leadership) until when."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    holder: str
-    """an opaque token unique to the holding process (or run)"""
-    info: str
-    """for humans: what holds it (drill, run id, operator, host, pid)"""
-    acquired_at: datetime
-    expires_at: datetime
-
-
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -96,15 +81,6 @@ def serialized(method: _F) -> _F:
             return method(self, *args, **kwargs)
 
     return cast(_F, wrapper)
-
-
-def begin_row(result: RunResult, spec_json: str) -> tuple[object, ...]:
-    """Values for INSERT_COLUMNS when a run begins (started_at as a datetime)."""
-    return (result.run_id, result.drill, result.topology.value, result.scenario.value,
-            result.environment, result.owner, result.trigger.value, result.operator,
-            result.spec_hash, spec_json, result.started_at, None, result.outcome.value, None,
-            None, result.model_dump_json(), integrity.relative_evidence(result.evidence_dir),
-            result.planned_at)
 
 
 def evidence_for_seal(evidence_dir: str, results_dir: Path | None) -> dict[str, str]:
@@ -148,8 +124,8 @@ def summary_from_row(row: tuple[object, ...], results_dir: Path | None = None) -
         return RunSummary.model_validate(values)
     except ValidationError as exc:
         raise TamperedHistory(f"run {str(values['run_id'])[:80]!r}: its row holds values "
-                              f"dalp-dr never writes ({_first_error(exc)}); see 'dalp-dr "
-                              "history verify'") from None
+                              f"dalp-dr never writes ({_first_error(exc)})",
+                              hint_key=HintKey.VERIFY_HISTORY) from None
 
 
 def result_from_json(run_id: str, text: str) -> RunResult:
@@ -158,8 +134,8 @@ def result_from_json(run_id: str, text: str) -> RunResult:
         return RunResult.model_validate_json(text)
     except ValidationError as exc:
         raise TamperedHistory(f"run {run_id[:80]!r}: its record holds values dalp-dr never "
-                              f"writes ({_first_error(exc)}); see 'dalp-dr history verify'"
-                              ) from None
+                              f"writes ({_first_error(exc)})",
+                              hint_key=HintKey.VERIFY_HISTORY) from None
 
 
 def entry_from_row(row: tuple[Any, ...]) -> SealedRecord:
@@ -185,6 +161,20 @@ def _first_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ()))
     return f"{where}: {first.get('msg')}"
+
+
+class Lease(BaseModel):
+    """Who holds a named lease (an environment lock, the scheduler leadership) until when."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    holder: str
+    """an opaque token unique to the holding process (or run)"""
+    info: str
+    """for humans: what holds it (drill, run id, operator, host, pid)"""
+    acquired_at: datetime
+    expires_at: datetime
 
 
 class HistoryStore(Protocol):
@@ -260,19 +250,3 @@ class HistoryStore(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-class SealingFinish:
-    """``finish`` for every store: the record and its seal in the store's transaction
-    (``_finish``), inside the observer's ``sealing()``, then the observer told."""
-
-    observer: SealObserver | None
-
-    def _finish(self, result: RunResult) -> ChainEntry | None:
-        raise NotImplementedError
-
-    def finish(self, result: RunResult) -> None:
-        with self.observer.sealing() if self.observer is not None else nullcontext():
-            entry = self._finish(result)
-            if entry is not None and self.observer is not None:
-                self.observer.sealed(entry)

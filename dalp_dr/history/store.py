@@ -1,0 +1,319 @@
+"""The history store: one implementation over SQLAlchemy Core, for SQLite (embedded,
+default) and PostgreSQL (production). What the two do differently is in
+``dalp_dr.history.backends`` (connecting, write locks, lease clock, migration policy) and
+``dalp_dr.history.schema`` (table names and column types).
+
+Every write is its own transaction; reads see committed runs only, so a second dalp-dr
+process (another operator, the scheduler) sees a run as ``running`` from the moment it
+began. Evidence files are hashed before a transaction opens, never inside one. Database
+errors become StoreError here, with credentials masked.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Connection, and_, case, func, literal, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from dalp_dr import integrity
+from dalp_dr.clock import utcnow
+from dalp_dr.errors import HintKey, StoreError, UnknownRun
+from dalp_dr.history.backends import WRITE, Backend
+from dalp_dr.history.base import (
+    SUMMARY_COLUMNS,
+    Lease,
+    RunSummary,
+    SealObserver,
+    entry_from_row,
+    evidence_for_seal,
+    result_from_json,
+    serialized,
+    summary_from_row,
+)
+from dalp_dr.history.schema import SCHEMA_VERSION, Tables
+from dalp_dr.results import Outcome, RunResult
+
+
+class _FinishedMeanwhile(StoreError):
+    """An upgrade found a final record whose evidence was not hashed before it began
+    (never leaves this module: the upgrade starts again)."""
+
+
+class SqlHistory:
+    """A HistoryStore (``dalp_dr.history.base``) on one SQL database."""
+
+    def __init__(self, backend: Backend, *, migrate: bool = False,
+                 results_dir: Path | None = None, observer: SealObserver | None = None
+                 ) -> None:
+        self.backend = backend
+        self.results_dir = results_dir
+        self.observer = observer
+        self.t = Tables(backend.dialect)
+        self._lock = threading.RLock()
+        try:
+            self._engine = backend.engine()
+            self.migrated_from = self._migrate(migrate)
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._error("cannot open history", exc) from None
+
+    def _error(self, what: str, exc: BaseException) -> StoreError:
+        return StoreError(f"{what} {self.backend.where}: {self.backend.message(exc)}")
+
+    @contextmanager
+    def _tx(self, what: str, write: bool = False) -> Iterator[Connection]:
+        """One transaction; a database error becomes StoreError("<what> <store>: ...")."""
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(**{WRITE: write})
+                with conn.begin():
+                    yield conn
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._error(what, exc) from None
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def _migrate(self, migrate: bool) -> int | None:
+        """Create the schema, or bring it to SCHEMA_VERSION as the backend's migration
+        policy allows, in one transaction. Returns the version it upgraded from (None: new
+        or current)."""
+        for _attempt in range(3):
+            with self._tx("cannot open history") as conn:
+                found = self.t.found_version(conn)
+                upgrading = found is not None and found < SCHEMA_VERSION and \
+                    (migrate or self.backend.upgrades_on_open)
+                # what an upgrade to schema 3 seals, its evidence hashed before the upgrade
+                unsealed = self.t.final_unsealed(conn) if upgrading and found is not None \
+                    and found < 3 else []
+            try:
+                manifests = {run_id: integrity.evidence_manifest(
+                    integrity.evidence_location(evidence_dir, self.results_dir))
+                    for run_id, evidence_dir in unsealed}
+            except OSError as exc:
+                raise self._error("cannot read the evidence to seal in", exc) from None
+            try:
+                return self._migrate_with(migrate, manifests)
+            except _FinishedMeanwhile:
+                continue  # a run finished since: hash its evidence too, then again
+        raise StoreError(f"cannot upgrade {self.backend.where}: runs keep finishing while it "
+                         "upgrades; stop the older dalp-dr processes that write to it")
+
+    def _migrate_with(self, migrate: bool, manifests: dict[str, dict[str, str]]
+                      ) -> int | None:
+        with self._tx("cannot open history", write=True) as conn:
+            self.backend.lock(conn, "dalp_dr_schema")  # one migrator at a time
+            found = self.t.found_version(conn)
+            if found is None:
+                self.t.create(conn)
+                return None
+            if found > SCHEMA_VERSION:
+                raise StoreError(f"{self.backend.where}: schema version {found} is newer "
+                                 f"than this dalp-dr ({SCHEMA_VERSION}); upgrade dalp-dr")
+            if found == SCHEMA_VERSION:
+                return None
+            if not (migrate or self.backend.upgrades_on_open):
+                raise StoreError(
+                    f"{self.backend.where}: schema version {found} is older than this "
+                    f"dalp-dr ({SCHEMA_VERSION})", hint_key=HintKey.MIGRATE_STORE)
+
+            def seal(run_id: str) -> None:
+                if run_id not in manifests:
+                    raise _FinishedMeanwhile(run_id)
+                self._seal(conn, run_id, None, manifests[run_id])
+
+            self.t.upgrade(conn, found, seal)
+        return found
+
+    @serialized
+    def describe(self) -> str:
+        kind = self.backend.dialect.kind.value
+        return f"{kind} {self.backend.where} (schema version {SCHEMA_VERSION})"
+
+    # -- runs -----------------------------------------------------------------------------
+
+    @serialized
+    def begin(self, result: RunResult, spec_json: str) -> None:
+        with self._tx("cannot write history", write=True) as conn:
+            conn.execute(self.t.runs.insert().values(
+                run_id=result.run_id, drill=result.drill, topology=result.topology.value,
+                scenario=result.scenario.value, environment=result.environment,
+                owner=result.owner, trigger=result.trigger.value, operator=result.operator,
+                spec_hash=result.spec_hash, spec_json=spec_json,
+                started_at=result.started_at, ended_at=None, outcome=result.outcome.value,
+                recovery_time=None, data_loss_window=None,
+                result_json=result.model_dump_json(),
+                evidence_dir=integrity.relative_evidence(result.evidence_dir),
+                planned_at=result.planned_at))
+
+    def finish(self, result: RunResult) -> None:
+        """The final result and its seal in one transaction, inside the observer's
+        ``sealing()``; the observer is told once it committed."""
+        with self.observer.sealing() if self.observer is not None else nullcontext():
+            entry = self._finish(result)
+            if entry is not None and self.observer is not None:
+                self.observer.sealed(entry)
+
+    @serialized
+    def _finish(self, result: RunResult) -> integrity.ChainEntry | None:
+        m = result.measurements
+        final = result.outcome is not Outcome.RUNNING
+        evidence = evidence_for_seal(result.evidence_dir, self.results_dir) if final else {}
+        result_json = result.model_dump_json()
+        runs = self.t.runs
+        with self._tx("cannot write history", write=True) as conn:
+            done = conn.execute(update(runs).where(runs.c.run_id == result.run_id).values(
+                ended_at=result.ended_at, outcome=result.outcome.value,
+                recovery_time=m.recovery_time if m else None,
+                data_loss_window=m.data_loss_window if m else None, result_json=result_json))
+            if done.rowcount != 1:
+                raise StoreError(f"cannot finish run {result.run_id}: it was never begun")
+            return self._seal(conn, result.run_id, result_json, evidence) if final else None
+
+    def _seal(self, conn: Connection, run_id: str, result_json: str | None,
+              evidence: dict[str, str]) -> integrity.ChainEntry:
+        """Append the chain entry for a final record, in the caller's transaction.
+        ``evidence``: its manifest, computed before the transaction."""
+        self.backend.lock(conn, "dalp_dr_chain")  # one sealer at a time
+        runs, chain = self.t.runs.c, self.t.chain
+        row = conn.execute(select(runs.result_json, runs.spec_json)
+                           .where(runs.run_id == run_id)).one()
+        last = conn.execute(select(chain.c.seq, chain.c.digest)
+                            .order_by(chain.c.seq.desc()).limit(1)).first()
+        entry = integrity.seal(last[0] + 1 if last else 1, run_id,
+                               result_json or row.result_json, row.spec_json, evidence,
+                               last[1] if last else integrity.GENESIS, utcnow())
+        conn.execute(chain.insert().values(
+            seq=entry.seq, run_id=entry.run_id, record_digest=entry.record_digest,
+            evidence_json=json.dumps(entry.evidence, sort_keys=True),
+            evidence_digest=entry.evidence_digest, prev_digest=entry.prev_digest,
+            digest=entry.digest, sealed_at=entry.sealed_at))
+        return entry
+
+    @serialized
+    def sealed_records(self, run_ids: Collection[str] | None = None
+                       ) -> Iterator[integrity.SealedRecord]:
+        c, r = self.t.chain.c, self.t.runs.c
+        query = (select(c.seq, c.run_id, c.record_digest, c.evidence_json, c.evidence_digest,
+                        c.prev_digest, c.digest, c.sealed_at, r.result_json, r.spec_json,
+                        *(r[name] for name in SUMMARY_COLUMNS))
+                 .select_from(self.t.chain.outerjoin(self.t.runs, r.run_id == c.run_id))
+                 .order_by(c.seq))
+        if run_ids is not None:
+            query = query.where(c.run_id.in_(list(run_ids)))
+        with self._tx("cannot read history") as conn:
+            rows = conn.execute(query).all()
+        return iter([entry_from_row(tuple(row)) for row in rows])
+
+    @serialized
+    def unsealed_runs(self) -> list[str]:
+        r = self.t.runs.c
+        with self._tx("cannot read history") as conn:
+            return list(conn.scalars(
+                select(r.run_id).where(r.outcome != "running",
+                                       r.run_id.not_in(select(self.t.chain.c.run_id)))
+                .order_by(r.started_at)))
+
+    @serialized
+    def list_runs(self, *, drill: str | None = None, outcome: Outcome | None = None,
+                  limit: int = 50) -> list[RunSummary]:
+        r = self.t.runs.c
+        query = select(*(r[name] for name in SUMMARY_COLUMNS))
+        if drill:
+            query = query.where(r.drill == drill)
+        if outcome is not None:
+            query = query.where(r.outcome == outcome.value)
+        with self._tx("cannot read history") as conn:
+            rows = conn.execute(query.order_by(r.started_at.desc()).limit(limit)).all()
+        return [summary_from_row(tuple(row), self.results_dir) for row in rows]
+
+    def _one(self, run_id: str, column: str) -> str:
+        """``column`` of the run ``run_id`` names exactly or as a unique prefix (a plain
+        prefix, not LIKE: '%' and '_' in what the user typed match literally)."""
+        r = self.t.runs.c
+        prefix = and_(literal(run_id) != "",
+                      func.substr(r.run_id, 1, func.length(literal(run_id))) == run_id)
+        with self._tx("cannot read history") as conn:
+            rows = conn.execute(select(r[column]).where(or_(r.run_id == run_id, prefix))
+                                .limit(3)).all()
+        if not rows:
+            raise UnknownRun(f"no run '{run_id}' in the history", source=self.backend.where,
+                             hint_key=HintKey.LIST_RUNS)
+        if len(rows) > 1:
+            raise UnknownRun(f"run id prefix '{run_id}' is ambiguous",
+                             source=self.backend.where, hint="give more characters")
+        return str(rows[0][0])
+
+    @serialized
+    def get(self, run_id: str) -> RunResult:
+        return result_from_json(run_id, self._one(run_id, "result_json"))
+
+    @serialized
+    def spec_snapshot(self, run_id: str) -> str:
+        return self._one(run_id, "spec_json")
+
+    # -- leases and fire claims (the backend's lease clock) ------------------------------
+
+    def _lease(self, conn: Connection, name: str) -> Lease | None:
+        row = conn.execute(select(self.t.leases).where(self.t.leases.c.name == name)).first()
+        return None if row is None else Lease.model_validate(row._asdict())
+
+    @serialized
+    def acquire_lease(self, name: str, holder: str, info: str, ttl: float) -> Lease:
+        leases = self.t.leases
+        with self._tx(f"cannot take lease {name} in", write=True) as conn:
+            now = self.backend.now(conn)  # one instant: acquired_at and expires_at agree
+            new = self.backend.insert(leases).values(
+                name=name, holder=holder, info=info, acquired_at=now,
+                expires_at=now + timedelta(seconds=ttl))
+            ours = leases.c.holder == new.excluded.holder
+            conn.execute(new.on_conflict_do_update(
+                index_elements=[leases.c.name],
+                set_={"holder": new.excluded.holder, "info": new.excluded.info,
+                      "expires_at": new.excluded.expires_at,
+                      "acquired_at": case((ours, leases.c.acquired_at),
+                                          else_=new.excluded.acquired_at)},
+                where=or_(ours, leases.c.expires_at < now)))
+            current = self._lease(conn, name)
+        assert current is not None
+        return current
+
+    @serialized
+    def renew_lease(self, name: str, holder: str, ttl: float) -> bool:
+        leases = self.t.leases
+        with self._tx(f"cannot renew lease {name} in", write=True) as conn:
+            done = conn.execute(
+                update(leases).where(leases.c.name == name, leases.c.holder == holder)
+                .values(expires_at=self.backend.now(conn) + timedelta(seconds=ttl)))
+            return done.rowcount == 1
+
+    @serialized
+    def release_lease(self, name: str, holder: str) -> None:
+        leases = self.t.leases
+        with self._tx(f"cannot release lease {name} in", write=True) as conn:
+            conn.execute(leases.delete().where(leases.c.name == name,
+                                               leases.c.holder == holder))
+
+    @serialized
+    def get_lease(self, name: str) -> Lease | None:
+        with self._tx(f"cannot read lease {name} in") as conn:
+            return self._lease(conn, name)
+
+    @serialized
+    def claim_fire(self, drill: str, planned_at: datetime, claimed_by: str) -> bool:
+        with self._tx(f"cannot claim {drill} at {planned_at:%Y-%m-%d %H:%M:%S} in",
+                      write=True) as conn:
+            done = conn.execute(self.backend.insert(self.t.fires).values(
+                drill=drill, planned_at=planned_at.astimezone(UTC), claimed_by=claimed_by,
+                claimed_at=self.backend.now(conn)).on_conflict_do_nothing()
+                # an INSERT's row count is kept only when asked for (psycopg drops it)
+                .execution_options(preserve_rowcount=True))
+            return done.rowcount == 1
+
+    @serialized
+    def close(self) -> None:
+        self._engine.dispose()
