@@ -1,16 +1,16 @@
-"""Where dalp-dr keeps things. Flags override environment, environment overrides defaults.
+"""Where dalp-dr keeps things, and every ``DALP_DR_*`` environment variable.
 
-* results directory: ``--results-dir`` / ``DALP_DR_RESULTS`` / ``./results``
-* history store URL: ``--store`` / ``DALP_DR_STORE`` / ``sqlite:///<results dir>/history.sqlite``
-* environment drill-lock lease: ``DALP_DR_LOCK_TTL`` (a duration) / 60s
+This module is the only place that reads a ``DALP_DR_*`` variable; library code takes the
+values as parameters or a :class:`Settings`. Flags override environment, environment
+overrides defaults. :data:`VARIABLES` is the documented table (name, what it does, default),
+shown by the CLI's help.
+
 * project directory (drills/, playbooks/, inventories/): ``--project-dir`` /
   ``DALP_DR_PROJECT`` / the current directory when it has ``playbooks/``, else the checkout
   this package was installed from.
-* signing key directory (bundles and checkpoints): ``--keys`` / ``DALP_DR_KEYS`` /
-  ``~/.config/dalp-dr``
 * checkpoint witness: ``DALP_DR_WITNESS`` (``s3://bucket/prefix``, a bucket with Object
-  Lock), ``DALP_DR_WITNESS_RETAIN_DAYS`` (2557, seven years), ``DALP_DR_WITNESS_LOCK_MODE``
-  (GOVERNANCE or COMPLIANCE); ``DALP_DR_S3_ENDPOINT`` for another S3 API
+  Lock), ``DALP_DR_WITNESS_RETAIN_DAYS``, ``DALP_DR_WITNESS_LOCK_MODE``;
+  ``DALP_DR_S3_ENDPOINT`` for another S3 API
 * file modes: evidence, history and checkpoint files are the owner's alone (0600, 0700
   directories); ``DALP_DR_GROUP_ACCESS=1`` lets the owning group read them (0640, 0750)
 """
@@ -18,12 +18,99 @@
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from dalp_dr.durations import parse_duration
 from dalp_dr.errors import ConfigError
+
+
+class EnvVar(StrEnum):
+    """Every environment variable dalp-dr reads (described in :data:`VARIABLES`)."""
+
+    RESULTS = "DALP_DR_RESULTS"
+    STORE = "DALP_DR_STORE"
+    PROJECT = "DALP_DR_PROJECT"
+    ALLOWED_DIRS = "DALP_DR_ALLOWED_DIRS"
+    LOCK_TTL = "DALP_DR_LOCK_TTL"
+    KEYS = "DALP_DR_KEYS"
+    KEY_PASSPHRASE = "DALP_DR_KEY_PASSPHRASE"
+    WITNESS = "DALP_DR_WITNESS"
+    WITNESS_RETAIN_DAYS = "DALP_DR_WITNESS_RETAIN_DAYS"
+    WITNESS_LOCK_MODE = "DALP_DR_WITNESS_LOCK_MODE"
+    S3_ENDPOINT = "DALP_DR_S3_ENDPOINT"
+    GROUP_ACCESS = "DALP_DR_GROUP_ACCESS"
+    OPERATOR = "DALP_DR_OPERATOR"
+    METRICS_TEXTFILE = "DALP_DR_METRICS_TEXTFILE"
+    WEBHOOK_URL = "DALP_DR_WEBHOOK_URL"
+    SLACK_WEBHOOK_URL = "DALP_DR_SLACK_WEBHOOK_URL"
+    DEBUG = "DALP_DR_DEBUG"
+
+
+def env(variable: EnvVar) -> str | None:
+    """The variable's value; None when unset or empty."""
+    return os.environ.get(variable.value) or None
+
+
+def _flag(variable: EnvVar) -> bool:
+    return (env(variable) or "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _list(variable: EnvVar, separator: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (env(variable) or "").split(separator)
+                 if part.strip())
+
+
+class Variable(BaseModel):
+    """One row of the documented table."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: EnvVar
+    description: str
+    default: str = ""
+    """what applies when it is unset ('' when nothing does)"""
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(name=EnvVar.RESULTS, default="./results",
+             description="results directory: the evidence of every run (--results-dir)"),
+    Variable(name=EnvVar.STORE, default="sqlite:///<results dir>/history.sqlite",
+             description="history store URL, sqlite:/// or postgresql:// (--store)"),
+    Variable(name=EnvVar.PROJECT, default="the current directory if it has playbooks/",
+             description="project directory of drills/, playbooks/, inventories/"),
+    Variable(name=EnvVar.ALLOWED_DIRS, default="",
+             description="more directories (os.pathsep-separated) for drill files"),
+    Variable(name=EnvVar.LOCK_TTL, default="60s",
+             description="how long a drill lock outlives its holder's last renewal (>= 3s)"),
+    Variable(name=EnvVar.KEYS, default="~/.config/dalp-dr",
+             description="signing key directory for bundles and checkpoints (--keys)"),
+    Variable(name=EnvVar.KEY_PASSPHRASE, default="",
+             description="passphrase that encrypts the private signing key"),
+    Variable(name=EnvVar.WITNESS, default="",
+             description="checkpoint witness: s3://bucket/prefix, a bucket with Object Lock"),
+    Variable(name=EnvVar.WITNESS_RETAIN_DAYS, default="2557",
+             description="days each witnessed checkpoint is retained (1-36500)"),
+    Variable(name=EnvVar.WITNESS_LOCK_MODE, default="GOVERNANCE",
+             description="Object Lock mode of the witness: GOVERNANCE or COMPLIANCE"),
+    Variable(name=EnvVar.S3_ENDPOINT, default="",
+             description="endpoint URL of another S3 API (bundle archive and witness)"),
+    Variable(name=EnvVar.GROUP_ACCESS, default="0",
+             description="1: the owning group may read evidence, history and checkpoints"),
+    Variable(name=EnvVar.OPERATOR, default="SUDO_USER, else the OS user",
+             description="who runs drills and exports (--operator)"),
+    Variable(name=EnvVar.METRICS_TEXTFILE, default="",
+             description="node_exporter textfile rewritten after every recorded run"),
+    Variable(name=EnvVar.WEBHOOK_URL, default="",
+             description="comma-separated URLs that get each run's result as JSON"),
+    Variable(name=EnvVar.SLACK_WEBHOOK_URL, default="",
+             description="comma-separated Slack webhook URLs for each run's result"),
+    Variable(name=EnvVar.DEBUG, default="0",
+             description="1: print the traceback of an unexpected exception"),
+)
+"""The documented table of every DALP_DR_* variable, in the order the help shows them."""
 
 
 class Witness(BaseModel):
@@ -47,66 +134,136 @@ class Settings(BaseModel):
     """seconds an environment's drill lock outlives its holder's last renewal"""
     keys_dir: Path = Path.home() / ".config" / "dalp-dr"
     witness: Witness | None = None
+    allowed_dirs: tuple[Path, ...] = ()
+    s3_endpoint: str | None = None
+    operator: str | None = None
+    metrics_textfile: Path | None = None
+    webhook_urls: tuple[str, ...] = ()
+    slack_webhook_urls: tuple[str, ...] = ()
+    group_access: bool = False
+    debug: bool = False
+
+
+def aws_region() -> str:
+    """The AWS SDK's default region (AWS_DEFAULT_REGION), else us-east-1."""
+    return os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def s3_endpoint() -> str | None:
+    """DALP_DR_S3_ENDPOINT: another S3 API (the lab's moto server)."""
+    return env(EnvVar.S3_ENDPOINT)
 
 
 def _witness() -> Witness | None:
-    url = os.environ.get("DALP_DR_WITNESS")
+    url = env(EnvVar.WITNESS)
     if not url:
         return None
     if not url.startswith("s3://") or not url[5:].split("/", 1)[0]:
-        raise ConfigError(f"'{url}' is not an s3:// URL", source="DALP_DR_WITNESS",
+        raise ConfigError(f"'{url}' is not an s3:// URL", source=EnvVar.WITNESS.value,
                           hint="s3://bucket/prefix of a bucket with Object Lock")
     bucket, _, prefix = url[5:].partition("/")
-    days_text = os.environ.get("DALP_DR_WITNESS_RETAIN_DAYS") or "2557"
+    days_text = env(EnvVar.WITNESS_RETAIN_DAYS) or "2557"
     if not days_text.isdigit() or not 1 <= int(days_text) <= 36500:
         raise ConfigError(f"'{days_text}' is not a number of days (1-36500)",
-                          source="DALP_DR_WITNESS_RETAIN_DAYS")
-    mode = (os.environ.get("DALP_DR_WITNESS_LOCK_MODE") or "GOVERNANCE").upper()
+                          source=EnvVar.WITNESS_RETAIN_DAYS.value)
+    mode = (env(EnvVar.WITNESS_LOCK_MODE) or "GOVERNANCE").upper()
     if mode not in ("GOVERNANCE", "COMPLIANCE"):
         raise ConfigError(f"'{mode}' is not an Object Lock mode",
-                          source="DALP_DR_WITNESS_LOCK_MODE", hint="GOVERNANCE or COMPLIANCE")
+                          source=EnvVar.WITNESS_LOCK_MODE.value,
+                          hint="GOVERNANCE or COMPLIANCE")
     return Witness(bucket=bucket, prefix=prefix.strip("/"), retain_days=int(days_text),
-                   lock_mode=mode, endpoint_url=os.environ.get("DALP_DR_S3_ENDPOINT") or None,
-                   region=os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+                   lock_mode=mode, endpoint_url=s3_endpoint(), region=aws_region())
 
 
 def group_access() -> bool:
     """DALP_DR_GROUP_ACCESS: the owning group may read evidence, history and checkpoints."""
-    return os.environ.get("DALP_DR_GROUP_ACCESS", "").lower() in ("1", "true", "yes")
+    return (env(EnvVar.GROUP_ACCESS) or "").lower() in ("1", "true", "yes")
+
+
+def debugging() -> bool:
+    """DALP_DR_DEBUG: set (to anything but '', 0, false, no) for tracebacks."""
+    return _flag(EnvVar.DEBUG)
 
 
 def keys_dir(explicit: str | None = None) -> Path:
     if explicit:
         return Path(explicit)
-    env = os.environ.get("DALP_DR_KEYS")
-    return Path(env) if env else Path.home() / ".config" / "dalp-dr"
+    configured = env(EnvVar.KEYS)
+    return Path(configured) if configured else Path.home() / ".config" / "dalp-dr"
 
 
-def _project_dir(explicit: str | None) -> Path:
+def key_passphrase() -> bytes | None:
+    """DALP_DR_KEY_PASSPHRASE (a secret: read when needed, never kept in Settings)."""
+    value = env(EnvVar.KEY_PASSPHRASE)
+    return value.encode() if value else None
+
+
+def project_dir(explicit: str | None = None) -> Path:
+    """The project directory (see the module docstring for the order)."""
     if explicit:
         return Path(explicit).resolve()
-    env = os.environ.get("DALP_DR_PROJECT")
-    if env:
-        return Path(env).resolve()
+    configured = env(EnvVar.PROJECT)
+    if configured:
+        return Path(configured).resolve()
     cwd = Path.cwd()
     if (cwd / "playbooks").is_dir():
         return cwd
     return Path(__file__).resolve().parent.parent
 
 
+def allowed_dirs() -> tuple[Path, ...]:
+    """DALP_DR_ALLOWED_DIRS: more directories a drill's files may live in."""
+    return tuple(Path(p).resolve() for p in _list(EnvVar.ALLOWED_DIRS, os.pathsep))
+
+
+def operator() -> str | None:
+    """DALP_DR_OPERATOR: who runs drills and exports, when no --operator is given."""
+    value = env(EnvVar.OPERATOR)
+    return value.strip() if value and value.strip() else None
+
+
+def metrics_textfile() -> Path | None:
+    """DALP_DR_METRICS_TEXTFILE: the node_exporter textfile written after each run."""
+    value = env(EnvVar.METRICS_TEXTFILE)
+    return Path(value) if value else None
+
+
+def webhook_urls() -> tuple[str, ...]:
+    """DALP_DR_WEBHOOK_URL: generic JSON webhooks (comma-separated)."""
+    return _list(EnvVar.WEBHOOK_URL, ",")
+
+
+def slack_webhook_urls() -> tuple[str, ...]:
+    """DALP_DR_SLACK_WEBHOOK_URL: Slack incoming webhooks (comma-separated)."""
+    return _list(EnvVar.SLACK_WEBHOOK_URL, ",")
+
+
+def _lock_ttl() -> float:
+    text = env(EnvVar.LOCK_TTL)
+    if not text:
+        return 60.0
+    try:
+        lock_ttl = parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise ConfigError(str(exc), source=EnvVar.LOCK_TTL.value,
+                          hint="a duration such as 60s or 5m") from None
+    if lock_ttl < 3:
+        raise ConfigError("must be at least 3s (the lock is renewed every third of it)",
+                          source=EnvVar.LOCK_TTL.value)
+    return lock_ttl
+
+
+_resolve_project = project_dir  # load_settings' parameter shadows the function's name
+
+
 def load_settings(*, results_dir: str | None = None, store: str | None = None,
                   project_dir: str | None = None, keys: str | None = None) -> Settings:
-    results = Path(results_dir or os.environ.get("DALP_DR_RESULTS") or "results").resolve()
-    url = store or os.environ.get("DALP_DR_STORE") or f"sqlite:///{results / 'history.sqlite'}"
-    lock_ttl = 60.0
-    if os.environ.get("DALP_DR_LOCK_TTL"):
-        try:
-            lock_ttl = parse_duration(os.environ["DALP_DR_LOCK_TTL"]).total_seconds()
-        except ValueError as exc:
-            raise ConfigError(str(exc), source="DALP_DR_LOCK_TTL",
-                              hint="a duration such as 60s or 5m") from None
-        if lock_ttl < 3:
-            raise ConfigError("must be at least 3s (the lock is renewed every third of it)",
-                              source="DALP_DR_LOCK_TTL")
-    return Settings(results_dir=results, store_url=url, project_dir=_project_dir(project_dir),
-                    lock_ttl=lock_ttl, keys_dir=keys_dir(keys), witness=_witness())
+    results = Path(results_dir or env(EnvVar.RESULTS) or "results").resolve()
+    url = store or env(EnvVar.STORE) or f"sqlite:///{results / 'history.sqlite'}"
+    return Settings(results_dir=results, store_url=url,
+                    project_dir=_resolve_project(project_dir), lock_ttl=_lock_ttl(),
+                    keys_dir=keys_dir(keys), witness=_witness(), allowed_dirs=allowed_dirs(),
+                    s3_endpoint=s3_endpoint(), operator=operator(),
+                    metrics_textfile=metrics_textfile(), webhook_urls=webhook_urls(),
+                    slack_webhook_urls=slack_webhook_urls(), group_access=group_access(),
+                    debug=debugging())

@@ -8,16 +8,16 @@ playbook said, rows of the history store): the consoles never read it as Rich ma
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 
 from rich.console import Console
 from rich.text import Text
 
+from dalp_dr import config
 from dalp_dr.redact import Redactor
 
-DEBUG_VARIABLE = "DALP_DR_DEBUG"
+DEBUG_VARIABLE = config.EnvVar.DEBUG.value
 """set (to anything but '', 0, false, no) to get a traceback for an unexpected exception"""
 
 # Not a terminal (CI logs, pipes): wide enough that tables do not fold run ids.
@@ -32,7 +32,7 @@ def styled(*parts: str | tuple[str, str]) -> Text:
 
 
 def debugging() -> bool:
-    return os.environ.get(DEBUG_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
+    return config.debugging()
 
 
 def unexpected(exc: BaseException) -> str:

@@ -16,7 +16,6 @@ import re
 import shutil
 import socket
 import subprocess
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,8 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict
 
-from dalp_dr.errors import InvalidInput, StoreError
+from dalp_dr.clock import utcnow
+from dalp_dr.errors import HintKey, InvalidInput, StoreError, words
 
 
 class Health(StrEnum):
@@ -72,8 +72,7 @@ def diagnose(drills_dir: Path, store_url: str, results_dir: Path | None = None,
             drills.append(load_drill(path))
         except InvalidInput as exc:
             findings.append(Finding(check=f"drill {path.name}", status=Health.MISSING,
-                                    detail=str(exc), fix="fix the definition "
-                                    "('dalp-dr drill validate')"))
+                                    detail=str(exc), fix=words(HintKey.VALIDATE_DRILL)))
     names = [d.spec.name for d in drills]
     by_topology: dict[str, list[str]] = {}
     for d in drills:
@@ -186,8 +185,7 @@ def _check_roles(drills: list[Any], inventories: dict[Path, Any]) -> list[Findin
             except (InvalidInput, EndpointError) as exc:
                 found.append(Finding(check=check, status=Health.WARN, needed_by=[d.spec.name],
                                      detail=f"not checked: {redactor.text(str(exc))}",
-                                     fix="run doctor where the endpoint answers (for the "
-                                         "lab: dalp-dr lab up)"))
+                                     fix=words(HintKey.ENDPOINT_UNREACHABLE)))
                 continue
             if powers:
                 found.append(Finding(
@@ -214,8 +212,7 @@ def _signing_key(keys_dir: Path) -> Finding:
         return Finding(check="signing key", status=Health.WARN,
                        detail=f"none at {private}: the history is sealed but no signed "
                               "checkpoint pins it, and exports cannot be signed",
-                       fix="dalp-dr keys init (then 'dalp-dr history checkpoint --sign' "
-                           "for a history sealed before)")
+                       fix=words(HintKey.SET_UP_SIGNING))
     mode = private.stat().st_mode & 0o777
     if mode & 0o077:
         return Finding(check="signing key", status=Health.MISSING,
@@ -283,8 +280,8 @@ def _s3_endpoints(drills: list[Any], inventories: dict[Path, Any]) -> list[Findi
                 check=f"object storage {parsed.netloc}",
                 status=Health.WARN if lab else Health.MISSING,
                 detail=f"{url} does not answer: {exc}" + (" (the lab is down)" if lab else ""),
-                fix="dalp-dr lab up hot-cold" if lab else "check dalp_s3_endpoint_url and "
-                    "the network", needed_by=users))
+                fix=words(HintKey.START_HOT_COLD_LAB) if lab else "check dalp_s3_endpoint_url "
+                    "and the network", needed_by=users))
     return found
 
 
@@ -302,7 +299,7 @@ def _store(store_url: str) -> Finding:
         store = open_store(store_url)
     except (StoreError, InvalidInput) as exc:
         return Finding(check="history store", status=Health.MISSING, detail=str(exc),
-                       fix="check DALP_DR_STORE; 'dalp-dr store migrate' for an older schema")
+                       fix=words(HintKey.STORE_UNUSABLE))
     try:
         return Finding(check="history store", status=Health.OK, detail=store.describe())
     finally:
@@ -310,7 +307,7 @@ def _store(store_url: str) -> Finding:
 
 
 def _clock(store_url: str) -> Finding:
-    now = datetime.now(UTC)
+    now = utcnow()
     if now.year < 2024:
         return Finding(check="clock", status=Health.MISSING, detail=f"the clock says {now}",
                        fix="set the time (NTP); drill timings and leases depend on it")
@@ -323,7 +320,7 @@ def _clock(store_url: str) -> Finding:
         except (psycopg.Error, OSError):
             row = None
         if row is not None:
-            skew = abs((row[0] - datetime.now(UTC)).total_seconds())
+            skew = abs((row[0] - utcnow()).total_seconds())
             return Finding(check="clock", status=Health.OK if skew < 2 else Health.WARN,
                            detail=f"{skew:.3f}s from the store server's clock",
                            fix="" if skew < 2 else "synchronise clocks (NTP): leases use the "

@@ -9,15 +9,145 @@ Exit code mapping (chosen by the CLI, documented here so it lives next to the cl
 * :class:`InvalidInput` and subclasses -> 2 (nothing was started or changed)
 * :class:`DrillFailed` and subclasses  -> 1
 * :class:`Interrupted`                 -> 130
+
+Library errors never spell a command line: an error about a command-line input names it by
+:class:`Flag`, and what to do next is a :class:`HintKey` (with parameters). The CLI's table
+(``dalp_dr.commands.hints``) gives both their text; it is installed with
+:func:`use_renderer` when the CLI loads. Without it an error reads in neutral words.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Flag(StrEnum):
+    """A command-line input an error is about (the CLI knows its option name)."""
+
+    TO_S3 = "to_s3"
+    KEYS = "keys"
+    KEYS_INIT = "keys_init"
+    BUNDLE = "bundle"
+    FINGERPRINT = "fingerprint"
+    PERIOD = "period"
+    DRILL = "drill"
+    ENVIRONMENT = "environment"
+
+
+class HintKey(StrEnum):
+    """What to do about an error, said by the CLI in its own words (parameters in
+    :class:`Hint`)."""
+
+    S3_URL = "s3_url"
+    """an s3:// URL is expected"""
+    OBJECT_LOCK_BUCKET = "object_lock_bucket"
+    REPLACE_SIGNING_KEY = "replace_signing_key"
+    CREATE_SIGNING_KEY = "create_signing_key"
+    FINGERPRINT_FORMAT = "fingerprint_format"
+    PERIOD_ORDER = "period_order"
+    KNOWN_VALUES = "known_values"
+    """params: known (comma-separated, or 'none')"""
+    PIN_HISTORY = "pin_history"
+    VERIFY_HISTORY = "verify_history"
+    LIST_DRILLS = "list_drills"
+    VAULT_PASSWORD_FILE = "vault_password_file"
+    """a vault id or password file named is not a readable file"""
+    VAULT_PASSWORD = "vault_password"
+    """a vaulted value cannot be decrypted: give its password"""
+    S3_ENDPOINT = "s3_endpoint"
+    BUNDLE_FORMAT = "bundle_format"
+    """what a bundle is (a path that is not one was given)"""
+    VALIDATE_DRILL = "validate_drill"
+    ENDPOINT_UNREACHABLE = "endpoint_unreachable"
+    """doctor could not reach a drill's endpoint"""
+    SET_UP_SIGNING = "set_up_signing"
+    """no signing key yet: create one, pin the history sealed before"""
+    START_HOT_COLD_LAB = "start_hot_cold_lab"
+    STORE_UNUSABLE = "store_unusable"
+    ENVIRONMENT_UP = "environment_up"
+    """params: topology (the drill's endpoint does not answer)"""
+    DRILL_RECOVER = "drill_recover"
+    """params: run_id (put back the environment of a run whose orchestrator died)"""
+    CHECK_ENVIRONMENT = "check_environment"
+    """steady state may not be restored: look before the next drill"""
+    LIST_RUNS = "list_runs"
+    MIGRATE_STORE = "migrate_store"
+
+
+class Renderer(Protocol):
+    """Gives flags and hints their text."""
+
+    def flag(self, flag: Flag) -> str: ...
+
+    def hint(self, hint: Hint) -> str: ...
+
+
+class Hint(BaseModel):
+    """A hint key and its parameters."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: HintKey
+    params: dict[str, str] = {}
+
+
+class NeutralRenderer:
+    """Flags and hints in plain words, for errors read outside the CLI."""
+
+    def flag(self, flag: Flag) -> str:
+        return flag.value.replace("_", " ")
+
+    def hint(self, hint: Hint) -> str:
+        params = ", ".join(f"{k}: {v}" for k, v in sorted(hint.params.items()))
+        return hint.key.value.replace("_", " ") + (f" ({params})" if params else "")
+
+
+_renderer: Renderer = NeutralRenderer()
+
+
+def use_renderer(renderer: Renderer) -> None:
+    """The CLI installs its flag names and hint texts (``dalp_dr.commands.hints``)."""
+    global _renderer
+    _renderer = renderer
+
+
+def renderer() -> Renderer:
+    return _renderer
+
+
+def words(key: HintKey, **params: str) -> str:
+    """A hint as text (through the installed renderer), for what is shown rather than raised
+    (doctor's fixes)."""
+    return _renderer.hint(Hint(key=key, params=params))
+
+
+def as_hint(key: HintKey | Hint | None, params: Mapping[str, str] | None = None
+            ) -> Hint | None:
+    if key is None or isinstance(key, Hint):
+        return key
+    return Hint(key=key, params=dict(params or {}))
 
 
 class DalpDrError(Exception):
-    """Base of every error dalp-dr raises on purpose."""
+    """Base of every error dalp-dr raises on purpose. ``hint_key``: what to do next (see
+    :class:`HintKey`); the message itself holds no command line."""
+
+    hint_ref: Hint | None = None
+
+    def __init__(self, *args: Any, hint_key: HintKey | Hint | None = None,
+                 hint_params: Mapping[str, str] | None = None) -> None:
+        super().__init__(*args)
+        self.hint_ref = as_hint(hint_key, hint_params)
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.hint_ref is not None:
+            text += f" ({_renderer.hint(self.hint_ref)})"
+        return text
 
 
 # --- invalid input: exit 2, nothing started -------------------------------------------------
@@ -27,18 +157,29 @@ class InvalidInput(DalpDrError):
     """The user gave us something we cannot act on. Nothing was started or changed."""
 
     def __init__(self, message: str, *, source: str | None = None, field: str | None = None,
-                 hint: str | None = None) -> None:
+                 hint: str | None = None, flag: Flag | None = None,
+                 hint_key: HintKey | Hint | None = None,
+                 hint_params: Mapping[str, str] | None = None) -> None:
+        """``field``: where in the input (a drill file field, an inventory variable), or
+        ``flag``: the command-line input. ``hint``: plain text; ``hint_key``: a hint the CLI
+        words (preferred for anything that names a command or an option)."""
         self.source = source
         self.field = field
+        self.flag = flag
         self.hint = hint
         self.detail = message
-        super().__init__(self._render())
+        super().__init__(message, hint_key=hint_key, hint_params=hint_params)
 
-    def _render(self) -> str:
-        where = ": ".join(p for p in (self.source, self.field) if p)
+    def where(self) -> str | None:
+        """The field, or the flag as the installed renderer names it."""
+        return self.field or (_renderer.flag(self.flag) if self.flag is not None else None)
+
+    def __str__(self) -> str:
+        where = ": ".join(p for p in (self.source, self.where()) if p)
         text = f"{where}: {self.detail}" if where else self.detail
-        if self.hint:
-            text += f" ({self.hint})"
+        hint = _renderer.hint(self.hint_ref) if self.hint_ref is not None else self.hint
+        if hint:
+            text += f" ({hint})"
         return text
 
 

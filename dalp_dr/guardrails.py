@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from dalp_dr.clock import utcnow
 from dalp_dr.errors import InventoryError
 from dalp_dr.inventory import Inventory
 from dalp_dr.results import Trigger
@@ -67,7 +68,7 @@ def _windows(inventory: Inventory, host: str, raw: Any) -> list[Freeze]:
 def refusal(inventory: Inventory, drill: str, trigger: Trigger, confirm: str | None,
             now: datetime | None = None) -> str | None:
     """Why this run must not start, or None."""
-    moment = now or datetime.now(UTC)
+    moment = now or utcnow()
     if trigger is Trigger.CLI and inventory.is_production() and confirm != drill:
         return (f"the inventory {inventory.path.name} is production (dalp_production: true): "
                 f"type the drill's name to run it on demand: --confirm {drill}")

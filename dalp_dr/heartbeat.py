@@ -11,17 +11,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from dalp_dr.adapters.base import EndpointSession, ServiceEndpoint
+from dalp_dr.clock import utcnow
 from dalp_dr.errors import EndpointError, MarkerTableMissing
 from dalp_dr.results import HeartbeatSample
 
 Sink = Callable[[HeartbeatSample], None]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Heartbeat:

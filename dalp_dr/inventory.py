@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dalp_dr.errors import InventoryError
+from dalp_dr.errors import HintKey, InventoryError
 
 SECRET_NAME = re.compile(r"(passw|secret|token|private_key|api_key|access_key)", re.IGNORECASE)
 
@@ -143,8 +143,7 @@ class Inventory:
                     if vaulted or _is_vault_error(exc):
                         raise InventoryError(
                             f"cannot decrypt '{key}' on host '{host}'", source=str(self.path),
-                            field=key, hint="give its vault password: --vault-id, "
-                            "--vault-password-file or ANSIBLE_VAULT_PASSWORD_FILE") from None
+                            field=key, hint_key=HintKey.VAULT_PASSWORD) from None
                     continue  # e.g. a lookup only a target can answer: nothing to leak here
                 secrets.update(_strings(rendered))
         return {s for s in secrets if len(s) >= 4}

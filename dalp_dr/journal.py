@@ -24,11 +24,12 @@ import os
 import re
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
 
 from dalp_dr import private_files
+from dalp_dr.clock import SYSTEM_CLOCK, Clock
 from dalp_dr.redact import Redactor
 from dalp_dr.results import HeartbeatSample
 
@@ -47,6 +48,36 @@ def _json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
+class EventKind(StrEnum):
+    """Every kind of journal record, and the two kinds an observer sees that are not journal
+    records (``ANSIBLE_TASK``, ``HEARTBEAT``). The values are in evidence on disk (file names
+    and ``kind`` fields): never change one."""
+
+    RUN_STARTED = "run.started"
+    RUN_INTERRUPTED = "run.interrupted"
+    RUN_DEADLINE = "run.deadline"
+    RUN_RECOVERING = "run.recovering"
+    """crash recovery took over a run whose process died"""
+    RUN_FINISHED = "run.finished"
+    PHASE_STARTED = "phase.started"
+    PHASE_FINISHED = "phase.finished"
+    FAULT_INJECTED = "fault.injected"
+    RECOVERY_TARGET = "recovery.target"
+    RECOVERY_OBSERVED = "recovery.observed"
+    CHECK = "check"
+    """one client-side verify check"""
+    MEASUREMENT = "measurement"
+    STEADY_STATE_INTERRUPTED = "steady_state.interrupted"
+    EVIDENCE_FILES = "evidence.files"
+    EVIDENCE_DROPPED = "evidence.dropped"
+    EVIDENCE_NOT_WRITTEN = "evidence.not_written"
+    OBSERVER_DISABLED = "observer.disabled"
+    ANSIBLE_TASK = "ansible.task"
+    """observer only: a task-level Ansible event (the events are kept under ansible/)"""
+    HEARTBEAT = "heartbeat"
+    """observer only: one write attempt (kept in heartbeat.jsonl)"""
+
+
 Observer = Callable[[str, dict[str, Any]], None]
 """Sees every journal record, task-level Ansible event and heartbeat as it is written
 (redacted), for live progress and structured logs. It must not raise."""
@@ -57,11 +88,9 @@ _TASK_EVENTS = frozenset({"playbook_on_task_start", "runner_on_ok", "runner_on_f
 
 class Journal:
     def __init__(self, root: Path, run_id: str, redactor: Redactor,
-                 observer: Observer | None = None) -> None:
-        self.root = root
-        self.run_id = run_id
-        self._redactor = redactor
-        self._observer = observer
+                 observer: Observer | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.root, self.run_id, self._redactor = root, run_id, redactor
+        self._observer, self._clock = observer, clock
         self._lock = threading.Lock()
         self._seq = 0
         self._event_seq: dict[str, int] = {}
@@ -76,12 +105,14 @@ class Journal:
         return self._redactor
 
     @classmethod
-    def resume(cls, root: Path, run_id: str, redactor: Redactor) -> Journal:
+    def resume(cls, root: Path, run_id: str, redactor: Redactor,
+               clock: Clock = SYSTEM_CLOCK) -> Journal:
         """Append to the journal of a run whose process died (crash recovery): numbering
         continues after the last record it wrote."""
         journal = cls.__new__(cls)
         journal.root, journal.run_id, journal._redactor = root, run_id, redactor
         journal._observer = None
+        journal._clock = clock
         journal._lock = threading.Lock()
         existing = sorted((root / "journal").glob("[0-9]*.json"))
         journal._seq = int(existing[-1].name.split("-", 1)[0]) if existing else 0
@@ -91,11 +122,14 @@ class Journal:
             root / "heartbeat.jsonl", append=True), "a", encoding="utf-8")
         return journal
 
-    def record(self, kind: str, **payload: Any) -> None:
+    def record(self, kind: EventKind | str, **payload: Any) -> None:
+        """One journal record. ``kind`` is an :class:`EventKind` (a plain string is still
+        taken, for callers not yet moved to the enum)."""
+        kind = str(kind)
         with self._lock:
             self._seq += 1
-            body = {"seq": self._seq, "at": datetime.now(UTC).isoformat(), "run_id": self.run_id,
-                    "kind": kind, **payload}
+            body = {"seq": self._seq, "at": self._clock.now().isoformat(),
+                    "run_id": self.run_id, "kind": kind, **payload}
             name = f"{self._seq:06d}-{kind}.json"
             clean = self._redactor.scrub(body)
             atomic_write(self.root / "journal" / name, _json(clean))
@@ -107,7 +141,7 @@ class Journal:
                 self._observer(kind, body)
             except Exception as exc:  # a display problem must never stop a drill: say so
                 self._observer = None
-                self.record("observer.disabled", error=f"{type(exc).__name__}: {exc}")
+                self.record(EventKind.OBSERVER_DISABLED, error=f"{type(exc).__name__}: {exc}")
 
     def ansible_event(self, phase: str, event: dict[str, Any]) -> None:
         with self._lock:
@@ -122,7 +156,7 @@ class Journal:
             atomic_write(folder / f"{seq:06d}-{kind}.json", _json(clean))
         if kind in _TASK_EVENTS:
             data = clean.get("event_data") or {}
-            self._notify("ansible.task", {
+            self._notify(EventKind.ANSIBLE_TASK, {
                 "run_id": self.run_id, "phase": phase, "ansible_event": kind,
                 "task": data.get("task"), "host": data.get("host"),
                 "at": clean.get("created")})
@@ -138,7 +172,7 @@ class Journal:
         with self._lock:
             self._heartbeat.write(line + "\n")
             self._heartbeat.flush()
-        self._notify("heartbeat", {"run_id": self.run_id, **clean})
+        self._notify(EventKind.HEARTBEAT, {"run_id": self.run_id, **clean})
 
     def write_document(self, name: str, content: str) -> Path:
         path = self.root / name
@@ -162,7 +196,7 @@ class Journal:
             if path.is_symlink() or (not path.is_file() and not path.is_dir()):
                 # a link or a device among fetched files: never read, never sealed
                 path.unlink()
-                self.record("evidence.dropped", file=str(path.relative_to(self.root)),
+                self.record(EventKind.EVIDENCE_DROPPED, file=str(path.relative_to(self.root)),
                             reason="not a regular file (a link, a device or a pipe)")
                 continue
             if not path.is_file():
@@ -173,7 +207,7 @@ class Journal:
             except UnicodeDecodeError:
                 if any(secret.encode() in raw for secret in self._redactor.secrets):
                     path.unlink()
-                    self.record("evidence.dropped", file=str(path.relative_to(self.root)),
+                    self.record(EventKind.EVIDENCE_DROPPED, file=str(path.relative_to(self.root)),
                                 reason="binary file containing a secret")
                     continue
             else:
@@ -184,12 +218,17 @@ class Journal:
             kept.append({"file": str(path.relative_to(self.root)), "bytes": len(raw),
                          "sha256": hashlib.sha256(raw).hexdigest()})
         if kept:
-            self.record("evidence.files", phase=phase, files=kept)
+            self.record(EventKind.EVIDENCE_FILES, phase=phase, files=kept)
         return kept
 
     def close(self) -> None:
         with self._lock:
             self._heartbeat.close()
+
+
+def records_of(records: list[dict[str, Any]], kind: EventKind) -> list[dict[str, Any]]:
+    """The records of one kind, in order."""
+    return [r for r in records if r.get("kind") == kind.value]
 
 
 def read_journal(root: Path) -> list[dict[str, Any]]:

@@ -83,6 +83,14 @@ class BackupCollector(Collector):
         yield from (age, wal, rpo, up)
 
 
+_LATEST = "of the latest measured run"
+
+
+def _gauge(name: str, documentation: str, *labels: str) -> GaugeMetricFamily:
+    """``dalp_dr_<name>``, labelled by drill, topology and environment (and ``labels``)."""
+    return GaugeMetricFamily(f"dalp_dr_{name}", documentation, labels=[*LABELS, *labels])
+
+
 class HistoryCollector(Collector):
     """Collects from a store opened per collection (``open_store`` callable)."""
 
@@ -117,23 +125,14 @@ class HistoryCollector(Collector):
                                      "1 when the whole history verifies (chain, records, "
                                      "signed checkpoints; evidence files not hashed)")
         verified.add_metric([], 0.0 if report.problems else 1.0)
-        last_run = GaugeMetricFamily("dalp_dr_last_run_timestamp_seconds",
-                                     "start of the latest drill run", labels=LABELS)
-        last_ok = GaugeMetricFamily("dalp_dr_last_success_timestamp_seconds",
-                                    "start of the latest run that met every objective",
-                                    labels=LABELS)
-        recovery = GaugeMetricFamily("dalp_dr_last_recovery_seconds",
-                                     "measured recovery time of the latest measured run",
-                                     labels=LABELS)
-        window = GaugeMetricFamily("dalp_dr_last_data_loss_window_seconds",
-                                   "measured data-loss window of the latest measured run",
-                                   labels=LABELS)
-        lost = GaugeMetricFamily("dalp_dr_last_lost_writes",
-                                 "acknowledged writes lost in the latest measured run",
-                                 labels=LABELS)
-        met = GaugeMetricFamily("dalp_dr_objective_met",
-                                "1 when the latest measured run met the objective",
-                                labels=[*LABELS, "objective"])
+        last_run = _gauge("last_run_timestamp_seconds", "start of the latest drill run")
+        last_ok = _gauge("last_success_timestamp_seconds",
+                         "start of the latest run that met every objective")
+        recovery = _gauge("last_recovery_seconds", f"measured recovery time {_LATEST}")
+        window = _gauge("last_data_loss_window_seconds", f"measured data-loss window {_LATEST}")
+        lost = _gauge("last_lost_writes", f"acknowledged writes lost {_LATEST}")
+        met = _gauge("objective_met", "1 when the latest measured run met the objective",
+                     "objective")
         runs = CounterMetricFamily("dalp_dr_runs", "drill runs by outcome",
                                    labels=[*LABELS, "outcome"])
         missed = CounterMetricFamily("dalp_dr_missed_schedules",

@@ -17,16 +17,17 @@ environment or message cannot mention ``<!channel>`` or forge a link.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from dalp_dr import config
+from dalp_dr.config import Settings
 from dalp_dr.durations import format_duration
 from dalp_dr.results import Outcome, RunResult
 
@@ -132,14 +133,20 @@ class Target:
     kind: str  # "json" or "slack"
 
 
+def targets_of(webhook_urls: Sequence[str] = (),
+               slack_webhook_urls: Sequence[str] = ()) -> list[Target]:
+    """Generic JSON targets, then Slack targets."""
+    return [*(Target(url, "json") for url in webhook_urls),
+            *(Target(url, "slack") for url in slack_webhook_urls)]
+
+
+def targets_from_settings(settings: Settings) -> list[Target]:
+    return targets_of(settings.webhook_urls, settings.slack_webhook_urls)
+
+
 def targets_from_env() -> list[Target]:
-    found = []
-    for variable, kind in (("DALP_DR_WEBHOOK_URL", "json"),
-                           ("DALP_DR_SLACK_WEBHOOK_URL", "slack")):
-        for url in os.environ.get(variable, "").split(","):
-            if url.strip():
-                found.append(Target(url.strip(), kind))
-    return found
+    """As configured (DALP_DR_WEBHOOK_URL, DALP_DR_SLACK_WEBHOOK_URL: see dalp_dr.config)."""
+    return targets_of(config.webhook_urls(), config.slack_webhook_urls())
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

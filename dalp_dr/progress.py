@@ -20,11 +20,12 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from dalp_dr.clock import utcnow
 from dalp_dr.durations import format_duration
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat()
+    return utcnow().isoformat()
 
 
 class JsonLines:

@@ -43,6 +43,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 Cfg = Dict[str, Any]  # typing.Dict: this file also runs on Python 3.8 hosts
 MANIFEST = "dalp-backup.json"
+NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+"""error codes of an object that does not exist (dalp_dr.adapters.aws_errors uses them too)"""
 SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
 TRANSFER = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024,
                           max_concurrency=8, use_threads=True)
@@ -98,7 +100,7 @@ def wal_push(s3: Any, cfg: Cfg, path: str, name: str) -> dict[str, Any]:
         raise Failure(f"s3://{cfg['bucket']}/{target} exists with different content: "
                       "refusing to overwrite archived WAL (one archive location per lineage)")
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+        if exc.response.get("Error", {}).get("Code") not in NOT_FOUND:
             raise
     s3.put_object(Bucket=cfg["bucket"], Key=target, Body=body,
                   Metadata={"sha256": hashlib.sha256(raw).hexdigest(), "size": str(len(raw))})
@@ -110,7 +112,7 @@ def wal_fetch(s3: Any, cfg: Cfg, name: str, dest: str) -> dict[str, Any] | None:
     try:
         obj = s3.get_object(Bucket=cfg["bucket"], Key=target)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if exc.response.get("Error", {}).get("Code") in NOT_FOUND:
             return None
         raise
     raw = gzip.decompress(obj["Body"].read())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -25,10 +26,10 @@ from pydantic import (
     model_validator,
 )
 
-from dalp_dr import drill_yaml
+from dalp_dr import config, drill_yaml
 from dalp_dr.drill_yaml import MAX_SHOWN, clip, shown
 from dalp_dr.durations import Duration
-from dalp_dr.errors import SpecError
+from dalp_dr.errors import HintKey, SpecError
 
 QUARTERLY_CRON = "0 3 1 1,4,7,10 *"
 """DALP's quarterly cadence: first day of Jan/Apr/Jul/Oct, 03:00 (UTC unless a timezone is set)."""
@@ -545,17 +546,14 @@ def parse_drill(text: str, *, source: str) -> DrillSpec:
         raise _from_validation(exc, source) from None
 
 
-def allowed_roots(drill_dir: Path) -> list[Path]:
-    """Where a drill's playbooks and inventory may live: the project (DALP_DR_PROJECT, the
-    current directory when it has playbooks/, or this checkout), the drill file's own
-    directory, and the directories listed in DALP_DR_ALLOWED_DIRS (os.pathsep-separated)."""
-    import os
-
-    from dalp_dr.config import _project_dir
-
-    roots = [drill_dir, _project_dir(None).resolve()]
+def allowed_roots(drill_dir: Path, *, project: Path | None = None,
+                  extra: Sequence[Path] | None = None) -> list[Path]:
+    """Where a drill's playbooks and inventory may live: the drill file's own directory,
+    the project and the ``extra`` directories (by default as configured: see
+    ``dalp_dr.config.project_dir`` and ``allowed_dirs``)."""
+    roots = [drill_dir, (project if project is not None else config.project_dir()).resolve()]
     roots.extend(Path(p).resolve() for p in
-                 os.environ.get("DALP_DR_ALLOWED_DIRS", "").split(os.pathsep) if p)
+                 (extra if extra is not None else config.allowed_dirs()))
     return roots
 
 
@@ -577,7 +575,7 @@ def load_drill(path: Path | str) -> LoadedDrill:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError("drill file not found", source=source,
-                        hint="check the path; 'dalp-dr drill list' shows known drills") from None
+                        hint_key=HintKey.LIST_DRILLS) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read drill file: {exc}", source=source) from None
     spec = parse_drill(text, source=source)

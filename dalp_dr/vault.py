@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from dalp_dr.errors import ConfigError
+from dalp_dr.errors import ConfigError, HintKey
 
 _lock = threading.Lock()
 _active: tuple[str, ...] | None = None
@@ -53,8 +53,7 @@ class VaultIdentities(BaseModel):
                                   hint="give a password file or a client script")
             if not Path(source).expanduser().is_file():
                 raise ConfigError("vault password file not found", field=f"vault id {slug}",
-                                  hint="--vault-id label@FILE, --vault-password-file FILE or "
-                                       "ANSIBLE_VAULT_PASSWORD_FILE must name a readable file")
+                                  hint_key=HintKey.VAULT_PASSWORD_FILE)
         return cls(slugs=tuple(dict.fromkeys(slugs)))
 
     def argv(self) -> list[str]:

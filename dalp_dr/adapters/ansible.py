@@ -21,11 +21,12 @@ import signal
 import sys
 import tempfile
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from dalp_dr.adapters.base import CancelCheck, EventSink, PlaybookResult
+from dalp_dr.clock import utcnow
 from dalp_dr.errors import PlaybookFailed
 from dalp_dr.vault import VaultIdentities, active
 
@@ -167,7 +168,7 @@ class AnsibleRunner:
             return False  # do not keep event files in the (temporary) artifact dir
 
         private = Path(tempfile.mkdtemp(prefix="dalp-dr-runner-", dir=self._workdir))
-        started = datetime.now(UTC)
+        started = utcnow()
         try:
             extra_file = private / "dalp-extravars.json"
             write_extravars(extra_file, extravars)
@@ -189,7 +190,7 @@ class AnsibleRunner:
             raise PlaybookFailed(f"could not run {playbook.name}: {exc}", playbook=str(playbook),
                                  status="error") from exc
         finally:
-            ended = datetime.now(UTC)
+            ended = utcnow()
             stragglers = kill_leftovers(private)
             shutil.rmtree(private, ignore_errors=True)
 

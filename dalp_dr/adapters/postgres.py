@@ -85,16 +85,21 @@ class PostgresSession:
             raise self._fail(exc) from None
         return {int(r[0]) for r in rows}
 
-    def identity(self) -> ServerIdentity:
+    def _one_row(self, sql: str) -> tuple[Any, ...]:
+        """The row of a query that always returns one (errors translated)."""
         try:
-            row = self._conn.execute(
-                "select inet_server_port(), pg_is_in_recovery(), case when pg_is_in_recovery()"
-                " then null else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))"
-                "::bit(32)::int end"
-            ).fetchone()
+            row = self._conn.execute(sql).fetchone()
         except (psycopg.Error, OSError) as exc:
             raise self._fail(exc) from None
-        assert row is not None
+        if row is None:
+            raise EndpointError(f"{sql.split()[1]}...: the server returned no row")
+        return tuple(row)
+
+    def identity(self) -> ServerIdentity:
+        row = self._one_row(
+            "select inet_server_port(), pg_is_in_recovery(), case when pg_is_in_recovery()"
+            " then null else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))"
+            "::bit(32)::int end")
         return ServerIdentity(port=row[0], in_recovery=bool(row[1]), timeline=row[2])
 
     def query_value(self, sql: str, *, timeout: float | None = None) -> Any:
@@ -123,18 +128,13 @@ class PostgresSession:
         """The role this session runs as, and what it may do beyond reading: superuser, or
         membership of a role that signals other backends or reaches the server's files and
         programs (none of which a read-only transaction stops)."""
-        try:
-            row = self._conn.execute(
-                "select current_user::text, rolsuper,"
-                " pg_has_role(current_user, 'pg_signal_backend', 'MEMBER'),"
-                " pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER'),"
-                " pg_has_role(current_user, 'pg_write_server_files', 'MEMBER'),"
-                " pg_has_role(current_user, 'pg_read_server_files', 'MEMBER')"
-                " from pg_roles where rolname = current_user"
-            ).fetchone()
-        except (psycopg.Error, OSError) as exc:
-            raise self._fail(exc) from None
-        assert row is not None
+        row = self._one_row(
+            "select current_user::text, rolsuper,"
+            " pg_has_role(current_user, 'pg_signal_backend', 'MEMBER'),"
+            " pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER'),"
+            " pg_has_role(current_user, 'pg_write_server_files', 'MEMBER'),"
+            " pg_has_role(current_user, 'pg_read_server_files', 'MEMBER')"
+            " from pg_roles where rolname = current_user")
         if row[1]:
             return str(row[0]), ["superuser"]
         names = ("pg_signal_backend", "pg_execute_server_program", "pg_write_server_files",

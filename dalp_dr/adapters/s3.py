@@ -12,16 +12,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from pydantic import BaseModel, ConfigDict
 
 from dalp_dr import s3_archive
+from dalp_dr.adapters.aws_errors import BOTO_ERRORS, AwsErrorKind, object_store_error
 from dalp_dr.durations import format_duration
-from dalp_dr.errors import InventoryError, ObjectStoreError, TargetUnreachable
+from dalp_dr.errors import HintKey, InventoryError, ObjectStoreError
 from dalp_dr.inventory import Inventory
 
-_UNREACHABLE = {"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-                "403", "404", "AllAccessDisabled"}
+_UNREACHABLE = frozenset({AwsErrorKind.REFUSED, AwsErrorKind.NO_BUCKET, AwsErrorKind.NOT_FOUND})
+"""a refused, missing or unreadable location: nothing to measure (invalid input)"""
 
 
 class BackupStatus(BaseModel):
@@ -68,17 +68,10 @@ class S3Archive:
     def _call(self, what: str, fn: Any) -> Any:
         try:
             return fn()
-        except EndpointConnectionError as exc:
-            raise TargetUnreachable(f"{self.location}: object storage unreachable: {exc}",
-                                    hint="check dalp_s3_endpoint_url; for the lab: "
-                                         "dalp-dr lab up hot-cold") from None
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in _UNREACHABLE:
-                raise TargetUnreachable(f"{self.location}: {code}: {exc}",
-                                        hint="check the bucket name and credentials") from None
-            raise ObjectStoreError(f"{self.location}: {what}: {exc}") from None
-        except (BotoCoreError, s3_archive.Failure, OSError) as exc:
+        except BOTO_ERRORS as exc:
+            raise object_store_error(exc, self.location, what, unreachable=_UNREACHABLE,
+                                     hint_key=HintKey.S3_ENDPOINT) from None
+        except (s3_archive.Failure, OSError) as exc:
             raise ObjectStoreError(f"{self.location}: {what}: {exc}") from None
 
     def status(self, rpo: timedelta) -> BackupStatus:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -13,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from dalp_dr.checkpoints.model import Checkpoint, Read, sign, signature_ok
 from dalp_dr.checkpoints.sources import CheckpointLog, S3Witness
 from dalp_dr.checkpoints.verdict import newest, revoked_keys, trusted_keys
+from dalp_dr.clock import utcnow
 from dalp_dr.errors import ConfigError, DalpDrError
 from dalp_dr.export import keys
 from dalp_dr.integrity import ChainEntry, Problem
@@ -131,7 +131,7 @@ class Checkpointer:
                         f"signed checkpoint #{cp.seq} ({source}): entries between them are not "
                         "pinned, or the chain was rewritten")
                     return
-            self._append(sign(private, entry.seq, entry.digest, datetime.now(UTC)))
+            self._append(sign(private, entry.seq, entry.digest, utcnow()))
         except (DalpDrError, OSError) as exc:
             self._on_problem(f"checkpoint for chain entry #{entry.seq} not written: {exc}")
 
@@ -147,7 +147,7 @@ class Checkpointer:
             raise ConfigError(f"no signing key at {self.key_directory / keys.PRIVATE}",
                               field="keys")
         with self.log.sealing():
-            checkpoint = sign(private, seq, head, datetime.now(UTC))
+            checkpoint = sign(private, seq, head, utcnow())
             self.log.append(checkpoint)
         if self.witness is not None:
             self.witness.publish(checkpoint)

@@ -8,12 +8,13 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from dalp_dr import private_files
 from dalp_dr.checkpoints.model import MAX_LINE, Checkpoint, Claim, Read, known, parse
+from dalp_dr.clock import utcnow
 from dalp_dr.errors import ObjectStoreError, StoreError
 
 LOG_NAME = "checkpoints.jsonl"
@@ -114,15 +115,15 @@ class S3Witness:
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from dalp_dr.adapters.aws_errors import BOTO_ERRORS  # boto only when witnessed
 
         try:
             return fn()
-        except (BotoCoreError, ClientError) as exc:
+        except BOTO_ERRORS as exc:
             raise ObjectStoreError(f"checkpoint witness {self.url}: {what}: {exc}") from None
 
     def publish(self, checkpoint: Checkpoint, now: datetime | None = None) -> None:
-        until = (now or datetime.now(UTC)) + timedelta(days=self.retain_days)
+        until = (now or utcnow()) + timedelta(days=self.retain_days)
         self._call("cannot write the checkpoint", lambda: self._client.put_object(
             Bucket=self.bucket, Key=self._key(checkpoint), Body=checkpoint.line().encode(),
             ContentType="application/json", ObjectLockMode=self.mode,

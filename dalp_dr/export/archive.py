@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from pydantic import BaseModel, ConfigDict
 
-from dalp_dr import s3_archive
-from dalp_dr.errors import InvalidInput, ObjectStoreError, TargetUnreachable
+from dalp_dr import config, s3_archive
+from dalp_dr.adapters.aws_errors import BOTO_ERRORS, AwsErrorKind, classify, object_store_error
+from dalp_dr.clock import utcnow
+from dalp_dr.config import Settings
+from dalp_dr.errors import Flag, HintKey, InvalidInput, ObjectStoreError
 
 
 class LockMode(StrEnum):
@@ -40,8 +41,8 @@ class Target(BaseModel):
     @classmethod
     def parse(cls, url: str) -> Target:
         if not url.startswith("s3://") or not url[5:].split("/", 1)[0]:
-            raise InvalidInput(f"'{url}' is not an s3:// URL", field="--to-s3",
-                               hint="s3://bucket/prefix")
+            raise InvalidInput(f"'{url}' is not an s3:// URL", flag=Flag.TO_S3,
+                               hint_key=HintKey.S3_URL)
         bucket, _, prefix = url[5:].partition("/")
         return cls(bucket=bucket, prefix=prefix.strip("/"))
 
@@ -57,36 +58,29 @@ class Archived(BaseModel):
 
 
 class BundleArchive:
-    def __init__(self, target: Target, client: Any | None = None) -> None:
+    def __init__(self, target: Target, client: Any | None = None, *,
+                 settings: Settings | None = None) -> None:
+        """``settings`` give the S3 endpoint (DALP_DR_S3_ENDPOINT); without them it is read
+        from the configuration."""
         self.target = target
+        endpoint = settings.s3_endpoint if settings is not None else config.s3_endpoint()
         self._client = client or s3_archive.client(
-            {"endpoint_url": os.environ.get("DALP_DR_S3_ENDPOINT"),
-             "region": os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"})
+            {"endpoint_url": endpoint, "region": config.aws_region()})
 
     def _call(self, what: str, fn: Any) -> Any:
         where = f"s3://{self.target.bucket}"
         try:
             return fn()
-        except EndpointConnectionError as exc:
-            raise TargetUnreachable(f"{where}: object storage unreachable: {exc}",
-                                    field="--to-s3") from None
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("NoSuchBucket", "AccessDenied", "InvalidAccessKeyId",
-                        "SignatureDoesNotMatch"):
-                raise TargetUnreachable(f"{where}: {code}", field="--to-s3",
-                                        hint="check the bucket name and credentials") from None
-            raise ObjectStoreError(f"{where}: {what}: {exc}") from None
-        except BotoCoreError as exc:
-            raise ObjectStoreError(f"{where}: {what}: {exc}") from None
+        except BOTO_ERRORS as exc:
+            raise object_store_error(exc, where, what, flag=Flag.TO_S3, unreachable=frozenset(
+                {AwsErrorKind.REFUSED, AwsErrorKind.NO_BUCKET})) from None
 
     def lock_enabled(self) -> bool:
         def read() -> Any:
             try:
                 return self._client.get_object_lock_configuration(Bucket=self.target.bucket)
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") == \
-                        "ObjectLockConfigurationNotFoundError":
+            except BOTO_ERRORS as exc:
+                if classify(exc).code == "ObjectLockConfigurationNotFoundError":
                     return None
                 raise
 
@@ -102,8 +96,8 @@ class BundleArchive:
         if not force:
             raise InvalidInput(
                 f"bucket {self.target.bucket} does not have Object Lock enabled, so the "
-                "bundle could be deleted or overwritten", field="--to-s3",
-                hint="use a bucket created with Object Lock, or --force-without-lock")
+                "bundle could be deleted or overwritten", flag=Flag.TO_S3,
+                hint_key=HintKey.OBJECT_LOCK_BUCKET)
         return False
 
     def upload(self, bundle: Path, mode: LockMode, days: int, with_lock: bool,
@@ -118,7 +112,7 @@ class BundleArchive:
             "Metadata": {"dalp-dr-sha256": digest.hexdigest()}}
         until = None
         if with_lock:
-            until = (now or datetime.now(UTC)) + timedelta(days=days)
+            until = (now or utcnow()) + timedelta(days=days)
             kwargs.update(ObjectLockMode=mode.value, ObjectLockRetainUntilDate=until)
         answer = self._call("upload the bundle", lambda: self._client.put_object(**kwargs))
         head = self._call("read back the archived bundle",

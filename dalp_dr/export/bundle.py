@@ -29,12 +29,12 @@ import stat
 import tarfile
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from dalp_dr import integrity, private_files, provenance
-from dalp_dr.errors import InvalidInput, TamperedHistory
+from dalp_dr.clock import utcnow
+from dalp_dr.errors import Flag, InvalidInput, TamperedHistory
 from dalp_dr.export import keys, records
 from dalp_dr.export.records import Selection
 from dalp_dr.integrity import evidence_location, unsafe_path
@@ -93,7 +93,7 @@ def write_bundle(selection: Selection, destination: Path, key_directory: Path,
     public = private.public_key()
     tarball = destination.name.endswith((".tar.gz", ".tgz"))
     if destination.exists() and (tarball or any(destination.iterdir())):
-        raise InvalidInput(f"{destination} exists and is not empty", field="--bundle",
+        raise InvalidInput(f"{destination} exists and is not empty", flag=Flag.BUNDLE,
                            hint="choose a new path; bundles are never overwritten")
     staging = Path(tempfile.mkdtemp(prefix="dalp-dr-bundle-"))
     try:
@@ -149,7 +149,7 @@ def write_bundle(selection: Selection, destination: Path, key_directory: Path,
                                    "generated_at": selection.generated_at.isoformat(),
                                    "tool_version": provenance.tool_version(),
                                    "exporter": provenance.resolve_operator(None),
-                                   "exported_at": datetime.now(UTC).isoformat(),
+                                   "exported_at": utcnow().isoformat(),
                                    "controller": provenance.controller_host()},
                                   indent=1, sort_keys=True).encode()
             writer.add(MANIFEST, manifest)

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Protocol
 
-from dalp_dr.errors import DalpDrError, InvalidInput
+from dalp_dr.errors import DalpDrError, HintKey, InvalidInput
 from dalp_dr.export.bundle import MANIFEST, PUBLIC_KEY, SIGNATURE
 from dalp_dr.export.bundle_format import RECORDS, name_problem, printable, why
 
@@ -186,8 +186,8 @@ def _scan_tar(path: Path, scan: Scan) -> None:
         except (EOFError, zlib.error) as exc:  # a gzip stream, cut short or corrupt
             raise Refused(f"archive damaged before its first member: {why(exc)}") from None
         except _READ_ERRORS as exc:
-            raise InvalidInput("not a bundle (a directory, or a .tar.gz as 'dalp-dr export "
-                               f"--bundle' writes it): {why(exc)}", source=str(path)) from None
+            raise InvalidInput(f"not a bundle: {why(exc)}", source=str(path),
+                               hint_key=HintKey.BUNDLE_FORMAT) from None
         with tar:
             while True:
                 stream.limit = stream.position + HEADER_CAP

@@ -17,7 +17,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from dalp_dr.errors import ConfigError, InvalidInput
+from dalp_dr import config
+from dalp_dr.errors import ConfigError, Flag, HintKey, InvalidInput
 
 PRIVATE = "signing-key.pem"
 PUBLIC = "signing-key.pub.pem"
@@ -30,14 +31,7 @@ verify"""
 
 
 def key_dir(explicit: str | None = None) -> Path:
-    from dalp_dr.config import keys_dir
-
-    return keys_dir(explicit)
-
-
-def _passphrase() -> bytes | None:
-    value = os.environ.get("DALP_DR_KEY_PASSPHRASE")
-    return value.encode() if value else None
+    return config.keys_dir(explicit)
 
 
 def fingerprint(public: Ed25519PublicKey) -> str:
@@ -57,9 +51,8 @@ def init(directory: Path, force: bool = False, revoke: bool = False
     ``revoke`` (a compromised key: removed, trusted no more)."""
     private_path, public_path = directory / PRIVATE, directory / PUBLIC
     if private_path.exists() and not force:
-        raise ConfigError(f"a signing key already exists at {private_path}", field="keys init",
-                          hint="bundles it signed verify only with its public key; pass "
-                               "--force to replace it anyway")
+        raise ConfigError(f"a signing key already exists at {private_path}",
+                          flag=Flag.KEYS_INIT, hint_key=HintKey.REPLACE_SIGNING_KEY)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     if public_path.is_file():  # replaced, not forgotten: what it signed still verifies
         old = load_public(public_path.read_bytes(), str(public_path))
@@ -68,7 +61,7 @@ def init(directory: Path, force: bool = False, revoke: bool = False
         name = fingerprint(old).removeprefix("SHA256:").replace("/", "_").replace("+", "-")
         os.replace(public_path, kept / f"{name}.pem")
     key = Ed25519PrivateKey.generate()
-    secret = _passphrase()
+    secret = config.key_passphrase()
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(secret) if secret
         else serialization.NoEncryption())
@@ -88,19 +81,20 @@ def init(directory: Path, force: bool = False, revoke: bool = False
 def load_private(directory: Path) -> Ed25519PrivateKey:
     path = directory / PRIVATE
     if not path.is_file():
-        raise ConfigError(f"no signing key at {path}", field="--keys",
-                          hint="create one with 'dalp-dr keys init'")
+        raise ConfigError(f"no signing key at {path}", flag=Flag.KEYS,
+                          hint_key=HintKey.CREATE_SIGNING_KEY)
     if path.stat().st_mode & 0o077:
         raise ConfigError(f"{path} is readable by others (mode "
-                          f"{path.stat().st_mode & 0o777:o})", field="--keys",
+                          f"{path.stat().st_mode & 0o777:o})", flag=Flag.KEYS,
                           hint=f"chmod 600 {path}")
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=_passphrase())
+        key = serialization.load_pem_private_key(path.read_bytes(),
+                                                 password=config.key_passphrase())
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"cannot read the signing key {path}: {exc}", field="--keys",
+        raise ConfigError(f"cannot read the signing key {path}: {exc}", flag=Flag.KEYS,
                           hint="set DALP_DR_KEY_PASSPHRASE if it is encrypted") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"{path} is not an Ed25519 key", field="--keys")
+        raise ConfigError(f"{path} is not an Ed25519 key", flag=Flag.KEYS)
     return key
 
 

@@ -16,7 +16,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from dalp_dr.checkpoints import Checkpointer
-from dalp_dr.errors import InvalidInput
+from dalp_dr.clock import utcnow
+from dalp_dr.errors import Flag, HintKey, InvalidInput, TamperedHistory
 from dalp_dr.history.base import HistoryStore
 from dalp_dr.integrity import ChainEntry
 from dalp_dr.results import Outcome, RunResult
@@ -148,7 +149,6 @@ def verified_selection(store: HistoryStore, checkpointer: Checkpointer | None, q
     Raises TamperedHistory: a history that does not verify is not exported, let alone
     signed. ``copies_evidence``: the caller (the bundle writer) hashes the selected
     records' evidence against their seals as it copies it, so it is read once."""
-    from dalp_dr.errors import TamperedHistory
     from dalp_dr.history.views import audit
 
     selection = select(store, query, now)
@@ -158,10 +158,9 @@ def verified_selection(store: HistoryStore, checkpointer: Checkpointer | None, q
         from dalp_dr.integrity import ProblemKind
 
         first = report.problems[0]
-        hint = ("'dalp-dr history checkpoint --sign' pins a history sealed before its key "
-                "existed" if first.kind is ProblemKind.UNPINNED else
-                "see 'dalp-dr history verify'")
-        raise TamperedHistory(f"history does not verify, not exported: {first} ({hint})")
+        raise TamperedHistory(f"history does not verify, not exported: {first}",
+                              hint_key=HintKey.PIN_HISTORY if first.kind is ProblemKind.UNPINNED
+                              else HintKey.VERIFY_HISTORY)
     return selection.model_copy(update={
         "results_dir": store.results_dir,
         "attestation": Attestation(records=report.records, head=report.head,
@@ -177,7 +176,7 @@ def select(store: HistoryStore, query: Query, now: datetime | None = None) -> Se
     export."""
     if query.start and query.end and query.start >= query.end:
         raise InvalidInput(f"the period is empty or inverted ({query.describe()})",
-                           field="--from/--to", hint="--from must be before --to")
+                           flag=Flag.PERIOD, hint_key=HintKey.PERIOD_ORDER)
     entries: list[ChainEntry] = []
     matched: list[ExportRecord] = []
     drills_seen: set[str] = set()
@@ -190,11 +189,9 @@ def select(store: HistoryStore, query: Query, now: datetime | None = None) -> Se
         try:
             result = RunResult.model_validate_json(sealed.result_json)
         except ValueError:
-            from dalp_dr.errors import TamperedHistory
-
             raise TamperedHistory(f"run {sealed.entry.run_id}: its record cannot be read; "
-                                  "history does not verify, not exported (see 'dalp-dr "
-                                  "history verify')") from None
+                                  "history does not verify, not exported",
+                                  hint_key=HintKey.VERIFY_HISTORY) from None
         drills_seen.add(result.drill)
         environments_seen.add(result.environment)
         if query.start and result.started_at < query.start:
@@ -211,16 +208,17 @@ def select(store: HistoryStore, query: Query, now: datetime | None = None) -> Se
             first_index = len(entries) - 1
         matched.append(ExportRecord(result=result, result_json=sealed.result_json,
                                     spec_json=sealed.spec_json, chain=sealed.entry))
-    for name, asked, seen in (("--drill", query.drills, drills_seen),
-                              ("--environment", query.environments, environments_seen)):
+    for flag, asked, seen in ((Flag.DRILL, query.drills, drills_seen),
+                              (Flag.ENVIRONMENT, query.environments, environments_seen)):
         unknown = sorted(set(asked) - seen)
         if unknown:
-            raise InvalidInput(f"{', '.join(unknown)}: not in the history", field=name,
-                               hint="known: " + (", ".join(sorted(seen)) or "none"))
+            raise InvalidInput(f"{', '.join(unknown)}: not in the history", flag=flag,
+                               hint_key=HintKey.KNOWN_VALUES,
+                               hint_params={"known": ", ".join(sorted(seen)) or "none"})
     segment = entries[first_index:] if first_index is not None else []
     return Selection(query=query, records=matched, segment=segment,
                      head=entries[-1].digest if entries else "0" * 64,
-                     generated_at=now or datetime.now(UTC))
+                     generated_at=now or utcnow())
 
 
 # --- per-run rows ------------------------------------------------------------------------

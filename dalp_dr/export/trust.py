@@ -18,7 +18,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict
 
-from dalp_dr.errors import ConfigError, InvalidInput
+from dalp_dr.errors import ConfigError, Flag, HintKey, InvalidInput
 from dalp_dr.export import keys
 from dalp_dr.export.bundle_format import printable
 
@@ -82,9 +82,7 @@ class Trust(BaseModel):
         text = value.strip().rstrip("=")
         if not _FINGERPRINT.fullmatch(text):
             raise InvalidInput(f"'{printable(value)}' is not a key fingerprint",
-                               field="--fingerprint",
-                               hint="SHA256: and 43 base64 characters, as 'dalp-dr keys init' "
-                                    "prints it")
+                               flag=Flag.FINGERPRINT, hint_key=HintKey.FINGERPRINT_FORMAT)
         return cls(trusted=(TrustedKey(fingerprint=text, source="--fingerprint"),),
                    source="--fingerprint")
 

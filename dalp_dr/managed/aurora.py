@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dalp_dr.managed.base import ManagedState, RdsApi, utcnow
+from dalp_dr.clock import utcnow
+from dalp_dr.managed.base import ManagedState, RdsApi
 
 
 class AuroraCluster(RdsApi):
@@ -20,8 +21,7 @@ class AuroraCluster(RdsApi):
     event_source_type = "db-cluster"
 
     def state(self) -> ManagedState:
-        reply = self._call("describe_db_clusters", DBClusterIdentifier=self.identifier)
-        cluster = reply["DBClusters"][0]
+        cluster = self._cluster()
         members = cluster.get("DBClusterMembers", [])
         writer = next((m["DBInstanceIdentifier"] for m in members if m.get("IsClusterWriter")),
                       None)
@@ -33,8 +33,7 @@ class AuroraCluster(RdsApi):
                             multi_az=bool(cluster.get("MultiAZ")), observed_at=utcnow())
 
     def _instance_status(self, instance: str) -> str:
-        reply = self._call("describe_db_instances", DBInstanceIdentifier=instance)
-        return str(reply["DBInstances"][0].get("DBInstanceStatus", "?"))
+        return str(self._instance(instance).get("DBInstanceStatus", "?"))
 
     def preflight(self, state: ManagedState) -> list[str]:
         problems = []

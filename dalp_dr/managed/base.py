@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    EndpointConnectionError,
-    NoCredentialsError,
-)
 from pydantic import BaseModel, ConfigDict
 
+from dalp_dr.adapters.aws_errors import BOTO_ERRORS, AwsErrorKind, classify
 from dalp_dr.errors import ManagedDbError, TargetUnreachable
 
 
@@ -133,10 +128,6 @@ def wait_for_failover(db: ManagedDatabase, before: ManagedState, *, timeout: flo
         sleep(min(poll, max(0.0, timeout - waited)))
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class RdsApi:
     """What the RDS-based adapters share: the boto3 client, translated calls, the event log
     (``event_source_type``: db-instance or db-cluster)."""
@@ -159,6 +150,18 @@ class RdsApi:
         except Exception as exc:
             raise translate(exc, f"{name.replace('Db', 'DB')} {target}") from exc
 
+    def _cluster(self, identifier: str | None = None) -> dict[str, Any]:
+        """DescribeDBClusters of one cluster (this one by default)."""
+        found: dict[str, Any] = self._call("describe_db_clusters", DBClusterIdentifier=(
+            identifier or self.identifier))["DBClusters"][0]
+        return found
+
+    def _instance(self, identifier: str | None = None) -> dict[str, Any]:
+        """DescribeDBInstances of one instance (this one by default)."""
+        found: dict[str, Any] = self._call("describe_db_instances", DBInstanceIdentifier=(
+            identifier or self.identifier))["DBInstances"][0]
+        return found
+
     def events(self, since: datetime) -> list[ProviderEvent]:
         reply = self._call("describe_events", SourceIdentifier=self.identifier,
                            SourceType=self.event_source_type, StartTime=since)
@@ -176,23 +179,17 @@ def rds_client(region: str | None, endpoint_url: str | None) -> Any:
                                       connect_timeout=5, read_timeout=30))
 
 
-_REFUSED = {"AccessDenied", "AccessDeniedException", "UnrecognizedClientException",
-            "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken"}
-
-
 def translate(exc: Exception, what: str) -> Exception:
-    """boto3/botocore errors, as dalp-dr errors: unreachable or refused -> TargetUnreachable
-    (nothing was done), anything else the API said -> ManagedDbError."""
-    if isinstance(exc, EndpointConnectionError | NoCredentialsError):
+    """boto3/botocore errors, as dalp-dr errors (sorted by ``dalp_dr.adapters.aws_errors``):
+    unreachable or refused -> TargetUnreachable (nothing was done), anything else the API
+    said -> ManagedDbError. Any other exception is returned as it is."""
+    if not isinstance(exc, BOTO_ERRORS):
+        return exc
+    error = classify(exc)
+    if error.kind is AwsErrorKind.UNREACHABLE:
         return TargetUnreachable(f"{what}: {exc}", field="managed database",
                                  hint="check the region, endpoint and AWS credentials")
-    if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        message = exc.response.get("Error", {}).get("Message", str(exc))
-        if code in _REFUSED:
-            return TargetUnreachable(f"{what}: {code}: {message}", field="managed database",
-                                     hint="the IAM permissions are listed in README")
-        return ManagedDbError(f"{what}: {code}: {message}")
-    if isinstance(exc, BotoCoreError):
-        return ManagedDbError(f"{what}: {exc}")
-    return exc
+    if error.kind is AwsErrorKind.REFUSED:
+        return TargetUnreachable(f"{what}: {error}", field="managed database",
+                                 hint="the IAM permissions are listed in README")
+    return ManagedDbError(f"{what}: {error}")

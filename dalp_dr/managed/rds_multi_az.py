@@ -12,7 +12,8 @@ instance's ARN.
 
 from __future__ import annotations
 
-from dalp_dr.managed.base import ManagedState, RdsApi, utcnow
+from dalp_dr.clock import utcnow
+from dalp_dr.managed.base import ManagedState, RdsApi
 
 
 class RdsMultiAz(RdsApi):
@@ -20,8 +21,7 @@ class RdsMultiAz(RdsApi):
     event_source_type = "db-instance"
 
     def state(self) -> ManagedState:
-        reply = self._call("describe_db_instances", DBInstanceIdentifier=self.identifier)
-        db = reply["DBInstances"][0]
+        db = self._instance()
         return ManagedState(identifier=self.identifier, status=db.get("DBInstanceStatus", "?"),
                             writer=db.get("AvailabilityZone"),
                             standby=db.get("SecondaryAvailabilityZone"),

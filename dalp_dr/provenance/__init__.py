@@ -76,9 +76,9 @@ def run_provenance(drill: LoadedDrill, operator: str, source: OperatorSource, *,
     """The provenance of one run of ``drill``. Never raises: what could not be read or
     followed is listed in ``unresolved``."""
     if project_dir is None:
-        from dalp_dr.config import _project_dir
+        from dalp_dr.config import project_dir as configured_project
 
-        project_dir = _project_dir(None)
+        project_dir = configured_project()
     project = Path(os.path.abspath(project_dir))
     files, unresolved = drill_files(drill, project)
     return Provenance(dalp_dr_version=tool_version(), ansible_core_version=ansible_core_version(),

@@ -13,7 +13,7 @@ import socket
 from enum import StrEnum
 from importlib import metadata
 
-from dalp_dr import __version__
+from dalp_dr import __version__, config
 
 
 class OperatorSource(StrEnum):
@@ -31,7 +31,7 @@ class OperatorSource(StrEnum):
 def operator_and_source(explicit: str | None = None) -> tuple[str, OperatorSource]:
     """The operator's name and where it came from (see the module docstring for the order)."""
     for candidate, source in ((explicit, OperatorSource.FLAG),
-                              (os.environ.get("DALP_DR_OPERATOR"), OperatorSource.ENV),
+                              (config.operator(), OperatorSource.ENV),
                               (os.environ.get("SUDO_USER"), OperatorSource.SUDO)):
         if candidate and candidate.strip():
             return candidate.strip(), source

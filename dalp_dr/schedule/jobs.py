@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from dalp_dr.clock import utcnow
 from dalp_dr.errors import ConfigError, InvalidInput, SpecError
 from dalp_dr.schedule import legacy
 from dalp_dr.schedule.store import (
@@ -79,7 +80,7 @@ def current_jobs(jobstore: DrillJobStore, definitions: Definitions,
     """The stored jobs for a command that only reads ('schedule list', 'status'): the old
     pickled table's rows are migrated first (what the drill files define; nothing deleted),
     so the first command after an upgrade already shows every drill scheduled."""
-    legacy.migrate(jobstore, definitions.valid, now=now or datetime.now(UTC),
+    legacy.migrate(jobstore, definitions.valid, now=now or utcnow(),
                    broken=broken_drill_names(definitions), remove_missing=False)
     return jobstore.jobs()
 
@@ -108,7 +109,7 @@ def sync(jobstore: DrillJobStore, definitions: Definitions, *, now: datetime | N
     changed file keeps its pending next run unless its schedule changed; a deleted file's job
     is removed. ``broken_names``: drills whose file exists but does not load now; their jobs
     stay."""
-    moment = now or datetime.now(UTC)
+    moment = now or utcnow()
     keep = set(broken_names)
     moved = legacy.migrate(jobstore, definitions.valid, now=moment, broken=keep,
                            remove_missing=True)
@@ -193,7 +194,7 @@ def overview(jobstore: DrillJobStore, definitions: Definitions, store: Any
              ) -> list[ScheduleRow]:
     """Every scheduled drill and every definition on disk, with its next and last run."""
     scheduled = current_jobs(jobstore, definitions)
-    on_disk = {name: DrillJob.of(loaded, since=datetime.now(UTC))
+    on_disk = {name: DrillJob.of(loaded, since=utcnow())
                for name, loaded in definitions.valid.items()}
     rows = []
     for name in sorted(set(scheduled) | set(on_disk)):
