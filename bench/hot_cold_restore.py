@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from dalp_dr import s3_archive  # noqa: E402
 from dalp_dr.adapters.ansible import AnsibleRunner  # noqa: E402
-from dalp_dr.engine import DrillEngine  # noqa: E402
+from dalp_dr.drill.engine import DrillEngine  # noqa: E402
 from dalp_dr.history import open_store  # noqa: E402
 from dalp_dr.inventory import Inventory  # noqa: E402
 from dalp_dr.lab import Lab  # noqa: E402

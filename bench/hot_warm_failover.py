@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dalp_dr.adapters.ansible import AnsibleRunner  # noqa: E402
-from dalp_dr.engine import DrillEngine  # noqa: E402
+from dalp_dr.drill.engine import DrillEngine  # noqa: E402
 from dalp_dr.heartbeat import Heartbeat  # noqa: E402
 from dalp_dr.history import open_store  # noqa: E402
 from dalp_dr.inventory import Inventory  # noqa: E402

@@ -21,9 +21,12 @@ Missing evidence gives None, never a guess; lower bounds are reported where they
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from dalp_dr.adapters.base import PlaybookResult
 from dalp_dr.results import HeartbeatSample, Measurements
+from dalp_dr.spec import LoadedDrill
 
 
 def _seconds(later: datetime, earlier: datetime) -> float:
@@ -94,3 +97,60 @@ def measure(samples: Sequence[HeartbeatSample], *, fault_at: datetime | None,
         last_ack_before_fault=last_ack, newest_surviving_ack=newest_surviving,
         surviving_checked=surviving is not None,
     )
+
+
+# A reported fault instant must lie within the inject playbook's run, seen from the controller,
+# give or take this much clock difference; otherwise the controller's own bound is used.
+CLOCK_TOLERANCE = timedelta(seconds=1)
+
+
+def fault_instant(inject: PlaybookResult) -> tuple[datetime | None, str | None]:
+    """The fault instant and where it came from, from the inject playbook's result."""
+    reported = inject.artifact_data.get("dalp_fault_instant")
+    if reported is not None:
+        try:
+            at = datetime.fromtimestamp(float(reported), UTC)
+        except (TypeError, ValueError, OverflowError):
+            at = None
+        if at is not None and (inject.started_at - CLOCK_TOLERANCE <= at
+                               <= inject.ended_at + CLOCK_TOLERANCE):
+            return at, "reported by the inject playbook, within the controller's window"
+    # The playbook succeeded but its report is unusable (missing, or a clock far off):
+    # its start is the earliest the fault can have happened, which can only make the
+    # recovery time look longer, never shorter. A failed inject without a report may not
+    # have injected anything: no instant, no figures.
+    if inject.ok:
+        return inject.started_at, "controller: inject playbook start (conservative)"
+    return None, None
+
+
+def recovery_target_time(drill: LoadedDrill, fault_at: datetime) -> datetime | None:
+    """The point-in-time target of a restore drill, or None for the latest point."""
+    restore = drill.spec.restore
+    if restore is None or restore.target.latest:
+        return None
+    if restore.target.time is not None:
+        return restore.target.time
+    assert restore.target.before_fault is not None
+    return fault_at - restore.target.before_fault
+
+
+# Commit times and client acknowledgements straddle the target by this much at most on one
+# host; markers this close to the target are not judged either way.
+PITR_SLACK = timedelta(milliseconds=50)
+
+
+def pitr_check(samples: list[HeartbeatSample], surviving: set[int], target: datetime,
+               fault_at: datetime | None) -> dict[str, Any]:
+    """A point-in-time restore keeps every marker acknowledged before the target and none
+    written after it (before the fault; writes after recovery are the new site's own)."""
+    before = [s for s in samples if s.acked and s.ended_at <= target - PITR_SLACK]
+    after = [s for s in samples if s.sent_at >= target + PITR_SLACK
+             and (fault_at is None or s.sent_at < fault_at)]
+    return {
+        "target": target.isoformat(),
+        "before_target": len(before),
+        "missing_before_target": [s.seq for s in before if s.seq not in surviving],
+        "after_target": len(after),
+        "present_after_target": [s.seq for s in after if s.seq in surviving],
+    }

@@ -14,17 +14,21 @@ gone or no longer loads), it says which command does it: ``dalp-dr drill recover
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from dalp_dr.adapters.base import PlaybookRunner
-from dalp_dr.errors import EnvironmentBusy, InvalidInput, StoreError
+from dalp_dr.clock import utcnow
+from dalp_dr.drill.engine import DrillEngine
+from dalp_dr.drill.steps import LOCAL_REPORT_KEYS
+from dalp_dr.errors import EnvironmentBusy, HintKey, InvalidInput, StoreError, words
 from dalp_dr.history.base import HistoryStore
 from dalp_dr.integrity import evidence_location
-from dalp_dr.journal import Journal, read_journal
+from dalp_dr.inventory import Inventory
+from dalp_dr.journal import EventKind, Journal, read_journal
 from dalp_dr.locks import environment_lock_name, lock_environment, process_label
 from dalp_dr.redact import Redactor
 from dalp_dr.render import summary_text
@@ -45,7 +49,7 @@ class Recovery(BaseModel):
 
 def interrupted_runs(store: HistoryStore, now: datetime | None = None) -> list[str]:
     """Runs recorded as running whose drill lock is not held for them any more."""
-    moment = now or datetime.now(UTC)
+    moment = now or utcnow()
     found = []
     for row in store.list_runs(outcome=Outcome.RUNNING, limit=1000):
         lease = store.get_lease(environment_lock_name(row.environment))
@@ -59,7 +63,7 @@ def _facts(phases: list[PhaseRecord]) -> dict[str, Any]:
     facts: dict[str, Any] = {}
     for phase in phases:
         facts.update({k: v for k, v in phase.report.items() if k.startswith("dalp_")
-                      and k not in ("dalp_notes", "dalp_phase_timings", "dalp_timeline")})
+                      and k not in LOCAL_REPORT_KEYS})
     return facts
 
 
@@ -68,9 +72,6 @@ def recover(store: HistoryStore, run_id: str, runner: PlaybookRunner, *,
             force: bool = False) -> Recovery:
     """Recover one interrupted run. Raises EnvironmentBusy when another live run holds the
     environment (try again later) and InvalidInput when the run is not interrupted."""
-    from dalp_dr.engine import DrillEngine
-    from dalp_dr.inventory import Inventory
-
     base = store.get(run_id)
     if base.outcome is not Outcome.RUNNING:
         raise InvalidInput(f"run {base.run_id} is {base.outcome.value}, nothing to recover",
@@ -84,8 +85,8 @@ def recover(store: HistoryStore, run_id: str, runner: PlaybookRunner, *,
     records = read_journal(evidence)
     finished = [PhaseRecord.model_validate({k: v for k, v in r.items()
                                             if k not in ("seq", "at", "run_id", "kind")})
-                for r in records if r.get("kind") == "phase.finished"]
-    started = [str(r.get("phase")) for r in records if r.get("kind") == "phase.started"]
+                for r in records if r.get("kind") == EventKind.PHASE_FINISHED]
+    started = [str(r.get("phase")) for r in records if r.get("kind") == EventKind.PHASE_STARTED]
     done = [p.phase.value for p in finished]
     open_phases = [p for p in started if p not in done]
     died_in = open_phases[-1] if open_phases else (started[-1] if started else None)
@@ -104,13 +105,13 @@ def recover(store: HistoryStore, run_id: str, runner: PlaybookRunner, *,
             except InvalidInput as exc:
                 message = (f"the orchestrator died during phase {died_in}; steady state NOT "
                            f"restored: the drill cannot be loaded ({exc}). Fix it, then run "
-                           f"'dalp-dr drill recover {base.run_id}'")
+                           + words(HintKey.DRILL_RECOVER, run_id=base.run_id))
                 progress(message)
                 return Recovery(run_id=base.run_id, drill=base.drill, died_in=died_in,
                                 steady_state_restored=None, message=message, recorded=False)
             journal = Journal.resume(evidence, base.run_id, Redactor(inventory.secret_values()))
             try:
-                journal.record("run.recovering", died_in=died_in, by=process_label())
+                journal.record(EventKind.RUN_RECOVERING, died_in=died_in, by=process_label())
                 progress(f"run {base.run_id} ({base.drill}) died during phase {died_in}: "
                          "restoring steady state")
                 engine = DrillEngine(runner=runner, results_dir=evidence.parent,
@@ -127,7 +128,7 @@ def recover(store: HistoryStore, run_id: str, runner: PlaybookRunner, *,
         message = (f"aborted: the orchestrator died during phase {died_in or 'start-up'}; "
                    f"{how} (crash recovery on {process_label()})")
         result = base.model_copy(update={
-            "outcome": Outcome.ABORTED, "ended_at": datetime.now(UTC), "phases": phases,
+            "outcome": Outcome.ABORTED, "ended_at": utcnow(), "phases": phases,
             "steady_state_restored": restored, "message": message})
         _write(evidence, result, progress)
         store.finish(result)
@@ -168,8 +169,9 @@ def recover_all(store: HistoryStore, runner: PlaybookRunner, *,
             other = store.get(run_id)
             if other.environment != environment:
                 progress(f"note: run {run_id} ({other.drill}, environment "
-                         f"{other.environment}) was interrupted; 'dalp-dr drill recover "
-                         f"{run_id}' or the scheduler restores its environment")
+                         f"{other.environment}) was interrupted; "
+                         + words(HintKey.DRILL_RECOVER, run_id=run_id)
+                         + " or the scheduler restores its environment")
                 continue
         try:
             done.append(recover(store, run_id, runner, progress=progress, lock_ttl=lock_ttl))

@@ -20,17 +20,18 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
 from dalp_dr.cancel import CancelToken
-from dalp_dr.engine import new_run_id
+from dalp_dr.clock import utcnow
+from dalp_dr.drill.outcome import RunHead, new_record, new_run_id
+from dalp_dr.drill.run import RunRequest, run_drill
 from dalp_dr.errors import (
     EnvironmentBusy,
     GuardrailRefused,
     InvalidInput,
-    ResultNotRecorded,
     StoreError,
 )
 from dalp_dr.history import HistoryStore, open_store
@@ -51,16 +52,13 @@ left down for days would otherwise write thousands"""
 def not_run(job: DrillJob, planned_at: datetime, outcome: Outcome, message: str,
             trigger: Trigger = Trigger.SCHEDULE) -> RunResult:
     """The record of a planned run that did not happen (or could not start)."""
-    now = datetime.now(UTC)
-    return RunResult(
-        run_id=new_run_id(planned_at), drill=job.drill, topology=Topology(job.topology),
-        scenario=Scenario(job.scenario), environment=job.environment, owner=job.owner,
-        trigger=trigger, operator="scheduler", spec_hash=job.spec_hash,
-        started_at=planned_at, ended_at=now, outcome=outcome,
-        objectives={"rto": job.rto, "rpo": job.rpo}, measurements=None, verdicts=[],
-        phases=[], steady_state_restored=None, evidence_dir="", message=message,
-        planned_at=planned_at,
-        provenance=controller_provenance("scheduler", OperatorSource.SCHEDULER))
+    head = RunHead(drill=job.drill, topology=Topology(job.topology),
+                   scenario=Scenario(job.scenario), environment=job.environment,
+                   owner=job.owner, spec_hash=job.spec_hash, rto=job.rto, rpo=job.rpo)
+    return new_record(head, run_id=new_run_id(planned_at), trigger=trigger,
+                      operator="scheduler", started_at=planned_at, ended_at=utcnow(),
+                      outcome=outcome, message=message, planned_at=planned_at,
+                      provenance=controller_provenance("scheduler", OperatorSource.SCHEDULER))
 
 
 @dataclass
@@ -81,19 +79,20 @@ class FireHandler:
     _cancels: dict[str, CancelToken] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def _open_store(self) -> HistoryStore:
+        return open_store(self.store_url, results_dir=self.results_dir, observer=self.observer)
+
     def cancel_all(self, reason: str) -> None:
         with self._lock:
             for token in self._cancels.values():
                 token.request(reason)
 
     def handle(self, job: DrillJob, run_times: list[datetime]) -> None:
-        now = datetime.now(UTC)
+        now = utcnow()
         due = sorted(run_times)
         late = [t for t in due if now - t > self.grace]
         timely = [t for t in due if now - t <= self.grace]
-        store = self._retry(f"open the history for {job.drill}",
-                            lambda: open_store(self.store_url, results_dir=self.results_dir,
-                                              observer=self.observer))
+        store = self._retry(f"open the history for {job.drill}", self._open_store)
         if store is None:
             return
         if len(late) > MAX_MISSED_RECORDS:
@@ -156,31 +155,23 @@ class FireHandler:
             self._record(store, not_run(job, planned, Outcome.PREFLIGHT_FAILED,
                                         f"not run: drill definition invalid: {exc}"))
             return
-        from dalp_dr.adapters.ansible import AnsibleRunner
-        from dalp_dr.engine import DrillEngine
-
         def progress(message: str) -> None:
             log.info("%s: %s", job.drill, message)
 
-        engine = DrillEngine(runner=AnsibleRunner(), results_dir=self.results_dir,
-                             progress=progress, lock_ttl=self.lock_ttl)
-        try:
-            prepared = engine.prepare(loaded)
-        except InvalidInput as exc:
-            log.error("%s: not run, target unreachable: %s", job.drill, exc)
-            self._record(store, not_run(job, planned, Outcome.PREFLIGHT_FAILED,
-                                        f"not run: {exc}"))
-            return
+        def warn(message: str) -> None:
+            log.warning("%s: %s", job.drill, message)
+
         token = CancelToken()
         with self._lock:
             self._cancels[job.drill] = token
+        request = RunRequest(drill=loaded, results_dir=self.results_dir,
+                             open_store=self._open_store, lock_ttl=self.lock_ttl,
+                             trigger=Trigger.SCHEDULE, operator="scheduler",
+                             planned_at=planned, cancel=token, progress=progress, warn=warn)
         try:
             log.info("%s: scheduled run for %s UTC starting", job.drill,
                      f"{planned:%Y-%m-%d %H:%M:%S}")
-            result = engine.run(prepared, store=store, trigger=Trigger.SCHEDULE,
-                                operator="scheduler", cancel=token, planned_at=planned)
-            log.info("%s: %s (run %s)", job.drill, result.outcome.value.upper(), result.run_id)
-            _notify(result)
+            report = run_drill(request)
         except GuardrailRefused as exc:  # recorded by the engine as 'refused'
             log.error("%s: REFUSED by a guardrail: %s", job.drill, exc)
         except EnvironmentBusy as exc:
@@ -188,11 +179,24 @@ class FireHandler:
             busy = not_run(job, planned, Outcome.MISSED_SCHEDULE, f"not run: {exc}")
             if self._record(store, busy):
                 _notify(busy)
-        except ResultNotRecorded as exc:
-            log.error("%s: %s", job.drill, exc)
-            if self._record(store, exc.result) is not None:
-                log.info("%s: run %s recorded now", job.drill, exc.result.run_id)
-                _notify(exc.result)
+        except InvalidInput as exc:  # prepare: nothing was written
+            log.error("%s: not run, target unreachable: %s", job.drill, exc)
+            self._record(store, not_run(job, planned, Outcome.PREFLIGHT_FAILED,
+                                        f"not run: {exc}"))
+        except StoreError as exc:  # the run's own connection to the store: nothing ran
+            log.error("%s: not run, the history store is unavailable: %s", job.drill, exc)
+            self._record(store, not_run(job, planned, Outcome.MISSED_SCHEDULE,
+                                        f"not run: the history store was unavailable: {exc}"))
+        else:
+            result = report.result
+            if report.recorded:
+                log.info("%s: %s (run %s)", job.drill, result.outcome.value.upper(),
+                         result.run_id)
+            else:
+                log.error("%s: %s", job.drill, report.problem)
+                if self._record(store, result) is not None:
+                    log.info("%s: run %s recorded now", job.drill, result.run_id)
+                    _notify(result)
         finally:
             with self._lock:
                 self._cancels.pop(job.drill, None)
@@ -233,7 +237,7 @@ class FireHandler:
                 return op()
             except StoreError as exc:
                 log.error("cannot %s (retrying in %.0fs): %s", what, delay, exc)
-            if until is not None and datetime.now(UTC) + timedelta(seconds=delay) > until:
+            if until is not None and utcnow() + timedelta(seconds=delay) > until:
                 return None
             if self.stopping.wait(delay):
                 return None

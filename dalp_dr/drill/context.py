@@ -1,0 +1,137 @@
+"""One run's explicit context: the drill, its journal, its client populations and what the
+phases found so far. Phases (``phases.py``) read and extend it; ``outcome.py`` turns it into
+the result."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dalp_dr.adapters.base import PlaybookRunner, ServerIdentity, ServiceEndpoint
+from dalp_dr.cancel import CancelToken, RunCancelled
+from dalp_dr.clock import Clock
+from dalp_dr.heartbeat import Heartbeat
+from dalp_dr.inventory import Inventory
+from dalp_dr.journal import Journal
+from dalp_dr.redact import Redactor
+from dalp_dr.results import CheckOutcome, PhaseRecord
+from dalp_dr.spec import LoadedDrill
+
+Progress = Callable[[str], None]
+
+DEADLINE = "deadline"
+"""the cancel reason of a run stopped by its recovery deadline"""
+
+
+@dataclass(frozen=True)
+class PreparedDrill:
+    """A drill whose inventory and endpoints resolved and whose endpoints answered."""
+
+    drill: LoadedDrill
+    endpoints: dict[str, ServiceEndpoint]
+    """one per client population, in the drill's order (a single 'service' by default)"""
+    redactor: Redactor
+    inventory: Inventory
+    """read once, at prepare: the guardrails are judged on what was validated"""
+
+    @property
+    def endpoint(self) -> ServiceEndpoint:
+        """The first population's endpoint (the only one of a single-endpoint drill)."""
+        return next(iter(self.endpoints.values()))
+
+
+@dataclass
+class RunState:
+    """What the phases of one run found so far (mutable: the phases fill it in order)."""
+
+    phases: list[PhaseRecord] = field(default_factory=list)
+    fault_at: datetime | None = None
+    fault_source: str | None = None
+    injected: bool = False
+    """set just before inject starts: from here on, steady state always runs"""
+    failed: bool = False
+    preflight_failed: bool = False
+    unreachable_hosts: tuple[str, ...] = ()
+    """hosts the preflight playbook could not reach (the run proves nothing about them)"""
+    verified_at: datetime | None = None
+    baseline_identity: dict[str, ServerIdentity] = field(default_factory=dict)
+    surviving: dict[str, set[int]] = field(default_factory=dict)
+    message: str | None = None
+    steady_state_ok: bool | None = None
+    cancel: CancelToken = field(default_factory=CancelToken)
+    recovery_target: datetime | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    """dalp_* facts earlier phases published with set_stats, forwarded to later phases"""
+    checks: list[CheckOutcome] = field(default_factory=list)
+    deadline: threading.Timer | None = None
+    deadline_hit: str | None = None
+    """why the recovery deadline aborted the drill (its RTO is then missed)"""
+
+    def check(self) -> None:
+        """Stop here when an interrupt (or the deadline) asked for it."""
+        if self.cancel.is_set():
+            raise RunCancelled(self.cancel.reason)
+
+    def fail(self, message: str, *, keep_first: bool = False) -> None:
+        """The drill failed (after the fault): the message says why."""
+        self.failed = True
+        if not (keep_first and self.message):
+            self.message = message
+
+    def refuse(self, message: str) -> None:
+        """The drill stopped before any fault: it could not prove it safe to go on."""
+        self.preflight_failed = True
+        self.message = message
+
+    def add_problem(self, message: str) -> None:
+        """A further problem, kept beside whatever was said before."""
+        self.failed = True
+        self.message = (self.message + "; " if self.message else "") + message
+
+    def stop_deadline(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+
+
+@dataclass
+class Clients:
+    """The client populations of one run: endpoint and heartbeat by population name."""
+
+    endpoints: dict[str, ServiceEndpoint]
+    heartbeats: dict[str, Heartbeat]
+
+    @property
+    def several(self) -> bool:
+        return len(self.endpoints) > 1
+
+    def label(self, name: str, text: str) -> str:
+        return f"{name}: {text}" if self.several else text
+
+    def pause(self, seconds: float) -> None:
+        next(iter(self.heartbeats.values())).pause(seconds)
+
+    def stop(self) -> None:
+        for beat in self.heartbeats.values():
+            beat.stop()
+
+
+@dataclass
+class RunContext:
+    """Everything a phase needs: the drill, where evidence goes, who runs playbooks."""
+
+    drill: LoadedDrill
+    journal: Journal
+    clients: Clients
+    state: RunState
+    runner: PlaybookRunner
+    results_dir: Path
+    progress: Progress
+    clock: Clock
+
+    @property
+    def run_id(self) -> str:
+        return self.journal.run_id

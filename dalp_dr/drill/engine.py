@@ -1,0 +1,265 @@
+"""The drill engine: one run of one prepared drill, evidence as it happens, the environment's
+lock held, steady state restored whenever a fault was injected, the run always recorded.
+
+* Before anything is recorded, every endpoint must answer (``prepare``: TargetUnreachable).
+* A guardrail refusal is recorded (``refused``) and raised; a busy environment raises
+  EnvironmentBusy with nothing written.
+* The phases are ``phases.py``; the record is ``outcome.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from dalp_dr import guardrails, private_files
+from dalp_dr.adapters.base import PlaybookRunner
+from dalp_dr.adapters.postgres import PostgresEndpoint
+from dalp_dr.cancel import CancelToken, RunCancelled
+from dalp_dr.clock import SYSTEM_CLOCK, Clock
+from dalp_dr.drill import outcome, phases
+from dalp_dr.drill.context import (
+    DEADLINE,
+    Clients,
+    PreparedDrill,
+    Progress,
+    RunContext,
+    RunState,
+)
+from dalp_dr.drill.outcome import RunHead, new_record, new_run_id, not_started, redacted
+from dalp_dr.drill.prepare import EndpointFactory, prepare
+from dalp_dr.errors import GuardrailRefused, ResultNotRecorded, StoreError
+from dalp_dr.heartbeat import Heartbeat
+from dalp_dr.history import HistoryStore
+from dalp_dr.history.base import record_final
+from dalp_dr.journal import EventKind, Journal, Observer
+from dalp_dr.locks import DEFAULT_LOCK_TTL, lock_environment, process_label
+from dalp_dr.provenance import OperatorSource, Provenance, operator_and_source, run_provenance
+from dalp_dr.render import summary_text
+from dalp_dr.results import Outcome, PhaseRecord, RunResult, Trigger
+from dalp_dr.spec import LoadedDrill
+
+
+@dataclass(frozen=True)
+class DrillRun:
+    """A run's record and what the record alone does not type."""
+
+    result: RunResult
+    unreachable_hosts: tuple[str, ...] = ()
+    """hosts preflight could not reach: the drill proved nothing (invalid input, not a miss)"""
+
+
+class DrillEngine:
+    def __init__(self, *, runner: PlaybookRunner, results_dir: Path,
+                 endpoint_factory: EndpointFactory = PostgresEndpoint,
+                 progress: Progress | None = None,
+                 lock_ttl: float = DEFAULT_LOCK_TTL,
+                 observer: Observer | None = None,
+                 summarize: Callable[[RunResult], str] = summary_text,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        """``summarize`` renders the run's summary.txt (a seam: tests give one that fails,
+        to show a failing rendering never keeps a run from being recorded)."""
+        self._runner = runner
+        self._summarize = summarize
+        self._observer = observer
+        self._lock_ttl = lock_ttl
+        self._results_dir = results_dir
+        self._endpoint_factory = endpoint_factory
+        self._progress = progress or (lambda _msg: None)
+        self._clock = clock
+
+    def prepare(self, drill: LoadedDrill) -> PreparedDrill:
+        """See ``prepare.prepare``: raises before anything is written."""
+        return prepare(drill, self._endpoint_factory)
+
+    def run(self, prepared: PreparedDrill, *, store: HistoryStore,
+            trigger: Trigger = Trigger.CLI, operator: str | None = None,
+            cancel: CancelToken | None = None,
+            planned_at: datetime | None = None, confirm: str | None = None) -> RunResult:
+        """Run the drill (see ``execute``); its record."""
+        return self.execute(prepared, store=store, trigger=trigger, operator=operator,
+                            cancel=cancel, planned_at=planned_at, confirm=confirm).result
+
+    def execute(self, prepared: PreparedDrill, *, store: HistoryStore,
+                trigger: Trigger = Trigger.CLI, operator: str | None = None,
+                cancel: CancelToken | None = None,
+                planned_at: datetime | None = None, confirm: str | None = None) -> DrillRun:
+        """Run the drill. An interrupt is requested through ``cancel``: the running playbook
+        is stopped, steady state restored if a fault was injected, outcome ``aborted``.
+
+        The environment's drill lock is taken first (EnvironmentBusy, with nothing written,
+        when another run holds it) and held, renewed, until the run is recorded."""
+        spec = prepared.drill.spec
+        started = self._clock.now()
+        run_id = new_run_id(started)
+        if trigger is Trigger.SCHEDULE:
+            who, source = operator or "scheduler", OperatorSource.SCHEDULER
+        else:  # --operator, DALP_DR_OPERATOR, SUDO_USER, the OS user
+            who, source = operator_and_source(operator)
+        provenance = run_provenance(prepared.drill, who, source)  # once, before anything runs
+        reason = guardrails.refusal(prepared.inventory, spec.name, trigger, confirm, started)
+        if reason is not None:
+            record_final(store, redacted(not_started(
+                prepared.drill, run_id, trigger, who, started, Outcome.REFUSED,
+                f"refused: {reason}", planned_at, provenance), prepared.redactor))
+            raise GuardrailRefused(reason, source=str(prepared.drill.path),
+                                   hint=f"recorded as run {run_id} (refused)")
+        lock = lock_environment(
+            store, spec.environment, holder=run_id,
+            info=f"drill {spec.name} run {run_id} ({trigger.value}) by {who} on "
+                 f"{process_label()}",
+            ttl=self._lock_ttl, on_problem=self._progress)
+        try:
+            return self._run_locked(prepared, store, trigger, who, cancel, planned_at,
+                                    run_id, started, provenance)
+        finally:
+            lock.release()
+
+    def _run_locked(self, prepared: PreparedDrill, store: HistoryStore, trigger: Trigger,
+                    who: str, cancel: CancelToken | None, planned_at: datetime | None,
+                    run_id: str, started: datetime, provenance: Provenance) -> DrillRun:
+        drill, redactor = prepared.drill, prepared.redactor
+        spec = drill.spec
+        private_files.make_dir(self._results_dir)
+        evidence = self._results_dir / run_id
+        journal = Journal(evidence, run_id, redactor, observer=self._observer)
+        base = new_record(RunHead.of(drill), run_id=run_id, trigger=trigger, operator=who,
+                          started_at=started, outcome=Outcome.RUNNING,
+                          planned_at=planned_at, provenance=provenance,
+                          evidence_dir=str(evidence), drill_file=str(drill.path.resolve()))
+        spec_json = redactor.text(spec.model_dump_json(indent=2, exclude_none=True))
+        journal.write_document("spec.json", spec_json)
+        store.begin(base, spec_json)
+        shown = ", ".join(f"{name} via {e.display}" if len(prepared.endpoints) > 1
+                          else e.display for name, e in prepared.endpoints.items())
+        journal.record(EventKind.RUN_STARTED, drill=spec.name, spec_hash=drill.spec_hash,
+                       endpoint=shown, trigger=trigger.value, operator=who)
+        self._progress(f"run {run_id}: {spec.name} ({spec.topology}/{spec.scenario}) "
+                       f"via {shown}")
+        ctx = self._context(prepared, journal, RunState(cancel=cancel or CancelToken()))
+        interrupted = False
+        try:
+            phases.drive(ctx)
+            ctx.state.check()
+        except RunCancelled:
+            interrupted = self._interrupted(ctx)
+        finally:
+            ctx.state.stop_deadline()
+            ctx.clients.stop()
+            if ctx.state.injected:
+                phases.steady_state(ctx)
+            else:
+                phases.skip_steady_state(ctx)
+            journal.close()
+        try:
+            result = self._record(ctx, base, store, interrupted=interrupted)
+        except (ResultNotRecorded, StoreError):
+            raise
+        except Exception as exc:  # a bug computing the result: the run is still recorded
+            self._record_anyway(ctx, base, store, exc, interrupted)
+            raise
+        return DrillRun(result=result, unreachable_hosts=ctx.state.unreachable_hosts)
+
+    def _context(self, prepared: PreparedDrill, journal: Journal,
+                 state: RunState) -> RunContext:
+        interval = prepared.drill.spec.workload.heartbeat_interval.total_seconds()
+        several = len(prepared.endpoints) > 1
+        clients = Clients(endpoints=dict(prepared.endpoints), heartbeats={
+            name: Heartbeat(endpoint, journal.run_id, interval=interval,
+                            sink=partial(journal.heartbeat,
+                                         population=name if several else None))
+            for name, endpoint in prepared.endpoints.items()})
+        return RunContext(drill=prepared.drill, journal=journal, clients=clients, state=state,
+                          runner=self._runner, results_dir=self._results_dir,
+                          progress=self._progress, clock=self._clock)
+
+    def _interrupted(self, ctx: RunContext) -> bool:
+        """An interrupt or the deadline stopped the run; whether it was an interrupt."""
+        state = ctx.state
+        state.message = state.deadline_hit or f"interrupted ({state.cancel.reason})"
+        ctx.journal.record(EventKind.RUN_INTERRUPTED, reason=state.cancel.reason,
+                           phase=state.phases[-1].phase.value if state.phases else None)
+        self._progress(f"interrupted ({state.cancel.reason}): "
+                       + ("restoring steady state" if state.injected
+                          else "no fault was injected"))
+        return state.cancel.reason != DEADLINE
+
+    def _record(self, ctx: RunContext, base: RunResult, store: HistoryStore, *,
+                interrupted: bool) -> RunResult:
+        """Evidence first (sealed with the record), then the record: derived documents that
+        fail are said, never raised, so the run is always finished in the store."""
+        journal = ctx.journal
+        result, measured = outcome.final_result(ctx, base, interrupted=interrupted)
+        result = redacted(result, journal.redactor)
+        for name, m in measured.items():
+            journal.record(EventKind.MEASUREMENT, population=name if ctx.clients.several else None,
+                           **m.model_dump(mode="json"))
+        journal.record(EventKind.RUN_FINISHED, outcome=result.outcome.value,
+                       verdicts=[v.model_dump(mode="json") for v in result.verdicts],
+                       steady_state_restored=result.steady_state_restored,
+                       message=result.message)
+        kept = self._derived(journal, "result.json", lambda: result.model_dump_json(indent=2))
+        self._derived(journal, "summary.txt", lambda: self._summarize(result))
+        try:
+            store.finish(result)
+        except StoreError as exc:
+            raise ResultNotRecorded(
+                f"run {result.run_id} ended ({result.outcome.value}) but the history store "
+                f"did not take its result: {exc}. "
+                + (f"It is kept in {journal.root / 'result.json'}" if kept
+                   else "Its result.json could not be written either (see the journal)"),
+                result=result) from None
+        return result
+
+    def _record_anyway(self, ctx: RunContext, base: RunResult, store: HistoryStore,
+                       exc: Exception, interrupted: bool) -> None:
+        """The last resort when the result could not be computed: record the run as failed
+        (aborted when interrupted) with its phases, so it is never left ``running``."""
+        state = ctx.state
+        problem = ctx.journal.redactor.text(f"{type(exc).__name__}: {exc}")[:300]
+        message = (state.message + "; " if state.message else "") + \
+            f"dalp-dr could not compute the result ({problem})"
+        try:
+            if store.get(base.run_id).outcome is not Outcome.RUNNING:
+                return  # recorded before the failure
+            store.finish(redacted(base.model_copy(update={
+                "ended_at": self._clock.now(),
+                "outcome": Outcome.ABORTED if interrupted else Outcome.FAILED,
+                "phases": list(state.phases), "message": message,
+                "steady_state_restored": state.steady_state_ok}), ctx.journal.redactor))
+        except Exception as again:  # the store is not there: crash recovery records it
+            self._progress(f"run {base.run_id} not recorded ({type(again).__name__}); "
+                           "crash recovery will record it")
+
+    def _derived(self, journal: Journal, name: str, render: Callable[[], str]) -> bool:
+        """Write an evidence document derived from the result. A failure (a rendering bug, a
+        full disk) is logged and said, never raised: it must not keep the run from being
+        recorded. Whether it was written."""
+        try:
+            journal.write_document(name, render())
+            return True
+        except Exception as exc:
+            problem = journal.redactor.text(f"{type(exc).__name__}: {exc}")[:300]
+            self._progress(f"warning: {name} not written ({problem}); the run is recorded "
+                           "regardless")
+            with contextlib.suppress(Exception):
+                journal.record(EventKind.EVIDENCE_NOT_WRITTEN, document=name, error=problem)
+            return False
+
+    def restore_after_crash(self, drill: LoadedDrill, journal: Journal,
+                            facts: dict[str, Any]) -> tuple[PhaseRecord | None, bool]:
+        """Run the steady-state phase for a run whose orchestrator died (crash recovery),
+        with the facts its finished phases had published. Returns the phase and whether
+        steady state is restored."""
+        ctx = RunContext(drill=drill, journal=journal, clients=Clients({}, {}),
+                         state=RunState(facts=facts), runner=self._runner,
+                         results_dir=self._results_dir, progress=self._progress,
+                         clock=self._clock)
+        phases.steady_state(ctx)
+        return (ctx.state.phases[-1] if ctx.state.phases else None), \
+            bool(ctx.state.steady_state_ok)

@@ -1,0 +1,148 @@
+"""From what a run found to its record: the one ``RunResult`` factory, the figures and
+verdicts per population, and the outcome's precedence.
+
+Precedence: interrupted (aborted) > the recovery deadline passed (missed) > preflight failed
+> the verdicts and phase failures (``verdict.outcome_of``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from dalp_dr import timeline
+from dalp_dr.drill.context import RunContext
+from dalp_dr.measure import measure
+from dalp_dr.provenance import Provenance
+from dalp_dr.redact import Redactor
+from dalp_dr.results import Measurements, ObjectiveVerdict, Outcome, RunResult, Status, Trigger
+from dalp_dr.spec import LoadedDrill, Scenario, Topology
+from dalp_dr.verdict import judge, outcome_of
+
+
+def new_run_id(now: datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class RunHead:
+    """What every record of one drill carries, whether it ran or not."""
+
+    drill: str
+    topology: Topology
+    scenario: Scenario
+    environment: str
+    owner: str
+    spec_hash: str
+    rto: float
+    rpo: float
+
+    @classmethod
+    def of(cls, drill: LoadedDrill) -> RunHead:
+        spec = drill.spec
+        return cls(drill=spec.name, topology=spec.topology, scenario=spec.scenario,
+                   environment=spec.environment, owner=spec.owner, spec_hash=drill.spec_hash,
+                   rto=spec.objectives.rto.total_seconds(),
+                   rpo=spec.objectives.rpo.total_seconds())
+
+
+def new_record(head: RunHead, *, run_id: str, trigger: Trigger, operator: str,
+               started_at: datetime, outcome: Outcome, ended_at: datetime | None = None,
+               message: str | None = None, planned_at: datetime | None = None,
+               provenance: Provenance | None = None, evidence_dir: str = "",
+               drill_file: str | None = None) -> RunResult:
+    """The one way a run record is made: a run starting (``running``) or one that did not
+    start (refused, missed schedule, not run)."""
+    return RunResult(
+        run_id=run_id, drill=head.drill, topology=head.topology, scenario=head.scenario,
+        environment=head.environment, owner=head.owner, trigger=trigger, operator=operator,
+        spec_hash=head.spec_hash, started_at=started_at, ended_at=ended_at, outcome=outcome,
+        objectives={"rto": head.rto, "rpo": head.rpo}, measurements=None, verdicts=[],
+        phases=[], steady_state_restored=None, evidence_dir=evidence_dir, message=message,
+        planned_at=planned_at, drill_file=drill_file, provenance=provenance)
+
+
+def not_started(drill: LoadedDrill, run_id: str, trigger: Trigger, operator: str,
+                at: datetime, outcome: Outcome, message: str,
+                planned_at: datetime | None = None,
+                provenance: Provenance | None = None) -> RunResult:
+    """The record of a run that did not start (refused by a guardrail)."""
+    return new_record(RunHead.of(drill), run_id=run_id, trigger=trigger, operator=operator,
+                      started_at=planned_at or at, ended_at=at, outcome=outcome,
+                      message=message, planned_at=planned_at, provenance=provenance)
+
+
+def redacted(result: RunResult, redactor: Redactor) -> RunResult:
+    """The record with every secret the run knows masked: what a playbook printed or
+    published (failure messages, set_stats reports) reaches the store and the console only
+    through this."""
+    return RunResult.model_validate(redactor.scrub(result.model_dump(mode="json")))
+
+
+def decide(ctx: RunContext, verdicts: list[ObjectiveVerdict], *, interrupted: bool) -> Outcome:
+    state = ctx.state
+    if interrupted:
+        return Outcome.ABORTED
+    if state.deadline_hit is not None:
+        return Outcome.MISSED
+    if state.preflight_failed:
+        return Outcome.PREFLIGHT_FAILED
+    return outcome_of(verdicts, phase_failed=state.failed)
+
+
+def figures(ctx: RunContext) -> tuple[dict[str, Measurements], list[ObjectiveVerdict]]:
+    """Each population's figures (once a fault was injected) and the judged ones' verdicts;
+    a passed deadline makes the RTO missed whatever was measured."""
+    spec, state, clients = ctx.drill.spec, ctx.state, ctx.clients
+    populations = spec.client_populations()
+    measured: dict[str, Measurements] = {}
+    verdicts: list[ObjectiveVerdict] = []
+    if state.injected:
+        for name, beat in clients.heartbeats.items():
+            samples = beat.samples
+            measured[name] = measure(
+                samples, fault_at=state.fault_at, surviving=state.surviving.get(name),
+                verified_at=state.verified_at,
+                interval=spec.workload.heartbeat_interval.total_seconds(),
+                observed_until=max((s.ended_at for s in samples), default=ctx.clock.now()),
+            )
+            if populations[name].judged:
+                verdicts.extend(
+                    v.model_copy(update={"population": name}) if clients.several else v
+                    for v in judge(spec.objectives, measured[name]))
+    if state.deadline_hit is not None:
+        verdicts = [v.model_copy(update={
+            "status": Status.MISSED, "reason": state.deadline_hit,
+            "measured": v.measured if v.measured is not None else
+            spec.recovery_deadline().total_seconds(), "margin": None})
+            if v.objective == "rto" and v.status is not Status.MISSED else v
+            for v in verdicts]
+    return measured, verdicts
+
+
+def final_result(ctx: RunContext, base: RunResult, *, interrupted: bool
+                 ) -> tuple[RunResult, dict[str, Measurements]]:
+    """The run's final record (not yet stored) and every population's figures."""
+    state, clients, spec = ctx.state, ctx.clients, ctx.drill.spec
+    measured, verdicts = figures(ctx)
+    populations = spec.client_populations()
+    primary = next((measured[n] for n, p in populations.items()
+                    if p.judged and n in measured), None)
+    outcome = decide(ctx, verdicts, interrupted=interrupted)
+    for name, beat in clients.heartbeats.items():
+        if beat.sink_error is not None:
+            state.message = (state.message or "") + " (" + clients.label(
+                name, f"heartbeat evidence write failed: {beat.sink_error}") + ")"
+    events = timeline.build(
+        fault_at=state.fault_at, fault_source=state.fault_source,
+        clients={name: (beat.samples, measured[name].recovered_at if name in measured
+                        else None) for name, beat in clients.heartbeats.items()},
+        labelled=clients.several, verified_at=state.verified_at, phases=state.phases)
+    return base.model_copy(update={
+        "timeline": events, "ended_at": ctx.clock.now(), "outcome": outcome,
+        "measurements": primary, "populations": measured if clients.several else {},
+        "verdicts": verdicts, "phases": list(state.phases),
+        "steady_state_restored": state.steady_state_ok, "message": state.message,
+        "checks": list(state.checks),
+    }), measured

@@ -1,0 +1,293 @@
+"""Fakes of dalp-dr's own seams (the Protocols in ``dalp_dr/adapters/base.py``), for fast
+tests of the drill engine. Never fakes of PostgreSQL or Ansible: they stand in for dalp-dr's
+``PlaybookRunner`` and ``ServiceEndpoint``/``EndpointSession`` contracts, in process.
+
+* ``InMemoryEndpoint``: the service endpoint clients write through. It is scripted by what
+  the fake playbooks do to it: ``fail`` (the primary is lost: every connection breaks, new
+  ones are refused, optionally losing the last acknowledged writes that had not reached the
+  standby) and ``recover`` (the route reaches a promoted server: the timeline advances).
+* ``FakePlaybookRunner``: runs no playbook file. Each phase (``dalp_phase`` in the extra
+  vars) plays a ``Play``: what it does to the endpoint, how long it takes, what it reports
+  with ``set_stats`` (e.g. ``dalp_fault_instant``), how it ends, whether it blocks until
+  canceled. It calls ``on_event`` like ansible-runner and honours ``cancel`` and
+  ``timeout`` as the Protocol says.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from dalp_dr.adapters.base import (
+    CancelCheck,
+    EventSink,
+    PlaybookResult,
+    ServerIdentity,
+)
+from dalp_dr.errors import EndpointError
+from dalp_dr.spec import PhaseName
+
+POLL = 0.005
+"""how often a fake playbook looks at its cancel check while it runs"""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- the service endpoint -----------------------------------------------------------------
+
+class InMemoryEndpoint:
+    """A database reached through a route, in memory: markers per run, a timeline, a
+    primary that can be lost and a standby that can be promoted."""
+
+    display = "in-memory endpoint"
+
+    def __init__(self, *, timeline: int = 1) -> None:
+        self._lock = threading.Lock()
+        self._up = True
+        self._generation = 0
+        """bumped when the server is lost: sessions from before it are broken"""
+        self._markers: dict[str, list[int]] = {}
+        self._timeline = timeline
+        self._in_recovery = False
+        self._reads_fail = False
+        self.lost_markers: list[int] = []
+        """what ``fail`` dropped (acknowledged, never replicated)"""
+
+    # -- what fake playbooks (and tests) do to it ------------------------------------------
+
+    def fail(self, *, lose_last: int = 0) -> None:
+        """The server behind the route is lost: open sessions break, new ones are refused.
+        ``lose_last`` acknowledged markers of every run never reached the standby."""
+        with self._lock:
+            self._up = False
+            self._generation += 1
+            for markers in self._markers.values():
+                if lose_last:
+                    self.lost_markers.extend(markers[-lose_last:])
+                    del markers[-lose_last:]
+
+    def recover(self, *, advance_timeline: bool = True, in_recovery: bool = False) -> None:
+        """The route reaches a server again: a promoted standby (timeline advanced, out of
+        recovery) unless told otherwise."""
+        with self._lock:
+            self._up = True
+            if advance_timeline:
+                self._timeline += 1
+            self._in_recovery = in_recovery
+
+    def fail_reads(self) -> None:
+        """Reads of the markers fail from now on (writes still work)."""
+        with self._lock:
+            self._reads_fail = True
+
+    @property
+    def up(self) -> bool:
+        with self._lock:
+            return self._up
+
+    @property
+    def timeline(self) -> int:
+        with self._lock:
+            return self._timeline
+
+    def markers(self, run_id: str) -> list[int]:
+        with self._lock:
+            return list(self._markers.get(run_id, []))
+
+    # -- ServiceEndpoint --------------------------------------------------------------------
+
+    def connect(self, *, timeout: float) -> InMemorySession:
+        with self._lock:
+            if not self._up:
+                raise EndpointError(f"{self.display}: connection refused")
+            return InMemorySession(self, self._generation)
+
+    def ensure_schema(self) -> None:
+        with self._lock:
+            if not self._up:
+                raise EndpointError(f"{self.display}: connection refused")
+
+    # -- what sessions call -----------------------------------------------------------------
+
+    def _usable(self, generation: int) -> None:
+        if not self._up or generation != self._generation:
+            raise EndpointError("server closed the connection unexpectedly")
+
+    def _write(self, generation: int, run_id: str, seq: int) -> None:
+        with self._lock:
+            self._usable(generation)
+            self._markers.setdefault(run_id, []).append(seq)
+
+    def _read(self, generation: int, run_id: str) -> set[int]:
+        with self._lock:
+            self._usable(generation)
+            if self._reads_fail:
+                raise EndpointError("could not read the marker table")
+            return set(self._markers.get(run_id, []))
+
+    def _identity(self, generation: int) -> ServerIdentity:
+        with self._lock:
+            self._usable(generation)
+            return ServerIdentity(port=5432, timeline=self._timeline,
+                                  in_recovery=self._in_recovery)
+
+
+class InMemorySession:
+    """One client connection to an ``InMemoryEndpoint``; broken once its server is lost."""
+
+    def __init__(self, endpoint: InMemoryEndpoint, generation: int) -> None:
+        self._endpoint = endpoint
+        self._generation = generation
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EndpointError("session is closed")
+
+    def write_marker(self, run_id: str, seq: int, sent_at: datetime) -> None:
+        self._check_open()
+        self._endpoint._write(self._generation, run_id, seq)
+
+    def surviving_markers(self, run_id: str) -> set[int]:
+        self._check_open()
+        return self._endpoint._read(self._generation, run_id)
+
+    def identity(self) -> ServerIdentity:
+        self._check_open()
+        return self._endpoint._identity(self._generation)
+
+    def query_value(self, sql: str, *, timeout: float | None = None) -> Any:
+        raise EndpointError("the in-memory endpoint runs no SQL")
+
+    def close(self) -> None:
+        self._closed = True
+
+
+# --- the playbook runner ------------------------------------------------------------------
+
+class RunnerStatus(StrEnum):
+    """ansible-runner's final statuses."""
+
+    SUCCESSFUL = "successful"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True)
+class Play:
+    """What one fake phase playbook does."""
+
+    status: RunnerStatus = RunnerStatus.SUCCESSFUL
+    effect: Callable[[], None] | None = None
+    """what it does to the environment (e.g. ``endpoint.fail``), first thing when it runs"""
+    takes: float = 0.0
+    """seconds it runs after its effect (a cancel stops it early)"""
+    reports_fault_instant: bool = False
+    """publish ``dalp_fault_instant`` (the moment its effect ran) with set_stats"""
+    report: Mapping[str, Any] = field(default_factory=dict)
+    """anything else it publishes with set_stats"""
+    failure_message: str | None = None
+    unreachable: tuple[str, ...] = ()
+    blocks_until_canceled: bool = False
+    """never finishes by itself: stopped by cancel, or by its timeout"""
+    stops_after: float = 0.0
+    """how long it takes to stop once canceled"""
+    event_text: str = "ok"
+    """the ``stdout`` of the task event it emits"""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One playbook run the engine asked for."""
+
+    phase: PhaseName
+    playbook: Path
+    extravars: Mapping[str, Any]
+    timeout: float
+    cancellable: bool
+    check: bool
+    status: RunnerStatus
+    started_at: datetime
+    artifact_data: Mapping[str, Any]
+    """what it published with set_stats"""
+
+
+class FakePlaybookRunner:
+    """A ``PlaybookRunner`` that plays scripted ``Play``s by phase (default: succeed and
+    do nothing). ``calls`` lists every run in order, with how it ended."""
+
+    def __init__(self, plays: Mapping[PhaseName, Play] | None = None) -> None:
+        self.plays: dict[PhaseName, Play] = dict(plays or {})
+        self.calls: list[Call] = []
+        self._lock = threading.Lock()
+
+    @property
+    def phases(self) -> list[PhaseName]:
+        with self._lock:
+            return [c.phase for c in self.calls]
+
+    def call(self, phase: PhaseName) -> Call:
+        """The one run of ``phase`` (AssertionError when it ran not exactly once)."""
+        with self._lock:
+            found = [c for c in self.calls if c.phase is phase]
+        assert len(found) == 1, f"{phase} ran {len(found)} times: {self.phases}"
+        return found[0]
+
+    def run(self, playbook: Path, inventory: Path, *, extravars: Mapping[str, Any],
+            timeout: float, on_event: EventSink | None = None,
+            cancel: CancelCheck | None = None, check: bool = False) -> PlaybookResult:
+        phase = PhaseName(extravars["dalp_phase"])
+        play = self.plays.get(phase, Play())
+        emit = on_event or (lambda _event: None)
+        started = _now()
+        status, fault_at = self._play(play, timeout, cancel)
+        emit({"event": "runner_on_failed" if status is RunnerStatus.FAILED else "runner_on_ok",
+              "created": _now().isoformat(),
+              "event_data": {"task": f"fake {phase.value}", "host": "db1",
+                             "res": {"stdout": play.event_text}}})
+        data: dict[str, Any] = dict(play.report)
+        if play.reports_fault_instant and fault_at is not None:
+            data["dalp_fault_instant"] = fault_at.timestamp()
+        ended = _now()
+        with self._lock:
+            self.calls.append(Call(phase=phase, playbook=playbook, extravars=dict(extravars),
+                                   timeout=timeout, cancellable=cancel is not None,
+                                   check=check, status=status, started_at=started,
+                                   artifact_data=dict(data)))
+        ok = status is RunnerStatus.SUCCESSFUL
+        return PlaybookResult(
+            playbook=playbook.name, status=status.value, rc=0 if ok else 2,
+            started_at=started, ended_at=ended, artifact_data=data,
+            failed_task=None if ok else f"fake {phase.value}",
+            failure_message=None if ok else play.failure_message,
+            unreachable_hosts=play.unreachable)
+
+    def _play(self, play: Play, timeout: float, cancel: CancelCheck | None
+              ) -> tuple[RunnerStatus, datetime | None]:
+        """Run ``play``: its status and when its effect happened (None: canceled first)."""
+        canceled = cancel or (lambda: False)
+        if canceled():
+            time.sleep(play.stops_after)
+            return RunnerStatus.CANCELED, None
+        fault_at = _now()
+        if play.effect is not None:
+            play.effect()
+        limit = time.monotonic() + (timeout if play.blocks_until_canceled
+                                    else min(play.takes, timeout))
+        while time.monotonic() < limit:
+            if canceled():
+                time.sleep(play.stops_after)
+                return RunnerStatus.CANCELED, fault_at
+            time.sleep(POLL)
+        if play.blocks_until_canceled or play.takes > timeout:
+            return RunnerStatus.TIMEOUT, fault_at
+        return play.status, fault_at

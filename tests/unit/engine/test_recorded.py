@@ -1,0 +1,67 @@
+"""Every run is recorded in the history as it was returned, whatever its outcome, and a run
+a guardrail refuses is recorded (``refused``) before anything runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from dalp_dr.results import Outcome, Trigger
+from dalp_dr.spec import PhaseName
+from tests.fakes import Play, RunnerStatus
+from tests.unit.engine.harness import DrillShape, EngineHarness, Run, failover
+
+SCENARIOS: dict[str, tuple[Callable[[EngineHarness], Run], Outcome]] = {
+    "preflight_failed": (lambda h: h.run({PhaseName.PREFLIGHT: Play(
+        status=RunnerStatus.FAILED)}), Outcome.PREFLIGHT_FAILED),
+    "failed": (lambda h: h.run({**failover(h.endpoint),
+                                PhaseName.VERIFY: Play(status=RunnerStatus.FAILED)}),
+               Outcome.FAILED),
+    "aborted": (lambda h: h.run(failover(h.endpoint), at={PhaseName.RECOVER: h.interrupt}),
+                Outcome.ABORTED),
+    "missed at the deadline": (lambda h: h.run(
+        {PhaseName.INJECT: Play(effect=h.endpoint.fail, reports_fault_instant=True),
+         PhaseName.RECOVER: Play(blocks_until_canceled=True)}, DrillShape(deadline="50ms")),
+        Outcome.MISSED),
+}
+
+
+def test_the_store_holds_a_passed_run_as_returned(passed_run: Run) -> None:
+    assert passed_run.result.outcome is Outcome.PASSED
+    assert passed_run.stored == passed_run.result
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS.values(), ids=SCENARIOS.keys())
+def test_the_store_holds_the_run_as_returned(
+        harness: EngineHarness, scenario: tuple[Callable[[EngineHarness], Run], Outcome]
+) -> None:
+    play, outcome = scenario
+    run = play(harness)
+
+    assert run.result.outcome is outcome
+    assert run.stored == run.result
+    (listed,) = harness.store.list_runs()
+    assert (listed.run_id, listed.outcome) == (run.result.run_id, outcome)
+
+
+REFUSALS = {
+    "production, on demand without --confirm": (DrillShape(production=True), Trigger.CLI,
+                                                "production"),
+    "scheduled inside a change freeze": (DrillShape(frozen=True), Trigger.SCHEDULE,
+                                         "engine test freeze"),
+}
+
+
+@pytest.mark.parametrize("refusal", REFUSALS.values(), ids=REFUSALS.keys())
+def test_a_refused_run_is_recorded_and_nothing_runs(
+        harness: EngineHarness, refusal: tuple[DrillShape, Trigger, str]) -> None:
+    shape, trigger, why = refusal
+    refused = harness.refused(shape, trigger)
+
+    assert refused.runner.calls == []
+    assert harness.endpoint.markers(refused.stored.run_id) == []
+    assert refused.stored.outcome is Outcome.REFUSED
+    assert refused.stored.trigger is trigger
+    assert refused.stored.message is not None and why in refused.stored.message
+    assert why in str(refused.error)
