@@ -1,5 +1,5 @@
 import sys
 
-from dalp_dr.cli import main
+from dalp_dr.commands import main
 
 sys.exit(main())

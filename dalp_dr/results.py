@@ -143,14 +143,6 @@ class Outcome(StrEnum):
     """a scheduled run that did not happen (the scheduler was down past the grace period, or
     the environment was busy); started_at is the planned time"""
 
-    @property
-    def exit_code(self) -> int:
-        if self is Outcome.PASSED:
-            return 0
-        if self is Outcome.ABORTED:
-            return 130
-        return 1
-
 
 class Trigger(StrEnum):
     CLI = "cli"

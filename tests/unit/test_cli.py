@@ -1,10 +1,14 @@
 """CLI exit codes and messages for bad input (no environment touched)."""
 
+import importlib
+import json
+import tomllib
 from pathlib import Path
 
+import click
 import pytest
 
-from dalp_dr.cli import main
+from dalp_dr.commands import cli, main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,3 +65,43 @@ def test_validate_prints_a_bracketed_path_literally(
     assert main(["drill", "validate", name]) == 2
     err = capsys.readouterr().err
     assert "invalid" in err and "b[/x] [bold]y.yaml" in err
+
+
+def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = []
+    for name, command in sorted(group.commands.items()):
+        paths.append((*prefix, name))
+        if isinstance(command, click.Group):
+            paths.extend(_command_paths(command, (*prefix, name)))
+    return paths
+
+
+def test_every_command_is_registered_and_answers_help(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    paths = _command_paths(cli)
+    groups = {p[0] for p in paths}
+    assert groups == {"backup", "doctor", "drill", "export", "history", "keys", "lab",
+                      "schedule", "scheduler", "store"}
+    assert ("drill", "run") in paths and ("export", "verify") in paths
+    for path in paths:
+        assert main([*path, "--help"]) == 0, path
+        assert f"Usage: dalp-dr {' '.join(path)} " in capsys.readouterr().out, path
+
+
+def test_console_script_is_the_commands_main() -> None:
+    """The installed ``dalp-dr`` resolves to the one entry point that maps exit codes."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    module, _, attribute = project["project"]["scripts"]["dalp-dr"].partition(":")
+    assert getattr(importlib.import_module(module), attribute) is main
+
+
+def test_json_log_format_reports_errors_as_json_lines(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no.yaml"
+    assert main(["--results-dir", str(tmp_path / "r"), "drill", "run", str(missing),
+                 "--log-format", "json"]) == 2
+    line = json.loads(capsys.readouterr().err.strip())
+    assert line["event"] == "error" and str(missing) in line["message"]
+    # the next command in the same process reports as text again
+    assert main(["--results-dir", str(tmp_path), "history", "show", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

@@ -1,0 +1,171 @@
+"""``dalp-dr export``: the sealed history of a period as json/csv/html or a signed bundle
+(optionally archived to S3 under Object Lock), and ``export verify`` for a bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from dalp_dr.commands.shared import EXIT_FAILED, Exit, keys_dir_of, settings_of
+from dalp_dr.console import err, out
+from dalp_dr.errors import InvalidInput
+from dalp_dr.spec import Topology, discover_drills, load_drill
+
+if TYPE_CHECKING:
+    from dalp_dr.export.records import Query
+
+
+def _export_drills(ctx: click.Context, query: Query) -> list[str]:
+    """Drills defined in the project that the query covers ('not run' cells for them)."""
+    names = []
+    for path in discover_drills(settings_of(ctx).project_dir / "drills"):
+        try:
+            spec = load_drill(path).spec
+        except InvalidInput:
+            continue
+        if (query.topology and spec.topology is not query.topology) or \
+                (query.drills and spec.name not in query.drills) or \
+                (query.environments and spec.environment not in query.environments):
+            continue
+        names.append(spec.name)
+    return names
+
+
+@click.group("export", invoke_without_command=True)
+@click.option("--from", "start", help="2026Q1, 2026-01-01 or an ISO time [the beginning]")
+@click.option("--to", "end", help="inclusive quarter or day, or an ISO time [now]")
+@click.option("--topology", help="only this topology")
+@click.option("--drill", "drill_names", multiple=True, help="only this drill (repeatable)")
+@click.option("--environment", "environments", multiple=True,
+              help="only this environment (repeatable)")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "html"]), default="json",
+              show_default=True, help="format when not writing a bundle")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="file [stdout]")
+@click.option("--bundle", type=click.Path(), help="write a signed bundle: a directory, or "
+                                                  "FILE.tar.gz")
+@click.option("--keys", "keys_dir", help="signing key directory")
+@click.option("--to-s3", "to_s3", help="also archive the bundle (FILE.tar.gz) to "
+                                       "s3://bucket/prefix under Object Lock retention")
+@click.option("--lock-mode", type=click.Choice(["GOVERNANCE", "COMPLIANCE"]),
+              default="GOVERNANCE", show_default=True,
+              help="COMPLIANCE: nobody can delete it before the date, not even root")
+@click.option("--retain-days", type=click.IntRange(1, 36500),
+              help="retention in days (required with --to-s3)")
+@click.option("--force-without-lock", is_flag=True,
+              help="archive to a bucket without Object Lock anyway (no retention)")
+@click.pass_context
+def export(ctx: click.Context, start: str | None, end: str | None, topology: str | None,
+           drill_names: tuple[str, ...], environments: tuple[str, ...], fmt: str,
+           output: str | None, bundle: str | None, keys_dir: str | None,
+           to_s3: str | None, lock_mode: str, retain_days: int | None,
+           force_without_lock: bool) -> None:
+    """Export the sealed history of a period (json, csv, html), or a signed bundle with
+    every format, the evidence files, a manifest and its Ed25519 signature."""
+    if ctx.invoked_subcommand is not None:
+        return
+    # lazy: the history store (SQLAlchemy, psycopg), cryptography and boto3 are heavy
+    from dalp_dr.export import bundle as bundles
+    from dalp_dr.export import keys as signing
+    from dalp_dr.export.records import Query, parse_bound, verified_selection
+    from dalp_dr.history import checkpointer, open_store
+
+    try:
+        kind = Topology(topology) if topology else None
+    except ValueError:
+        raise InvalidInput(f"unknown topology '{topology}'", field="--topology",
+                           hint="one of " + ", ".join(t.value for t in Topology)) from None
+    query = Query(start=parse_bound(start, end=False, field="--from") if start else None,
+                  end=parse_bound(end, end=True, field="--to") if end else None,
+                  topology=kind, drills=drill_names, environments=environments)
+    key_directory = keys_dir_of(ctx, keys_dir)
+    archive = None
+    if to_s3:
+        from dalp_dr.export.archive import BundleArchive, Target
+
+        if not bundle or not bundle.endswith((".tar.gz", ".tgz")):
+            raise InvalidInput("archiving needs a bundle file", field="--to-s3",
+                               hint="add --bundle NAME.tar.gz")
+        if retain_days is None:
+            raise InvalidInput("how long must S3 keep the bundle?", field="--retain-days",
+                               hint="e.g. --retain-days 2557 (seven years)")
+        archive = BundleArchive(Target.parse(to_s3))
+    if bundle:
+        signing.load_private(key_directory)  # no key: exit 2 before reading anything
+    with_lock = archive.preflight(force_without_lock) if archive is not None else False
+    settings = settings_of(ctx).model_copy(update={"keys_dir": key_directory})
+    store = open_store(settings.store_url, results_dir=settings.results_dir)
+    try:  # a history that 'history verify' rejects is not exported, let alone signed
+        selection = verified_selection(store, checkpointer(settings), query,
+                                       copies_evidence=bool(bundle))
+    finally:
+        store.close()
+    if selection.attestation is not None and not selection.attestation.pinned:
+        err.print(f"note: {selection.attestation.describe()} (the export says so)",
+                  markup=False, soft_wrap=True)
+    drills = _export_drills(ctx, query)
+    if bundle:
+        path, fingerprint = bundles.write_bundle(selection, Path(bundle), key_directory,
+                                                 drills)
+        out.print(f"bundle {path}: {len(selection.records)} records ({query.describe()}), "
+                  f"chain head {selection.head[:16]}..., signed by {fingerprint}",
+                  markup=False, soft_wrap=True)
+        if archive is not None:
+            from dalp_dr.export.archive import LockMode
+
+            stored = archive.upload(path, LockMode(lock_mode), retain_days or 0, with_lock)
+            out.print(f"archived {stored.url} (version {stored.version_id}, sha256 "
+                      f"{stored.sha256}): " + (f"{stored.mode} retention until "
+                                               f"{stored.retain_until:%Y-%m-%d %H:%M} UTC"
+                                               if stored.mode and stored.retain_until else
+                                               "NO retention (bucket without Object Lock)"),
+                      markup=False, soft_wrap=True)
+        return
+    text = bundles.write_single(selection, fmt, Path(output) if output else None, drills)
+    if text is not None:
+        click.echo(text, nl=False)
+    else:
+        err.print(f"wrote {output}: {len(selection.records)} records", markup=False)
+
+
+@export.command("verify")
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path())
+@click.option("--public-key", type=click.Path(dir_okay=False, exists=True),
+              help="trust only this public key (the signer's, obtained out of band)")
+@click.option("--fingerprint", help="trust only the key with this fingerprint (SHA256:..., as "
+                                    "'keys init' prints it)")
+@click.option("--keys", "keys_dir",
+              help="without --public-key/--fingerprint, trust this key directory's "
+                   "signing-key.pub.pem and the keys 'keys init --force' retired "
+                   "(retired/*.pem) [DALP_DR_KEYS or ~/.config/dalp-dr]")
+@click.pass_context
+def export_verify(ctx: click.Context, bundle_path: str, public_key: str | None,
+                  fingerprint: str | None, keys_dir: str | None) -> None:
+    """Check a bundle: signed by a trusted key, manifest digests, chain links, record and
+    evidence digests. The key inside the bundle is never trusted by itself. Exit 1 naming
+    the first problem, 2 when BUNDLE is not a bundle at all."""
+    from dalp_dr.export.verify import Trust, verify_bundle  # lazy: cryptography is heavy
+
+    if public_key and fingerprint:
+        raise InvalidInput("give --public-key or --fingerprint, not both", field="--fingerprint")
+    trust = (Trust.from_public_key(Path(public_key)) if public_key
+             else Trust.from_fingerprint(fingerprint) if fingerprint
+             else Trust.from_key_dir(keys_dir_of(ctx, keys_dir)))
+    report = verify_bundle(Path(bundle_path), trust)
+    if report.ok:
+        out.print(f"bundle intact: {report.records} records, chain head {report.chain_head},"
+                  f" signed by the trusted key {report.trusted_fingerprint} "
+                  f"({report.key_source})", markup=False, soft_wrap=True)
+        made = report.provenance
+        if made is not None and made.exported_at is not None:
+            out.print(f"exported {made.exported_at.isoformat()} by {made.exporter} on "
+                      f"{made.controller} with dalp-dr {made.tool_version} (period "
+                      f"{made.period})", markup=False, soft_wrap=True)
+        elif made is not None:
+            out.print(f"generated {made.generated_at.isoformat()} (period {made.period}); no "
+                      "provenance (written by an older dalp-dr)", markup=False, soft_wrap=True)
+        return
+    verdict = "NOT verified" if report.untrusted_signer else "NOT intact"
+    err.print(f"bundle {verdict}: {report.problem}", markup=False, soft_wrap=True)
+    raise Exit(EXIT_FAILED)

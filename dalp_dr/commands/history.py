@@ -1,0 +1,231 @@
+"""``dalp-dr history``: list, show, verify and checkpoint the sealed history of runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from dalp_dr.commands.shared import EXIT_FAILED, Exit, json_option, settings_of
+from dalp_dr.config import Settings
+from dalp_dr.console import err, out
+from dalp_dr.durations import format_duration
+from dalp_dr.errors import InvalidInput, TamperedHistory
+
+if TYPE_CHECKING:
+    from dalp_dr.integrity import VerifyReport
+    from dalp_dr.results import RunResult
+
+
+@click.group()
+def history() -> None:
+    """Past drill runs."""
+
+
+@history.command("list")
+@click.option("--drill", "drill_name", help="only this drill")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1_000_000))
+@json_option()
+@click.pass_context
+def history_list(ctx: click.Context, drill_name: str | None, limit: int, as_json: bool) -> None:
+    """List runs, newest first, as their seals say they were (a row edited after its seal
+    is marked ROW EDITED and shows the sealed values, a changed record TAMPERED); a warning
+    names the first problem of the whole history. Listing is not the check: exit 0 unless
+    the store cannot be read ('history verify' exits 1)."""
+    # lazy: the history store (SQLAlchemy, psycopg) is heavy at start-up
+    from dalp_dr.history import checkpointer, open_store
+    from dalp_dr.history.views import audit, list_checked
+    from dalp_dr.render import history_table
+
+    settings = settings_of(ctx)
+    store = open_store(settings.store_url, results_dir=settings.results_dir)
+    try:
+        rows = list_checked(store, drill=drill_name, limit=limit)
+        report = audit(store, checkpointer(settings), check_evidence=False)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+    else:
+        out.print(history_table(rows))
+    if report.problems:  # a page can hide an edited run: the whole history says so
+        err.print(f"warning: history does NOT verify: {report.problems[0]} (rows show sealed "
+                  "values where a row was edited; 'dalp-dr history verify' is the check)",
+                  markup=False, soft_wrap=True)
+
+
+def _audit(settings: Settings, no_evidence: bool = False,
+           expect_head: str | None = None) -> tuple[VerifyReport, str]:
+    # lazy: the history store (SQLAlchemy, psycopg) is heavy at start-up
+    from dalp_dr.history import checkpointer, open_store
+    from dalp_dr.history.views import audit
+
+    store = open_store(settings.store_url, results_dir=settings.results_dir)
+    try:
+        report = audit(store, checkpointer(settings), check_evidence=not no_evidence,
+                       expect_head=expect_head)
+        where = store.describe()
+    finally:
+        store.close()
+    return report, where
+
+
+@history.command("verify")
+@click.option("--no-evidence", is_flag=True, help="check records and links only, not the "
+                                                  "evidence files")
+@click.option("--expect-head", metavar="[SEQ:]DIGEST",
+              help="a chain head written down earlier ('history checkpoint'): it must be in "
+                   "this chain")
+@json_option()
+@click.pass_context
+def history_verify(ctx: click.Context, no_evidence: bool, expect_head: str | None,
+                   as_json: bool) -> None:
+    """Recompute the history's hash chain and evidence digests and hold them against every
+    signed checkpoint; exit 1 naming the first changed, deleted, reordered, unsealed or
+    rewritten record, or evidence that is missing or changed."""
+    from dalp_dr.integrity import ProblemKind  # lazy: ~13 ms (hashing, models) at start-up
+
+    report, where = _audit(settings_of(ctx), no_evidence, expect_head)
+    if as_json:
+        click.echo(json.dumps({**report.model_dump(mode="json"), "intact": report.intact},
+                              indent=2))
+    elif not report.problems:
+        out.print(f"history intact: {report.records} sealed records, chain head "
+                  f"#{report.head_seq} {report.head} ({where}); {report.checkpoints} signed "
+                  "checkpoint(s) agree"
+                  + (f"; {report.unsealed_running} run(s) in progress, sealed when they end"
+                     if report.unsealed_running else ""), markup=False, soft_wrap=True)
+    else:
+        tampered = any(p.kind is ProblemKind.TAMPERED for p in report.problems)
+        verdict = "history TAMPERED" if tampered else "history NOT VERIFIED"
+        err.print(f"{verdict}: first problem: {report.problems[0]}", markup=False,
+                  soft_wrap=True)
+        if any(p.kind is ProblemKind.UNPINNED for p in report.problems):
+            err.print("  (unpinned entries: review them, then 'dalp-dr history checkpoint "
+                      "--sign' pins the chain as it is now)", markup=False, soft_wrap=True)
+        for problem in report.problems[1:10]:
+            err.print(f"  also: {problem}", markup=False, soft_wrap=True)
+        if len(report.problems) > 10:
+            err.print(f"  ... {len(report.problems) - 10} more", markup=False)
+    if not as_json:
+        for note in report.notes:
+            err.print(f"note: {note}", markup=False, soft_wrap=True)
+    if report.problems:
+        raise Exit(EXIT_FAILED)
+
+
+@history.command("checkpoint")
+@click.option("--sign", "sign_now", is_flag=True,
+              help="verify the history, then sign its current head now (a history sealed "
+                   "before its key existed, or to pin it before an audit)")
+@json_option()
+@click.pass_context
+def history_checkpoint(ctx: click.Context, sign_now: bool, as_json: bool) -> None:
+    """Print the latest signed chain head (for a ticket or an auditor's file); later,
+    'history verify --expect-head SEQ:DIGEST' shows the chain still holds it."""
+    # lazy: the history store (SQLAlchemy, psycopg) and cryptography are heavy at start-up
+    from dalp_dr import checkpoints
+    from dalp_dr.history import checkpointer
+    from dalp_dr.integrity import ProblemKind
+
+    settings = settings_of(ctx)
+    pinned = checkpointer(settings)
+    if sign_now:
+        report, _where = _audit(settings)
+        blocking = [p for p in report.problems if p.kind is not ProblemKind.UNPINNED]
+        if blocking:
+            raise TamperedHistory(f"history does not verify, not signed: {blocking[0]} "
+                                  "(see 'dalp-dr history verify')")
+        if report.head_seq == 0:
+            raise InvalidInput("the history has no sealed record yet", field="--sign")
+        first = (report.latest_checkpoint_seq or 0) + 1
+        if first <= report.head_seq:
+            err.print(f"pinning entries #{first}..#{report.head_seq} as they are now (no "
+                      "signed checkpoint covered them: review them with 'history list' / "
+                      "'history show' first)", markup=False, soft_wrap=True)
+        pinned.sign_head(report.head_seq, report.head)
+    latest = checkpoints.newest(pinned.sources()[0], pinned.trusted())
+    if latest is None:
+        err.print("no signed checkpoint (no signing key, or nothing sealed since it was "
+                  "created): 'dalp-dr keys init', then 'dalp-dr history checkpoint --sign'",
+                  markup=False, soft_wrap=True)
+        raise Exit(EXIT_FAILED)
+    source, cp = latest
+    if as_json:
+        click.echo(json.dumps({"source": source, **cp.model_dump(mode="json")}, indent=2))
+        return
+    out.print(f"checkpoint {cp.seq}:{cp.head}", markup=False, soft_wrap=True)
+    out.print(f"signed {cp.at:%Y-%m-%d %H:%M:%S} UTC by {cp.key_fingerprint} ({source})",
+              markup=False, soft_wrap=True)
+
+
+@history.command("show")
+@click.argument("run_id")
+@json_option()
+@click.pass_context
+def history_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Show one run: figures, verdicts, phases and where its evidence is."""
+    # lazy: the history store (SQLAlchemy, psycopg) is heavy at start-up
+    from dalp_dr.history import open_store
+    from dalp_dr.history.views import seal_of
+    from dalp_dr.integrity import evidence_location
+
+    settings = settings_of(ctx)
+    store = open_store(settings.store_url, results_dir=settings.results_dir)
+    try:
+        result = store.get(run_id)
+        seal, problem = seal_of(store, result.run_id, result.outcome)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps({**result.model_dump(mode="json"), "seal": seal.value,
+                               "seal_problem": problem}, indent=2))
+    else:
+        _show_run(result, seal.value, problem,
+                  evidence_location(result.evidence_dir, settings.results_dir))
+    if problem is not None:
+        raise Exit(EXIT_FAILED)
+
+
+def _show_run(result: RunResult, seal: str, problem: str | None, evidence: Path | None) -> None:
+    """One run for a person; table cells from the record are Text: never read as markup."""
+    from dalp_dr.render import print_result  # lazy: imports the history store's types
+
+    out.print(f"{result.drill} ({result.topology}/{result.scenario}) environment "
+              f"{result.environment}, owner {result.owner}; {result.trigger.value} by "
+              f"{result.operator}; spec sha256 {result.spec_hash[:16]}", markup=False)
+    print_result(out, result)
+    table = Table(box=None, title="phases")
+    for col in ("phase", "status", "started (UTC)", "duration", "playbook", "note"):
+        table.add_column(col)
+    for p in result.phases:
+        table.add_row(p.phase.value, p.status.value, f"{p.started_at:%H:%M:%S.%f}"[:-3],
+                      format_duration(p.duration), Text(p.playbook or ""),
+                      Text(p.message or ""))
+    out.print(table)
+    prov = result.provenance
+    if prov is None:
+        out.print("provenance: not recorded (the run predates provenance records)")
+    else:
+        out.print(f"provenance: dalp-dr {prov.dalp_dr_version}, ansible-core "
+                  f"{prov.ansible_core_version or 'not installed'}, controller "
+                  f"{prov.controller}; operator {prov.operator} (from "
+                  f"{prov.operator_source.value})", markup=False)
+        files = Table(box=None, title="files read (sha256, first 16 hex digits; --json: all)")
+        files.add_column("file")
+        files.add_column("sha256")
+        for name, digest in prov.files.items():
+            files.add_row(Text(name), Text(digest[:16]))
+        out.print(files)
+        for note in prov.unresolved:
+            out.print(f"not resolved before the run: {note}", markup=False)
+    out.print(f"evidence now: {evidence or 'none'}", markup=False)
+    if problem is not None:
+        err.print(f"this record does NOT match its seal ({seal}): {problem}; see 'dalp-dr "
+                  "history verify'", markup=False, soft_wrap=True)
+    else:
+        out.print(f"seal: {seal}", markup=False)
