@@ -27,6 +27,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
+def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``tmp_path`` as what the environment configures: results (and the default SQLite
+    history) under tmp_path/results, signing keys under tmp_path/keys (not created), no
+    other store, no witness, no debug output."""
+    monkeypatch.setenv("DALP_DR_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("DALP_DR_KEYS", str(tmp_path / "keys"))
+    for name in ("DALP_DR_STORE", "DALP_DR_WITNESS", "DALP_DR_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
 def history(tmp_path: Path) -> str:
     """A SQLite history of four sealed 2026 runs with evidence under tmp_path/results; its
     URL (tests/factories.py)."""

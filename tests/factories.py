@@ -1,6 +1,9 @@
-"""Builders shared by tests and benches: sealed runs with evidence files on disk, a small
-SQLite history of them, its selection and a signed export bundle written by the real
-writer."""
+"""Builders shared by tests and benches: synthetic heartbeat timelines and their
+measurement, sealed runs with evidence files on disk, a small SQLite history of them, its
+selection and a signed export bundle written by the real writer.
+
+Tests import shared builders from here (fixtures from tests/conftest.py), never from another
+test module."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ from pathlib import Path
 
 from dalp_dr.export import bundle, keys, records
 from dalp_dr.history import HistoryStore, open_store
+from dalp_dr.measure import measure
 from dalp_dr.results import (
+    HeartbeatSample,
     Measurements,
     ObjectiveVerdict,
     Outcome,
@@ -21,6 +26,42 @@ from dalp_dr.results import (
     Trigger,
 )
 from dalp_dr.spec import PhaseName, Scenario, Topology
+
+# --- synthetic heartbeat timelines (100 ms interval) --------------------------------------------
+
+T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+INTERVAL = 0.1  # heartbeat interval, seconds
+
+
+def at(seconds: float) -> datetime:
+    """The instant ``seconds`` after T0."""
+    return T0 + timedelta(seconds=seconds)
+
+
+def timeline(acked_until: float, down_until: float, end: float, *, latency: float = 0.005
+             ) -> list[HeartbeatSample]:
+    """Acks every 100 ms until `acked_until`, errors until `down_until`, acks until `end`."""
+    samples = []
+    seq, t = 0, 0.0
+    while t <= end + 1e-9:
+        seq += 1
+        ok = t <= acked_until + 1e-9 or t >= down_until - 1e-9
+        samples.append(HeartbeatSample(seq=seq, sent_at=at(t), ended_at=at(t + latency),
+                                       acked=ok, error=None if ok else "connection refused"))
+        t = round(t + INTERVAL, 6)
+    return samples
+
+
+def run(samples: list[HeartbeatSample], fault: float, surviving: set[int] | None,
+        verified: float | None = None) -> Measurements:
+    """The measurements of ``samples`` for a fault at ``fault`` s, observed until the last
+    sample ended."""
+    return measure(samples, fault_at=at(fault), surviving=surviving,
+                   verified_at=at(verified) if verified is not None else None, interval=INTERVAL,
+                   observed_until=max(s.ended_at for s in samples))
+
+
+# --- sealed runs and their history ---------------------------------------------------------------
 
 
 def make_run(base: Path, run_id: str, drill: str, started: datetime, outcome: Outcome,

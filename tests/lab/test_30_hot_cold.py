@@ -145,13 +145,13 @@ def test_wal_gap_fails_closed_naming_the_segment(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         newest = s3_archive.status(s3, cfg)["newest_wal"]
-        if newest and s3_archive.segment_number(newest)[1] >= \
-                s3_archive.segment_number(before)[1] + 3:
+        if newest and (s3_archive.segment_number(newest)[1]  # type: ignore[index]
+                       >= s3_archive.segment_number(before)[1] + 3):  # type: ignore[index]
             break
         time.sleep(0.5)
     else:
         pytest.fail("WAL was not archived to the bucket within 60 s")
-    missing = s3_archive.segment_name(1, s3_archive.segment_number(newest)[1] - 1)
+    missing = s3_archive.segment_name(1, s3_archive.segment_number(newest)[1] - 1)  # type: ignore[index]
     s3.delete_object(Bucket=cfg["bucket"], Key=s3_archive.key(cfg, "wal", missing + ".gz"))
 
     pid_a = int((LAB_ROOT / "site-a/data/postmaster.pid").read_text().split()[0])

@@ -32,7 +32,7 @@ def lab_up() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def assert_cluster_whole() -> dict[str, object]:
+def assert_cluster_whole() -> dict[str, Any]:
     status = lab_status("cloud-native")
     members = status["members"]
     assert len(members) == 3, members

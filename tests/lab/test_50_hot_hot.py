@@ -27,7 +27,7 @@ def lab_up() -> None:
 
 def assert_steady() -> dict[str, Any]:
     """Both sites writable, each subscribed to the other and streaming."""
-    sites = lab_status("hot-hot")["sites"]
+    sites: dict[str, Any] = lab_status("hot-hot")["sites"]
     for name in ("site-a", "site-b"):
         site = sites[name]
         assert site["accepting"] and site["detail"]["in_recovery"] is False, site

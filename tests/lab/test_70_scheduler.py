@@ -427,7 +427,8 @@ def test_a_canary_secret_reaches_no_evidence_history_or_export(server: str,
         assert env.cli("export", "--format", fmt, "-o",
                        str(tmp_path / "exports" / f"x.{fmt}")).returncode == 0
     unpacked = tmp_path / "exports" / "unpacked"
-    subprocess.run(["tar", "-xzf", str(bundle), "-C", str(unpacked.mkdir() or unpacked)],
+    subprocess.run(["tar", "-xzf", str(bundle), "-C",
+                    str(unpacked.mkdir() or unpacked)],  # type: ignore[func-returns-value]
                    check=True)
     assert (unpacked / "evidence").is_dir()
     written = [p for d in (env.results, tmp_path / "exports") for p in d.rglob("*")

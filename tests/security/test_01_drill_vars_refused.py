@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dalp_dr.cli import main
+from dalp_dr.commands import main
 from dalp_dr.errors import SpecError
 from dalp_dr.spec import parse_drill
 from tests.factories import MINIMAL_DRILL

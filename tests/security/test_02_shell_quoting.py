@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -55,7 +56,7 @@ EXPRESSION = re.compile(r"{{(.*?)}}", re.S)
 QUOTED = re.compile(r"\|\s*quote\s*$|map\('quote'\)\s*\|\s*join\(' '\)\s*$")
 
 
-def _tasks(node: object) -> Iterator[dict[str, object]]:
+def _tasks(node: object) -> Iterator[dict[str, Any]]:
     if isinstance(node, list):
         for item in node:
             yield from _tasks(item)
@@ -100,7 +101,7 @@ def test_every_playbook_quotes_what_it_splices() -> None:
                     problems += [f"{where}: a value in the SQL: {line.strip()}"
                                  for line in stdin.splitlines()
                                  if "{{" in line and not line.lstrip().startswith("\\set ")]
-            variables = task.get("vars") if isinstance(task.get("vars"), dict) else {}
+            variables = task["vars"] if isinstance(task.get("vars"), dict) else {}
             for name in ("sql", "query", "dalp_sql"):
                 if "{{" in str(variables.get(name, "")):  # SQL built with a value in it
                     problems.append(f"{where}: a value in the SQL of vars.{name}")

@@ -25,7 +25,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from dalp_dr.adapters import postgres as pg_adapter
 from dalp_dr.adapters.postgres import PostgresEndpoint
 from dalp_dr.checks import _sql, run_checks
 from dalp_dr.errors import EndpointError, SpecError
@@ -130,7 +129,7 @@ class RefusesToConnect:
 @pytest.mark.parametrize("sql", [DELETE_AFTER_COMMIT, CTE_DELETE, TERMINATE,
                                  "copy (select 1) to program 'touch marker'"])
 def test_a_check_that_slipped_past_validation_is_refused_before_it_runs(sql: str) -> None:
-    outcome = _sql(unvalidated(sql), RefusesToConnect())  # type: ignore[arg-type]
+    outcome = _sql(unvalidated(sql), RefusesToConnect())
     assert not outcome.ok and outcome.detail.startswith("refused: "), outcome
 
 
@@ -145,7 +144,7 @@ def test_the_check_connection_is_read_only_from_the_start(monkeypatch: pytest.Mo
                                            "parameter: options")
         return object()
 
-    monkeypatch.setattr(pg_adapter.psycopg, "connect", connect)
+    monkeypatch.setattr(psycopg, "connect", connect)
     endpoint = PostgresEndpoint("host=h dbname=d options='-c search_path=app'", Redactor())
     endpoint.connect(timeout=5)
     assert "options" not in calls[-1]  # the heartbeat's sessions are left as they were

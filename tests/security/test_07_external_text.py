@@ -20,7 +20,7 @@ import pytest
 from rich.console import Console
 
 from dalp_dr.adapters.base import CancelCheck, EventSink, PlaybookResult
-from dalp_dr.cli import main
+from dalp_dr.commands import main
 from dalp_dr.results import (
     CheckOutcome,
     Outcome,
@@ -30,7 +30,7 @@ from dalp_dr.results import (
     TimelineEvent,
 )
 from dalp_dr.spec import PhaseName
-from tests.factories import make_run, record_runs
+from tests.factories import fill_history, make_run, record_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,15 +56,6 @@ def hostile_run(base: Path, payload: str) -> RunResult:
                                 detail=f"saw {payload}")],
         "timeline": [TimelineEvent(name=f"ev{payload}", at=at, source=f"src{payload}",
                                    detail=f"detail {payload}")]})
-
-
-@pytest.fixture
-def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("DALP_DR_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("DALP_DR_KEYS", str(tmp_path / "keys"))
-    for name in ("DALP_DR_STORE", "DALP_DR_WITNESS", "DALP_DR_DEBUG"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -160,8 +151,6 @@ def poison_chain_row(base: Path) -> None:
                                      ["history", "verify"]])
 def test_a_row_too_deep_to_parse_is_one_line_and_exit_1(
         configured: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
-    from tests.factories import fill_history
-
     fill_history(configured)
     poison_chain_row(configured)
     code, _out, err = cli(capsys, *command)
@@ -175,13 +164,13 @@ def test_a_row_too_deep_to_parse_is_one_line_and_exit_1(
 # the real CLI group in a child process: main()'s contract, without patching dalp-dr.
 RAISES = """
 import sys
-from dalp_dr import cli
+from dalp_dr import commands
 
-@cli.cli.command("explode")
+@commands.cli.command("explode")
 def explode() -> None:
     raise RuntimeError("boom with password=hunter2-secret inside")
 
-sys.exit(cli.main(["explode"]))
+sys.exit(commands.main(["explode"]))
 """
 
 
@@ -246,8 +235,10 @@ class RefusingPreflight:
 def run_drill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **engine: Any
               ) -> tuple[RunResult, RunResult, list[str]]:
     """Run the drill on a fresh store; the result returned and the record stored."""
-    from dalp_dr.engine import DrillEngine, PreparedDrill
+    from dalp_dr.drill.context import PreparedDrill
+    from dalp_dr.drill.engine import DrillEngine
     from dalp_dr.history import open_store
+    from dalp_dr.inventory import Inventory
     from dalp_dr.redact import Redactor
     from dalp_dr.spec import load_drill
 
@@ -262,7 +253,8 @@ def run_drill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **engine: Any
     try:
         result = DrillEngine(runner=RefusingPreflight(), results_dir=tmp_path / "results",
                              progress=progress.append, **engine).run(
-            PreparedDrill(drill=drill, endpoints={}, redactor=Redactor()), store=store)
+            PreparedDrill(drill=drill, endpoints={}, redactor=Redactor(),
+                          inventory=Inventory(drill.inventory)), store=store)
         stored = store.get(result.run_id)
     finally:
         store.close()

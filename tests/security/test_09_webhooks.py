@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ from tests.factories import make_run
 
 SECRET = "s3cr3t-T0KEN"
 
-RECEIVED: list[tuple[str, dict[str, object]]] = []
+RECEIVED: list[tuple[str, dict[str, Any]]] = []
 
 
 class Hook(BaseHTTPRequestHandler):
@@ -137,11 +138,11 @@ def test_slack_text_from_a_run_is_escaped(hook: str, tmp_path: Path) -> None:
     result = run(tmp_path, environment="prod <!channel> & <@U0123>",
                  message="failed: see <https://evil.example/login|the runbook> now",
                  run_id="20261001T030000Z-<!here>")
-    assert notify(result, report=pytest.fail, targets=[  # type: ignore[arg-type]
+    assert notify(result, report=pytest.fail, targets=[
         Target(f"{hook}/slack", "slack"), Target(f"{hook}/generic", "json")]) == 2
     slack = dict(RECEIVED)["/slack"]
     everything = json.dumps(slack)
-    texts = [str(slack["text"])] + [json.dumps(b) for b in slack["blocks"]]  # type: ignore[attr-defined]
+    texts = [str(slack["text"])] + [json.dumps(b) for b in slack["blocks"]]
     for text in texts:
         assert "<!" not in text and "<@" not in text and "<http" not in text, text
     assert "prod &lt;!channel&gt; &amp; &lt;@U0123&gt;" in str(slack["text"])
@@ -156,6 +157,6 @@ def test_slack_escaping_applies_to_measured_runs_too(hook: str, tmp_path: Path) 
     result = make_run(tmp_path, "20261001T030000Z-mmmmmm", "hot-warm-failover",
                       datetime(2026, 10, 1, 3, tzinfo=UTC), Outcome.MISSED, 45.0)
     result = result.model_copy(update={"environment": "<!everyone>"})
-    assert send(Target(f"{hook}/slack", "slack"), result, report=pytest.fail)  # type: ignore[arg-type]
+    assert send(Target(f"{hook}/slack", "slack"), result, report=pytest.fail)
     slack = dict(RECEIVED)["/slack"]
     assert "<!everyone>" not in json.dumps(slack) and "&lt;!everyone&gt;" in str(slack["text"])

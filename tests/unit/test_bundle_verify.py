@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dalp_dr.cli import main
+from dalp_dr.commands import main
 from dalp_dr.errors import InvalidInput
 from dalp_dr.export import keys
 from dalp_dr.export.bundle import MANIFEST, PUBLIC_KEY, SIGNATURE

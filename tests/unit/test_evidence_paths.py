@@ -8,14 +8,13 @@ import json
 import sqlite3
 import stat
 import tarfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from dalp_dr import integrity
-from dalp_dr.cli import main
+from dalp_dr.commands import main
 from dalp_dr.export import keys
 from tests.factories import record_configured, sealed_runs
 
@@ -23,13 +22,10 @@ RUN = "20260115T030000Z-aaaaaa"
 
 
 @pytest.fixture
-def base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("DALP_DR_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("DALP_DR_KEYS", str(tmp_path / "keys"))
-    monkeypatch.delenv("DALP_DR_STORE", raising=False)
-    monkeypatch.delenv("DALP_DR_WITNESS", raising=False)
-    keys.init(tmp_path / "keys")
-    yield tmp_path
+def base(configured: Path) -> Path:
+    """The configured environment (tests/conftest.py) with a signing key."""
+    keys.init(configured / "keys")
+    return configured
 
 
 def test_a_link_planted_among_the_evidence_is_neither_sealed_nor_exported(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from dalp_dr import integrity
 from dalp_dr.errors import InvalidInput, TamperedHistory
 from dalp_dr.export import bundle, keys, records
 from dalp_dr.export.verify import Trust, verify_bundle
@@ -125,10 +126,10 @@ def test_a_bundle_verifies_and_every_kind_of_tampering_is_named(history: str,
         keydir = tmp_path / "attacker"
         keys.init(keydir, force=True)
         files = json.loads((d / "manifest.json").read_text())
-        files["files"]["records.json"] = bundle.integrity.file_sha256(d / "records.json")
-        files["files"]["public-key.pem"] = bundle.integrity.file_sha256(d / "public-key.pem")
+        files["files"]["records.json"] = integrity.file_sha256(d / "records.json")
+        files["files"]["public-key.pem"] = integrity.file_sha256(d / "public-key.pem")
         (d / "public-key.pem").write_bytes((keydir / keys.PUBLIC).read_bytes())
-        files["files"]["public-key.pem"] = bundle.integrity.file_sha256(d / "public-key.pem")
+        files["files"]["public-key.pem"] = integrity.file_sha256(d / "public-key.pem")
         manifest = json.dumps(files).encode()
         (d / "manifest.json").write_bytes(manifest)
         (d / "manifest.json.sig").write_bytes(keys.sign(keys.load_private(keydir), manifest))
@@ -257,7 +258,7 @@ def test_export_never_replaces_what_is_not_a_regular_file(history: str, tmp_path
     over it): a FIFO, a link or a directory is left alone, exit 2."""
     import os
 
-    from dalp_dr.cli import main
+    from dalp_dr.commands import main
 
     target, victim = tmp_path / "out.json", tmp_path / "victim.txt"
     victim.write_text("untouched")

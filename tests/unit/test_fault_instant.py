@@ -1,8 +1,8 @@
 from datetime import timedelta
 
 from dalp_dr.adapters.base import PlaybookResult
-from dalp_dr.engine import fault_instant
-from tests.unit.test_measure import T0, at
+from dalp_dr.measure import fault_instant
+from tests.factories import T0, at
 
 
 def inject(report: object, *, status: str = "successful", rc: int = 0) -> PlaybookResult:

@@ -17,7 +17,7 @@ import pytest
 
 from dalp_dr import integrity
 from dalp_dr.checkpoints import LOG_NAME
-from dalp_dr.cli import main
+from dalp_dr.commands import main
 from dalp_dr.config import load_settings
 from dalp_dr.export import keys
 from dalp_dr.history import open_history

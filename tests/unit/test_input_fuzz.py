@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dalp_dr.cli import main
+from dalp_dr.commands import main
 from dalp_dr.durations import parse_duration
 from dalp_dr.errors import InvalidInput
 from dalp_dr.spec import parse_drill

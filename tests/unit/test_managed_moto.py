@@ -28,7 +28,7 @@ def rds() -> Iterator[Any]:
 
 
 def moto_instance(identifier: str) -> Any:
-    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.rds.models import rds_backends
 
     return rds_backends[DEFAULT_ACCOUNT_ID][REGION].databases[identifier]

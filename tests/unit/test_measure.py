@@ -1,41 +1,14 @@
 """Measurement arithmetic on synthetic heartbeat timelines (100 ms interval)."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from dalp_dr.measure import measure
-from dalp_dr.results import HeartbeatSample, Measurements, Status
+from dalp_dr.results import HeartbeatSample, Status
 from dalp_dr.spec import Objectives
 from dalp_dr.verdict import judge, outcome_of
-
-T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
-INTERVAL = 0.1  # heartbeat interval, seconds
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def timeline(acked_until: float, down_until: float, end: float, *, latency: float = 0.005
-             ) -> list[HeartbeatSample]:
-    """Acks every 100 ms until `acked_until`, errors until `down_until`, acks until `end`."""
-    samples = []
-    seq, t = 0, 0.0
-    while t <= end + 1e-9:
-        seq += 1
-        ok = t <= acked_until + 1e-9 or t >= down_until - 1e-9
-        samples.append(HeartbeatSample(seq=seq, sent_at=at(t), ended_at=at(t + latency),
-                                       acked=ok, error=None if ok else "connection refused"))
-        t = round(t + INTERVAL, 6)
-    return samples
-
-
-def run(samples: list[HeartbeatSample], fault: float, surviving: set[int] | None,
-        verified: float | None = None) -> Measurements:
-    return measure(samples, fault_at=at(fault), surviving=surviving,
-                   verified_at=at(verified) if verified is not None else None, interval=INTERVAL,
-                   observed_until=max(s.ended_at for s in samples))
+from tests.factories import INTERVAL, at, run, timeline
 
 
 def test_no_loss_recovery_time_and_rtt() -> None:

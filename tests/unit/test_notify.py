@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dalp_dr.notify import Target, notify, send
-from dalp_dr.results import Outcome
+from dalp_dr.results import Outcome, RunResult
 from tests.factories import make_run
 
 RECEIVED: list[tuple[str, dict[str, object]]] = []
@@ -47,14 +47,14 @@ def hook() -> Iterator[str]:
     httpd.shutdown()
 
 
-def result(tmp_path: Path, outcome: Outcome = Outcome.MISSED) -> object:
+def result(tmp_path: Path, outcome: Outcome = Outcome.MISSED) -> RunResult:
     return make_run(tmp_path, "20261001T030000Z-nnnnnn", "hot-warm-failover",
                     datetime(2026, 10, 1, 3, tzinfo=UTC), outcome, 45.0)
 
 
 def test_generic_and_slack_payloads(hook: str, tmp_path: Path) -> None:
     run = result(tmp_path)
-    delivered = notify(run, report=pytest.fail,  # type: ignore[arg-type]
+    delivered = notify(run, report=pytest.fail,
                        targets=[Target(f"{hook}/generic", "json"),
                                 Target(f"{hook}/slack", "slack")])
     assert delivered == 2
@@ -78,11 +78,11 @@ def test_a_failing_target_is_reported_without_its_secret(hook: str, tmp_path: Pa
     reports: list[str] = []
     token_url = f"{hook}/broken/T000/B000/s3cr3t-token"
     run = result(tmp_path)
-    assert not send(Target(token_url, "slack"), run, sleep=lambda _s: None,  # type: ignore[arg-type]
+    assert not send(Target(token_url, "slack"), run, sleep=lambda _s: None,
                     report=reports.append)
     assert len(reports) == 1 and "HTTP 503" in reports[0] and "4 attempts" in reports[0]
     assert "s3cr3t-token" not in reports[0] and hook in reports[0]
     unreachable: list[str] = []
-    assert not send(Target("http://127.0.0.1:1/x", "json"), run,  # type: ignore[arg-type]
+    assert not send(Target("http://127.0.0.1:1/x", "json"), run,
                     sleep=lambda _s: None, report=unreachable.append)
     assert "not delivered" in unreachable[0]

@@ -7,6 +7,9 @@ the key over) and a node loss (Patroni gone too: the key must expire).
 
 import json
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from dalp_dr.patroni_watch import load, main, summarize
 
@@ -15,12 +18,13 @@ NODE_LOSS_FAULT = 1795739161.634  # dalp_fault_instant of that run
 POSTMASTER_KILL_FAULT = 1795739062.966
 
 
-def names(summary: dict) -> list[str]:
+def names(summary: dict[str, Any]) -> list[str]:
     return [e["event"] for e in summary["events"]]
 
 
-def at(summary: dict, name: str) -> float:
-    return next(e["at"] for e in summary["events"] if e["event"] == name)
+def at(summary: dict[str, Any], name: str) -> float:
+    when: float = next(e["at"] for e in summary["events"] if e["event"] == name)
+    return when
 
 
 def test_node_loss_waits_for_the_leader_key_to_expire() -> None:
@@ -63,7 +67,8 @@ def test_dcs_unreachable_is_not_a_lost_leader_key() -> None:
     assert summarize(cut, "pg1", NODE_LOSS_FAULT)["events"] == []
 
 
-def test_summary_command_tolerates_a_line_cut_by_a_crash(tmp_path: Path, capsys) -> None:
+def test_summary_command_tolerates_a_line_cut_by_a_crash(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "watch.jsonl"
     text = (DATA / "patroni-watch-node-loss.jsonl").read_text()
     path.write_text(text + '{"t": 17957391, "dcs": {"lea')
@@ -73,6 +78,7 @@ def test_summary_command_tolerates_a_line_cut_by_a_crash(tmp_path: Path, capsys)
     assert out["new_leader"] == "pg3" and len(out["events"]) == 6
 
 
-def test_summary_command_missing_file_fails(tmp_path: Path, capsys) -> None:
+def test_summary_command_missing_file_fails(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["summary", str(tmp_path / "absent.jsonl"), "--old-leader", "pg1"]) == 1
     assert "cannot read" in capsys.readouterr().err

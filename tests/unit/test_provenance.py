@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dalp_dr.cli import main
+from dalp_dr.commands import main
 from dalp_dr.provenance import (
     OperatorSource,
     Provenance,
@@ -161,6 +161,40 @@ def test_paths_outside_the_project_are_absolute_and_misses_are_listed(tree: Path
                for u in prov.unresolved)
 
 
+def test_a_shared_role_on_the_roles_path_is_hashed_whole(
+        tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A phase playbook in its topology directory applying a role from a shared roles
+    directory (ANSIBLE_ROLES_PATH, as Ansible finds it): every file of the role (tasks,
+    defaults, argument specs) is in the file set; without that path Ansible cannot find the
+    role either, and the record says so."""
+    shared = tree / "playbooks/roles"
+    write(shared / "pg_state/tasks/main.yml", "- ansible.builtin.include_tasks: query.yml\n")
+    write(shared / "pg_state/tasks/query.yml", "- ansible.builtin.debug: {}\n")
+    write(shared / "pg_state/defaults/main.yml", "dalp_pg_wait: 10\n")
+    write(shared / "pg_state/meta/argument_specs.yml",
+          "argument_specs:\n  main:\n    options: {dalp_pg_wait: {type: int}}\n")
+    write(tree / "playbooks/topo/inject.yml", """
+        - hosts: all
+          tasks:
+            - ansible.builtin.import_role: {name: pg_state}
+    """)
+    text = (tree / "drill.yaml").read_text()
+    (tree / "drill.yaml").write_text(text.replace("playbooks/inject.yml",
+                                                  "playbooks/topo/inject.yml"))
+    role = "playbooks/roles/pg_state"
+    monkeypatch.setenv("ANSIBLE_ROLES_PATH", str(shared))
+    prov = run_provenance(load_drill(tree / "drill.yaml"), "a", OperatorSource.ENV,
+                          project_dir=tree)
+    assert {f"{role}/tasks/main.yml", f"{role}/tasks/query.yml", f"{role}/defaults/main.yml",
+            f"{role}/meta/argument_specs.yml"} <= set(prov.files)
+    assert not any("pg_state" in u for u in prov.unresolved)
+    monkeypatch.delenv("ANSIBLE_ROLES_PATH")
+    prov = run_provenance(load_drill(tree / "drill.yaml"), "a", OperatorSource.ENV,
+                          project_dir=tree)
+    assert not any(k.startswith(role) for k in prov.files)
+    assert "playbooks/topo/inject.yml: role pg_state: not found" in prov.unresolved
+
+
 def test_include_loops_and_ansible_tags_do_not_stop_the_walk(tree: Path) -> None:
     write(tree / "playbooks/inject.yml", """
         - hosts: all
@@ -208,9 +242,11 @@ def test_engine_seals_provenance_and_the_resolved_operator(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trigger: Trigger) -> None:
     """A run refused by a guardrail is recorded before anything runs: the record carries
     the operator (SUDO_USER under sudo, 'scheduler' for a scheduled run) and the files."""
-    from dalp_dr.engine import DrillEngine, PreparedDrill
+    from dalp_dr.drill.context import PreparedDrill
+    from dalp_dr.drill.engine import DrillEngine
     from dalp_dr.errors import GuardrailRefused
     from dalp_dr.history import open_store
+    from dalp_dr.inventory import Inventory
     from dalp_dr.redact import Redactor
 
     monkeypatch.delenv("DALP_DR_OPERATOR", raising=False)
@@ -220,7 +256,8 @@ def test_engine_seals_provenance_and_the_resolved_operator(
     store = open_store(f"sqlite:///{tmp_path / 'h.sqlite'}")
     try:
         engine = DrillEngine(runner=None, results_dir=tmp_path / "results")  # type: ignore[arg-type]
-        prepared = PreparedDrill(drill=drill, endpoints={}, redactor=Redactor())
+        prepared = PreparedDrill(drill=drill, endpoints={}, redactor=Redactor(),
+                                 inventory=Inventory(drill.inventory))
         with pytest.raises(GuardrailRefused):
             engine.run(prepared, store=store, trigger=trigger,
                        operator="scheduler" if trigger is Trigger.SCHEDULE else None)
@@ -243,23 +280,25 @@ def test_engine_seals_provenance_and_the_resolved_operator(
 def test_real_drill_hashes_its_playbooks_and_their_task_files() -> None:
     drill = load_drill(ROOT / "drills" / "hot-warm-failover.yaml")
     prov = run_provenance(drill, "a", OperatorSource.OS_USER, project_dir=ROOT)
-    pb = "playbooks/hot-warm"
+    pb, common = "playbooks/hot-warm", "playbooks/common/tasks"
     expected = {
         "drills/hot-warm-failover.yaml", "inventories/lab/hot-warm.yml",
         *(f"{pb}/{p.name}" for p in drill.playbooks.values()),
-        f"{pb}/tasks/instance-state.yml",  # a symlink into playbooks/common
-        f"{pb}/tasks/route-check.yml",
+        f"{common}/instance-state.yml",  # ../common/tasks/instance-state.yml
+        f"{common}/route-check.yml",
         f"{pb}/tasks/rebuild-standby.yml",  # from steady-state.yml
-        f"{pb}/tasks/stop-instance.yml",  # nested: rebuild-standby.yml includes it
-        f"{pb}/tasks/route-pgbouncer.yml",  # route-{{ dalp_route_kind }}.yml
+        f"{common}/stop-instance.yml",  # nested: rebuild-standby.yml includes it
+        f"{common}/route-pgbouncer.yml",  # route-{{ dalp_route_kind }}.yml
         f"{pb}/group_vars/all.yml",
     }
     assert expected <= set(prov.files)
     assert len(drill.playbooks) == 5 and all(".." not in k for k in prov.files)
     for key, digest in prov.files.items():
         assert digest == sha(ROOT / key), key
-    assert prov.files[f"{pb}/tasks/instance-state.yml"] == \
-        sha(ROOT / "playbooks/common/tasks/instance-state.yml")
+    # a shared task file is hashed once, under its own path, not under a path beside the
+    # playbook that Ansible never reads
+    assert not any(k.startswith(f"{pb}/tasks/") and k != f"{pb}/tasks/rebuild-standby.yml"
+                   for k in prov.files), sorted(prov.files)
     assert any("route-{{ dalp_route_kind }}.yml" in u for u in prov.unresolved)
     assert prov.ansible_core_version and prov.dalp_dr_version
 

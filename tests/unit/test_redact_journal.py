@@ -4,7 +4,7 @@ from pathlib import Path
 from dalp_dr.journal import Journal, read_journal
 from dalp_dr.redact import MASK, Redactor
 from dalp_dr.results import HeartbeatSample
-from tests.unit.test_measure import at
+from tests.factories import at
 
 SECRET = "s3cr3t-Pa55"
 

@@ -4,12 +4,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dalp_dr.engine import pitr_check
 from dalp_dr.errors import SpecError
+from dalp_dr.measure import pitr_check
 from dalp_dr.results import HeartbeatSample
 from dalp_dr.s3_archive import find_gap, segment_name, segment_number
 from dalp_dr.spec import parse_drill
-from tests.unit.test_measure import at
+from tests.factories import at
 
 
 def test_segment_arithmetic_crosses_the_log_boundary() -> None:

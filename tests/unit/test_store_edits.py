@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dalp_dr.cli import main
+from dalp_dr.commands import main
 from tests.factories import record_configured, sealed_runs
 
 EDITS = [

@@ -1,16 +1,17 @@
 """The engine's recovery timeline: reported platform events merged with the client's view."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from dalp_dr.results import PhaseRecord, PhaseStatus
 from dalp_dr.spec import PhaseName
 from dalp_dr.timeline import build, offset
-from tests.unit.test_measure import at, timeline
+from tests.factories import at, timeline
 
 FAULT = at(2.05)
 
 
-def phase(report: dict) -> PhaseRecord:
+def phase(report: dict[str, Any]) -> PhaseRecord:
     return PhaseRecord(phase=PhaseName.VERIFY, status=PhaseStatus.OK, started_at=at(0),
                        ended_at=at(9), report=report)
 
