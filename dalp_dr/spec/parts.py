@@ -1,40 +1,31 @@
-"""Drill definitions: the YAML files under ``drills/``, validated into frozen models.
-
-Relative paths in a drill file (inventory, playbooks) are resolved against the directory of
-the drill file itself, so a drill is valid wherever the command is run from.
-"""
+"""The parts of a drill definition: objectives, endpoints, client populations, workload,
+phases, restore targets, schedules and verify checks (frozen models), and the names they
+may take."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from dalp_dr import config, drill_yaml
-from dalp_dr.drill_yaml import MAX_SHOWN, clip, shown
+from dalp_dr.drill_yaml import clip
 from dalp_dr.durations import Duration
-from dalp_dr.errors import HintKey, SpecError
 
 QUARTERLY_CRON = "0 3 1 1,4,7,10 *"
 """DALP's quarterly cadence: first day of Jan/Apr/Jul/Oct, 03:00 (UTC unless a timezone is set)."""
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class Frozen(BaseModel):
@@ -358,251 +349,3 @@ class VerifyCheck(Frozen):
         return self
 
 
-class DrillSpec(Frozen):
-    """One drill definition, exactly as written in the YAML file."""
-
-    version: Literal[1] = 1
-    name: str
-    description: str = ""
-    topology: Topology
-    scenario: Scenario
-    environment: str = "lab"
-    owner: str
-    objectives: Objectives
-    inventory: Path
-    endpoint: Endpoint | None = None
-    populations: dict[str, Population] | None = Field(
-        default=None, description="several client populations, each through its own endpoint "
-                                  "(instead of 'endpoint')")
-    workload: Workload = Workload()
-    phases: Phases
-    schedule: Schedule = Schedule()
-    restore: Restore | None = None
-    checks: list[VerifyCheck] = Field(
-        default=[], description="declarative verify checks (SQL, HTTP) after the verify "
-                                "playbook")
-    deadline: Duration | None = Field(
-        default=None, description="how long after the fault the service must be verified "
-                                  "back before the drill is aborted with its RTO missed "
-                                  "[the larger of the RTO and the recover + verify timeouts]")
-
-    def recovery_deadline(self) -> timedelta:
-        if self.deadline is not None:
-            return self.deadline
-        budget = self.phases.verify.timeout + (self.phases.recover.timeout
-                                               if self.phases.recover else timedelta(0))
-        return max(self.objectives.rto, budget)
-
-    @field_validator("name")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("name must be lower-case letters, digits and dashes (max 63)")
-        return value
-
-    @field_validator("restore")
-    @classmethod
-    def _restore_fits(cls, value: Restore | None, info: ValidationInfo) -> Restore | None:
-        if value is not None and info.data.get("scenario") is not Scenario.RESTORE:
-            raise ValueError("'restore' applies only to the restore scenario (hot-cold)")
-        return value
-
-    @field_validator("populations")
-    @classmethod
-    def _population_names(cls, value: dict[str, Population] | None
-                          ) -> dict[str, Population] | None:
-        if value is not None:
-            if not value:
-                raise ValueError("name at least one population")
-            for name in value:
-                if not _NAME.match(name):
-                    raise ValueError(f"population name {shown(name)} must be lower-case "
-                                     "letters, digits and dashes")
-            if not any(p.judged for p in value.values()):
-                raise ValueError("at least one population must be judged")
-            tables = [p.marker_table for p in value.values()]
-            if len(set(tables)) != len(tables):
-                raise ValueError("each population needs its own marker_table")
-        return value
-
-    @model_validator(mode="after")
-    def _checks_through_known_populations(self) -> DrillSpec:
-        known = set(self.populations) if self.populations else {"service"}
-        for check in self.checks:
-            if check.through is not None and check.through not in known:
-                raise ValueError(f"check {shown(check.name)}: through {shown(check.through)} "
-                                 f"is not a population ({', '.join(sorted(known))})")
-        return self
-
-    @model_validator(mode="after")
-    def _one_way_in(self) -> DrillSpec:
-        if (self.endpoint is None) == (self.populations is None):
-            raise ValueError("set exactly one of 'endpoint' or 'populations'")
-        return self
-
-    def client_populations(self) -> dict[str, Population]:
-        """Every population the drill measures; a single 'endpoint' is one named 'service'."""
-        if self.populations is not None:
-            return dict(self.populations)
-        assert self.endpoint is not None
-        return {SINGLE_POPULATION: Population(endpoint=self.endpoint)}
-
-    @field_validator("owner")
-    @classmethod
-    def _owner(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("owner must name who answers for this drill")
-        return value
-
-    @field_validator("scenario")
-    @classmethod
-    def _scenario_fits(cls, value: Scenario, info: ValidationInfo) -> Scenario:
-        topology = info.data.get("topology")
-        if isinstance(topology, Topology) and value not in ALLOWED_SCENARIOS[topology]:
-            names = ", ".join(sorted(s.value for s in ALLOWED_SCENARIOS[topology]))
-            raise ValueError(
-                f"scenario '{value}' does not apply to topology '{topology}' (allowed: {names})"
-            )
-        return value
-
-
-class LoadedDrill(BaseModel):
-    """A validated drill with its file paths resolved and its content hash."""
-
-    model_config = ConfigDict(frozen=True)
-
-    path: Path
-    spec: DrillSpec
-    inventory: Path
-    playbooks: dict[PhaseName, Path]
-    spec_hash: str
-
-    def phase(self, name: PhaseName) -> PhaseSpec | None:
-        value = getattr(self.spec.phases, name.value, None)
-        return value if isinstance(value, PhaseSpec) else None
-
-
-def spec_digest(spec: DrillSpec) -> str:
-    """sha256 of the canonical JSON form of a spec (stable across YAML formatting)."""
-    # unset optional fields are left out, so a field added later does not change the digest
-    # of definitions that do not use it
-    canonical = json.dumps(spec.model_dump(mode="json", exclude_none=True), sort_keys=True,
-                           separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        elif item.startswith(("function-", "constrained-")) or item == "[key]":
-            continue
-        else:
-            parts.append(("." if parts else "") + item)
-    return "".join(parts) or "(top level)"
-
-
-def _from_validation(error: ValidationError, source: str) -> SpecError:
-    # A misspelt key shows up twice: as unknown and as the missing one. The unknown one is
-    # the message that tells the user what to fix.
-    errors = sorted(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
-    first = errors[0]
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p in ("str", "int",
-                "float", "bool", "nullable")))
-    # user text (keys, values) is shown short: an error message never grows with the input
-    field = clip(_loc(loc))
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        return SpecError(f"unknown field {shown(loc[-1])}", source=source, field=field,
-                         hint="remove it or check its spelling")
-    if kind == "missing":
-        return SpecError("required field is missing", source=source, field=field,
-                         hint="see README 'Drill format'")
-    message = str(first["msg"]).removeprefix("Value error, ")
-    if kind == "enum":
-        expected = first.get("ctx", {}).get("expected", "")
-        message = f"{shown(first.get('input'))} is not one of {expected}"
-    hint = next((h for pattern, h in _HINTS if pattern.fullmatch(field)), None)
-    return SpecError(clip(message, 2 * MAX_SHOWN), source=source, field=field, hint=hint)
-
-
-_HINTS = [
-    (re.compile(r"checks\[\d+\]\.sql"), "write one SELECT that only reads: no ';', no "
-     "COPY, INSERT, UPDATE, DELETE or side-effecting function; README 'Security'"),
-]
-"""what to do, by field, when the message itself does not say"""
-
-
-def parse_drill(text: str, *, source: str) -> DrillSpec:
-    """Parse and validate drill YAML text. Does not touch the file system."""
-    data = drill_yaml.load(text, source=source)
-    if not isinstance(data, dict):
-        raise SpecError("a drill file must be a YAML mapping", source=source,
-                        hint="start with 'name:', 'topology:', ...")
-    try:
-        return DrillSpec.model_validate(data)
-    except ValidationError as exc:
-        raise _from_validation(exc, source) from None
-
-
-def allowed_roots(drill_dir: Path, *, project: Path | None = None,
-                  extra: Sequence[Path] | None = None) -> list[Path]:
-    """Where a drill's playbooks and inventory may live: the drill file's own directory,
-    the project and the ``extra`` directories (by default as configured: see
-    ``dalp_dr.config.project_dir`` and ``allowed_dirs``)."""
-    roots = [drill_dir, (project if project is not None else config.project_dir()).resolve()]
-    roots.extend(Path(p).resolve() for p in
-                 (extra if extra is not None else config.allowed_dirs()))
-    return roots
-
-
-def _inside(path: Path, roots: list[Path], source: str, field: str) -> None:
-    """Paths from a drill file never reach outside the allowed directories (symlinks
-    followed): a definition cannot point Ansible at an arbitrary file."""
-    if not any(path.is_relative_to(root) for root in roots):
-        raise SpecError(f"{clip(str(path))} is outside the project and the allowed directories",
-                        source=source, field=field,
-                        hint="keep playbooks and inventories in the project, or list their "
-                             "directory in DALP_DR_ALLOWED_DIRS")
-
-
-def load_drill(path: Path | str) -> LoadedDrill:
-    """Read, validate and resolve a drill file. Raises SpecError naming file and field."""
-    file = Path(path)
-    source = str(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError("drill file not found", source=source,
-                        hint_key=HintKey.LIST_DRILLS) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read drill file: {exc}", source=source) from None
-    spec = parse_drill(text, source=source)
-    base = file.resolve().parent
-    roots = allowed_roots(base)
-
-    inventory = (base / spec.inventory).resolve()
-    _inside(inventory, roots, source, "inventory")
-    if not inventory.is_file():
-        raise SpecError(f"inventory file {clip(str(spec.inventory))} not found (resolved to "
-                        f"{clip(str(inventory))})",
-                        source=source, field="inventory",
-                        hint="paths are relative to the drill file")
-    playbooks: dict[PhaseName, Path] = {}
-    for name, phase in spec.phases.items():
-        resolved = (base / phase.playbook).resolve()
-        _inside(resolved, roots, source, f"phases.{name.value}.playbook")
-        if not resolved.is_file():
-            raise SpecError(f"playbook {clip(str(phase.playbook))} not found (resolved to "
-                            f"{clip(str(resolved))})",
-                            source=source, field=f"phases.{name.value}.playbook",
-                            hint="paths are relative to the drill file")
-        playbooks[name] = resolved
-    return LoadedDrill(path=file.resolve(), spec=spec, inventory=inventory, playbooks=playbooks,
-                       spec_hash=spec_digest(spec))
-
-
-def discover_drills(directory: Path) -> list[Path]:
-    """Drill files in a directory, sorted by name."""
-    return sorted(p for p in directory.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))

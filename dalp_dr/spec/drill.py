@@ -1,0 +1,173 @@
+"""A whole drill definition (``DrillSpec``), and a loaded one with its files resolved."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from dalp_dr.drill_yaml import shown
+from dalp_dr.durations import Duration
+from dalp_dr.spec.parts import (
+    ALLOWED_SCENARIOS,
+    NAME,
+    SINGLE_POPULATION,
+    Endpoint,
+    Frozen,
+    Objectives,
+    PhaseName,
+    Phases,
+    PhaseSpec,
+    Population,
+    Restore,
+    Scenario,
+    Schedule,
+    Topology,
+    VerifyCheck,
+    Workload,
+)
+
+
+class DrillSpec(Frozen):
+    """One drill definition, exactly as written in the YAML file."""
+
+    version: Literal[1] = 1
+    name: str
+    description: str = ""
+    topology: Topology
+    scenario: Scenario
+    environment: str = "lab"
+    owner: str
+    objectives: Objectives
+    inventory: Path
+    endpoint: Endpoint | None = None
+    populations: dict[str, Population] | None = Field(
+        default=None, description="several client populations, each through its own endpoint "
+                                  "(instead of 'endpoint')")
+    workload: Workload = Workload()
+    phases: Phases
+    schedule: Schedule = Schedule()
+    restore: Restore | None = None
+    checks: list[VerifyCheck] = Field(
+        default=[], description="declarative verify checks (SQL, HTTP) after the verify "
+                                "playbook")
+    deadline: Duration | None = Field(
+        default=None, description="how long after the fault the service must be verified "
+                                  "back before the drill is aborted with its RTO missed "
+                                  "[the larger of the RTO and the recover + verify timeouts]")
+
+    def recovery_deadline(self) -> timedelta:
+        if self.deadline is not None:
+            return self.deadline
+        budget = self.phases.verify.timeout + (self.phases.recover.timeout
+                                               if self.phases.recover else timedelta(0))
+        return max(self.objectives.rto, budget)
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not NAME.match(value):
+            raise ValueError("name must be lower-case letters, digits and dashes (max 63)")
+        return value
+
+    @field_validator("restore")
+    @classmethod
+    def _restore_fits(cls, value: Restore | None, info: ValidationInfo) -> Restore | None:
+        if value is not None and info.data.get("scenario") is not Scenario.RESTORE:
+            raise ValueError("'restore' applies only to the restore scenario (hot-cold)")
+        return value
+
+    @field_validator("populations")
+    @classmethod
+    def _population_names(cls, value: dict[str, Population] | None
+                          ) -> dict[str, Population] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("name at least one population")
+            for name in value:
+                if not NAME.match(name):
+                    raise ValueError(f"population name {shown(name)} must be lower-case "
+                                     "letters, digits and dashes")
+            if not any(p.judged for p in value.values()):
+                raise ValueError("at least one population must be judged")
+            tables = [p.marker_table for p in value.values()]
+            if len(set(tables)) != len(tables):
+                raise ValueError("each population needs its own marker_table")
+        return value
+
+    @model_validator(mode="after")
+    def _checks_through_known_populations(self) -> DrillSpec:
+        known = set(self.populations) if self.populations else {"service"}
+        for check in self.checks:
+            if check.through is not None and check.through not in known:
+                raise ValueError(f"check {shown(check.name)}: through {shown(check.through)} "
+                                 f"is not a population ({', '.join(sorted(known))})")
+        return self
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> DrillSpec:
+        if (self.endpoint is None) == (self.populations is None):
+            raise ValueError("set exactly one of 'endpoint' or 'populations'")
+        return self
+
+    def client_populations(self) -> dict[str, Population]:
+        """Every population the drill measures; a single 'endpoint' is one named 'service'."""
+        if self.populations is not None:
+            return dict(self.populations)
+        assert self.endpoint is not None
+        return {SINGLE_POPULATION: Population(endpoint=self.endpoint)}
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("owner must name who answers for this drill")
+        return value
+
+    @field_validator("scenario")
+    @classmethod
+    def _scenario_fits(cls, value: Scenario, info: ValidationInfo) -> Scenario:
+        topology = info.data.get("topology")
+        if isinstance(topology, Topology) and value not in ALLOWED_SCENARIOS[topology]:
+            names = ", ".join(sorted(s.value for s in ALLOWED_SCENARIOS[topology]))
+            raise ValueError(
+                f"scenario '{value}' does not apply to topology '{topology}' (allowed: {names})"
+            )
+        return value
+
+
+class LoadedDrill(BaseModel):
+    """A validated drill with its file paths resolved and its content hash."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    spec: DrillSpec
+    inventory: Path
+    playbooks: dict[PhaseName, Path]
+    spec_hash: str
+
+    def phase(self, name: PhaseName) -> PhaseSpec | None:
+        value = getattr(self.spec.phases, name.value, None)
+        return value if isinstance(value, PhaseSpec) else None
+
+
+def spec_digest(spec: DrillSpec) -> str:
+    """sha256 of the canonical JSON form of a spec (stable across YAML formatting)."""
+    # unset optional fields are left out, so a field added later does not change the digest
+    # of definitions that do not use it
+    canonical = json.dumps(spec.model_dump(mode="json", exclude_none=True), sort_keys=True,
+                           separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
