@@ -21,7 +21,7 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from dalp_dr.durations import parse_duration
 from dalp_dr.errors import ConfigError
@@ -63,10 +63,8 @@ def _list(variable: EnvVar, separator: str) -> tuple[str, ...]:
                  if part.strip())
 
 
-class Variable(BaseModel):
+class Variable(BaseModel, frozen=True):
     """One row of the documented table."""
-
-    model_config = ConfigDict(frozen=True)
 
     name: EnvVar
     description: str
@@ -113,9 +111,7 @@ VARIABLES: tuple[Variable, ...] = (
 """The documented table of every DALP_DR_* variable, in the order the help shows them."""
 
 
-class Witness(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Witness(BaseModel, frozen=True):
     bucket: str
     prefix: str
     retain_days: int = 2557
@@ -124,9 +120,7 @@ class Witness(BaseModel):
     region: str = "us-east-1"
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Settings(BaseModel, frozen=True):
     results_dir: Path
     store_url: str
     project_dir: Path

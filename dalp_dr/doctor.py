@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from dalp_dr.clock import utcnow
 from dalp_dr.errors import HintKey, InvalidInput, StoreError, words
@@ -33,9 +33,7 @@ class Health(StrEnum):
     MISSING = "missing"
 
 
-class Finding(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Finding(BaseModel, frozen=True):
     check: str
     status: Health
     detail: str

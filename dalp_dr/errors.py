@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 
 class Flag(StrEnum):
@@ -86,10 +86,8 @@ class Renderer(Protocol):
     def hint(self, hint: Hint) -> str: ...
 
 
-class Hint(BaseModel):
+class Hint(BaseModel, frozen=True):
     """A hint key and its parameters."""
-
-    model_config = ConfigDict(frozen=True)
 
     key: HintKey
     params: dict[str, str] = {}

@@ -30,13 +30,14 @@ from enum import StrEnum
 from pathlib import Path, PurePath
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 GENESIS = "0" * 64
 
 
-class ChainEntry(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class ChainEntry(BaseModel, frozen=True):
+    """One link of the hash chain: a sealed record's digest, its evidence's digests and the
+    digest of the link before it."""
 
     seq: int
     run_id: str
@@ -49,10 +50,8 @@ class ChainEntry(BaseModel):
     sealed_at: datetime
 
 
-class SealedRecord(BaseModel):
+class SealedRecord(BaseModel, frozen=True):
     """A chain entry with the stored record it seals (None where the record is gone)."""
-
-    model_config = ConfigDict(frozen=True)
 
     entry: ChainEntry
     result_json: str | None
@@ -70,9 +69,7 @@ class ProblemKind(StrEnum):
     """the history has a signing key but no signed checkpoint pins it"""
 
 
-class Problem(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Problem(BaseModel, frozen=True):
     run_id: str | None
     seq: int | None
     what: str
@@ -318,9 +315,7 @@ def check_links(entries: Iterable[ChainEntry], first_prev: str | None = GENESIS,
         prev, expected_seq = entry.digest, entry.seq + 1
 
 
-class VerifyReport(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class VerifyReport(BaseModel, frozen=True):
     records: int
     head: str
     """the newest entry's digest (record it elsewhere: it pins the whole history)"""

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from dalp_dr.adapters.base import PlaybookRunner
 from dalp_dr.clock import utcnow
@@ -36,9 +36,7 @@ from dalp_dr.results import Outcome, PhaseRecord, RunResult
 from dalp_dr.spec import PhaseName, load_drill
 
 
-class Recovery(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Recovery(BaseModel, frozen=True):
     run_id: str
     drill: str
     died_in: str | None

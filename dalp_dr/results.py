@@ -6,14 +6,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from dalp_dr.provenance import Provenance
 from dalp_dr.spec import PhaseName, Scenario, Topology
 
 
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class Frozen(BaseModel, frozen=True):
+    """The base of the run records: frozen (a changed copy is a new record)."""
 
 
 class HeartbeatSample(Frozen):

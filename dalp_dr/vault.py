@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from dalp_dr.errors import ConfigError, HintKey
 
@@ -27,10 +27,8 @@ _lock = threading.Lock()
 _active: tuple[str, ...] | None = None
 
 
-class VaultIdentities(BaseModel):
+class VaultIdentities(BaseModel, frozen=True):
     """The vault identities of this process, as ``label@source`` slugs."""
-
-    model_config = ConfigDict(frozen=True)
 
     slugs: tuple[str, ...] = ()
 

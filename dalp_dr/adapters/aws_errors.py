@@ -17,7 +17,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
     NoCredentialsError,
 )
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from dalp_dr import s3_archive
 from dalp_dr.errors import DalpDrError, Flag, HintKey, ObjectStoreError, TargetUnreachable
@@ -48,10 +48,8 @@ BOTO_ERRORS: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
 """every error boto3 raises about a call (for ``except``; then :func:`classify`)"""
 
 
-class AwsError(BaseModel):
+class AwsError(BaseModel, frozen=True):
     """What an AWS error was: its kind, the API's error code (if any) and its message."""
-
-    model_config = ConfigDict(frozen=True)
 
     kind: AwsErrorKind
     code: str = ""

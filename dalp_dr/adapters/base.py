@@ -7,17 +7,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 
-class PlaybookResult(BaseModel):
+class PlaybookResult(BaseModel, frozen=True):
     """What one playbook run produced.
 
     ``status`` is ansible-runner's: successful, failed, timeout or canceled.
     ``artifact_data`` is what the playbook published with ``set_stats`` (its report to us).
     """
-
-    model_config = ConfigDict(frozen=True)
 
     playbook: str
     status: str
@@ -70,9 +68,7 @@ class PlaybookRunner(Protocol):
             cancel: CancelCheck | None = None, check: bool = False) -> PlaybookResult: ...
 
 
-class ServerIdentity(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class ServerIdentity(BaseModel, frozen=True):
     port: int | None
     timeline: int | None
     in_recovery: bool

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from dalp_dr import s3_archive
 from dalp_dr.adapters.aws_errors import BOTO_ERRORS, AwsErrorKind, object_store_error
@@ -24,9 +24,7 @@ _UNREACHABLE = frozenset({AwsErrorKind.REFUSED, AwsErrorKind.NO_BUCKET, AwsError
 """a refused, missing or unreadable location: nothing to measure (invalid input)"""
 
 
-class BackupStatus(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class BackupStatus(BaseModel, frozen=True):
     location: str
     backups: int
     newest_backup: str | None

@@ -78,10 +78,8 @@ class Claim(BaseModel):
     """the signed checkpoint, or why it cannot be read"""
 
 
-class Read(BaseModel):
+class Read(BaseModel, frozen=True):
     """What one source of checkpoints held."""
-
-    model_config = ConfigDict(frozen=True)
 
     source: str
     claims: list[Claim]

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from dalp_dr.checkpoints.model import Checkpoint, Claim, Read, signature_ok
 from dalp_dr.errors import DalpDrError
@@ -57,9 +57,7 @@ def trusted_keys(key_directory: Path) -> dict[str, Ed25519PublicKey]:
     return found
 
 
-class Verdict(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Verdict(BaseModel, frozen=True):
     problems: list[Problem]
     notes: list[str]
     checked: int

@@ -18,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from dalp_dr import config, s3_archive
 from dalp_dr.adapters.aws_errors import BOTO_ERRORS, AwsErrorKind, classify, object_store_error
@@ -32,9 +32,7 @@ class LockMode(StrEnum):
     GOVERNANCE = "GOVERNANCE"
 
 
-class Target(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Target(BaseModel, frozen=True):
     bucket: str
     prefix: str
 
@@ -47,9 +45,7 @@ class Target(BaseModel):
         return cls(bucket=bucket, prefix=prefix.strip("/"))
 
 
-class Archived(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Archived(BaseModel, frozen=True):
     url: str
     version_id: str | None
     mode: LockMode | None

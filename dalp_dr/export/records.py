@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from dalp_dr.checkpoints import Checkpointer
 from dalp_dr.clock import utcnow
@@ -70,9 +70,7 @@ def parse_bound(text: str, *, end: bool, field: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-class Query(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Query(BaseModel, frozen=True):
     start: datetime | None = None
     end: datetime | None = None
     """exclusive"""
@@ -92,9 +90,7 @@ class Query(BaseModel):
         return "; ".join(parts)
 
 
-class ExportRecord(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class ExportRecord(BaseModel, frozen=True):
     result: RunResult
     result_json: str
     """the record exactly as sealed (its digest is computed from this)"""
@@ -102,10 +98,8 @@ class ExportRecord(BaseModel):
     chain: ChainEntry
 
 
-class Attestation(BaseModel):
+class Attestation(BaseModel, frozen=True):
     """What the exported history's verification rested on (carried in every export)."""
-
-    model_config = ConfigDict(frozen=True)
 
     records: int
     head: str
@@ -124,9 +118,7 @@ class Attestation(BaseModel):
         return f"history of {self.records} sealed records, head #{self.head_seq}, {pinned}"
 
 
-class Selection(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Selection(BaseModel, frozen=True):
     query: Query
     records: list[ExportRecord]
     """the matching records, oldest first"""

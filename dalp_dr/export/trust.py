@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from dalp_dr.errors import ConfigError, Flag, HintKey, InvalidInput
 from dalp_dr.export import keys
@@ -28,10 +28,8 @@ KEY_FILE_CAP = 16 << 10
 _FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
 
 
-class TrustedKey(BaseModel):
+class TrustedKey(BaseModel, frozen=True):
     """One key the verifier trusts."""
-
-    model_config = ConfigDict(frozen=True)
 
     fingerprint: str
     """SHA256:... of the key"""
@@ -47,10 +45,8 @@ class TrustedKey(BaseModel):
                    source=source)
 
 
-class Trust(BaseModel):
+class Trust(BaseModel, frozen=True):
     """The keys the verifier trusts and where that trust comes from."""
-
-    model_config = ConfigDict(frozen=True)
 
     trusted: tuple[TrustedKey, ...]
     """empty when no trusted key is available; for a key directory, the current key first"""

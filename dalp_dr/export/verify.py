@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from dalp_dr import integrity
 from dalp_dr.errors import InvalidInput
@@ -50,9 +50,7 @@ __all__ = ["BundleProvenance", "BundleReport", "Trust", "TrustedKey", "verify_bu
 _SIGNATURE_TEXT = re.compile(rb"[A-Za-z0-9+/]{86}==\n?")  # 64 bytes, as keys.sign writes them
 
 
-class BundleProvenance(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class BundleProvenance(BaseModel, frozen=True):
     period: str
     generated_at: datetime
     tool_version: str | None
@@ -61,9 +59,7 @@ class BundleProvenance(BaseModel):
     controller: str | None
 
 
-class BundleReport(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class BundleReport(BaseModel, frozen=True):
     ok: bool
     problem: str | None
     """one line: the first thing wrong (None when ok)"""

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from dalp_dr import integrity, private_files
 from dalp_dr.errors import HintKey, StoreError, TamperedHistory
@@ -42,10 +42,8 @@ SUMMARY_COLUMNS = ("run_id", "drill", "topology", "environment", "trigger", "ope
 """the runs-table columns a RunSummary is made of, in this order (every store's schema)"""
 
 
-class RunSummary(BaseModel):
+class RunSummary(BaseModel, frozen=True):
     """One run as the history lists it: its summary columns, not its whole record."""
-
-    model_config = ConfigDict(frozen=True)
 
     run_id: str
     drill: str
@@ -123,9 +121,7 @@ def summary_from_row(row: tuple[object, ...], results_dir: Path | None = None) -
     try:
         return RunSummary.model_validate(values)
     except ValidationError as exc:
-        raise TamperedHistory(f"run {str(values['run_id'])[:80]!r}: its row holds values "
-                              f"dalp-dr never writes ({_first_error(exc)})",
-                              hint_key=HintKey.VERIFY_HISTORY) from None
+        raise _tampered(str(values["run_id"]), "row", exc) from None
 
 
 def result_from_json(run_id: str, text: str) -> RunResult:
@@ -133,9 +129,13 @@ def result_from_json(run_id: str, text: str) -> RunResult:
     try:
         return RunResult.model_validate_json(text)
     except ValidationError as exc:
-        raise TamperedHistory(f"run {run_id[:80]!r}: its record holds values dalp-dr never "
-                              f"writes ({_first_error(exc)})",
-                              hint_key=HintKey.VERIFY_HISTORY) from None
+        raise _tampered(run_id, "record", exc) from None
+
+
+def _tampered(run_id: str, what: str, exc: ValidationError) -> TamperedHistory:
+    """A stored row or record holds what dalp-dr never writes: someone edited the store."""
+    return TamperedHistory(f"run {run_id[:80]!r}: its {what} holds values dalp-dr never "
+                           f"writes ({_first_error(exc)})", hint_key=HintKey.VERIFY_HISTORY)
 
 
 def entry_from_row(row: tuple[Any, ...]) -> SealedRecord:
@@ -163,10 +163,8 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {first.get('msg')}"
 
 
-class Lease(BaseModel):
+class Lease(BaseModel, frozen=True):
     """Who holds a named lease (an environment lock, the scheduler leadership) until when."""
-
-    model_config = ConfigDict(frozen=True)
 
     name: str
     holder: str

@@ -13,16 +13,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from dalp_dr.adapters.aws_errors import BOTO_ERRORS, AwsErrorKind, classify
 from dalp_dr.errors import ManagedDbError, TargetUnreachable
 
 
-class ManagedState(BaseModel):
+class ManagedState(BaseModel, frozen=True):
     """What the provider reports at one moment."""
-
-    model_config = ConfigDict(frozen=True)
 
     identifier: str
     status: str
@@ -41,29 +39,23 @@ class ManagedState(BaseModel):
         return self.status == "available"
 
 
-class Transition(BaseModel):
+class Transition(BaseModel, frozen=True):
     """A change in (status, writer) seen while waiting."""
-
-    model_config = ConfigDict(frozen=True)
 
     at: datetime
     status: str
     writer: str | None
 
 
-class FailoverWatch(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class FailoverWatch(BaseModel, frozen=True):
     completed: bool
     transitions: list[Transition]
     final: ManagedState
     waited: float
 
 
-class ProviderEvent(BaseModel):
+class ProviderEvent(BaseModel, frozen=True):
     """An entry of the provider's own event log (RDS DescribeEvents)."""
-
-    model_config = ConfigDict(frozen=True)
 
     at: datetime
     message: str

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from dalp_dr.integrity import file_sha256
 from dalp_dr.provenance.identity import (
@@ -44,10 +44,8 @@ __all__ = [
 ]
 
 
-class Provenance(BaseModel):
+class Provenance(BaseModel, frozen=True):
     """What produced a run record. Sealed with the record (old records have none)."""
-
-    model_config = ConfigDict(frozen=True)
 
     dalp_dr_version: str
     ansible_core_version: str | None

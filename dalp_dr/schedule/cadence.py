@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from dalp_dr.history.base import HistoryStore, RunSummary
 from dalp_dr.results import Outcome
@@ -41,9 +41,7 @@ class Cadence(StrEnum):
 PROBLEMS = frozenset({Cadence.OVERDUE, Cadence.FAILING, Cadence.NOT_SCHEDULED, Cadence.INVALID})
 
 
-class DrillCadence(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class DrillCadence(BaseModel, frozen=True):
     drill: str
     file: str
     status: Cadence

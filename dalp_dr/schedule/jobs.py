@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from dalp_dr.clock import utcnow
 from dalp_dr.errors import ConfigError, InvalidInput, SpecError
@@ -87,6 +87,8 @@ def current_jobs(jobstore: DrillJobStore, definitions: Definitions,
 
 @dataclass(frozen=True)
 class SyncReport:
+    """What a sync did to the job store, drill by drill."""
+
     added: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
     rescheduled: tuple[str, ...] = ()
@@ -173,10 +175,8 @@ def digest_of(definitions: Definitions) -> str:
     return h.hexdigest()[:12]
 
 
-class ScheduleRow(BaseModel):
+class ScheduleRow(BaseModel, frozen=True):
     """One line of 'dalp-dr schedule list'."""
-
-    model_config = ConfigDict(frozen=True)
 
     drill: str
     file: str

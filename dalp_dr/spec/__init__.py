@@ -10,32 +10,23 @@ the drill file itself, so a drill is valid wherever the command is run from.
 from dalp_dr.spec.drill import DrillSpec, LoadedDrill, spec_digest
 from dalp_dr.spec.load import allowed_roots, discover_drills, load_drill, parse_drill
 from dalp_dr.spec.parts import (
-    ALLOWED_SCENARIOS,
     DEFAULT_MARKER_TABLE,
     ENGINE_VARS,
     INVENTORY_CONTRACT,
     QUARTERLY_CRON,
-    SINGLE_POPULATION,
-    Endpoint,
     Expect,
     Objectives,
     PhaseName,
-    Phases,
     PhaseSpec,
-    Population,
-    RecoveryTarget,
-    Restore,
     Scenario,
     Schedule,
     Topology,
     VerifyCheck,
-    Workload,
 )
 
 __all__ = [
-    "ALLOWED_SCENARIOS", "DEFAULT_MARKER_TABLE", "ENGINE_VARS", "INVENTORY_CONTRACT",
-    "QUARTERLY_CRON", "SINGLE_POPULATION", "DrillSpec", "Endpoint", "Expect", "LoadedDrill",
-    "Objectives", "PhaseName", "PhaseSpec", "Phases", "Population", "RecoveryTarget",
-    "Restore", "Scenario", "Schedule", "Topology", "VerifyCheck", "Workload",
-    "allowed_roots", "discover_drills", "load_drill", "parse_drill", "spec_digest",
+    "DEFAULT_MARKER_TABLE", "ENGINE_VARS", "INVENTORY_CONTRACT", "QUARTERLY_CRON",
+    "DrillSpec", "Expect", "LoadedDrill", "Objectives", "PhaseName", "PhaseSpec", "Scenario",
+    "Schedule", "Topology", "VerifyCheck", "allowed_roots", "discover_drills", "load_drill",
+    "parse_drill", "spec_digest",
 ]

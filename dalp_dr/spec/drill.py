@@ -6,11 +6,10 @@ import hashlib
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
@@ -36,6 +35,7 @@ from dalp_dr.spec.parts import (
     Topology,
     VerifyCheck,
     Workload,
+    matching,
 )
 
 
@@ -43,7 +43,8 @@ class DrillSpec(Frozen):
     """One drill definition, exactly as written in the YAML file."""
 
     version: Literal[1] = 1
-    name: str
+    name: Annotated[str, matching(
+        NAME, "name must be lower-case letters, digits and dashes (max 63)")]
     description: str = ""
     topology: Topology
     scenario: Scenario
@@ -73,13 +74,6 @@ class DrillSpec(Frozen):
         budget = self.phases.verify.timeout + (self.phases.recover.timeout
                                                if self.phases.recover else timedelta(0))
         return max(self.objectives.rto, budget)
-
-    @field_validator("name")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        if not NAME.match(value):
-            raise ValueError("name must be lower-case letters, digits and dashes (max 63)")
-        return value
 
     @field_validator("restore")
     @classmethod
@@ -147,10 +141,8 @@ class DrillSpec(Frozen):
         return value
 
 
-class LoadedDrill(BaseModel):
+class LoadedDrill(BaseModel, frozen=True):
     """A validated drill with its file paths resolved and its content hash."""
-
-    model_config = ConfigDict(frozen=True)
 
     path: Path
     spec: DrillSpec

@@ -28,6 +28,17 @@ QUARTERLY_CRON = "0 3 1 1,4,7,10 *"
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
+def matching(pattern: re.Pattern[str], message: str) -> AfterValidator:
+    """A string field's check against a pattern, failing with ``message``."""
+
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -98,17 +109,13 @@ class Population(Frozen):
     their site first). Each population runs its own heartbeat into its own marker table."""
 
     endpoint: Endpoint
-    marker_table: str = Field(default=DEFAULT_MARKER_TABLE,
+    marker_table: Annotated[str, matching(
+        _TABLE, "marker_table must be a plain lower-case SQL identifier")] = Field(
+        default=DEFAULT_MARKER_TABLE,
                               description="table the population's markers go to")
     judged: bool = Field(default=True,
                          description="judge the objectives on this population's figures")
 
-    @field_validator("marker_table")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not _TABLE.match(value):
-            raise ValueError("marker_table must be a plain lower-case SQL identifier")
-        return value
 
 
 class Workload(Frozen):
