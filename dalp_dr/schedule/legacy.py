@@ -43,15 +43,13 @@ MIGRATED_SINCE = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Migration:
-    """What moving the pickled table's rows to the JSON job store did, drill by drill."""
-
     migrated: tuple[str, ...] = ()
     rescheduled: tuple[str, ...] = ()
     """migrated drills whose old next run was not a fire time of their schedule now"""
-    removed: tuple[str, ...] = ()
     kept: tuple[str, ...] = ()
     """rows left in the old table: the drill file is broken (or, for list and status,
     absent)"""
+    removed: tuple[str, ...] = ()
 
 
 def _legacy_table() -> Table:
