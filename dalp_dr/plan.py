@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from dalp_dr.adapters.base import PlaybookRunner
-from dalp_dr.engine import phase_extravars
+from dalp_dr.clock import utcnow
+from dalp_dr.drill.steps import phase_extravars
 from dalp_dr.inventory import Inventory
 from dalp_dr.spec import LoadedDrill, PhaseName
 
@@ -110,7 +110,7 @@ def make_plan(drill: LoadedDrill, runner: PlaybookRunner, endpoints: dict[str, s
     """The plan; with ``execute`` the preflight and the check-mode-safe phases run."""
     inventory = Inventory(drill.inventory)
     spec = drill.spec
-    run_id = f"plan-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    run_id = f"plan-{utcnow():%Y%m%dT%H%M%SZ}"
     scratch = Path(tempfile.mkdtemp(prefix="dalp-dr-plan-"))
     phases: list[PhasePlan] = []
     preflight_ok: bool | None = None

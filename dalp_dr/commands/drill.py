@@ -92,7 +92,7 @@ def drill_plan(ctx: click.Context, file: str, as_json: bool, no_preflight: bool)
     (and check mode where a playbook supports it). Injects nothing, records nothing."""
     # lazy: the engine and the plan pull in the history store (SQLAlchemy) at start-up
     from dalp_dr.adapters.ansible import AnsibleRunner
-    from dalp_dr.engine import DrillEngine
+    from dalp_dr.drill.engine import DrillEngine
     from dalp_dr.plan import make_plan
 
     settings = settings_of(ctx)
