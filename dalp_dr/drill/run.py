@@ -77,11 +77,7 @@ class RunReport:
 def run_drill(request: RunRequest) -> RunReport:
     progress = request.progress or (lambda _message: None)
     warn = request.warn or progress
-    runner = request.runner
-    if runner is None:
-        from dalp_dr.adapters.ansible import AnsibleRunner  # ansible-runner: slow to import
-
-        runner = AnsibleRunner()
+    runner = _runner(request.runner)
     drill = request.drill
     engine = DrillEngine(runner=runner, results_dir=request.results_dir, progress=progress,
                          lock_ttl=request.lock_ttl, observer=request.observer)
@@ -147,10 +143,15 @@ def recover_run(run_id: str, *, open_store: Callable[[], HistoryStore], lock_ttl
                 runner: PlaybookRunner | None = None) -> Recovery:
     """Put back the environment of one run whose orchestrator died and record it aborted
     (``drill recover``; ``run_drill`` and the scheduler do it by themselves)."""
-    if runner is None:
-        from dalp_dr.adapters.ansible import AnsibleRunner  # ansible-runner: slow to import
-
-        runner = AnsibleRunner()
     with contextlib.closing(open_store()) as store:
-        return recover(store, run_id, runner, lock_ttl=lock_ttl, force=force,
+        return recover(store, run_id, _runner(runner), lock_ttl=lock_ttl, force=force,
                        progress=progress or (lambda _message: None))
+
+
+def _runner(given: PlaybookRunner | None) -> PlaybookRunner:
+    """The caller's runner, or ansible-runner (imported only here: slow to import)."""
+    if given is not None:
+        return given
+    from dalp_dr.adapters.ansible import AnsibleRunner
+
+    return AnsibleRunner()
