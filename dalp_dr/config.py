@@ -205,6 +205,25 @@ def project_dir(explicit: str | None = None) -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+ANSIBLE_DEFAULT_ROLES_PATH = ("~/.ansible/roles", "/usr/share/ansible/roles", "/etc/ansible/roles")
+SHARED_ROLES = "roles"
+"""The playbooks' shared roles: ``playbooks/roles`` beside ``playbooks/<topology>/``."""
+
+
+def ansible_roles_path(playbook_dir: Path) -> tuple[Path, ...]:
+    """Where ansible-playbook looks for the roles a playbook in ``playbook_dir`` names, after
+    ``roles/`` beside the playbook (Ansible's own first place): the shared roles of the
+    playbook tree it belongs to (``playbook_dir/../roles``, so a drill finds its roles
+    wherever its project is), the project's ``playbooks/roles`` (for a playbook of one's own
+    that imports a shipped one), then ANSIBLE_ROLES_PATH or Ansible's default."""
+    shared = [playbook_dir.resolve().parent / SHARED_ROLES,
+              project_dir() / "playbooks" / SHARED_ROLES]
+    configured = os.environ.get("ANSIBLE_ROLES_PATH")
+    rest = configured.split(os.pathsep) if configured else ANSIBLE_DEFAULT_ROLES_PATH
+    paths = [p for p in shared if p.is_dir()] + [Path(os.path.expanduser(p)) for p in rest if p]
+    return tuple(dict.fromkeys(paths))
+
+
 def allowed_dirs() -> tuple[Path, ...]:
     """DALP_DR_ALLOWED_DIRS: more directories a drill's files may live in."""
     return tuple(Path(p).resolve() for p in _list(EnvVar.ALLOWED_DIRS, os.pathsep))

@@ -27,6 +27,7 @@ from typing import Any
 
 from dalp_dr.adapters.base import CancelCheck, EventSink, PlaybookResult
 from dalp_dr.clock import utcnow
+from dalp_dr.config import ansible_roles_path
 from dalp_dr.errors import PlaybookFailed
 from dalp_dr.vault import VaultIdentities, active
 
@@ -91,11 +92,16 @@ def kill_leftovers(private: Path) -> list[int]:
     return killed
 
 
-def ansible_environment() -> dict[str, str]:
-    """Environment for ansible-playbook: our venv first on PATH, a UTF-8 locale, no colour."""
+def ansible_environment(playbook: Path | None = None) -> dict[str, str]:
+    """Environment for ansible-playbook: our venv first on PATH, a UTF-8 locale, no colour;
+    for ``playbook``, the roles path it resolves its roles with (config.ansible_roles_path:
+    the same one the provenance manifest hashes)."""
     bindir = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
+    roles = ({"ANSIBLE_ROLES_PATH": os.pathsep.join(
+        str(p) for p in ansible_roles_path(playbook.parent))} if playbook is not None else {})
     return {
+        **roles,
         "PATH": f"{bindir}:{path}" if path else bindir,
         "LC_ALL": "C.UTF-8",
         "LANG": "C.UTF-8",
@@ -179,7 +185,7 @@ class AnsibleRunner:
                 playbook=str(playbook),
                 inventory=str(inventory),
                 cmdline=shlex.join(cmdline),
-                envvars=ansible_environment(),
+                envvars=ansible_environment(playbook),
                 timeout=max(1, round(timeout)),
                 quiet=True,
                 event_handler=handle,

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from dalp_dr.config import ansible_roles_path
 from dalp_dr.provenance.ansible_syntax import MAGIC_VAR
 
 
@@ -80,11 +81,7 @@ def find_role(name: str, ctx: Context, parent_role: Path | None) -> Path | None:
     name = os.path.expanduser(name)
     if os.path.isabs(name):
         return Path(os.path.normpath(name)) if os.path.isdir(name) else None
-    search = [ctx.basedir / "roles"]
-    configured = os.environ.get("ANSIBLE_ROLES_PATH")
-    paths = configured.split(os.pathsep) if configured else [
-        "~/.ansible/roles", "/usr/share/ansible/roles", "/etc/ansible/roles"]
-    search += [Path(os.path.expanduser(p)) for p in paths if p]
+    search = [ctx.basedir / "roles", *ansible_roles_path(ctx.basedir)]
     if parent_role is not None:
         search.append(parent_role.parent)
     search.append(ctx.basedir)

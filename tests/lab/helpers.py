@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from dalp_dr.adapters.base import PlaybookResult
+
 ROOT = Path(__file__).resolve().parents[2]
 LABS = Path("/var/tmp/dalp-dr-lab")
 LAB_ROOT = LABS / "hot-warm"
@@ -177,3 +179,31 @@ def moto_server() -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+
+def run_read_only(drill: Path, playbook: str, workdir: Path, *, check: bool
+                  ) -> tuple[PlaybookResult, list[str], list[str]]:
+    """``playbook`` (beside the drill's preflight playbook), with the extra vars the drill's
+    preflight gets, with or without --check. Returns the result, the tasks that reported a
+    change and the tasks skipped (host: task): run both ways, the skipped tasks show what
+    check mode skipped that a real run does (a command it could not prove read-only)."""
+    from dalp_dr.adapters.ansible import AnsibleRunner
+    from dalp_dr.drill.steps import phase_extravars
+    from dalp_dr.spec import PhaseName, load_drill
+
+    loaded = load_drill(drill)
+    events: list[dict[str, Any]] = []
+    result = AnsibleRunner(workdir=workdir).run(
+        loaded.playbooks[PhaseName.PREFLIGHT].parent / playbook, loaded.inventory,
+        extravars=phase_extravars(loaded, PhaseName.PREFLIGHT, "check-mode", workdir / "ev"),
+        timeout=180, on_event=events.append, check=check)
+    changed, skipped = [], []
+    for event in events:
+        data = event.get("event_data") or {}
+        where = f"{data.get('host')}: {data.get('task')}"
+        if event.get("event") == "runner_on_ok" and (data.get("res") or {}).get("changed"):
+            changed.append(where)
+        if event.get("event") == "runner_on_skipped":
+            skipped.append(where)
+    return result, changed, skipped

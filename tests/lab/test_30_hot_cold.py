@@ -12,7 +12,15 @@ import pytest
 
 from dalp_dr import s3_archive
 from dalp_dr.inventory import Inventory
-from tests.lab.helpers import ROOT, alive, assert_no_secret, dalp, lab_status, run_json
+from tests.lab.helpers import (
+    ROOT,
+    alive,
+    assert_no_secret,
+    dalp,
+    lab_status,
+    run_json,
+    run_read_only,
+)
 
 # one lab per pytest-xdist worker at a time (see tests/conftest.py)
 pytestmark = pytest.mark.xdist_group("hot-cold")
@@ -52,6 +60,19 @@ def psql_a(sql: str) -> str:
         ["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/psql", "-XAtq",
          "-h", str(LAB_ROOT / "run"), "-p", "55442", "-d", "dalp", "-c", sql],
         check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.mark.parametrize("playbook", ["preflight.yml", "lab-status.yml"])
+def test_read_only_playbooks_under_check_read_the_real_state_and_change_nothing(
+        tmp_path: Path, playbook: str) -> None:
+    """They declare dalp_supports_check_mode, so `drill plan` runs them with --check."""
+    real, real_changed, real_skipped = run_read_only(DRILL, playbook, tmp_path, check=False)
+    checked, changed, skipped = run_read_only(DRILL, playbook, tmp_path, check=True)
+    assert real.ok and checked.ok, checked.describe_failure() or real.describe_failure()
+    assert (real_changed, changed) == ([], [])
+    # check mode skipped nothing a real run does: the report is the real state
+    assert sorted(skipped) == sorted(real_skipped)
+    assert checked.artifact_data.keys() == real.artifact_data.keys() != set()
 
 
 def test_backup_status_reports_ages() -> None:

@@ -95,14 +95,14 @@ def test_every_playbook_quotes_what_it_splices() -> None:
                     problems.append(f"{where}: a templated command string (use argv)")
                 stdin = "" if isinstance(args, str) else str(args.get("stdin", ""))
                 argv = "" if isinstance(args, str) else str(args.get("argv", ""))
-                if "psql" in argv and stdin.strip() != "{{ dalp_sql }}":  # (hh-psql.yml)
+                if "psql" in argv and stdin.strip() != "{{ dalp_hh_sql }}":  # (dalp_hh psql)
                     # psql reads SQL and its own meta-commands: only \set may carry a value,
                     # as a quoted psql literal; the rest uses variables (:'x', :"x")
                     problems += [f"{where}: a value in the SQL: {line.strip()}"
                                  for line in stdin.splitlines()
                                  if "{{" in line and not line.lstrip().startswith("\\set ")]
             variables = task["vars"] if isinstance(task.get("vars"), dict) else {}
-            for name in ("sql", "query", "dalp_sql"):
+            for name in ("sql", "query", "dalp_hh_sql"):
                 if "{{" in str(variables.get(name, "")):  # SQL built with a value in it
                     problems.append(f"{where}: a value in the SQL of vars.{name}")
     assert problems == [], "\n".join(problems)

@@ -161,38 +161,41 @@ def test_paths_outside_the_project_are_absolute_and_misses_are_listed(tree: Path
                for u in prov.unresolved)
 
 
-def test_a_shared_role_on_the_roles_path_is_hashed_whole(
+def test_a_shared_role_beside_the_topology_directories_is_hashed_whole(
         tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A phase playbook in its topology directory applying a role from a shared roles
-    directory (ANSIBLE_ROLES_PATH, as Ansible finds it): every file of the role (tasks,
-    defaults, argument specs) is in the file set; without that path Ansible cannot find the
-    role either, and the record says so."""
+    """A phase playbook in its topology directory applying a role from the playbook tree's
+    shared roles (``playbooks/roles``, where the runner points ansible-playbook): every file
+    of the role (tasks, defaults, argument specs) is in the file set. A role elsewhere is
+    found only on ANSIBLE_ROLES_PATH, as Ansible finds it; without it the record says so."""
     shared = tree / "playbooks/roles"
     write(shared / "pg_state/tasks/main.yml", "- ansible.builtin.include_tasks: query.yml\n")
     write(shared / "pg_state/tasks/query.yml", "- ansible.builtin.debug: {}\n")
     write(shared / "pg_state/defaults/main.yml", "dalp_pg_wait: 10\n")
     write(shared / "pg_state/meta/argument_specs.yml",
           "argument_specs:\n  main:\n    options: {dalp_pg_wait: {type: int}}\n")
+    write(tree / "elsewhere/site_roles/audit/tasks/main.yml", "- ansible.builtin.debug: {}\n")
     write(tree / "playbooks/topo/inject.yml", """
         - hosts: all
           tasks:
             - ansible.builtin.import_role: {name: pg_state}
+            - ansible.builtin.include_role: {name: audit}
     """)
     text = (tree / "drill.yaml").read_text()
     (tree / "drill.yaml").write_text(text.replace("playbooks/inject.yml",
                                                   "playbooks/topo/inject.yml"))
-    role = "playbooks/roles/pg_state"
-    monkeypatch.setenv("ANSIBLE_ROLES_PATH", str(shared))
+    monkeypatch.delenv("ANSIBLE_ROLES_PATH", raising=False)
+    role, other = "playbooks/roles/pg_state", "elsewhere/site_roles/audit"
     prov = run_provenance(load_drill(tree / "drill.yaml"), "a", OperatorSource.ENV,
                           project_dir=tree)
     assert {f"{role}/tasks/main.yml", f"{role}/tasks/query.yml", f"{role}/defaults/main.yml",
             f"{role}/meta/argument_specs.yml"} <= set(prov.files)
-    assert not any("pg_state" in u for u in prov.unresolved)
-    monkeypatch.delenv("ANSIBLE_ROLES_PATH")
+    assert not any(k.startswith(other) for k in prov.files)
+    assert any("role audit: not found" in u for u in prov.unresolved), prov.unresolved
+    monkeypatch.setenv("ANSIBLE_ROLES_PATH", str(tree / "elsewhere/site_roles"))
     prov = run_provenance(load_drill(tree / "drill.yaml"), "a", OperatorSource.ENV,
                           project_dir=tree)
-    assert not any(k.startswith(role) for k in prov.files)
-    assert "playbooks/topo/inject.yml: role pg_state: not found" in prov.unresolved
+    assert f"{other}/tasks/main.yml" in prov.files and f"{role}/tasks/main.yml" in prov.files
+    assert prov.unresolved == [] or not any("role" in u for u in prov.unresolved)
 
 
 def test_include_loops_and_ansible_tags_do_not_stop_the_walk(tree: Path) -> None:
@@ -277,38 +280,33 @@ def test_engine_seals_provenance_and_the_resolved_operator(
                           for name in ("drill.yaml", "inv.yml", "pb.yml", "t.yml")}
 
 
-def test_real_drill_hashes_its_playbooks_and_their_task_files() -> None:
+def test_real_drill_hashes_its_playbooks_and_their_roles() -> None:
     drill = load_drill(ROOT / "drills" / "hot-warm-failover.yaml")
     prov = run_provenance(drill, "a", OperatorSource.OS_USER, project_dir=ROOT)
-    pb, common = "playbooks/hot-warm", "playbooks/common/tasks"
+    pb, roles = "playbooks/hot-warm", "playbooks/roles"
     expected = {
         "drills/hot-warm-failover.yaml", "inventories/lab/hot-warm.yml",
         *(f"{pb}/{p.name}" for p in drill.playbooks.values()),
-        f"{common}/instance-state.yml",  # ../common/tasks/instance-state.yml
-        f"{common}/route-check.yml",
-        f"{pb}/tasks/rebuild-standby.yml",  # from steady-state.yml
-        f"{common}/stop-instance.yml",  # nested: rebuild-standby.yml includes it
-        f"{common}/route-pgbouncer.yml",  # route-{{ dalp_route_kind }}.yml
-        f"{pb}/group_vars/all.yml",
+        # every role a phase applies, whole: tasks, defaults, argument specs
+        *(str(p.relative_to(ROOT)) for name in ("dalp_pg", "dalp_route")
+          for p in (ROOT / roles / name).rglob("*") if p.is_file()),
     }
+    assert f"{roles}/dalp_pg/tasks/standby.yml" in expected  # from steady-state.yml
+    assert f"{roles}/dalp_route/tasks/pgbouncer.yml" in expected  # tasks_from templated
+    assert f"{roles}/dalp_pg/meta/argument_specs.yml" in expected
     assert expected <= set(prov.files)
+    assert not any(k.startswith(f"{roles}/dalp_hh/") for k in prov.files)  # not applied
     assert len(drill.playbooks) == 5 and all(".." not in k for k in prov.files)
     for key, digest in prov.files.items():
         assert digest == sha(ROOT / key), key
-    # a shared task file is hashed once, under its own path, not under a path beside the
-    # playbook that Ansible never reads
-    assert not any(k.startswith(f"{pb}/tasks/") and k != f"{pb}/tasks/rebuild-standby.yml"
-                   for k in prov.files), sorted(prov.files)
-    assert any("route-{{ dalp_route_kind }}.yml" in u for u in prov.unresolved)
+    assert any("tasks_from {{ dalp_route_kind }}" in u for u in prov.unresolved)
     assert prov.ansible_core_version and prov.dalp_dr_version
 
 
-def test_real_hot_hot_drill_resolves_nested_includes_like_ansible() -> None:
-    """tasks/hh-schema.yml includes 'tasks/hh-psql.yml': Ansible finds it against the
-    playbook directory once tasks/tasks/hh-psql.yml does not exist."""
+def test_real_hot_hot_drill_hashes_its_roles_without_unresolved_paths() -> None:
     prov = run_provenance(load_drill(ROOT / "drills" / "hot-hot-site-loss.yaml"), "a",
                           OperatorSource.OS_USER, project_dir=ROOT)
-    assert "playbooks/hot-hot/tasks/hh-psql.yml" in prov.files
+    assert "playbooks/roles/dalp_hh/tasks/psql.yml" in prov.files
     assert not any("tasks/tasks" in k for k in prov.files)
     assert prov.unresolved == []
 

@@ -1,1 +1,0 @@
-../../../dalp_dr/patroni_watch.py

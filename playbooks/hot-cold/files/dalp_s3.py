@@ -1,1 +1,0 @@
-../../../dalp_dr/s3_archive.py

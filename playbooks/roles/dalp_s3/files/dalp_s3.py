@@ -1,0 +1,1 @@
+../../../../dalp_dr/s3_archive.py

@@ -1,0 +1,1 @@
+../../../../dalp_dr/patroni_watch.py
