@@ -205,7 +205,6 @@ def project_dir(explicit: str | None = None) -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-ANSIBLE_DEFAULT_ROLES_PATH = ("~/.ansible/roles", "/usr/share/ansible/roles", "/etc/ansible/roles")
 SHARED_ROLES = "roles"
 """The playbooks' shared roles: ``playbooks/roles`` beside ``playbooks/<topology>/``."""
 
@@ -215,13 +214,20 @@ def ansible_roles_path(playbook_dir: Path) -> tuple[Path, ...]:
     ``roles/`` beside the playbook (Ansible's own first place): the shared roles of the
     playbook tree it belongs to (``playbook_dir/../roles``, so a drill finds its roles
     wherever its project is), the project's ``playbooks/roles`` (for a playbook of one's own
-    that imports a shipped one), then ANSIBLE_ROLES_PATH or Ansible's default."""
+    that imports a shipped one), then the roles path Ansible itself would use
+    (ANSIBLE_ROLES_PATH, else ``roles_path`` of the ansible.cfg in effect, else its
+    default). Absolute paths: the runner hands them to ansible-playbook, which runs in
+    another directory."""
     shared = [playbook_dir.resolve().parent / SHARED_ROLES,
               project_dir() / "playbooks" / SHARED_ROLES]
     configured = os.environ.get("ANSIBLE_ROLES_PATH")
-    rest = configured.split(os.pathsep) if configured else ANSIBLE_DEFAULT_ROLES_PATH
-    paths = [p for p in shared if p.is_dir()] + [Path(os.path.expanduser(p)) for p in rest if p]
-    return tuple(dict.fromkeys(paths))
+    if configured:
+        rest = [Path(os.path.expanduser(p)).resolve() for p in configured.split(os.pathsep) if p]
+    else:
+        from ansible import constants  # ansible.cfg and Ansible's default (slow import)
+
+        rest = [Path(p) for p in constants.DEFAULT_ROLES_PATH]
+    return tuple(dict.fromkeys([p for p in shared if p.is_dir()] + rest))
 
 
 def allowed_dirs() -> tuple[Path, ...]:

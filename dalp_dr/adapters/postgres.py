@@ -20,7 +20,7 @@ from dalp_dr.redact import Redactor
 from dalp_dr.spec import DEFAULT_MARKER_TABLE
 
 HEARTBEAT_TABLE = DEFAULT_MARKER_TABLE
-# The lab playbooks (playbooks/common/tasks/lab-primary.yml) create the same table when they
+# The lab playbooks (playbooks/roles/dalp_lab/tasks/primary.yml) create the same table when they
 # provision a primary, so that it is part of every base backup from the start. A population
 # of a multi-population drill (hot-hot) has its own table of the same shape; table names are
 # validated identifiers (spec.Population.marker_table), never user text in SQL otherwise.

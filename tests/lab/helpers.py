@@ -181,7 +181,6 @@ def moto_server() -> Iterator[str]:
         server.wait(timeout=10)
 
 
-
 def run_read_only(drill: Path, playbook: str, workdir: Path, *, check: bool
                   ) -> tuple[PlaybookResult, list[str], list[str]]:
     """``playbook`` (beside the drill's preflight playbook), with the extra vars the drill's

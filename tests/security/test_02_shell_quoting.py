@@ -80,7 +80,7 @@ def _unquoted(script: str) -> list[str]:
 def test_every_playbook_quotes_what_it_splices() -> None:
     problems = []
     for path in sorted((ROOT / "playbooks").rglob("*.yml")):
-        if path.is_symlink():  # the shared task files, read where they live
+        if path.is_symlink():  # a link is read where it points (none among the .yml now)
             continue
         for task in _tasks(yaml.safe_load(path.read_text())):
             where = f"{path.relative_to(ROOT)}: {task.get('name')}"
