@@ -15,9 +15,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from dalp_dr.results import HeartbeatSample, PhaseRecord, TimelineEvent
+from dalp_dr.results import HeartbeatSample, PhaseRecord, PhaseStatus, TimelineEvent
+from dalp_dr.spec import PhaseName
 
 REPORT_KEY = "dalp_timeline"
+HELD_SINCE = "held_since"
+"""a held phase's report: when its playbook was started, ahead of the fault"""
 
 
 def _instant(value: Any) -> datetime | None:
@@ -72,7 +75,15 @@ def build(*, fault_at: datetime | None, fault_source: str | None,
           clients: Mapping[str, ClientView], verified_at: datetime | None,
           phases: Iterable[PhaseRecord], labelled: bool = False) -> list[TimelineEvent]:
     """``labelled``: prefix the client events with the population's name (several)."""
+    phases = list(phases)
     events = reported_events(phases)
+    for record in phases:
+        if record.phase is PhaseName.RECOVER and record.status is not PhaseStatus.SKIPPED:
+            held = record.report.get(HELD_SINCE)
+            events.append(TimelineEvent(
+                name="recover started", at=record.started_at, source="engine",
+                detail=(f"released at the fault barrier (its playbook was started ahead, at "
+                        f"{held})") if held else "its playbook started after inject returned"))
     if fault_at is not None:
         reported = fault_source is None or fault_source.startswith("reported")
         events.append(TimelineEvent(

@@ -15,6 +15,7 @@ tests of the drill engine. Never fakes of PostgreSQL or Ansible: they stand in f
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -173,6 +174,21 @@ class InMemorySession:
 
 # --- the playbook runner ------------------------------------------------------------------
 
+def _wait_at_barrier(command: str, cancel: CancelCheck | None) -> str | None:
+    """What a held playbook's first task does: run the barrier command (dalp_dr.barrier,
+    through a shell, as Ansible's pipe lookup does). None when released, else why not."""
+    proc = subprocess.Popen(command, shell=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None:
+        if cancel is not None and cancel():
+            proc.kill()
+            proc.wait()
+            return "canceled at the fault barrier"
+        time.sleep(POLL)
+    _out, err = proc.communicate()
+    return None if proc.returncode == 0 else (err.strip() or f"barrier exit {proc.returncode}")
+
+
 class RunnerStatus(StrEnum):
     """ansible-runner's final statuses."""
 
@@ -219,6 +235,8 @@ class Call:
     started_at: datetime
     artifact_data: Mapping[str, Any]
     """what it published with set_stats"""
+    released_at: datetime | None = None
+    """a held playbook: when its wait at the fault barrier ended (released or abandoned)"""
 
 
 class FakePlaybookRunner:
@@ -249,7 +267,20 @@ class FakePlaybookRunner:
         play = self.plays.get(phase, Play())
         emit = on_event or (lambda _event: None)
         started = _now()
-        status, fault_at = self._play(play, timeout, cancel)
+        released_at, barrier_error = None, None
+        if "dalp_fault_barrier" in extravars:  # a held playbook's first task: the real wait
+            barrier_error = _wait_at_barrier(str(extravars["dalp_fault_barrier"]), cancel)
+            released_at = _now()
+        if barrier_error is not None:
+            status, fault_at = RunnerStatus.FAILED, None
+            play = Play(status=status, failure_message=barrier_error)
+        else:
+            def stats(published: dict[str, Any]) -> None:  # a set_stats task's event
+                emit({"event": "runner_on_ok", "created": _now().isoformat(),
+                      "event_data": {"task": f"fake {phase.value}: report", "host": "db1",
+                                     "res": {"ansible_stats": {"data": published}}}})
+
+            status, fault_at = self._play(play, timeout, cancel, stats)
         emit({"event": "runner_on_failed" if status is RunnerStatus.FAILED else "runner_on_ok",
               "created": _now().isoformat(),
               "event_data": {"task": f"fake {phase.value}", "host": "db1",
@@ -262,7 +293,7 @@ class FakePlaybookRunner:
             self.calls.append(Call(phase=phase, playbook=playbook, extravars=dict(extravars),
                                    timeout=timeout, cancellable=cancel is not None,
                                    check=check, status=status, started_at=started,
-                                   artifact_data=dict(data)))
+                                   artifact_data=dict(data), released_at=released_at))
         ok = status is RunnerStatus.SUCCESSFUL
         return PlaybookResult(
             playbook=playbook.name, status=status.value, rc=0 if ok else 2,
@@ -271,9 +302,11 @@ class FakePlaybookRunner:
             failure_message=None if ok else play.failure_message,
             unreachable_hosts=play.unreachable)
 
-    def _play(self, play: Play, timeout: float, cancel: CancelCheck | None
-              ) -> tuple[RunnerStatus, datetime | None]:
-        """Run ``play``: its status and when its effect happened (None: canceled first)."""
+    def _play(self, play: Play, timeout: float, cancel: CancelCheck | None,
+              stats: Callable[[dict[str, Any]], None]) -> tuple[RunnerStatus, datetime | None]:
+        """Run ``play``: its status and when its effect happened (None: canceled first).
+        A play that reports its fault instant does so in an event right after its effect,
+        then runs on (``takes``), as a playbook's set_stats task does."""
         canceled = cancel or (lambda: False)
         if canceled():
             time.sleep(play.stops_after)
@@ -281,6 +314,8 @@ class FakePlaybookRunner:
         fault_at = _now()
         if play.effect is not None:
             play.effect()
+        if play.reports_fault_instant:
+            stats({**play.report, "dalp_fault_instant": fault_at.timestamp()})
         limit = time.monotonic() + (timeout if play.blocks_until_canceled
                                     else min(play.takes, timeout))
         while time.monotonic() < limit:

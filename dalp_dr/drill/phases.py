@@ -20,12 +20,16 @@ from dalp_dr.adapters.base import ServerIdentity
 from dalp_dr.checks import run_checks
 from dalp_dr.drill import steps
 from dalp_dr.drill.context import DEADLINE, RunContext
+from dalp_dr.drill.held import HeldPhase, waits_for_fault
 from dalp_dr.durations import format_duration
 from dalp_dr.errors import EndpointError
 from dalp_dr.journal import EventKind
 from dalp_dr.measure import fault_instant, pitr_check, recovery_target_time
 from dalp_dr.results import PhaseStatus
 from dalp_dr.spec import PhaseName, Scenario
+
+HELD_SLACK_SECONDS = 30.0
+"""what a held recover waits beyond inject's timeout (the engine's own steps after it)"""
 
 
 def drive(ctx: RunContext) -> None:
@@ -35,11 +39,17 @@ def drive(ctx: RunContext) -> None:
         return
     state.check()
     state.injected = True  # from here on, steady_state always runs
-    if not inject(ctx):
-        return
-    arm_deadline(ctx)
-    state.check()
-    recover(ctx)
+    held = hold_recover(ctx)
+    try:
+        if not inject(ctx, held):
+            return
+        arm_deadline(ctx)
+        state.check()
+        recover(ctx, held)
+    finally:
+        if held is not None:  # not released: it must end, having done nothing
+            held.abandon("the drill did not go on to recover (inject failed or was "
+                         "interrupted)")
     if not verify(ctx):
         return
     ctx.clients.pause(ctx.drill.spec.workload.observe.total_seconds())
@@ -83,7 +93,7 @@ def baseline(ctx: RunContext) -> bool:
     for beat in clients.heartbeats.values():
         beat.start()
     if ctx.drill.phase(PhaseName.BASELINE) is not None:
-        result = steps.run_playbook(ctx, PhaseName.BASELINE, state.cancel)
+        result = steps.run_playbook(ctx, PhaseName.BASELINE, state.cancel.is_set)
         if not result.ok:
             steps.end(ctx, PhaseName.BASELINE, steps.status_of(result), started,
                       playbook=result, message=result.describe_failure())
@@ -119,9 +129,11 @@ def baseline(ctx: RunContext) -> bool:
     return True
 
 
-def inject(ctx: RunContext) -> bool:
+def inject(ctx: RunContext, held: HeldPhase | None = None) -> bool:
+    """The fault. A held recover is released as soon as inject reports it."""
     state, journal = ctx.state, ctx.journal
-    result = steps.run_phase(ctx, PhaseName.INJECT)
+    watch = held.watch_inject(ctx.clock.now()) if held is not None else None
+    result = steps.run_phase(ctx, PhaseName.INJECT, watch=watch)
     state.fault_at, state.fault_source = fault_instant(result)
     if state.fault_at is None:
         state.fail("inject failed before reporting a fault instant: the fault may not have "
@@ -163,13 +175,33 @@ def arm_deadline(ctx: RunContext) -> None:
     state.deadline.start()
 
 
-def recover(ctx: RunContext) -> None:
-    """The recovery procedure, if the drill has one. A failure is kept, and the drill goes
-    on watching: verify still tells whether the service came back by itself."""
+def hold_recover(ctx: RunContext) -> HeldPhase | None:
+    """The recover playbook started now, before inject, held at the fault barrier, when it
+    declares that it waits for the fault (``drill/held.py``); None otherwise."""
+    drill = ctx.drill
+    inject_spec, recover_spec = drill.phase(PhaseName.INJECT), drill.phase(PhaseName.RECOVER)
+    if recover_spec is None or inject_spec is None \
+            or not waits_for_fault(drill.playbooks[PhaseName.RECOVER]):
+        return None
+    # it waits at most as long as inject may take, and a little for the engine after it
+    return HeldPhase(ctx, PhaseName.RECOVER,
+                     wait_seconds=inject_spec.timeout.total_seconds() + HELD_SLACK_SECONDS)
+
+
+def recover(ctx: RunContext, held: HeldPhase | None = None) -> None:
+    """The recovery procedure, if the drill has one: the held playbook released, or the
+    playbook started now. A failure is kept, and the drill goes on watching: verify still
+    tells whether the service came back by itself."""
     if ctx.drill.phase(PhaseName.RECOVER) is None:
         return
-    if not steps.run_phase(ctx, PhaseName.RECOVER).ok:
-        ctx.state.fail("recover phase failed")
+    state = ctx.state
+    if held is not None:
+        assert state.fault_at is not None
+        result = held.run({**state.facts, "dalp_fault_instant": state.fault_at.timestamp()})
+    else:
+        result = steps.run_phase(ctx, PhaseName.RECOVER)
+    if not result.ok:
+        state.fail("recover phase failed")
 
 
 def verify(ctx: RunContext) -> bool:

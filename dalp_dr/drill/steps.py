@@ -11,12 +11,12 @@ after it (e.g. the leader inject killed).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dalp_dr.adapters.base import PlaybookResult
-from dalp_dr.cancel import CancelToken
+from dalp_dr.adapters.base import CancelCheck, PlaybookResult
 from dalp_dr.drill.context import RunContext
 from dalp_dr.durations import format_duration
 from dalp_dr.errors import PlaybookFailed
@@ -55,22 +55,32 @@ def phase_extravars(drill: LoadedDrill, phase: PhaseName, run_id: str, evidence_
     return extra
 
 
-def run_playbook(ctx: RunContext, phase: PhaseName,
-                 cancel: CancelToken | None) -> PlaybookResult:
+def extravars_now(ctx: RunContext, phase: PhaseName) -> dict[str, Any]:
+    """The phase's extra vars with what the run knows now."""
+    evidence_dir = (ctx.results_dir / ctx.run_id / "files" / phase.value).resolve()
+    return phase_extravars(ctx.drill, phase, ctx.run_id, evidence_dir, ctx.state.facts,
+                           ctx.state.recovery_target)
+
+
+def run_playbook(ctx: RunContext, phase: PhaseName, cancel: CancelCheck | None, *,
+                 extravars: Mapping[str, Any] | None = None,
+                 extra_timeout: float = 0.0,
+                 watch: Callable[[dict[str, Any]], None] | None = None) -> PlaybookResult:
     """The phase's playbook, to its end (a playbook that could not start is a failed
-    result, not an exception)."""
-    drill, state = ctx.drill, ctx.state
+    result, not an exception). ``extravars``: given (a held phase's, fixed when it was
+    started), else ``extravars_now``; ``extra_timeout``: seconds on top of the phase's
+    timeout (a held phase's wait for the fault); ``watch`` sees each event after the
+    journal."""
+    drill = ctx.drill
     phase_spec = drill.phase(phase)
     assert phase_spec is not None
-    evidence_dir = (ctx.results_dir / ctx.run_id / "files" / phase.value).resolve()
     try:
         return ctx.runner.run(
             drill.playbooks[phase], drill.inventory,
-            extravars=phase_extravars(drill, phase, ctx.run_id, evidence_dir, state.facts,
-                                      state.recovery_target),
-            timeout=phase_spec.timeout.total_seconds(),
-            on_event=lambda event: ctx.journal.ansible_event(phase.value, event),
-            cancel=cancel.is_set if cancel is not None else None,
+            extravars=extravars if extravars is not None else extravars_now(ctx, phase),
+            timeout=phase_spec.timeout.total_seconds() + extra_timeout,
+            on_event=lambda event: _journal_then(ctx, phase, event, watch),
+            cancel=cancel,
         )
     except PlaybookFailed as exc:
         now = ctx.clock.now()
@@ -79,18 +89,32 @@ def run_playbook(ctx: RunContext, phase: PhaseName,
                               failure_message=str(exc))
 
 
-def run_phase(ctx: RunContext, phase: PhaseName) -> PlaybookResult:
+def _journal_then(ctx: RunContext, phase: PhaseName, event: dict[str, Any],
+                  watch: Callable[[dict[str, Any]], None] | None) -> None:
+    ctx.journal.ansible_event(phase.value, event)
+    if watch is not None:
+        watch(event)
+
+
+def run_phase(ctx: RunContext, phase: PhaseName, *,
+              watch: Callable[[dict[str, Any]], None] | None = None) -> PlaybookResult:
     """A phase that is its playbook: run it, keep its files and facts, record the phase."""
     begin(ctx, phase)
     started = ctx.clock.now()
     # steady state is never canceled by a first interrupt: it is what makes stopping safe
-    cancel = None if phase is PhaseName.STEADY_STATE else ctx.state.cancel
-    result = run_playbook(ctx, phase, cancel)
+    cancel = None if phase is PhaseName.STEADY_STATE else ctx.state.cancel.is_set
+    return finish(ctx, phase, started, run_playbook(ctx, phase, cancel, watch=watch))
+
+
+def finish(ctx: RunContext, phase: PhaseName, started: datetime, result: PlaybookResult, *,
+           extra_report: Mapping[str, Any] | None = None) -> PlaybookResult:
+    """After a phase's playbook: keep its files, hand its dalp_* facts on, record it."""
     ctx.journal.adopt_files(phase.value)
     ctx.state.facts.update({k: v for k, v in result.artifact_data.items()
                             if k.startswith("dalp_") and k not in LOCAL_REPORT_KEYS})
     end(ctx, phase, status_of(result), started, playbook=result,
-        message=None if result.ok else result.describe_failure(), report=result.artifact_data)
+        message=None if result.ok else result.describe_failure(),
+        report={**result.artifact_data, **(extra_report or {})})
     return result
 
 

@@ -206,3 +206,19 @@ def run_read_only(drill: Path, playbook: str, workdir: Path, *, check: bool
         if event.get("event") == "runner_on_skipped":
             skipped.append(where)
     return result, changed, skipped
+
+
+READ_ONLY_PLAYBOOKS = ["preflight.yml", "lab-status.yml"]
+"""the playbooks every topology declares check-mode safe (dalp_supports_check_mode)"""
+
+
+def assert_read_only_under_check(drill: Path, playbook: str, workdir: Path) -> None:
+    """Run with and without --check, the read-only ``playbook`` succeeds, changes nothing,
+    and check mode skips nothing a real run does (its report is the real state): so
+    `drill plan` may run it with --check."""
+    real, real_changed, real_skipped = run_read_only(drill, playbook, workdir, check=False)
+    checked, changed, skipped = run_read_only(drill, playbook, workdir, check=True)
+    assert real.ok and checked.ok, checked.describe_failure() or real.describe_failure()
+    assert (real_changed, changed) == ([], [])
+    assert sorted(skipped) == sorted(real_skipped)
+    assert checked.artifact_data.keys() == real.artifact_data.keys() != set()

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 
 from tests.lab.helpers import (
+    READ_ONLY_PLAYBOOKS,
     ROOT,
     assert_no_secret,
+    assert_read_only_under_check,
     dalp,
     lab_status,
     run_json,
-    run_read_only,
 )
 
 # one lab per pytest-xdist worker at a time (see tests/conftest.py)
@@ -86,17 +87,10 @@ def assert_failover_passed(drill: Path, results: Path) -> tuple[dict[str, Any], 
     return result, old
 
 
-@pytest.mark.parametrize("playbook", ["preflight.yml", "lab-status.yml"])
+@pytest.mark.parametrize("playbook", READ_ONLY_PLAYBOOKS)
 def test_read_only_playbooks_under_check_read_the_real_state_and_change_nothing(
         tmp_path: Path, playbook: str) -> None:
-    """They declare dalp_supports_check_mode, so `drill plan` runs them with --check."""
-    real, real_changed, real_skipped = run_read_only(DRILL, playbook, tmp_path, check=False)
-    checked, changed, skipped = run_read_only(DRILL, playbook, tmp_path, check=True)
-    assert real.ok and checked.ok, checked.describe_failure() or real.describe_failure()
-    assert (real_changed, changed) == ([], [])
-    # check mode skipped nothing a real run does: the report is the real state
-    assert sorted(skipped) == sorted(real_skipped)
-    assert checked.artifact_data.keys() == real.artifact_data.keys() != set()
+    assert_read_only_under_check(DRILL, playbook, tmp_path)
 
 
 def test_failover_loses_no_acknowledged_write(tmp_path: Path) -> None:

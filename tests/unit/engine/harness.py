@@ -31,6 +31,13 @@ SECRET = "Sesame-7f3a9c-open"
 """the inventory's application password (a secret-named variable): redacted by value"""
 
 OPERATOR = "engine-test"
+HELD_PLAYBOOK = """- name: recover
+  hosts: all
+  vars: {dalp_waits_for_fault: true}
+  tasks: []
+"""
+"""a recover playbook whose first play says it waits for the fault (the fake runner plays
+its barrier task: it runs the dalp_fault_barrier command)"""
 ENVIRONMENT = "engine-test"
 
 
@@ -71,6 +78,8 @@ class DrillShape:
     production: bool = False
     frozen: bool = False
     """the inventory declares a change freeze around now"""
+    held_recover: bool = False
+    """the recover playbook waits for the fault (started ahead, held at the barrier)"""
 
 
 def _drill_yaml(shape: DrillShape) -> str:
@@ -111,6 +120,8 @@ def write_drill(root: Path, shape: DrillShape) -> LoadedDrill:
     root.mkdir(parents=True, exist_ok=True)
     for phase in PhaseName:
         (root / f"{phase.value}.yml").write_text("")
+    if shape.held_recover:
+        (root / "recover.yml").write_text(HELD_PLAYBOOK)
     (root / "inventory.yml").write_text(_inventory_yaml(shape))
     drill = root / "drill.yaml"
     drill.write_text(_drill_yaml(shape))
