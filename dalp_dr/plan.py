@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from dalp_dr.adapters.base import PlaybookRunner
 from dalp_dr.clock import utcnow
+from dalp_dr.drill.held import waits_for_fault
 from dalp_dr.drill.steps import phase_extravars
 from dalp_dr.inventory import Inventory
 from dalp_dr.spec import LoadedDrill, PhaseName
@@ -43,6 +44,9 @@ class PhasePlan(BaseModel):
     plays: list[PlayPlan]
     check_mode: bool
     """the playbook declares it is safe in Ansible check mode"""
+    held: bool = False
+    """a recover playbook that waits for the fault: started before inject, held at the fault
+    barrier (drill/held.py)"""
     dry_run: str | None = None
     """what the plan ran: 'preflight ok', 'check mode failed: ...', None if not run"""
 
@@ -139,7 +143,9 @@ def make_plan(drill: LoadedDrill, runner: PlaybookRunner, endpoints: dict[str, s
                          + "; ".join(p.tasks) for p in plays]
             phases.append(PhasePlan(phase=phase, playbook=str(playbook),
                                     timeout_s=phase_spec.timeout.total_seconds(), plays=plays,
-                                    check_mode=check_safe, dry_run=dry_run))
+                                    check_mode=check_safe, dry_run=dry_run,
+                                    held=phase is PhaseName.RECOVER
+                                    and waits_for_fault(playbook)))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return DrillPlan(

@@ -127,7 +127,9 @@ def drill_plan(ctx: click.Context, file: str, as_json: bool, no_preflight: bool)
             table.add_row(p.phase.value, Path(p.playbook).name, format_duration(p.timeout_s),
                           ", ".join(hosts), f"{len(tasks)}: " + "; ".join(tasks[:3])
                           + (" ..." if len(tasks) > 3 else ""),
-                          p.dry_run or ("check mode supported" if p.check_mode else "-"))
+                          p.dry_run or ("check mode supported" if p.check_mode
+                                        else "started before inject, held until the fault"
+                                        if p.held else "-"))
         out.print(table)
         if plan.preflight_ok is False:
             err.print(f"preflight FAILED: {plan.preflight_message} (a run would stop here, "
