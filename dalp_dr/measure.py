@@ -104,16 +104,22 @@ def measure(samples: Sequence[HeartbeatSample], *, fault_at: datetime | None,
 CLOCK_TOLERANCE = timedelta(seconds=1)
 
 
+def reported_instant(reported: Any, earliest: datetime, latest: datetime) -> datetime | None:
+    """A reported ``dalp_fault_instant`` (epoch seconds) when it is a number within the
+    controller's window for inject, give or take CLOCK_TOLERANCE; None otherwise."""
+    try:
+        at = datetime.fromtimestamp(float(reported), UTC)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return at if earliest - CLOCK_TOLERANCE <= at <= latest + CLOCK_TOLERANCE else None
+
+
 def fault_instant(inject: PlaybookResult) -> tuple[datetime | None, str | None]:
     """The fault instant and where it came from, from the inject playbook's result."""
     reported = inject.artifact_data.get("dalp_fault_instant")
     if reported is not None:
-        try:
-            at = datetime.fromtimestamp(float(reported), UTC)
-        except (TypeError, ValueError, OverflowError):
-            at = None
-        if at is not None and (inject.started_at - CLOCK_TOLERANCE <= at
-                               <= inject.ended_at + CLOCK_TOLERANCE):
+        at = reported_instant(reported, inject.started_at, inject.ended_at)
+        if at is not None:
             return at, "reported by the inject playbook, within the controller's window"
     # The playbook succeeded but its report is unusable (missing, or a clock far off):
     # its start is the earliest the fault can have happened, which can only make the

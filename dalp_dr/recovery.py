@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from dalp_dr.adapters.base import PlaybookRunner
 from dalp_dr.clock import utcnow
 from dalp_dr.drill.engine import DrillEngine
-from dalp_dr.drill.steps import LOCAL_REPORT_KEYS
+from dalp_dr.drill.steps import handed_on
 from dalp_dr.errors import EnvironmentBusy, HintKey, InvalidInput, StoreError, words
 from dalp_dr.history.base import HistoryStore
 from dalp_dr.integrity import evidence_location
@@ -60,8 +60,7 @@ def interrupted_runs(store: HistoryStore, now: datetime | None = None) -> list[s
 def _facts(phases: list[PhaseRecord]) -> dict[str, Any]:
     facts: dict[str, Any] = {}
     for phase in phases:
-        facts.update({k: v for k, v in phase.report.items() if k.startswith("dalp_")
-                      and k not in LOCAL_REPORT_KEYS})
+        facts.update(handed_on(phase.report))
     return facts
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,8 @@ from dalp_dr.barrier import FaultBarrier
 from dalp_dr.drill import steps
 from dalp_dr.drill.context import RunContext
 from dalp_dr.journal import EventKind
-from dalp_dr.measure import CLOCK_TOLERANCE
+from dalp_dr.measure import reported_instant
 from dalp_dr.spec import PhaseName
-from dalp_dr.timeline import HELD_SINCE
 
 WAITS_FOR_FAULT = "dalp_waits_for_fault"
 BARRIER_VAR = "dalp_fault_barrier"
@@ -111,14 +110,9 @@ class HeldPhase:
                 else None
             if not isinstance(data, dict) or "dalp_fault_instant" not in data:
                 return
-            try:
-                at = datetime.fromtimestamp(float(data["dalp_fault_instant"]), UTC)
-            except (TypeError, ValueError, OverflowError):
-                return
-            if started - CLOCK_TOLERANCE <= at <= self._ctx.clock.now() + CLOCK_TOLERANCE:
-                published = {k: v for k, v in data.items()
-                             if k.startswith("dalp_") and k not in steps.LOCAL_REPORT_KEYS}
-                self.release({**self._ctx.state.facts, **published,
+            at = reported_instant(data["dalp_fault_instant"], started, self._ctx.clock.now())
+            if at is not None:
+                self.release({**self._ctx.state.facts, **steps.handed_on(data),
                               "dalp_fault_instant": at.timestamp()})
         return watch
 
@@ -133,8 +127,8 @@ class HeldPhase:
         self._thread.join()
         self._barrier.close()
         assert self._result is not None
-        held = {HELD_SINCE: self.held_at.isoformat(), "released_at": started.isoformat()}
-        return steps.finish(self._ctx, self._phase, started, self._result, extra_report=held)
+        return steps.finish(self._ctx, self._phase, started, self._result,
+                            held_since=self.held_at)
 
     def abandon(self, reason: str) -> None:
         """The drill does not go on to this phase (inject failed or was interrupted; or the

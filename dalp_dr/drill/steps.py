@@ -23,6 +23,7 @@ from dalp_dr.errors import PlaybookFailed
 from dalp_dr.journal import EventKind
 from dalp_dr.results import PhaseRecord, PhaseStatus
 from dalp_dr.spec import LoadedDrill, PhaseName
+from dalp_dr.timeline import HELD_SINCE
 
 # What a phase reports only about itself; everything else a playbook publishes as dalp_* with
 # set_stats is handed to the phases after it as extra vars.
@@ -107,15 +108,25 @@ def run_phase(ctx: RunContext, phase: PhaseName, *,
 
 
 def finish(ctx: RunContext, phase: PhaseName, started: datetime, result: PlaybookResult, *,
-           extra_report: Mapping[str, Any] | None = None) -> PlaybookResult:
-    """After a phase's playbook: keep its files, hand its dalp_* facts on, record it."""
+           held_since: datetime | None = None) -> PlaybookResult:
+    """After a phase's playbook: keep its files, hand its dalp_* facts on, record it.
+    ``held_since``: the phase was held at the fault barrier from then (drill/held.py); only
+    the engine says so, a playbook publishing that key does not."""
     ctx.journal.adopt_files(phase.value)
-    ctx.state.facts.update({k: v for k, v in result.artifact_data.items()
-                            if k.startswith("dalp_") and k not in LOCAL_REPORT_KEYS})
+    ctx.state.facts.update(handed_on(result.artifact_data))
+    report = {k: v for k, v in result.artifact_data.items() if k != HELD_SINCE}
+    if held_since is not None:
+        report[HELD_SINCE] = held_since.isoformat()
     end(ctx, phase, status_of(result), started, playbook=result,
-        message=None if result.ok else result.describe_failure(),
-        report={**result.artifact_data, **(extra_report or {})})
+        message=None if result.ok else result.describe_failure(), report=report)
     return result
+
+
+def handed_on(published: Mapping[str, Any]) -> dict[str, Any]:
+    """What a phase published that the phases after it receive: its dalp_* facts, less
+    what it reports only about itself."""
+    return {k: v for k, v in published.items()
+            if k.startswith("dalp_") and k not in LOCAL_REPORT_KEYS}
 
 
 def status_of(result: PlaybookResult) -> PhaseStatus:

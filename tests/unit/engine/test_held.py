@@ -124,3 +124,15 @@ def test_inject_failing_after_its_fault_report_stops_the_released_recover(
     assert run.journal_kinds().count("phase.abandoned") == 1
     assert run.runner.phases[-1] is PhaseName.STEADY_STATE
     assert run.result.steady_state_restored is True
+
+
+def test_a_playbook_cannot_claim_it_was_held(harness: EngineHarness) -> None:
+    plays = failover(harness.endpoint)
+    plays[PhaseName.RECOVER] = Play(effect=harness.endpoint.recover,
+                                    report={"held_since": "2000-01-01T00:00:00+00:00"})
+    run = harness.run(plays)
+
+    assert "held_since" not in run.phase(PhaseName.RECOVER).report
+    assert run.result.timeline is not None
+    (started,) = [e for e in run.result.timeline if e.name == "recover started"]
+    assert started.detail is not None and "fault barrier" not in started.detail
