@@ -51,9 +51,11 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
         self.lost = False
 
-    def try_acquire(self) -> Lease:
-        """Take the lease if it is free; the lease as it stands either way."""
-        lease = self._store.acquire_lease(self.name, self.holder, self.info, self.ttl)
+    def try_acquire(self, replacing: str | None = None) -> Lease:
+        """Take the lease if it is free (or held by ``replacing``, a holder known to be
+        dead); the lease as it stands either way."""
+        lease = self._store.acquire_lease(self.name, self.holder, self.info, self.ttl,
+                                          replacing=replacing)
         if lease.holder == self.holder and self._thread is None:
             self._thread = threading.Thread(target=self._renew, daemon=True,
                                             name=f"lease {self.name}")
@@ -86,12 +88,14 @@ class LeaseKeeper:
 
 def lock_environment(store: HistoryStore, environment: str, holder: str, info: str,
                      ttl: float = DEFAULT_LOCK_TTL,
-                     on_problem: Callable[[str], None] | None = None) -> LeaseKeeper:
+                     on_problem: Callable[[str], None] | None = None,
+                     replacing: str | None = None) -> LeaseKeeper:
     """Take the environment's drill lock or raise EnvironmentBusy naming who holds it and
-    since when."""
+    since when. ``replacing``: a holder the caller knows is dead (its lease is taken over
+    before it expires)."""
     keeper = LeaseKeeper(store, environment_lock_name(environment), holder, info, ttl,
                          on_problem)
-    lease = keeper.try_acquire()
+    lease = keeper.try_acquire(replacing)
     if lease.holder != holder:
         raise EnvironmentBusy(
             f"environment '{environment}' is busy: {lease.info} holds its drill lock since "

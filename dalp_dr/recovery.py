@@ -90,7 +90,9 @@ def recover(store: HistoryStore, run_id: str, runner: PlaybookRunner, *,
     injected = PhaseName.INJECT.value in started
     lock = lock_environment(store, base.environment, holder=f"recover-{base.run_id}",
                             info=f"crash recovery of run {base.run_id} on {process_label()}",
-                            ttl=lock_ttl, on_problem=progress)
+                            ttl=lock_ttl, on_problem=progress,
+                            # forced: the operator says the run's process is dead
+                            replacing=base.run_id if force else None)
     try:
         phases = list(finished)
         restored: bool | None = None

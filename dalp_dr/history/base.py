@@ -211,10 +211,13 @@ class HistoryStore(Protocol):
 
     # -- coordination between dalp-dr processes sharing this store ------------------------
 
-    def acquire_lease(self, name: str, holder: str, info: str, ttl: float) -> Lease:
+    def acquire_lease(self, name: str, holder: str, info: str, ttl: float, *,
+                      replacing: str | None = None) -> Lease:
         """Take the lease ``name`` for ``ttl`` seconds if it is free, expired or already
-        ``holder``'s (then it is extended, keeping its acquired_at). Atomic across processes.
-        Returns the lease as it stands afterwards: compare ``holder`` to know who has it."""
+        ``holder``'s (then it is extended, keeping its acquired_at), or held by ``replacing``:
+        a holder the caller knows is dead (an operator's ``drill recover --force``). Atomic
+        across processes. Returns the lease as it stands afterwards: compare ``holder`` to
+        know who has it."""
         ...
 
     def renew_lease(self, name: str, holder: str, ttl: float) -> bool:

@@ -263,7 +263,8 @@ class SqlHistory:
         return None if row is None else Lease.model_validate(row._asdict())
 
     @serialized
-    def acquire_lease(self, name: str, holder: str, info: str, ttl: float) -> Lease:
+    def acquire_lease(self, name: str, holder: str, info: str, ttl: float, *,
+                      replacing: str | None = None) -> Lease:
         leases = self.t.leases
         with self._tx(f"cannot take lease {name} in", write=True) as conn:
             now = self.backend.now(conn)  # one instant: acquired_at and expires_at agree
@@ -271,13 +272,16 @@ class SqlHistory:
                 name=name, holder=holder, info=info, acquired_at=now,
                 expires_at=now + timedelta(seconds=ttl))
             ours = leases.c.holder == new.excluded.holder
+            free = [ours, leases.c.expires_at < now]
+            if replacing is not None:
+                free.append(leases.c.holder == replacing)
             conn.execute(new.on_conflict_do_update(
                 index_elements=[leases.c.name],
                 set_={"holder": new.excluded.holder, "info": new.excluded.info,
                       "expires_at": new.excluded.expires_at,
                       "acquired_at": case((ours, leases.c.acquired_at),
                                           else_=new.excluded.acquired_at)},
-                where=or_(ours, leases.c.expires_at < now)))
+                where=or_(*free)))
             current = self._lease(conn, name)
         assert current is not None
         return current

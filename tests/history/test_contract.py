@@ -192,6 +192,18 @@ def test_an_expired_lease_is_taken_over_and_its_holder_cannot_come_back(
     assert not store.renew_lease(LEASE, "dead-holder", 30)
 
 
+def test_a_live_lease_is_taken_over_only_from_the_holder_named_dead(
+        store: HistoryStore) -> None:
+    store.acquire_lease(LEASE, "dead-holder", "drill a (killed)", ttl=3600)
+    refused = store.acquire_lease(LEASE, "holder-2", "recovery", ttl=30, replacing="other")
+    assert refused.holder == "dead-holder"
+    taken = store.acquire_lease(LEASE, "holder-2", "recovery", ttl=30, replacing="dead-holder")
+    assert (taken.holder, taken.info) == ("holder-2", "recovery")
+    assert taken.expires_at - taken.acquired_at == pytest.approx(
+        timedelta(seconds=30), abs=timedelta(milliseconds=1))
+    assert not store.renew_lease(LEASE, "dead-holder", 30)
+
+
 def test_a_scheduled_fire_is_claimed_exactly_once(place: Place, store: HistoryStore) -> None:
     other = place.open()
     planned = at(3600)
