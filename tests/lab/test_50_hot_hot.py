@@ -86,13 +86,19 @@ def test_read_only_playbooks_under_check_read_the_real_state_and_change_nothing(
     assert_read_only_under_check(DRILL, playbook, tmp_path)
 
 
-def test_site_loss_then_public_variant_back_to_back(tmp_path: Path) -> None:
-    """The consortium drill, then (the lab restored by the first) the public-network one,
-    which also re-derives the indexed state on the survivor as its own timed step."""
+def test_site_loss_passes_and_the_outage_writes_come_back_to_the_lost_site(
+        tmp_path: Path) -> None:
+    """The consortium drill: the lost site is rebuilt with what was written through the
+    survivor during its outage."""
     first = assert_site_loss_passed(DRILL, tmp_path / "results")
     # A's markers written through B during the outage came back to A with the rebuild
     count = f"select count(*) from dalp_dr_heartbeat_a where run_id = '{first['run_id']}'"
     assert int(psql("site-a", count)) == int(psql("site-b", count)) > 0
+
+
+def test_public_variant_re_derives_the_indexed_state_as_a_timed_step(tmp_path: Path) -> None:
+    """The public-network drill on the lab the previous drill left (steady state restored),
+    which also re-derives the indexed state on the survivor as its own timed step."""
     second = assert_site_loss_passed(ROOT / "drills" / "hot-hot-public-site-loss.yaml",
                                      tmp_path / "results")
     verify = next(p for p in second["phases"] if p["phase"] == "verify")

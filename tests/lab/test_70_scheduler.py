@@ -296,8 +296,9 @@ def test_two_schedulers_on_postgres_one_killed_the_other_takes_over(server: str,
         first.kill()  # SIGKILL: no lease release, no goodbye
         took_over = second.wait_for("ACTIVE", timeout=20) - killed_at
         assert took_over < 6 + 1 + 2, took_over  # lease TTL + standby poll (+ CI slack)
-        wait_until(lambda: len([r for r in env.runs() if r["outcome"] == "passed"]) >= 3,
-                   90, "two more runs by the second scheduler")
+        # the next fire is the second scheduler's (its first after the takeover)
+        wait_until(lambda: len([r for r in env.runs() if r["outcome"] == "passed"]) >= 2,
+                   60, "a run by the second scheduler")
     finally:
         second.stop()
     runs = env.runs()
