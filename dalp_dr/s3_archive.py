@@ -20,6 +20,14 @@ the same file works against AWS S3. Layout under s3://bucket/prefix/:
 
 Every command prints one JSON object on stdout; errors go to stderr with the object's key
 and exit 1 (wal-fetch: exit 1 when the object does not exist, as restore_command must).
+
+A restore fetches its WAL ahead, like pgBackRest's asynchronous archive-get: `backup-fetch
+--wal-dir DIR` also downloads, in parallel and checksum-verified, every archived WAL file
+from the backup's start segment on (and every timeline history file) into DIR, and writes
+DIR/listing.json last: every WAL name the archive held then. `wal-fetch --prefetched DIR`
+then serves a name from DIR, answers "not archived" at once for a name the listing does not
+hold, and asks S3 only for anything else; neither of the first two imports boto3 (a Python
+process with boto3 costs a few tenths of a second per WAL file PostgreSQL asks for).
 """
 
 from __future__ import annotations
@@ -36,17 +44,21 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Dict
 
-import boto3
-from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
 Cfg = Dict[str, Any]  # typing.Dict: this file also runs on Python 3.8 hosts
 MANIFEST = "dalp-backup.json"
 NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 """error codes of an object that does not exist (dalp_dr.adapters.aws_errors uses them too)"""
 SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
-TRANSFER = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024,
+WAL_FILE = re.compile(r"^[0-9A-F]{8}(\.history|[0-9A-F]{16}(\.partial|\.[0-9A-F]{8}\.backup)?)$")
+"""a name restore_command may be asked for: a segment, a timeline history, a backup history"""
+LISTING = "listing.json"
+"""written last into a prefetch directory: the WAL names the archive held"""
+
+
+def transfer() -> Any:
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024,
                           max_concurrency=8, use_threads=True)
 
 
@@ -55,6 +67,9 @@ class Failure(Exception):
 
 
 def client(cfg: Cfg) -> Any:
+    import boto3
+    from botocore.config import Config
+
     kwargs = {"region_name": cfg.get("region") or "us-east-1",
               "config": Config(retries={"max_attempts": 3, "mode": "standard"},
                                connect_timeout=5, read_timeout=60, s3={"addressing_style": "path"})}
@@ -89,6 +104,8 @@ def list_keys(s3: Any, cfg: Cfg, sub: str) -> list[dict[str, Any]]:
 # --- WAL -------------------------------------------------------------------------------------
 
 def wal_push(s3: Any, cfg: Cfg, path: str, name: str) -> dict[str, Any]:
+    from botocore.exceptions import ClientError
+
     with open(path, "rb") as fh:
         raw = fh.read()
     body = gzip.compress(raw, compresslevel=1)
@@ -108,6 +125,8 @@ def wal_push(s3: Any, cfg: Cfg, path: str, name: str) -> dict[str, Any]:
 
 
 def wal_fetch(s3: Any, cfg: Cfg, name: str, dest: str) -> dict[str, Any] | None:
+    from botocore.exceptions import ClientError
+
     target = key(cfg, "wal", name + ".gz")
     try:
         obj = s3.get_object(Bucket=cfg["bucket"], Key=target)
@@ -119,11 +138,66 @@ def wal_fetch(s3: Any, cfg: Cfg, name: str, dest: str) -> dict[str, Any] | None:
     expected = obj.get("Metadata", {}).get("sha256")
     if expected and hashlib.sha256(raw).hexdigest() != expected:
         raise Failure(f"s3://{cfg['bucket']}/{target}: checksum mismatch (corrupt WAL object)")
+    _write(dest, raw)
+    return {"wal": name, "bytes": len(raw)}
+
+
+def _write(dest: str, raw: bytes) -> None:
     tmp = dest + ".dalp-tmp"
     with open(tmp, "wb") as fh:
         fh.write(raw)
     os.replace(tmp, dest)
-    return {"wal": name, "bytes": len(raw)}
+
+
+def wal_prefetched(directory: str, name: str, dest: str) -> dict[str, Any] | bool | None:
+    """``name`` from a prefetch directory: its result when it is there, None when the
+    archive did not hold it at prefetch time, False when only S3 can say."""
+    if not WAL_FILE.match(name):
+        raise Failure(f"{name}: not a WAL file name")
+    try:
+        with open(os.path.join(directory, LISTING)) as fh:
+            listed = set(json.load(fh)["names"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # no complete prefetch: ask S3
+    path = os.path.join(directory, name)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        return None if name not in listed else False
+    _write(dest, raw)
+    return {"wal": name, "bytes": len(raw), "prefetched": True}
+
+
+def wal_prefetch(s3: Any, cfg: Cfg, directory: str, start_segment: str | None) -> dict[str, Any]:
+    """Every archived WAL file a restore from ``start_segment`` can ask for (segments at or
+    after its position on any timeline, and every timeline history file) into ``directory``,
+    checksum-verified; then the listing, last."""
+    started = time.monotonic()
+    # (a key is data: only what is a WAL file name becomes a file name here)
+    names = [n for n in (o["Key"].rsplit("/", 1)[-1][:-3] for o in list_keys(s3, cfg, "wal")
+                         if o["Key"].endswith(".gz")) if WAL_FILE.match(n)]
+    start = segment_number(start_segment or "")
+    wanted = []
+    for name in names:
+        number = segment_number(name)
+        if name.endswith(".history") or (number is not None and (
+                start is None or number[1] >= start[1])):
+            wanted.append(name)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+
+    def one(name: str) -> int:
+        got = wal_fetch(s3, cfg, name, os.path.join(directory, name))
+        if got is None:
+            raise Failure(f"s3://{cfg['bucket']}/{key(cfg, 'wal', name + '.gz')}: listed, "
+                          "then gone")
+        return int(got["bytes"])
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        total = sum(pool.map(one, sorted(wanted)))
+    _write(os.path.join(directory, LISTING), json.dumps({"names": sorted(names)}).encode())
+    return {"files": len(wanted), "bytes": total,
+            "seconds": round(time.monotonic() - started, 3)}
 
 
 def segment_number(name: str) -> tuple[int, int] | None:
@@ -163,7 +237,7 @@ def backup_push(s3: Any, cfg: Cfg, directory: str, label: str) -> dict[str, Any]
     started = time.monotonic()
     for name in files:
         path = os.path.join(directory, name)
-        s3.upload_file(path, cfg["bucket"], key(cfg, "basebackups", label, name), Config=TRANSFER)
+        s3.upload_file(path, cfg["bucket"], key(cfg, "basebackups", label, name), Config=transfer())
         entries[name] = {"size": os.path.getsize(path), "sha256": sha256_file(path)}
     import tarfile
     with tarfile.open(os.path.join(directory, "base.tar")) as tar:
@@ -190,6 +264,8 @@ def backups(s3: Any, cfg: Cfg) -> list[str]:
 
 
 def read_manifest(s3: Any, cfg: Cfg, label: str) -> dict[str, Any]:
+    from botocore.exceptions import ClientError
+
     target = key(cfg, "basebackups", label, MANIFEST)
     try:
         manifest: dict[str, Any] = json.loads(
@@ -199,7 +275,8 @@ def read_manifest(s3: Any, cfg: Cfg, label: str) -> dict[str, Any]:
         raise Failure(f"s3://{cfg['bucket']}/{target}: {exc}") from None
 
 
-def backup_fetch(s3: Any, cfg: Cfg, dest: str, label: str | None) -> dict[str, Any]:
+def backup_fetch(s3: Any, cfg: Cfg, dest: str, label: str | None,
+                 wal_dir: str | None = None) -> dict[str, Any]:
     labels = backups(s3, cfg)
     if not labels:
         raise Failure(f"s3://{cfg['bucket']}/{key(cfg, 'basebackups')}/: no complete base backup")
@@ -210,7 +287,8 @@ def backup_fetch(s3: Any, cfg: Cfg, dest: str, label: str | None) -> dict[str, A
 
     def one(name: str) -> tuple[str, str]:
         path = os.path.join(dest, name)
-        s3.download_file(cfg["bucket"], key(cfg, "basebackups", label, name), path, Config=TRANSFER)
+        s3.download_file(cfg["bucket"], key(cfg, "basebackups", label, name), path,
+                         Config=transfer())
         return name, path
 
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -225,10 +303,13 @@ def backup_fetch(s3: Any, cfg: Cfg, dest: str, label: str | None) -> dict[str, A
                           f"corrupt or truncated ({size} bytes, expected {want['size']}, "
                           "sha256 mismatch)")
     total = sum(f["size"] for f in manifest["files"].values())
-    return {"label": label, "bytes": total, "seconds": round(seconds, 3),
-            "verify_seconds": round(time.monotonic() - verify_started, 3),
-            "mib_per_s": round(total / 1048576 / seconds, 1) if seconds > 0 else None,
-            "start_segment": manifest.get("start_segment"), "created": manifest.get("created")}
+    out = {"label": label, "bytes": total, "seconds": round(seconds, 3),
+           "verify_seconds": round(time.monotonic() - verify_started, 3),
+           "mib_per_s": round(total / 1048576 / seconds, 1) if seconds > 0 else None,
+           "start_segment": manifest.get("start_segment"), "created": manifest.get("created")}
+    if wal_dir:
+        out["wal"] = wal_prefetch(s3, cfg, wal_dir, manifest.get("start_segment"))
+    return out
 
 
 def purge(s3: Any, cfg: Cfg) -> dict[str, Any]:
@@ -290,11 +371,27 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument(arg)
         if name == "backup-fetch":
             p.add_argument("--label")
+            p.add_argument("--wal-dir", help="also fetch the WAL a restore replays, ahead")
+        if name == "wal-fetch":
+            p.add_argument("--prefetched", help="a backup-fetch --wal-dir directory")
     sub.add_parser("status")
     sub.add_parser("ensure-bucket")
     p = sub.add_parser("purge", help="lab only: delete everything under the prefix")
     p.add_argument("--lab", action="store_true", required=True)
     args = parser.parse_args(argv)
+    if args.cmd == "wal-fetch" and args.prefetched:
+        try:
+            ahead = wal_prefetched(args.prefetched, args.name, args.dest)
+        except (Failure, OSError) as exc:
+            print(f"dalp_s3 wal-fetch: {exc}", file=sys.stderr)
+            return 1
+        if ahead is None:
+            return 1
+        if ahead is not False:
+            print(json.dumps(ahead))
+            return 0
+    from botocore.exceptions import BotoCoreError, ClientError
+
     with open(args.config) as fh:
         cfg = json.load(fh)
     s3 = client(cfg)
@@ -309,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "backup-push":
             out = backup_push(s3, cfg, args.dir, args.label)
         elif args.cmd == "backup-fetch":
-            out = backup_fetch(s3, cfg, args.dest, args.label)
+            out = backup_fetch(s3, cfg, args.dest, args.label, args.wal_dir)
         elif args.cmd == "purge":
             out = purge(s3, cfg)
         elif args.cmd == "ensure-bucket":
