@@ -19,15 +19,17 @@ the same file works against AWS S3. Layout under s3://bucket/prefix/:
                                                a backup without it is incomplete
 
 Every command prints one JSON object on stdout; errors go to stderr with the object's key
-and exit 1 (wal-fetch: exit 1 when the object does not exist, as restore_command must).
+and exit 1 (wal-fetch: exit 1 when the object does not exist, as restore_command must, and
+126 on an error, so that PostgreSQL stops the recovery instead of ending it early).
 
 A restore fetches its WAL ahead, like pgBackRest's asynchronous archive-get: `backup-fetch
 --wal-dir DIR` also downloads, in parallel and checksum-verified, every archived WAL file
-from the backup's start segment on (and every timeline history file) into DIR, and writes
-DIR/listing.json last: every WAL name the archive held then. `wal-fetch --prefetched DIR`
-then serves a name from DIR, answers "not archived" at once for a name the listing does not
-hold, and asks S3 only for anything else; neither of the first two imports boto3 (a Python
-process with boto3 costs a few tenths of a second per WAL file PostgreSQL asks for).
+from the backup's start segment on (the first PREFETCH_MAX segments, and every timeline
+history file) into DIR, and writes DIR/listing.json last: every WAL name the archive held
+then. `wal-fetch --prefetched DIR` then serves a name from DIR, answers "not archived" at
+once for a segment the archive cannot hold (it holds a later one on that timeline), and asks
+S3 for anything else; neither of the first two imports boto3 (a Python process with boto3
+costs a few tenths of a second per WAL file PostgreSQL asks for).
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ WAL_FILE = re.compile(r"^[0-9A-F]{8}(\.history|[0-9A-F]{16}(\.partial|\.[0-9A-F]
 """a name restore_command may be asked for: a segment, a timeline history, a backup history"""
 LISTING = "listing.json"
 """written last into a prefetch directory: the WAL names the archive held"""
+PREFETCH_MAX = 64
+"""segments fetched ahead at most (16 MiB each unpacked: 1 GiB); later ones come from S3"""
+WAL_FETCH_FATAL = 126
+"""wal-fetch's exit status for an error (a corrupt object, an unreachable endpoint, a full
+disk): PostgreSQL aborts recovery on a restore_command status above 125, where any other
+non-zero status means "not archived" and would end the replay early, silently"""
 
 
 def transfer() -> Any:
@@ -150,54 +158,74 @@ def _write(dest: str, raw: bytes) -> None:
 
 
 def wal_prefetched(directory: str, name: str, dest: str) -> dict[str, Any] | bool | None:
-    """``name`` from a prefetch directory: its result when it is there, None when the
-    archive did not hold it at prefetch time, False when only S3 can say."""
-    if not WAL_FILE.match(name):
+    """``name`` from a prefetch directory: its result when it is there; None when the
+    archive cannot hold it (a segment the listing lacks though it holds a later one on the
+    same timeline: the archiver uploads in order); False when only S3 can say (anything the
+    listing lacks past its newest segment, a history file it lacks, a listed file that was
+    not fetched ahead)."""
+    if not WAL_FILE.fullmatch(name):
         raise Failure(f"{name}: not a WAL file name")
     try:
         with open(os.path.join(directory, LISTING)) as fh:
             listed = set(json.load(fh)["names"])
     except (OSError, ValueError, KeyError, TypeError):
         return False  # no complete prefetch: ask S3
-    path = os.path.join(directory, name)
     try:
-        with open(path, "rb") as fh:
+        with open(os.path.join(directory, name), "rb") as fh:
             raw = fh.read()
     except FileNotFoundError:
-        return None if name not in listed else False
+        if name in listed:
+            return False
+        number = segment_number(name)
+        if number is None:
+            return False
+        later = any(n is not None and n[0] == number[0] and n[1] > number[1]
+                    for n in map(segment_number, listed))
+        return None if later else False
     _write(dest, raw)
     return {"wal": name, "bytes": len(raw), "prefetched": True}
 
 
-def wal_prefetch(s3: Any, cfg: Cfg, directory: str, start_segment: str | None) -> dict[str, Any]:
-    """Every archived WAL file a restore from ``start_segment`` can ask for (segments at or
-    after its position on any timeline, and every timeline history file) into ``directory``,
-    checksum-verified; then the listing, last."""
+def wal_prefetch(s3: Any, cfg: Cfg, directory: str, start_segment: str | None,
+                 limit: int = PREFETCH_MAX) -> dict[str, Any]:
+    """The archived WAL a restore from ``start_segment`` asks for first into ``directory``,
+    checksum-verified: every timeline history file and the first ``limit`` segments at or
+    after its position (on any timeline); then the listing of the archive, last. A file that
+    cannot be fetched is left out (restore_command then asks S3 for it, and says why)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     started = time.monotonic()
-    # (a key is data: only what is a WAL file name becomes a file name here)
-    names = [n for n in (o["Key"].rsplit("/", 1)[-1][:-3] for o in list_keys(s3, cfg, "wal")
-                         if o["Key"].endswith(".gz")) if WAL_FILE.match(n)]
+    # a key is data: only a key that is exactly wal/<WAL file name>.gz gives a file name
+    under = key(cfg, "wal", "")
+    names = sorted({k[len(under):-3] for k in (o["Key"] for o in list_keys(s3, cfg, "wal"))
+                    if k.startswith(under) and k.endswith(".gz")
+                    and WAL_FILE.fullmatch(k[len(under):-3])})
     start = segment_number(start_segment or "")
-    wanted = []
-    for name in names:
-        number = segment_number(name)
-        if name.endswith(".history") or (number is not None and (
-                start is None or number[1] >= start[1])):
-            wanted.append(name)
+    numbered = [(n, name) for name, n in ((name, segment_number(name)) for name in names)
+                if n is not None and (start is None or n[1] >= start[1])]
+    segments = [name for (tli, number), name in sorted(numbered, key=lambda x: (x[0][1], x[0][0]))]
+    wanted = [name for name in names if name.endswith(".history")] + segments[:limit]
     os.makedirs(directory, mode=0o700, exist_ok=True)
+    skipped: list[str] = []
 
     def one(name: str) -> int:
-        got = wal_fetch(s3, cfg, name, os.path.join(directory, name))
+        try:
+            got = wal_fetch(s3, cfg, name, os.path.join(directory, name))
+        except (Failure, ClientError, BotoCoreError, OSError) as exc:
+            skipped.append(f"{name}: {exc}")
+            return 0
         if got is None:
-            raise Failure(f"s3://{cfg['bucket']}/{key(cfg, 'wal', name + '.gz')}: listed, "
-                          "then gone")
+            skipped.append(f"{name}: listed, then gone")
+            return 0
         return int(got["bytes"])
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        total = sum(pool.map(one, sorted(wanted)))
-    _write(os.path.join(directory, LISTING), json.dumps({"names": sorted(names)}).encode())
-    return {"files": len(wanted), "bytes": total,
-            "seconds": round(time.monotonic() - started, 3)}
+        total = sum(pool.map(one, wanted))
+    _write(os.path.join(directory, LISTING), json.dumps({"names": names}).encode())
+    return {"files": len(wanted) - len(skipped), "bytes": total,
+            "seconds": round(time.monotonic() - started, 3),
+            "left_to_s3": max(0, len(segments) - limit) + len(skipped),
+            "skipped": sorted(skipped)[:10]}
 
 
 def segment_number(name: str) -> tuple[int, int] | None:
@@ -384,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             ahead = wal_prefetched(args.prefetched, args.name, args.dest)
         except (Failure, OSError) as exc:
             print(f"dalp_s3 wal-fetch: {exc}", file=sys.stderr)
-            return 1
+            return WAL_FETCH_FATAL
         if ahead is None:
             return 1
         if ahead is not False:
@@ -420,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             out = status(s3, cfg)
     except (Failure, ClientError, BotoCoreError, OSError) as exc:
         print(f"dalp_s3 {args.cmd}: {exc}", file=sys.stderr)
-        return 1
+        return WAL_FETCH_FATAL if args.cmd == "wal-fetch" else 1
     print(json.dumps(out))
     return 0
 

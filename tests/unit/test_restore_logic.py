@@ -123,10 +123,21 @@ def test_a_prefetched_wal_file_is_served_from_the_directory(tmp_path: Path) -> N
     assert dest.read_bytes() == b"wal bytes"
 
 
-def test_a_name_the_archive_did_not_hold_is_not_archived_at_once(tmp_path: Path) -> None:
-    directory = _prefetched(tmp_path, ["000000010000000000000005"], {})
-    assert wal_prefetched(str(directory), "00000002.history", str(tmp_path / "x")) is None
+def test_a_segment_the_archive_cannot_hold_is_not_archived_at_once(tmp_path: Path) -> None:
+    # the archiver uploads in order: with segment 7 archived, a missing 6 never will be
+    directory = _prefetched(tmp_path, ["000000010000000000000005",
+                                       "000000010000000000000007"], {})
+    assert wal_prefetched(str(directory), "000000010000000000000006",
+                          str(tmp_path / "x")) is None
     assert not (tmp_path / "x").exists()
+
+
+def test_what_may_have_been_archived_since_the_listing_asks_s3(tmp_path: Path) -> None:
+    directory = _prefetched(tmp_path, ["000000010000000000000005"], {})
+    for name in ("000000010000000000000006",  # past the newest listed segment
+                 "000000020000000000000005",  # a timeline the listing does not have
+                 "00000002.history"):         # a history file it lacks
+        assert wal_prefetched(str(directory), name, str(tmp_path / "x")) is False, name
 
 
 def test_a_listed_file_not_prefetched_or_no_listing_asks_s3(tmp_path: Path) -> None:
