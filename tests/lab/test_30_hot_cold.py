@@ -194,12 +194,12 @@ def test_point_in_time_restore_keeps_exactly_the_markers_before_the_target(
     assert code == 0, stderr
     measure = next(p for p in result["phases"] if p["phase"] == "measure")
     pitr = measure["report"]["point_in_time"]
-    assert pitr["before_target"] >= 30  # ~4 s of markers before the target (8 s baseline)
-    assert pitr["after_target"] >= 25  # ~4 s of markers between the target and the fault
+    assert pitr["before_target"] >= 20  # ~3 s of markers before the target (6 s baseline)
+    assert pitr["after_target"] >= 20  # ~3 s of markers between the target and the fault
     assert pitr["missing_before_target"] == [] and pitr["present_after_target"] == []
     recover = next(p for p in result["phases"] if p["phase"] == "recover")
     assert recover["report"]["dalp_restore"]["recovery_target_time"] == pitr["target"].replace(
         "T", " ")
     # everything after the target is gone by design: the window reaches back to it
-    assert result["measurements"]["data_loss_window"] >= 3.5
+    assert result["measurements"]["data_loss_window"] >= 2.5
     assert_lab_steady()

@@ -109,8 +109,10 @@ def test_node_loss_waits_for_the_leader_key_to_expire(tmp_path: Path) -> None:
     # observer (polling) may or may not see it absent in between
     assert "key absent: released or expired" in gone["detail"] \
         or f"{old} no longer holds the leader key (taken over by " in gone["detail"], gone
-    # nobody released it: it expired, ttl (6 s) after its last refresh (every loop_wait, 1 s)
-    assert 4.0 < at["leader key gone"] <= 6.5
+    # nobody released it: it expired, ttl (6 s) after its last refresh (every loop_wait, 1 s).
+    # Seen up to: etcd revokes expired leases in a loop (every 500 ms), and the observer sees
+    # the key gone within its poll interval (0.1 s) plus one request (CI measured 6.52 s)
+    assert 4.0 < at["leader key gone"] <= 6.0 + 0.5 + 0.1 + 0.4
     assert at["lost node started again"] < at["old leader rejoined"]
     back = next(e for e in result["timeline"] if e["name"] == "lost node started again")
     assert back["detail"].startswith(old)
@@ -142,12 +144,12 @@ def test_no_new_leader_fails_records_the_cluster_and_restores_it(tmp_path: Path)
     phases = {p["phase"]: p for p in result["phases"]}
     recover = phases["recover"]
     assert recover["status"] == "failed"
-    assert "no new leader within 4 s" in recover["message"]
+    assert "no new leader within 3 s" in recover["message"]
     waited = (datetime.fromisoformat(recover["ended_at"])
               - datetime.fromisoformat(recover["started_at"])).total_seconds()
-    # gave up after its own 4 s bound (then recorded the cluster's state: a few playbook tasks,
+    # gave up after its own 3 s bound (then recorded the cluster's state: a few playbook tasks,
     # slow on a loaded machine), not cut off by the 1 min phase timeout
-    assert 4 <= waited < 60
+    assert 3 <= waited < 60
     failure = recover["report"]["dalp_recover_failure"]
     assert failure["patroni_cluster"]["pause"] is True
     assert failure["observer"]["dcs"]["leader"] in (None, before["leader"])
