@@ -17,6 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from dalp_dr.history import open_store
+from dalp_dr.history.base import HistoryStore
+from dalp_dr.integrity import evidence_location
+from dalp_dr.results import Outcome
 from tests.lab.helpers import DRILL, ROOT, assert_steady_state, dalp, dalp_in
 
 pytestmark = pytest.mark.xdist_group("hot-warm")
@@ -95,38 +99,46 @@ def crash_in(phase: str, env: dict[str, str]) -> None:
 RECOVERED_BY_NEXT_RUN = "baseline"
 
 
+def history(results: Path) -> HistoryStore:
+    """The run's history, read in this process (the CLI's reading of it is tested elsewhere;
+    here it would cost a process start per look)."""
+    return open_store(f"sqlite:///{results / 'history.sqlite'}", results_dir=results)
+
+
 @pytest.mark.parametrize("phase", PHASES)
 def test_the_orchestrator_killed_in_a_phase_is_recovered(phase: str, tmp_path: Path) -> None:
     results = tmp_path / "results"
     env = dict(os.environ, DALP_DR_RESULTS=str(results), DALP_DR_LOCK_TTL=f"{LOCK_TTL:.0f}s")
     crash_in(phase, env)
-    [dead] = json.loads(dalp("history", "list", "--json", results=results).stdout)
-    assert dead["outcome"] == "running"
+    with contextlib.closing(history(results)) as store:
+        [dead] = store.list_runs()
+    assert dead.outcome is Outcome.RUNNING
     if phase == RECOVERED_BY_NEXT_RUN:
         time.sleep(LOCK_TTL + 0.5)  # the dead run's lease expires
         final = dalp_in(env, "drill", "run", str(DRILL), "--json", timeout=600)
         assert final.returncode == 0, final.stderr
-        assert f"run {dead['run_id']}: recorded aborted" in final.stderr
-        expected = ["passed", "aborted"]
+        assert f"run {dead.run_id}: recorded aborted" in final.stderr
+        expected = [Outcome.PASSED, Outcome.ABORTED]
     else:
         if phase == "preflight":  # without --force, a lease not yet expired is respected
-            alive = dalp_in(env, "drill", "recover", dead["run_id"])
+            alive = dalp_in(env, "drill", "recover", dead.run_id)
             assert alive.returncode == 2 and "still alive" in alive.stderr, alive.stderr
-        recovered = dalp_in(env, "drill", "recover", dead["run_id"], "--force", timeout=600)
+        recovered = dalp_in(env, "drill", "recover", dead.run_id, "--force", timeout=600)
         assert recovered.returncode == 0, recovered.stdout + recovered.stderr
-        expected = ["aborted"]
-    runs = json.loads(dalp("history", "list", "--json", results=results).stdout)
-    assert [r["outcome"] for r in runs] == expected
-    detail = json.loads(dalp("history", "show", dead["run_id"], "--json",
-                             results=results).stdout)
-    died = detail["message"].split("died during phase ", 1)[1].split(";")[0]
+        expected = [Outcome.ABORTED]
+    with contextlib.closing(history(results)) as store:
+        assert [r.outcome for r in store.list_runs()] == expected
+        detail = store.get(dead.run_id)
+    assert detail.message is not None
+    died = detail.message.split("died during phase ", 1)[1].split(";")[0]
     # measure takes milliseconds: the kill may land in the steady state right after it
     allowed = {phase, "steady_state"} if phase == "measure" else {phase}
-    assert died in allowed, (phase, detail["message"])
+    assert died in allowed, (phase, detail.message)
     injected = PHASES.index(phase) >= PHASES.index("inject")
-    assert detail["steady_state_restored"] is (True if injected else None), detail
-    journal = sorted((Path(dead["evidence_dir"]) / "journal").glob("*.json"))
+    assert detail.steady_state_restored is (True if injected else None), detail
+    evidence = evidence_location(dead.evidence_dir, results) or Path(dead.evidence_dir)
+    journal = sorted((evidence / "journal").glob("*.json"))
     assert journal and json.loads(journal[0].read_text())["kind"] == "run.started"
-    assert (Path(dead["evidence_dir"]) / "result.json").is_file()
+    assert (evidence / "result.json").is_file()
     assert_steady_state()
     assert dalp("history", "verify", results=results).returncode == 0
