@@ -14,6 +14,12 @@ Layout (like ansible-runner's artifact directory):
 * ``result.json``, ``summary.txt`` written at the end (temp file + rename).
 
 Everything passes through the run's Redactor first.
+
+Evidence never stops a drill. A journal record, an Ansible event or a heartbeat line that
+cannot be written (a full disk, a read-only or vanished results directory) is kept in
+memory, bounded (BACKLOG_MAX_BYTES), in order, and written with the next write that
+succeeds; beyond the bound it is counted as lost, by kind. ``problem`` says so; the engine
+injects no fault while there is one, and a run that had one after its fault is not passed.
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ import threading
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from dalp_dr import private_files
 from dalp_dr.clock import SYSTEM_CLOCK, Clock
+from dalp_dr.errors import ConfigError
 from dalp_dr.redact import Redactor
 from dalp_dr.results import HeartbeatSample
 
@@ -42,6 +49,10 @@ def atomic_write(path: Path, data: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+BACKLOG_MAX_BYTES = 8 * 1024 * 1024
+"""evidence kept in memory while it cannot be written; beyond this it is lost (and counted)"""
 
 
 def _json(value: Any) -> str:
@@ -98,15 +109,91 @@ class Journal:
         self._lock = threading.Lock()
         self._seq = 0
         self._event_seq: dict[str, int] = {}
+        self._init_backlog()
         private_files.make_dir(root)
         (root / "journal").mkdir(mode=0o700)  # a run's journal is new: never reused
         private_files.make_dir(root / "journal")
-        self._heartbeat: TextIO = os.fdopen(private_files.open_for_write(
-            root / "heartbeat.jsonl", append=True), "a", encoding="utf-8")
+        # unbuffered: a line a full disk cut short is finished from where it stopped
+        self._heartbeat: int | None = private_files.open_for_write(root / "heartbeat.jsonl",
+                                                                   append=True)
 
     @property
     def redactor(self) -> Redactor:
         return self._redactor
+
+    def _init_backlog(self) -> None:
+        # (path, text, kind): a whole file; (None, bytes, "heartbeat"): what is left of
+        # heartbeat lines
+        self._backlog: list[tuple[Path | None, str | bytes, str]] = []
+        self._backlog_bytes = 0
+        self._lost: dict[str, int] = {}
+        self._error: str | None = None
+
+    @property
+    def problem(self) -> str | None:
+        """None while every piece of evidence is on disk; else what is not, and why."""
+        with self._lock:
+            if self._error is None:
+                return None
+            held = len(self._backlog)
+            lost = sum(self._lost.values())
+            if not held and not lost:
+                return None
+            parts = [f"{held} held in memory"] if held else []
+            if lost:
+                kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self._lost.items()))
+                parts.append(f"{lost} lost ({kinds})")
+            return f"evidence not written to {self.root}: {self._error}; " + ", ".join(parts)
+
+    def _put(self, path: Path | None, data: str | bytes, kind: str) -> None:
+        """Write a file (``path``) or heartbeat bytes (None) now, after whatever is held;
+        keep it in memory when that cannot be done. Call with the lock held."""
+        if self._flush_locked():
+            left = self._write_one(path, data)
+            if left is None:
+                return
+            data = left
+        if self._backlog_bytes + len(data) > BACKLOG_MAX_BYTES:
+            self._lost[kind] = self._lost.get(kind, 0) + 1
+            return
+        self._backlog.append((path, data, kind))
+        self._backlog_bytes += len(data)
+
+    def _write_one(self, path: Path | None, data: str | bytes) -> str | bytes | None:
+        """Write it; None when done, else what is left to write (the error noted)."""
+        try:
+            if path is None:
+                raw = data if isinstance(data, bytes) else data.encode()
+                while raw:
+                    if self._heartbeat is None:
+                        raise OSError("heartbeat.jsonl is closed")
+                    raw = raw[os.write(self._heartbeat, raw):]
+                return None
+            if not path.parent.is_dir():
+                private_files.make_dir(path.parent)
+            atomic_write(path, str(data))
+            return None
+        except (OSError, ConfigError) as exc:
+            self._error = f"{type(exc).__name__}: {exc}"
+            return raw if path is None else data
+
+    def _flush_locked(self) -> bool:
+        """Write what is held, in order, until something fails; whether all was."""
+        while self._backlog:
+            path, data, kind = self._backlog[0]
+            left = self._write_one(path, data)
+            self._backlog_bytes -= len(data)
+            if left is not None:
+                self._backlog[0] = (path, left, kind)
+                self._backlog_bytes += len(left)
+                return False
+            self._backlog.pop(0)
+        return True
+
+    def flush(self) -> bool:
+        """Write what is held in memory; whether everything is on disk now."""
+        with self._lock:
+            return self._flush_locked() and not self._lost
 
     @classmethod
     def resume(cls, root: Path, run_id: str, redactor: Redactor,
@@ -118,12 +205,13 @@ class Journal:
         journal._observer = None
         journal._clock = clock
         journal._lock = threading.Lock()
+        journal._init_backlog()
         existing = sorted((root / "journal").glob("[0-9]*.json"))
         journal._seq = int(existing[-1].name.split("-", 1)[0]) if existing else 0
         journal._event_seq = {}
         private_files.make_dir(root / "journal")
-        journal._heartbeat = os.fdopen(private_files.open_for_write(
-            root / "heartbeat.jsonl", append=True), "a", encoding="utf-8")
+        journal._heartbeat = private_files.open_for_write(root / "heartbeat.jsonl",
+                                                          append=True)
         return journal
 
     def record(self, kind: EventKind | str, **payload: Any) -> None:
@@ -136,7 +224,7 @@ class Journal:
                     "run_id": self.run_id, "kind": kind, **payload}
             name = f"{self._seq:06d}-{kind}.json"
             clean = self._redactor.scrub(body)
-            atomic_write(self.root / "journal" / name, _json(clean))
+            self._put(self.root / "journal" / name, _json(clean), kind)
         self._notify(kind, clean)
 
     def _notify(self, kind: str, body: dict[str, Any]) -> None:
@@ -149,15 +237,12 @@ class Journal:
 
     def ansible_event(self, phase: str, event: dict[str, Any]) -> None:
         with self._lock:
-            folder = self.root / "ansible" / phase
-            if not folder.is_dir():
-                private_files.make_dir(self.root / "ansible")
-                private_files.make_dir(folder)
+            folder = self.root / "ansible" / phase  # made with its first event
             seq = self._event_seq.get(phase, 0) + 1
             self._event_seq[phase] = seq
             kind = re.sub(r"[^a-z_]", "", str(event.get("event", "event")))
             clean = self._redactor.scrub(event)
-            atomic_write(folder / f"{seq:06d}-{kind}.json", _json(clean))
+            self._put(folder / f"{seq:06d}-{kind}.json", _json(clean), "ansible event")
         if kind in _TASK_EVENTS:
             data = clean.get("event_data") or {}
             self._notify(EventKind.ANSIBLE_TASK, {
@@ -174,8 +259,7 @@ class Journal:
         clean = self._redactor.scrub(body)
         line = json.dumps(clean)
         with self._lock:
-            self._heartbeat.write(line + "\n")
-            self._heartbeat.flush()
+            self._put(None, (line + "\n").encode(), "heartbeat")
         self._notify(EventKind.HEARTBEAT, {"run_id": self.run_id, **clean})
 
     def write_document(self, name: str, content: str) -> Path:
@@ -217,7 +301,14 @@ class Journal:
             else:
                 clean = self._redactor.text(text)
                 if clean != text:
-                    atomic_write(path, clean)
+                    try:
+                        atomic_write(path, clean)
+                    except OSError as exc:  # a secret must not stay: the file goes
+                        path.unlink()
+                        self.record(EventKind.EVIDENCE_DROPPED,
+                                    file=str(path.relative_to(self.root)),
+                                    reason=f"could not be redacted in place ({exc})")
+                        continue
                     raw = clean.encode("utf-8")
             kept.append({"file": str(path.relative_to(self.root)), "bytes": len(raw),
                          "sha256": hashlib.sha256(raw).hexdigest()})
@@ -226,8 +317,17 @@ class Journal:
         return kept
 
     def close(self) -> None:
+        """Write what is held, then close; what still cannot be written is lost (``problem``
+        says how much)."""
         with self._lock:
-            self._heartbeat.close()
+            self._flush_locked()
+            for _path, _text, kind in self._backlog:
+                self._lost[kind] = self._lost.get(kind, 0) + 1
+            self._backlog.clear()
+            self._backlog_bytes = 0
+            if self._heartbeat is not None:
+                os.close(self._heartbeat)
+                self._heartbeat = None
 
 
 def records_of(records: list[dict[str, Any]], kind: EventKind) -> list[dict[str, Any]]:

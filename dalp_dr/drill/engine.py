@@ -156,6 +156,10 @@ class DrillEngine:
             else:
                 phases.skip_steady_state(ctx)
             journal.close()
+            problem = journal.problem
+            if problem is not None and ctx.state.injected:  # a run without its evidence
+                ctx.state.add_problem(problem)               # proves nothing: not passed
+                self._progress(f"warning: {problem}")
         try:
             result = self._record(ctx, base, store, interrupted=interrupted)
         except (ResultNotRecorded, StoreError):

@@ -38,6 +38,10 @@ def drive(ctx: RunContext) -> None:
     if not preflight(ctx) or not baseline(ctx):
         return
     state.check()
+    problem = ctx.journal.problem
+    if problem is not None:  # no fault whose evidence cannot be kept
+        state.refuse(f"no fault injected: {problem}")
+        return
     state.injected = True  # from here on, steady_state always runs
     held = hold_recover(ctx)
     try:
