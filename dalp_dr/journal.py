@@ -24,11 +24,13 @@ injects no fault while there is one, and a run that had one after its fault is n
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
 import threading
+from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -53,6 +55,15 @@ def atomic_write(path: Path, data: str) -> None:
 
 BACKLOG_MAX_BYTES = 8 * 1024 * 1024
 """evidence kept in memory while it cannot be written; beyond this it is lost (and counted)"""
+_WAIT_FOR = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.ENOENT})
+"""write errors that space, a remount or the directory coming back can mend: held"""
+
+
+class _GiveUp:
+    """_write_one's answer for an error waiting cannot mend (the piece is lost)"""
+
+
+_GIVE_UP = _GiveUp()
 
 
 def _json(value: Any) -> str:
@@ -124,7 +135,7 @@ class Journal:
     def _init_backlog(self) -> None:
         # (path, text, kind): a whole file; (None, bytes, "heartbeat"): what is left of
         # heartbeat lines
-        self._backlog: list[tuple[Path | None, str | bytes, str]] = []
+        self._backlog: deque[tuple[Path | None, str | bytes, str]] = deque()
         self._backlog_bytes = 0
         self._lost: dict[str, int] = {}
         self._error: str | None = None
@@ -147,10 +158,16 @@ class Journal:
 
     def _put(self, path: Path | None, data: str | bytes, kind: str) -> None:
         """Write a file (``path``) or heartbeat bytes (None) now, after whatever is held;
-        keep it in memory when that cannot be done. Call with the lock held."""
+        keep it in memory when that cannot be done (yet). Call with the lock held."""
+        if path is None and self._heartbeat is None:  # a beat after close: never written
+            self._lost[kind] = self._lost.get(kind, 0) + 1
+            return
         if self._flush_locked():
             left = self._write_one(path, data)
             if left is None:
+                return
+            if isinstance(left, _GiveUp):
+                self._lost[kind] = self._lost.get(kind, 0) + 1
                 return
             data = left
         if self._backlog_bytes + len(data) > BACKLOG_MAX_BYTES:
@@ -159,23 +176,34 @@ class Journal:
         self._backlog.append((path, data, kind))
         self._backlog_bytes += len(data)
 
-    def _write_one(self, path: Path | None, data: str | bytes) -> str | bytes | None:
-        """Write it; None when done, else what is left to write (the error noted)."""
+    def _write_one(self, path: Path | None, data: str | bytes) -> str | bytes | _GiveUp | None:
+        """Write it; None when done, else what is left to write, or _GIVE_UP for an error
+        that waiting cannot mend (the error noted either way). The run's directory and its
+        journal folder are never made again here: gone, they are a failure, not a fresh
+        start."""
+        raw = data if isinstance(data, bytes) else data.encode()
         try:
             if path is None:
-                raw = data if isinstance(data, bytes) else data.encode()
+                if self._heartbeat is None or os.fstat(self._heartbeat).st_nlink == 0:
+                    raise OSError(errno.ENOENT, "heartbeat.jsonl is gone")
                 while raw:
-                    if self._heartbeat is None:
-                        raise OSError("heartbeat.jsonl is closed")
                     raw = raw[os.write(self._heartbeat, raw):]
                 return None
-            if not path.parent.is_dir():
+            if not self.root.is_dir() or not (self.root / "journal").is_dir():
+                raise OSError(errno.ENOENT, f"{self.root} or its journal folder is gone")
+            if not path.parent.is_dir():  # ansible/<phase>: made with its first event
+                private_files.make_dir(self.root / "ansible")
                 private_files.make_dir(path.parent)
-            atomic_write(path, str(data))
+            atomic_write(path, data if isinstance(data, str) else data.decode())
             return None
-        except (OSError, ConfigError) as exc:
+        except OSError as exc:
             self._error = f"{type(exc).__name__}: {exc}"
+            if exc.errno not in _WAIT_FOR:
+                return _GIVE_UP
             return raw if path is None else data
+        except ConfigError as exc:  # a link where evidence goes: never written through
+            self._error = f"{type(exc).__name__}: {exc}"
+            return _GIVE_UP
 
     def _flush_locked(self) -> bool:
         """Write what is held, in order, until something fails; whether all was."""
@@ -183,12 +211,25 @@ class Journal:
             path, data, kind = self._backlog[0]
             left = self._write_one(path, data)
             self._backlog_bytes -= len(data)
-            if left is not None:
+            if isinstance(left, _GiveUp):
+                self._lost[kind] = self._lost.get(kind, 0) + 1
+            elif left is not None:
                 self._backlog[0] = (path, left, kind)
                 self._backlog_bytes += len(left)
                 return False
-            self._backlog.pop(0)
+            self._backlog.popleft()
         return True
+
+    def settle(self) -> str | None:
+        """The run's evidence is complete: write what is held; what cannot be written now
+        is lost. ``problem`` afterwards (None when everything is on disk)."""
+        with self._lock:
+            self._flush_locked()
+            for _path, _data, kind in self._backlog:
+                self._lost[kind] = self._lost.get(kind, 0) + 1
+            self._backlog.clear()
+            self._backlog_bytes = 0
+        return self.problem
 
     def flush(self) -> bool:
         """Write what is held in memory; whether everything is on disk now."""
@@ -276,8 +317,20 @@ class Journal:
         rewritten atomically; binary files are kept only when they contain no secret) and
         record their digests. Returns what was recorded."""
         folder = self.files_dir(phase)
-        if not folder.is_dir():
+        try:
+            if not folder.is_dir():
+                return []
+            return self._adopt(folder, phase)
+        except OSError as exc:  # evidence that cannot be read or redacted: said, never raised
+            problem = f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                self._error = problem
+                self._lost["fetched file"] = self._lost.get("fetched file", 0) + 1
+            self.record(EventKind.EVIDENCE_NOT_WRITTEN, document=f"files/{phase}",
+                        error=problem)
             return []
+
+    def _adopt(self, folder: Path, phase: str) -> list[dict[str, Any]]:
         private_files.tighten(self.root / "files")
         kept: list[dict[str, Any]] = []
         for path in sorted(folder.rglob("*")):
@@ -317,17 +370,19 @@ class Journal:
         return kept
 
     def close(self) -> None:
-        """Write what is held, then close; what still cannot be written is lost (``problem``
-        says how much)."""
+        """Write what is held and close the heartbeat file; what still cannot be written is
+        lost (``problem`` says how much). Records may still follow (the run's last ones):
+        ``settle`` says whether they were written."""
+        self.settle()
         with self._lock:
-            self._flush_locked()
-            for _path, _text, kind in self._backlog:
-                self._lost[kind] = self._lost.get(kind, 0) + 1
-            self._backlog.clear()
-            self._backlog_bytes = 0
             if self._heartbeat is not None:
-                os.close(self._heartbeat)
-                self._heartbeat = None
+                fd, self._heartbeat = self._heartbeat, None
+                try:
+                    os.fsync(fd)
+                    os.close(fd)
+                except OSError as exc:  # (a delayed ENOSPC or EDQUOT on a network filesystem)
+                    self._error = f"{type(exc).__name__}: {exc}"
+                    self._lost["heartbeat"] = self._lost.get("heartbeat", 0) + 1
 
 
 def records_of(records: list[dict[str, Any]], kind: EventKind) -> list[dict[str, Any]]:

@@ -207,6 +207,13 @@ class DrillEngine:
                        verdicts=[v.model_dump(mode="json") for v in result.verdicts],
                        steady_state_restored=result.steady_state_restored,
                        message=result.message)
+        late = journal.settle()
+        if late is not None and ctx.state.injected and not ctx.state.failed:
+            # its last records could not be written: a run without its evidence is not passed
+            self._progress(f"warning: {late}")
+            result = result.model_copy(update={
+                "outcome": Outcome.FAILED,
+                "message": (result.message + "; " if result.message else "") + late})
         kept = self._derived(journal, "result.json", lambda: result.model_dump_json(indent=2))
         self._derived(journal, "summary.txt", lambda: self._summarize(result))
         try:

@@ -38,6 +38,7 @@ def drive(ctx: RunContext) -> None:
     if not preflight(ctx) or not baseline(ctx):
         return
     state.check()
+    ctx.journal.flush()
     problem = ctx.journal.problem
     if problem is not None:  # no fault whose evidence cannot be kept
         state.refuse(f"no fault injected: {problem}")

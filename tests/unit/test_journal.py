@@ -49,3 +49,13 @@ def test_beyond_the_bound_evidence_is_lost_and_counted_and_close_says_so(
     j.close()  # still not writable: what was held is lost too
     assert j.problem is not None and "6 lost (6 check)" in j.problem
     assert not j.flush()
+
+
+def test_a_run_directory_that_vanishes_is_not_made_again(tmp_path: Path) -> None:
+    j = journal(tmp_path)
+    j.record(EventKind.RUN_STARTED)
+    shutil.rmtree(j.root)
+    j.record(EventKind.FAULT_INJECTED)
+    assert not j.root.exists()  # not silently recreated half empty
+    assert j.problem is not None and "1 held in memory" in j.problem
+    assert j.settle() is not None and "1 lost (1 fault.injected)" in (j.problem or "")
