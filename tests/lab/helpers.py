@@ -37,6 +37,14 @@ def dalp_in(env: dict[str, str], *args: str, timeout: float = 120
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def run_passed(drill: Path, results: Path) -> dict[str, Any]:
+    """`drill run --json` that must pass (exit 0, outcome passed); its result."""
+    code, result, stderr = run_json(drill, results)
+    assert code == 0, stderr
+    assert result["outcome"] == "passed"
+    return result
+
+
 def run_json(drill: Path, results: Path) -> tuple[int, dict[str, Any], str]:
     proc = dalp("drill", "run", str(drill), "--json", results=results)
     try:

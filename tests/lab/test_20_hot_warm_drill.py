@@ -21,6 +21,7 @@ from tests.lab.helpers import (
     pg_ctl,
     postmaster_pid,
     run_json,
+    run_passed,
 )
 
 # one lab per pytest-xdist worker at a time (see tests/conftest.py)
@@ -37,9 +38,7 @@ def test_drill_passes_with_history_and_evidence(tmp_path: Path) -> None:
     """(Every later test in this module starts from the steady state this drill restored,
     and its drill runs right after: a second run right after also passes.)"""
     results = tmp_path / "results"
-    code, result, stderr = run_json(DRILL, results)
-    assert code == 0, stderr
-    assert result["outcome"] == "passed"
+    result = run_passed(DRILL, results)
     m = result["measurements"]
     # measured by the client through the route: SIGKILL -> first write acknowledged again
     assert 0 < m["recovery_time"] < 10

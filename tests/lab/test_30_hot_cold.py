@@ -21,6 +21,7 @@ from tests.lab.helpers import (
     dalp,
     lab_status,
     run_json,
+    run_passed,
 )
 
 # one lab per pytest-xdist worker at a time (see tests/conftest.py)
@@ -110,9 +111,7 @@ def test_backup_status_wrong_bucket_exits_2(tmp_path: Path) -> None:
 
 def test_restore_drill_passes(tmp_path: Path) -> None:
     results = tmp_path / "results"
-    code, result, stderr = run_json(DRILL, results)
-    assert code == 0, stderr
-    assert result["outcome"] == "passed"
+    result = run_passed(DRILL, results)
     m = result["measurements"]
     assert 0 < m["recovery_time"] < 300
     assert m["rtt"] >= m["recovery_time"]
