@@ -63,6 +63,7 @@ class LeaseKeeper:
         return lease
 
     def _renew(self) -> None:
+        failed = 0  # renewals failed in a row: the first is said, then the one that works
         while not self._stop.wait(self.ttl / 3):
             try:
                 if not self._store.renew_lease(self.name, self.holder, self.ttl):
@@ -71,7 +72,16 @@ class LeaseKeeper:
                                      "(this process could not renew it in time)")
                     return
             except StoreError as exc:
-                self._on_problem(f"cannot renew lease {self.name}: {exc}")
+                if not failed:
+                    self._on_problem(f"cannot renew lease {self.name} (trying again every "
+                                     f"{self.ttl / 3:.0f}s; it expires {self.ttl:.0f}s after "
+                                     f"the last renewal): {exc}")
+                failed += 1
+                continue
+            if failed:
+                self._on_problem(f"lease {self.name} renewed again after {failed} failed "
+                                 "renewal(s)")
+                failed = 0
 
     def release(self) -> None:
         self._stop.set()

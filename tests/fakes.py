@@ -11,6 +11,8 @@ tests of the drill engine. Never fakes of PostgreSQL or Ansible: they stand in f
   with ``set_stats`` (e.g. ``dalp_fault_instant``), how it ends, whether it blocks until
   canceled. It calls ``on_event`` like ansible-runner and honours ``cancel`` and
   ``timeout`` as the Protocol says.
+* ``StoreThatCannotFinish``: a real history store whose ``finish`` fails as an unreachable
+  store's does (the run ends; the store does not take its result).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from dalp_dr.adapters.base import (
     PlaybookResult,
     ServerIdentity,
 )
-from dalp_dr.errors import EndpointError
+from dalp_dr.errors import EndpointError, StoreError
+from dalp_dr.results import RunResult
 from dalp_dr.spec import PhaseName
 
 POLL = 0.005
@@ -326,3 +329,17 @@ class FakePlaybookRunner:
         if play.blocks_until_canceled or play.takes > timeout:
             return RunnerStatus.TIMEOUT, fault_at
         return play.status, fault_at
+
+
+class StoreThatCannotFinish:
+    """Fake over a real history store: everything passes through to it but ``finish``,
+    which raises StoreError as a store that went away does."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def finish(self, result: RunResult) -> None:
+        raise StoreError("fake: the history store did not answer")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)

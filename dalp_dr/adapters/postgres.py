@@ -8,6 +8,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
+import threading
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -49,24 +52,75 @@ _CLIENT_OPTIONS: dict[str, Any] = {
 }
 
 
+class _AnswerDeadline:
+    """Every call of a session is answered in time or its connection is severed. libpq
+    waits for a reply for as long as the peer keeps the connection open, and a peer that
+    stops forwarding without closing (a hung pooler or proxy) keeps it open: keepalives and
+    ``tcp_user_timeout`` see a healthy connection. A timer shuts the socket down when the
+    deadline passes; the waiting call then fails and the session is dropped, as a client
+    with a request timeout would."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._armed = False
+        self.fired = False
+
+    @contextlib.contextmanager
+    def within(self, seconds: float) -> Iterator[None]:
+        timer = threading.Timer(seconds, self._sever)
+        timer.daemon = True
+        with self._lock:
+            self._armed, self.fired = True, False
+        timer.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._armed = False
+            timer.cancel()
+
+    def _sever(self) -> None:
+        with self._lock:
+            if not self._armed:  # answered meanwhile: the socket may be closed or reused
+                return
+            self.fired = True
+            # (the connection is already gone if the socket cannot be had: nothing to sever)
+            with contextlib.suppress(psycopg.Error, OSError), \
+                    socket.socket(fileno=os.dup(self._conn.pgconn.socket)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 class PostgresSession:
     def __init__(self, conn: psycopg.Connection[Any], redactor: Redactor,
-                 table: str = HEARTBEAT_TABLE) -> None:
+                 table: str = HEARTBEAT_TABLE, *, answer_within: float = 2.0) -> None:
+        """``answer_within``: seconds each call may wait for the server's answer (a
+        verify query: its own timeout on top) before the connection is severed."""
         self._conn = conn
         self._redactor = redactor
         self._table = table
+        self._answer_within = answer_within
+        self._deadline = _AnswerDeadline(conn)
+
+    def _bounded(self, extra: float = 0.0) -> contextlib.AbstractContextManager[None]:
+        return self._deadline.within(self._answer_within + extra)
 
     def _fail(self, exc: Exception) -> EndpointError:
         self.close()
+        if self._deadline.fired:
+            return EndpointError(f"no answer within {self._answer_within:g}s: connection "
+                                 "severed (the server or something on the way stopped "
+                                 "answering)")
         text = " ".join(str(exc).split()) or type(exc).__name__
         return EndpointError(self._redactor.text(text))
 
     def write_marker(self, run_id: str, seq: int, sent_at: datetime) -> None:
         try:
-            self._conn.execute(
-                f"insert into {self._table} (run_id, seq, sent_at) values (%s, %s, %s)",
-                (run_id, seq, sent_at),
-            )
+            with self._bounded():
+                self._conn.execute(
+                    f"insert into {self._table} (run_id, seq, sent_at) values (%s, %s, %s)",
+                    (run_id, seq, sent_at),
+                )
         except psycopg.errors.UndefinedTable:
             # the marker table itself did not survive (e.g. restored from a backup older than
             # it): recreate it so the service can be measured again; the lost markers show in
@@ -78,9 +132,10 @@ class PostgresSession:
 
     def surviving_markers(self, run_id: str) -> set[int]:
         try:
-            rows = self._conn.execute(
-                f"select seq from {self._table} where run_id = %s", (run_id,)
-            ).fetchall()
+            with self._bounded():
+                rows = self._conn.execute(
+                    f"select seq from {self._table} where run_id = %s", (run_id,)
+                ).fetchall()
         except (psycopg.Error, OSError) as exc:
             raise self._fail(exc) from None
         return {int(r[0]) for r in rows}
@@ -88,7 +143,8 @@ class PostgresSession:
     def _one_row(self, sql: str) -> tuple[Any, ...]:
         """The row of a query that always returns one (errors translated)."""
         try:
-            row = self._conn.execute(sql).fetchone()
+            with self._bounded():
+                row = self._conn.execute(sql).fetchone()
         except (psycopg.Error, OSError) as exc:
             raise self._fail(exc) from None
         if row is None:
@@ -112,7 +168,7 @@ class PostgresSession:
         the query on the server (statement_timeout), so a slow check cannot hold verify."""
         wrapped = f"select * from (\n{sql}\n) as dalp_check"
         try:
-            with self._conn.transaction():
+            with self._bounded(timeout or 0.0), self._conn.transaction():
                 self._conn.execute("set transaction read only")
                 if timeout is not None:
                     self._conn.execute("select set_config('statement_timeout', %s, true)",
@@ -189,12 +245,14 @@ class PostgresEndpoint:
             if read_only and "unsupported startup parameter" in text:
                 return self.connect(timeout=timeout)
             raise EndpointError(self._redactor.text(text)) from None
-        return PostgresSession(conn, self._redactor, self._table)
+        return PostgresSession(conn, self._redactor, self._table,
+                               answer_within=timeout)
 
     def ensure_schema(self) -> None:
         session = self.connect(timeout=5)
         try:
-            session._conn.execute(_SCHEMA.format(table=self._table))
+            with session._bounded():
+                session._conn.execute(_SCHEMA.format(table=self._table))
         except (psycopg.Error, OSError) as exc:
             raise session._fail(exc) from None
         finally:

@@ -26,8 +26,10 @@ from dalp_dr.commands.shared import (
 from dalp_dr.console import err, out, styled
 from dalp_dr.durations import format_duration
 from dalp_dr.errors import (
+    HintKey,
     InvalidInput,
     TargetUnreachable,
+    words,
 )
 from dalp_dr.spec import discover_drills, load_drill
 
@@ -195,8 +197,10 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
     else:
         print_result(out, result)
     if not done.recorded:
-        report("warning", f"NOT RECORDED in the history: {done.problem} (the scheduler "
-                          "records kept results when it starts)")
+        report("warning", f"NOT RECORDED in the history: {done.problem}. The next "
+                          "'drill run', the scheduler or "
+                          + words(HintKey.DRILL_RECOVER, run_id=result.run_id)
+                          + " records it once the store is back")
         raise Exit(EXIT_FAILED)
     if done.unreachable_hosts:
         raise TargetUnreachable(result.message or "preflight: unreachable "

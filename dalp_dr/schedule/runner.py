@@ -36,7 +36,10 @@ from dalp_dr.errors import (
 )
 from dalp_dr.history import HistoryStore, open_store
 from dalp_dr.history.base import SealObserver, record_final
+from dalp_dr.integrity import evidence_location
+from dalp_dr.journal import read_journal
 from dalp_dr.provenance import OperatorSource, controller_provenance
+from dalp_dr.recovery import kept_result
 from dalp_dr.results import Outcome, RunResult, Trigger
 from dalp_dr.schedule.jobs import DrillJob
 from dalp_dr.spec import Scenario, Topology, discover_drills, load_drill
@@ -268,19 +271,17 @@ def _age(delta: timedelta) -> str:
 
 
 def record_kept_results(store: HistoryStore) -> list[str]:
-    """Runs the store shows as running whose evidence holds a final result.json (the store
-    was unreachable when they ended): record them now. Returns their run ids."""
+    """Runs the store shows as running whose evidence holds a final result (the store was
+    unreachable when they ended; ``recovery.kept_result``): record them now. Returns their
+    run ids."""
     done: list[str] = []
     for row in store.list_runs(outcome=Outcome.RUNNING, limit=1000):
-        kept = Path(row.evidence_dir) / "result.json" if row.evidence_dir else None
-        if kept is None or not kept.is_file():
+        if not row.evidence_dir:
             continue
-        try:
-            result = RunResult.model_validate_json(kept.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            log.error("run %s: kept result %s unreadable: %s", row.run_id, kept, exc)
-            continue
-        if result.outcome is Outcome.RUNNING or result.run_id != row.run_id:
+        evidence = evidence_location(row.evidence_dir, store.results_dir) or \
+            Path(row.evidence_dir)
+        result = kept_result(evidence, row.run_id, read_journal(evidence))
+        if result is None:
             continue
         store.finish(result)
         done.append(result.run_id)

@@ -205,12 +205,14 @@ class EngineHarness:
 
     def run(self, plays: Mapping[PhaseName, Play] | None = None,
             shape: DrillShape = DrillShape(), *,
-            at: Mapping[PhaseName, Callable[[], None]] | None = None) -> Run:
-        """Run the drill of ``shape`` with ``plays``; ``at`` hooks run as a phase starts."""
+            at: Mapping[PhaseName, Callable[[], None]] | None = None,
+            store: HistoryStore | None = None) -> Run:
+        """Run the drill of ``shape`` with ``plays``; ``at`` hooks run as a phase starts;
+        ``store``: what the engine records in instead of the harness's own store."""
         runner = FakePlaybookRunner(plays)
         engine = self._engine(runner, at or {})
         prepared = engine.prepare(write_drill(self.root / "drill", shape))
-        result = engine.run(prepared, store=self.store, trigger=Trigger.CLI,
+        result = engine.run(prepared, store=store or self.store, trigger=Trigger.CLI,
                             operator=OPERATOR, cancel=self.cancel)
         return Run(result=result, stored=self.store.get(result.run_id), runner=runner,
                    evidence=Path(result.evidence_dir))

@@ -4,12 +4,17 @@ a guardrail refuses is recorded (``refused``) before anything runs."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import cast
 
 import pytest
 
+from dalp_dr.errors import ResultNotRecorded
+from dalp_dr.history import HistoryStore
+from dalp_dr.recovery import recover
 from dalp_dr.results import Outcome, Trigger
 from dalp_dr.spec import PhaseName
-from tests.fakes import Play, RunnerStatus
+from tests.fakes import FakePlaybookRunner, Play, RunnerStatus, StoreThatCannotFinish
 from tests.unit.engine.harness import DrillShape, EngineHarness, Run, failover
 
 SCENARIOS: dict[str, tuple[Callable[[EngineHarness], Run], Outcome]] = {
@@ -65,3 +70,37 @@ def test_a_refused_run_is_recorded_and_nothing_runs(
     assert refused.stored.trigger is trigger
     assert refused.stored.message is not None and why in refused.stored.message
     assert why in str(refused.error)
+
+
+def test_a_result_the_store_did_not_take_is_recorded_later_as_the_run_ended(
+        harness: EngineHarness) -> None:
+    with pytest.raises(ResultNotRecorded) as raised:
+        harness.run(failover(harness.endpoint),
+                    store=cast(HistoryStore, StoreThatCannotFinish(harness.store)))
+    ended = raised.value.result
+    assert harness.store.get(ended.run_id).outcome is Outcome.RUNNING
+
+    steady = FakePlaybookRunner()
+    recovered = recover(harness.store, ended.run_id, steady, progress=lambda _m: None)
+
+    stored = harness.store.get(ended.run_id)
+    assert recovered.recorded and stored.outcome is Outcome.PASSED
+    assert stored.verdicts == ended.verdicts and stored.phases == ended.phases
+    assert stored.message is not None and "recorded late" in stored.message
+    assert steady.calls == []  # the run restored steady state itself: nothing is run again
+
+
+def test_a_kept_result_the_journal_contradicts_is_not_recorded(
+        harness: EngineHarness) -> None:
+    with pytest.raises(ResultNotRecorded) as raised:
+        harness.run(failover(harness.endpoint),
+                    store=cast(HistoryStore, StoreThatCannotFinish(harness.store)))
+    ended = raised.value.result
+    kept = Path(ended.evidence_dir) / "result.json"
+    kept.write_text(ended.model_copy(update={"steady_state_restored": False,
+                                             "outcome": Outcome.PASSED}).model_dump_json())
+
+    recover(harness.store, ended.run_id, FakePlaybookRunner(), progress=lambda _m: None)
+
+    stored = harness.store.get(ended.run_id)
+    assert stored.outcome is Outcome.ABORTED  # by the journal alone, as after a crash
