@@ -205,6 +205,9 @@ class AnsibleRunner:
         # the last failure: a failure a block rescued is followed by the rescue's own
         # (deliberate, explanatory) one; unrescued failures end the play anyway
         task, message = failed[-1] if failed else (None, errors[0] if errors else None)
+        if runner.rc is None and status == "failed" and message is None:
+            message = ("ansible-playbook ended without an exit status: killed by a signal "
+                       "(the out-of-memory killer, an operator)")
         if stragglers:
             artifacts = {**artifacts, "killed_stragglers": stragglers}
         return PlaybookResult(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +232,65 @@ def assert_read_only_under_check(drill: Path, playbook: str, workdir: Path) -> N
     assert (real_changed, changed) == ([], [])
     assert sorted(skipped) == sorted(real_skipped)
     assert checked.artifact_data.keys() == real.artifact_data.keys() != set()
+
+
+def drill_leftovers() -> list[str]:
+    """Processes a drill may start that outlive it if it is careless: dalp-dr itself,
+    ansible-playbook and its workers, anything running from ansible-runner's private dir."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        if stat.split(") ", 1)[-1].startswith("Z"):
+            continue
+        if any(mark in cmdline for mark in ("ansible-playbook", "dalp-dr-runner-",
+                                            "-m dalp_dr drill")):
+            found.append(f"{proc.name}: {cmdline.strip()}")
+    return found
+
+
+@dataclass
+class Watched:
+    """A `drill run` the test watched: exit code, stdout, stderr (as it came)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def said(self) -> str:
+        """stdout with its line wrapping undone (the result wraps at the terminal width)."""
+        return " ".join(self.stdout.split())
+
+    @property
+    def run_id(self) -> str:
+        found = re.search(r"run (\S+): ", self.stderr)
+        assert found is not None, self.stderr
+        return found.group(1)
+
+
+def run_and_act(env: dict[str, str], drill: Path, when: str,
+                act: Callable[[subprocess.Popen[str]], None], *args: str,
+                timeout: float = 300) -> Watched:
+    """`drill run DRILL` with ``env``; ``act`` is called (with the process) as the first
+    progress line containing ``when`` appears (e.g. ``phase verify ...``)."""
+    proc = subprocess.Popen([sys.executable, "-m", "dalp_dr", "drill", "run", str(drill), *args],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if when in line:
+            act(proc)
+            break
+    else:
+        proc.wait(timeout)
+        raise AssertionError(f"{when!r} never came:\n" + "".join(seen))
+    out, rest = proc.communicate(timeout=timeout)
+    return Watched(proc.returncode, out, "".join(seen) + rest)

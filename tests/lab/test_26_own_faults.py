@@ -1,0 +1,174 @@
+"""dalp-dr's own dependencies failing mid-drill (issue 18's fault matrix, hot-warm lab):
+the history store down, the playbook process killed, the clients' connection hanging. In
+each, steady state comes back, the run is recorded (now, or by the next run) with what
+happened, and nothing the drill started is left running. The results filesystem filling up
+is tests/lab/test_24_results_disk_full.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dalp_dr.history import open_store
+from dalp_dr.results import Outcome, Status
+from tests.lab.helpers import (
+    DRILL,
+    LAB_PASSWORD,
+    LABS,
+    PG_BIN,
+    ROOT,
+    as_pg,
+    assert_steady_state,
+    dalp,
+    dalp_in,
+    drill_leftovers,
+    pg_start,
+    postgres_server,
+    run_and_act,
+)
+from tests.lab.tcp_proxy import hanging_proxy
+
+pytestmark = pytest.mark.xdist_group("hot-warm")
+
+STORE_ROOT = LABS / "history-down"
+STORE_PORT = 55497
+PROXY_DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-via-proxy.yaml"
+PROXY_PORT = 56439  # (in PROXY_DRILL's DSN)
+ROUTE = ("127.0.0.1", 56432)  # inventories/lab/hot-warm.yml: dalp_route_port
+
+
+@pytest.fixture(scope="module", autouse=True)
+def lab_up() -> None:
+    proc = dalp("lab", "up", "hot-warm")
+    assert proc.returncode == 0, proc.stderr
+
+
+def settings(results: Path, **more: str) -> dict[str, str]:
+    return dict(os.environ, DALP_DR_RESULTS=str(results), DALP_DR_LOCK_TTL="3s", **more)
+
+
+@pytest.fixture
+def history_server() -> Iterator[str]:
+    with postgres_server(STORE_ROOT, STORE_PORT, ("dalp_history",)) as url:
+        yield f"{url}/dalp_history?connect_timeout=2"
+
+
+def test_the_history_store_down_from_inject_on(history_server: str, tmp_path: Path) -> None:
+    env = settings(tmp_path, DALP_DR_STORE=history_server)
+
+    stopped: list[bool] = []
+
+    def stop_store(_proc: subprocess.Popen[str]) -> None:
+        as_pg(str(PG_BIN / "pg_ctl"), "stop", "-w", "-m", "fast", "-D",
+              str(STORE_ROOT / "data"))
+        stopped.append(True)
+
+    try:
+        first = run_and_act(env, DRILL, "phase inject ...", stop_store)
+    finally:
+        if stopped:
+            pg_start(STORE_ROOT, STORE_PORT)  # the store is back (after the run)
+    assert first.returncode == 1, first.stderr
+    assert "Traceback" not in first.stderr + first.stdout
+    assert "phase steady_state: ok" in first.stderr and "steady state: restored" in first.said
+    assert f"NOT RECORDED in the history: run {first.run_id} ended (passed)" in first.stderr
+    assert f"'dalp-dr drill recover {first.run_id}'" in first.stderr
+    renewals = [line for line in first.stderr.splitlines() if "cannot renew lease" in line]
+    assert len(renewals) == 1, renewals  # said once, not every second
+    assert_steady_state()
+    assert drill_leftovers() == []
+
+    # the store is back: the run is recorded as it ended (the next `drill run` and the
+    # scheduler do the same first: recovery.recover_all)
+    recovered = dalp_in(env, "drill", "recover", first.run_id)
+    assert recovered.returncode == 0, recovered.stderr
+    assert "recorded passed from the result it kept" in recovered.stderr
+    store = open_store(history_server)
+    try:
+        recorded = store.get(first.run_id)
+    finally:
+        store.close()
+    assert recorded.outcome is Outcome.PASSED and recorded.steady_state_restored
+    assert recorded.message is not None and "recorded late" in recorded.message
+    assert recorded.verdicts and all(v.status is Status.MET for v in recorded.verdicts)
+
+
+def _playbook_process(parent: int, playbook: str) -> int | None:
+    """The ansible-playbook process (not its forked workers) running ``playbook`` under
+    ``parent``."""
+    children: dict[int, list[int]] = {}
+    commands: dict[int, str] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            commands[int(proc.name)] = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(") ", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(proc.name))
+    todo, playbooks = [parent], []
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            todo.append(pid)
+            if "ansible-playbook" in commands.get(pid, "") and playbook in commands[pid]:
+                playbooks.append(pid)
+    tops = [pid for pid in playbooks
+            if not any(pid in children.get(other, []) for other in playbooks)]
+    return tops[0] if tops else None
+
+
+def test_the_recover_playbook_killed(tmp_path: Path) -> None:
+    killed: list[int] = []
+
+    def kill_playbook(proc: subprocess.Popen[str]) -> None:
+        deadline = threading.Event()
+        timer = threading.Timer(10, deadline.set)
+        timer.start()
+        try:
+            while not deadline.is_set():
+                pid = _playbook_process(proc.pid, "recover-promote-switch.yml")
+                if pid is not None:
+                    os.kill(pid, signal.SIGKILL)  # the playbook process only
+                    killed.append(pid)
+                    return
+                deadline.wait(0.02)
+        finally:
+            timer.cancel()
+
+    run = run_and_act(settings(tmp_path), DRILL, "phase recover ...", kill_playbook)
+    assert killed, "the recover playbook was never seen running:\n" + run.stderr
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    assert "recover-promote-switch.yml failed" in run.stderr
+    assert "ansible-playbook ended without an exit status: killed by a signal" in run.stderr
+    assert "outcome: FAILED" in run.said and "steady state: restored" in run.said
+    assert_steady_state()
+    assert drill_leftovers() == []
+    listed = dalp("history", "show", run.run_id, "--json", results=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert '"outcome": "failed"' in listed.stdout
+
+
+def test_the_clients_connection_hanging(tmp_path: Path) -> None:
+    with hanging_proxy(ROUTE, PROXY_PORT) as proxy:
+        def freeze(_proc: subprocess.Popen[str]) -> None:
+            proxy.freeze()  # as the fault is injected; forwarding again (new connections
+            threading.Timer(3, proxy.thaw).start()  # only) 3 s later
+
+        run = run_and_act(settings(tmp_path, PGPASSWORD=LAB_PASSWORD), PROXY_DRILL,
+                          "phase inject ...", freeze)
+        assert proxy.held_still_open() == 0  # every hung connection was given up
+    assert run.returncode == 0, run.stderr
+    assert "outcome: PASSED" in run.said and "steady state: restored" in run.said
+    beats = (tmp_path / run.run_id / "heartbeat.jsonl").read_text()
+    assert "no answer within 2s: connection severed" in beats
+    assert_steady_state()
+    assert drill_leftovers() == []
