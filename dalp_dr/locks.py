@@ -5,6 +5,10 @@ The holder renews it from a background thread every third of its time to live; a
 that dies (SIGKILL, lost host) stops renewing, and the lease can be taken over once it
 expired. So a lock whose holder died is recovered after at most ``ttl`` seconds, and a
 live holder never loses it unless it cannot reach the store for ``ttl`` seconds.
+
+A run recorded ``running`` is alive while its environment's lock is held, unexpired, by
+the run itself (``running_runs``); held by a crash recovery of it, it is being recovered;
+otherwise its orchestrator is gone and the run is *interrupted* (``dalp_dr.recovery``).
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
+from dalp_dr.clock import utcnow
 from dalp_dr.errors import EnvironmentBusy, StoreError
-from dalp_dr.history.base import HistoryStore, Lease
+from dalp_dr.history.base import HistoryStore, Lease, RunSummary
+from dalp_dr.results import Outcome
 
 DEFAULT_LOCK_TTL = 60.0
 """seconds an environment lock outlives its holder's last renewal"""
@@ -113,3 +121,46 @@ def lock_environment(store: HistoryStore, environment: str, holder: str, info: s
             "that drill to finish; if its holder died, the lock is free once the lease expires",
             holder=lease)
     return keeper
+
+
+def recovery_holder(run_id: str) -> str:
+    """The environment lock's holder while a crash recovery of run ``run_id`` runs."""
+    return f"recover-{run_id}"
+
+
+class RunState(StrEnum):
+    ALIVE = "alive"
+    """its orchestrator holds the environment's lock (renewed, unexpired)"""
+    RECOVERING = "recovering"
+    """a crash recovery of it holds the lock (if that recovery dies, the lock expires)"""
+    INTERRUPTED = "interrupted"
+    """nobody holds the lock for it: expired, released, or taken by another run"""
+
+
+@dataclass(frozen=True)
+class RunningRun:
+    run: RunSummary
+    lease: Lease | None
+    """its environment's drill lock as it stands (whoever holds it, expired or not)"""
+    state: RunState
+
+
+def running_runs(store: HistoryStore, now: datetime | None = None,
+                 limit: int = 1000) -> list[RunningRun]:
+    """Every run recorded as running, newest first, with its environment's lock and what
+    that says: one query, then one lease read per environment. A run whose environment's
+    lock another run holds is interrupted: only the run itself, or its recovery, keeps it
+    from being one."""
+    moment = now or utcnow()
+    leases: dict[str, Lease | None] = {}
+    found = []
+    for row in store.list_runs(outcome=Outcome.RUNNING, limit=limit):
+        if row.environment not in leases:
+            leases[row.environment] = store.get_lease(environment_lock_name(row.environment))
+        lease = leases[row.environment]
+        holder = lease.holder if lease is not None and lease.expires_at > moment else None
+        state = RunState.ALIVE if holder == row.run_id else \
+            RunState.RECOVERING if holder == recovery_holder(row.run_id) else \
+            RunState.INTERRUPTED
+        found.append(RunningRun(run=row, lease=lease, state=state))
+    return found

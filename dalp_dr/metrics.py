@@ -9,6 +9,13 @@ memory. Per drill, labelled ``drill``, ``topology``, ``environment``:
   ``dalp_dr_last_lost_writes`` (of the latest run with measurements)
 * ``dalp_dr_objective_met{objective="rto"|"rpo"}`` (1 met, 0 otherwise, latest measured run)
 * ``dalp_dr_runs_total{outcome=...}``, ``dalp_dr_missed_schedules_total``
+* ``dalp_dr_interrupted_runs``: runs recorded running whose orchestrator is gone (nobody
+  holds their environment's drill lock for them: ``dalp_dr.locks.running_runs``), until
+  crash recovery records them; 0 for every drill in the history, so an alert on ``> 0``
+  names the environment that may be left failed over
+* ``dalp_dr_steady_state_not_restored``: 1 when the drill's latest run (one that touched
+  the environment: not missed, refused or running) recorded its return to steady state
+  as failed (``steady_state_restored`` false), else 0
 
 and for hot-cold drills (their backups and WAL in object storage, read at most once a
 minute): ``dalp_dr_backup_age_seconds``, ``dalp_dr_wal_archive_age_seconds``,
@@ -27,8 +34,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from dalp_dr.adapters.s3 import BackupStatus
 from dalp_dr.checkpoints import Checkpointer
-from dalp_dr.history.base import HistoryStore, Seal
+from dalp_dr.history.base import HistoryStore, RunSummary, Seal
 from dalp_dr.history.views import audit, list_checked
+from dalp_dr.locks import RunState, running_runs
 from dalp_dr.results import Outcome, RunResult, Status
 from dalp_dr.spec import LoadedDrill, Topology
 
@@ -108,11 +116,26 @@ class HistoryCollector(Collector):
             observer = store.observer
             report = audit(store, observer if isinstance(observer, Checkpointer) else None,
                            check_evidence=False)
+            records: dict[str, RunResult] = {}
+
+            def record(run_id: str) -> RunResult:
+                if run_id not in records:
+                    records[run_id] = store.get(run_id)
+                return records[run_id]
+
             latest_measured: dict[tuple[str, str, str], RunResult] = {}
+            latest_ran: dict[tuple[str, str, str], RunResult] = {}
             for row in rows:
                 key = (row.drill, row.topology, row.environment)
                 if key not in latest_measured and row.recovery_time is not None:
-                    latest_measured[key] = store.get(row.run_id)
+                    latest_measured[key] = record(row.run_id)
+                if key not in latest_ran and row.outcome not in _NOT_RUNS:
+                    latest_ran[key] = record(row.run_id)
+            interrupted_counts = {key: 0 for key in (_key(row) for row in rows)}
+            for running in running_runs(store):
+                if running.state is RunState.INTERRUPTED:
+                    key = _key(running.run)
+                    interrupted_counts[key] = interrupted_counts.get(key, 0) + 1
         finally:
             store.close()
         tampered = GaugeMetricFamily("dalp_dr_history_tampered_records",
@@ -172,8 +195,22 @@ class HistoryCollector(Collector):
             runs.add_metric([drill, topology, environment, outcome], n)
         for key, n in sorted(missed_counts.items()):
             missed.add_metric(list(key), n)
+        interrupted = _gauge("interrupted_runs", "runs recorded running whose orchestrator is "
+                             "gone: the environment may be left failed over until crash "
+                             "recovery records them")
+        for key, n in sorted(interrupted_counts.items()):
+            interrupted.add_metric(list(key), n)
+        not_restored = _gauge("steady_state_not_restored", "1 when the latest run's return to "
+                              "steady state failed: the environment needs attention")
+        for key, result in sorted(latest_ran.items()):
+            not_restored.add_metric(list(key), 1.0 if result.steady_state_restored is False
+                                    else 0.0)
         yield from (last_run, last_ok, recovery, window, lost, met, runs, missed, tampered,
-                    verified)
+                    verified, interrupted, not_restored)
+
+
+def _key(run: RunSummary) -> tuple[str, str, str]:
+    return (run.drill, run.topology, run.environment)
 
 
 def registry_for(open_store: Callable[[], HistoryStore],

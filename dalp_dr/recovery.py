@@ -3,12 +3,14 @@ environment put back, and the run recorded ``aborted`` with everything it had wr
 
 A run is *interrupted* when the history shows it ``running`` but nobody holds its
 environment's drill lock for it any more (its holder renewed the lease until it died; the
-lease then expired). The next dalp-dr process that opens the history (``drill run``, the
-scheduler) recovers it: it takes the environment's lock, reads the run's journal (written as
-it happened) for the phases it finished and the one it died in, runs the drill's
-steady-state playbook when a fault may have been injected, and records the run as
-``aborted`` with the phase it died in. When that cannot be automatic (the drill file is
-gone or no longer loads), it says which command does it: ``dalp-dr drill recover RUN_ID``.
+lease then expired); one whose lock a crash recovery of it holds is being recovered, not
+interrupted (``dalp_dr.locks.running_runs``). The next dalp-dr process that opens the
+history (``drill run``, the scheduler) recovers it: it takes the environment's lock, reads
+the run's journal (written as it happened) for the phases it finished and the one it died
+in, runs the drill's steady-state playbook when a fault may have been injected, and records
+the run as ``aborted`` with the phase it died in. When that cannot be automatic (the drill
+file is gone or no longer loads), it says which command does it:
+``dalp-dr drill recover RUN_ID``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from dalp_dr.history.base import HistoryStore
 from dalp_dr.integrity import evidence_location
 from dalp_dr.inventory import Inventory
 from dalp_dr.journal import EventKind, Journal, read_journal
-from dalp_dr.locks import environment_lock_name, lock_environment, process_label
+from dalp_dr.locks import (
+    RunState,
+    lock_environment,
+    process_label,
+    recovery_holder,
+    running_runs,
+)
 from dalp_dr.redact import Redactor
 from dalp_dr.render import summary_text
 from dalp_dr.results import Outcome, PhaseRecord, RunResult
@@ -46,15 +54,10 @@ class Recovery(BaseModel, frozen=True):
 
 
 def interrupted_runs(store: HistoryStore, now: datetime | None = None) -> list[str]:
-    """Runs recorded as running whose drill lock is not held for them any more."""
-    moment = now or utcnow()
-    found = []
-    for row in store.list_runs(outcome=Outcome.RUNNING, limit=1000):
-        lease = store.get_lease(environment_lock_name(row.environment))
-        alive = lease is not None and lease.holder == row.run_id and lease.expires_at > moment
-        if not alive:
-            found.append(row.run_id)
-    return found
+    """Runs recorded as running whose drill lock is held neither for them nor for their
+    crash recovery any more."""
+    return [r.run.run_id for r in running_runs(store, now)
+            if r.state is RunState.INTERRUPTED]
 
 
 def _facts(phases: list[PhaseRecord]) -> dict[str, Any]:
@@ -73,10 +76,16 @@ def recover(store: HistoryStore, run_id: str, runner: PlaybookRunner, *,
     if base.outcome is not Outcome.RUNNING:
         raise InvalidInput(f"run {base.run_id} is {base.outcome.value}, nothing to recover",
                            field="RUN_ID")
-    if not force and base.run_id not in interrupted_runs(store):
-        raise InvalidInput(f"run {base.run_id} is still alive (it holds the lock of "
-                           f"environment '{base.environment}')", field="RUN_ID",
-                           hint="wait for it to end, or for its lease to expire if it died")
+    if not force:
+        found = next((r for r in running_runs(store) if r.run.run_id == base.run_id), None)
+        if found is not None and found.state is RunState.RECOVERING and found.lease:
+            raise InvalidInput(f"run {base.run_id} is being recovered: {found.lease.info} "
+                               f"holds the lock of environment '{base.environment}'",
+                               field="RUN_ID", hint="wait for that recovery to end")
+        if found is None or found.state is not RunState.INTERRUPTED:
+            raise InvalidInput(f"run {base.run_id} is still alive (it holds the lock of "
+                               f"environment '{base.environment}')", field="RUN_ID",
+                               hint="wait for it to end, or for its lease to expire if it died")
     evidence = evidence_location(base.evidence_dir, store.results_dir) or \
         Path(base.evidence_dir)
     records = read_journal(evidence)
@@ -100,7 +109,7 @@ def recover(store: HistoryStore, run_id: str, runner: PlaybookRunner, *,
     open_phases = [p for p in started if p not in done]
     died_in = open_phases[-1] if open_phases else (started[-1] if started else None)
     injected = PhaseName.INJECT.value in started
-    lock = lock_environment(store, base.environment, holder=f"recover-{base.run_id}",
+    lock = lock_environment(store, base.environment, holder=recovery_holder(base.run_id),
                             info=f"crash recovery of run {base.run_id} on {process_label()}",
                             ttl=lock_ttl, on_problem=progress,
                             # forced: the operator says the run's process is dead

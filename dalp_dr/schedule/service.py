@@ -12,6 +12,12 @@ missed. Fire times are claimed once in the store, so nothing runs twice (see
 
 The active service re-reads the drill directory every ``sync_interval`` seconds (and on
 SIGHUP), so an edited or added definition is picked up without a restart.
+
+A run whose orchestrator died (it is recorded running, but its environment's lock expired)
+is noticed on the first loop tick after its lock expired, said once, and recovered in the
+background, one recovery at a time (see :mod:`dalp_dr.schedule.watch`; crash recovery:
+:mod:`dalp_dr.recovery`). Those that could not be recovered yet (a busy environment, a drill
+that no longer loads) are tried again every ``sync_interval``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,11 +37,14 @@ from typing import Any
 
 from apscheduler.executors.base import BaseExecutor
 
-from dalp_dr.errors import InvalidInput, SpecError, StoreError
+from dalp_dr.clock import utcnow
+from dalp_dr.errors import DalpDrError, InvalidInput, SpecError, StoreError
 from dalp_dr.history import HistoryStore, open_store
 from dalp_dr.history.base import SealObserver
+from dalp_dr.locks import RunningRun
 from dalp_dr.schedule import jobs
 from dalp_dr.schedule.runner import FireHandler, record_kept_results
+from dalp_dr.schedule.watch import InterruptWatch
 
 log = logging.getLogger("dalp_dr.scheduler")
 
@@ -99,8 +109,18 @@ class ServiceOptions:
 
 
 class SchedulerService:
-    def __init__(self, options: ServiceOptions) -> None:
+    """``watch``: when to look for interrupted runs (default: every third of the lock TTL
+    and at each watched lock's expiry, on the monotonic clock); ``recover``: the crash
+    recovery of every interrupted run, given a store of its own (default: ``recover_all``
+    with Ansible)."""
+
+    def __init__(self, options: ServiceOptions, *, watch: InterruptWatch | None = None,
+                 recover: Callable[[HistoryStore], object] | None = None) -> None:
         self.options = options
+        self.watch = watch or InterruptWatch(every=options.lock_ttl / 3)
+        self._recover = recover or self._recover_all
+        self._recover_pending = False
+        self._look_failed = False
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.info = f"dalp-dr scheduler on {socket.gethostname()} pid {os.getpid()}"
         self.stopping = threading.Event()
@@ -172,8 +192,10 @@ class SchedulerService:
                     elif self.resync.is_set() or time.monotonic() >= next_sync:
                         self._sync(force=self.resync.is_set())
                         self.resync.clear()
-                        self._recover_interrupted()
+                        if self.watch.interrupted:  # not recovered yet: try again
+                            self._recover_interrupted()
                         next_sync = time.monotonic() + self.options.sync_interval
+                    self.watch_interrupted(store)
                 else:
                     if self.active:
                         self._stand_down(f"{lease.info} holds the leader lease")
@@ -196,31 +218,62 @@ class SchedulerService:
         except StoreError as exc:
             log.error("cannot record kept results yet: %s", exc)
         self._sync(force=True)
-        self._recover_interrupted()
+        self.watch.reset()
+        self.watch_interrupted(store)
         if self._scheduler.state == 0:  # STATE_STOPPED: first time active
             self._scheduler.start()
         else:
             self._scheduler.resume()
         self.active = True
 
+    def watch_interrupted(self, store: HistoryStore, now: datetime | None = None
+                          ) -> list[RunningRun]:
+        """Every loop tick while active: start a recovery left pending; when a look is due,
+        look for runs whose orchestrator died, say each once and recover them. The runs
+        newly found interrupted. ``now``: as ``InterruptWatch.look``."""
+        if self._recover_pending:
+            self._recover_interrupted()
+        if not self.watch.due():
+            return []
+        try:
+            found = self.watch.look(store, now)
+        except DalpDrError as exc:  # the store, or a running row it holds, unreadable
+            if not self._look_failed:  # tried again every tick, said once
+                log.error("cannot look for interrupted runs (tried again every tick): %s",
+                          exc)
+            self._look_failed = True
+            return []
+        self._look_failed = False
+        if found:
+            busy = self.recovery_running()
+            for each in found:
+                log.warning("INTERRUPTED: run %s (%s, environment %s) is recorded running but "
+                            "%s: crash recovery %s", each.run.run_id, each.run.drill,
+                            each.run.environment, _why(each, now),
+                            "follows the one in progress" if busy else "starts")
+            self._recover_interrupted()
+        return found
+
+    def recovery_running(self) -> bool:
+        return self._recovering is not None and self._recovering.is_alive()
+
     def _recover_interrupted(self) -> None:
         """Crash recovery of runs whose orchestrator died, in the background (a steady state
-        takes longer than a lease renewal may wait)."""
-        if self._recovering is not None and self._recovering.is_alive():
+        takes longer than a lease renewal may wait); never two at once: asked while one
+        runs, the next starts on the first tick after it ended."""
+        if self.recovery_running():
+            self._recover_pending = True
             return
+        self._recover_pending = False
 
         def work() -> None:
-            from dalp_dr.adapters.ansible import AnsibleRunner
-            from dalp_dr.recovery import recover_all
-
             try:
                 store = self._open_store()
             except StoreError as exc:
                 log.error("crash recovery: cannot open the store: %s", exc)
                 return
             try:
-                recover_all(store, AnsibleRunner(), progress=lambda m: log.info("%s", m),
-                            lock_ttl=self.options.lock_ttl)
+                self._recover(store)
             except StoreError as exc:
                 log.error("crash recovery: %s", exc)
             finally:
@@ -228,6 +281,13 @@ class SchedulerService:
 
         self._recovering = threading.Thread(target=work, daemon=True, name="recovery")
         self._recovering.start()
+
+    def _recover_all(self, store: HistoryStore) -> None:
+        from dalp_dr.adapters.ansible import AnsibleRunner
+        from dalp_dr.recovery import recover_all
+
+        recover_all(store, AnsibleRunner(), progress=lambda m: log.info("%s", m),
+                    lock_ttl=self.options.lock_ttl)
 
     def _stand_down(self, why: str) -> None:
         log.error("STANDBY: %s; no new drills start here (running ones finish)", why)
@@ -284,3 +344,12 @@ class SchedulerService:
             log.error("cannot release the leader lease (it expires by itself): %s", exc)
         store.close()
         log.info("scheduler stopped")
+
+
+def _why(found: RunningRun, now: datetime | None) -> str:
+    lease = found.lease
+    if lease is None:
+        return "nobody holds its environment's drill lock"
+    if lease.holder == found.run.run_id or lease.expires_at <= (now or utcnow()):
+        return f"its environment's drill lock expired at {lease.expires_at:%H:%M:%S} UTC"
+    return f"{lease.info} holds its environment's drill lock"
