@@ -15,11 +15,13 @@ The store's writability needs no probe of its own before the fault: the engine b
 run's record (``HistoryStore.begin``: a committed write transaction, SQLite's
 ``BEGIN IMMEDIATE`` and an fsync'd commit, PostgreSQL's committed INSERT) just before this
 check, and a store that cannot take it raises StoreError there: the run never starts.
+``doctor`` proves it with ``prove_writable``: a write that leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import stat
 from collections.abc import Iterable
@@ -30,6 +32,7 @@ from pydantic import BaseModel
 
 from dalp_dr import integrity
 from dalp_dr.config import EnvVar
+from dalp_dr.errors import StoreError
 from dalp_dr.history.base import HistoryStore
 from dalp_dr.results import Outcome
 
@@ -226,3 +229,15 @@ def check(needs: Iterable[Need], disks: Disks = LOCAL_DISKS) -> tuple[Space, ...
                             basis=" + ".join(n.basis for n in group),
                             variables=tuple(dict.fromkeys(n.variable for n in group))))
     return tuple(spaces)
+
+
+def prove_writable(store: HistoryStore) -> None:
+    """A write that leaves nothing behind: a lease of its own taken (a committed insert) and
+    given up (a committed delete). Raises StoreError when the store does not take it."""
+    holder = f"write-probe-{secrets.token_hex(6)}"
+    name = f"dalp-dr:{holder}"
+    lease = store.acquire_lease(name, holder, "a write probe (dalp-dr doctor)", ttl=60)
+    store.release_lease(name, holder)
+    if lease.holder != holder:
+        raise StoreError(f"{store.describe()} did not take a write (lease {name} is "
+                         f"{lease.info})")
