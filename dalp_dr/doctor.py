@@ -6,8 +6,10 @@ PostgreSQL binaries and their version for local (lab) inventories, the tools of 
 topologies in use (pgbouncer for hot-warm routes, patroni and etcd for cloud-native, boto3
 for hot-cold), the object storage endpoints of hot-cold inventories, the role drills' SQL
 checks run as (warned when a superuser or able to signal backends or reach server files),
-the history store and its schema version, the clock, the signing key that pins the history,
-and that evidence, history and checkpoint files are readable by their owner only.
+the history store, its schema version and that it takes a write, free space for a run of
+each topology in use on the results filesystem (and the SQLite store's: ``reserve.py``), the
+clock, the signing key that pins the history, and that evidence, history and checkpoint
+files are readable by their owner only.
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ import socket
 import subprocess
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from pydantic import BaseModel
 
 from dalp_dr.clock import utcnow
 from dalp_dr.errors import HintKey, InvalidInput, StoreError, words
+
+if TYPE_CHECKING:
+    from dalp_dr.history import HistoryStore
+    from dalp_dr.reserve import Disks
 
 
 class Health(StrEnum):
@@ -58,7 +64,8 @@ def _tool(name: str, needed_by: list[str], fix: str) -> Finding:
 
 
 def diagnose(drills_dir: Path, store_url: str, results_dir: Path | None = None,
-             keys_dir: Path | None = None) -> list[Finding]:
+             keys_dir: Path | None = None, disks: Disks | None = None) -> list[Finding]:
+    """``disks``: where free space is read (default: this host's filesystems)."""
     from dalp_dr.adapters.ansible import ansible_environment
     from dalp_dr.inventory import Inventory
     from dalp_dr.spec import discover_drills, load_drill
@@ -129,7 +136,7 @@ def diagnose(drills_dir: Path, store_url: str, results_dir: Path | None = None,
         findings.extend(_s3_endpoints(drills, inventories))
 
     findings.extend(_check_roles(drills, inventories))
-    findings.append(_store(store_url))
+    findings.extend(_store(store_url, results_dir, by_topology, disks))
     findings.append(_clock(store_url))
     if keys_dir is not None:
         findings.append(_signing_key(keys_dir))
@@ -290,18 +297,70 @@ def _lab(inventory: Any) -> bool:
         return False
 
 
-def _store(store_url: str) -> Finding:
+def _store(store_url: str, results_dir: Path | None, by_topology: dict[str, list[str]],
+           disks: Disks | None) -> list[Finding]:
     from dalp_dr.history import open_store
+    from dalp_dr.reserve import LOCAL_DISKS
 
     try:
-        store = open_store(store_url)
+        store = open_store(store_url, results_dir=results_dir)
     except (StoreError, InvalidInput) as exc:
-        return Finding(check="history store", status=Health.MISSING, detail=str(exc),
-                       fix=words(HintKey.STORE_UNUSABLE))
+        return [Finding(check="history store", status=Health.MISSING, detail=str(exc),
+                        fix=words(HintKey.STORE_UNUSABLE))]
     try:
-        return Finding(check="history store", status=Health.OK, detail=store.describe())
+        found = [Finding(check="history store", status=Health.OK, detail=store.describe()),
+                 store_writes(store)]
+        if results_dir is not None:
+            found.extend(free_space(store, results_dir, by_topology, disks or LOCAL_DISKS))
+        return found
     finally:
         store.close()
+
+
+def store_writes(store: HistoryStore) -> Finding:
+    """Whether the store takes a write (one that leaves nothing behind), as every run's
+    record needs before its fault."""
+    from dalp_dr.reserve import prove_writable
+
+    try:
+        prove_writable(store)
+    except StoreError as exc:
+        return Finding(check="history store writes", status=Health.MISSING, detail=str(exc),
+                       fix="make the store writable (free space and permissions where it "
+                           "is; DALP_DR_STORE naming a primary, not a read-only standby)")
+    return Finding(check="history store writes", status=Health.OK,
+                   detail="took a write and removed it (a lease of its own)")
+
+
+def free_space(store: HistoryStore, results_dir: Path, by_topology: dict[str, list[str]],
+               disks: Disks) -> list[Finding]:
+    """Free space on each filesystem a run writes to against the largest need among the
+    drills' topologies (measured from their past runs: ``reserve.py``); missing where
+    preflight would refuse a drill, naming those drills."""
+    from dalp_dr.reserve import Space, check, run_needs
+
+    try:
+        checked = {t: check(run_needs(store, t, results_dir), disks) for t in by_topology}
+    except StoreError as exc:
+        return [Finding(check="results space", status=Health.MISSING, detail=str(exc),
+                        fix=words(HintKey.STORE_UNUSABLE))]
+    largest: dict[Path, Space] = {}
+    users: dict[Path, list[str]] = {}
+    short: dict[Path, list[str]] = {}
+    for topology, spaces in sorted(checked.items()):
+        for space in spaces:
+            where = space.directory
+            if where not in largest or space.need > largest[where].need:
+                largest[where] = space
+            users.setdefault(where, []).extend(by_topology[topology])
+            if space.short:
+                short.setdefault(where, []).extend(by_topology[topology])
+    return [Finding(check="results space" if where == results_dir else "history store space",
+                    status=Health.MISSING if where in short else Health.OK,
+                    detail=space.describe(), needed_by=short.get(where, users[where]),
+                    fix=space.fix() + " (preflight refuses the drills named)"
+                    if where in short else "")
+            for where, space in largest.items()]
 
 
 def _clock(store_url: str) -> Finding:

@@ -81,6 +81,9 @@ class EventKind(StrEnum):
     RUN_RECOVERING = "run.recovering"
     """crash recovery took over a run whose process died"""
     RUN_FINISHED = "run.finished"
+    RESERVE_CHECKED = "reserve.checked"
+    """before the preflight playbook: free space for the run on each filesystem it writes
+    to, and what proves the history store takes writes (``dalp_dr.reserve``)"""
     PHASE_HELD = "phase.held"
     """a phase playbook started ahead of the fault, waiting at the fault barrier"""
     PHASE_ABANDONED = "phase.abandoned"

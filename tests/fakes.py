@@ -13,6 +13,8 @@ tests of the drill engine. Never fakes of PostgreSQL or Ansible: they stand in f
   ``timeout`` as the Protocol says.
 * ``StoreThatCannotFinish``: a real history store whose ``finish`` fails as an unreachable
   store's does (the run ends; the store does not take its result).
+* ``FakeDisks``: the filesystems free space is read from (``dalp_dr.reserve.Disks``), as
+  full as the test says.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dalp_dr.adapters.base import (
     ServerIdentity,
 )
 from dalp_dr.errors import EndpointError, StoreError
+from dalp_dr.reserve import GiB
 from dalp_dr.results import RunResult
 from dalp_dr.spec import PhaseName
 
@@ -343,3 +346,35 @@ class StoreThatCannotFinish:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
+
+
+# --- the filesystems ----------------------------------------------------------------------
+
+class FakeDisks:
+    """A ``Disks``: ``free`` bytes by directory and ``devices`` (which filesystem) by
+    directory; a path takes the values of the nearest of them it is in (itself included),
+    else ``default_free`` on filesystem 0. ``broken``: directories whose filesystem cannot
+    be read (OSError). ``asked`` lists the directories whose free space was read."""
+
+    def __init__(self, free: Mapping[Path, int] | None = None, *,
+                 devices: Mapping[Path, int] | None = None, default_free: int = 100 * GiB,
+                 broken: tuple[Path, ...] = ()) -> None:
+        self._free, self._devices = dict(free or {}), dict(devices or {})
+        self._default_free, self._broken = default_free, broken
+        self.asked: list[Path] = []
+
+    @staticmethod
+    def _nearest(path: Path, table: Mapping[Path, int], default: int) -> int:
+        for place in (path, *path.parents):
+            if place in table:
+                return table[place]
+        return default
+
+    def free(self, directory: Path) -> int:
+        self.asked.append(directory)
+        if any(directory == b or b in directory.parents for b in self._broken):
+            raise OSError(5, "Input/output error")
+        return self._nearest(directory, self._free, self._default_free)
+
+    def device(self, directory: Path) -> int:
+        return self._nearest(directory, self._devices, 0)

@@ -18,6 +18,7 @@ from dalp_dr.heartbeat import Heartbeat
 from dalp_dr.inventory import Inventory
 from dalp_dr.journal import Journal
 from dalp_dr.redact import Redactor
+from dalp_dr.reserve import LOCAL_DISKS, Disks, Need
 from dalp_dr.results import CheckOutcome, PhaseRecord
 from dalp_dr.spec import LoadedDrill
 
@@ -131,6 +132,11 @@ class RunContext:
     results_dir: Path
     progress: Progress
     clock: Clock
+    needs: tuple[Need, ...] = ()
+    """what the run needs free, by filesystem, measured before it began (checked first in
+    preflight)"""
+    disks: Disks = LOCAL_DISKS
+    """where free space is read"""
 
     @property
     def run_id(self) -> str:

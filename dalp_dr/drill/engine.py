@@ -4,6 +4,8 @@ lock held, steady state restored whenever a fault was injected, the run always r
 * Before anything is recorded, every endpoint must answer (``prepare``: TargetUnreachable).
 * A guardrail refusal is recorded (``refused``) and raised; a busy environment raises
   EnvironmentBusy with nothing written.
+* What the run needs free (``reserve.py``) is measured from past runs before it writes
+  anything; preflight checks it first.
 * The phases are ``phases.py``; the record is ``outcome.py``.
 """
 
@@ -41,6 +43,7 @@ from dalp_dr.journal import EventKind, Journal, Observer
 from dalp_dr.locks import DEFAULT_LOCK_TTL, lock_environment, process_label
 from dalp_dr.provenance import OperatorSource, Provenance, operator_and_source, run_provenance
 from dalp_dr.render import summary_text
+from dalp_dr.reserve import LOCAL_DISKS, Disks, Need, run_needs
 from dalp_dr.results import Outcome, PhaseRecord, RunResult, Trigger
 from dalp_dr.spec import LoadedDrill
 
@@ -61,9 +64,10 @@ class DrillEngine:
                  lock_ttl: float = DEFAULT_LOCK_TTL,
                  observer: Observer | None = None,
                  summarize: Callable[[RunResult], str] = summary_text,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, disks: Disks = LOCAL_DISKS) -> None:
         """``summarize`` renders the run's summary.txt (a seam: tests give one that fails,
-        to show a failing rendering never keeps a run from being recorded)."""
+        to show a failing rendering never keeps a run from being recorded); ``disks`` reads
+        free space (a seam: tests give filesystems that are full)."""
         self._runner = runner
         self._summarize = summarize
         self._observer = observer
@@ -72,6 +76,7 @@ class DrillEngine:
         self._endpoint_factory = endpoint_factory
         self._progress = progress or (lambda _msg: None)
         self._clock = clock
+        self._disks = disks
 
     def prepare(self, drill: LoadedDrill) -> PreparedDrill:
         """See ``prepare.prepare``: raises before anything is written."""
@@ -126,6 +131,8 @@ class DrillEngine:
         drill, redactor = prepared.drill, prepared.redactor
         spec = drill.spec
         private_files.make_dir(self._results_dir)
+        # measured before this run writes anything; checked first thing in preflight
+        needs = run_needs(store, spec.topology.value, self._results_dir)
         evidence = self._results_dir / run_id
         journal = Journal(evidence, run_id, redactor, observer=self._observer)
         base = new_record(RunHead.of(drill), run_id=run_id, trigger=trigger, operator=who,
@@ -141,7 +148,7 @@ class DrillEngine:
                        endpoint=shown, trigger=trigger.value, operator=who)
         self._progress(f"run {run_id}: {spec.name} ({spec.topology}/{spec.scenario}) "
                        f"via {shown}")
-        ctx = self._context(prepared, journal, RunState(cancel=cancel or CancelToken()))
+        ctx = self._context(prepared, journal, RunState(cancel=cancel or CancelToken()), needs)
         interrupted = False
         try:
             phases.drive(ctx)
@@ -169,8 +176,8 @@ class DrillEngine:
             raise
         return DrillRun(result=result, unreachable_hosts=ctx.state.unreachable_hosts)
 
-    def _context(self, prepared: PreparedDrill, journal: Journal,
-                 state: RunState) -> RunContext:
+    def _context(self, prepared: PreparedDrill, journal: Journal, state: RunState,
+                 needs: tuple[Need, ...]) -> RunContext:
         interval = prepared.drill.spec.workload.heartbeat_interval.total_seconds()
         several = len(prepared.endpoints) > 1
         clients = Clients(endpoints=dict(prepared.endpoints), heartbeats={
@@ -180,7 +187,8 @@ class DrillEngine:
             for name, endpoint in prepared.endpoints.items()})
         return RunContext(drill=prepared.drill, journal=journal, clients=clients, state=state,
                           runner=self._runner, results_dir=self._results_dir,
-                          progress=self._progress, clock=self._clock)
+                          progress=self._progress, clock=self._clock, needs=needs,
+                          disks=self._disks)
 
     def _interrupted(self, ctx: RunContext) -> bool:
         """An interrupt or the deadline stopped the run; whether it was an interrupt."""

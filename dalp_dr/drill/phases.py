@@ -3,7 +3,8 @@
     preflight -> baseline -> inject -> recover -> verify -> measure -> steady_state
 
 * preflight fails closed: no fault is injected and nothing is changed (steady_state skipped:
-  there is nothing of ours to undo).
+  there is nothing of ours to undo). It first checks the room the run needs (``room``), and
+  runs no playbook without it.
 * Once inject has started, steady_state runs whatever happens, interrupts included
   (``DrillEngine`` calls ``steady_state`` in a ``finally``).
 * Each client population runs its own heartbeat into its own marker table and is measured on
@@ -25,6 +26,7 @@ from dalp_dr.durations import format_duration
 from dalp_dr.errors import EndpointError
 from dalp_dr.journal import EventKind
 from dalp_dr.measure import fault_instant, pitr_check, recovery_target_time
+from dalp_dr.reserve import STORE_WRITTEN, check
 from dalp_dr.results import PhaseStatus
 from dalp_dr.spec import PhaseName, Scenario
 
@@ -63,8 +65,11 @@ def drive(ctx: RunContext) -> None:
 
 
 def preflight(ctx: RunContext) -> bool:
-    """Fail closed: no fault unless the preflight playbook proved it safe."""
+    """Fail closed: no fault unless there is room for the run and the preflight playbook
+    proved it safe."""
     state = ctx.state
+    if not room(ctx):
+        return False
     pre = steps.run_phase(ctx, PhaseName.PREFLIGHT)
     state.check()
     if pre.ok:
@@ -74,6 +79,27 @@ def preflight(ctx: RunContext) -> bool:
         state.refuse("preflight: unreachable " + ", ".join(pre.unreachable_hosts))
     else:
         state.refuse("preflight could not prove it is safe to inject the fault")
+    return False
+
+
+def room(ctx: RunContext) -> bool:
+    """Free space for what the run writes, on each filesystem it writes to, and a history
+    store that takes writes (proven by the run's record, begun just before: see
+    ``dalp_dr.reserve``). Short of space: the run is refused in one line and preflight
+    fails without running its playbook."""
+    spaces = check(ctx.needs, ctx.disks)
+    ctx.journal.record(EventKind.RESERVE_CHECKED, store=STORE_WRITTEN,
+                       spaces=[{**s.model_dump(mode="json"), "short": s.short}
+                               for s in spaces])
+    short = next((s for s in spaces if s.short), None)
+    if short is None:
+        for space in spaces:
+            ctx.progress(f"free space: {space.describe()}")
+        return True
+    started = ctx.clock.now()
+    steps.begin(ctx, PhaseName.PREFLIGHT)
+    steps.end(ctx, PhaseName.PREFLIGHT, PhaseStatus.FAILED, started, message=short.refusal())
+    ctx.state.refuse(short.refusal())
     return False
 
 

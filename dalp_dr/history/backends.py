@@ -44,6 +44,8 @@ class Backend(ABC):
     """the store for messages, without credentials"""
     upgrades_on_open: bool
     """the migration policy: upgrade an older schema whenever the store is opened"""
+    file: Path | None = None
+    """the file the store is kept in (an embedded store); None for a database server"""
 
     @abstractmethod
     def engine(self) -> Engine: ...
@@ -74,6 +76,7 @@ class SqliteBackend(Backend):
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.file = path.resolve()  # ("sqlite:////abs" leaves "//abs": the same file)
         self.where = str(path)
 
     def engine(self) -> Engine:

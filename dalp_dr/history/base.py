@@ -189,6 +189,9 @@ class HistoryStore(Protocol):
     """the results directory evidence is found under (None: where it was first written)"""
     observer: SealObserver | None
     """told of every seal (None: nothing but the store records it)"""
+    file: Path | None
+    """the file an embedded store (SQLite) keeps the history in; None for a database server
+    (what a run needs free beside it: ``dalp_dr.reserve``)"""
 
     def describe(self) -> str:
         """Where the store is and its schema version, without credentials."""
@@ -199,8 +202,9 @@ class HistoryStore(Protocol):
     def finish(self, result: RunResult) -> None: ...
 
     def list_runs(self, *, drill: str | None = None, outcome: Outcome | None = None,
-                  limit: int = 50) -> list[RunSummary]:
-        """Newest first (by started_at; a missed schedule by its planned time)."""
+                  topology: str | None = None, limit: int = 50) -> list[RunSummary]:
+        """Newest first (by started_at; a missed schedule by its planned time); only those
+        of ``drill``, ending in ``outcome``, of ``topology`` when given."""
         ...
 
     def get(self, run_id: str) -> RunResult:

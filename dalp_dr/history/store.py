@@ -54,6 +54,7 @@ class SqlHistory:
         self.backend = backend
         self.results_dir = results_dir
         self.observer = observer
+        self.file = backend.file
         self.t = Tables(backend.dialect)
         self._lock = threading.RLock()
         try:
@@ -220,11 +221,13 @@ class SqlHistory:
 
     @serialized
     def list_runs(self, *, drill: str | None = None, outcome: Outcome | None = None,
-                  limit: int = 50) -> list[RunSummary]:
+                  topology: str | None = None, limit: int = 50) -> list[RunSummary]:
         r = self.t.runs.c
         query = select(*(r[name] for name in SUMMARY_COLUMNS))
         if drill:
             query = query.where(r.drill == drill)
+        if topology:
+            query = query.where(r.topology == topology)
         if outcome is not None:
             query = query.where(r.outcome == outcome.value)
         with self._tx("cannot read history") as conn:

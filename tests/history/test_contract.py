@@ -19,7 +19,7 @@ from dalp_dr.integrity import ChainEntry
 from dalp_dr.results import Outcome, RunResult, Trigger
 from dalp_dr.spec import Scenario, Topology
 from tests.factories import at, run, timeline
-from tests.history.stores import PASSWORD, Place
+from tests.history.stores import PASSWORD, Kind, Place
 
 A, B, C = "20261126T120000Z-aaaaaa", "20261126T120100Z-bbbbbb", "20261126T120200Z-cccccc"
 
@@ -100,6 +100,15 @@ def test_list_is_newest_first_filtered_and_limited(three: HistoryStore) -> None:
     assert [r.run_id for r in three.list_runs(limit=2)] == [C, B]
 
 
+def test_list_filters_by_topology(store: HistoryStore) -> None:
+    store.begin(running(A, 0), "{}")
+    store.begin(running(B, 60).model_copy(update={"topology": Topology.HOT_COLD}), "{}")
+    store.begin(running(C, 120), "{}")
+    assert [r.run_id for r in store.list_runs(topology="hot-warm")] == [C, A]
+    assert [r.run_id for r in store.list_runs(topology="hot-cold", drill="other")] == []
+    assert [r.run_id for r in store.list_runs(topology="hot-hot")] == []
+
+
 def test_get_takes_a_unique_prefix(three: HistoryStore) -> None:
     assert three.get("20261126T1200").run_id == A
 
@@ -130,6 +139,12 @@ def test_describe_names_the_store_and_schema_without_the_password(
     described = store.describe()
     assert described.startswith(f"{place.kind.value} ") and "schema version 4" in described
     assert PASSWORD not in described
+
+
+def test_an_embedded_store_names_its_file_and_a_server_none(place: Place,
+                                                            store: HistoryStore) -> None:
+    assert store.file == (Path(place.url.removeprefix("sqlite://")).resolve()
+                          if place.kind is Kind.SQLITE else None)
 
 
 # -- leases and fire claims ------------------------------------------------------------------

@@ -23,6 +23,7 @@ from dalp_dr.errors import GuardrailRefused
 from dalp_dr.history import HistoryStore, open_store
 from dalp_dr.journal import Observer
 from dalp_dr.redact import Redactor
+from dalp_dr.reserve import LOCAL_DISKS, Disks
 from dalp_dr.results import ObjectiveVerdict, PhaseRecord, RunResult, Trigger
 from dalp_dr.spec import LoadedDrill, PhaseName, load_drill
 from tests.fakes import FakePlaybookRunner, InMemoryEndpoint, Play
@@ -54,7 +55,8 @@ class Engine(Protocol):
 class EngineFactory(Protocol):
     def __call__(self, *, runner: PlaybookRunner, results_dir: Path,
                  endpoint_factory: Callable[[str, Redactor, str], ServiceEndpoint],
-                 observer: Observer, summarize: Callable[[RunResult], str]) -> Engine: ...
+                 observer: Observer, summarize: Callable[[RunResult], str],
+                 disks: Disks) -> Engine: ...
 
 
 def brief_summary(result: RunResult) -> str:
@@ -177,6 +179,8 @@ class EngineHarness:
     summarize: Callable[[RunResult], str] = brief_summary
     endpoint: InMemoryEndpoint = field(default_factory=InMemoryEndpoint)
     cancel: CancelToken = field(default_factory=CancelToken)
+    disks: Disks = LOCAL_DISKS
+    """where the engine reads free space (``tests.fakes.FakeDisks``: filesystems set full)"""
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -201,7 +205,8 @@ class EngineHarness:
 
         return self.make_engine(runner=runner, results_dir=self.results,
                                 endpoint_factory=lambda _dsn, _redactor, _table: self.endpoint,
-                                observer=observer, summarize=self.summarize)
+                                observer=observer, summarize=self.summarize,
+                                disks=self.disks)
 
     def run(self, plays: Mapping[PhaseName, Play] | None = None,
             shape: DrillShape = DrillShape(), *,
