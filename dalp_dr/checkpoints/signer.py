@@ -19,6 +19,9 @@ from dalp_dr.integrity import ChainEntry, Problem
 
 log = logging.getLogger(__name__)
 
+CATCH_UP = 1000
+"""at most this many checkpoints the witness missed are published with the next seal"""
+
 
 class Checkpointer:
     """Signs a checkpoint after every seal, but only one that extends a chain already
@@ -73,17 +76,27 @@ class Checkpointer:
         with self.log.sealing():
             yield
         pending, self._pending = self._pending, []
-        for checkpoint in pending:
-            self._publish(checkpoint)
+        self._publish(pending)
 
-    def _publish(self, checkpoint: Checkpoint) -> None:
-        if self.witness is None:
+    def _publish(self, pending: list[Checkpoint]) -> None:
+        """The new checkpoints to the witness, after any of the local log's it does not
+        hold (missed while it was unreachable), oldest first, at most CATCH_UP of those."""
+        if self.witness is None or not pending:
             return
         try:
-            self.witness.publish(checkpoint)
-        except DalpDrError as exc:
-            self._on_problem(f"checkpoint #{checkpoint.seq} not witnessed in "
-                             f"{self.witness.url}: {exc}")
+            witnessed = {claim.seq for claim in self.witness.read().claims}
+            missed = [c for c in self._logged() if c.seq not in witnessed
+                      and c.seq < pending[0].seq][-CATCH_UP:]
+            for checkpoint in [*missed, *pending]:
+                self.witness.publish(checkpoint)
+        except (DalpDrError, OSError) as exc:
+            self._on_problem(f"checkpoint #{pending[-1].seq} not witnessed in "
+                             f"{self.witness.url} yet (the next seal publishes it): {exc}")
+
+    def _logged(self) -> list[Checkpoint]:
+        """The local log's checkpoints (lines that are not one are verify's business)."""
+        found = [claim.fetch() for claim in self.log.read().claims]
+        return [c for c in found if isinstance(c, Checkpoint)]
 
     def _private(self) -> Ed25519PrivateKey | None:
         if not (self.key_directory / keys.PRIVATE).is_file():
@@ -103,7 +116,12 @@ class Checkpointer:
                         "this history's key")
         best = (str(self.log.path), last) if last is not None else None
         if self.witness is not None:
-            witnessed = newest([self.witness.read()], trusted)
+            try:
+                witnessed = newest([self.witness.read()], trusted)
+            except DalpDrError as exc:  # the local log alone decides; published later
+                self._on_problem(f"checkpoint witness unreachable, the local log alone "
+                                 f"decides what this seal extends: {exc}")
+                witnessed = None
             if witnessed is not None and (best is None or witnessed[1].seq > best[1].seq):
                 best = witnessed
         return best

@@ -1,12 +1,14 @@
-"""A TCP proxy on loopback that can hang: ``freeze`` stops forwarding without closing
-anything (the connections it holds stay open and silent for good, and new ones are taken
-and left silent), ``thaw`` forwards new connections again. What a hung pooler, load
-balancer or NAT does to a client that has no deadline of its own."""
+"""A TCP proxy on loopback that can hang or go down. ``freeze`` stops forwarding without
+closing anything (the connections it holds stay open and silent for good, and new ones are
+taken and left silent), ``thaw`` forwards new connections again: what a hung pooler, load
+balancer or NAT does to a client that has no deadline of its own. ``down`` closes every
+connection and resets new ones (an endpoint that is gone), ``up`` forwards again."""
 
 from __future__ import annotations
 
 import selectors
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,7 @@ class HangingProxy:
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._frozen = False
+        self._down = False
         self._stop = threading.Event()
         self._held: list[socket.socket] = []  # clients left silent: open until the end
         self._pairs: dict[socket.socket, socket.socket] = {}
@@ -36,6 +39,14 @@ class HangingProxy:
     def thaw(self) -> None:
         with self._lock:
             self._frozen = False
+
+    def down(self) -> None:
+        with self._lock:
+            self._down = True
+
+    def up(self) -> None:
+        with self._lock:
+            self._down = False
 
     def held_still_open(self) -> int:
         """Connections left silent whose client has not closed its end (what the client
@@ -58,6 +69,13 @@ class HangingProxy:
         selector = selectors.DefaultSelector()
         selector.register(self._listener, selectors.EVENT_READ)
         while not self._stop.is_set():
+            with self._lock:
+                gone = list(self._pairs) if self._down else []
+                if self._down:
+                    self._pairs.clear()
+            for end in gone:  # down: every connection closed
+                selector.unregister(end)
+                end.close()
             for key, _ in selector.select(timeout=0.05):
                 sock = key.fileobj
                 assert isinstance(sock, socket.socket)
@@ -89,6 +107,10 @@ class HangingProxy:
         client, _ = self._listener.accept()
         self._all.append(client)
         with self._lock:
+            if self._down:  # reset at once
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                client.close()
+                return
             if self._frozen:
                 self._held.append(client)
                 return

@@ -1,24 +1,30 @@
 """dalp-dr's own ground gives way (issue 18): the results filesystem fills up during the
-drill. Steady state runs whatever evidence can or cannot be written, the run ends failed
-with one line saying what was not written (no traceback), and the lab is healthy after it;
-with space again, `drill recover` records the run the store could not take. The results
-directory (and the history store in it) is a small tmpfs the test mounts, filled by the
-test as verify starts."""
+drill, from each phase on. Before the fault, no fault is injected; after it, steady state
+runs whatever evidence can or cannot be written. The run ends failed with one line saying
+what was not written (no traceback), and the lab is healthy after it; with space again,
+`drill recover` records the run the store could not take. The results directory (and the
+history store in it) is a small tmpfs the test mounts, filled by the test as the phase
+starts."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.lab.helpers import DRILL, ROOT, assert_steady_state, dalp
+from tests.lab.helpers import (
+    DRILL,
+    assert_steady_state,
+    dalp,
+    dalp_in,
+    drill_leftovers,
+    run_and_act,
+)
 
 pytestmark = pytest.mark.xdist_group("hot-warm")
 
@@ -50,43 +56,41 @@ def fill(directory: Path) -> None:
             fh.flush()
 
 
-def test_the_results_disk_filling_during_verify_still_restores_steady_state(
-        small_results: Path) -> None:
+FULL_AT = {
+    # phase: what the run said (outcome line), whether a fault was injected
+    "preflight": ("outcome: PREFLIGHT_FAILED (no fault injected: evidence not written to", False),
+    "inject": ("outcome: FAILED (evidence not written to", True),
+    "recover": ("outcome: FAILED (evidence not written to", True),
+    "verify": ("outcome: FAILED (evidence not written to", True),
+    "steady_state": ("outcome: FAILED (evidence not written to", True),
+}
+
+
+@pytest.mark.parametrize("phase", FULL_AT)
+def test_the_results_disk_full_from_a_phase_on(small_results: Path, phase: str) -> None:
     # (the history store is on the full filesystem too: the run's lease cannot be released
     # or renewed, and expires after its time to live)
+    said_outcome, injected = FULL_AT[phase]
     env = dict(os.environ, DALP_DR_RESULTS=str(small_results), DALP_DR_LOCK_TTL="3s")
-    proc = subprocess.Popen([sys.executable, "-m", "dalp_dr", "drill", "run", str(DRILL)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    assert proc.stderr is not None and proc.stdout is not None
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "phase verify ..." in line:
-            fill(small_results)
-            break
+    run = run_and_act(env, DRILL, f"phase {phase} ...", lambda _p: fill(small_results))
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    assert said_outcome in run.said, run.said
+    assert "No space left on device" in run.said
+    if injected:
+        assert " lost (" in run.said or " held (" in run.said, run.said
+        assert "phase steady_state: ok" in run.stderr and "steady state: restored" in run.said
     else:
-        raise AssertionError("phase verify never started:\n" + "".join(seen))
-    out, rest = proc.communicate(timeout=300)
-    err = "".join(seen) + rest
-    assert proc.returncode == 1, err
-    assert "Traceback" not in err and "Traceback" not in out
-    said = " ".join(out.split())  # (the result wraps at the terminal width)
-    assert "outcome: FAILED (evidence not written to" in said
-    assert " lost (" in said and "No space left on device" in said
-    assert "phase steady_state: ok" in err and "steady state: restored" in said
-    assert_steady_state()
+        assert "phase inject" not in run.stderr and "steady state: not needed" in run.said
+    assert "NOT RECORDED in the history" in run.stderr
+    assert drill_leftovers() == []
     # space again: the run the store could not take is recorded (its lease is not waited
-    # for: the operator knows the run ended), and steady state checked once more
+    # for: the operator knows the run ended); its result.json could not be written, so it
+    # is recorded by its journal, as after a crash
     (small_results / "filler").unlink()
-    run_id = re.search(r"run (\S+): hot-warm-failover", err)
-    assert run_id is not None, err
-    recovered = subprocess.run([sys.executable, "-m", "dalp_dr", "drill", "recover",
-                                run_id.group(1), "--force"], cwd=ROOT, env=env,
-                               capture_output=True, text=True, timeout=300, check=False)
+    recovered = dalp_in(env, "drill", "recover", run.run_id, "--force")
     assert recovered.returncode == 0, recovered.stdout + recovered.stderr
-    listed = subprocess.run([sys.executable, "-m", "dalp_dr", "history", "list", "--json"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-                            check=True)
+    listed = dalp_in(env, "history", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
     assert [r["outcome"] for r in json.loads(listed.stdout)] == ["aborted"]
     assert_steady_state()

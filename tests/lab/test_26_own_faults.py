@@ -1,8 +1,8 @@
 """dalp-dr's own dependencies failing mid-drill (issue 18's fault matrix, hot-warm lab):
-the history store down, the playbook process killed, the clients' connection hanging. In
-each, steady state comes back, the run is recorded (now, or by the next run) with what
-happened, and nothing the drill started is left running. The results filesystem filling up
-is tests/lab/test_24_results_disk_full.py."""
+the history store down, the checkpoint witness (S3) down, the playbook process killed, the
+clients' connection hanging. In each, steady state comes back, the run is recorded (now, or
+by the next run) with what happened, and nothing the drill started is left running. The
+results filesystem filling up is tests/lab/test_24_results_disk_full.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
 from dalp_dr.history import open_store
@@ -28,11 +30,12 @@ from tests.lab.helpers import (
     dalp,
     dalp_in,
     drill_leftovers,
+    moto_server,
     pg_start,
     postgres_server,
     run_and_act,
 )
-from tests.lab.tcp_proxy import hanging_proxy
+from tests.lab.tcp_proxy import HangingProxy, hanging_proxy
 
 pytestmark = pytest.mark.xdist_group("hot-warm")
 
@@ -172,3 +175,54 @@ def test_the_clients_connection_hanging(tmp_path: Path) -> None:
     assert "no answer within 2s: connection severed" in beats
     assert_steady_state()
     assert drill_leftovers() == []
+
+
+WITNESS = "s3://dr-witness/dalp/history"
+
+
+def witnessed(client: Any) -> list[int]:
+    listed = client.list_objects_v2(Bucket="dr-witness", Prefix="dalp/history/")
+    return sorted(int(o["Key"].rsplit("/", 1)[1][:12]) for o in listed.get("Contents", []))
+
+
+@pytest.fixture
+def witness(tmp_path: Path) -> Iterator[tuple[dict[str, str], HangingProxy, Any]]:
+    """A checkpoint witness bucket (Object Lock) on a moto server reached through a proxy
+    that can go down; the settings that use it, with a signing key."""
+    with moto_server() as s3:
+        host, port = s3.removeprefix("http://").split(":")
+        with hanging_proxy((host, int(port))) as proxy:
+            aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "AWS_DEFAULT_REGION": "us-east-1"}
+            client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1",
+                                  aws_access_key_id="testing", aws_secret_access_key="testing")
+            client.create_bucket(Bucket="dr-witness", ObjectLockEnabledForBucket=True)
+            env = settings(tmp_path / "results", DALP_DR_KEYS=str(tmp_path / "keys"),
+                           DALP_DR_WITNESS=WITNESS, DALP_DR_WITNESS_RETAIN_DAYS="1",
+                           DALP_DR_S3_ENDPOINT=f"http://127.0.0.1:{proxy.port}", **aws)
+            made = dalp_in(env, "keys", "init")
+            assert made.returncode == 0, made.stderr
+            yield env, proxy, client
+
+
+def test_the_checkpoint_witness_down(
+        witness: tuple[dict[str, str], HangingProxy, Any]) -> None:
+    env, proxy, client = witness
+    first = run_and_act(env, DRILL, "phase verify ...", lambda _p: proxy.down())
+    # recorded and sealed, signed into the local checkpoint log; the witness is told later
+    assert first.returncode == 0, first.stderr
+    assert "outcome: PASSED" in first.said and "steady state: restored" in first.said
+    assert f"checkpoint #1 not witnessed in {WITNESS} yet (the next seal publishes it)" \
+        in first.stderr
+    assert "Traceback" not in first.stderr + first.stdout
+    assert witnessed(client) == []
+    assert drill_leftovers() == []
+
+    proxy.up()  # back: the next run's seal publishes the checkpoint it missed, and its own
+    second = dalp_in(env, "drill", "run", str(DRILL), timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert "not witnessed" not in second.stderr
+    assert witnessed(client) == [1, 2]
+    verified = dalp_in(env, "history", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert_steady_state()
