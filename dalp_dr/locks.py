@@ -28,6 +28,10 @@ from dalp_dr.results import Outcome
 
 DEFAULT_LOCK_TTL = 60.0
 """seconds an environment lock outlives its holder's last renewal"""
+RENEW_RETRY = 1.0
+"""seconds between renewal attempts after one failed (the store away): a holder cut off
+from the store for longer than its lease renews within this of the store coming back, so
+another process takes its lease for expired only in that second"""
 
 
 def environment_lock_name(environment: str) -> str:
@@ -72,7 +76,7 @@ class LeaseKeeper:
 
     def _renew(self) -> None:
         failed = 0  # renewals failed in a row: the first is said, then the one that works
-        while not self._stop.wait(self.ttl / 3):
+        while not self._stop.wait(min(RENEW_RETRY, self.ttl / 3) if failed else self.ttl / 3):
             try:
                 if not self._store.renew_lease(self.name, self.holder, self.ttl):
                     self.lost = True
@@ -82,8 +86,8 @@ class LeaseKeeper:
             except StoreError as exc:
                 if not failed:
                     self._on_problem(f"cannot renew lease {self.name} (trying again every "
-                                     f"{self.ttl / 3:.0f}s; it expires {self.ttl:.0f}s after "
-                                     f"the last renewal): {exc}")
+                                     f"{min(RENEW_RETRY, self.ttl / 3):g}s; it expires "
+                                     f"{self.ttl:g}s after the last renewal): {exc}")
                 failed += 1
                 continue
             if failed:

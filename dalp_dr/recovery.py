@@ -31,6 +31,7 @@ from dalp_dr.history.base import HistoryStore
 from dalp_dr.integrity import evidence_location
 from dalp_dr.inventory import Inventory
 from dalp_dr.journal import EventKind, Journal, read_journal
+from dalp_dr.kept import kept_result
 from dalp_dr.locks import (
     RunState,
     lock_environment,
@@ -89,18 +90,6 @@ def recover(store: HistoryStore, run_id: str, runner: PlaybookRunner, *,
     evidence = evidence_location(base.evidence_dir, store.results_dir) or \
         Path(base.evidence_dir)
     records = read_journal(evidence)
-    kept = kept_result(evidence, base.run_id, records)
-    if kept is not None:  # the run ended; only its record is missing
-        late = (f"recorded late (crash recovery on {process_label()}): the history store did "
-                "not take the result when the run ended")
-        result = kept.model_copy(update={
-            "message": (kept.message + "; " if kept.message else "") + late})
-        store.finish(result)
-        progress(f"run {base.run_id}: recorded {result.outcome.value} from the result it "
-                 "kept (the history store did not take it when the run ended)")
-        return Recovery(run_id=base.run_id, drill=base.drill, died_in=None,
-                        steady_state_restored=result.steady_state_restored,
-                        message=result.message or late, recorded=True)
     finished = [PhaseRecord.model_validate({k: v for k, v in r.items()
                                             if k not in ("seq", "at", "run_id", "kind")})
                 for r in records if r.get("kind") == EventKind.PHASE_FINISHED]
@@ -115,6 +104,21 @@ def recover(store: HistoryStore, run_id: str, runner: PlaybookRunner, *,
                             # forced: the operator says the run's process is dead
                             replacing=base.run_id if force else None)
     try:
+        kept = kept_result(evidence, base, records, store.observer)
+        if isinstance(kept, RunResult):  # the run ended; only its record is missing
+            late = (f"recorded late (crash recovery on {process_label()}): the history store "
+                    "did not take the result when the run ended")
+            result = kept.model_copy(update={
+                "message": (kept.message + "; " if kept.message else "") + late})
+            store.finish(result)
+            progress(f"run {base.run_id}: recorded {result.outcome.value} from the result it "
+                     "kept (the history store did not take it when the run ended)")
+            return Recovery(run_id=base.run_id, drill=base.drill, died_in=None,
+                            steady_state_restored=result.steady_state_restored,
+                            message=result.message or late, recorded=True)
+        if kept is not None:
+            progress(f"run {base.run_id}: its kept result is set aside ({kept}); it is "
+                     "recorded by its journal")
         phases = list(finished)
         restored: bool | None = None
         how = "no fault had been injected: nothing to restore"
@@ -157,32 +161,6 @@ def recover(store: HistoryStore, run_id: str, runner: PlaybookRunner, *,
                         steady_state_restored=restored, message=message, recorded=True)
     finally:
         lock.release()
-
-
-def kept_result(evidence: Path, run_id: str, records: list[dict[str, Any]]
-                ) -> RunResult | None:
-    """The final result a run wrote before the history store failed to take it: its
-    result.json, when the journal's ``run.finished`` record says the same (outcome, verdicts,
-    steady state). None when the run did not end (or its result was never written, or does
-    not agree with the journal: crash recovery then goes by the journal alone). Like the
-    journal it is read from the results directory, which the run's seal covers only once
-    it is recorded."""
-    finished = [r for r in records if r.get("kind") == EventKind.RUN_FINISHED]
-    if not finished:
-        return None
-    try:
-        result = RunResult.model_validate_json((evidence / "result.json").read_text(
-            encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    said = finished[-1]
-    agrees = (result.run_id == run_id and result.outcome is not Outcome.RUNNING
-              # the same, or worse (evidence lost after run.finished fails the run)
-              and (said.get("outcome") == result.outcome.value
-                   or result.outcome is Outcome.FAILED)
-              and said.get("steady_state_restored") == result.steady_state_restored
-              and said.get("verdicts") == [v.model_dump(mode="json") for v in result.verdicts])
-    return result if agrees else None
 
 
 def _write(evidence: Path, result: RunResult, progress: Callable[[str], None]) -> None:

@@ -100,9 +100,12 @@ class Space(BaseModel, frozen=True):
         return self.free is None or self.free < self.need
 
     def describe(self) -> str:
+        free, need = size_text(self.free or 0), size_text(self.need)
+        if self.free is not None and free == need and self.short:  # never "3.0 free, 3.0"
+            free, need = f"{self.free:,} bytes", f"{self.need:,} bytes"
         have = (f"free space unknown ({self.problem})" if self.free is None
-                else f"{size_text(self.free)} free")
-        return f"{self.directory}: {have}, {size_text(self.need)} needed ({self.basis})"
+                else f"{free} free")
+        return f"{self.directory}: {have}, {need} needed ({self.basis})"
 
     def fix(self) -> str:
         names = " or ".join(v.value for v in self.variables)

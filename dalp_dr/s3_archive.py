@@ -79,8 +79,10 @@ def client(cfg: Cfg) -> Any:
     from botocore.config import Config
 
     kwargs = {"region_name": cfg.get("region") or "us-east-1",
-              "config": Config(retries={"max_attempts": 3, "mode": "standard"},
-                               connect_timeout=5, read_timeout=60, s3={"addressing_style": "path"})}
+              "config": Config(retries={"max_attempts": cfg.get("attempts", 3), "mode": "standard"},
+                               connect_timeout=cfg.get("connect_timeout", 5),
+                               read_timeout=cfg.get("read_timeout", 60),
+                               s3={"addressing_style": "path"})}
     if cfg.get("endpoint_url"):
         kwargs["endpoint_url"] = cfg["endpoint_url"]
     if cfg.get("access_key_id"):

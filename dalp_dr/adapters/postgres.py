@@ -58,7 +58,8 @@ class _AnswerDeadline:
     stops forwarding without closing (a hung pooler or proxy) keeps it open: keepalives and
     ``tcp_user_timeout`` see a healthy connection. A timer shuts the socket down when the
     deadline passes; the waiting call then fails and the session is dropped, as a client
-    with a request timeout would."""
+    with a request timeout would. (A session is used, and closed, by one thread: the socket
+    is only shut down while a call of that thread waits on it, never after its close.)"""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn

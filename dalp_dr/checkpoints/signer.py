@@ -19,6 +19,9 @@ from dalp_dr.integrity import ChainEntry, Problem
 
 log = logging.getLogger(__name__)
 
+VOUCHED = b"dalp-dr vouched v1\n"
+"""what a vouch signs before the data (never a checkpoint or a bundle signature)"""
+
 CATCH_UP = 1000
 """at most this many checkpoints the witness missed are published with the next seal"""
 
@@ -42,6 +45,8 @@ class Checkpointer:
         self.witness = witness
         self._on_problem = on_problem or (lambda m: log.warning("%s", m))
         self._pending: list[Checkpoint] = []
+        self._seen: Read | DalpDrError | None = None
+        """what this seal found in the witness (or why it could not read it)"""
 
     def sources(self) -> tuple[list[Read], list[Problem]]:
         """What every source holds, and a problem for each that cannot be read (it cannot
@@ -75,16 +80,21 @@ class Checkpointer:
         is written after it is released (a slow or absent S3 blocks no one)."""
         with self.log.sealing():
             yield
-        pending, self._pending = self._pending, []
-        self._publish(pending)
+            pending, self._pending = self._pending, []
+            seen, self._seen = self._seen, None
+        self._publish(pending, seen)
 
-    def _publish(self, pending: list[Checkpoint]) -> None:
-        """The new checkpoints to the witness, after any of the local log's it does not
-        hold (missed while it was unreachable), oldest first, at most CATCH_UP of those."""
+    def _publish(self, pending: list[Checkpoint], seen: Read | DalpDrError | None) -> None:
+        """The new checkpoints to the witness, after any authentic ones of the local log it
+        does not hold (missed while it was unreachable), oldest first, at most CATCH_UP of
+        those. A witness found unreachable by this seal already is not tried again."""
         if self.witness is None or not pending:
             return
         try:
-            witnessed = {claim.seq for claim in self.witness.read().claims}
+            read = seen if seen is not None else self.witness.read()
+            if isinstance(read, Exception):
+                raise read
+            witnessed = {claim.seq for claim in read.claims}
             missed = [c for c in self._logged() if c.seq not in witnessed
                       and c.seq < pending[0].seq][-CATCH_UP:]
             for checkpoint in [*missed, *pending]:
@@ -94,9 +104,24 @@ class Checkpointer:
                              f"{self.witness.url} yet (the next seal publishes it): {exc}")
 
     def _logged(self) -> list[Checkpoint]:
-        """The local log's checkpoints (lines that are not one are verify's business)."""
+        """The local log's checkpoints signed by a trusted key (a line that is not one is
+        never published: the witness keeps what it is given for good; verify names it)."""
+        trusted = self.trusted()
         found = [claim.fetch() for claim in self.log.read().claims]
-        return [c for c in found if isinstance(c, Checkpoint)]
+        return [c for c in found if isinstance(c, Checkpoint)
+                and (key := trusted.get(c.key_fingerprint)) is not None
+                and signature_ok(key, c)]
+
+    def vouch(self, data: bytes) -> bytes | None:
+        private = self._private()
+        return None if private is None else keys.sign(private, VOUCHED + data)
+
+    def vouches(self, data: bytes, signature: bytes | None) -> bool:
+        trusted = self.trusted()
+        if not trusted and not (self.key_directory / keys.PRIVATE).is_file():
+            return True  # unpinned: no key to hold the results directory against
+        return signature is not None and any(
+            keys.signature_ok(public, VOUCHED + data, signature) for public in trusted.values())
 
     def _private(self) -> Ed25519PrivateKey | None:
         if not (self.key_directory / keys.PRIVATE).is_file():
@@ -116,12 +141,15 @@ class Checkpointer:
                         "this history's key")
         best = (str(self.log.path), last) if last is not None else None
         if self.witness is not None:
+            witnessed = None
             try:
-                witnessed = newest([self.witness.read()], trusted)
+                read = self.witness.read()
+                self._seen = read  # (publishing after this seal needs the same listing)
+                witnessed = newest([read], trusted)
             except DalpDrError as exc:  # the local log alone decides; published later
+                self._seen = exc
                 self._on_problem(f"checkpoint witness unreachable, the local log alone "
                                  f"decides what this seal extends: {exc}")
-                witnessed = None
             if witnessed is not None and (best is None or witnessed[1].seq > best[1].seq):
                 best = witnessed
         return best

@@ -198,7 +198,7 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
         print_result(out, result)
     if not done.recorded:
         report("warning", f"NOT RECORDED in the history: {done.problem}. The next "
-                          "'drill run', the scheduler or "
+                          "'drill run' on that environment, the scheduler or "
                           + words(HintKey.DRILL_RECOVER, run_id=result.run_id)
                           + " records it once the store is back")
         raise Exit(EXIT_FAILED)

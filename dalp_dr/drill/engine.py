@@ -40,6 +40,7 @@ from dalp_dr.heartbeat import Heartbeat
 from dalp_dr.history import HistoryStore
 from dalp_dr.history.base import record_final
 from dalp_dr.journal import EventKind, Journal, Observer
+from dalp_dr.kept import vouch_for
 from dalp_dr.locks import DEFAULT_LOCK_TTL, lock_environment, process_label
 from dalp_dr.provenance import OperatorSource, Provenance, operator_and_source, run_provenance
 from dalp_dr.render import summary_text
@@ -227,11 +228,14 @@ class DrillEngine:
         try:
             store.finish(result)
         except StoreError as exc:
+            unsigned = vouch_for(journal.root, result, journal.redactor, store.observer) \
+                if kept else None
             raise ResultNotRecorded(
                 f"run {result.run_id} ended ({result.outcome.value}) but the history store "
                 f"did not take its result: {exc}. "
                 + (f"It is kept in {journal.root / 'result.json'}" if kept
-                   else "Its result.json could not be written either (see the journal)"),
+                   else "Its result.json could not be written either (see the journal)")
+                + (f" ({unsigned}: it will be recorded by its journal)" if unsigned else ""),
                 result=result) from None
         return result
 

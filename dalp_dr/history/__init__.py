@@ -44,8 +44,10 @@ def checkpointer(settings: Settings,
 
         w = settings.witness
         witness = S3Witness(w.bucket, w.prefix, w.retain_days, w.lock_mode,
+                            # short: a seal waits on it (a witness that hangs is away)
                             s3_archive.client({"endpoint_url": w.endpoint_url,
-                                               "region": w.region}))
+                                               "region": w.region, "connect_timeout": 3,
+                                               "read_timeout": 10, "attempts": 2}))
     return Checkpointer(settings.results_dir, settings.keys_dir, witness, on_problem)
 
 

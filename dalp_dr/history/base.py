@@ -104,6 +104,16 @@ class SealObserver(Protocol):
 
     def sealed(self, entry: ChainEntry) -> None: ...
 
+    def vouch(self, data: bytes) -> bytes | None:
+        """The history key's signature over ``data`` (a result the store did not take,
+        ``dalp_dr.kept``); None when the history has no key."""
+        ...
+
+    def vouches(self, data: bytes, signature: bytes | None) -> bool:
+        """Whether ``signature`` is a trusted key's over ``data``; True for a history with
+        no key (it trusts its results directory as it trusts its store)."""
+        ...
+
 
 def record_final(store: HistoryStore, result: RunResult, spec_json: str = "{}") -> None:
     """Record a run that is final from the start (missed, refused, not started): begin and

@@ -36,10 +36,7 @@ from dalp_dr.errors import (
 )
 from dalp_dr.history import HistoryStore, open_store
 from dalp_dr.history.base import SealObserver, record_final
-from dalp_dr.integrity import evidence_location
-from dalp_dr.journal import read_journal
 from dalp_dr.provenance import OperatorSource, controller_provenance
-from dalp_dr.recovery import kept_result
 from dalp_dr.results import Outcome, RunResult, Trigger
 from dalp_dr.schedule.jobs import DrillJob
 from dalp_dr.spec import Scenario, Topology, discover_drills, load_drill
@@ -225,7 +222,7 @@ class FireHandler:
                 record_final(store, result)
             elif stored is Outcome.RUNNING:
                 store.finish(result)
-            # else: already final (the takeover recorded the kept result.json first)
+            # else: already final (crash recovery recorded its kept result first)
             return True
 
         return self._retry(f"record {result.run_id}", write)
@@ -268,21 +265,3 @@ def _age(delta: timedelta) -> str:
     from dalp_dr.durations import format_duration
 
     return format_duration(delta.total_seconds())
-
-
-def record_kept_results(store: HistoryStore) -> list[str]:
-    """Runs the store shows as running whose evidence holds a final result (the store was
-    unreachable when they ended; ``recovery.kept_result``): record them now. Returns their
-    run ids."""
-    done: list[str] = []
-    for row in store.list_runs(outcome=Outcome.RUNNING, limit=1000):
-        if not row.evidence_dir:
-            continue
-        evidence = evidence_location(row.evidence_dir, store.results_dir) or \
-            Path(row.evidence_dir)
-        result = kept_result(evidence, row.run_id, read_journal(evidence))
-        if result is None:
-            continue
-        store.finish(result)
-        done.append(result.run_id)
-    return done

@@ -43,7 +43,7 @@ from dalp_dr.history import HistoryStore, open_store
 from dalp_dr.history.base import SealObserver
 from dalp_dr.locks import RunningRun
 from dalp_dr.schedule import jobs
-from dalp_dr.schedule.runner import FireHandler, record_kept_results
+from dalp_dr.schedule.runner import FireHandler
 from dalp_dr.schedule.watch import InterruptWatch
 
 log = logging.getLogger("dalp_dr.scheduler")
@@ -211,12 +211,6 @@ class SchedulerService:
     def _take_over(self, store: HistoryStore, previous: str | None) -> None:
         log.info("ACTIVE: this scheduler holds the leader lease%s",
                  f" (took over from {previous})" if previous else "")
-        try:
-            for run_id in record_kept_results(store):
-                log.info("recorded run %s (its result was kept on disk while the store was "
-                         "unreachable)", run_id)
-        except StoreError as exc:
-            log.error("cannot record kept results yet: %s", exc)
         self._sync(force=True)
         self.watch.reset()
         self.watch_interrupted(store)

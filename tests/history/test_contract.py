@@ -298,6 +298,12 @@ class RecordingObserver:
         self.events.append(f"sealed #{entry.seq}")
         self.entries.append(entry)
 
+    def vouch(self, data: bytes) -> bytes | None:
+        return None  # no key: nothing signed
+
+    def vouches(self, data: bytes, signature: bytes | None) -> bool:
+        return True
+
 
 @pytest.fixture
 def evidenced(place: Place) -> tuple[RunResult, Path]:

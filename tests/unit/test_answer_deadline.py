@@ -36,7 +36,10 @@ def _serve_silently(conn: socket.socket, stop: threading.Event) -> None:
                      + _message(b"K", struct.pack("!II", 1, 2))
                      + _message(b"Z", b"I"))
         conn.settimeout(0.1)
-        while not stop.is_set():  # read whatever comes; answer nothing, close nothing
+        # read whatever comes; answer nothing, close nothing (for 10 s: a deadline that does
+        # not work fails the test then, with a closed connection, instead of hanging it)
+        until = time.monotonic() + 10
+        while not stop.is_set() and time.monotonic() < until:
             try:
                 if not conn.recv(65536):
                     return

@@ -155,7 +155,7 @@ def test_the_scheduler_notices_a_run_as_its_lock_expires_and_recovers_it(
         service.stopping.wait(0.01)
     noticed = utcnow()
     assert [f.run.run_id for f in found] == [run]
-    assert lease.expires_at <= noticed < lease.expires_at + timedelta(seconds=1)
+    assert lease.expires_at <= noticed < lease.expires_at + timedelta(seconds=2)  # (+CI)
     [message] = said(caplog, run)
     assert "drill lock expired at" in message and message.endswith("crash recovery starts")
     while service.recovery_running():

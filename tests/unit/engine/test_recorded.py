@@ -3,14 +3,17 @@ a guardrail refuses is recorded (``refused``) before anything runs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
 import pytest
 
+from dalp_dr.checkpoints import Checkpointer
 from dalp_dr.errors import ResultNotRecorded
-from dalp_dr.history import HistoryStore
+from dalp_dr.export import keys
+from dalp_dr.history import HistoryStore, open_store
 from dalp_dr.recovery import recover
 from dalp_dr.results import Outcome, Trigger
 from dalp_dr.spec import PhaseName
@@ -104,3 +107,54 @@ def test_a_kept_result_the_journal_contradicts_is_not_recorded(
 
     stored = harness.store.get(ended.run_id)
     assert stored.outcome is Outcome.ABORTED  # by the journal alone, as after a crash
+
+
+@pytest.fixture
+def keyed(harness: EngineHarness, tmp_path: Path) -> Iterator[HistoryStore]:
+    """The harness's history with a signing key: every seal signed, kept results vouched."""
+    keys.init(tmp_path / "keys")
+    store = open_store(f"sqlite:///{harness.root / 'history.sqlite'}",
+                       results_dir=harness.results,
+                       observer=Checkpointer(harness.results, tmp_path / "keys"))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def test_a_kept_result_signed_by_the_history_key_is_recorded_as_it_ended(
+        harness: EngineHarness, keyed: HistoryStore) -> None:
+    with pytest.raises(ResultNotRecorded) as raised:
+        harness.run(failover(harness.endpoint),
+                    store=cast(HistoryStore, StoreThatCannotFinish(keyed)))
+    ended = raised.value.result
+    assert (Path(ended.evidence_dir) / "result.json.sig").is_file()
+
+    recover(keyed, ended.run_id, FakePlaybookRunner(), progress=lambda _m: None)
+
+    assert keyed.get(ended.run_id).outcome is Outcome.PASSED
+
+
+def test_a_kept_result_rewritten_without_the_key_is_set_aside(
+        harness: EngineHarness, keyed: HistoryStore) -> None:
+    # what someone with write access to the results directory, not the key, would do:
+    # turn a failed run's kept result (and its journal's last record) into a pass
+    with pytest.raises(ResultNotRecorded) as raised:
+        harness.run({**failover(harness.endpoint),
+                     PhaseName.VERIFY: Play(status=RunnerStatus.FAILED)},
+                    store=cast(HistoryStore, StoreThatCannotFinish(keyed)))
+    ended = raised.value.result
+    assert ended.outcome is Outcome.FAILED
+    evidence = Path(ended.evidence_dir)
+    forged = ended.model_copy(update={"outcome": Outcome.PASSED, "message": None})
+    (evidence / "result.json").write_text(forged.model_dump_json(indent=2))
+    [finished] = (evidence / "journal").glob("*-run.finished.json")
+    record = json.loads(finished.read_text())
+    finished.write_text(json.dumps({**record, "outcome": "passed"}))
+
+    said: list[str] = []
+    recover(keyed, ended.run_id, FakePlaybookRunner(), progress=said.append)
+
+    assert keyed.get(ended.run_id).outcome is Outcome.ABORTED  # by its journal alone
+    assert any("its kept result is set aside (the signature of its result.json does not "
+               "hold)" in s for s in said), said

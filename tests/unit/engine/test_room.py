@@ -31,9 +31,10 @@ def disks_for(case: str, root: Path) -> FakeDisks:
 def message_for(case: str, root: Path) -> str:
     if case == FULL_RESULTS:
         return (f"no fault injected: not enough free space for this run in {root / 'results'}"
-                ": 3.0 MiB free, 3.0 MiB needed (no past hot-warm run: default floor 2.0 MiB "
-                "+ the SQLite history store: 1.0 MiB per run); free space on that "
-                "filesystem, or point DALP_DR_RESULTS or DALP_DR_STORE at one with more room")
+                ": 3,145,727 bytes free, 3,145,728 bytes needed (no past hot-warm run: "
+                "default floor 2.0 MiB + the SQLite history store: 1.0 MiB per run); free "
+                "space on that filesystem, or point DALP_DR_RESULTS or DALP_DR_STORE at one "
+                "with more room")
     return (f"no fault injected: not enough free space for this run in {root}: "
             "100 KiB free, 1.0 MiB needed (the SQLite history store: 1.0 MiB per run); free "
             "space on that filesystem, or point DALP_DR_STORE at one with more room")
