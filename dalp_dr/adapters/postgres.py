@@ -243,6 +243,11 @@ class PostgresEndpoint:
             conn = psycopg.connect(self._dsn, **options)
         except (psycopg.Error, OSError) as exc:
             text = " ".join(str(exc).split()) or type(exc).__name__
+            # a timed-out attempt's socket stays open as long as its frames live (psycopg
+            # #565: the connection is finalized, not closed): let them go now, not at the
+            # next garbage collection (a heartbeat retries every tick)
+            exc.__traceback__ = None
+            del exc
             if read_only and "unsupported startup parameter" in text:
                 return self.connect(timeout=timeout)
             raise EndpointError(self._redactor.text(text)) from None

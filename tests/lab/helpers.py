@@ -22,6 +22,8 @@ LAB_ROOT = LABS / "hot-warm"
 DRILL = ROOT / "drills" / "hot-warm-failover.yaml"
 DATA_LOSS_DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-data-loss.yaml"
 LAB_PASSWORD = "lab-only-4f1c9e2b7a"  # inventories/lab/hot-warm.yml: must never be written
+SITE_PORTS = {"site-a": 55432, "site-b": 55433}  # inventories/lab/hot-warm.yml
+ROUTE_PORT = 56432
 
 
 def dalp(*args: str, results: Path | None = None, timeout: float = 600
@@ -72,15 +74,30 @@ def assert_no_secret(results: Path, *secrets: str) -> None:
                 assert secret.encode() not in data, path
 
 
+def _superuser_row(port: int, sql: str) -> list[str]:
+    """One row of ``sql`` on the lab server at ``port``, as postgres over its socket."""
+    done = subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "psql"), "-h",
+                           str(LAB_ROOT / "run"), "-p", str(port), "-d", "postgres", "-AtX",
+                           "-c", sql], capture_output=True, text=True, check=False)
+    return done.stdout.strip().split("|") if done.returncode == 0 else [done.stderr.strip()]
+
+
 def assert_steady_state() -> None:
-    """Site A writable primary, site B streaming from A, the route reaching A."""
-    status = lab_status()
-    a, b = status["sites"]["site-a"], status["sites"]["site-b"]
-    assert a["accepting"] and a["detail"]["in_recovery"] is False, a
-    assert b["accepting"] and b["detail"]["in_recovery"] is True, b
-    assert b["detail"]["upstream_port"] == a["port"], b
-    assert [r["state"] for r in a["detail"]["replicas"]] == ["streaming"], a
-    assert status["route"]["backend_port"] == a["port"], status["route"]
+    """Site A writable primary, site B streaming from A, the route reaching A: read from
+    the servers themselves (not through dalp-dr's `lab status`)."""
+    import psycopg
+
+    a = _superuser_row(SITE_PORTS["site-a"], "select pg_is_in_recovery(), (select string_agg("
+                       "state, ',') from pg_stat_replication)")
+    b = _superuser_row(SITE_PORTS["site-b"], "select pg_is_in_recovery(), (select sender_port"
+                       " || ' ' || status from pg_stat_wal_receiver)")
+    assert a == ["f", "streaming"], f"site A: in recovery, replicas: {a}"
+    assert b == ["t", f"{SITE_PORTS['site-a']} streaming"], \
+        f"site B: in recovery, upstream port and state: {b}"
+    with psycopg.connect(host="127.0.0.1", port=ROUTE_PORT, dbname="dalp", user="dalp_app",
+                         password=LAB_PASSWORD, connect_timeout=5) as conn:
+        row = conn.execute("select inet_server_port()").fetchone()
+    assert row is not None and row[0] == SITE_PORTS["site-a"], f"the route reaches {row}"
 
 
 def postmaster_pid(site: str) -> int:
@@ -234,9 +251,12 @@ def assert_read_only_under_check(drill: Path, playbook: str, workdir: Path) -> N
     assert checked.artifact_data.keys() == real.artifact_data.keys() != set()
 
 
-def drill_leftovers() -> list[str]:
-    """Processes a drill may start that outlive it if it is careless: dalp-dr itself,
-    ansible-playbook and its workers, anything running from ansible-runner's private dir."""
+def drill_leftovers(results: Path) -> list[str]:
+    """Processes a drill run with ``DALP_DR_RESULTS=results`` started that outlive it if it
+    is careless: dalp-dr itself, ansible-playbook and its workers, anything running from
+    ansible-runner's private dir. (They inherit that variable: labs run side by side, and
+    the other lab's drills are not ours.)"""
+    marker = f"DALP_DR_RESULTS={results}".encode()
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
@@ -244,9 +264,10 @@ def drill_leftovers() -> list[str]:
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             stat = (proc / "stat").read_text()
+            environ = (proc / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if stat.split(") ", 1)[-1].startswith("Z"):
+        if stat.split(") ", 1)[-1].startswith("Z") or marker not in environ:
             continue
         if any(mark in cmdline for mark in ("ansible-playbook", "dalp-dr-runner-",
                                             "-m dalp_dr drill")):

@@ -83,7 +83,7 @@ def test_the_results_disk_full_from_a_phase_on(small_results: Path, phase: str) 
     else:
         assert "phase inject" not in run.stderr and "steady state: not needed" in run.said
     assert "NOT RECORDED in the history" in run.stderr
-    assert drill_leftovers() == []
+    assert drill_leftovers(small_results) == []
     # space again: the run the store could not take is recorded (its lease is not waited
     # for: the operator knows the run ended); its result.json could not be written, so it
     # is recorded by its journal, as after a crash

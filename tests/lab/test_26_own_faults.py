@@ -87,7 +87,7 @@ def test_the_history_store_down_from_inject_on(history_server: str, tmp_path: Pa
     renewals = [line for line in first.stderr.splitlines() if "cannot renew lease" in line]
     assert len(renewals) == 1, renewals  # said once, not every second
     assert_steady_state()
-    assert drill_leftovers() == []
+    assert drill_leftovers(tmp_path) == []
 
     # the store is back: the run is recorded as it ended (the next `drill run` and the
     # scheduler do the same first: recovery.recover_all)
@@ -156,7 +156,7 @@ def test_the_recover_playbook_killed(tmp_path: Path) -> None:
     assert "ansible-playbook ended without an exit status: killed by a signal" in run.stderr
     assert "outcome: FAILED" in run.said and "steady state: restored" in run.said
     assert_steady_state()
-    assert drill_leftovers() == []
+    assert drill_leftovers(tmp_path) == []
     listed = dalp("history", "show", run.run_id, "--json", results=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert '"outcome": "failed"' in listed.stdout
@@ -183,7 +183,7 @@ def test_the_clients_connection_hanging(tmp_path: Path) -> None:
     took = datetime.fromisoformat(hung["ended_at"]) - datetime.fromisoformat(hung["sent_at"])
     assert timedelta(seconds=2) <= took < timedelta(seconds=2.5)
     assert_steady_state()
-    assert drill_leftovers() == []
+    assert drill_leftovers(tmp_path) == []
 
 
 WITNESS = "s3://dr-witness/dalp/history"
@@ -225,7 +225,7 @@ def test_the_checkpoint_witness_down(
         in first.stderr
     assert "Traceback" not in first.stderr + first.stdout
     assert witnessed(client) == []
-    assert drill_leftovers() == []
+    assert drill_leftovers(Path(env["DALP_DR_RESULTS"])) == []
 
     proxy.up()  # back: the next run's seal publishes the checkpoint it missed, and its own
     second = dalp_in(env, "drill", "run", str(DRILL), timeout=300)

@@ -97,3 +97,17 @@ def test_a_verify_query_gets_its_own_timeout_on_top(silent_server: int) -> None:
     with pytest.raises(EndpointError, match="no answer within"):
         session.query_value("select 1", timeout=0.5)
     assert 0.95 < time.monotonic() - started < 3
+
+
+def test_a_connect_that_times_out_leaves_no_socket_open() -> None:
+    # a peer that takes the connection and never answers the startup message
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        endpoint = PostgresEndpoint(f"host=127.0.0.1 port={listener.getsockname()[1]} "
+                                    "dbname=x user=x sslmode=disable", Redactor())
+        with pytest.raises(EndpointError, match="timeout"):
+            endpoint.connect(timeout=2)  # (libpq's least connect timeout)
+        accepted, _ = listener.accept()
+        with accepted:
+            accepted.settimeout(0.5)
+            while accepted.recv(65536):  # the startup message, then the end: closed
+                pass
