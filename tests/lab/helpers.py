@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dalp_dr.adapters.base import PlaybookResult
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,30 +76,93 @@ def assert_no_secret(results: Path, *secrets: str) -> None:
                 assert secret.encode() not in data, path
 
 
-def _superuser_row(port: int, sql: str) -> list[str]:
+@dataclass(frozen=True)
+class HotWarmLab:
+    """Where a hot-warm lab lives: its root, its sites' ports and its route's."""
+
+    root: Path
+    site_a: int
+    site_b: int
+    route: int
+
+
+MAIN_LAB = HotWarmLab(LAB_ROOT, SITE_PORTS["site-a"], SITE_PORTS["site-b"], ROUTE_PORT)
+
+
+def _superuser_row(lab: HotWarmLab, port: int, sql: str) -> list[str]:
     """One row of ``sql`` on the lab server at ``port``, as postgres over its socket."""
     done = subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "psql"), "-h",
-                           str(LAB_ROOT / "run"), "-p", str(port), "-d", "postgres", "-AtX",
+                           str(lab.root / "run"), "-p", str(port), "-d", "postgres", "-AtX",
                            "-c", sql], capture_output=True, text=True, check=False)
     return done.stdout.strip().split("|") if done.returncode == 0 else [done.stderr.strip()]
 
 
-def assert_steady_state() -> None:
+def assert_steady_state(lab: HotWarmLab = MAIN_LAB) -> None:
     """Site A writable primary, site B streaming from A, the route reaching A: read from
     the servers themselves (not through dalp-dr's `lab status`)."""
     import psycopg
 
-    a = _superuser_row(SITE_PORTS["site-a"], "select pg_is_in_recovery(), (select string_agg("
+    a = _superuser_row(lab, lab.site_a, "select pg_is_in_recovery(), (select string_agg("
                        "state, ',') from pg_stat_replication)")
-    b = _superuser_row(SITE_PORTS["site-b"], "select pg_is_in_recovery(), (select sender_port"
+    b = _superuser_row(lab, lab.site_b, "select pg_is_in_recovery(), (select sender_port"
                        " || ' ' || status from pg_stat_wal_receiver)")
     assert a == ["f", "streaming"], f"site A: in recovery, replicas: {a}"
-    assert b == ["t", f"{SITE_PORTS['site-a']} streaming"], \
+    assert b == ["t", f"{lab.site_a} streaming"], \
         f"site B: in recovery, upstream port and state: {b}"
-    with psycopg.connect(host="127.0.0.1", port=ROUTE_PORT, dbname="dalp", user="dalp_app",
+    with psycopg.connect(host="127.0.0.1", port=lab.route, dbname="dalp", user="dalp_app",
                          password=LAB_PASSWORD, connect_timeout=5) as conn:
         row = conn.execute("select inet_server_port()").fetchone()
-    assert row is not None and row[0] == SITE_PORTS["site-a"], f"the route reaches {row}"
+    assert row is not None and row[0] == lab.site_a, f"the route reaches {row}"
+
+
+@dataclass(frozen=True)
+class SpareLab:
+    """A second hot-warm lab (its own root and ports, beside the normal one): tests that
+    drill dalp-dr's own faults run on it in their own xdist group, side by side with the
+    normal lab's tests. ``drill(path)`` is a copy of a hot-warm drill aimed at it."""
+
+    lab: HotWarmLab
+    project: Path
+    env: dict[str, str]
+    """DALP_DR_PROJECT: the project whose inventories/lab/hot-warm.yml is this lab's"""
+
+    def drill(self, path: Path) -> Path:
+        drill = yaml.safe_load(path.read_text())
+        drill["inventory"] = "hot-warm.yml"
+        for phase in drill["phases"].values():
+            phase["playbook"] = str((path.parent / phase["playbook"]).resolve())
+        target = self.project / "inventories" / "lab" / path.name
+        target.write_text(yaml.safe_dump(drill, sort_keys=False))
+        return target
+
+
+SPARE_LAB = HotWarmLab(LABS / "hot-warm-spare", 55532, 55533, 56532)
+
+
+@contextmanager
+def spare_hot_warm_lab(project: Path) -> Iterator[SpareLab]:
+    """`lab up hot-warm` from a project whose inventory puts the lab at SPARE_LAB; taken
+    down after."""
+    inventories = project / "inventories" / "lab"
+    inventories.mkdir(parents=True)
+    (project / "playbooks").symlink_to(ROOT / "playbooks")
+    inventory = yaml.safe_load((ROOT / "inventories/lab/hot-warm.yml").read_text())
+    variables = inventory["all"]["vars"]
+    variables["dalp_lab_root"] = str(SPARE_LAB.root)
+    variables["dalp_route_port"] = SPARE_LAB.route
+    ports = {"site-a": SPARE_LAB.site_a, "site-b": SPARE_LAB.site_b}
+    for group in ("primary", "standby"):
+        for name, host in inventory["all"]["children"][group]["hosts"].items():
+            host["dalp_pg_port"] = ports[name]
+    (inventories / "hot-warm.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+    env = dict(os.environ, DALP_DR_PROJECT=str(project))
+    up = dalp_in(env, "lab", "up", "hot-warm", timeout=600)
+    assert up.returncode == 0, up.stderr
+    try:
+        yield SpareLab(SPARE_LAB, project, env)
+    finally:
+        down = dalp_in(env, "lab", "down", "hot-warm", timeout=600)
+        assert down.returncode == 0, down.stderr
 
 
 def postmaster_pid(site: str) -> int:

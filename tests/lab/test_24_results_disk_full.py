@@ -19,20 +19,14 @@ import pytest
 
 from tests.lab.helpers import (
     DRILL,
+    SpareLab,
     assert_steady_state,
-    dalp,
     dalp_in,
     drill_leftovers,
     run_and_act,
 )
 
-pytestmark = pytest.mark.xdist_group("hot-warm")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def lab_up() -> None:
-    proc = dalp("lab", "up", "hot-warm")
-    assert proc.returncode == 0, proc.stderr
+pytestmark = pytest.mark.xdist_group("hot-warm-spare")  # (tests/lab/conftest.py spare_lab)
 
 
 @pytest.fixture
@@ -66,16 +60,27 @@ FULL_AT = {
 }
 
 
+def probes(evidence: Path) -> str:
+    """What the preflight's state probes printed (a preflight that failed where it should
+    not: the lab's state at the time, for whoever reads the failure)."""
+    lines = [line for path in sorted((evidence / "ansible").rglob("*"))
+             if path.is_file() for line in path.read_text(errors="replace").splitlines()
+             if "DALP_PG_STATE" in line or "rc=" in line]
+    return "\n" + "\n".join(lines[-20:])
+
+
 @pytest.mark.parametrize("phase", FULL_AT)
-def test_the_results_disk_full_from_a_phase_on(small_results: Path, phase: str) -> None:
+def test_the_results_disk_full_from_a_phase_on(small_results: Path, phase: str,
+                                                 spare_lab: SpareLab) -> None:
     # (the history store is on the full filesystem too: the run's lease cannot be released
     # or renewed, and expires after its time to live)
     said_outcome, injected = FULL_AT[phase]
     env = dict(os.environ, DALP_DR_RESULTS=str(small_results), DALP_DR_LOCK_TTL="3s")
-    run = run_and_act(env, DRILL, f"phase {phase} ...", lambda _p: fill(small_results))
+    run = run_and_act(env, spare_lab.drill(DRILL), f"phase {phase} ...",
+                      lambda _p: fill(small_results))
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr + run.stdout
-    assert said_outcome in run.said, run.said
+    assert said_outcome in run.said, run.said + probes(small_results / run.run_id)
     assert "No space left on device" in run.said
     if injected:
         assert " lost (" in run.said or " held (" in run.said, run.said
@@ -93,4 +98,4 @@ def test_the_results_disk_full_from_a_phase_on(small_results: Path, phase: str) 
     listed = dalp_in(env, "history", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert [r["outcome"] for r in json.loads(listed.stdout)] == ["aborted"]
-    assert_steady_state()
+    assert_steady_state(spare_lab.lab)

@@ -27,6 +27,8 @@ from tests.lab.helpers import (
     LABS,
     PG_BIN,
     ROOT,
+    SPARE_LAB,
+    SpareLab,
     as_pg,
     assert_steady_state,
     dalp,
@@ -39,19 +41,18 @@ from tests.lab.helpers import (
 )
 from tests.lab.tcp_proxy import HangingProxy, hanging_proxy
 
-pytestmark = pytest.mark.xdist_group("hot-warm")
+pytestmark = pytest.mark.xdist_group("hot-warm-spare")  # (tests/lab/conftest.py spare_lab)
 
 STORE_ROOT = LABS / "history-down"
 STORE_PORT = 55497
 PROXY_DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-via-proxy.yaml"
 PROXY_PORT = 56439  # (in PROXY_DRILL's DSN)
-ROUTE = ("127.0.0.1", 56432)  # inventories/lab/hot-warm.yml: dalp_route_port
+ROUTE = ("127.0.0.1", SPARE_LAB.route)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def lab_up() -> None:
-    proc = dalp("lab", "up", "hot-warm")
-    assert proc.returncode == 0, proc.stderr
+@pytest.fixture
+def lab(spare_lab: SpareLab) -> SpareLab:
+    return spare_lab
 
 
 def settings(results: Path, **more: str) -> dict[str, str]:
@@ -64,7 +65,8 @@ def history_server() -> Iterator[str]:
         yield f"{url}/dalp_history?connect_timeout=2"
 
 
-def test_the_history_store_down_from_inject_on(history_server: str, tmp_path: Path) -> None:
+def test_the_history_store_down_from_inject_on(history_server: str, tmp_path: Path,
+                                                lab: SpareLab) -> None:
     env = settings(tmp_path, DALP_DR_STORE=history_server)
 
     stopped: list[bool] = []
@@ -75,7 +77,7 @@ def test_the_history_store_down_from_inject_on(history_server: str, tmp_path: Pa
         stopped.append(True)
 
     try:
-        first = run_and_act(env, DRILL, "phase inject ...", stop_store)
+        first = run_and_act(env, lab.drill(DRILL), "phase inject ...", stop_store)
     finally:
         if stopped:
             pg_start(STORE_ROOT, STORE_PORT)  # the store is back (after the run)
@@ -86,7 +88,7 @@ def test_the_history_store_down_from_inject_on(history_server: str, tmp_path: Pa
     assert f"'dalp-dr drill recover {first.run_id}'" in first.stderr
     renewals = [line for line in first.stderr.splitlines() if "cannot renew lease" in line]
     assert len(renewals) == 1, renewals  # said once, not every second
-    assert_steady_state()
+    assert_steady_state(lab.lab)
     assert drill_leftovers(tmp_path) == []
 
     # the store is back: the run is recorded as it ended (the next `drill run` and the
@@ -130,7 +132,7 @@ def _playbook_process(parent: int, playbook: str) -> int | None:
     return tops[0] if tops else None
 
 
-def test_the_recover_playbook_killed(tmp_path: Path) -> None:
+def test_the_recover_playbook_killed(tmp_path: Path, lab: SpareLab) -> None:
     killed: list[int] = []
 
     def kill_playbook(proc: subprocess.Popen[str]) -> None:
@@ -148,21 +150,22 @@ def test_the_recover_playbook_killed(tmp_path: Path) -> None:
         finally:
             timer.cancel()
 
-    run = run_and_act(settings(tmp_path), DRILL, "phase recover ...", kill_playbook)
+    run = run_and_act(settings(tmp_path), lab.drill(DRILL), "phase recover ...",
+                      kill_playbook)
     assert killed, "the recover playbook was never seen running:\n" + run.stderr
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr + run.stdout
     assert "recover-promote-switch.yml failed" in run.stderr
     assert "ansible-playbook ended without an exit status: killed by a signal" in run.stderr
     assert "outcome: FAILED" in run.said and "steady state: restored" in run.said
-    assert_steady_state()
+    assert_steady_state(lab.lab)
     assert drill_leftovers(tmp_path) == []
     listed = dalp("history", "show", run.run_id, "--json", results=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert '"outcome": "failed"' in listed.stdout
 
 
-def test_the_clients_connection_hanging(tmp_path: Path) -> None:
+def test_the_clients_connection_hanging(tmp_path: Path, lab: SpareLab) -> None:
     still_open: list[int] = []
     with hanging_proxy(ROUTE, PROXY_PORT) as proxy:
         def freeze(_proc: subprocess.Popen[str]) -> None:
@@ -172,7 +175,7 @@ def test_the_clients_connection_hanging(tmp_path: Path) -> None:
             # at its 2 s deadline, the connect held after it at its 2 s connect timeout)
             threading.Timer(5.5, lambda: still_open.append(proxy.held_still_open())).start()
 
-        run = run_and_act(settings(tmp_path, PGPASSWORD=LAB_PASSWORD), PROXY_DRILL,
+        run = run_and_act(settings(tmp_path, PGPASSWORD=LAB_PASSWORD), lab.drill(PROXY_DRILL),
                           "phase inject ...", freeze)
     assert run.returncode == 0, run.stderr
     assert still_open == [0]
@@ -182,7 +185,7 @@ def test_the_clients_connection_hanging(tmp_path: Path) -> None:
     [hung] = [b for b in beats if "no answer within 2s: connection severed" in (b["error"] or "")]
     took = datetime.fromisoformat(hung["ended_at"]) - datetime.fromisoformat(hung["sent_at"])
     assert timedelta(seconds=2) <= took < timedelta(seconds=2.5)
-    assert_steady_state()
+    assert_steady_state(lab.lab)
     assert drill_leftovers(tmp_path) == []
 
 
@@ -215,9 +218,10 @@ def witness(tmp_path: Path) -> Iterator[tuple[dict[str, str], HangingProxy, Any]
 
 
 def test_the_checkpoint_witness_down(
-        witness: tuple[dict[str, str], HangingProxy, Any]) -> None:
+        witness: tuple[dict[str, str], HangingProxy, Any], lab: SpareLab) -> None:
     env, proxy, client = witness
-    first = run_and_act(env, DRILL, "phase verify ...", lambda _p: proxy.down())
+    drill = lab.drill(DRILL)
+    first = run_and_act(env, drill, "phase verify ...", lambda _p: proxy.down())
     # recorded and sealed, signed into the local checkpoint log; the witness is told later
     assert first.returncode == 0, first.stderr
     assert "outcome: PASSED" in first.said and "steady state: restored" in first.said
@@ -228,10 +232,10 @@ def test_the_checkpoint_witness_down(
     assert drill_leftovers(Path(env["DALP_DR_RESULTS"])) == []
 
     proxy.up()  # back: the next run's seal publishes the checkpoint it missed, and its own
-    second = dalp_in(env, "drill", "run", str(DRILL), timeout=300)
+    second = dalp_in(env, "drill", "run", str(drill), timeout=300)
     assert second.returncode == 0, second.stderr
     assert "not witnessed" not in second.stderr
     assert witnessed(client) == [1, 2]
     verified = dalp_in(env, "history", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert_steady_state()
+    assert_steady_state(lab.lab)
