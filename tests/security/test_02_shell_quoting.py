@@ -10,7 +10,7 @@ and neither file exists. (The files are absolute: playbook shells run in ansible
 private directory, which is removed after every playbook, so a file an injection left there
 would be gone before anyone looked.)
 
-Ports of its own (PORTS, beside the normal hot-warm lab's), so it runs side by side with it.
+Same ports as the normal hot-warm lab, so the same xdist group: never side by side with it.
 Every playbook of every topology is also read (no lab needed): each templated value in a shell
 or raw script is shell-quoted, no command is a string with a templated value (it would be
 split on its spaces), and no SQL fed to psql has a value spliced in.
@@ -36,7 +36,7 @@ import yaml
 
 from tests.lab.helpers import LABS, ROOT, alive, lab_pids, lab_processes
 
-pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("hot-warm-hostile")]
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("hot-warm")]
 
 # Two single quotes, so a path spliced between single quotes closes the quote, runs its
 # middle as commands and reopens it (the issue's `/x'; touch owned; echo '`); $(...) for
@@ -45,7 +45,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("hot-warm-hostile")]
 HOSTILE_NAME = "it's $(touch /tmp/sec02-pwned); touch /tmp/sec02-owned; echo 'lab"
 HOSTILE_ROOT = LABS / HOSTILE_NAME
 HOSTILE_TOP = LABS / HOSTILE_NAME.split("/")[0]  # "it's $(touch ": what lab down leaves
-PORTS = {"site-a": 55632, "site-b": 55633, "route": 56632}
 STRAY = (Path("/tmp/sec02-pwned"), Path("/tmp/sec02-owned"))
 
 # The site's own commands (how it loses a node, reroutes its clients, ...): shell by design.
@@ -135,7 +134,7 @@ def _remove_by_force(root: Path) -> None:
 
 def test_hostile_lab_root_is_only_a_path(tmp_path: Path) -> None:
     assert _stray_files() == [], "left by an earlier run: remove them first"
-    assert len(str(HOSTILE_ROOT / "run" / f".s.PGSQL.{PORTS['route']}")) < 108  # sun_path
+    assert len(str(HOSTILE_ROOT / "run" / ".s.PGSQL.56432")) < 108  # sun_path
 
     # A project of its own for `lab up/down hot-warm` (they read
     # inventories/lab/<topology>.yml): the real playbooks, the hostile inventory.
@@ -145,10 +144,6 @@ def test_hostile_lab_root_is_only_a_path(tmp_path: Path) -> None:
     (project / "playbooks").symlink_to(ROOT / "playbooks")
     inventory = yaml.safe_load((ROOT / "inventories/lab/hot-warm.yml").read_text())
     inventory["all"]["vars"]["dalp_lab_root"] = str(HOSTILE_ROOT)
-    inventory["all"]["vars"]["dalp_route_port"] = PORTS["route"]
-    for group in ("primary", "standby"):
-        for name, host in inventory["all"]["children"][group]["hosts"].items():
-            host["dalp_pg_port"] = PORTS[name]
     (inventories / "hot-warm.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
 
     # The hot-warm drill, its inventory pointing at the copy, its playbooks the project's.
@@ -163,6 +158,9 @@ def test_hostile_lab_root_is_only_a_path(tmp_path: Path) -> None:
     lab_env = {**env, "DALP_DR_PROJECT": str(project)}
     drill_env = {**env, "DALP_DR_PROJECT": str(ROOT)}
 
+    # the normal hot-warm lab holds the same ports
+    down = _run(["lab", "down", "hot-warm"], env=drill_env, timeout=300)
+    assert down.returncode == 0, down.stderr
     try:
         up = _run(["lab", "up", "hot-warm"], env=lab_env, timeout=600)
         assert up.returncode == 0, up.stderr
