@@ -1,7 +1,9 @@
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dalp_dr.history import HistoryStore, open_store
 from tests.factories import fill_history
 
 LAB_DIR = Path(__file__).parent / "lab"
@@ -43,3 +45,13 @@ def history(tmp_path: Path) -> str:
     """A SQLite history of four sealed 2026 runs with evidence under tmp_path/results; its
     URL (tests/factories.py)."""
     return fill_history(tmp_path)
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[HistoryStore]:
+    """An empty SQLite history in the results directory tmp_path/results (the default
+    layout), closed after."""
+    opened = open_store(f"sqlite:///{tmp_path / 'results' / 'history.sqlite'}",
+                        results_dir=tmp_path / "results")
+    yield opened
+    opened.close()

@@ -175,23 +175,51 @@ def pg_ctl(site: str, action: str) -> None:
                    check=True, capture_output=True)
 
 
+@dataclass(frozen=True)
+class Proc:
+    """A live process as /proc shows it (zombies are left out: already dead)."""
+
+    pid: int
+    ppid: int
+    cmdline: str
+    path: Path
+
+    def cwd(self) -> str:
+        try:
+            return os.readlink(self.path / "cwd")
+        except OSError:
+            return ""
+
+    def environ(self) -> list[bytes]:
+        try:
+            return (self.path / "environ").read_bytes().split(b"\0")
+        except OSError:
+            return []
+
+
+def processes() -> Iterator[Proc]:
+    """Every live process but this one."""
+    for path in Path("/proc").iterdir():
+        if not path.name.isdigit() or int(path.name) == os.getpid():
+            continue
+        try:
+            cmdline = (path / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace").strip()
+            state = (path / "stat").read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if state[0] != "Z":
+            yield Proc(int(path.name), int(state[1]), cmdline, path)
+
+
 def _lab_procs(root: Path) -> list[tuple[int, str]]:
     """Every process whose command line or working directory is inside a lab root
     (postgres backends run in their data directory, moto in its lab root)."""
     found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            cwd = os.readlink(proc / "cwd")
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        if stat.split(") ", 1)[-1].startswith("Z"):
-            continue  # already dead, waiting to be reaped
-        if str(root) in cmdline or cwd.startswith(str(root)):
-            found.append((int(proc.name), f"{proc.name}: {cmdline.strip()} (cwd {cwd})"))
+    for proc in processes():
+        cwd = proc.cwd()
+        if str(root) in proc.cmdline or cwd.startswith(str(root)):
+            found.append((proc.pid, f"{proc.pid}: {proc.cmdline} (cwd {cwd})"))
     return found
 
 
@@ -322,22 +350,10 @@ def drill_leftovers(results: Path) -> list[str]:
     ansible-runner's private dir. (They inherit that variable: labs run side by side, and
     the other lab's drills are not ours.)"""
     marker = f"DALP_DR_RESULTS={results}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            stat = (proc / "stat").read_text()
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if stat.split(") ", 1)[-1].startswith("Z") or marker not in environ:
-            continue
-        if any(mark in cmdline for mark in ("ansible-playbook", "dalp-dr-runner-",
-                                            "-m dalp_dr drill")):
-            found.append(f"{proc.name}: {cmdline.strip()}")
-    return found
+    return [f"{proc.pid}: {proc.cmdline}" for proc in processes()
+            if any(mark in proc.cmdline for mark in ("ansible-playbook", "dalp-dr-runner-",
+                                                     "-m dalp_dr drill"))
+            and marker in proc.environ()]
 
 
 @dataclass

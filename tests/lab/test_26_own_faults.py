@@ -37,6 +37,7 @@ from tests.lab.helpers import (
     moto_server,
     pg_start,
     postgres_server,
+    processes,
     run_and_act,
 )
 from tests.lab.tcp_proxy import HangingProxy, hanging_proxy
@@ -111,16 +112,9 @@ def _playbook_process(parent: int, playbook: str) -> int | None:
     ``parent``."""
     children: dict[int, list[int]] = {}
     commands: dict[int, str] = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-            commands[int(proc.name)] = (proc / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(") ", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(proc.name))
+    for proc in processes():
+        commands[proc.pid] = proc.cmdline
+        children.setdefault(proc.ppid, []).append(proc.pid)
     todo, playbooks = [parent], []
     while todo:
         for pid in children.get(todo.pop(), []):

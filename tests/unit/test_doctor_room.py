@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from dalp_dr.doctor import Health, diagnose, free_space, store_writes
-from dalp_dr.history import HistoryStore, open_store
+from dalp_dr.history import HistoryStore
 from dalp_dr.reserve import KiB, MiB
 from dalp_dr.results import Outcome
 from dalp_dr.spec import Topology
@@ -23,18 +22,16 @@ DRILLS = {"hot-cold": ["restore"], "hot-warm": ["failover", "switchover"]}
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[HistoryStore]:
+def store(tmp_path: Path, sqlite_store: HistoryStore) -> HistoryStore:
     """A SQLite history in tmp_path/results holding one passed hot-warm run whose evidence
     is 1 MiB and a little."""
-    opened = open_store(f"sqlite:///{tmp_path / 'results' / 'history.sqlite'}",
-                        results_dir=tmp_path / "results")
+    opened = sqlite_store
     run = make_run(tmp_path, "20260101T030000Z-aaaaaa", "failover", T0, Outcome.PASSED, 1.0,
                    Topology.HOT_WARM)
     (Path(run.evidence_dir) / "heartbeat.jsonl").write_bytes(b"x" * MiB)
     opened.begin(run.model_copy(update={"outcome": Outcome.RUNNING, "ended_at": None}), "{}")
     opened.finish(run.model_copy(update={"ended_at": T0 + timedelta(seconds=30)}))
-    yield opened
-    opened.close()
+    return opened
 
 
 def test_free_space_is_held_against_the_largest_need_of_the_drills(

@@ -9,7 +9,6 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from dalp_dr.adapters.ansible import AnsibleRunner
 from dalp_dr.clock import utcnow
 from dalp_dr.errors import InvalidInput
-from dalp_dr.history import HistoryStore, open_store
+from dalp_dr.history import HistoryStore
 from dalp_dr.history.base import Lease
 from dalp_dr.locks import RunState, environment_lock_name, recovery_holder, running_runs
 from dalp_dr.recovery import interrupted_runs, recover
@@ -41,11 +40,8 @@ class FakeClock:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[HistoryStore]:
-    opened = open_store(f"sqlite:///{tmp_path / 'results' / 'history.sqlite'}",
-                        results_dir=tmp_path / "results")
-    yield opened
-    opened.close()
+def store(sqlite_store: HistoryStore) -> HistoryStore:
+    return sqlite_store
 
 
 def begin(store: HistoryStore, tmp_path: Path, run_id: str, environment: str = ENV) -> str:

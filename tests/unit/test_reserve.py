@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,12 +37,8 @@ tmp_path is on)"""
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[HistoryStore]:
-    """An empty SQLite history in the results directory tmp_path/results (the default)."""
-    opened = open_store(f"sqlite:///{tmp_path / 'results' / 'history.sqlite'}",
-                        results_dir=tmp_path / "results")
-    yield opened
-    opened.close()
+def store(sqlite_store: HistoryStore) -> HistoryStore:
+    return sqlite_store
 
 
 def past(base: Path, store: HistoryStore, n: int, payload: int, *,

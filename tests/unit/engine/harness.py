@@ -15,18 +15,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from dalp_dr.adapters.base import PlaybookRunner, ServiceEndpoint
 from dalp_dr.cancel import CancelToken
-from dalp_dr.errors import GuardrailRefused
+from dalp_dr.errors import GuardrailRefused, ResultNotRecorded
 from dalp_dr.history import HistoryStore, open_store
 from dalp_dr.journal import Observer
 from dalp_dr.redact import Redactor
 from dalp_dr.reserve import LOCAL_DISKS, Disks
 from dalp_dr.results import ObjectiveVerdict, PhaseRecord, RunResult, Trigger
 from dalp_dr.spec import LoadedDrill, PhaseName, load_drill
-from tests.fakes import FakePlaybookRunner, InMemoryEndpoint, Play
+from tests.fakes import FakePlaybookRunner, InMemoryEndpoint, Play, StoreThatCannotFinish
 
 SECRET = "Sesame-7f3a9c-open"
 """the inventory's application password (a secret-named variable): redacted by value"""
@@ -221,6 +221,18 @@ class EngineHarness:
                             operator=OPERATOR, cancel=self.cancel)
         return Run(result=result, stored=self.store.get(result.run_id), runner=runner,
                    evidence=Path(result.evidence_dir))
+
+    def unrecorded(self, plays: Mapping[PhaseName, Play],
+                   store: HistoryStore | None = None) -> RunResult:
+        """Run ``plays`` recording in ``store`` (default the harness's) through a store that
+        does not take the result; the result the run kept (ResultNotRecorded)."""
+        try:
+            self.run(plays, store=cast(HistoryStore,
+                                       StoreThatCannotFinish(store or self.store)))
+        except ResultNotRecorded as exc:
+            kept: RunResult = exc.result
+            return kept
+        raise AssertionError("the store took the result")
 
     def refused(self, shape: DrillShape, trigger: Trigger) -> Refusal:
         """Run a drill a guardrail refuses; what it raised and what the store kept."""

@@ -6,18 +6,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import cast
 
 import pytest
 
 from dalp_dr.checkpoints import Checkpointer
-from dalp_dr.errors import ResultNotRecorded
 from dalp_dr.export import keys
 from dalp_dr.history import HistoryStore, open_store
 from dalp_dr.recovery import recover
 from dalp_dr.results import Outcome, Trigger
 from dalp_dr.spec import PhaseName
-from tests.fakes import FakePlaybookRunner, Play, RunnerStatus, StoreThatCannotFinish
+from tests.fakes import FakePlaybookRunner, Play, RunnerStatus
 from tests.unit.engine.harness import DrillShape, EngineHarness, Run, failover
 
 SCENARIOS: dict[str, tuple[Callable[[EngineHarness], Run], Outcome]] = {
@@ -77,10 +75,7 @@ def test_a_refused_run_is_recorded_and_nothing_runs(
 
 def test_a_result_the_store_did_not_take_is_recorded_later_as_the_run_ended(
         harness: EngineHarness) -> None:
-    with pytest.raises(ResultNotRecorded) as raised:
-        harness.run(failover(harness.endpoint),
-                    store=cast(HistoryStore, StoreThatCannotFinish(harness.store)))
-    ended = raised.value.result
+    ended = harness.unrecorded(failover(harness.endpoint))
     assert harness.store.get(ended.run_id).outcome is Outcome.RUNNING
 
     steady = FakePlaybookRunner()
@@ -95,10 +90,7 @@ def test_a_result_the_store_did_not_take_is_recorded_later_as_the_run_ended(
 
 def test_a_kept_result_the_journal_contradicts_is_not_recorded(
         harness: EngineHarness) -> None:
-    with pytest.raises(ResultNotRecorded) as raised:
-        harness.run(failover(harness.endpoint),
-                    store=cast(HistoryStore, StoreThatCannotFinish(harness.store)))
-    ended = raised.value.result
+    ended = harness.unrecorded(failover(harness.endpoint))
     kept = Path(ended.evidence_dir) / "result.json"
     kept.write_text(ended.model_copy(update={"steady_state_restored": False,
                                              "outcome": Outcome.PASSED}).model_dump_json())
@@ -124,10 +116,7 @@ def keyed(harness: EngineHarness, tmp_path: Path) -> Iterator[HistoryStore]:
 
 def test_a_kept_result_signed_by_the_history_key_is_recorded_as_it_ended(
         harness: EngineHarness, keyed: HistoryStore) -> None:
-    with pytest.raises(ResultNotRecorded) as raised:
-        harness.run(failover(harness.endpoint),
-                    store=cast(HistoryStore, StoreThatCannotFinish(keyed)))
-    ended = raised.value.result
+    ended = harness.unrecorded(failover(harness.endpoint), keyed)
     assert (Path(ended.evidence_dir) / "result.json.sig").is_file()
 
     recover(keyed, ended.run_id, FakePlaybookRunner(), progress=lambda _m: None)
@@ -139,11 +128,8 @@ def test_a_kept_result_rewritten_without_the_key_is_set_aside(
         harness: EngineHarness, keyed: HistoryStore) -> None:
     # what someone with write access to the results directory, not the key, would do:
     # turn a failed run's kept result (and its journal's last record) into a pass
-    with pytest.raises(ResultNotRecorded) as raised:
-        harness.run({**failover(harness.endpoint),
-                     PhaseName.VERIFY: Play(status=RunnerStatus.FAILED)},
-                    store=cast(HistoryStore, StoreThatCannotFinish(keyed)))
-    ended = raised.value.result
+    ended = harness.unrecorded({**failover(harness.endpoint),
+                                PhaseName.VERIFY: Play(status=RunnerStatus.FAILED)}, keyed)
     assert ended.outcome is Outcome.FAILED
     evidence = Path(ended.evidence_dir)
     forged = ended.model_copy(update={"outcome": Outcome.PASSED, "message": None})
