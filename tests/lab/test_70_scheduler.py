@@ -157,6 +157,19 @@ def sleep_until(moment: datetime) -> None:
     time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
 
 
+def synced_before_a_fire(env: Env, every: int) -> datetime:
+    """`schedule sync` at least 2 s before a fire time (a sync that straddles one plans
+    from the next); returns the first fire time after the sync."""
+    now = datetime.now(UTC)
+    fire = next_multiple(every, now)
+    if fire - now < timedelta(seconds=2):
+        sleep_until(fire + timedelta(milliseconds=50))
+        fire += timedelta(seconds=every)
+    assert env.cli("schedule", "sync", "--drills", str(env.drills)).returncode == 0
+    assert datetime.now(UTC) < fire, f"schedule sync ended after the fire time {fire}"
+    return fire
+
+
 def test_a_scheduled_run_is_recorded_with_trigger_schedule(server: str, tmp_path: Path) -> None:
     env = Env(tmp_path)
     probe(env.drills, "*/10 * * * * *")
@@ -187,9 +200,7 @@ def test_a_fire_missed_within_the_grace_period_runs_once_on_start(server: str,
                                                                  tmp_path: Path) -> None:
     env = Env(tmp_path)
     probe(env.drills, "*/10 * * * * *")
-    assert env.cli("schedule", "sync", "--drills", str(env.drills)).returncode == 0
-    synced = datetime.now(UTC)
-    missed = next_multiple(10, synced)
+    missed = synced_before_a_fire(env, 10)
     sleep_until(missed + timedelta(seconds=3))  # the service is down at the fire time
     scheduler = env.start("--grace", "5m")
     try:
@@ -208,8 +219,7 @@ def test_fires_missed_beyond_the_grace_period_are_recorded_missed(server: str,
                                                                  tmp_path: Path) -> None:
     env = Env(tmp_path)
     probe(env.drills, "*/5 * * * * *")
-    assert env.cli("schedule", "sync", "--drills", str(env.drills)).returncode == 0
-    first = next_multiple(5, datetime.now(UTC))
+    first = synced_before_a_fire(env, 5)
     second = first + timedelta(seconds=5)
     sleep_until(second + timedelta(seconds=2))
     scheduler = env.start("--grace", "1s")
