@@ -396,3 +396,19 @@ def run_and_act(env: dict[str, str], drill: Path, when: str,
         raise AssertionError(f"{when!r} never came:\n" + "".join(seen))
     out, rest = proc.communicate(timeout=timeout)
     return Watched(proc.returncode, out, "".join(seen) + rest)
+
+
+VAULT_PASSWORD = "vault-pass-93c1d0e7"
+
+
+def vaulted(tmp_path: Path, value: str) -> str:
+    """``dalp_app_password: !vault |`` and its block, indented for all.vars; the vault's
+    password in tmp_path/vault-pass."""
+    password_file = tmp_path / "vault-pass"
+    password_file.write_text(VAULT_PASSWORD + "\n")
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-vault"), "encrypt_string",
+         "--vault-password-file", str(password_file), "--name", "dalp_app_password", value],
+        check=True, capture_output=True, text=True).stdout
+    return "\n".join("    " + line if i else line
+                     for i, line in enumerate(out.strip().splitlines()))

@@ -41,7 +41,7 @@ def test_down_up_up_status() -> None:
 
     text = dalp("lab", "status", "hot-warm")
     assert "site-a" in text.stdout and "primary" in text.stdout
-    assert "route    -> 55432" in text.stdout
+    assert "route    -> 127.0.0.1:55432" in text.stdout
 
 
 def test_unknown_topology_exits_2() -> None:

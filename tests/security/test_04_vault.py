@@ -12,26 +12,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.lab.helpers import LAB_PASSWORD, ROOT, assert_no_secret, dalp, dalp_in
-
-VAULT_PASSWORD = "vault-pass-93c1d0e7"
-
-
-def vaulted(tmp_path: Path, value: str) -> str:
-    """``dalp_app_password: !vault |`` and its block, indented for all.vars."""
-    password_file = tmp_path / "vault-pass"
-    password_file.write_text(VAULT_PASSWORD + "\n")
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-vault"), "encrypt_string",
-         "--vault-password-file", str(password_file), "--name", "dalp_app_password", value],
-        check=True, capture_output=True, text=True).stdout
-    return "\n".join("    " + line if i else line
-                     for i, line in enumerate(out.strip().splitlines()))
+from tests.lab.helpers import LAB_PASSWORD, ROOT, assert_no_secret, dalp, dalp_in, vaulted
 
 
 def vaulted_lab_drill(tmp_path: Path) -> Path:

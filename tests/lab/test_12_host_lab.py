@@ -1,0 +1,112 @@
+"""The hot-warm lab as separate hosts (`dalp-dr lab up hot-warm --hosts`), drilled over SSH.
+
+Each site is a network namespace with its own address from 198.18.0.0/15 and its own sshd; the
+controller reaches it as an unprivileged user that may only `sudo -n -u postgres`, with an
+inventory shaped like inventories/examples/hot-warm-ssh.yml and the application password kept
+in the vault. The drill passes twice in a row; `lab down` leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.lab.helpers import (
+    LAB_PASSWORD,
+    LABS,
+    ROOT,
+    assert_no_secret,
+    dalp,
+    dalp_in,
+    lab_processes,
+    vaulted,
+)
+
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("hot-warm-hosts")]
+
+HOSTS_ROOT = LABS / "hot-warm-hosts"  # inventories/lab/hosts/hot-warm.yml
+INVENTORY = ROOT / "inventories" / "lab" / "hosts" / "hot-warm.yml"
+DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-hosts.yaml"
+NETNS = ("dalp-hw-a", "dalp-hw-b", "dalp-hw-r")
+LAB_USER = "dalp-lab"
+
+
+def ip(*args: str) -> str:
+    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True).stdout
+
+
+def lab_user_exists() -> bool:
+    try:
+        pwd.getpwnam(LAB_USER)
+    except KeyError:
+        return False
+    return True
+
+
+def assert_nothing_left() -> None:
+    netns = ip("netns", "list")
+    assert not [name for name in NETNS if name in netns], netns
+    links = ip("-o", "link", "show")
+    assert "dalp-hw" not in links, links
+    assert lab_processes(HOSTS_ROOT) == []
+    assert not HOSTS_ROOT.exists()
+    assert not lab_user_exists()
+    assert not Path(f"/etc/sudoers.d/dalp-dr-lab-{LAB_USER}").exists()
+
+
+def vaulted_host_drill(tmp_path: Path) -> Path:
+    """The host lab's drill through a copy of its inventory with the password vaulted."""
+    inventory = INVENTORY.read_text()
+    plain = f"dalp_app_password: {LAB_PASSWORD}"
+    assert plain in inventory
+    (tmp_path / "inventory.yml").write_text(inventory.replace(plain,
+                                                              vaulted(tmp_path, LAB_PASSWORD)))
+    lines = [f"inventory: {tmp_path / 'inventory.yml'}" if line.startswith("inventory:")
+             else line.replace("../../../playbooks/", f"{ROOT}/playbooks/")
+             for line in DRILL.read_text().splitlines()]
+    (tmp_path / "drill.yaml").write_text("\n".join(lines) + "\n")
+    return tmp_path / "drill.yaml"
+
+
+def test_hot_warm_over_ssh_passes_twice_and_down_leaves_nothing(tmp_path: Path) -> None:
+    assert dalp("lab", "down", "hot-warm", "--hosts").returncode == 0
+    assert_nothing_left()
+
+    up = dalp("lab", "up", "hot-warm", "--hosts")
+    assert up.returncode == 0, up.stdout + up.stderr
+    # lab traffic can only go to the lab's bridge: the rest of the range is unreachable
+    assert "198.18.0.0/15" in ip("route", "show", "type", "unreachable")
+    status = dalp("lab", "status", "hot-warm", "--hosts")
+    assert status.returncode == 0, status.stderr
+    assert "route    -> 198.18.0.11:5432" in status.stdout
+    assert "streaming from 198.18.0.11:5432" in status.stdout
+
+    drill = vaulted_host_drill(tmp_path)
+    env = {**os.environ,
+           "DALP_DR_RESULTS": str(tmp_path / "results"),
+           "DALP_DR_ALLOWED_DIRS": str(tmp_path),
+           "ANSIBLE_VAULT_PASSWORD_FILE": str(tmp_path / "vault-pass")}
+    for attempt in (1, 2):
+        ran = dalp_in(env, "drill", "run", "--json", str(drill), timeout=600)
+        assert ran.returncode == 0, f"run {attempt}: {ran.stderr}"
+        result = json.loads(ran.stdout)
+        assert result["outcome"] == "passed", f"run {attempt}"
+        assert LAB_PASSWORD not in ran.stdout + ran.stderr
+    # the failover came back: A is the primary again, the route points at it
+    again = dalp("lab", "status", "hot-warm", "--hosts")
+    assert "route    -> 198.18.0.11:5432" in again.stdout
+    # the phases ran over SSH as the lab user, by key, on every site
+    for host in ("site-a", "site-b", "route-host"):
+        log = (HOSTS_ROOT / "ssh" / f"sshd-{host}.log").read_text()
+        assert f"Accepted publickey for {LAB_USER} from 198.18.0.1" in log, host
+    assert_no_secret(tmp_path / "results", LAB_PASSWORD)
+
+    down = dalp("lab", "down", "hot-warm", "--hosts")
+    assert down.returncode == 0, down.stderr
+    assert_nothing_left()
+    assert "198.18.0.0/15" not in ip("route", "show", "type", "unreachable")
