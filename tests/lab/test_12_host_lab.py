@@ -3,15 +3,18 @@
 Each site is a network namespace with its own address from 198.18.0.0/15 and its own sshd; the
 controller reaches it as an unprivileged user that may only `sudo -n -u postgres`, with an
 inventory shaped like inventories/examples/hot-warm-ssh.yml and the application password kept
-in the vault. The drill passes twice in a row; `lab down` leaves nothing behind.
+in the vault. The drill passes twice in a row; `lab down` leaves nothing behind. A partition
+cuts a site off while it keeps running: a connect across the cut times out.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pwd
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +35,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("hot-warm-hosts")]
 HOSTS_ROOT = LABS / "hot-warm-hosts"  # inventories/lab/hosts/hot-warm.yml
 INVENTORY = ROOT / "inventories" / "lab" / "hosts" / "hot-warm.yml"
 DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-hosts.yaml"
+PARTITION_DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-hosts-partition.yaml"
+SITE_A = ("198.18.0.11", 5432)
 NETNS = ("dalp-hw-a", "dalp-hw-b", "dalp-hw-r")
 LAB_USER = "dalp-lab"
 
@@ -59,6 +64,28 @@ def assert_nothing_left() -> None:
     assert not Path(f"/etc/sudoers.d/dalp-dr-lab-{LAB_USER}").exists()
 
 
+def playbook(name: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(INVENTORY),
+         str(ROOT / "playbooks" / "hot-warm" / name)],
+        env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "playbooks" / "roles")},
+        capture_output=True, text=True, timeout=300, check=False)
+
+
+def connect_from(netns: str | None, address: tuple[str, int]) -> str:
+    """"ok", or how a TCP connect to the address failed (at most 2 s), seen from a lab host's
+    namespace or (None) from the controller."""
+    probe = ("import socket, sys\n"
+             "try:\n"
+             f"    socket.create_connection({address!r}, timeout=2).close()\n"
+             "except OSError as exc:\n"
+             "    print(type(exc).__name__, exc.errno); sys.exit(0)\n"
+             "print('ok')\n")
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    return subprocess.run([*prefix, sys.executable, "-c", probe], capture_output=True,
+                          text=True, timeout=30, check=True).stdout.strip()
+
+
 def vaulted_host_drill(tmp_path: Path) -> Path:
     """The host lab's drill through a copy of its inventory with the password vaulted."""
     inventory = INVENTORY.read_text()
@@ -71,6 +98,35 @@ def vaulted_host_drill(tmp_path: Path) -> Path:
              for line in DRILL.read_text().splitlines()]
     (tmp_path / "drill.yaml").write_text("\n".join(lines) + "\n")
     return tmp_path / "drill.yaml"
+
+
+def test_a_partition_cuts_site_a_off_and_the_drill_through_it_passes(tmp_path: Path) -> None:
+    up = dalp("lab", "up", "hot-warm", "--hosts")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert connect_from("dalp-hw-r", SITE_A) == "ok"
+
+    cut = playbook("inject-isolate-primary.yml")
+    assert cut.returncode == 0, cut.stdout
+    # across the cut, a connect times out or is unreachable: it never reaches anything else
+    for netns in ("dalp-hw-r", "dalp-hw-b"):
+        seen = connect_from(netns, SITE_A)
+        assert seen in ("TimeoutError None", f"OSError {errno.EHOSTUNREACH}",
+                        f"OSError {errno.ENETUNREACH}"), (netns, seen)
+    # site A keeps running and serving whoever still reaches it (its own side of the cut)
+    assert connect_from(None, SITE_A) == "ok"
+
+    healed = playbook("steady-state-heal.yml")
+    assert healed.returncode == 0, healed.stdout
+    assert connect_from("dalp-hw-r", SITE_A) == "ok"
+
+    env = {**os.environ, "DALP_DR_RESULTS": str(tmp_path / "results")}
+    ran = dalp_in(env, "drill", "run", "--json", str(PARTITION_DRILL), timeout=600)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["outcome"] == "passed"
+    assert connect_from("dalp-hw-r", SITE_A) == "ok"  # steady state healed the cut
+    status = dalp("lab", "status", "hot-warm", "--hosts")
+    assert "route    -> 198.18.0.11:5432" in status.stdout
+    assert "streaming from 198.18.0.11:5432" in status.stdout
 
 
 def test_hot_warm_over_ssh_passes_twice_and_down_leaves_nothing(tmp_path: Path) -> None:
