@@ -43,8 +43,9 @@ def small_results(tmp_path: Path) -> Iterator[Path]:
 
 
 def fill(directory: Path) -> None:
-    """Take every free byte of the filesystem of ``directory``."""
-    with open(directory / "filler", "wb") as fh, contextlib.suppress(OSError):
+    """Take every free byte of the filesystem of ``directory`` (already full when the
+    drill's own evidence took the last bytes first: then even the filler cannot be made)."""
+    with contextlib.suppress(OSError), open(directory / "filler", "wb") as fh:
         while True:
             fh.write(b"\0" * 65536)
             fh.flush()
