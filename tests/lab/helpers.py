@@ -389,7 +389,13 @@ def run_and_act(env: dict[str, str], drill: Path, when: str,
     for line in proc.stderr:
         seen.append(line)
         if when in line:
-            act(proc)
+            try:
+                act(proc)
+            except BaseException:
+                # the drill runs on: let it finish (its steady state puts the lab back) before
+                # the failure propagates, or the next test meets it halfway through a failover
+                proc.communicate(timeout=timeout)
+                raise
             break
     else:
         proc.wait(timeout)
