@@ -418,3 +418,23 @@ def vaulted(tmp_path: Path, value: str) -> str:
         check=True, capture_output=True, text=True).stdout
     return "\n".join("    " + line if i else line
                      for i, line in enumerate(out.strip().splitlines()))
+
+
+def vaulted_drill(tmp_path: Path, drill: Path, inventory: Path) -> Path:
+    """A copy of ``drill`` whose inventory is a copy of ``inventory`` with the lab's
+    application password vaulted (the vault's password in tmp_path/vault-pass); its
+    playbooks by absolute path."""
+    plain = f"dalp_app_password: {LAB_PASSWORD}"
+    text = inventory.read_text()
+    assert plain in text
+    (tmp_path / "inventory.yml").write_text(text.replace(plain, vaulted(tmp_path, LAB_PASSWORD)))
+    lines = []
+    for line in drill.read_text().splitlines():
+        key, _, value = line.strip().partition(": ")
+        if line.startswith("inventory:"):
+            line = f"inventory: {tmp_path / 'inventory.yml'}"
+        elif key == "playbook":
+            line = line.replace(value, str((drill.parent / value).resolve()))
+        lines.append(line)
+    (tmp_path / "drill.yaml").write_text("\n".join(lines) + "\n")
+    return tmp_path / "drill.yaml"

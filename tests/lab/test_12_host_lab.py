@@ -27,7 +27,7 @@ from tests.lab.helpers import (
     dalp,
     dalp_in,
     lab_processes,
-    vaulted,
+    vaulted_drill,
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("hot-warm-hosts")]
@@ -86,20 +86,6 @@ def connect_from(netns: str | None, address: tuple[str, int]) -> str:
                           text=True, timeout=30, check=True).stdout.strip()
 
 
-def vaulted_host_drill(tmp_path: Path) -> Path:
-    """The host lab's drill through a copy of its inventory with the password vaulted."""
-    inventory = INVENTORY.read_text()
-    plain = f"dalp_app_password: {LAB_PASSWORD}"
-    assert plain in inventory
-    (tmp_path / "inventory.yml").write_text(inventory.replace(plain,
-                                                              vaulted(tmp_path, LAB_PASSWORD)))
-    lines = [f"inventory: {tmp_path / 'inventory.yml'}" if line.startswith("inventory:")
-             else line.replace("../../../playbooks/", f"{ROOT}/playbooks/")
-             for line in DRILL.read_text().splitlines()]
-    (tmp_path / "drill.yaml").write_text("\n".join(lines) + "\n")
-    return tmp_path / "drill.yaml"
-
-
 def test_a_partition_cuts_site_a_off_and_the_drill_through_it_passes(tmp_path: Path) -> None:
     up = dalp("lab", "up", "hot-warm", "--hosts")
     assert up.returncode == 0, up.stdout + up.stderr
@@ -142,7 +128,7 @@ def test_hot_warm_over_ssh_passes_twice_and_down_leaves_nothing(tmp_path: Path) 
     assert "route    -> 198.18.0.11:5432" in status.stdout
     assert "streaming from 198.18.0.11:5432" in status.stdout
 
-    drill = vaulted_host_drill(tmp_path)
+    drill = vaulted_drill(tmp_path, DRILL, INVENTORY)
     env = {**os.environ,
            "DALP_DR_RESULTS": str(tmp_path / "results"),
            "DALP_DR_ALLOWED_DIRS": str(tmp_path),

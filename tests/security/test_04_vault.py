@@ -16,22 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.helpers import LAB_PASSWORD, ROOT, assert_no_secret, dalp, dalp_in, vaulted
+from tests.lab.helpers import (
+    DRILL,
+    LAB_PASSWORD,
+    ROOT,
+    assert_no_secret,
+    dalp,
+    dalp_in,
+    vaulted_drill,
+)
 
 
 def vaulted_lab_drill(tmp_path: Path) -> Path:
     """The hot-warm lab drill with the application password kept in the vault."""
-    inventory = (ROOT / "inventories" / "lab" / "hot-warm.yml").read_text()
-    plain = f"dalp_app_password: {LAB_PASSWORD}"
-    assert plain in inventory
-    (tmp_path / "inventory.yml").write_text(inventory.replace(plain,
-                                                              vaulted(tmp_path, LAB_PASSWORD)))
-    drill = (ROOT / "drills" / "hot-warm-failover.yaml").read_text()
-    lines = [f"inventory: {tmp_path / 'inventory.yml'}" if line.startswith("inventory:")
-             else line for line in drill.replace("../playbooks/", f"{ROOT}/playbooks/")
-             .splitlines()]
-    (tmp_path / "drill.yaml").write_text("\n".join(lines) + "\n")
-    return tmp_path / "drill.yaml"
+    return vaulted_drill(tmp_path, DRILL, ROOT / "inventories" / "lab" / "hot-warm.yml")
 
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
