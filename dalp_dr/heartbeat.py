@@ -2,8 +2,9 @@
 
 A background thread inserts one sequence-numbered marker per interval through the service
 endpoint and records, for every attempt, when it was sent and when the client saw its
-acknowledgement or its error. On error the connection is dropped and the next tick
-reconnects, as a well-behaved client would. Each sample goes to ``sink`` as it happens.
+acknowledgement or its error, and which server (WAL timeline, address) took each write. On
+error the connection is dropped and the next tick reconnects, as a well-behaved client
+would. Each sample goes to ``sink`` as it happens.
 """
 
 from __future__ import annotations
@@ -104,9 +105,10 @@ class Heartbeat:
                 try:
                     if session is None:
                         session = self._endpoint.connect(timeout=self._connect_timeout)
-                    session.write_marker(self._run_id, seq, sent)
+                    ack = session.write_marker(self._run_id, seq, sent)
                     self._record(HeartbeatSample(seq=seq, sent_at=sent, ended_at=utcnow(),
-                                                 acked=True))
+                                                 acked=True, timeline=ack.timeline,
+                                                 server=ack.server))
                 except EndpointError as exc:
                     if session is not None:
                         session.close()

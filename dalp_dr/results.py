@@ -29,6 +29,11 @@ class HeartbeatSample(Frozen):
     ended_at: datetime
     acked: bool
     error: str | None = None
+    timeline: int | None = None
+    """the accepting server's WAL timeline (acknowledged writes; None in evidence from
+    before it was recorded)"""
+    server: str | None = None
+    """the accepting server's address:port (None over a Unix socket)"""
 
     @property
     def acked_at(self) -> datetime | None:

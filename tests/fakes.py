@@ -34,6 +34,7 @@ from dalp_dr.adapters.base import (
     EventSink,
     PlaybookResult,
     ServerIdentity,
+    WriteAck,
 )
 from dalp_dr.errors import EndpointError, StoreError
 from dalp_dr.reserve import GiB
@@ -128,10 +129,11 @@ class InMemoryEndpoint:
         if not self._up or generation != self._generation:
             raise EndpointError("server closed the connection unexpectedly")
 
-    def _write(self, generation: int, run_id: str, seq: int) -> None:
+    def _write(self, generation: int, run_id: str, seq: int) -> WriteAck:
         with self._lock:
             self._usable(generation)
             self._markers.setdefault(run_id, []).append(seq)
+            return WriteAck(timeline=self._timeline, server="in-memory:5432")
 
     def _read(self, generation: int, run_id: str) -> set[int]:
         with self._lock:
@@ -159,9 +161,9 @@ class InMemorySession:
         if self._closed:
             raise EndpointError("session is closed")
 
-    def write_marker(self, run_id: str, seq: int, sent_at: datetime) -> None:
+    def write_marker(self, run_id: str, seq: int, sent_at: datetime) -> WriteAck:
         self._check_open()
-        self._endpoint._write(self._generation, run_id, seq)
+        return self._endpoint._write(self._generation, run_id, seq)
 
     def surviving_markers(self, run_id: str) -> set[int]:
         self._check_open()

@@ -75,6 +75,16 @@ class ServerIdentity(BaseModel, frozen=True):
     system_identifier: str | None = None
 
 
+class WriteAck(BaseModel, frozen=True):
+    """Which server acknowledged a heartbeat write: its WAL timeline and its address:port
+    (None for a Unix socket, or when the server did not say). Two servers on the same
+    timeline are one history; an acknowledgement on the old primary's timeline after the
+    new primary was promoted is a split-brain write."""
+
+    timeline: int | None = None
+    server: str | None = None
+
+
 class EndpointSession(Protocol):
     """One client connection through the service endpoint.
 
@@ -82,7 +92,9 @@ class EndpointSession(Protocol):
     and leaves the session unusable (callers open a new one); nothing else escapes.
     """
 
-    def write_marker(self, run_id: str, seq: int, sent_at: datetime) -> None: ...
+    def write_marker(self, run_id: str, seq: int, sent_at: datetime) -> WriteAck:
+        """Insert one marker; what the accepting server said about itself."""
+        ...
 
     def surviving_markers(self, run_id: str) -> set[int]: ...
 

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
-from dalp_dr.adapters.base import ServerIdentity
+from dalp_dr.adapters.base import ServerIdentity, WriteAck
 from dalp_dr.errors import EndpointError, MarkerTableMissing
 from dalp_dr.redact import Redactor
 from dalp_dr.spec import DEFAULT_MARKER_TABLE
@@ -37,6 +37,20 @@ create table if not exists {table} (
     primary key (run_id, seq)
 )
 """
+
+# A primary's WAL timeline: the first 8 hex digits of a WAL file name are its timeline, and
+# pg_walfile_name names it with the server's current insertion timeline whatever the LSN.
+# Only on a primary (both functions refuse to run during recovery).
+_TIMELINE = "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
+_ADDRESS = "host(inet_server_addr()) || ':' || inet_server_port()"
+"""the server's address:port as it took this connection (NULL over a Unix socket)"""
+
+# The heartbeat write, answered with the accepting server's timeline and address (a server
+# in recovery refuses the INSERT before RETURNING is evaluated). Which server took a write
+# tells an old primary that still accepts writes after the new one was promoted (split
+# brain) from the new one.
+_INSERT_MARKER = ("insert into {table} (run_id, seq, sent_at) values (%s, %s, %s)"
+                  f" returning {_TIMELINE}, {_ADDRESS}")
 
 _READ_ONLY = "-c default_transaction_read_only=on"
 
@@ -115,13 +129,12 @@ class PostgresSession:
         text = " ".join(str(exc).split()) or type(exc).__name__
         return EndpointError(self._redactor.text(text))
 
-    def write_marker(self, run_id: str, seq: int, sent_at: datetime) -> None:
+    def write_marker(self, run_id: str, seq: int, sent_at: datetime) -> WriteAck:
         try:
             with self._bounded():
-                self._conn.execute(
-                    f"insert into {self._table} (run_id, seq, sent_at) values (%s, %s, %s)",
-                    (run_id, seq, sent_at),
-                )
+                row = self._conn.execute(
+                    _INSERT_MARKER.format(table=self._table), (run_id, seq, sent_at),
+                ).fetchone()
         except psycopg.errors.UndefinedTable:
             # the marker table itself did not survive (e.g. restored from a backup older than
             # it): recreate it so the service can be measured again; the lost markers show in
@@ -130,6 +143,9 @@ class PostgresSession:
             raise MarkerTableMissing(f"{self._table} does not exist on the server") from None
         except (psycopg.Error, OSError) as exc:
             raise self._fail(exc) from None
+        if row is None:  # an INSERT ... RETURNING of one row returns it
+            return WriteAck()
+        return WriteAck(timeline=row[0], server=row[1])
 
     def surviving_markers(self, run_id: str) -> set[int]:
         try:
@@ -155,8 +171,7 @@ class PostgresSession:
     def identity(self) -> ServerIdentity:
         row = self._one_row(
             "select inet_server_port(), pg_is_in_recovery(), case when pg_is_in_recovery()"
-            " then null else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))"
-            "::bit(32)::int end")
+            f" then null else {_TIMELINE} end")
         return ServerIdentity(port=row[0], in_recovery=bool(row[1]), timeline=row[2])
 
     def query_value(self, sql: str, *, timeout: float | None = None) -> Any:
