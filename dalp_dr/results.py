@@ -46,6 +46,35 @@ class Status(StrEnum):
     UNKNOWN = "unknown"
 
 
+class SplitBrain(Frozen):
+    """Split brain as one client population saw it: writes the old primary acknowledged
+    after the new primary was promoted, and whether the old primary was fenced (stopped
+    accepting writes). The old primary is the timeline of the population's newest write
+    acknowledged before the fault; the promotion instant is the earliest "new primary
+    promoted" on the recovery timeline."""
+
+    promoted_at: datetime | None
+    old_timeline: int | None
+    old_server: str | None = None
+    """the address:port that acknowledged that newest write before the fault"""
+    writes: int | None
+    """split-brain writes: acknowledged on the old timeline after ``promoted_at`` (None: not
+    measurable, ``reason`` says why)"""
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    span: float | None = None
+    """seconds from the first split-brain write to the last (None when there was none)"""
+    fenced: bool | None = None
+    """True: the population kept attempting after the old primary's last acknowledged write
+    and none of those attempts was accepted on the old timeline; False: not shown (it
+    accepted every write to the end, or the population stopped attempting); None: unknown"""
+    last_old_primary_ack: datetime | None = None
+    """the old primary's last acknowledged write (this population's): when it was fenced,
+    at the latest, when ``fenced``"""
+    reason: str | None = None
+    """why a figure is not known"""
+
+
 class Measurements(Frozen):
     """Figures measured from the client's side. Seconds; None when evidence is missing."""
 
@@ -72,6 +101,8 @@ class Measurements(Frozen):
     last_ack_before_fault: datetime | None = None
     newest_surviving_ack: datetime | None = None
     surviving_checked: bool = False
+    split_brain: SplitBrain | None = None
+    """measured when the drill declares the split_brain objective"""
 
 
 class TimelineEvent(Frozen):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dalp_dr.durations import format_duration
-from dalp_dr.results import Measurements, ObjectiveVerdict, Outcome, Status
+from dalp_dr.results import Measurements, ObjectiveVerdict, Outcome, SplitBrain, Status
 from dalp_dr.spec import Objectives
 
 
@@ -41,6 +41,25 @@ def judge(objectives: Objectives, m: Measurements | None) -> list[ObjectiveVerdi
         _judge("rpo", rpo, m.data_loss_window, m.data_loss_window_lower_bound,
                "data-loss window"),
     ]
+
+
+SPLIT_BRAIN = "split_brain"
+
+
+def judge_split_brain(target: int, figures: SplitBrain | None) -> ObjectiveVerdict:
+    """At most ``target`` writes acknowledged by the old primary after the promotion."""
+    if figures is None or figures.writes is None:
+        why = figures.reason if figures is not None and figures.reason else "evidence missing"
+        return ObjectiveVerdict(objective=SPLIT_BRAIN, target=target, measured=None,
+                                status=Status.UNKNOWN, margin=None,
+                                reason=f"split-brain writes not measured: {why}")
+    met = figures.writes <= target
+    during = (f" (the old primary took them over {format_duration(figures.span)})"
+              if figures.span else "")
+    return ObjectiveVerdict(
+        objective=SPLIT_BRAIN, target=target, measured=figures.writes,
+        status=Status.MET if met else Status.MISSED, margin=target - figures.writes,
+        reason=f"split-brain writes {figures.writes} {'<=' if met else '>'} {target}{during}")
 
 
 def outcome_of(verdicts: list[ObjectiveVerdict], *, phase_failed: bool) -> Outcome:

@@ -52,6 +52,32 @@ def timeline(acked_until: float, down_until: float, end: float, *, latency: floa
     return samples
 
 
+DOWN = "down"
+"""``attempts``: the attempts of a span fail"""
+UNTOLD = "untold"
+"""``attempts``: the attempts of a span are acknowledged by a server that did not say its
+timeline (evidence from before the heartbeat recorded it)"""
+
+
+def attempts(*spans: tuple[float, float, int | str], latency: float = 0.005
+             ) -> list[HeartbeatSample]:
+    """One population's attempts every 100 ms over consecutive spans (from s, to s,
+    outcome): acknowledged on the timeline given (by server "tl<N>:5432"), failing for
+    DOWN, acknowledged without a timeline for UNTOLD."""
+    samples: list[HeartbeatSample] = []
+    for start, end, outcome in spans:
+        t = start
+        while t <= end + 1e-9:
+            ok = outcome != DOWN
+            line = outcome if isinstance(outcome, int) else None
+            samples.append(HeartbeatSample(
+                seq=len(samples) + 1, sent_at=at(t), ended_at=at(t + latency), acked=ok,
+                error=None if ok else "connection refused", timeline=line,
+                server=f"tl{line}:5432" if line is not None else None))
+            t = round(t + INTERVAL, 6)
+    return samples
+
+
 def run(samples: list[HeartbeatSample], fault: float, surviving: set[int] | None,
         verified: float | None = None) -> Measurements:
     """The measurements of ``samples`` for a fault at ``fault`` s, observed until the last
