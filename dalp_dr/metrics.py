@@ -7,7 +7,8 @@ memory. Per drill, labelled ``drill``, ``topology``, ``environment``:
 * ``dalp_dr_last_run_timestamp_seconds`` / ``dalp_dr_last_success_timestamp_seconds``
 * ``dalp_dr_last_recovery_seconds``, ``dalp_dr_last_data_loss_window_seconds``,
   ``dalp_dr_last_lost_writes`` (of the latest run with measurements)
-* ``dalp_dr_objective_met{objective="rto"|"rpo"}`` (1 met, 0 otherwise, latest measured run)
+* ``dalp_dr_objective_met{objective="rto"|"rpo"|"split_brain"}`` (1 met, 0 otherwise, latest
+  measured run; split_brain when the drill declares it)
 * ``dalp_dr_runs_total{outcome=...}``, ``dalp_dr_missed_schedules_total``
 * ``dalp_dr_interrupted_runs``: runs recorded running whose orchestrator is gone (nobody
   holds their environment's drill lock for them: ``dalp_dr.locks.running_runs``), until

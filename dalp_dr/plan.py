@@ -152,7 +152,6 @@ def make_plan(drill: LoadedDrill, runner: PlaybookRunner, endpoints: dict[str, s
         drill=spec.name, file=str(drill.path), topology=spec.topology.value,
         scenario=spec.scenario.value, environment=spec.environment,
         production=inventory.is_production(),
-        objectives={"rto": spec.objectives.rto.total_seconds(),
-                    "rpo": spec.objectives.rpo.total_seconds()},
+        objectives=spec.objectives.targets(),
         endpoints=endpoints, phases=phases, fault=fault, preflight_ok=preflight_ok,
         preflight_message=preflight_message)

@@ -17,8 +17,9 @@ from rich.text import Text
 
 from dalp_dr.durations import format_duration
 from dalp_dr.history.base import RunSummary
-from dalp_dr.results import Measurements, Outcome, RunResult, Status
+from dalp_dr.results import Measurements, ObjectiveVerdict, Outcome, RunResult, Status
 from dalp_dr.timeline import offset
+from dalp_dr.verdict import SPLIT_BRAIN
 
 _STYLE = {Status.MET: "green", Status.MISSED: "red", Status.UNKNOWN: "yellow"}
 _OUTCOME_STYLE = {Outcome.PASSED: "bold green", Outcome.ABORTED: "bold yellow",
@@ -55,12 +56,42 @@ def verdict_table(result: RunResult) -> Table:
         table.add_row(Text(prefix + "lost writes"),
                       str(m.lost_writes) if m and m.lost_writes is not None else "-")
         table.add_row(Text(prefix + "write outage (client)"), _n(m.write_outage) if m else "-")
+        if m is not None and m.split_brain is not None:
+            _split_brain_rows(table, prefix, m, by_name.get(SPLIT_BRAIN),
+                              result.objectives.get(SPLIT_BRAIN))
         if name is not None:
             table.add_section()
     m = result.measurements
     table.add_row("RTT (to verified)", _n(m.rtt) if m else "-")
     table.add_row("resolution", _n(m.resolution) if m else "-")
     return table
+
+
+def _split_brain_rows(table: Table, prefix: str, m: Measurements,
+                      verdict: ObjectiveVerdict | None, target: float | None) -> None:
+    """Writes the old primary took after the promotion, and whether it was fenced."""
+    figures = m.split_brain
+    assert figures is not None
+    writes = "-" if figures.writes is None else str(figures.writes)
+    if figures.span:
+        writes += f" over {_n(figures.span)}"
+    table.add_row(Text(prefix + "split-brain writes"), writes,
+                  "-" if target is None else f"at most {target:.0f}",
+                  Text(verdict.status.value, style=_STYLE[verdict.status]) if verdict else "-",
+                  f"{verdict.margin:.0f}" if verdict and verdict.margin is not None else "-")
+    last = figures.last_old_primary_ack
+    after = (last - m.fault_at).total_seconds() if last and m.fault_at else None
+    when = ("" if after is None else " (took no write after the fault)" if after <= 0
+            else f" (took writes until {after:+.2f} s)")
+    fenced = {True: "yes" + when, False: "not shown" + when, None: "-"}[figures.fenced]
+    table.add_row(Text(prefix + "old primary fenced"), fenced)
+
+
+def split_brain_notes(result: RunResult) -> list[str]:
+    """Why a split-brain objective could not be judged (the table shows only '-')."""
+    return [f"{v.population}: {v.reason}" if v.population else v.reason
+            for v in result.verdicts
+            if v.objective == SPLIT_BRAIN and v.status is Status.UNKNOWN]
 
 
 def step_table(result: RunResult) -> Table | None:
@@ -125,7 +156,7 @@ def print_result(console: Console, result: RunResult) -> None:
     for extra in (timeline_table(result), step_table(result)):
         if extra is not None:
             console.print(extra)
-    for line in notes(result):
+    for line in [*split_brain_notes(result), *notes(result)]:
         console.print(Text(f"note: {line}"))
     style = _OUTCOME_STYLE.get(result.outcome, "bold red")
     console.print(Text.assemble("outcome: ", (result.outcome.value.upper(), style),

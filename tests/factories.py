@@ -26,6 +26,8 @@ from dalp_dr.results import (
     Trigger,
 )
 from dalp_dr.spec import PhaseName, Scenario, Topology
+from dalp_dr.split_brain import split_brain
+from dalp_dr.verdict import judge_split_brain
 
 # --- synthetic heartbeat timelines (100 ms interval) --------------------------------------------
 
@@ -85,6 +87,19 @@ def run(samples: list[HeartbeatSample], fault: float, surviving: set[int] | None
     return measure(samples, fault_at=at(fault), surviving=surviving,
                    verified_at=at(verified) if verified is not None else None, interval=INTERVAL,
                    observed_until=max(s.ended_at for s in samples))
+
+
+def split_brain_run(result: RunResult, target: int = 0) -> RunResult:
+    """``result`` with the split_brain objective judged on a population whose old primary,
+    cut off with it, took its writes until 4.0 s, 1 s past the promotion at 3.0 s (11
+    split-brain writes), then refused them (fenced); fault at 2.05 s."""
+    samples = attempts((0, 4.0, 1), (4.1, 5.0, DOWN))
+    figures = split_brain(samples, fault_at=at(2.05), promoted_at=at(3.0))
+    m = result.measurements or run(samples, 2.05, None)
+    return result.model_copy(update={
+        "objectives": {**result.objectives, "split_brain": float(target)},
+        "measurements": m.model_copy(update={"split_brain": figures, "fault_at": at(2.05)}),
+        "verdicts": [*result.verdicts, judge_split_brain(target, figures)]})
 
 
 # --- sealed runs and their history ---------------------------------------------------------------

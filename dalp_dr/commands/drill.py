@@ -53,7 +53,9 @@ def drill_validate(files: tuple[str, ...]) -> None:
             continue
         out.print(f"ok {name}: {loaded.spec.name} ({loaded.spec.topology}/"
                   f"{loaded.spec.scenario}) RTO {format_duration(loaded.spec.objectives.rto)} "
-                  f"RPO {format_duration(loaded.spec.objectives.rpo)}")
+                  f"RPO {format_duration(loaded.spec.objectives.rpo)}"
+                  + (f" split-brain writes <= {loaded.spec.objectives.split_brain}"
+                     if loaded.spec.objectives.split_brain is not None else ""))
     if bad:
         raise Exit(EXIT_INVALID)
 
@@ -112,7 +114,9 @@ def drill_plan(ctx: click.Context, file: str, as_json: bool, no_preflight: bool)
                   + (" [PRODUCTION: 'drill run' needs --confirm " + plan.drill + "]"
                      if plan.production else "")
                   + f"; objectives RTO {format_duration(plan.objectives['rto'])}, RPO "
-                    f"{format_duration(plan.objectives['rpo'])}", markup=False)
+                    f"{format_duration(plan.objectives['rpo'])}"
+                  + (f", split-brain writes at most {plan.objectives['split_brain']:.0f}"
+                     if "split_brain" in plan.objectives else ""), markup=False)
         for name, display in plan.endpoints.items():
             out.print(f"measured through {name}: {display}", markup=False)
         out.print("fault it injects:", markup=False)

@@ -18,7 +18,8 @@ from dalp_dr.provenance import Provenance
 from dalp_dr.redact import Redactor
 from dalp_dr.results import Measurements, ObjectiveVerdict, Outcome, RunResult, Status, Trigger
 from dalp_dr.spec import LoadedDrill, Scenario, Topology
-from dalp_dr.verdict import judge, outcome_of
+from dalp_dr.split_brain import promotion_instant, split_brain
+from dalp_dr.verdict import judge, judge_split_brain, outcome_of
 
 
 def new_run_id(now: datetime) -> str:
@@ -37,6 +38,8 @@ class RunHead:
     spec_hash: str
     rto: float
     rpo: float
+    split_brain: int | None = None
+    """the most split-brain writes allowed, when the drill declares it"""
 
     @classmethod
     def of(cls, drill: LoadedDrill) -> RunHead:
@@ -44,7 +47,8 @@ class RunHead:
         return cls(drill=spec.name, topology=spec.topology, scenario=spec.scenario,
                    environment=spec.environment, owner=spec.owner, spec_hash=drill.spec_hash,
                    rto=spec.objectives.rto.total_seconds(),
-                   rpo=spec.objectives.rpo.total_seconds())
+                   rpo=spec.objectives.rpo.total_seconds(),
+                   split_brain=spec.objectives.split_brain)
 
 
 def new_record(head: RunHead, *, run_id: str, trigger: Trigger, operator: str,
@@ -54,11 +58,14 @@ def new_record(head: RunHead, *, run_id: str, trigger: Trigger, operator: str,
                drill_file: str | None = None) -> RunResult:
     """The one way a run record is made: a run starting (``running``) or one that did not
     start (refused, missed schedule, not run)."""
+    objectives = {"rto": head.rto, "rpo": head.rpo}
+    if head.split_brain is not None:
+        objectives["split_brain"] = float(head.split_brain)
     return RunResult(
         run_id=run_id, drill=head.drill, topology=head.topology, scenario=head.scenario,
         environment=head.environment, owner=head.owner, trigger=trigger, operator=operator,
         spec_hash=head.spec_hash, started_at=started_at, ended_at=ended_at, outcome=outcome,
-        objectives={"rto": head.rto, "rpo": head.rpo}, measurements=None, verdicts=[],
+        objectives=objectives, measurements=None, verdicts=[],
         phases=[], steady_state_restored=None, evidence_dir=evidence_dir, message=message,
         planned_at=planned_at, drill_file=drill_file, provenance=provenance)
 
@@ -92,12 +99,20 @@ def decide(ctx: RunContext, verdicts: list[ObjectiveVerdict], *, interrupted: bo
 
 
 def figures(ctx: RunContext) -> tuple[dict[str, Measurements], list[ObjectiveVerdict]]:
-    """Each population's figures (once a fault was injected) and the judged ones' verdicts;
-    a passed deadline makes the RTO missed whatever was measured."""
+    """Each population's figures (once a fault was injected) and the judged ones' verdicts,
+    then, when the drill declares it, the split-brain verdict of every population (split
+    brain anywhere is the failure, judged or not); a passed deadline makes the RTO missed
+    whatever was measured."""
     spec, state, clients = ctx.drill.spec, ctx.state, ctx.clients
     populations = spec.client_populations()
     measured: dict[str, Measurements] = {}
     verdicts: list[ObjectiveVerdict] = []
+    split_target = spec.objectives.split_brain
+    promoted_at = promotion_instant(timeline.reported_events(state.phases))
+
+    def labelled(verdict: ObjectiveVerdict, name: str) -> ObjectiveVerdict:
+        return verdict.model_copy(update={"population": name}) if clients.several else verdict
+
     if state.injected:
         for name, beat in clients.heartbeats.items():
             samples = beat.samples
@@ -107,10 +122,15 @@ def figures(ctx: RunContext) -> tuple[dict[str, Measurements], list[ObjectiveVer
                 interval=spec.workload.heartbeat_interval.total_seconds(),
                 observed_until=max((s.ended_at for s in samples), default=ctx.clock.now()),
             )
+            if split_target is not None:
+                measured[name] = measured[name].model_copy(update={"split_brain": split_brain(
+                    samples, fault_at=state.fault_at, promoted_at=promoted_at)})
             if populations[name].judged:
-                verdicts.extend(
-                    v.model_copy(update={"population": name}) if clients.several else v
-                    for v in judge(spec.objectives, measured[name]))
+                verdicts.extend(labelled(v, name)
+                                for v in judge(spec.objectives, measured[name]))
+        if split_target is not None:  # after the judged ones: the first verdict stays RTO's
+            verdicts.extend(labelled(judge_split_brain(split_target, m.split_brain), name)
+                            for name, m in measured.items())
     if state.deadline_hit is not None:
         verdicts = [v.model_copy(update={
             "status": Status.MISSED, "reason": state.deadline_hit,

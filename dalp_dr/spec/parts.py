@@ -13,13 +13,14 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
-from dalp_dr.drill_yaml import clip
+from dalp_dr.drill_yaml import clip, shown
 from dalp_dr.durations import Duration
 
 QUARTERLY_CRON = "0 3 1 1,4,7,10 *"
@@ -75,9 +76,30 @@ class PhaseName(StrEnum):
     STEADY_STATE = "steady_state"
 
 
+def _write_count(value: Any) -> Any:
+    """A whole number of writes, 0 or more: never a boolean, a fraction or text (None: the
+    objective is not declared)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 0):
+        raise ValueError("split_brain must be a whole number of writes, 0 or more (the most "
+                         "writes the old primary may accept after the promotion), not "
+                         + shown(value))
+    return value
+
+
 class Objectives(Frozen):
     rto: Duration = Field(description="declared maximum acceptable downtime")
     rpo: Duration = Field(description="declared maximum acceptable data loss, as time")
+    split_brain: Annotated[int | None, BeforeValidator(_write_count)] = Field(
+        default=None, description="most writes the old primary may acknowledge after the new "
+                                  "primary was promoted, judged on every population")
+
+    def targets(self) -> dict[str, float]:
+        """The objectives as numbers, as a run records them (durations in seconds)."""
+        out = {"rto": self.rto.total_seconds(), "rpo": self.rpo.total_seconds()}
+        if self.split_brain is not None:
+            out["split_brain"] = float(self.split_brain)
+        return out
 
 
 class Endpoint(Frozen):

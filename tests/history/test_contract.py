@@ -16,9 +16,9 @@ from dalp_dr import integrity
 from dalp_dr.errors import StoreError, UnknownRun
 from dalp_dr.history import HistoryStore
 from dalp_dr.integrity import ChainEntry
-from dalp_dr.results import Outcome, RunResult, Trigger
+from dalp_dr.results import Outcome, RunResult, Status, Trigger
 from dalp_dr.spec import Scenario, Topology
-from tests.factories import at, run, timeline
+from tests.factories import at, run, split_brain_run, timeline
 from tests.history.stores import PASSWORD, Kind, Place
 
 A, B, C = "20261126T120000Z-aaaaaa", "20261126T120100Z-bbbbbb", "20261126T120200Z-cccccc"
@@ -73,6 +73,17 @@ def test_finish_replaces_the_record_with_the_final_result(three: HistoryStore) -
     assert row.outcome is Outcome.PASSED and row.ended_at == at(30)
     assert done.measurements is not None
     assert row.recovery_time == pytest.approx(done.measurements.recovery_time)
+
+
+def test_a_split_brain_verdict_and_its_figures_are_kept_and_sealed(
+        three: HistoryStore) -> None:
+    done = split_brain_run(measured(running(A, 0)))
+    three.finish(done)
+    assert three.get(A) == done
+    assert [(v.objective, v.status) for v in three.get(A).verdicts][-1] == \
+        ("split_brain", Status.MISSED)
+    report = integrity.verify(three.sealed_records(), three.unsealed_runs(), running=2)
+    assert report.problems == []
 
 
 def test_runs_survive_reopening(place: Place, three: HistoryStore) -> None:

@@ -78,6 +78,11 @@ def test_defaults_and_vars() -> None:
                        "expect: {min: 1}}]\n", "checks[0].sql", "pg_cancel_backend()"),
         (lambda t: t.replace("owner: sre\n", "owner: sre\nowner: eve\n"), "owner",
          "duplicate key 'owner' at line 5"),
+        *((lambda t, bad=bad: t.replace("rpo: 5m}", f"rpo: 5m, split_brain: {bad}}}"),
+           "objectives.split_brain", f"whole number of writes, 0 or more (the most writes "
+           f"the old primary may accept after the promotion), not {shown}")
+          for bad, shown in (("-1", "-1"), ("true", "True"), ("1.5", "1.5"),
+                             ("'0'", "'0'"), ("[0]", "[0]"))),
     ],
 )
 def test_errors_name_the_field(mutation, field: str, words: str) -> None:  # type: ignore[no-untyped-def]
@@ -85,6 +90,18 @@ def test_errors_name_the_field(mutation, field: str, words: str) -> None:  # typ
     assert err.source == "drills/x.yaml"
     assert err.field is not None and err.field.startswith(field), err
     assert words in str(err)
+
+
+def test_the_split_brain_objective_is_optional_and_counts_writes() -> None:
+    spec = parse_drill(VALID.replace("rpo: 5m}", "rpo: 5m, split_brain: 0}"), source="x")
+    assert spec.objectives.split_brain == 0
+    assert spec.objectives.targets() == {"rto": 1800.0, "rpo": 300.0, "split_brain": 0.0}
+    without = parse_drill(VALID, source="x")
+    assert without.objectives.split_brain is None
+    assert without.objectives.targets() == {"rto": 1800.0, "rpo": 300.0}
+    # what the spec hash is of: a drill that does not declare it keeps its hash
+    assert without.model_dump(mode="json", exclude_none=True)["objectives"] == {
+        "rto": "1800s", "rpo": "300s"}
 
 
 def test_malformed_yaml_reports_position() -> None:

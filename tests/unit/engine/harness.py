@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -40,6 +40,8 @@ HELD_PLAYBOOK = """- name: recover
 """a recover playbook whose first play says it waits for the fault (the fake runner plays
 its barrier task: it runs the dalp_fault_barrier command)"""
 ENVIRONMENT = "engine-test"
+OLD_PRIMARY_TABLE = "dalp_dr_heartbeat_a"
+"""the marker table of a partitioned drill's population that writes to the old primary"""
 
 
 class Engine(Protocol):
@@ -82,6 +84,12 @@ class DrillShape:
     """the inventory declares a change freeze around now"""
     held_recover: bool = False
     """the recover playbook waits for the fault (started ahead, held at the barrier)"""
+    split_brain: int | None = None
+    """the split_brain objective (most split-brain writes), when declared"""
+    partitioned: bool = False
+    """two client populations: ``clients`` (judged, through the route: the harness's
+    ``endpoint``) and ``site-a`` (not judged, straight to the old primary: its
+    ``old_primary``, cut off with it)"""
 
 
 def _drill_yaml(shape: DrillShape) -> str:
@@ -93,9 +101,14 @@ def _drill_yaml(shape: DrillShape) -> str:
         "scenario: failover",
         f"environment: {ENVIRONMENT}",
         "owner: sre",
-        f"objectives: {{rto: {shape.rto}, rpo: {shape.rpo}}}",
+        f"objectives: {{rto: {shape.rto}, rpo: {shape.rpo}"
+        + (f", split_brain: {shape.split_brain}}}" if shape.split_brain is not None else "}"),
         "inventory: inventory.yml",
-        "endpoint: {dsn: 'host=in-memory dbname=app'}",
+        *(["populations:",
+           "  clients: {endpoint: {dsn: 'host=in-memory dbname=app'}}",
+           f"  site-a: {{endpoint: {{dsn: 'host=in-memory dbname=app'}}, "
+           f"marker_table: {OLD_PRIMARY_TABLE}, judged: false}}"]
+          if shape.partitioned else ["endpoint: {dsn: 'host=in-memory dbname=app'}"]),
         "workload: {heartbeat_interval: 10ms, baseline: 50ms, "
         f"observe: {shape.observe}}}",
         *([f"deadline: {shape.deadline}"] if shape.deadline else []),
@@ -128,6 +141,20 @@ def write_drill(root: Path, shape: DrillShape) -> LoadedDrill:
     drill = root / "drill.yaml"
     drill.write_text(_drill_yaml(shape))
     return load_drill(drill)
+
+
+def promoting(endpoint: InMemoryEndpoint, *, advance_timeline: bool = True) -> Play:
+    """A recover playbook that promotes the standby behind ``endpoint`` (the route reaches
+    it; timeline + 1 unless told otherwise) and reports the instant on the recovery
+    timeline, as the hot-warm recover playbook does ("new primary promoted")."""
+    report: dict[str, Any] = {}  # published after its effect ran: the instant is known
+
+    def promote() -> None:
+        report["dalp_timeline"] = [{"event": "new primary promoted",
+                                    "at": datetime.now(UTC).timestamp(), "source": "pg_ctl"}]
+        endpoint.recover(advance_timeline=advance_timeline)
+
+    return Play(effect=promote, report=report)
 
 
 def failover(endpoint: InMemoryEndpoint, *, lose_last: int = 0,
@@ -178,6 +205,8 @@ class EngineHarness:
     make_engine: EngineFactory
     summarize: Callable[[RunResult], str] = brief_summary
     endpoint: InMemoryEndpoint = field(default_factory=InMemoryEndpoint)
+    old_primary: InMemoryEndpoint = field(default_factory=InMemoryEndpoint)
+    """what the population of a partitioned drill (``site-a``) writes to"""
     cancel: CancelToken = field(default_factory=CancelToken)
     disks: Disks = LOCAL_DISKS
     """where the engine reads free space (``tests.fakes.FakeDisks``: filesystems set full)"""
@@ -204,9 +233,12 @@ class EngineHarness:
                     hook()
 
         return self.make_engine(runner=runner, results_dir=self.results,
-                                endpoint_factory=lambda _dsn, _redactor, _table: self.endpoint,
+                                endpoint_factory=self._endpoint_for,
                                 observer=observer, summarize=self.summarize,
                                 disks=self.disks)
+
+    def _endpoint_for(self, _dsn: str, _redactor: Redactor, table: str) -> InMemoryEndpoint:
+        return self.old_primary if table == OLD_PRIMARY_TABLE else self.endpoint
 
     def run(self, plays: Mapping[PhaseName, Play] | None = None,
             shape: DrillShape = DrillShape(), *,

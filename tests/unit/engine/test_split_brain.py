@@ -1,0 +1,82 @@
+"""The split_brain objective through a whole run: each acknowledged write carries the
+timeline of the server that took it, the recover playbook reports the promotion, and every
+population (judged or not) gets a split-brain verdict, kept in the stored result."""
+
+from __future__ import annotations
+
+import json
+
+from dalp_dr.results import Status
+from dalp_dr.spec import PhaseName
+from tests.fakes import Play
+from tests.unit.engine.harness import DrillShape, EngineHarness, Run, promoting
+
+
+def test_an_old_primary_that_took_nothing_after_the_promotion_meets_it(
+        harness: EngineHarness) -> None:
+    plays = {PhaseName.INJECT: Play(effect=harness.endpoint.fail, reports_fault_instant=True),
+             PhaseName.RECOVER: promoting(harness.endpoint)}
+    run = harness.run(plays, DrillShape(split_brain=0))
+
+    assert [(v.objective, v.status) for v in run.result.verdicts] == [
+        ("rto", Status.MET), ("rpo", Status.MET), ("split_brain", Status.MET)]
+    assert run.verdict("split_brain").measured == 0
+    assert run.result.objectives["split_brain"] == 0
+    m = run.result.measurements
+    assert m is not None and m.split_brain is not None
+    figures = m.split_brain
+    assert figures.old_timeline == 1 and figures.writes == 0 and figures.fenced is True
+    assert figures.promoted_at is not None and m.fault_at is not None
+    # the old primary's last write was acknowledged before the fault (it was lost at once)
+    assert figures.last_old_primary_ack is not None
+    assert figures.last_old_primary_ack <= m.fault_at < figures.promoted_at
+    assert run.stored == run.result
+    # the evidence says which server took each write
+    beats = [json.loads(line) for line in
+             (run.evidence / "heartbeat.jsonl").read_text().splitlines()]
+    assert {b["timeline"] for b in beats if b["acked"]} == {1, 2}
+    assert {b["server"] for b in beats if b["acked"]} == {"in-memory:5432"}
+
+
+def test_writes_the_cut_off_old_primary_took_after_the_promotion_miss_it(
+        harness: EngineHarness) -> None:
+    """site-a's clients reach the old primary straight, and it keeps taking their writes
+    while the routed clients fail over to the promoted standby."""
+    plays = {PhaseName.INJECT: Play(effect=harness.endpoint.fail, reports_fault_instant=True),
+             PhaseName.RECOVER: promoting(harness.endpoint)}
+    run = harness.run(plays, DrillShape(split_brain=0, partitioned=True))
+
+    # judged on every population, after the judged ones' RTO and RPO
+    assert [(v.objective, v.population) for v in run.result.verdicts] == [
+        ("rto", "clients"), ("rpo", "clients"), ("split_brain", "clients"),
+        ("split_brain", "site-a")]
+    routed, cut_off = run.result.verdicts[2:]
+    assert routed.status is Status.MET and routed.measured == 0
+    assert cut_off.status is Status.MISSED
+    figures = run.result.populations["site-a"].split_brain
+    assert figures is not None and figures.writes is not None and figures.writes > 0
+    assert cut_off.measured == figures.writes and cut_off.margin == -figures.writes
+    assert figures.old_timeline == 1 and figures.fenced is False  # it took writes to the end
+    assert figures.promoted_at is not None and figures.first_at is not None
+    assert figures.promoted_at < figures.first_at <= figures.last_at  # type: ignore[operator]
+    assert run.stored.verdicts == run.result.verdicts
+    assert run.stored.populations == run.result.populations
+
+
+def test_without_a_reported_promotion_it_is_unknown(harness: EngineHarness) -> None:
+    plays = {PhaseName.INJECT: Play(effect=harness.endpoint.fail, reports_fault_instant=True),
+             PhaseName.RECOVER: Play(effect=harness.endpoint.recover)}
+    run = harness.run(plays, DrillShape(split_brain=0))
+
+    verdict = run.verdict("split_brain")
+    assert verdict.status is Status.UNKNOWN and verdict.measured is None
+    assert "no promotion instant reported" in verdict.reason
+    assert run.result.outcome.value == "inconclusive"
+
+
+def test_a_drill_without_the_objective_measures_and_judges_no_split_brain(
+        passed_run: Run) -> None:
+    assert set(passed_run.result.objectives) == {"rto", "rpo"}
+    assert passed_run.result.measurements is not None
+    assert passed_run.result.measurements.split_brain is None
+    assert "split_brain" not in {v.objective for v in passed_run.result.verdicts}
