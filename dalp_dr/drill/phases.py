@@ -251,7 +251,11 @@ def verify(ctx: RunContext) -> bool:
     deadline = started + verify_spec.timeout
     problems: list[str] = []
     reports: dict[str, dict[str, Any]] = {}
+    populations = ctx.drill.spec.client_populations()
     for name, beat in clients.heartbeats.items():
+        if populations[name].isolated:
+            reports[name] = isolated_view(ctx, name)
+            continue
         left = max(1.0, (deadline - ctx.clock.now()).total_seconds())
         recovered = beat.wait_for_recovery(state.fault_at, timeout=left,
                                            cancel=state.cancel.is_set)
@@ -317,6 +321,20 @@ def client_view(ctx: RunContext, name: str, recovered: datetime | None
                       "markers_read_back": markers_seen}
 
 
+def isolated_view(ctx: RunContext, name: str) -> dict[str, Any]:
+    """What an isolated population's clients reach (the old primary, still up, or nothing
+    once it was fenced): reported, never a problem; its figure is split brain."""
+    try:
+        session = ctx.clients.endpoints[name].connect(timeout=5)
+        try:
+            identity = session.identity()
+        finally:
+            session.close()
+    except EndpointError as exc:
+        return {"isolated": True, "identity": None, "reachable": False, "error": str(exc)}
+    return {"isolated": True, "identity": identity.model_dump(), "reachable": True}
+
+
 def measure(ctx: RunContext) -> None:
     """Stop writing, then read back which acknowledged markers survived, per population
     through its own endpoint (hot-hot: the lost site's clients now reach the survivor)."""
@@ -324,7 +342,10 @@ def measure(ctx: RunContext) -> None:
     steps.begin(ctx, PhaseName.MEASURE)
     started = ctx.clock.now()
     clients.stop()
+    populations = ctx.drill.spec.client_populations()
     for name, endpoint in clients.endpoints.items():
+        if populations[name].isolated:  # it reaches the old primary: nothing to read back
+            continue
         try:
             session = endpoint.connect(timeout=5)
             try:

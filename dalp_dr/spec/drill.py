@@ -101,6 +101,15 @@ class DrillSpec(Frozen):
         return value
 
     @model_validator(mode="after")
+    def _isolated_measures_split_brain(self) -> DrillSpec:
+        isolated = sorted(n for n, p in (self.populations or {}).items() if p.isolated)
+        if isolated and self.objectives.split_brain is None:
+            raise ValueError(f"population {shown(isolated[0])} is isolated: it is measured for "
+                             "split brain only, so declare objectives.split_brain (0: the old "
+                             "primary must accept no write after the promotion)")
+        return self
+
+    @model_validator(mode="after")
     def _checks_through_known_populations(self) -> DrillSpec:
         known = set(self.populations) if self.populations else {"service"}
         for check in self.checks:

@@ -137,7 +137,19 @@ class Population(Frozen):
                               description="table the population's markers go to")
     judged: bool = Field(default=True,
                          description="judge the objectives on this population's figures")
+    isolated: bool | None = Field(
+        default=None,  # not False: a drill that does not say it keeps its spec hash
+        description="the population's clients are cut off together with the old primary (a "
+                    "partition drill): verify and the read-back do not expect them to reach "
+                    "the recovered primary; they are measured for split brain, never judged "
+                    "on RTO or RPO")
 
+    @model_validator(mode="after")
+    def _isolated_not_judged(self) -> Population:
+        if self.isolated and self.judged:
+            raise ValueError("an isolated population cannot be judged on RTO and RPO (its "
+                             "clients never reach the recovered primary): add judged: false")
+        return self
 
 
 class Workload(Frozen):

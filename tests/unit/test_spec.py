@@ -203,3 +203,35 @@ def test_playbook_and_inventory_paths_stay_inside_the_allowed_directories(
         load_drill(drills / "etc.yaml")
     monkeypatch.setenv("DALP_DR_ALLOWED_DIRS", str(outside))
     assert load_drill(drills / "evil.yaml").playbooks  # listed: allowed
+
+
+PARTITIONED = VALID.replace("rpo: 5m}", "rpo: 5m, split_brain: 0}").replace(
+    "endpoint: {from_inventory: dsn}\n",
+    "populations:\n"
+    "  clients: {endpoint: {from_inventory: dsn}}\n"
+    "  site-a: {endpoint: {from_inventory: site_a_dsn}, marker_table: hb_a, judged: false,"
+    " isolated: true}\n")
+
+
+def test_an_isolated_population_is_measured_for_split_brain_only() -> None:
+    spec = parse_drill(PARTITIONED, source="x")
+    populations = spec.client_populations()
+    assert populations["site-a"].isolated and not populations["site-a"].judged
+    assert not populations["clients"].isolated
+    # a population that does not say it keeps the hash it had before the field existed
+    dumped = spec.model_dump(mode="json", exclude_none=True)["populations"]
+    assert "isolated" not in dumped["clients"]
+
+
+@pytest.mark.parametrize(("text", "field", "words"), [
+    (PARTITIONED.replace(" judged: false,", ""), "populations.site-a",
+     "an isolated population cannot be judged on RTO and RPO"),
+    (PARTITIONED.replace(", split_brain: 0}", "}"), "",
+     "population 'site-a' is isolated: it is measured for split brain only, so declare "
+     "objectives.split_brain"),
+])
+def test_an_isolated_population_needs_the_objective_and_no_judging(
+        text: str, field: str, words: str) -> None:
+    err = error_of(text)
+    assert (err.field or "").startswith(field), err
+    assert words in str(err)

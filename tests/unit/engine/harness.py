@@ -107,7 +107,7 @@ def _drill_yaml(shape: DrillShape) -> str:
         *(["populations:",
            "  clients: {endpoint: {dsn: 'host=in-memory dbname=app'}}",
            f"  site-a: {{endpoint: {{dsn: 'host=in-memory dbname=app'}}, "
-           f"marker_table: {OLD_PRIMARY_TABLE}, judged: false}}"]
+           f"marker_table: {OLD_PRIMARY_TABLE}, judged: false, isolated: true}}"]
           if shape.partitioned else ["endpoint: {dsn: 'host=in-memory dbname=app'}"]),
         "workload: {heartbeat_interval: 10ms, baseline: 50ms, "
         f"observe: {shape.observe}}}",

@@ -61,6 +61,16 @@ def test_writes_the_cut_off_old_primary_took_after_the_promotion_miss_it(
     assert figures.promoted_at < figures.first_at <= figures.last_at  # type: ignore[operator]
     assert run.stored.verdicts == run.result.verdicts
     assert run.stored.populations == run.result.populations
+    # verify did not ask the isolated clients to reach the recovered primary: it reported
+    # what they reach (the old primary, still on timeline 1), and nothing was read back there
+    report = run.phase(PhaseName.VERIFY).report
+    assert report is not None
+    isolated = report["populations"]["site-a"]
+    assert isolated["isolated"] is True and isolated["reachable"] is True
+    assert isolated["identity"]["timeline"] == 1
+    assert "site-a" not in run.phase(PhaseName.MEASURE).report["markers_read_back"]
+    assert run.result.populations["site-a"].lost_writes is None
+    assert run.result.outcome.value == "missed"
 
 
 def test_without_a_reported_promotion_it_is_unknown(harness: EngineHarness) -> None:
