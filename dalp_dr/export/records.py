@@ -20,8 +20,9 @@ from dalp_dr.clock import utcnow
 from dalp_dr.errors import Flag, HintKey, InvalidInput, TamperedHistory
 from dalp_dr.history.base import HistoryStore
 from dalp_dr.integrity import ChainEntry
-from dalp_dr.results import Outcome, RunResult
+from dalp_dr.results import Outcome, RunResult, Status
 from dalp_dr.spec import Topology
+from dalp_dr.verdict import SPLIT_BRAIN
 
 REQUIREMENTS = (
     ("DALP quarterly DR drill", "SettleMint DALP high-availability guidance: DR drills are "
@@ -220,13 +221,29 @@ CSV_COLUMNS = (
     "planned_at", "started_at", "ended_at", "outcome", "rto_s", "rpo_s", "recovery_time_s",
     "recovery_time_lower_bound_s", "write_outage_s", "rtt_s", "data_loss_window_s",
     "lost_writes", "rto_status", "rto_margin_s", "rpo_status", "rpo_margin_s",
-    "phase_timings", "spec_sha256", "record_sha256", "evidence_sha256", "chain_digest",
+    "split_brain_max", "split_brain_writes", "split_brain_status", "phase_timings",
+    "spec_sha256", "record_sha256", "evidence_sha256", "chain_digest",
     "evidence_files", "message",
 )
 
 
 def _iso(value: datetime | None) -> str:
     return value.astimezone(UTC).isoformat() if value else ""
+
+
+_WORST_FIRST = (Status.MISSED, Status.UNKNOWN, Status.MET)
+
+
+def _split_brain_columns(r: RunResult) -> dict[str, Any]:
+    """Split brain over every population (each is judged on it): the worst status and the
+    most split-brain writes any population measured; blank without the objective."""
+    found = [v for v in r.verdicts if v.objective == SPLIT_BRAIN]
+    status = next((s.value for s in _WORST_FIRST if any(v.status is s for v in found)), "")
+    writes = [v.measured for v in found if v.measured is not None]
+    target = r.objectives.get(SPLIT_BRAIN)
+    return {"split_brain_max": int(target) if target is not None else None,  # write counts
+            "split_brain_writes": int(max(writes)) if writes else None,
+            "split_brain_status": status}
 
 
 def run_row(record: ExportRecord) -> dict[str, Any]:
@@ -250,6 +267,7 @@ def run_row(record: ExportRecord) -> dict[str, Any]:
         "rto_margin_s": verdicts["rto"].margin if "rto" in verdicts else None,
         "rpo_status": verdicts["rpo"].status.value if "rpo" in verdicts else "",
         "rpo_margin_s": verdicts["rpo"].margin if "rpo" in verdicts else None,
+        **_split_brain_columns(r),
         "phase_timings": ";".join(f"{p.phase.value}={p.duration:.3f}" for p in r.phases),
         "spec_sha256": r.spec_hash, "record_sha256": record.chain.record_digest,
         "evidence_sha256": record.chain.evidence_digest, "chain_digest": record.chain.digest,

@@ -4,7 +4,10 @@ Each site is a network namespace with its own address from 198.18.0.0/15 and its
 controller reaches it as an unprivileged user that may only `sudo -n -u postgres`, with an
 inventory shaped like inventories/examples/hot-warm-ssh.yml and the application password kept
 in the vault. The drill passes twice in a row; `lab down` leaves nothing behind. A partition
-cuts a site off while it keeps running: a connect across the cut times out.
+cuts a site off while it keeps running: a connect across the cut times out. Site A's own
+clients (an isolated population) keep writing to it: without fencing it takes their writes
+after site B's promotion (split brain, the drill misses split_brain: 0); with the fencing
+step in recover it takes none and the drill passes.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import os
 import pwd
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,7 +40,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("hot-warm-hosts")]
 HOSTS_ROOT = LABS / "hot-warm-hosts"  # inventories/lab/hosts/hot-warm.yml
 INVENTORY = ROOT / "inventories" / "lab" / "hosts" / "hot-warm.yml"
 DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-hosts.yaml"
-PARTITION_DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-hosts-partition.yaml"
+SPLIT_BRAIN_DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-hosts-split-brain.yaml"
+FENCED_DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-hosts-fenced.yaml"
 SITE_A = ("198.18.0.11", 5432)
 NETNS = ("dalp-hw-a", "dalp-hw-b", "dalp-hw-r")
 LAB_USER = "dalp-lab"
@@ -86,7 +92,26 @@ def connect_from(netns: str | None, address: tuple[str, int]) -> str:
                           text=True, timeout=30, check=True).stdout.strip()
 
 
-def test_a_partition_cuts_site_a_off_and_the_drill_through_it_passes(tmp_path: Path) -> None:
+def assert_healed_and_failed_back() -> None:
+    assert connect_from("dalp-hw-r", SITE_A) == "ok"  # steady state healed the cut
+    status = dalp("lab", "status", "hot-warm", "--hosts")
+    assert "route    -> 198.18.0.11:5432" in status.stdout, status.stdout
+    assert "streaming from 198.18.0.11:5432" in status.stdout, status.stdout
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def split_brain_of(result: dict[str, Any], population: str) -> tuple[dict[str, Any],
+                                                                      dict[str, Any]]:
+    """(the population's split-brain figures, its split_brain verdict)."""
+    (verdict,) = [v for v in result["verdicts"]
+                  if v["objective"] == "split_brain" and v["population"] == population]
+    return result["populations"][population]["split_brain"], verdict
+
+
+def test_a_partition_cuts_site_a_off_and_split_brain_needs_fencing(tmp_path: Path) -> None:
     up = dalp("lab", "up", "hot-warm", "--hosts")
     assert up.returncode == 0, up.stdout + up.stderr
     assert connect_from("dalp-hw-r", SITE_A) == "ok"
@@ -106,13 +131,40 @@ def test_a_partition_cuts_site_a_off_and_the_drill_through_it_passes(tmp_path: P
     assert connect_from("dalp-hw-r", SITE_A) == "ok"
 
     env = {**os.environ, "DALP_DR_RESULTS": str(tmp_path / "results")}
-    ran = dalp_in(env, "drill", "run", "--json", str(PARTITION_DRILL), timeout=600)
+
+    # Without fencing: site A keeps taking its own clients' writes after B's promotion.
+    ran = dalp_in(env, "drill", "run", "--json", str(SPLIT_BRAIN_DRILL), timeout=600)
+    assert ran.returncode == 1, ran.stderr
+    result = json.loads(ran.stdout)
+    assert result["outcome"] == "missed", result.get("message")
+    # the routed clients failed over and met every objective, split brain included
+    assert {(v["objective"], v["status"]) for v in result["verdicts"]
+            if v["population"] == "service"} == {
+        ("rto", "met"), ("rpo", "met"), ("split_brain", "met")}
+    figures, verdict = split_brain_of(result, "site-a")
+    assert verdict["status"] == "missed" and verdict["measured"] == figures["writes"] > 0
+    assert figures["fenced"] is False  # it took writes to the end
+    assert figures["old_server"] == "198.18.0.11:5432"
+    assert at(figures["promoted_at"]) < at(figures["first_at"]) <= at(figures["last_at"])
+    service, _ = split_brain_of(result, "service")
+    assert service["writes"] == 0 and service["old_timeline"] == figures["old_timeline"]
+    print(f"split brain without fencing: {figures['writes']} writes over "
+          f"{figures['span']} s after the promotion")
+    assert_healed_and_failed_back()
+
+    # With the fencing step: site A is stopped before B is promoted; nothing to split.
+    ran = dalp_in(env, "drill", "run", "--json", str(FENCED_DRILL), timeout=600)
     assert ran.returncode == 0, ran.stderr
-    assert json.loads(ran.stdout)["outcome"] == "passed"
-    assert connect_from("dalp-hw-r", SITE_A) == "ok"  # steady state healed the cut
-    status = dalp("lab", "status", "hot-warm", "--hosts")
-    assert "route    -> 198.18.0.11:5432" in status.stdout
-    assert "streaming from 198.18.0.11:5432" in status.stdout
+    result = json.loads(ran.stdout)
+    assert result["outcome"] == "passed", result.get("message")
+    figures, verdict = split_brain_of(result, "site-a")
+    assert verdict["status"] == "met" and figures["writes"] == 0
+    assert figures["fenced"] is True
+    events = {e["name"]: at(e["at"]) for e in result["timeline"]}
+    # fenced before the promotion, and site A's last acknowledged write before that
+    assert events["old primary fenced"] < events["new primary promoted"]
+    assert at(figures["last_old_primary_ack"]) <= events["old primary fenced"]
+    assert_healed_and_failed_back()
 
 
 def test_hot_warm_over_ssh_passes_twice_and_down_leaves_nothing(tmp_path: Path) -> None:

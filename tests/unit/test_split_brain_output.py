@@ -3,14 +3,25 @@ be judged, and the result JSON (``drill run --json``, result.json)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
+from dalp_dr.export import bundle
 from dalp_dr.render import summary_text
 from dalp_dr.results import Outcome, RunResult
 from dalp_dr.split_brain import split_brain
 from dalp_dr.verdict import judge_split_brain
-from tests.factories import T0, at, attempts, make_run, split_brain_run
+from tests.factories import (
+    T0,
+    at,
+    attempts,
+    make_run,
+    record_runs,
+    select,
+    split_brain_run,
+)
 
 
 def measured_run(tmp_path: Path) -> RunResult:
@@ -67,3 +78,23 @@ def test_the_result_json_carries_the_figures_and_the_verdict(tmp_path: Path) -> 
     assert (verdict["objective"], verdict["status"], verdict["measured"]) == \
         ("split_brain", "missed", 11)
     assert RunResult.model_validate(document) == result
+
+
+def test_runs_csv_says_the_split_brain_target_writes_and_status(tmp_path: Path) -> None:
+    """An auditor reading runs.csv sees why a run was missed on split brain; a run without
+    the objective leaves the columns blank."""
+    url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    split = split_brain_run(make_run(tmp_path, "20261126T120000Z-aaaaaa", "hot-warm-partition",
+                                     T0, Outcome.MISSED, 1.2))
+    plain = make_run(tmp_path, "20261126T130000Z-bbbbbb", "hot-warm-failover",
+                     T0.replace(hour=13), Outcome.PASSED, 1.2)
+    record_runs(url, [split, plain])
+    rows_by_id = {r["run_id"]: r for r in
+                  csv.DictReader(io.StringIO(bundle.to_csv(select(url))))}
+    missed = rows_by_id[split.run_id]
+    assert (missed["split_brain_max"], missed["split_brain_writes"],
+            missed["split_brain_status"]) == ("0", "11", "missed")
+    assert missed["rto_status"] == "met"  # still RTO's and RPO's own columns
+    passed = rows_by_id[plain.run_id]
+    assert (passed["split_brain_max"], passed["split_brain_writes"],
+            passed["split_brain_status"]) == ("", "", "")
