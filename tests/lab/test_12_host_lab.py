@@ -42,6 +42,8 @@ INVENTORY = ROOT / "inventories" / "lab" / "hosts" / "hot-warm.yml"
 DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-hosts.yaml"
 SPLIT_BRAIN_DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-hosts-split-brain.yaml"
 FENCED_DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-hosts-fenced.yaml"
+LAGGING_DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-hosts-lagging.yaml"
+LINK_PORT = 15432  # playbooks/roles/dalp_link/defaults/main.yml
 SITE_A = ("198.18.0.11", 5432)
 NETNS = ("dalp-hw-a", "dalp-hw-b", "dalp-hw-r")
 LAB_USER = "dalp-lab"
@@ -70,9 +72,10 @@ def assert_nothing_left() -> None:
     assert not Path(f"/etc/sudoers.d/dalp-dr-lab-{LAB_USER}").exists()
 
 
-def playbook(name: str) -> subprocess.CompletedProcess[str]:
+def playbook(name: str, **extra: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(INVENTORY),
+         *(["-e", json.dumps(extra)] if extra else []),
          str(ROOT / "playbooks" / "hot-warm" / name)],
         env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "playbooks" / "roles")},
         capture_output=True, text=True, timeout=300, check=False)
@@ -165,6 +168,52 @@ def test_a_partition_cuts_site_a_off_and_split_brain_needs_fencing(tmp_path: Pat
     assert events["old primary fenced"] < events["new primary promoted"]
     assert at(figures["last_old_primary_ack"]) <= events["old primary fenced"]
     assert_healed_and_failed_back()
+
+
+def site_b_sql(sql: str) -> str:
+    """One value from site B's server, as the database OS user on its socket."""
+    return subprocess.run(
+        ["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/psql", "-XAtq",
+         "-h", str(HOSTS_ROOT / "site-b" / "run"), "-p", "5432", "-d", "postgres", "-c", sql],
+        check=True, capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def test_replication_lag_on_the_link_is_the_data_lost_in_a_partition(tmp_path: Path) -> None:
+    up = dalp("lab", "up", "hot-warm", "--hosts")
+    assert up.returncode == 0, up.stdout + up.stderr
+    streaming_from = ("select sender_host || ':' || sender_port from pg_stat_wal_receiver "
+                      "where status = 'streaming'")
+    assert site_b_sql(streaming_from) == "198.18.0.11:5432"
+
+    # The link's parameters take effect: site B streams through the delaying proxy, the loss
+    # rule is in site A's namespace; the heal undoes both.
+    impaired = playbook("baseline-impair-link.yml", dalp_link_delay_ms=200,
+                        dalp_link_loss_percent=5)
+    assert impaired.returncode == 0, impaired.stdout
+    assert site_b_sql(streaming_from) == f"198.18.0.11:{LINK_PORT}"
+    rules = subprocess.run(["ip", "netns", "exec", "dalp-hw-a", "nft", "list", "table", "inet",
+                            "dalp_link"], check=True, capture_output=True, text=True).stdout
+    assert f"ip daddr 198.18.0.12 tcp sport {LINK_PORT} numgen random mod 100 < 5 drop" in rules
+    healed = playbook("steady-state-heal.yml")
+    assert healed.returncode == 0, healed.stdout
+    assert site_b_sql(streaming_from) == "198.18.0.11:5432"
+    assert subprocess.run(["ip", "netns", "exec", "dalp-hw-a", "nft", "list", "table", "inet",
+                           "dalp_link"], capture_output=True, check=False).returncode != 0
+
+    # The drill: 300 ms each way on the link, site A cut off and fenced. What A acknowledged
+    # in the last ~300 ms before the cut was still on the link: lost.
+    env = {**os.environ, "DALP_DR_RESULTS": str(tmp_path / "results")}
+    ran = dalp_in(env, "drill", "run", "--json", str(LAGGING_DRILL), timeout=600)
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout)
+    assert result["outcome"] == "passed", result.get("message")
+    m = result["measurements"]
+    print(f"lagging link (300 ms): data-loss window {m['data_loss_window']} s, "
+          f"{m['lost_writes']} writes lost, recovery {m['recovery_time']} s")
+    assert m["lost_writes"] >= 1
+    assert m["data_loss_window"] >= 0.2  # the link's delay less one heartbeat interval
+    assert_healed_and_failed_back()
+    assert site_b_sql(streaming_from) == "198.18.0.11:5432"
 
 
 def test_hot_warm_over_ssh_passes_twice_and_down_leaves_nothing(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+../../../../dalp_dr/link_delay.py
