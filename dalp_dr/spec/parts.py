@@ -56,13 +56,15 @@ class Scenario(StrEnum):
     SWITCHOVER = "switchover"
     RESTORE = "restore"
     SITE_LOSS = "site-loss"
+    LINK_CUT = "link-cut"
+    """the link between active sites cut, both sites up: each keeps serving its own clients"""
 
 
 ALLOWED_SCENARIOS: dict[Topology, frozenset[Scenario]] = {
     Topology.CLOUD_NATIVE: frozenset({Scenario.FAILOVER, Scenario.SWITCHOVER}),
     Topology.HOT_WARM: frozenset({Scenario.FAILOVER, Scenario.SWITCHOVER}),
     Topology.HOT_COLD: frozenset({Scenario.RESTORE}),
-    Topology.HOT_HOT: frozenset({Scenario.SITE_LOSS}),
+    Topology.HOT_HOT: frozenset({Scenario.SITE_LOSS, Scenario.LINK_CUT}),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -438,3 +439,21 @@ def vaulted_drill(tmp_path: Path, drill: Path, inventory: Path) -> Path:
         lines.append(line)
     (tmp_path / "drill.yaml").write_text("\n".join(lines) + "\n")
     return tmp_path / "drill.yaml"
+
+
+def connect_from(netns: str | None, address: tuple[str, int]) -> str:
+    """"ok", or how a TCP connect to the address failed (at most 2 s), seen from a lab host's
+    namespace or (None) from the controller."""
+    probe = ("import socket, sys\n"
+             "try:\n"
+             f"    socket.create_connection({address!r}, timeout=2).close()\n"
+             "except OSError as exc:\n"
+             "    print(type(exc).__name__, exc.errno); sys.exit(0)\n"
+             "print('ok')\n")
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    return subprocess.run([*prefix, sys.executable, "-c", probe], capture_output=True,
+                          text=True, timeout=30, check=True).stdout.strip()
+
+
+CUT_OFF = ("TimeoutError None", f"OSError {errno.EHOSTUNREACH}", f"OSError {errno.ENETUNREACH}")
+"""what connect_from says across a partition: a timeout, or unreachable; never ok"""
