@@ -18,6 +18,7 @@ import json
 import os
 import pwd
 import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,7 @@ def test_leader_isolated_is_demoted_without_split_brain_and_down_leaves_nothing(
     print(f"\nleader isolation: old leader demoted {at['old leader demoted']:.2f} s after the "
           f"cut (bound ttl + loop_wait = {TTL + LOOP_WAIT} s), new primary promoted "
           f"{at['new primary promoted']:.2f} s, recovery time {m['recovery_time']:.2f} s, "
-          f"split-brain writes 0 (old leader fenced: {own['fenced']})")
+          f"split-brain writes 0 (old leader fenced: {own['fenced']}); {demoted['detail']}")
     # the observer's raw record is kept as evidence
     assert list((tmp_path / "results" / result["run_id"] / "files" / "verify")
                 .glob("patroni-watch.jsonl"))
@@ -157,8 +158,25 @@ def test_leader_isolated_is_demoted_without_split_brain_and_down_leaves_nothing(
         log = (HOSTS_ROOT / "ssh" / f"sshd-{host}.log").read_text()
         assert f"Accepted publickey for {LAB_USER} from 198.18.1.1" in log, host
 
-    down = dalp("lab", "down", "cloud-native", "--hosts")
-    assert down.returncode == 0, down.stderr
+    # a drill that crashed would leave its observer running on the controller, outside the
+    # namespaces: lab down stops it too
+    stray = HOSTS_ROOT / "watch" / "crashed-run"
+    stray.mkdir(parents=True)
+    observer = subprocess.Popen(
+        [sys.executable, str(ROOT / "dalp_dr" / "patroni_watch.py"), "watch",
+         "--etcd", "http://198.18.1.24:2379", "--prefix", "/dalp-dr/dalp-lab/",
+         "--member", "pg1=http://198.18.1.21:8008", "--out", "watch.jsonl",
+         "--stop-file", "stop"], cwd=stray, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (stray / "watch.pid").write_text(f"{observer.pid}\n")
+    try:
+        down = dalp("lab", "down", "cloud-native", "--hosts")
+        assert down.returncode == 0, down.stderr
+        assert observer.wait(timeout=10) is not None
+    finally:
+        if observer.poll() is None:
+            observer.kill()
+            observer.wait()
     assert_nothing_left()
     # the unreachable route goes with the last host lab (CI may run the hot-warm one beside)
     if ": dalp-" not in ip("-o", "link", "show", "type", "bridge"):
