@@ -17,6 +17,10 @@ turns such a file into the recovery timeline operators tune ``ttl`` and ``loop_w
     leader key gone        the old leader's key released or expired in the DCS
     new leader elected     another member holds the leader key
     new primary promoted   that member's PostgreSQL runs as primary (Patroni's live view)
+    old leader demoted     the old leader, last seen running as primary, is seen not to
+                           (Patroni's live view: stopping, stopped, demoted, a replica): it
+                           accepts no more writes. An isolated leader demotes itself once it
+                           cannot reach the DCS; seen only where its REST API can be reached
     sync standby set       the DCS sync key names the new leader and a synchronous standby
     old leader rejoined    the old leader runs as a replica on the new timeline
     cluster whole          every member running, one primary, replicas on its timeline, sync set
@@ -201,6 +205,27 @@ def summarize(records: List[Obs], old_leader: str, since: float = 0.0) -> Dict[s
     def dcs_ok(rec: Obs) -> bool:
         return "error" not in (rec.get("dcs") or {"error": "none"})
 
+    def rest(rec: Obs, name: str) -> Obs:
+        return (rec.get("rest") or {}).get(name) or {"error": "not watched"}
+
+    def running_primary(obs: Obs) -> bool:
+        return obs.get("role") == "primary" and obs.get("state") == "running"
+
+    # the old leader demoted: the first answer after the fault that is not a running primary,
+    # when an earlier answer was (never an unanswered poll: no answer is no evidence)
+    demoted: Obs | None = None
+    primary_seen = unanswered = False
+    for rec in records:
+        obs = rest(rec, old_leader)
+        if "error" in obs:
+            unanswered = primary_seen
+            continue
+        if running_primary(obs):
+            primary_seen, unanswered = True, False
+        elif rec["t"] >= since and primary_seen:
+            demoted = rec
+            break
+
     gone = _first(records, lambda r: dcs_ok(r) and _dcs_leader(r) != old_leader, since)
     if gone is not None:
         holder = _dcs_leader(gone)
@@ -211,14 +236,23 @@ def summarize(records: List[Obs], old_leader: str, since: float = 0.0) -> Dict[s
     new = _dcs_leader(elected) if elected else None
     result: Dict[str, Any] = {"old_leader": old_leader, "new_leader": new, "events": events,
                               "observations": len(records)}
+
+    def add_demoted() -> None:
+        if demoted is None:
+            return
+        obs = rest(demoted, old_leader)
+        add("old leader demoted", demoted,
+            "{} runs as primary no more: role {}, state {}{}".format(
+                old_leader, obs.get("role"), obs.get("state"),
+                " (its REST API had not answered since it was last seen a running primary:"
+                " it may have stopped earlier)" if unanswered else ""))
+
     if elected is None or new is None:
+        add_demoted()
         result["last"] = records[-1] if records else None
         return result
     t_elected = add("new leader elected", elected, new + " holds the leader key in the DCS")
     assert t_elected is not None
-
-    def rest(rec: Obs, name: str) -> Obs:
-        return (rec.get("rest") or {}).get(name) or {"error": "not watched"}
 
     promoted = _first(records, lambda r: rest(r, new).get("role") == "primary"
                       and rest(r, new).get("state") == "running", since)
@@ -254,6 +288,7 @@ def summarize(records: List[Obs], old_leader: str, since: float = 0.0) -> Dict[s
     members_seen = len((complete or {}).get("rest") or {})
     add("cluster whole", complete,
         f"{members_seen} members running, {new} primary, replicas on its timeline")
+    add_demoted()
     result["last"] = records[-1]
     return result
 

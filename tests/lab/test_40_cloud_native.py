@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -228,3 +229,19 @@ def test_preflight_fails_closed_when_a_member_is_down(tmp_path: Path) -> None:
 
 def test_down() -> None:
     assert dalp("lab", "down", "cloud-native").returncode == 0
+
+
+def test_leader_isolation_needs_a_host_lab_and_changes_nothing() -> None:
+    """inject-isolate-leader.yml cuts a host lab's leader off (tests/lab/test_13); on this
+    lab, whose members are no hosts of their own, it fails closed: no observer, no fault."""
+    before = assert_cluster_whole()
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"),
+         "-i", str(ROOT / "inventories" / "lab" / "cloud-native.yml"),
+         str(ROOT / "playbooks" / "cloud-native" / "inject-isolate-leader.yml")],
+        env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "playbooks" / "roles")},
+        capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode != 0
+    assert "isolating the leader needs a host lab" in proc.stdout, proc.stdout
+    assert not (LAB / "watch" / "adhoc").exists()  # the observer was not started
+    assert assert_cluster_whole()["leader"] == before["leader"]
