@@ -441,6 +441,11 @@ def vaulted_drill(tmp_path: Path, drill: Path, inventory: Path) -> Path:
     return tmp_path / "drill.yaml"
 
 
+def ip(*args: str) -> str:
+    """What `ip ARGS...` prints (as root, on the controller)."""
+    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True).stdout
+
+
 def connect_from(netns: str | None, address: tuple[str, int]) -> str:
     """"ok", or how a TCP connect to the address failed (at most 2 s), seen from a lab host's
     namespace or (None) from the controller."""

@@ -32,6 +32,7 @@ from tests.lab.helpers import (
     connect_from,
     dalp,
     dalp_in,
+    ip,
     lab_processes,
     vaulted_drill,
 )
@@ -48,10 +49,6 @@ LINK_PORT = 15432  # playbooks/roles/dalp_link/defaults/main.yml
 SITE_A = ("198.18.0.11", 5432)
 NETNS = ("dalp-hw-a", "dalp-hw-b", "dalp-hw-r")
 LAB_USER = "dalp-lab"
-
-
-def ip(*args: str) -> str:
-    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True).stdout
 
 
 def lab_user_exists() -> bool:

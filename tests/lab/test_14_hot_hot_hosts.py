@@ -22,6 +22,7 @@ from tests.lab.helpers import (
     ROOT,
     connect_from,
     dalp,
+    ip,
     lab_processes,
     run_and_act,
 )
@@ -80,11 +81,9 @@ def test_a_cut_link_leaves_both_sites_serving_and_steady_state_reconciles(
 
     down = dalp("lab", "down", "hot-hot", "--hosts")
     assert down.returncode == 0, down.stderr
-    netns = subprocess.run(["ip", "netns", "list"], check=True, capture_output=True,
-                           text=True).stdout
+    netns = ip("netns", "list")
     assert "dalp-hh-" not in netns, netns
-    links = subprocess.run(["ip", "-o", "link", "show"], check=True, capture_output=True,
-                           text=True).stdout
+    links = ip("-o", "link", "show")
     assert "dalp-hh" not in links, links
     assert lab_processes(HOSTS_ROOT) == []
     assert not HOSTS_ROOT.exists()
