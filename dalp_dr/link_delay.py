@@ -6,8 +6,10 @@ Runs on a lab host (stdlib only, any Python >= 3.8), started and stopped by the 
 ``dalp_link`` (playbooks/roles/dalp_link). It listens on ``--listen HOST:PORT`` and, for every
 connection, opens one to ``--to HOST:PORT``; whatever one side sends, the other receives
 ``--delay-ms`` later, in order, as over a long link. Nothing is buffered beyond what is in
-flight: throughput is not capped, only delayed. When one side closes, what is still in flight
-is delivered, then the other side is closed, as a link would. The proxy stops on SIGTERM or
+flight (at most IN_FLIGHT chunks each way; a side that does not read makes the other wait):
+throughput is not capped, only delayed. When one side ends its stream, what is still in
+flight is delivered, then that direction is half-closed while the other may go on, as over
+a link; when a side is gone, the pair is closed. The proxy stops on SIGTERM or
 after ``--max-seconds``, so a crashed drill cannot leave it running long; it writes its PID
 to ``--pid-file`` and prints ``listening`` once it accepts connections.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -26,10 +29,13 @@ import time
 from typing import Optional, Tuple
 
 CHUNK = 65536
+IN_FLIGHT = 256
+"""chunks on the link per direction at most (16 MiB): a side that does not read makes the
+other side's sender wait, as a full TCP window would"""
 Item = Optional[Tuple[float, bytes]]  # (when it may be delivered, the bytes); None: EOF
 
 
-def _address(text: str) -> Tuple[str, int]:
+def _address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
         raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r}")
@@ -43,33 +49,32 @@ async def _read(reader: asyncio.StreamReader, queue: asyncio.Queue[Item],
             data = await reader.read(CHUNK)
             if not data:
                 break
-            queue.put_nowait((time.monotonic() + delay, data))
+            await queue.put((time.monotonic() + delay, data))  # waits while the link is full
     except (ConnectionError, OSError):
-        pass  # the side is gone: deliver what is in flight, then close the other side
+        pass  # the side is gone: deliver what is in flight, then end the other direction
     finally:
-        queue.put_nowait(None)
+        await queue.put(None)
 
 
 async def _deliver(queue: asyncio.Queue[Item], writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            item = await queue.get()
-            if item is None:
-                break
-            due, data = item
-            wait = due - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass  # the receiving side is gone: nothing left to deliver to
-    finally:
-        writer.close()
+    """Deliver each chunk when due; at the end of the stream half-close (the other
+    direction may still be talking), or stop when the receiving side is gone."""
+    while True:
+        item = await queue.get()
+        if item is None:
+            if writer.can_write_eof():
+                writer.write_eof()
+            return
+        due, data = item
+        wait = due - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        writer.write(data)
+        await writer.drain()
 
 
 async def _pair(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter,
-                upstream: Tuple[str, int], delay: float) -> None:
+                upstream: tuple[str, int], delay: float) -> None:
     try:
         up_reader, up_writer = await asyncio.wait_for(
             asyncio.open_connection(*upstream), timeout=5)
@@ -77,19 +82,37 @@ async def _pair(client_reader: asyncio.StreamReader, client_writer: asyncio.Stre
         print(f"cannot reach {upstream[0]}:{upstream[1]}: {exc}", file=sys.stderr, flush=True)
         client_writer.close()
         return
-    to_upstream: asyncio.Queue[Item] = asyncio.Queue()
-    to_client: asyncio.Queue[Item] = asyncio.Queue()
-    await asyncio.gather(_read(client_reader, to_upstream, delay),
-                         _deliver(to_upstream, up_writer),
-                         _read(up_reader, to_client, delay),
-                         _deliver(to_client, client_writer))
+    to_upstream: asyncio.Queue[Item] = asyncio.Queue(IN_FLIGHT)
+    to_client: asyncio.Queue[Item] = asyncio.Queue(IN_FLIGHT)
+    tasks = [asyncio.ensure_future(t) for t in (
+        _read(client_reader, to_upstream, delay), _deliver(to_upstream, up_writer),
+        _read(up_reader, to_client, delay), _deliver(to_client, client_writer))]
+    try:
+        # both directions delivered to their end, or one side gone: then the pair is over
+        done, _ = await asyncio.wait(tasks[1::2], return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None and not isinstance(
+                    task.exception(), (ConnectionError, OSError)):
+                print(f"link: {task.exception()!r}", file=sys.stderr, flush=True)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        client_writer.close()
+        up_writer.close()
 
 
 async def _serve(args: argparse.Namespace) -> None:
     delay = args.delay_ms / 1000.0
     host, port = args.listen
-    server = await asyncio.start_server(
-        lambda r, w: _pair(r, w, args.to, delay), host, port, reuse_address=True)
+    pairs: set[asyncio.Task[None]] = set()
+
+    def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.ensure_future(_pair(reader, writer, args.to, delay))
+        pairs.add(task)
+        task.add_done_callback(pairs.discard)
+
+    server = await asyncio.start_server(connected, host, port, reuse_address=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -102,7 +125,13 @@ async def _serve(args: argparse.Namespace) -> None:
         await asyncio.wait_for(stop.wait(), timeout=args.max_seconds)
     except asyncio.TimeoutError:
         print(f"stopping after --max-seconds {args.max_seconds}", file=sys.stderr, flush=True)
-    server.close()
+    finally:
+        server.close()
+        for task in list(pairs):
+            task.cancel()
+        await asyncio.gather(*pairs, return_exceptions=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(args.pid_file)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,7 +51,8 @@ class SplitBrain(Frozen):
     after the new primary was promoted, and whether the old primary was fenced (stopped
     accepting writes). The old primary is the timeline of the population's newest write
     acknowledged before the fault; the promotion instant is the earliest "new primary
-    promoted" on the recovery timeline."""
+    promoted" on the recovery timeline or, when earlier, the first write any population had
+    acknowledged on another timeline (dalp_dr/split_brain.py)."""
 
     promoted_at: datetime | None
     old_timeline: int | None
@@ -67,7 +68,8 @@ class SplitBrain(Frozen):
     fenced: bool | None = None
     """True: the population kept attempting after the old primary's last acknowledged write
     and none of those attempts was accepted on the old timeline; False: not shown (it
-    accepted every write to the end, or the population stopped attempting); None: unknown"""
+    accepted every write to the end, or the population stopped attempting); None: unknown,
+    or not this population's to answer (a drill with isolated populations asks only them)"""
     last_old_primary_ack: datetime | None = None
     """the old primary's last acknowledged write (this population's): when it was fenced,
     at the latest, when ``fenced``"""

@@ -7,7 +7,10 @@ Every acknowledged heartbeat write carries the WAL timeline of the server that t
 * the old primary's timeline is that of the population's newest write acknowledged before
   the fault (none, or without a timeline: not measurable);
 * the promotion instant is the earliest "new primary promoted" on the recovery timeline (the
-  hot-warm recover playbook and the cloud-native observer report it; none: not measurable);
+  hot-warm recover playbook and the cloud-native observer report it; none: not measurable),
+  or, when earlier, the first write any population had acknowledged on another timeline
+  (``first_ack_elsewhere``, the controller's clock): a late report or a host clock behind
+  the controller's cannot hide split-brain writes;
 * split-brain writes are the population's writes acknowledged on the old timeline after the
   promotion instant: their count, the first and the last, and the span between them;
 * the old primary was fenced when the population kept attempting after the old timeline's
@@ -68,20 +71,41 @@ def split_brain(samples: Sequence[HeartbeatSample], *, fault_at: datetime | None
     if promoted_at is None:
         return base.model_copy(update={"reason": _join(
             'no promotion instant reported (no "new primary promoted" on the recovery '
-            "timeline)", fence_reason)})
+            "timeline, no write acknowledged on another timeline)", fence_reason)})
     after = [s for s in acked if s.ended_at > promoted_at]
     unknown = sum(1 for s in after if s.timeline is None)
     if unknown:
         return base.model_copy(update={"reason": _join(
             f"{unknown} writes acknowledged after the promotion carry no server timeline",
             fence_reason)})
-    split = [s for s in after if s.timeline == old]
+    # the old primary: its timeline, and its address where both are known (two servers can
+    # share a timeline number without sharing a history)
+    split = [s for s in after if s.timeline == old
+             and (reference.server is None or s.server is None or s.server == reference.server)]
     if not split:
         return base.model_copy(update={"writes": 0})
     first = min(s.ended_at for s in split)
     last = max(s.ended_at for s in split)
     return base.model_copy(update={"writes": len(split), "first_at": first, "last_at": last,
                                    "span": _seconds(last, first)})
+
+
+def first_ack_elsewhere(samples: Sequence[HeartbeatSample], *, fault_at: datetime | None
+                        ) -> datetime | None:
+    """The first write this population had acknowledged after the fault on a timeline other
+    than its old primary's (the controller's clock): the new primary was promoted by then,
+    whatever the reporting host's clock says. None when not known."""
+    if fault_at is None:
+        return None
+    acked = [s for s in samples if s.acked]
+    before = [s for s in acked if s.ended_at <= fault_at]
+    if not before:
+        return None
+    old = max(before, key=lambda s: s.ended_at).timeline
+    if old is None:
+        return None
+    return min((s.ended_at for s in acked if s.ended_at > fault_at
+                and s.timeline is not None and s.timeline != old), default=None)
 
 
 def _fencing(ordered: Sequence[HeartbeatSample], old: int

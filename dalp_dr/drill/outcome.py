@@ -18,7 +18,7 @@ from dalp_dr.provenance import Provenance
 from dalp_dr.redact import Redactor
 from dalp_dr.results import Measurements, ObjectiveVerdict, Outcome, RunResult, Status, Trigger
 from dalp_dr.spec import LoadedDrill, Scenario, Topology
-from dalp_dr.split_brain import promotion_instant, split_brain
+from dalp_dr.split_brain import first_ack_elsewhere, promotion_instant, split_brain
 from dalp_dr.verdict import judge, judge_split_brain, outcome_of
 
 
@@ -108,7 +108,14 @@ def figures(ctx: RunContext) -> tuple[dict[str, Measurements], list[ObjectiveVer
     measured: dict[str, Measurements] = {}
     verdicts: list[ObjectiveVerdict] = []
     split_target = spec.objectives.split_brain
-    promoted_at = promotion_instant(timeline.reported_events(state.phases))
+    promoted_at = min(
+        (at for at in (promotion_instant(timeline.reported_events(state.phases)),
+                       *(first_ack_elsewhere(beat.samples, fault_at=state.fault_at)
+                         for beat in clients.heartbeats.values())) if at is not None),
+        default=None)
+    # Fenced is the question of the clients cut off with the old primary: where a drill has
+    # such (isolated) populations, the others (which lost their way to it) do not answer it.
+    has_isolated = any(p.isolated for p in populations.values())
 
     def labelled(verdict: ObjectiveVerdict, name: str) -> ObjectiveVerdict:
         return verdict.model_copy(update={"population": name}) if clients.several else verdict
@@ -123,8 +130,11 @@ def figures(ctx: RunContext) -> tuple[dict[str, Measurements], list[ObjectiveVer
                 observed_until=max((s.ended_at for s in samples), default=ctx.clock.now()),
             )
             if split_target is not None:
-                measured[name] = measured[name].model_copy(update={"split_brain": split_brain(
-                    samples, fault_at=state.fault_at, promoted_at=promoted_at)})
+                figures = split_brain(samples, fault_at=state.fault_at,
+                                      promoted_at=promoted_at)
+                if has_isolated and not populations[name].isolated:
+                    figures = figures.model_copy(update={"fenced": None})
+                measured[name] = measured[name].model_copy(update={"split_brain": figures})
             if populations[name].judged:
                 verdicts.extend(labelled(v, name)
                                 for v in judge(spec.objectives, measured[name]))

@@ -253,10 +253,10 @@ def verify(ctx: RunContext) -> bool:
     reports: dict[str, dict[str, Any]] = {}
     populations = ctx.drill.spec.client_populations()
     for name, beat in clients.heartbeats.items():
-        if populations[name].isolated:
-            reports[name] = isolated_view(ctx, name)
-            continue
         left = max(1.0, (deadline - ctx.clock.now()).total_seconds())
+        if populations[name].isolated:
+            reports[name] = isolated_view(ctx, name, timeout=min(5.0, left))
+            continue
         recovered = beat.wait_for_recovery(state.fault_at, timeout=left,
                                            cancel=state.cancel.is_set)
         state.check()
@@ -321,11 +321,11 @@ def client_view(ctx: RunContext, name: str, recovered: datetime | None
                       "markers_read_back": markers_seen}
 
 
-def isolated_view(ctx: RunContext, name: str) -> dict[str, Any]:
+def isolated_view(ctx: RunContext, name: str, *, timeout: float) -> dict[str, Any]:
     """What an isolated population's clients reach (the old primary, still up, or nothing
     once it was fenced): reported, never a problem; its figure is split brain."""
     try:
-        session = ctx.clients.endpoints[name].connect(timeout=5)
+        session = ctx.clients.endpoints[name].connect(timeout=timeout)
         try:
             identity = session.identity()
         finally:

@@ -101,6 +101,15 @@ class DrillSpec(Frozen):
         return value
 
     @model_validator(mode="after")
+    def _split_brain_needs_a_promotion(self) -> DrillSpec:
+        if (self.objectives.split_brain is not None
+                and self.scenario not in (Scenario.FAILOVER, Scenario.SWITCHOVER)):
+            raise ValueError(f"objectives.split_brain applies to failover and switchover drills "
+                             f"(a new primary is promoted), not to {self.scenario.value}: "
+                             "remove it")
+        return self
+
+    @model_validator(mode="after")
     def _isolated_measures_split_brain(self) -> DrillSpec:
         isolated = sorted(n for n, p in (self.populations or {}).items() if p.isolated)
         if isolated and self.objectives.split_brain is None:

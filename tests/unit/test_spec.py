@@ -235,3 +235,12 @@ def test_an_isolated_population_needs_the_objective_and_no_judging(
     err = error_of(text)
     assert (err.field or "").startswith(field), err
     assert words in str(err)
+
+
+def test_split_brain_is_for_drills_that_promote_a_new_primary() -> None:
+    text = VALID.replace("rpo: 5m}", "rpo: 5m, split_brain: 0}").replace(
+        "topology: hot-warm", "topology: hot-hot").replace("scenario: failover",
+                                                            "scenario: link-cut")
+    err = error_of(text)
+    assert "objectives.split_brain applies to failover and switchover drills" in str(err)
+    assert "not to link-cut" in str(err)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dalp_dr.results import SplitBrain, Status, TimelineEvent
-from dalp_dr.split_brain import promotion_instant, split_brain
+from dalp_dr.split_brain import first_ack_elsewhere, promotion_instant, split_brain
 from dalp_dr.verdict import judge_split_brain
 from tests.factories import DOWN, UNTOLD, at, attempts
 
@@ -111,3 +111,24 @@ def test_the_promotion_is_the_earliest_reported() -> None:
                               event("new leader elected", 2.0),
                               event("new primary promoted", 3.0)]) == at(3.0)
     assert promotion_instant([event("new leader elected", 2.0)]) is None
+
+
+def test_another_server_on_the_old_timeline_number_is_not_the_old_primary() -> None:
+    """two servers can share a timeline number without sharing a history: only the old
+    primary's address counts where both are known"""
+    samples = attempts((0, 2.0, 1), (2.1, 5.0, DOWN))
+    elsewhere = [s.model_copy(update={"acked": True, "error": None, "timeline": 1,
+                                      "server": "other:5432"})
+                 for s in attempts((3.5, 4.0, 1))]
+    renumbered = [s.model_copy(update={"seq": len(samples) + i + 1})
+                  for i, s in enumerate(elsewhere)]
+    sb = split_brain(samples + renumbered, fault_at=at(FAULT), promoted_at=at(PROMOTED))
+    assert sb.writes == 0
+
+
+def test_the_first_write_acknowledged_on_another_timeline_bounds_the_promotion() -> None:
+    samples = attempts((0, 2.0, 1), (2.1, 3.4, DOWN), (3.5, 5.0, 2))
+    assert first_ack_elsewhere(samples, fault_at=at(FAULT)) == at(3.505)
+    # on the old timeline all along (cut off with the old primary): it cannot tell
+    assert first_ack_elsewhere(attempts((0, 5.0, 1)), fault_at=at(FAULT)) is None
+    assert first_ack_elsewhere(samples, fault_at=None) is None

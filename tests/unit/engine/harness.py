@@ -143,16 +143,21 @@ def write_drill(root: Path, shape: DrillShape) -> LoadedDrill:
     return load_drill(drill)
 
 
-def promoting(endpoint: InMemoryEndpoint, *, advance_timeline: bool = True) -> Play:
+def promoting(endpoint: InMemoryEndpoint, *, advance_timeline: bool = True,
+              clock_ahead: float = 0.0, then: Callable[[], None] | None = None) -> Play:
     """A recover playbook that promotes the standby behind ``endpoint`` (the route reaches
     it; timeline + 1 unless told otherwise) and reports the instant on the recovery
-    timeline, as the hot-warm recover playbook does ("new primary promoted")."""
+    timeline, as the hot-warm recover playbook does ("new primary promoted"), by a clock
+    ``clock_ahead`` seconds ahead of the controller's; ``then`` runs after it."""
     report: dict[str, Any] = {}  # published after its effect ran: the instant is known
 
     def promote() -> None:
         report["dalp_timeline"] = [{"event": "new primary promoted",
-                                    "at": datetime.now(UTC).timestamp(), "source": "pg_ctl"}]
+                                    "at": datetime.now(UTC).timestamp() + clock_ahead,
+                                    "source": "pg_ctl"}]
         endpoint.recover(advance_timeline=advance_timeline)
+        if then is not None:
+            then()
 
     return Play(effect=promote, report=report)
 

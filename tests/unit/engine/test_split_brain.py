@@ -5,6 +5,7 @@ population (judged or not) gets a split-brain verdict, kept in the stored result
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from dalp_dr.results import Status
 from dalp_dr.spec import PhaseName
@@ -73,15 +74,29 @@ def test_writes_the_cut_off_old_primary_took_after_the_promotion_miss_it(
     assert run.result.outcome.value == "missed"
 
 
-def test_without_a_reported_promotion_it_is_unknown(harness: EngineHarness) -> None:
+def test_without_a_reported_promotion_the_first_write_on_the_new_timeline_stands_in(
+        harness: EngineHarness) -> None:
     plays = {PhaseName.INJECT: Play(effect=harness.endpoint.fail, reports_fault_instant=True),
              PhaseName.RECOVER: Play(effect=harness.endpoint.recover)}
     run = harness.run(plays, DrillShape(split_brain=0))
 
     verdict = run.verdict("split_brain")
+    assert verdict.status is Status.MET and verdict.measured == 0
+    m = run.result.measurements
+    assert m is not None and m.split_brain is not None and m.recovered_at is not None
+    assert m.split_brain.promoted_at == m.recovered_at  # its first write on timeline 2
+
+
+def test_without_any_sign_of_a_promotion_it_is_unknown(harness: EngineHarness) -> None:
+    """no promotion reported and no write on another timeline (the old server came back)"""
+    plays = {PhaseName.INJECT: Play(effect=harness.endpoint.fail, reports_fault_instant=True),
+             PhaseName.RECOVER: Play(effect=lambda: harness.endpoint.recover(
+                 advance_timeline=False))}
+    run = harness.run(plays, DrillShape(split_brain=0))
+
+    verdict = run.verdict("split_brain")
     assert verdict.status is Status.UNKNOWN and verdict.measured is None
     assert "no promotion instant reported" in verdict.reason
-    assert run.result.outcome.value == "inconclusive"
 
 
 def test_a_drill_without_the_objective_measures_and_judges_no_split_brain(
@@ -90,3 +105,40 @@ def test_a_drill_without_the_objective_measures_and_judges_no_split_brain(
     assert passed_run.result.measurements is not None
     assert passed_run.result.measurements.split_brain is None
     assert "split_brain" not in {v.objective for v in passed_run.result.verdicts}
+
+
+def test_fencing_is_the_isolated_clients_question_and_a_fenced_old_primary_passes(
+        harness: EngineHarness) -> None:
+    """the recover playbook fences the old primary (its clients are refused from then on):
+    verify does not need the isolated clients to reach anything, and passes"""
+    plays = {PhaseName.INJECT: Play(effect=harness.endpoint.fail, reports_fault_instant=True),
+             PhaseName.RECOVER: promoting(harness.endpoint, then=harness.old_primary.fail)}
+    run = harness.run(plays, DrillShape(split_brain=0, partitioned=True))
+
+    assert run.result.outcome.value == "passed", run.result.message
+    isolated = run.phase(PhaseName.VERIFY).report["populations"]["site-a"]
+    assert isolated["isolated"] is True and isolated["reachable"] is False
+    site_a = run.result.populations["site-a"].split_brain
+    clients = run.result.populations["clients"].split_brain
+    assert site_a is not None and site_a.writes == 0 and site_a.fenced is True
+    # the routed clients lost their way to the old primary: not theirs to answer
+    assert clients is not None and clients.writes == 0 and clients.fenced is None
+
+
+def test_a_promotion_reported_late_is_bounded_by_the_first_write_on_the_new_timeline(
+        harness: EngineHarness) -> None:
+    """the promoted host's clock runs 30 s ahead: the old primary's writes after the real
+    promotion still count, from the routed clients' first write on the new timeline"""
+    plays = {PhaseName.INJECT: Play(effect=harness.endpoint.fail, reports_fault_instant=True),
+             PhaseName.RECOVER: promoting(harness.endpoint, clock_ahead=30.0)}
+    run = harness.run(plays, DrillShape(split_brain=0, partitioned=True))
+
+    site_a = run.result.populations["site-a"].split_brain
+    assert site_a is not None and site_a.writes is not None and site_a.writes > 0
+    fault_at = run.result.populations["clients"].fault_at
+    (reported,) = [e.at for e in run.result.timeline if e.name == "new primary promoted"]
+    assert site_a.promoted_at is not None and fault_at is not None
+    assert fault_at < site_a.promoted_at < reported - timedelta(seconds=25)
+    (verdict,) = [v for v in run.result.verdicts
+                  if v.objective == "split_brain" and v.population == "site-a"]
+    assert verdict.status is Status.MISSED
