@@ -227,10 +227,6 @@ def test_preflight_fails_closed_when_a_member_is_down(tmp_path: Path) -> None:
     assert_cluster_whole_soon()
 
 
-def test_down() -> None:
-    assert dalp("lab", "down", "cloud-native").returncode == 0
-
-
 def test_leader_isolation_needs_a_host_lab_and_changes_nothing() -> None:
     """inject-isolate-leader.yml cuts a host lab's leader off (tests/lab/test_13); on this
     lab, whose members are no hosts of their own, it fails closed: no observer, no fault."""
@@ -245,3 +241,7 @@ def test_leader_isolation_needs_a_host_lab_and_changes_nothing() -> None:
     assert "isolating the leader needs a host lab" in proc.stdout, proc.stdout
     assert not (LAB / "watch" / "adhoc").exists()  # the observer was not started
     assert assert_cluster_whole()["leader"] == before["leader"]
+
+
+def test_down() -> None:
+    assert dalp("lab", "down", "cloud-native").returncode == 0
