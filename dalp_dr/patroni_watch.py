@@ -254,8 +254,7 @@ def summarize(records: List[Obs], old_leader: str, since: float = 0.0) -> Dict[s
     t_elected = add("new leader elected", elected, new + " holds the leader key in the DCS")
     assert t_elected is not None
 
-    promoted = _first(records, lambda r: rest(r, new).get("role") == "primary"
-                      and rest(r, new).get("state") == "running", since)
+    promoted = _first(records, lambda r: running_primary(rest(r, new)), since)
     timeline = rest(promoted, new).get("timeline") if promoted else "?"
     add("new primary promoted", promoted, f"{new} runs as primary on timeline {timeline}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -462,3 +464,40 @@ def connect_from(netns: str | None, address: tuple[str, int]) -> str:
 
 CUT_OFF = ("TimeoutError None", f"OSError {errno.EHOSTUNREACH}", f"OSError {errno.ENETUNREACH}")
 """what connect_from says across a partition: a timeout, or unreachable; never ok"""
+
+
+def assert_host_lab_gone(root: Path, netns: tuple[str, ...], bridge: str, user: str) -> None:
+    """After `lab down TOPOLOGY --hosts`: no namespace, veth or bridge of the lab, no process
+    under its root, no root, no lab user and no sudo rule of it."""
+    namespaces = ip("netns", "list")
+    assert not [name for name in netns if name in namespaces], namespaces
+    links = ip("-o", "link", "show")
+    assert bridge not in links, links
+    assert lab_processes(root) == []
+    assert not root.exists()
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        pass  # gone, as it should be
+    else:
+        raise AssertionError(f"the lab user {user} is still there")
+    assert not Path(f"/etc/sudoers.d/dalp-dr-lab-{user}").exists()
+
+
+def host_lab_sql(root: Path, site: str, sql: str, *, db: str = "postgres") -> str:
+    """One value from a host lab site's server, as the database OS user on its socket
+    (``root``/``site``/run, port 5432)."""
+    return subprocess.run(
+        ["runuser", "-u", "postgres", "--", str(PG_BIN / "psql"), "-XAtq",
+         "-h", str(root / site / "run"), "-p", "5432", "-d", db, "-c", sql],
+        check=True, capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def timeline_offsets(result: dict[str, Any]) -> dict[str, float]:
+    """Seconds from the fault of each recovery-timeline event (first of each name)."""
+    fault = datetime.fromisoformat(result["measurements"]["fault_at"])
+    out: dict[str, float] = {}
+    for event in result["timeline"]:
+        out.setdefault(event["name"],
+                       (datetime.fromisoformat(event["at"]) - fault).total_seconds())
+    return out

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -28,12 +27,13 @@ from tests.lab.helpers import (
     LAB_PASSWORD,
     LABS,
     ROOT,
+    assert_host_lab_gone,
     assert_no_secret,
     connect_from,
     dalp,
     dalp_in,
+    host_lab_sql,
     ip,
-    lab_processes,
     run_and_act,
     vaulted_drill,
 )
@@ -49,25 +49,6 @@ LINK_PORT = 15432  # playbooks/roles/dalp_link/defaults/main.yml
 SITE_A = ("198.18.0.11", 5432)
 NETNS = ("dalp-hw-a", "dalp-hw-b", "dalp-hw-r")
 LAB_USER = "dalp-lab"
-
-
-def lab_user_exists() -> bool:
-    try:
-        pwd.getpwnam(LAB_USER)
-    except KeyError:
-        return False
-    return True
-
-
-def assert_nothing_left() -> None:
-    netns = ip("netns", "list")
-    assert not [name for name in NETNS if name in netns], netns
-    links = ip("-o", "link", "show")
-    assert "dalp-hw" not in links, links
-    assert lab_processes(HOSTS_ROOT) == []
-    assert not HOSTS_ROOT.exists()
-    assert not lab_user_exists()
-    assert not Path(f"/etc/sudoers.d/dalp-dr-lab-{LAB_USER}").exists()
 
 
 def assert_healed_and_failed_back() -> None:
@@ -91,7 +72,7 @@ def split_brain_of(result: dict[str, Any], population: str) -> tuple[dict[str, A
 
 def test_hot_warm_over_ssh_passes_twice(tmp_path: Path) -> None:
     assert dalp("lab", "down", "hot-warm", "--hosts").returncode == 0
-    assert_nothing_left()
+    assert_host_lab_gone(HOSTS_ROOT, NETNS, "dalp-hw", LAB_USER)
 
     up = dalp("lab", "up", "hot-warm", "--hosts")
     assert up.returncode == 0, up.stdout + up.stderr
@@ -125,14 +106,6 @@ def test_hot_warm_over_ssh_passes_twice(tmp_path: Path) -> None:
 
 STREAMING_FROM = ("select sender_host || ':' || sender_port from pg_stat_wal_receiver "
                   "where status = 'streaming'")
-
-
-def site_b_sql(sql: str) -> str:
-    """One value from site B's server, as the database OS user on its socket."""
-    return subprocess.run(
-        ["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/psql", "-XAtq",
-         "-h", str(HOSTS_ROOT / "site-b" / "run"), "-p", "5432", "-d", "postgres", "-c", sql],
-        check=True, capture_output=True, text=True, timeout=30).stdout.strip()
 
 
 def link_rules() -> subprocess.CompletedProcess[str]:
@@ -184,7 +157,7 @@ def test_a_partition_cuts_site_a_off_and_split_brain_needs_fencing(tmp_path: Pat
     link: dict[str, str] = {}
 
     def on_the_link(_proc: subprocess.Popen[str]) -> None:
-        link["streaming_from"] = site_b_sql(STREAMING_FROM)
+        link["streaming_from"] = host_lab_sql(HOSTS_ROOT, "site-b", STREAMING_FROM)
         link["rules"] = link_rules().stdout
 
     fenced = run_and_act(env, FENCED_DRILL, "phase inject ...", on_the_link, "--json",
@@ -209,7 +182,7 @@ def test_a_partition_cuts_site_a_off_and_split_brain_needs_fencing(tmp_path: Pat
     assert m["data_loss_window"] >= 0.2  # the link's delay less one heartbeat interval
     assert_healed_and_failed_back()
     # healed: site B streams straight from site A, the link's proxy and rules are gone
-    assert site_b_sql(STREAMING_FROM) == "198.18.0.11:5432"
+    assert host_lab_sql(HOSTS_ROOT, "site-b", STREAMING_FROM) == "198.18.0.11:5432"
     assert link_rules().returncode != 0
 
 
@@ -217,7 +190,7 @@ def test_lab_down_leaves_nothing() -> None:
     """last of the group: the host lab goes, and nothing of it stays"""
     down = dalp("lab", "down", "hot-warm", "--hosts")
     assert down.returncode == 0, down.stderr
-    assert_nothing_left()
+    assert_host_lab_gone(HOSTS_ROOT, NETNS, "dalp-hw", LAB_USER)
     # the unreachable route goes with the last host lab (CI may run the cloud-native one
     # beside this one: tests/lab/test_13)
     if ": dalp-" not in ip("-o", "link", "show", "type", "bridge"):

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +26,13 @@ from tests.lab.helpers import (
     CUT_OFF,
     LABS,
     ROOT,
+    assert_host_lab_gone,
     assert_no_secret,
     connect_from,
     dalp,
     ip,
-    lab_processes,
     run_and_act,
+    timeline_offsets,
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("cloud-native-hosts")]
@@ -46,25 +45,6 @@ NETNS = ("dalp-cn-1", "dalp-cn-2", "dalp-cn-3", "dalp-cn-e")
 LAB_USER = "dalp-cn"
 LAB_PASSWORD = "lab-only-c3a91e5d27"
 TTL, LOOP_WAIT = 6, 1  # the inventory's dalp_patroni_ttl, dalp_patroni_loop_wait
-
-
-def lab_user_exists() -> bool:
-    try:
-        pwd.getpwnam(LAB_USER)
-    except KeyError:
-        return False
-    return True
-
-
-def assert_nothing_left() -> None:
-    netns = ip("netns", "list")
-    assert not [name for name in NETNS if name in netns], netns
-    links = ip("-o", "link", "show")
-    assert "dalp-cn" not in links, links
-    assert lab_processes(HOSTS_ROOT) == []
-    assert not HOSTS_ROOT.exists()
-    assert not lab_user_exists()
-    assert not Path(f"/etc/sudoers.d/dalp-dr-lab-{LAB_USER}").exists()
 
 
 def cluster() -> dict[str, Any]:
@@ -83,16 +63,6 @@ def assert_home_leads_whole() -> None:
     # every replica a synchronous standby (dalp_patroni_sync_count 2)
     assert sorted(m["role"] for m in members.values()) == [
         "leader", "sync_standby", "sync_standby"], report
-
-
-def offsets(result: dict[str, Any]) -> dict[str, float]:
-    """Seconds from the fault of each timeline event (first of each name)."""
-    fault = datetime.fromisoformat(result["measurements"]["fault_at"])
-    out: dict[str, float] = {}
-    for event in result["timeline"]:
-        out.setdefault(event["name"],
-                       (datetime.fromisoformat(event["at"]) - fault).total_seconds())
-    return out
 
 
 def test_leader_isolated_is_demoted_without_split_brain_and_down_leaves_nothing(
@@ -136,7 +106,7 @@ def test_leader_isolated_is_demoted_without_split_brain_and_down_leaves_nothing(
 
     # the timeline: Patroni demoted the old leader within ttl + loop_wait of the cut, and
     # promoted a synchronous standby (the key had to expire first: after the demotion)
-    at = offsets(result)
+    at = timeline_offsets(result)
     for event in ("old leader demoted", "leader key gone", "new leader elected",
                   "new primary promoted", "service: first client write acknowledged"):
         assert event in at, (event, at)
@@ -183,7 +153,7 @@ def test_leader_isolated_is_demoted_without_split_brain_and_down_leaves_nothing(
         if observer.poll() is None:
             observer.kill()
             observer.wait()
-    assert_nothing_left()
+    assert_host_lab_gone(HOSTS_ROOT, NETNS, "dalp-cn", LAB_USER)
     # the unreachable route goes with the last host lab (CI may run the hot-warm one beside)
     if ": dalp-" not in ip("-o", "link", "show", "type", "bridge"):
         assert "198.18.0.0/15" not in ip("route", "show", "type", "unreachable")

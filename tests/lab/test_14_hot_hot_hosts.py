@@ -20,10 +20,10 @@ from tests.lab.helpers import (
     CUT_OFF,
     LABS,
     ROOT,
+    assert_host_lab_gone,
     connect_from,
     dalp,
-    ip,
-    lab_processes,
+    host_lab_sql,
     run_and_act,
 )
 
@@ -35,12 +35,7 @@ SITE_A = ("198.18.2.31", 5432)
 
 
 def rows(site: str, table: str) -> int:
-    """Rows of ``table`` on ``site``'s server, as the database OS user on its socket."""
-    return int(subprocess.run(
-        ["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/psql", "-XAtq",
-         "-h", str(HOSTS_ROOT / site / "run"), "-p", "5432", "-d", "dalp",
-         "-c", f"select count(*) from {table}"],
-        check=True, capture_output=True, text=True, timeout=30).stdout.strip())
+    return int(host_lab_sql(HOSTS_ROOT, site, f"select count(*) from {table}", db="dalp"))
 
 
 def test_a_cut_link_leaves_both_sites_serving_and_steady_state_reconciles(
@@ -81,9 +76,4 @@ def test_a_cut_link_leaves_both_sites_serving_and_steady_state_reconciles(
 
     down = dalp("lab", "down", "hot-hot", "--hosts")
     assert down.returncode == 0, down.stderr
-    netns = ip("netns", "list")
-    assert "dalp-hh-" not in netns, netns
-    links = ip("-o", "link", "show")
-    assert "dalp-hh" not in links, links
-    assert lab_processes(HOSTS_ROOT) == []
-    assert not HOSTS_ROOT.exists()
+    assert_host_lab_gone(HOSTS_ROOT, ("dalp-hh-a", "dalp-hh-b"), "dalp-hh", "dalp-hh")

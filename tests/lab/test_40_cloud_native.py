@@ -23,6 +23,7 @@ from tests.lab.helpers import (
     dalp,
     lab_status,
     run_json,
+    timeline_offsets,
 )
 
 # one lab per pytest-xdist worker at a time (see tests/conftest.py)
@@ -51,16 +52,6 @@ def assert_cluster_whole() -> dict[str, Any]:
     return status
 
 
-def offsets(result: dict[str, Any]) -> dict[str, float]:
-    """Seconds from the fault of each timeline event (first of each name)."""
-    fault = datetime.fromisoformat(result["measurements"]["fault_at"])
-    out: dict[str, float] = {}
-    for event in result["timeline"]:
-        out.setdefault(event["name"],
-                       (datetime.fromisoformat(event["at"]) - fault).total_seconds())
-    return out
-
-
 def assert_failover_passed(drill: Path, results: Path) -> tuple[dict[str, Any], str]:
     before = assert_cluster_whole()
     code, result, stderr = run_json(drill, results)
@@ -77,7 +68,7 @@ def assert_failover_passed(drill: Path, results: Path) -> tuple[dict[str, Any], 
     assert any(mem["name"] == old and mem["role"] != "leader" for mem in after["members"])
     # the recovery decomposed: every platform milestone seen, in a sensible order, and the
     # client's first acknowledged write is the measured recovery time
-    at = offsets(result)
+    at = timeline_offsets(result)
     assert all(name in at for name in TIMELINE), at
     assert at["leader key gone"] <= at["new leader elected"] <= at["new primary promoted"] + 0.2
     assert at["new primary promoted"] <= at["cluster whole"]
@@ -96,7 +87,7 @@ def test_read_only_playbooks_under_check_read_the_real_state_and_change_nothing(
 
 def test_failover_loses_no_acknowledged_write(tmp_path: Path) -> None:
     result, _ = assert_failover_passed(DRILL, tmp_path / "results")
-    at = offsets(result)
+    at = timeline_offsets(result)
     # the postmaster died but Patroni lived: no need to wait for the key to expire (ttl 6 s)
     assert at["new leader elected"] < 6
 
@@ -104,7 +95,7 @@ def test_failover_loses_no_acknowledged_write(tmp_path: Path) -> None:
 def test_node_loss_waits_for_the_leader_key_to_expire(tmp_path: Path) -> None:
     result, old = assert_failover_passed(ROOT / "drills" / "cloud-native-node-loss.yaml",
                                          tmp_path / "results")
-    at = offsets(result)
+    at = timeline_offsets(result)
     gone = next(e for e in result["timeline"] if e["name"] == "leader key gone")
     # Patroni watches the key: the survivor takes it within milliseconds of expiry, so the
     # observer (polling) may or may not see it absent in between
