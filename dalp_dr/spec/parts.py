@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -474,13 +475,23 @@ def _read_only_sql(value: str | None) -> str | None:
 ReadOnlySql = Annotated[str | None, AfterValidator(_read_only_sql)]
 
 
-def _http_url(value: str | UrlRef | None) -> str | UrlRef | None:
-    if isinstance(value, str) and not value.startswith(("http://", "https://")):
-        raise ValueError("'http' must be an http:// or https:// URL")
+def _http_url(value: Any) -> Any:
+    if isinstance(value, str):
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("'http' must be an http:// or https:// URL")
+        return value
+    if isinstance(value, dict):
+        try:
+            return UrlRef.model_validate(value)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error["loc"])
+            raise ValueError((f"{where}: " if where else "") + error["msg"]
+                             .removeprefix("Value error, ")) from None
     return value
 
 
-HttpRef = Annotated[str | UrlRef | None, AfterValidator(_http_url)]
+HttpRef = Annotated[str | UrlRef | None, BeforeValidator(_http_url)]
 """an inline URL (kept as written: a drill's digest does not change), or a UrlRef"""
 
 
