@@ -126,7 +126,10 @@ class Reply(BaseModel, frozen=True):
 
 class HttpClient:
     """One client: its own connections (kept open), its resolver, the inventory's headers.
-    Used by one thread at a time."""
+    A host name is looked up once, when the client first reaches it, and the address kept
+    for the client's life, as a client keeps the connection it opened; a client whose
+    connection broke is closed and a new one looks the name up again. Used by one thread at
+    a time."""
 
     def __init__(self, settings: HttpSettings, resolver: ClientResolver) -> None:
         self._settings = settings
@@ -134,6 +137,7 @@ class HttpClient:
         verify: ssl.SSLContext | bool = True
         if settings.ca_file is not None:
             verify = ssl.create_default_context(cafile=str(settings.ca_file))
+        self._addresses: dict[tuple[str, int], str] = {}
         self._client = httpx.Client(verify=verify, trust_env=False, follow_redirects=False,
                                     timeout=settings.timeout,
                                     limits=httpx.Limits(max_connections=2,
@@ -172,7 +176,10 @@ class HttpClient:
               same_origin: bool) -> httpx.Response:
         host = target.host
         port = target.port or (443 if target.scheme == "https" else 80)
-        address = self._resolver.resolve(host, port, timeout=self._settings.timeout)
+        address = self._addresses.get((host, port))
+        if address is None:
+            address = self._resolver.resolve(host, port, timeout=self._settings.timeout)
+            self._addresses[(host, port)] = address
         headers = {"Host": target.netloc.decode("ascii"), "Accept": "application/json"}
         if same_origin:
             headers.update(self._settings.headers)
