@@ -4,12 +4,13 @@ support for the hot-cold platform lab's playbooks: status, preflight, recover).
 
     chain --rpc URL [--wait S]
         {"head": N}: the chain's block height, waiting up to S seconds for the node to answer.
-    site --conn-file F [--wait S] [--indexer-pid P] [--worker-pid P]
+    site --conn-file F [--rpc URL] [--wait S] [--indexer-pid P] [--worker-pid P]
         What the site's database says about its workloads: the indexer's checkpoint and runs,
-        the workflows by state, the worker runs. With --indexer-pid / --worker-pid it waits
-        (up to S seconds) until those processes have connected and recorded their start (a
-        row in lab_indexer_run / lab_workflow_worker), and reports those rows. Tables that do
-        not exist yet read as empty.
+        the workflows by state, the worker runs; with --rpc, the chain's height read after
+        them (`chain_head`, null when the node does not answer). With --indexer-pid /
+        --worker-pid it waits (up to S seconds) until those processes have connected and
+        recorded their start (a row in lab_indexer_run / lab_workflow_worker), and reports
+        those rows. Tables that do not exist yet read as empty.
 
 Exit 0 with the object; 1 (and the reason on stderr) when the deadline passed first. The
 connection parameters are read from the file (JSON, mode 0600).
@@ -91,6 +92,11 @@ def site(args: argparse.Namespace) -> dict[str, Any]:
                     if out["worker_run"] is None:
                         waiting.append(f"workflow worker (PID {args.worker_pid})")
                 if not waiting:
+                    if args.rpc:
+                        try:
+                            out["chain_head"] = rpc_head(args.rpc)
+                        except (httpx.HTTPError, KeyError, ValueError):
+                            out["chain_head"] = None
                     return out
                 last_error = f"{' and '.join(waiting)} not connected yet"
         except psycopg.Error as exc:
@@ -120,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--wait", type=float, default=0.0)
     s = sub.add_parser("site")
     s.add_argument("--conn-file", required=True)
+    s.add_argument("--rpc")
     s.add_argument("--wait", type=float, default=0.0)
     s.add_argument("--indexer-pid", type=int)
     s.add_argument("--worker-pid", type=int)
