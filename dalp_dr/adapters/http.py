@@ -208,8 +208,10 @@ class ApiSession:
     is dropped, and the next session looks the name up again."""
 
     def __init__(self, client: HttpClient, url: str, read_back: ServiceEndpoint | None,
-                 redactor: Redactor, timeout: float, give_back: Any) -> None:
+                 redactor: Redactor, timeout: float, give_back: Any,
+                 population: str | None = None) -> None:
         self._client: HttpClient | None = client
+        self._population = population
         self._url = url
         self._read_back = read_back
         self._redactor = redactor
@@ -229,10 +231,17 @@ class ApiSession:
             self._client = None
         return EndpointError(self._redactor.text(problem))
 
+    def _scoped(self, run_id: str) -> str:
+        """The run id the markers carry: several populations that reach one API (hot-hot:
+        through a global load balancer, the lost site's clients land on the survivor's API,
+        in the same table as its own clients') each keep theirs under ``<run id>/<population>``,
+        so their sequence numbers never meet."""
+        return f"{run_id}/{self._population}" if self._population else run_id
+
     def write_marker(self, run_id: str, seq: int, sent_at: Any) -> WriteAck:
         try:
             reply = self._http.request("POST", self._url, payload={
-                "run_id": run_id, "seq": seq, "sent_at": sent_at.isoformat()})
+                "run_id": self._scoped(run_id), "seq": seq, "sent_at": sent_at.isoformat()})
         except EndpointError as exc:
             raise self._fail(str(exc)) from None
         body = reply.body if isinstance(reply.body, dict) else {}
@@ -260,6 +269,7 @@ class ApiSession:
             session.close()
 
     def surviving_markers(self, run_id: str) -> set[int]:
+        run_id = self._scoped(run_id)
         if self._read_back is not None:
             with self._sql() as session:
                 return session.surviving_markers(run_id)
@@ -298,8 +308,10 @@ class ApiEndpoint:
     """The platform's API as a ServiceEndpoint (docs/platform-drills.md)."""
 
     def __init__(self, url: str, settings: HttpSettings, redactor: Redactor, *,
-                 read_back: ServiceEndpoint | None = None) -> None:
+                 read_back: ServiceEndpoint | None = None, population: str | None = None
+                 ) -> None:
         self._url = url
+        self._population = population
         self._settings = settings
         self._redactor = redactor
         redactor.add(*settings.secrets())
@@ -329,7 +341,7 @@ class ApiEndpoint:
                 client.close()
                 raise EndpointError(self._redactor.text(str(exc))) from None
         return ApiSession(client, self._url, self._read_back, self._redactor,
-                          self._settings.timeout, self._keep)
+                          self._settings.timeout, self._keep, self._population)
 
     def _keep(self, client: HttpClient) -> None:
         with self._lock:

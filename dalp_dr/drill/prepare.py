@@ -47,7 +47,7 @@ def prepare(drill: LoadedDrill, endpoint_factory: EndpointFactory) -> PreparedDr
                     + api.path
                 endpoint: ServiceEndpoint = ApiEndpoint(
                     url, HttpSettings.from_inventory(inventory, api.host), redactor,
-                    read_back=database)
+                    read_back=database, population=name if several else None)
             else:
                 assert database is not None
                 endpoint = database

@@ -12,6 +12,7 @@ import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from cryptography import x509
@@ -40,7 +41,7 @@ def platform(api: JsonApi, *, echo: bool = True, status: int = 200) -> dict[str,
             stored.setdefault(marker["run_id"], []).append(marker["seq"])
             return 200, ({"seq": marker["seq"], "timeline": 2, "server": "site-b"} if echo
                          else {"ok": True})
-        run_id = path.partition("run_id=")[2]
+        run_id = unquote(path.partition("run_id=")[2])
         return 200, {"seqs": stored.get(run_id, [])}
 
     api.pages["/dr/heartbeat"] = (200, heartbeat)
@@ -60,6 +61,21 @@ def test_an_acknowledgement_echoes_the_sequence_number(json_api: JsonApi) -> Non
     assert stored == {"run-1": [7]}
     assert session.surviving_markers("run-1") == {7}
     assert session.identity().timeline == 2 and not session.identity().in_recovery
+
+
+def test_populations_through_one_api_keep_their_markers_apart(json_api: JsonApi) -> None:
+    """Hot-hot through a global load balancer: the lost site's clients land on the survivor's
+    API, where its own clients write too. Each population's markers carry its own run id."""
+    stored = platform(json_api)
+    url = json_api.url + "/dr/heartbeat"
+    lost, own = (ApiEndpoint(url, HttpSettings(), Redactor(), population=name).connect(timeout=2)
+                 for name in ("site-a", "site-b"))
+    lost.write_marker("run-1", 1, NOW)
+    own.write_marker("run-1", 1, NOW)
+    own.write_marker("run-1", 2, NOW)
+    assert stored == {"run-1/site-a": [1], "run-1/site-b": [1, 2]}
+    assert lost.surviving_markers("run-1") == {1}
+    assert own.surviving_markers("run-1") == {1, 2}
 
 
 def test_a_2xx_without_the_echo_is_not_an_acknowledgement(json_api: JsonApi) -> None:

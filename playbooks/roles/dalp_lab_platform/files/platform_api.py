@@ -7,6 +7,12 @@ It offers exactly the calls docs/platform-drills.md names, over the site's own P
   missing) and answers 200 ``{"seq": n, "timeline": <WAL timeline>, "server": "<site>"}``;
   400 on bad input, 503 ``{"error": ...}`` when the database does not take it.
 * ``GET /dr/heartbeat?run_id=X``: 200 ``{"seqs": [...]}``, the markers the site holds.
+* ``HEAD`` (any path): 204, no body, the connection kept (dalp-dr's client opens each new
+  connection with a HEAD).
+
+``--table`` names the table the writes go to (default ``dalp_dr_api_heartbeat``) and
+``--read-tables`` the tables ``GET`` reads (default: that one): a hot-hot site writes into a
+table it owns (logical replication carries it to the peer) and reads back across every site's.
 * ``GET /health``: ``{"status": "ok"}`` (200) when the database takes writes, ``"degraded"``
   (503) when it answers but is read-only or in recovery, ``"no_data"`` (503) when it cannot
   tell (unreachable, too slow). With ``--health-override-file`` present, its stripped content
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -46,6 +53,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 TABLE = "dalp_dr_api_heartbeat"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 CONNECT_TIMEOUT = 2
 STATEMENT_TIMEOUT_MS = 2000
 WATCHDOG_SECONDS = 3.0
@@ -53,8 +61,8 @@ WATCHDOG_SECONDS = 3.0
 is the server's own) has its socket shut down: the call fails, the request answers 503"""
 MAX_BODY = 64 * 1024
 
-CREATE = f"""
-create table if not exists {TABLE} (
+CREATE = """
+create table if not exists {table} (
     run_id       text        not null,
     seq          bigint      not null,
     sent_at      timestamptz not null,
@@ -63,13 +71,13 @@ create table if not exists {TABLE} (
 """
 # One round trip: the marker (a repeated seq is the same marker: kept once) and the timeline
 # of the server that took it.
-INSERT = f"""
+INSERT = """
 with marker as (
-    insert into {TABLE} (run_id, seq, sent_at) values (%s, %s, %s)
+    insert into {table} (run_id, seq, sent_at) values (%s, %s, %s)
     on conflict (run_id, seq) do nothing)
 select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
 """
-SELECT = f"select seq from {TABLE} where run_id = %s order by seq"
+SELECT = "select seq from {table} where run_id = %(run_id)s"
 HEALTH = "select pg_is_in_recovery(), current_setting('transaction_read_only')"
 
 
@@ -162,6 +170,11 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length)
 
+    def do_HEAD(self) -> None:
+        self.send_response(204)
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         if url.path == "/health":
@@ -234,17 +247,22 @@ class PlatformServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], db: Database, site: str,
-                 health_override: Path | None) -> None:
+                 health_override: Path | None, table: str = TABLE,
+                 read_tables: tuple[str, ...] = ()) -> None:
         super().__init__(address, Handler)
         self.db, self.site, self._override = db, site, health_override
+        # identifiers checked by _table (plain lower-case names): safe in the SQL text
+        self._create = CREATE.format(table=table)
+        self._insert = INSERT.format(table=table)
+        self._select = " union ".join(SELECT.format(table=t) for t in read_tables or (table,))
 
     def write(self, run_id: str, seq: int, sent_at: datetime) -> int:
         with self.db.connection() as conn:
             try:
-                row = conn.execute(INSERT, (run_id, seq, sent_at)).fetchone()
+                row = conn.execute(self._insert, (run_id, seq, sent_at)).fetchone()
             except pg_errors.UndefinedTable:
-                conn.execute(CREATE)
-                row = conn.execute(INSERT, (run_id, seq, sent_at)).fetchone()
+                conn.execute(self._create)
+                row = conn.execute(self._insert, (run_id, seq, sent_at)).fetchone()
         if row is None:
             raise psycopg.DataError("the insert returned no timeline")
         return int(row[0])
@@ -252,7 +270,8 @@ class PlatformServer(ThreadingHTTPServer):
     def read(self, run_id: str) -> list[int]:
         with self.db.connection() as conn:
             try:
-                return [int(r[0]) for r in conn.execute(SELECT, (run_id,)).fetchall()]
+                rows = conn.execute(self._select, {"run_id": run_id}).fetchall()
+                return sorted(int(r[0]) for r in rows)
             except pg_errors.UndefinedTable:
                 return []
 
@@ -282,6 +301,12 @@ def _address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _table(text: str) -> str:
+    if not _IDENTIFIER.match(text):
+        raise argparse.ArgumentTypeError(f"a plain lower-case table name, not {text!r}")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--listen", type=_address, required=True, metavar="ADDRESS:PORT")
@@ -289,10 +314,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site", required=True, help="reported as 'server' with each write")
     parser.add_argument("--pid-file", type=Path)
     parser.add_argument("--health-override-file", type=Path)
+    parser.add_argument("--table", type=_table, default=TABLE,
+                        help=f"the table writes go to (default {TABLE})")
+    parser.add_argument("--read-tables", type=lambda v: tuple(_table(t) for t in v.split(",")),
+                        default=(), metavar="TABLE,...",
+                        help="the tables GET reads the markers from (default: --table)")
     args = parser.parse_args(argv)
 
     db = Database(args.dsn)
-    server = PlatformServer(args.listen, db, args.site, args.health_override_file)
+    server = PlatformServer(args.listen, db, args.site, args.health_override_file,
+                            args.table, args.read_tables)
 
     def stop(_signum: int, _frame: object) -> None:
         # serve_forever runs in this (the main) thread: shutdown() must come from another
