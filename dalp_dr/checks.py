@@ -8,10 +8,9 @@ never healthy, whatever the expectation.
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-from typing import Any
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from dalp_dr.adapters.base import EndpointSession, ServiceEndpoint
 from dalp_dr.drill_yaml import clip
@@ -19,6 +18,9 @@ from dalp_dr.errors import EndpointError
 from dalp_dr.redact import Redactor
 from dalp_dr.results import CheckOutcome
 from dalp_dr.spec import Expect, VerifyCheck
+
+if TYPE_CHECKING:
+    from dalp_dr.probes import Web
 
 NO_DATA = "no_data"
 
@@ -107,6 +109,9 @@ def check_query(sql: str) -> str:
                 raise ValueError("SELECT INTO creates a table: checks are read-only")
             if node.lockingClause:
                 raise ValueError("FOR UPDATE/SHARE locks rows: checks are read-only")
+        if isinstance(node, ast.ParamRef) and node.number != 1:
+            raise ValueError(f"${node.number}: a check's query may use only $1 (the fault "
+                             "instant)")
         if isinstance(node, ast.FuncCall):
             parts = node.funcname or ()
             name = str(getattr(parts[-1], "sval", "")).lower() if parts else ""
@@ -116,6 +121,23 @@ def check_query(sql: str) -> str:
                                  "stop")
         stack.extend(getattr(node, field) for field in node)
     return pglast.split(sql, with_parser=True)[0]
+
+
+def takes_fault_instant(sql: str) -> bool:
+    """Whether the query uses ``$1`` (the fault instant): it is given only then."""
+    import pglast
+    from pglast import ast
+
+    stack: list[Any] = [s.stmt for s in pglast.parse_sql(sql)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (list, tuple)):
+            stack.extend(node)
+        elif isinstance(node, ast.ParamRef):
+            return True
+        elif isinstance(node, ast.Node):
+            stack.extend(getattr(node, f) for f in node)
+    return False
 
 
 def meets(value: Any, expect: Expect) -> tuple[bool, str]:
@@ -141,18 +163,7 @@ def meets(value: Any, expect: Expect) -> tuple[bool, str]:
     return True, "as expected"
 
 
-def _field(document: Any, path: str) -> Any:
-    for part in path.split("."):
-        if isinstance(document, dict):
-            document = document.get(part)
-        elif isinstance(document, list) and part.isdigit() and int(part) < len(document):
-            document = document[int(part)]
-        else:
-            return None
-    return document
-
-
-def _connect_read_only(endpoint: ServiceEndpoint, timeout: float) -> EndpointSession:
+def connect_read_only(endpoint: ServiceEndpoint, timeout: float) -> EndpointSession:
     """A session whose every transaction is read-only from the start, where the endpoint can
     open one (PostgreSQL); query_value runs read-only in any case."""
     from dalp_dr.adapters.postgres import PostgresEndpoint  # psycopg: not needed to validate
@@ -162,17 +173,27 @@ def _connect_read_only(endpoint: ServiceEndpoint, timeout: float) -> EndpointSes
     return endpoint.connect(timeout=timeout)
 
 
-def _sql(check: VerifyCheck, endpoint: ServiceEndpoint) -> CheckOutcome:
+def fault_params(sql: str, fault_at: datetime | None) -> tuple[Any, ...]:
+    """What fills ``$1``: the fault instant, when the query uses it."""
+    return (fault_at,) if fault_at is not None and takes_fault_instant(sql) else ()
+
+
+def _sql(check: VerifyCheck, endpoint: ServiceEndpoint, fault_at: datetime | None = None
+         ) -> CheckOutcome:
     assert check.sql is not None and check.expect is not None
     try:
         query = check_query(check.sql)
     except ValueError as exc:
         return CheckOutcome(name=check.name, kind="sql", ok=False, value=None,
                             detail=f"refused: {exc}")
+    if fault_at is None and takes_fault_instant(query):
+        return CheckOutcome(name=check.name, kind="sql", ok=False, value=None,
+                            detail="the query uses $1 (the fault instant), which is not known")
     try:
-        session = _connect_read_only(endpoint, check.timeout.total_seconds())
+        session = connect_read_only(endpoint, check.timeout.total_seconds())
         try:
-            value = session.query_value(query, timeout=check.timeout.total_seconds())
+            value = session.query_value(query, timeout=check.timeout.total_seconds(),
+                                        params=fault_params(query, fault_at))
         finally:
             session.close()
     except EndpointError as exc:
@@ -182,28 +203,31 @@ def _sql(check: VerifyCheck, endpoint: ServiceEndpoint) -> CheckOutcome:
     return CheckOutcome(name=check.name, kind="sql", ok=ok, value=repr(value), detail=detail)
 
 
-def _http(check: VerifyCheck) -> CheckOutcome:
+def _http(check: VerifyCheck, web: Web | None = None) -> CheckOutcome:
+    from dalp_dr.adapters.http import HttpSettings
+    from dalp_dr.probes import Web, field
+
+    web = web or Web(HttpSettings(), {})
     assert check.http is not None
-    request = urllib.request.Request(check.http, headers={"Accept": "application/json"})
+    url = web.url(check.http)
+    client = web.client(check.timeout.total_seconds())
     try:
-        with urllib.request.urlopen(request, timeout=check.timeout.total_seconds()) as reply:
-            status, body = reply.status, reply.read()
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read()
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reply = client.request("GET", url)
+    except EndpointError as exc:
         return CheckOutcome(name=check.name, kind="http", ok=False, value=None,
-                            detail=f"request failed: {getattr(exc, 'reason', exc)}")
-    if status != check.status:
-        return CheckOutcome(name=check.name, kind="http", ok=False, value=str(status),
-                            detail=f"HTTP {status}, expected {check.status}")
+                            detail=f"request failed: {exc}")
+    finally:
+        client.close()
+    if reply.status != check.status:
+        return CheckOutcome(name=check.name, kind="http", ok=False, value=str(reply.status),
+                            detail=f"HTTP {reply.status}, expected {check.status}")
     if check.json_field is None:
-        return CheckOutcome(name=check.name, kind="http", ok=True, value=str(status),
-                            detail=f"HTTP {status}")
-    try:
-        value = _field(json.loads(body), check.json_field)
-    except (ValueError, UnicodeDecodeError):
+        return CheckOutcome(name=check.name, kind="http", ok=True, value=str(reply.status),
+                            detail=f"HTTP {reply.status}")
+    if reply.body is None:
         return CheckOutcome(name=check.name, kind="http", ok=False, value=None,
                             detail="the body is not JSON")
+    value = field(reply.body, check.json_field)
     if value is None or value == NO_DATA:
         return CheckOutcome(name=check.name, kind="http", ok=False, value=repr(value),
                             detail=f"{check.json_field} is {value or 'missing'}: no data is "
@@ -213,15 +237,18 @@ def _http(check: VerifyCheck) -> CheckOutcome:
     return CheckOutcome(name=check.name, kind="http", ok=ok, value=repr(value), detail=detail)
 
 
-def run_checks(checks: list[VerifyCheck], endpoints: dict[str, ServiceEndpoint],
-               redactor: Redactor) -> list[CheckOutcome]:
+def run_checks(checks: list[VerifyCheck], endpoints: Mapping[str, ServiceEndpoint],
+               redactor: Redactor, web: Web | None = None, *,
+               fault_at: datetime | None = None) -> list[CheckOutcome]:
+    """Each check in order; ``web``: the inventory's HTTP settings and URLs (default: none
+    needed, inline URLs with default settings)."""
     outcomes = []
     first = next(iter(endpoints))
     for check in checks:
         if check.sql is not None:
-            outcome = _sql(check, endpoints[check.through or first])
+            outcome = _sql(check, endpoints[check.through or first], fault_at)
         else:
-            outcome = _http(check)
+            outcome = _http(check, web)
         outcomes.append(outcome.model_copy(update={
             "detail": redactor.text(outcome.detail),
             "value": redactor.text(outcome.value) if outcome.value is not None else None}))

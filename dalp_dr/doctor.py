@@ -159,9 +159,14 @@ def _check_roles(drills: list[Any], inventories: dict[Path, Any]) -> list[Findin
     for d in drills:
         populations = d.spec.client_populations()
         first = next(iter(populations))
-        used = dict.fromkeys(c.through or first for c in d.spec.checks if c.sql is not None)
+        used = dict.fromkeys(
+            [c.through or first for c in d.spec.checks if c.sql is not None]
+            + [p.through or first for p in d.spec.converge if p.sql is not None]
+            + [p.near.through or first for p in d.spec.converge
+               if p.near is not None and p.near.sql is not None])
         for name in used:
             population = populations[name]
+            way_in = population.endpoint.sql()
             check = f"check role {d.spec.name}" + (f" ({name})" if len(populations) > 1
                                                    else "")
             inventory = inventories.get(d.inventory)
@@ -169,17 +174,18 @@ def _check_roles(drills: list[Any], inventories: dict[Path, Any]) -> list[Findin
             try:
                 if inventory is not None:
                     redactor.add(*inventory.secret_values())
-                if population.endpoint.dsn is not None:
-                    dsn = population.endpoint.dsn
+                if way_in is None:  # the drill's validation requires one
+                    raise InvalidInput("the population has no SQL way in")
+                if way_in.dsn is not None:
+                    dsn = way_in.dsn
                 elif inventory is None:
                     raise InvalidInput("the inventory cannot be read")
                 else:
-                    value = inventory.variable(population.endpoint.from_inventory,
-                                               host=population.endpoint.host)
+                    assert way_in.from_inventory is not None
+                    value = inventory.variable(way_in.from_inventory, host=way_in.host)
                     if not isinstance(value, str):
                         raise InvalidInput(f"inventory variable "
-                                           f"'{population.endpoint.from_inventory}' is not "
-                                           "a DSN string")
+                                           f"'{way_in.from_inventory}' is not a DSN string")
                     dsn = " ".join(value.split())
                 session = PostgresEndpoint(dsn, redactor, population.marker_table).connect(
                     timeout=5, read_only=True)

@@ -9,7 +9,8 @@ Definitions (docs: shared dalp-ha.md, README "What is measured"):
   first saw the outage: how long clients could not write. For a sudden fault it is close to
   the recovery time; for a planned switchover, whose request precedes the moment writes
   stop, it is the figure that matters. No outage seen: 0.
-* RTT = verify passed - fault instant.
+* RTT = the later of verify passed and the last converge probe met - fault instant. A probe
+  that never converged leaves the RTT unmeasured, at least (its giving up - fault instant).
 * data-loss window = acknowledgement time of the newest write acknowledged before recovery
   minus that of the newest such write that survived on the recovered primary; 0 when every
   acknowledged write survived. Lost writes = acknowledged writes absent after recovery.
@@ -35,7 +36,10 @@ def _seconds(later: datetime, earlier: datetime) -> float:
 
 def measure(samples: Sequence[HeartbeatSample], *, fault_at: datetime | None,
             surviving: set[int] | None, verified_at: datetime | None, interval: float,
-            observed_until: datetime) -> Measurements:
+            observed_until: datetime, converged_at: datetime | None = None,
+            unconverged_at: datetime | None = None) -> Measurements:
+    """``converged_at``: when the last converge probe was met (all were); ``unconverged_at``:
+    when a probe gave up, not met."""
     ordered = sorted(samples, key=lambda s: s.seq)
     acked = [s for s in ordered if s.acked]
     unacked = sum(1 for s in ordered if not s.acked)
@@ -87,11 +91,13 @@ def measure(samples: Sequence[HeartbeatSample], *, fault_at: datetime | None,
             first_ack = min(s.ended_at for s in era)
             window_lb = _seconds(last_ack, first_ack)
 
+    rtt_end = max(verified_at, converged_at) if verified_at and converged_at else verified_at
+    rtt = _seconds(rtt_end, fault_at) if rtt_end and unconverged_at is None else None
     return Measurements(
         fault_at=fault_at, recovered_at=recovered_at, verified_at=verified_at,
         recovery_time=recovery_time, recovery_time_lower_bound=lower_bound,
-        write_outage=write_outage,
-        rtt=_seconds(verified_at, fault_at) if verified_at else None,
+        write_outage=write_outage, rtt=rtt,
+        rtt_lower_bound=_seconds(unconverged_at, fault_at) if unconverged_at else None,
         data_loss_window=window, data_loss_window_lower_bound=window_lb, lost_writes=lost,
         acked_before_fault=before_fault, unacknowledged_attempts=unacked, resolution=interval,
         last_ack_before_fault=last_ack, newest_surviving_ack=newest_surviving,

@@ -91,6 +91,8 @@ class Measurements(Frozen):
     write_outage: float | None = None
     """last write acknowledged before the outage -> first acknowledged after it"""
     rtt: float | None
+    rtt_lower_bound: float | None = None
+    """a converge probe timed out: the RTT is at least this"""
     """fault instant -> verify passed"""
     data_loss_window: float | None
     data_loss_window_lower_bound: float | None = None
@@ -136,6 +138,22 @@ class CheckOutcome(Frozen):
     kind: str
     ok: bool
     value: str | None
+    detail: str
+
+
+class ConvergeOutcome(Frozen):
+    """One converge probe: met (when, seconds after the fault) or not, what it last read."""
+
+    name: str
+    met: bool
+    at: datetime | None
+    """when it was met, or when it gave up"""
+    seconds: float | None
+    """seconds from the fault to the probe met"""
+    value: str | None
+    reference: str | None = None
+    """a ``near`` probe's reference value at the last poll"""
+    polls: int
     detail: str
 
 
@@ -216,6 +234,8 @@ class RunResult(Frozen):
     """the drill definition the run was started from (crash recovery reloads it)"""
     checks: list[CheckOutcome] = []
     """the drill's declarative verify checks, in order"""
+    convergence: list[ConvergeOutcome] = []
+    """the drill's converge probes, in order"""
     timeline: list[TimelineEvent] = []
     """the recovery decomposed, in time order (fault first)"""
     provenance: Provenance | None = None

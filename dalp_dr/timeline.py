@@ -15,7 +15,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from dalp_dr.results import HeartbeatSample, PhaseRecord, PhaseStatus, TimelineEvent
+from dalp_dr.adapters.dns import Resolution
+from dalp_dr.results import (
+    ConvergeOutcome,
+    HeartbeatSample,
+    PhaseRecord,
+    PhaseStatus,
+    TimelineEvent,
+)
 from dalp_dr.spec import PhaseName
 
 REPORT_KEY = "dalp_timeline"
@@ -73,10 +80,12 @@ ClientView = tuple[Sequence[HeartbeatSample], datetime | None]
 
 def build(*, fault_at: datetime | None, fault_source: str | None,
           clients: Mapping[str, ClientView], verified_at: datetime | None,
-          phases: Iterable[PhaseRecord], labelled: bool = False) -> list[TimelineEvent]:
-    """``labelled``: prefix the client events with the population's name (several)."""
+          phases: Iterable[PhaseRecord], labelled: bool = False,
+          extra: Iterable[TimelineEvent] = ()) -> list[TimelineEvent]:
+    """``labelled``: prefix the client events with the population's name (several);
+    ``extra``: events the engine found otherwise (converge probes, name resolution)."""
     phases = list(phases)
-    events = reported_events(phases)
+    events = reported_events(phases) + list(extra)
     for record in phases:
         if record.phase is PhaseName.RECOVER and record.status is not PhaseStatus.SKIPPED:
             held = record.report.get(HELD_SINCE)
@@ -108,6 +117,35 @@ def build(*, fault_at: datetime | None, fault_source: str | None,
     if verified_at is not None:
         events.append(TimelineEvent(name="verify passed", at=verified_at, source="engine"))
     return sorted(events, key=lambda e: e.at)
+
+
+def converged(outcomes: Iterable[ConvergeOutcome]) -> list[TimelineEvent]:
+    """Each converge probe met (or given up)."""
+    return [TimelineEvent(name=f"converged: {o.name}" if o.met else f"not converged: {o.name}",
+                          at=o.at, source="converge probe", detail=o.detail)
+            for o in outcomes if o.at is not None]
+
+
+def resolved(changes: Mapping[str, Sequence[Resolution]], *, fault_at: datetime | None,
+             labelled: bool = False) -> list[TimelineEvent]:
+    """The first time after the fault each population's clients got a new answer for the
+    API's host name: when DNS as the route reached them."""
+    events = []
+    for population, seen in changes.items():
+        before = [r for r in seen if fault_at is None or r.at < fault_at]
+        old = before[-1].addresses if before else None
+        new = next((r for r in seen if fault_at is not None and r.at >= fault_at
+                    and r.addresses != old), None)
+        if new is None:
+            continue
+        prefix = f"{population}: " if labelled else ""
+        was = f" (was {', '.join(old)})" if old else ""
+        ttl = f", TTL {new.ttl}s" if new.ttl is not None else ""
+        events.append(TimelineEvent(
+            name=prefix + "first client resolved the new address", at=new.at,
+            source=f"client resolver ({new.source})",
+            detail=f"{new.name} -> {', '.join(new.addresses)}{was}{ttl}"))
+    return events
 
 
 def offset(event: TimelineEvent, fault_at: datetime | None) -> float | None:

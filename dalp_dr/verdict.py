@@ -31,16 +31,19 @@ def _judge(name: str, target: float, measured: float | None, lower_bound: float 
 
 
 def judge(objectives: Objectives, m: Measurements | None) -> list[ObjectiveVerdict]:
+    """RTO and RPO, then RTT when the drill declares it."""
     rto = objectives.rto.total_seconds()
     rpo = objectives.rpo.total_seconds()
-    if m is None:
-        return [_judge("rto", rto, None, None, "recovery time"),
-                _judge("rpo", rpo, None, None, "data-loss window")]
-    return [
-        _judge("rto", rto, m.recovery_time, m.recovery_time_lower_bound, "recovery time"),
-        _judge("rpo", rpo, m.data_loss_window, m.data_loss_window_lower_bound,
-               "data-loss window"),
+    out = [
+        _judge("rto", rto, m.recovery_time if m else None,
+               m.recovery_time_lower_bound if m else None, "recovery time"),
+        _judge("rpo", rpo, m.data_loss_window if m else None,
+               m.data_loss_window_lower_bound if m else None, "data-loss window"),
     ]
+    if objectives.rtt is not None:
+        out.append(_judge("rtt", objectives.rtt.total_seconds(), m.rtt if m else None,
+                          m.rtt_lower_bound if m else None, "time to fully recovered"))
+    return out
 
 
 SPLIT_BRAIN = "split_brain"

@@ -1,4 +1,9 @@
+import contextlib
+import json
+import socket
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -55,3 +60,59 @@ def sqlite_store(tmp_path: Path) -> Iterator[HistoryStore]:
                         results_dir=tmp_path / "results")
     yield opened
     opened.close()
+
+
+class JsonApi:
+    """A local HTTP server answering JSON (``pages``: path -> (status, document)), and what
+    it was asked: a stand-in for a platform's API or a chain node in fast tests (not for
+    PostgreSQL, Ansible or S3)."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, tuple[int, object]] = {}
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self._connections: list[socket.socket] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                api._connections.append(self.connection)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                api.requests.append((self.command, self.path, dict(self.headers), body))
+                status, document = api.pages.get(self.path.split("?")[0], (404, {}))
+                if callable(document):
+                    status, document = document(self.command, self.path, body)
+                payload = json.dumps(document).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            do_GET = do_POST = do_HEAD = _answer
+
+            def log_message(self, *_args: object) -> None:
+                return
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        """The server goes away, its open connections with it."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        for connection in self._connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def json_api() -> Iterator[JsonApi]:
+    """A local JSON API (``JsonApi``), shut down after the test."""
+    api = JsonApi()
+    yield api
+    api.close()

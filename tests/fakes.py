@@ -173,7 +173,8 @@ class InMemorySession:
         self._check_open()
         return self._endpoint._identity(self._generation)
 
-    def query_value(self, sql: str, *, timeout: float | None = None) -> Any:
+    def query_value(self, sql: str, *, timeout: float | None = None,
+                    params: tuple[Any, ...] = ()) -> Any:
         raise EndpointError("the in-memory endpoint runs no SQL")
 
     def close(self) -> None:

@@ -100,8 +100,10 @@ class EndpointSession(Protocol):
 
     def identity(self) -> ServerIdentity: ...
 
-    def query_value(self, sql: str, *, timeout: float | None = None) -> Any:
-        """First column of the first row of ``sql``, run read-only (verify checks)."""
+    def query_value(self, sql: str, *, timeout: float | None = None,
+                    params: tuple[Any, ...] = ()) -> Any:
+        """First column of the first row of ``sql``, run read-only (verify checks);
+        ``params`` fill PostgreSQL's ``$1``, ``$2``..."""
         ...
 
     def close(self) -> None: ...

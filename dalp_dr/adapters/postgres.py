@@ -174,14 +174,17 @@ class PostgresSession:
             f" then null else {_TIMELINE} end")
         return ServerIdentity(port=row[0], in_recovery=bool(row[1]), timeline=row[2])
 
-    def query_value(self, sql: str, *, timeout: float | None = None) -> Any:
+    def query_value(self, sql: str, *, timeout: float | None = None,
+                    params: tuple[Any, ...] = ()) -> Any:
         """The first column of the first row of one query (a verify check: it can look,
         never change). ``sql`` is a single SELECT without a trailing ';' (checks.check_query
         gives it so). The server is given it as a subquery, so PostgreSQL's own grammar
         refuses anything that is not a query (COPY, a data-modifying WITH, a second
         statement); through the extended query protocol (pipeline mode: one statement per
         message, whatever the text holds); in a READ ONLY transaction. ``timeout`` bounds
-        the query on the server (statement_timeout), so a slow check cannot hold verify."""
+        the query on the server (statement_timeout), so a slow check cannot hold verify.
+        ``params`` are PostgreSQL's own ``$1``, ``$2``... (a raw cursor: no client-side
+        placeholders, so a ``%`` in the text stays a ``%``)."""
         wrapped = f"select * from (\n{sql}\n) as dalp_check"
         try:
             with self._bounded(timeout or 0.0), self._conn.transaction():
@@ -190,7 +193,7 @@ class PostgresSession:
                     self._conn.execute("select set_config('statement_timeout', %s, true)",
                                        (f"{max(1, round(timeout * 1000))}ms",))
                 with self._conn.pipeline():
-                    cursor = self._conn.execute(wrapped)
+                    cursor = psycopg.RawCursor(self._conn).execute(wrapped, params or None)
                 row = cursor.fetchone()
         except (psycopg.Error, OSError) as exc:
             raise self._fail(exc) from None

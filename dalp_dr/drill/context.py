@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from dalp_dr.adapters.base import PlaybookRunner, ServerIdentity, ServiceEndpoint
+from dalp_dr.adapters.http import HttpSettings
 from dalp_dr.cancel import CancelToken, RunCancelled
 from dalp_dr.clock import Clock
 from dalp_dr.heartbeat import Heartbeat
 from dalp_dr.inventory import Inventory
 from dalp_dr.journal import Journal
+from dalp_dr.probes import Web
 from dalp_dr.redact import Redactor
 from dalp_dr.reserve import LOCAL_DISKS, Disks, Need
-from dalp_dr.results import CheckOutcome, PhaseRecord
+from dalp_dr.results import CheckOutcome, ConvergeOutcome, PhaseRecord
 from dalp_dr.spec import LoadedDrill
 
 Progress = Callable[[str], None]
@@ -38,6 +40,8 @@ class PreparedDrill:
     redactor: Redactor
     inventory: Inventory
     """read once, at prepare: the guardrails are judged on what was validated"""
+    web: Web = field(default_factory=lambda: Web(HttpSettings(), {}))
+    """the HTTP side of checks and converge probes (URLs resolved at prepare)"""
 
     @property
     def endpoint(self) -> ServiceEndpoint:
@@ -68,6 +72,7 @@ class RunState:
     facts: dict[str, Any] = field(default_factory=dict)
     """dalp_* facts earlier phases published with set_stats, forwarded to later phases"""
     checks: list[CheckOutcome] = field(default_factory=list)
+    convergence: list[ConvergeOutcome] = field(default_factory=list)
     deadline: threading.Timer | None = None
     deadline_hit: str | None = None
     """why the recovery deadline aborted the drill (its RTO is then missed)"""
@@ -118,6 +123,10 @@ class Clients:
     def stop(self) -> None:
         for beat in self.heartbeats.values():
             beat.stop()
+        for endpoint in self.endpoints.values():
+            close = getattr(endpoint, "close", None)  # connections a client pool keeps
+            if callable(close):
+                close()
 
 
 @dataclass
@@ -137,6 +146,8 @@ class RunContext:
     preflight)"""
     disks: Disks = LOCAL_DISKS
     """where free space is read"""
+    web: Web = field(default_factory=lambda: Web(HttpSettings(), {}))
+    """the HTTP side of checks and converge probes"""
 
     @property
     def run_id(self) -> str:

@@ -21,6 +21,8 @@ from typing import Any
 
 from dalp_dr import guardrails, private_files
 from dalp_dr.adapters.base import PlaybookRunner
+from dalp_dr.adapters.dns import Resolution
+from dalp_dr.adapters.http import ApiEndpoint
 from dalp_dr.adapters.postgres import PostgresEndpoint
 from dalp_dr.cancel import CancelToken, RunCancelled
 from dalp_dr.clock import SYSTEM_CLOCK, Clock
@@ -56,6 +58,11 @@ class DrillRun:
     result: RunResult
     unreachable_hosts: tuple[str, ...] = ()
     """hosts preflight could not reach: the drill proved nothing (invalid input, not a miss)"""
+
+
+def _resolved(journal: Journal, population: str | None, resolution: Resolution) -> None:
+    journal.record(EventKind.NAME_RESOLVED, population=population,
+                   **resolution.model_dump(mode="json"))
 
 
 class DrillEngine:
@@ -186,10 +193,14 @@ class DrillEngine:
                             sink=partial(journal.heartbeat,
                                          population=name if several else None))
             for name, endpoint in prepared.endpoints.items()})
+        for name, endpoint in prepared.endpoints.items():
+            if isinstance(endpoint, ApiEndpoint):  # evidence of each new answer, as it comes
+                endpoint.resolver.on_change = partial(
+                    _resolved, journal, name if several else None)
         return RunContext(drill=prepared.drill, journal=journal, clients=clients, state=state,
                           runner=self._runner, results_dir=self._results_dir,
                           progress=self._progress, clock=self._clock, needs=needs,
-                          disks=self._disks)
+                          disks=self._disks, web=prepared.web)
 
     def _interrupted(self, ctx: RunContext) -> bool:
         """An interrupt or the deadline stopped the run; whether it was an interrupt."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from dalp_dr import timeline
+from dalp_dr.adapters.http import ApiEndpoint
 from dalp_dr.drill.context import RunContext
 from dalp_dr.measure import measure
 from dalp_dr.provenance import Provenance
@@ -40,6 +41,8 @@ class RunHead:
     rpo: float
     split_brain: int | None = None
     """the most split-brain writes allowed, when the drill declares it"""
+    rtt: float | None = None
+    """the RTT objective (seconds), when the drill declares it"""
 
     @classmethod
     def of(cls, drill: LoadedDrill) -> RunHead:
@@ -48,7 +51,8 @@ class RunHead:
                    environment=spec.environment, owner=spec.owner, spec_hash=drill.spec_hash,
                    rto=spec.objectives.rto.total_seconds(),
                    rpo=spec.objectives.rpo.total_seconds(),
-                   split_brain=spec.objectives.split_brain)
+                   split_brain=spec.objectives.split_brain,
+                   rtt=spec.objectives.rtt.total_seconds() if spec.objectives.rtt else None)
 
 
 def new_record(head: RunHead, *, run_id: str, trigger: Trigger, operator: str,
@@ -61,6 +65,8 @@ def new_record(head: RunHead, *, run_id: str, trigger: Trigger, operator: str,
     objectives = {"rto": head.rto, "rpo": head.rpo}
     if head.split_brain is not None:
         objectives["split_brain"] = float(head.split_brain)
+    if head.rtt is not None:
+        objectives["rtt"] = head.rtt
     return RunResult(
         run_id=run_id, drill=head.drill, topology=head.topology, scenario=head.scenario,
         environment=head.environment, owner=head.owner, trigger=trigger, operator=operator,
@@ -120,6 +126,8 @@ def figures(ctx: RunContext) -> tuple[dict[str, Measurements], list[ObjectiveVer
     def labelled(verdict: ObjectiveVerdict, name: str) -> ObjectiveVerdict:
         return verdict.model_copy(update={"population": name}) if clients.several else verdict
 
+    met = [o.at for o in state.convergence if o.met and o.at is not None]
+    unmet = [o.at for o in state.convergence if not o.met and o.at is not None]
     if state.injected:
         for name, beat in clients.heartbeats.items():
             samples = beat.samples
@@ -128,6 +136,8 @@ def figures(ctx: RunContext) -> tuple[dict[str, Measurements], list[ObjectiveVer
                 verified_at=state.verified_at,
                 interval=spec.workload.heartbeat_interval.total_seconds(),
                 observed_until=max((s.ended_at for s in samples), default=ctx.clock.now()),
+                converged_at=max(met) if met and not unmet else None,
+                unconverged_at=max(unmet) if unmet else None,
             )
             if split_target is not None:
                 figures = split_brain(samples, fault_at=state.fault_at,
@@ -168,11 +178,16 @@ def final_result(ctx: RunContext, base: RunResult, *, interrupted: bool
         fault_at=state.fault_at, fault_source=state.fault_source,
         clients={name: (beat.samples, measured[name].recovered_at if name in measured
                         else None) for name, beat in clients.heartbeats.items()},
-        labelled=clients.several, verified_at=state.verified_at, phases=state.phases)
+        labelled=clients.several, verified_at=state.verified_at, phases=state.phases,
+        extra=[*timeline.converged(state.convergence),
+               *timeline.resolved({name: e.resolver.changes
+                                   for name, e in clients.endpoints.items()
+                                   if isinstance(e, ApiEndpoint)},
+                                  fault_at=state.fault_at, labelled=clients.several)])
     return base.model_copy(update={
         "timeline": events, "ended_at": ctx.clock.now(), "outcome": outcome,
         "measurements": primary, "populations": measured if clients.several else {},
         "verdicts": verdicts, "phases": list(state.phases),
         "steady_state_restored": state.steady_state_ok, "message": state.message,
-        "checks": list(state.checks),
+        "checks": list(state.checks), "convergence": list(state.convergence),
     }), measured

@@ -19,6 +19,7 @@ from typing import Any
 
 from dalp_dr.adapters.base import ServerIdentity
 from dalp_dr.checks import run_checks
+from dalp_dr.converge import converge as run_converge
 from dalp_dr.drill import steps
 from dalp_dr.drill.context import DEADLINE, RunContext
 from dalp_dr.drill.held import HeldPhase, waits_for_fault
@@ -27,7 +28,7 @@ from dalp_dr.errors import EndpointError
 from dalp_dr.journal import EventKind
 from dalp_dr.measure import fault_instant, pitr_check, recovery_target_time
 from dalp_dr.reserve import STORE_WRITTEN, check
-from dalp_dr.results import PhaseStatus
+from dalp_dr.results import ConvergeOutcome, PhaseStatus
 from dalp_dr.spec import PhaseName, Scenario
 
 HELD_SLACK_SECONDS = 30.0
@@ -59,6 +60,8 @@ def drive(ctx: RunContext) -> None:
                          "interrupted)")
     if not verify(ctx):
         return
+    converge(ctx)
+    state.check()
     ctx.clients.pause(ctx.drill.spec.workload.observe.total_seconds())
     state.check()
     measure(ctx)
@@ -265,7 +268,8 @@ def verify(ctx: RunContext) -> bool:
     report: dict[str, Any] = ({"populations": reports} if clients.several
                               else next(iter(reports.values())))
     if not problems and ctx.drill.spec.checks:
-        state.checks = run_checks(ctx.drill.spec.checks, clients.endpoints, journal.redactor)
+        state.checks = run_checks(ctx.drill.spec.checks, clients.endpoints, journal.redactor,
+                                  ctx.web, fault_at=state.fault_at)
         for outcome in state.checks:
             journal.record(EventKind.CHECK, check=outcome.model_dump(mode="json"))
             ctx.progress(f"check {outcome.name}: {'ok' if outcome.ok else 'FAILED'} "
@@ -284,6 +288,48 @@ def verify(ctx: RunContext) -> bool:
     ctx.progress("verify: writes and reads through the endpoint"
                  + ("s" if clients.several else "") + " succeed")
     return True
+
+
+def converge(ctx: RunContext) -> None:
+    """The drill's converge probes after verify, the heartbeat still writing: each polled
+    until met or timed out. One not met fails the drill (the platform did not converge); the
+    RTT then has a lower bound only."""
+    probes = ctx.drill.spec.converge
+    if not probes:
+        return
+    state, journal = ctx.state, ctx.journal
+    assert state.fault_at is not None
+    steps.begin(ctx, PhaseName.CONVERGE)
+    started = ctx.clock.now()
+
+    def clean(outcome: ConvergeOutcome) -> ConvergeOutcome:  # what a target said is data
+        text = journal.redactor.text
+        return outcome.model_copy(update={
+            "detail": text(outcome.detail),
+            "value": text(outcome.value) if outcome.value else None,
+            "reference": text(outcome.reference) if outcome.reference else None})
+
+    def done(outcome: ConvergeOutcome) -> None:
+        outcome = clean(outcome)
+        journal.record(EventKind.CONVERGED, probe=outcome.model_dump(mode="json"))
+        ctx.progress(f"converge {outcome.name}: "
+                     + (f"met at +{outcome.seconds:.2f}s" if outcome.met else "NOT MET")
+                     + f" ({outcome.detail})")
+
+    outcomes = run_converge(probes, ctx.clients.endpoints, ctx.web, fault_at=state.fault_at,
+                            clock=ctx.clock, pause=ctx.clients.pause,
+                            cancelled=state.cancel.is_set, on_done=done)
+    state.convergence = [clean(o) for o in outcomes]
+    state.check()
+    report = {"probes": [o.model_dump(mode="json") for o in state.convergence]}
+    missed = [o for o in state.convergence if not o.met]
+    if missed:
+        message = "; ".join(f"converge probe '{o.name}' {o.detail}" for o in missed)
+        state.fail(message, keep_first=True)
+        steps.end(ctx, PhaseName.CONVERGE, PhaseStatus.FAILED, started, report=report,
+                  message=message)
+        return
+    steps.end(ctx, PhaseName.CONVERGE, PhaseStatus.OK, started, report=report)
 
 
 def client_view(ctx: RunContext, name: str, recovered: datetime | None

@@ -7,11 +7,14 @@ from collections.abc import Callable
 
 from dalp_dr import guardrails
 from dalp_dr.adapters.base import ServiceEndpoint
+from dalp_dr.adapters.http import ApiEndpoint, HttpSettings
 from dalp_dr.drill.context import PreparedDrill
 from dalp_dr.errors import EndpointError, HintKey, TargetUnreachable
 from dalp_dr.inventory import Inventory
+from dalp_dr.probes import Web
 from dalp_dr.redact import Redactor
 from dalp_dr.spec import LoadedDrill
+from dalp_dr.spec.parts import SqlEndpoint
 
 EndpointFactory = Callable[[str, Redactor, str], ServiceEndpoint]
 """(dsn, redactor, marker table) -> endpoint"""
@@ -28,21 +31,26 @@ def prepare(drill: LoadedDrill, endpoint_factory: EndpointFactory) -> PreparedDr
     guardrails.freezes(inventory)
     several = drill.spec.populations is not None
     endpoints: dict[str, ServiceEndpoint] = {}
+    web = Web.prepare(drill.spec, inventory)
     for name, population in drill.spec.client_populations().items():
         where = f"populations.{name}.endpoint" if several else "endpoint"
         endpoint_spec = population.endpoint
-        if endpoint_spec.dsn is not None:
-            dsn = endpoint_spec.dsn
-        else:
-            assert endpoint_spec.from_inventory is not None
-            value = inventory.variable(endpoint_spec.from_inventory, host=endpoint_spec.host)
-            if not isinstance(value, str) or not value.strip():
-                raise TargetUnreachable(
-                    f"inventory variable '{endpoint_spec.from_inventory}' is not a DSN string",
-                    source=str(drill.path), field=f"{where}.from_inventory")
-            dsn = " ".join(value.split())
+        sql = endpoint_spec.sql()
+        sql_where = f"{where}.api.read_back" if endpoint_spec.api is not None else where
         try:
-            endpoint = endpoint_factory(dsn, redactor, population.marker_table)
+            database = endpoint_factory(_dsn(drill, inventory, sql, sql_where), redactor,
+                                        population.marker_table) if sql else None
+            if endpoint_spec.api is not None:
+                api = endpoint_spec.api
+                url = web.url(api.base()) if api.url is not None else \
+                    _url(drill, inventory, api.from_inventory, api.host, f"{where}.api") \
+                    + api.path
+                endpoint: ServiceEndpoint = ApiEndpoint(
+                    url, HttpSettings.from_inventory(inventory, api.host), redactor,
+                    read_back=database)
+            else:
+                assert database is not None
+                endpoint = database
         except EndpointError as exc:
             raise TargetUnreachable(str(exc), source=str(drill.path), field=where) from None
         try:
@@ -56,4 +64,26 @@ def prepare(drill: LoadedDrill, endpoint_factory: EndpointFactory) -> PreparedDr
             ) from None
         endpoints[name] = endpoint
     return PreparedDrill(drill=drill, endpoints=endpoints, redactor=redactor,
-                         inventory=inventory)
+                         inventory=inventory, web=web)
+
+
+def _dsn(drill: LoadedDrill, inventory: Inventory, sql: SqlEndpoint, where: str) -> str:
+    if sql.dsn is not None:
+        return sql.dsn
+    assert sql.from_inventory is not None
+    value = inventory.variable(sql.from_inventory, host=sql.host)
+    if not isinstance(value, str) or not value.strip():
+        raise TargetUnreachable(f"inventory variable '{sql.from_inventory}' is not a DSN string",
+                                source=str(drill.path), field=f"{where}.from_inventory")
+    return " ".join(value.split())
+
+
+def _url(drill: LoadedDrill, inventory: Inventory, variable: str | None, host: str | None,
+         where: str) -> str:
+    assert variable is not None
+    value = inventory.variable(variable, host=host)
+    if not isinstance(value, str) or not value.strip().startswith(("http://", "https://")):
+        raise TargetUnreachable(f"inventory variable '{variable}' is not an http:// or "
+                                "https:// URL", source=str(drill.path),
+                                field=f"{where}.from_inventory")
+    return value.strip().rstrip("/")

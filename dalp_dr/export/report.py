@@ -38,7 +38,8 @@ td.missed-schedule{background:#ffe9a8}td.not-run{background:#eceff3;color:#5b677
 """
 
 _PHASE_COLOURS = {"preflight": "#8da9c4", "baseline": "#b8c4d6", "inject": "#e07a5f",
-                  "recover": "#f2cc8f", "verify": "#81b29a", "measure": "#a3c4bc",
+                  "recover": "#f2cc8f", "verify": "#81b29a", "converge": "#c9e4ca",
+                  "measure": "#a3c4bc",
                   "steady_state": "#6d597a"}
 
 

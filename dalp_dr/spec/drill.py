@@ -22,6 +22,7 @@ from dalp_dr.spec.parts import (
     ALLOWED_SCENARIOS,
     NAME,
     SINGLE_POPULATION,
+    ConvergeProbe,
     Endpoint,
     Frozen,
     Objectives,
@@ -63,6 +64,10 @@ class DrillSpec(Frozen):
     checks: list[VerifyCheck] = Field(
         default=[], description="declarative verify checks (SQL, HTTP) after the verify "
                                 "playbook")
+    converge: list[ConvergeProbe] = Field(
+        default=[], description="what must converge after verify (indexers caught up, "
+                                "workflows resumed, the API healthy): each polled until "
+                                "met or timed out; the last one met ends the RTT")
     deadline: Duration | None = Field(
         default=None, description="how long after the fault the service must be verified "
                                   "back before the drill is aborted with its RTO missed "
@@ -121,10 +126,28 @@ class DrillSpec(Frozen):
     @model_validator(mode="after")
     def _checks_through_known_populations(self) -> DrillSpec:
         known = set(self.populations) if self.populations else {"service"}
+        sql_ways = {name for name, p in self.client_populations().items()
+                    if p.endpoint.sql() is not None}
+        probes: list[tuple[str, str, str | None, bool]] = []
         for check in self.checks:
-            if check.through is not None and check.through not in known:
-                raise ValueError(f"check {shown(check.name)}: through {shown(check.through)} "
+            probes.append(("check", check.name, check.through, check.sql is not None))
+        for probe in self.converge:
+            probes.append(("converge probe", probe.name, probe.through, probe.sql is not None))
+            if probe.near is not None:
+                probes.append(("converge probe", probe.name + " (near)", probe.near.through,
+                               probe.near.sql is not None))
+        for what, name, through, sql in probes:
+            if through is not None and through not in known:
+                raise ValueError(f"{what} {shown(name)}: through {shown(through)} "
                                  f"is not a population ({', '.join(sorted(known))})")
+            if sql and (through or next(iter(self.client_populations()))) not in sql_ways:
+                raise ValueError(f"{what} {shown(name)} runs SQL, but its population reaches "
+                                 "the platform through an API without a SQL read_back: set "
+                                 "'through' to a population with a DSN, or give the API a "
+                                 "read_back")
+        names = [p.name for p in self.converge]
+        if len(set(names)) != len(names):
+            raise ValueError("each converge probe needs its own name")
         return self
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -74,6 +75,7 @@ class PhaseName(StrEnum):
     INJECT = "inject"
     RECOVER = "recover"
     VERIFY = "verify"
+    CONVERGE = "converge"
     MEASURE = "measure"
     STEADY_STATE = "steady_state"
 
@@ -95,32 +97,136 @@ class Objectives(Frozen):
     split_brain: Annotated[int | None, BeforeValidator(_write_count)] = Field(
         default=None, description="most writes the old primary may acknowledge after the new "
                                   "primary was promoted, judged on every population")
+    rtt: Duration | None = Field(
+        default=None, description="declared maximum time from the fault until the platform "
+                                  "is verified and every converge probe met (realistic "
+                                  "end-to-end recovery time)")
 
     def targets(self) -> dict[str, float]:
         """The objectives as numbers, as a run records them (durations in seconds)."""
         out = {"rto": self.rto.total_seconds(), "rpo": self.rpo.total_seconds()}
+        if self.rtt is not None:
+            out["rtt"] = self.rtt.total_seconds()
         if self.split_brain is not None:
             out["split_brain"] = float(self.split_brain)
         return out
 
 
-class Endpoint(Frozen):
-    """How clients reach the database: an inline libpq DSN or an inventory variable holding one."""
+_INVENTORY_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+
+
+def _inventory_var(value: str | None) -> str | None:
+    if value is not None and not _INVENTORY_VAR.match(value):
+        raise ValueError("from_inventory names an inventory variable (letters, digits, "
+                         "underscores)")
+    return value
+
+
+InventoryVar = Annotated[str | None, AfterValidator(_inventory_var)]
+
+
+class SqlEndpoint(Frozen):
+    """A libpq DSN: inline, or an inventory variable holding one."""
 
     dsn: str | None = None
-    from_inventory: str | None = Field(default=None, description="inventory variable with the DSN")
+    from_inventory: InventoryVar = Field(default=None,
+                                         description="inventory variable with the DSN")
     host: str | None = Field(default=None, description="inventory host to read the variable from")
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> Endpoint:
+    def _exactly_one(self) -> SqlEndpoint:
         if (self.dsn is None) == (self.from_inventory is None):
             raise ValueError("set exactly one of 'dsn' or 'from_inventory'")
-        if self.dsn is not None and re.search(r"(^|\s|[?&])password\s*=", self.dsn):
-            raise ValueError(
-                "an inline DSN must not carry a password: keep it in the inventory "
-                "(vault) and use 'from_inventory', or in PGPASSWORD / ~/.pgpass"
-            )
+        _no_inline_password(self.dsn)
         return self
+
+
+def _no_inline_password(dsn: str | None) -> None:
+    if dsn is not None and re.search(r"(^|\s|[?&])password\s*=", dsn):
+        raise ValueError(
+            "an inline DSN must not carry a password: keep it in the inventory "
+            "(vault) and use 'from_inventory', or in PGPASSWORD / ~/.pgpass"
+        )
+
+
+_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
+
+
+class UrlRef(Frozen):
+    """An HTTP(S) URL: inline, or an inventory variable holding the base URL plus a path.
+    Where clients reach the platform is a connection setting: real deployments keep it in
+    the inventory."""
+
+    url: str | None = None
+    from_inventory: InventoryVar = Field(default=None,
+                                         description="inventory variable with the base URL")
+    host: str | None = Field(default=None, description="inventory host to read the variable from")
+    path: Annotated[str, matching(_PATH, "path must start with '/' and hold no spaces")] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"url": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> UrlRef:
+        if (self.url is None) == (self.from_inventory is None):
+            raise ValueError("set exactly one of 'url' or 'from_inventory'")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("'url' must be an http:// or https:// URL")
+        if self.url is not None and "@" in self.url.split("/")[2]:
+            raise ValueError("a URL must not carry credentials: put an Authorization header "
+                             "in the inventory's dalp_api_headers (vault)")
+        return self
+
+
+class ApiEndpoint(Frozen):
+    """The platform's API as the heartbeat's way in (docs/platform-drills.md): each marker a
+    ``POST {url}{path}``; read back by ``GET`` through the API, or through SQL on the
+    recovered primary (``read_back``), which does not take the API's word for it."""
+
+    from_inventory: InventoryVar = Field(default=None,
+                                         description="inventory variable with the base URL")
+    url: str | None = None
+    host: str | None = Field(default=None, description="inventory host to read variables from")
+    path: Annotated[str, matching(_PATH, "path must start with '/' and hold no spaces")] = (
+        "/dr/heartbeat")
+    read_back: SqlEndpoint | None = Field(
+        default=None, description="read the markers back through SQL on the recovered "
+                                  "primary (default: GET through the API)")
+
+    def base(self) -> UrlRef:
+        return UrlRef(url=self.url, from_inventory=self.from_inventory, host=self.host,
+                      path=self.path)
+
+    @model_validator(mode="after")
+    def _valid_url(self) -> ApiEndpoint:
+        self.base()  # the same rules as any URL
+        return self
+
+
+class Endpoint(Frozen):
+    """How clients reach the service: an inline libpq DSN or an inventory variable holding
+    one (the database), or the platform's API (``api``)."""
+
+    dsn: str | None = None
+    from_inventory: InventoryVar = Field(default=None,
+                                         description="inventory variable with the DSN")
+    host: str | None = Field(default=None, description="inventory host to read the variable from")
+    api: ApiEndpoint | None = Field(default=None, description="the platform's API (HTTP)")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Endpoint:
+        if sum(x is not None for x in (self.dsn, self.from_inventory, self.api)) != 1:
+            raise ValueError("set exactly one of 'dsn', 'from_inventory' or 'api'")
+        _no_inline_password(self.dsn)
+        return self
+
+    def sql(self) -> SqlEndpoint | None:
+        """The SQL way in: this endpoint's DSN, or an API endpoint's SQL read-back."""
+        if self.api is not None:
+            return self.api.read_back
+        return SqlEndpoint(dsn=self.dsn, from_inventory=self.from_inventory, host=self.host)
 
 
 _TABLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -177,7 +283,11 @@ INVENTORY_CONTRACT = frozenset({
     "dalp_replication_user", "dalp_route_kind", "dalp_route_host", "dalp_route_port",
     "dalp_route_dir", "dalp_service_dsn", "dalp_max_replay_lag_bytes", "dalp_lab",
     "dalp_lab_root", "dalp_lab_extra_settings", "dalp_lab_extra_hba", "dalp_production",
-    "dalp_change_freezes",
+    "dalp_change_freezes", "dalp_api_url", "dalp_api_ca_file", "dalp_api_headers",
+    "dalp_api_follow_redirects", "dalp_api_timeout", "dalp_dns_nameservers",
+    "dalp_dns_server", "dalp_dns_port", "dalp_dns_zone", "dalp_dns_name", "dalp_dns_ttl",
+    "dalp_dns_tsig_name", "dalp_dns_tsig_algorithm", "dalp_dns_tsig_secret",
+    "dalp_api_address",
 })
 """inventory variables that say where and how the playbooks reach the sites (README
 'Running against real sites'), and the guardrails' own; a drill file cannot override them"""
@@ -354,30 +464,53 @@ class Expect(Frozen):
         return self
 
 
+def _read_only_sql(value: str | None) -> str | None:
+    if value is not None:
+        from dalp_dr.checks import check_query  # checks.py imports this module
+
+        check_query(value)
+    return value
+
+
+ReadOnlySql = Annotated[str | None, AfterValidator(_read_only_sql)]
+
+
+def _http_url(value: Any) -> Any:
+    if isinstance(value, str):
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("'http' must be an http:// or https:// URL")
+        return value
+    if isinstance(value, dict):
+        try:
+            return UrlRef.model_validate(value)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error["loc"])
+            raise ValueError((f"{where}: " if where else "") + error["msg"]
+                             .removeprefix("Value error, ")) from None
+    return value
+
+
+HttpRef = Annotated[str | UrlRef | None, BeforeValidator(_http_url)]
+"""an inline URL (kept as written: a drill's digest does not change), or a UrlRef"""
+
+
 class VerifyCheck(Frozen):
     """A declarative check run after the verify playbook passed: a read-only SQL query
     through a population's endpoint, or an HTTP GET (status, optionally a JSON field).
+    In the SQL, ``$1`` is the fault instant (timestamptz): "started before the fault".
 
     DALP platform-status semantics: a JSON field whose value is ``no_data`` (or missing)
     never counts as healthy, whatever is expected."""
 
     name: str
-    sql: str | None = None
+    sql: ReadOnlySql = None
     through: str | None = Field(default=None, description="population (default: the first)")
-    http: str | None = None
+    http: HttpRef = None
     status: int = 200
     json_field: str | None = Field(default=None, description="dotted path in the JSON body")
     expect: Expect | None = None
     timeout: Duration = timedelta(seconds=10)
-
-    @field_validator("sql")
-    @classmethod
-    def _read_only(cls, value: str | None) -> str | None:
-        if value is not None:
-            from dalp_dr.checks import check_query  # checks.py imports this module
-
-            check_query(value)
-        return value
 
     @model_validator(mode="after")
     def _one_kind(self) -> VerifyCheck:
@@ -385,10 +518,70 @@ class VerifyCheck(Frozen):
             raise ValueError("set exactly one of 'sql' or 'http'")
         if self.sql is not None and self.expect is None:
             raise ValueError("an sql check needs 'expect'")
-        if self.http is not None and not self.http.startswith(("http://", "https://")):
-            raise ValueError("'http' must be an http:// or https:// URL")
         if self.json_field is not None and self.expect is None:
             raise ValueError("a json_field check needs 'expect'")
         return self
 
 
+class JsonRpcCall(UrlRef):
+    """A JSON-RPC 2.0 call whose result is a number (a hex quantity such as
+    ``eth_blockNumber``'s ``"0x1a"`` counts as one)."""
+
+    method: Annotated[str, matching(re.compile(r"^[A-Za-z0-9_.:-]{1,100}$"),
+                                    "method must be a JSON-RPC method name")]
+    params: list[str | int | float | bool] = []
+
+
+class Probe(Frozen):
+    """Where a value is read: a read-only SQL query through a population, an HTTP GET's JSON
+    field, or a JSON-RPC call."""
+
+    sql: ReadOnlySql = None
+    through: str | None = Field(default=None, description="population (default: the first)")
+    http: HttpRef = None
+    json_field: str | None = Field(default=None, description="dotted path in the JSON body")
+    jsonrpc: JsonRpcCall | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Probe:
+        if sum(x is not None for x in (self.sql, self.http, self.jsonrpc)) != 1:
+            raise ValueError("set exactly one of 'sql', 'http' or 'jsonrpc'")
+        if self.http is not None and self.json_field is None:
+            raise ValueError("an http probe reads a JSON field: set 'json_field'")
+        if self.json_field is not None and self.http is None:
+            raise ValueError("'json_field' applies to an http probe")
+        if self.through is not None and self.sql is None:
+            raise ValueError("'through' applies to an sql probe")
+        return self
+
+
+class Near(Probe):
+    """A moving reference the probe's value must come within ``within`` of (e.g. the chain
+    head an indexer follows)."""
+
+    within: float = Field(ge=0, description="how far below (or above) the reference the "
+                                            "value may be")
+
+
+class ConvergeProbe(Probe):
+    """Polled after verify until met or timed out: each a timeline event and a figure; the
+    last one met ends the RTT. E.g. "indexer head within 2 blocks of the chain head", "no
+    workflow in state running older than 60 s", "the API reports ok"."""
+
+    name: Annotated[str, matching(NAME, "name must be lower-case letters, digits and "
+                                        "dashes (max 63)")]
+    expect: Expect | None = None
+    near: Near | None = None
+    timeout: Duration = Field(default=timedelta(minutes=10),
+                              description="how long after verify the probe may take")
+    interval: Duration = Field(default=timedelta(seconds=1), description="time between polls")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ConvergeProbe:
+        if (self.expect is None) == (self.near is None):
+            raise ValueError("set exactly one of 'expect' or 'near'")
+        if self.interval < timedelta(milliseconds=100):
+            raise ValueError("interval must be at least 100ms")
+        if self.timeout <= timedelta(0):
+            raise ValueError("timeout must be greater than 0s")
+        return self

@@ -86,6 +86,10 @@ class DrillShape:
     """the recover playbook waits for the fault (started ahead, held at the barrier)"""
     split_brain: int | None = None
     """the split_brain objective (most split-brain writes), when declared"""
+    rtt: str | None = None
+    """the rtt objective, when declared"""
+    converge: str | None = None
+    """the drill's ``converge:`` list, in YAML flow style"""
     partitioned: bool = False
     """two client populations: ``clients`` (judged, through the route: the harness's
     ``endpoint``) and ``site-a`` (not judged, straight to the old primary: its
@@ -102,7 +106,9 @@ def _drill_yaml(shape: DrillShape) -> str:
         f"environment: {ENVIRONMENT}",
         "owner: sre",
         f"objectives: {{rto: {shape.rto}, rpo: {shape.rpo}"
-        + (f", split_brain: {shape.split_brain}}}" if shape.split_brain is not None else "}"),
+        + (f", split_brain: {shape.split_brain}" if shape.split_brain is not None else "")
+        + (f", rtt: {shape.rtt}" if shape.rtt is not None else "") + "}",
+        *([f"converge: {shape.converge}"] if shape.converge else []),
         "inventory: inventory.yml",
         *(["populations:",
            "  clients: {endpoint: {dsn: 'host=in-memory dbname=app'}}",
