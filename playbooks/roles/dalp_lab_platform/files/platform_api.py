@@ -7,10 +7,12 @@ It offers exactly the calls docs/platform-drills.md names, over the site's own P
   missing) and answers 200 ``{"seq": n, "timeline": <WAL timeline>, "server": "<site>"}``;
   400 on bad input, 503 ``{"error": ...}`` when the database does not take it.
 * ``GET /dr/heartbeat?run_id=X``: 200 ``{"seqs": [...]}``, the markers the site holds.
-* ``GET /health``: ``{"status": "ok"}`` (200) when the database takes writes, ``"degraded"``
-  (503) when it answers but is read-only or in recovery, ``"no_data"`` (503) when it cannot
-  tell (unreachable, too slow). With ``--health-override-file`` present, its stripped content
-  is the status (200 when it says ok, else 503): how a test makes the site report no_data.
+* ``GET /health``: ``{"status": "ok"}`` when the database takes writes, ``"degraded"`` when
+  it answers but is read-only or in recovery, ``"no_data"`` when it cannot tell (unreachable,
+  too slow). The body is the answer (DALP's platform-status semantics): HTTP 200 whatever the
+  status, unless ``--unhealthy-code`` says which code degraded and no_data get (a load
+  balancer's health check may want 503). With ``--health-override-file`` present, its
+  stripped content is the status: how a test makes the site report no_data.
 
 HTTP/1.1 with keep-alive (a client keeps its connection, as real clients do; it looks the
 name up again only when it opens a new one). A database error is an answer (503), never a
@@ -166,7 +168,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path == "/health":
             status = self.server.health()
-            self._answer(200 if status == "ok" else 503, {"status": status})
+            self._answer(200 if status == "ok" else self.server.unhealthy_code,
+                         {"status": status})
         elif url.path == "/dr/heartbeat":
             run_id = (parse_qs(url.query).get("run_id") or [""])[0]
             if not run_id:
@@ -234,9 +237,10 @@ class PlatformServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], db: Database, site: str,
-                 health_override: Path | None) -> None:
+                 health_override: Path | None, unhealthy_code: int = 200) -> None:
         super().__init__(address, Handler)
         self.db, self.site, self._override = db, site, health_override
+        self.unhealthy_code = unhealthy_code
 
     def write(self, run_id: str, seq: int, sent_at: datetime) -> int:
         with self.db.connection() as conn:
@@ -289,10 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site", required=True, help="reported as 'server' with each write")
     parser.add_argument("--pid-file", type=Path)
     parser.add_argument("--health-override-file", type=Path)
+    parser.add_argument("--unhealthy-code", type=int, default=200,
+                        help="HTTP status of a degraded or no_data /health answer (default 200)")
     args = parser.parse_args(argv)
 
     db = Database(args.dsn)
-    server = PlatformServer(args.listen, db, args.site, args.health_override_file)
+    server = PlatformServer(args.listen, db, args.site, args.health_override_file,
+                            args.unhealthy_code)
 
     def stop(_signum: int, _frame: object) -> None:
         # serve_forever runs in this (the main) thread: shutdown() must come from another
