@@ -62,8 +62,31 @@ def verdict_table(result: RunResult) -> Table:
         if name is not None:
             table.add_section()
     m = result.measurements
-    table.add_row("RTT (to verified)", _n(m.rtt) if m else "-")
+    rtt = next((v for v in result.verdicts if v.objective == "rtt"
+                and v.population == (groups[0][0] if result.populations else None)), None)
+    label = "RTT (to converged)" if result.convergence else "RTT (to verified)"
+    measured = (f">= {_n(m.rtt_lower_bound)}" if m and m.rtt is None
+                and m.rtt_lower_bound is not None else _n(m.rtt) if m else "-")
+    table.add_row(label, measured,
+                  f"RTT {_n(result.objectives.get('rtt'))}" if "rtt" in result.objectives
+                  else "",
+                  Text(rtt.status.value, style=_STYLE[rtt.status]) if rtt else "",
+                  _n(rtt.margin) if rtt else "")
     table.add_row("resolution", _n(m.resolution) if m else "-")
+    return table
+
+
+def convergence_table(result: RunResult) -> Table | None:
+    """The converge probes: met when (seconds after the fault), or why not."""
+    if not result.convergence:
+        return None
+    table = Table(title="convergence", box=box.SIMPLE)
+    for col in ("probe", "met", "after fault", "value", "reference", "polls", "detail"):
+        table.add_column(col)
+    for probe in result.convergence:  # what targets answered is data: Text, never markup
+        table.add_row(Text(probe.name), "yes" if probe.met else Text("NO", style="bold red"),
+                      _n(probe.seconds), Text(probe.value or "-"),
+                      Text(probe.reference or "-"), str(probe.polls), Text(probe.detail))
     return table
 
 
@@ -153,7 +176,7 @@ def notes(result: RunResult) -> list[str]:
 
 def print_result(console: Console, result: RunResult) -> None:
     console.print(verdict_table(result))
-    for extra in (timeline_table(result), step_table(result)):
+    for extra in (timeline_table(result), convergence_table(result), step_table(result)):
         if extra is not None:
             console.print(extra)
     for line in [*split_brain_notes(result), *notes(result)]:

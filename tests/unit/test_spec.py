@@ -254,3 +254,57 @@ def test_split_brain_is_for_drills_that_promote_a_new_primary() -> None:
     err = error_of(text)
     assert "objectives.split_brain applies to failover and switchover drills" in str(err)
     assert "not to link-cut" in str(err)
+
+
+PLATFORM = VALID.replace(
+    "endpoint: {from_inventory: dsn}",
+    "endpoint: {api: {from_inventory: dalp_api_url, read_back: {from_inventory: dsn}}}",
+).replace("objectives: {rto: 30m, rpo: 5m}", """\
+objectives: {rto: 30m, rpo: 5m, rtt: 1h}
+converge:
+  - {name: api-healthy, http: {from_inventory: dalp_api_url, path: /health},
+     json_field: status, expect: {equals: ok}}
+  - name: indexer-caught-up
+    sql: select max(block) from idx
+    near: {jsonrpc: {from_inventory: rpc, method: eth_blockNumber}, within: 2}
+checks:
+  - {name: exactly-once, sql: 'select count(*) from wf where started_at < $1',
+     expect: {equals: 0}}""")
+
+
+def test_a_platform_drill_heartbeats_through_the_api_and_converges() -> None:
+    spec = parse_drill(PLATFORM, source="drills/x.yaml")
+    endpoint = spec.client_populations()["service"].endpoint
+    assert endpoint.api is not None and endpoint.api.path == "/dr/heartbeat"
+    assert endpoint.sql() is not None and endpoint.sql().from_inventory == "dsn"  # type: ignore[union-attr]
+    assert spec.objectives.targets()["rtt"] == 3600.0
+    assert [p.name for p in spec.converge] == ["api-healthy", "indexer-caught-up"]
+    near = spec.converge[1].near
+    assert near is not None and near.jsonrpc is not None and near.within == 2
+
+
+@pytest.mark.parametrize(("text", "field", "words"), [
+    (PLATFORM.replace(", read_back: {from_inventory: dsn}", ""), "(top level)",
+     "its population reaches the platform through an API without a SQL read_back"),
+    (PLATFORM.replace("{api: {from_inventory: dalp_api_url,",
+                      "{from_inventory: dsn, api: {from_inventory: dalp_api_url,"),
+     "endpoint", "exactly one of 'dsn', 'from_inventory' or 'api'"),
+    (PLATFORM.replace("from_inventory: dalp_api_url, read_back",
+                      "url: 'https://user:pw@api.example.com', read_back"),
+     "endpoint.api", "must not carry credentials"),
+    (PLATFORM.replace("path: /health", "path: health"), "converge[0].http",
+     "path: path must start with '/'"),
+    (PLATFORM.replace("json_field: status, expect: {equals: ok}", "json_field: status"),
+     "converge[0]", "exactly one of 'expect' or 'near'"),
+    (PLATFORM.replace("json_field: status, ", ""), "converge[0]", "set 'json_field'"),
+    (PLATFORM.replace("name: indexer-caught-up", "name: api-healthy"), "(top level)",
+     "its own name"),
+    (PLATFORM.replace("select max(block) from idx", "delete from idx"), "converge[1].sql",
+     "not DELETE"),
+    (PLATFORM.replace("started_at < $1", "started_at < $2"), "checks[0].sql", "only $1"),
+    (PLATFORM.replace("method: eth_blockNumber", "method: 'eth block'"),
+     "converge[1].near.jsonrpc.method", "JSON-RPC method name"),
+])
+def test_platform_errors_name_the_field(text: str, field: str, words: str) -> None:
+    error = error_of(text)
+    assert error.field == field and words in str(error), (error.field, str(error))

@@ -7,16 +7,18 @@ It offers exactly the calls docs/platform-drills.md names, over the site's own P
   missing) and answers 200 ``{"seq": n, "timeline": <WAL timeline>, "server": "<site>"}``;
   400 on bad input, 503 ``{"error": ...}`` when the database does not take it.
 * ``GET /dr/heartbeat?run_id=X``: 200 ``{"seqs": [...]}``, the markers the site holds.
+* ``GET /health``: ``{"status": "ok"}`` when the database takes writes, ``"degraded"`` when
+  it answers but is read-only or in recovery, ``"no_data"`` when it cannot tell (unreachable,
+  too slow). The body is the answer (DALP's platform-status semantics): HTTP 200 whatever the
+  status, unless ``--unhealthy-code`` says which code degraded and no_data get (a load
+  balancer's health check may want 503). With ``--health-override-file`` present, its
+  stripped content is the status: how a test makes the site report no_data.
 * ``HEAD`` (any path): 204, no body, the connection kept (dalp-dr's client opens each new
   connection with a HEAD).
 
 ``--table`` names the table the writes go to (default ``dalp_dr_api_heartbeat``) and
 ``--read-tables`` the tables ``GET`` reads (default: that one): a hot-hot site writes into a
 table it owns (logical replication carries it to the peer) and reads back across every site's.
-* ``GET /health``: ``{"status": "ok"}`` (200) when the database takes writes, ``"degraded"``
-  (503) when it answers but is read-only or in recovery, ``"no_data"`` (503) when it cannot
-  tell (unreachable, too slow). With ``--health-override-file`` present, its stripped content
-  is the status (200 when it says ok, else 503): how a test makes the site report no_data.
 
 HTTP/1.1 with keep-alive (a client keeps its connection, as real clients do; it looks the
 name up again only when it opens a new one). A database error is an answer (503), never a
@@ -179,7 +181,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path == "/health":
             status = self.server.health()
-            self._answer(200 if status == "ok" else 503, {"status": status})
+            self._answer(200 if status == "ok" else self.server.unhealthy_code,
+                         {"status": status})
         elif url.path == "/dr/heartbeat":
             run_id = (parse_qs(url.query).get("run_id") or [""])[0]
             if not run_id:
@@ -247,10 +250,11 @@ class PlatformServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], db: Database, site: str,
-                 health_override: Path | None, table: str = TABLE,
+                 health_override: Path | None, unhealthy_code: int = 200, table: str = TABLE,
                  read_tables: tuple[str, ...] = ()) -> None:
         super().__init__(address, Handler)
         self.db, self.site, self._override = db, site, health_override
+        self.unhealthy_code = unhealthy_code
         # identifiers checked by _table (plain lower-case names): safe in the SQL text
         self._create = CREATE.format(table=table)
         self._insert = INSERT.format(table=table)
@@ -314,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site", required=True, help="reported as 'server' with each write")
     parser.add_argument("--pid-file", type=Path)
     parser.add_argument("--health-override-file", type=Path)
+    parser.add_argument("--unhealthy-code", type=int, default=200,
+                        help="HTTP status of a degraded or no_data /health answer (default 200)")
     parser.add_argument("--table", type=_table, default=TABLE,
                         help=f"the table writes go to (default {TABLE})")
     parser.add_argument("--read-tables", type=lambda v: tuple(_table(t) for t in v.split(",")),
@@ -322,8 +328,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     db = Database(args.dsn)
+    # The API owns its table, as DALP's own migrations would create it: made at start-up
+    # where the database takes writes (a standby's comes by replication; a database that is
+    # down gets it with the first write)
+    try:
+        with db.connection() as conn:
+            conn.execute(CREATE.format(table=args.table))
+    except psycopg.Error as exc:
+        print(f"table {args.table} not created now ({type(exc).__name__}): with the first write",
+              file=sys.stderr, flush=True)
     server = PlatformServer(args.listen, db, args.site, args.health_override_file,
-                            args.table, args.read_tables)
+                            args.unhealthy_code, args.table, args.read_tables)
 
     def stop(_signum: int, _frame: object) -> None:
         # serve_forever runs in this (the main) thread: shutdown() must come from another
