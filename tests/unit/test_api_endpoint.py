@@ -10,6 +10,7 @@ import ipaddress
 import json
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from dalp_dr.adapters.http import ApiEndpoint, HttpSettings
 from dalp_dr.errors import EndpointError
 from dalp_dr.redact import Redactor
-from tests.conftest import JsonApi
+from tests.conftest import JsonApi, Nameserver
 
 TOKEN = "Bearer s3cr3t-api-token"
 NOW = dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
@@ -189,3 +190,34 @@ def test_tls_with_the_inventory_ca_file(json_api: JsonApi, tmp_path: Path) -> No
     assert trusted.write_marker("run-1", 1, NOW).server == "site-b"
     with pytest.raises(EndpointError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
         endpoint(url).connect(timeout=2)  # the system's CAs do not know the lab's
+
+
+def test_new_connections_look_the_name_up_and_follow_a_dns_change_within_the_ttl(
+        json_api: JsonApi, nameserver: Nameserver) -> None:
+    """Site A keeps answering 503 and closing each connection (an ingress with no healthy
+    backend); DNS moves the name elsewhere: a client opening new connections follows the
+    change once the cached answer's TTL (1 s) has passed, not per connection."""
+
+    def closing(*_: object) -> tuple[int, object]:
+        return 503, {"error": "no healthy upstream"}
+
+    json_api.pages["/dr/heartbeat"] = (200, closing)
+    json_api.close_each = True
+    port = json_api.url.rsplit(":", 1)[1]
+    api = ApiEndpoint(f"http://api.test:{port}/dr/heartbeat",
+                      HttpSettings(nameservers=[nameserver.address]), Redactor())
+    session = api.connect(timeout=2)
+    asked_first = nameserver.queries
+    nameserver.addresses = ["127.0.0.3"]  # the name moves (nothing listens there)
+    seen: list[str] = []
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not any("cannot connect" in s for s in seen):
+        try:
+            session.write_marker("run-1", len(seen), NOW)
+        except EndpointError as exc:
+            seen.append(str(exc))
+        time.sleep(0.05)
+    assert any("HTTP 503" in s for s in seen)  # the old site, while the answer was cached
+    assert any("cannot connect" in s for s in seen)  # then the new address
+    assert asked_first == 1 and 2 <= nameserver.queries <= 4  # once per TTL, not per connection
+    assert [sorted(r.addresses) for r in api.resolver.changes] == [["127.0.0.1"], ["127.0.0.3"]]

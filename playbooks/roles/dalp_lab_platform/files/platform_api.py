@@ -298,6 +298,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     db = Database(args.dsn)
+    # The API owns its table, as DALP's own migrations would create it: made at start-up
+    # where the database takes writes (a standby's comes by replication; a database that is
+    # down gets it with the first write)
+    try:
+        with db.connection() as conn:
+            conn.execute(CREATE)
+    except psycopg.Error as exc:
+        print(f"table {TABLE} not created now ({type(exc).__name__}): with the first write",
+              file=sys.stderr, flush=True)
     server = PlatformServer(args.listen, db, args.site, args.health_override_file,
                             args.unhealthy_code)
 
