@@ -166,8 +166,14 @@ def meets(value: Any, expect: Expect) -> tuple[bool, str]:
 def connect_read_only(endpoint: ServiceEndpoint, timeout: float) -> EndpointSession:
     """A session whose every transaction is read-only from the start, where the endpoint can
     open one (PostgreSQL); query_value runs read-only in any case."""
+    from dalp_dr.adapters.http import ApiEndpoint
     from dalp_dr.adapters.postgres import PostgresEndpoint  # psycopg: not needed to validate
 
+    if isinstance(endpoint, ApiEndpoint):  # its SQL read-back, never the API
+        if endpoint.sql_endpoint is None:
+            raise EndpointError("the population reaches the platform through its API only: "
+                                "no SQL way in")
+        endpoint = endpoint.sql_endpoint
     if isinstance(endpoint, PostgresEndpoint):
         return endpoint.connect(timeout=timeout, read_only=True)
     return endpoint.connect(timeout=timeout)
@@ -222,6 +228,10 @@ def _http(check: VerifyCheck, web: Web | None = None) -> CheckOutcome:
         return CheckOutcome(name=check.name, kind="http", ok=False, value=str(reply.status),
                             detail=f"HTTP {reply.status}, expected {check.status}")
     if check.json_field is None:
+        if isinstance(reply.body, dict) and reply.body.get("status") == NO_DATA:
+            return CheckOutcome(name=check.name, kind="http", ok=False, value=str(reply.status),
+                                detail=f"HTTP {reply.status}, but the platform reports "
+                                       "status no_data: no data is not healthy")
         return CheckOutcome(name=check.name, kind="http", ok=True, value=str(reply.status),
                             detail=f"HTTP {reply.status}")
     if reply.body is None:

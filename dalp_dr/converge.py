@@ -5,8 +5,7 @@ the last one met ends the RTT. A probe that times out leaves the RTT unmeasured,
 lower bound.
 
 The probes are polled by one thread, each on its own interval and deadline; a poll's own
-wait is bounded by the time left to its deadline (and at most its interval's worth of
-seconds, or 5 s), so no poll holds the others up for long.
+wait is bounded by the time left to its deadline (and POLL_WAIT_MAX), never by its interval.
 """
 
 from __future__ import annotations
@@ -25,8 +24,9 @@ from dalp_dr.probes import NoData, Web, read_value
 from dalp_dr.results import ConvergeOutcome
 from dalp_dr.spec.parts import ConvergeProbe
 
-POLL_WAIT_MAX = 5.0
-"""the longest one poll may wait for its answer (seconds)"""
+POLL_WAIT_MAX = 30.0
+"""the longest one poll may wait for its answer (seconds), whatever its interval: a slow
+query on a cold restored database is still an answer"""
 
 
 @dataclass
@@ -93,7 +93,7 @@ def converge(probes: list[ConvergeProbe], endpoints: Mapping[str, ServiceEndpoin
             if now < state.due:
                 continue
             left = (state.deadline - now).total_seconds()
-            wait = max(0.1, min(left, state.probe.interval.total_seconds(), POLL_WAIT_MAX))
+            wait = max(0.1, min(left, POLL_WAIT_MAX))
             met = _poll(state, endpoints, web, fault_at, wait)
             now = clock.now()
             state.last = now
@@ -102,7 +102,7 @@ def converge(probes: list[ConvergeProbe], endpoints: Mapping[str, ServiceEndpoin
             elif now >= state.deadline:
                 state.done = _outcome(state, False, now, fault_at)
             else:
-                state.due = now + state.probe.interval
+                state.due = min(now + state.probe.interval, state.deadline)
                 continue
             on_done(state.done)
             if cancelled():
@@ -111,11 +111,12 @@ def converge(probes: list[ConvergeProbe], endpoints: Mapping[str, ServiceEndpoin
         if pending:
             pause(max(0.0, min((min(pending) - clock.now()).total_seconds(), 1.0)))
     return [s.done if s.done is not None else _outcome(
-        s, False, s.last or clock.now(), fault_at, interrupted=True) for s in states]
+        s, False, None, fault_at, interrupted=True) for s in states]
 
 
-def _outcome(state: _Polling, met: bool, at: datetime, fault_at: datetime, *,
+def _outcome(state: _Polling, met: bool, at: datetime | None, fault_at: datetime, *,
              interrupted: bool = False) -> ConvergeOutcome:
+    """``at`` None: interrupted, nothing decided (no bound either way)."""
     probe = state.probe
     if interrupted:
         detail = f"interrupted before it converged (last: {state.detail})"
@@ -126,7 +127,7 @@ def _outcome(state: _Polling, met: bool, at: datetime, fault_at: datetime, *,
                   f"(last: {state.detail})")
     return ConvergeOutcome(
         name=probe.name, met=met, at=at,
-        seconds=round((at - fault_at).total_seconds(), 6) if met else None,
+        seconds=round((at - fault_at).total_seconds(), 6) if met and at else None,
         value=None if state.value is None else clip(repr(state.value), 200),
         reference=None if state.reference is None else clip(repr(state.reference), 200),
         polls=state.polls, detail=detail)

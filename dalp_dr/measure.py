@@ -97,7 +97,10 @@ def measure(samples: Sequence[HeartbeatSample], *, fault_at: datetime | None,
         fault_at=fault_at, recovered_at=recovered_at, verified_at=verified_at,
         recovery_time=recovery_time, recovery_time_lower_bound=lower_bound,
         write_outage=write_outage, rtt=rtt,
-        rtt_lower_bound=_seconds(unconverged_at, fault_at) if unconverged_at else None,
+        # never verified: at least as long as the outage the client saw (or what it saw of it)
+        rtt_lower_bound=_seconds(unconverged_at, fault_at) if unconverged_at else
+        (recovery_time if recovery_time is not None else lower_bound) if verified_at is None
+        else None,
         data_loss_window=window, data_loss_window_lower_bound=window_lb, lost_writes=lost,
         acked_before_fault=before_fault, unacknowledged_attempts=unacked, resolution=interval,
         last_ack_before_fault=last_ack, newest_surviving_ack=newest_surviving,

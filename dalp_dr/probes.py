@@ -22,7 +22,7 @@ from dalp_dr.checks import NO_DATA, check_query, connect_read_only
 from dalp_dr.errors import EndpointError, InventoryError
 from dalp_dr.inventory import Inventory
 from dalp_dr.spec import DrillSpec
-from dalp_dr.spec.parts import JsonRpcCall, Probe, UrlRef
+from dalp_dr.spec.parts import JsonRpcCall, Probe, UrlRef, base_url_problem
 
 
 class NoData(EndpointError):
@@ -51,9 +51,11 @@ class Web:
         for ref in refs:
             assert ref.from_inventory is not None
             value = inventory.variable(ref.from_inventory, host=ref.host)
-            if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-                raise InventoryError(f"'{ref.from_inventory}' is not an http:// or https:// "
-                                     "URL", source=str(inventory.path), field=ref.from_inventory)
+            problem = base_url_problem(value.strip()) if isinstance(value, str) else \
+                "is not text"
+            if problem is not None:
+                raise InventoryError(f"'{ref.from_inventory}' {problem}",
+                                     source=str(inventory.path), field=ref.from_inventory)
             bases[(ref.from_inventory, ref.host)] = value.strip().rstrip("/")
         settings = HttpSettings.from_inventory(inventory) if refs or any(
             isinstance(r, str) for r in _url_refs(spec)) else HttpSettings()

@@ -91,9 +91,9 @@ class Measurements(Frozen):
     write_outage: float | None = None
     """last write acknowledged before the outage -> first acknowledged after it"""
     rtt: float | None
+    """fault instant -> verify passed and every converge probe met"""
     rtt_lower_bound: float | None = None
-    """a converge probe timed out: the RTT is at least this"""
-    """fault instant -> verify passed"""
+    """not measured (a converge probe timed out, verify never passed): at least this"""
     data_loss_window: float | None
     data_loss_window_lower_bound: float | None = None
     """when no pre-fault write survived: the loss reaches at least back this far"""

@@ -132,14 +132,20 @@ def resolved(changes: Mapping[str, Sequence[Resolution]], *, fault_at: datetime 
     API's host name: when DNS as the route reached them."""
     events = []
     for population, seen in changes.items():
-        before = [r for r in seen if fault_at is None or r.at < fault_at]
-        old = before[-1].addresses if before else None
-        new = next((r for r in seen if fault_at is not None and r.at >= fault_at
-                    and r.addresses != old), None)
+        if fault_at is None:
+            continue
+        # per name: the addresses it had before the fault; the first answer after it that
+        # holds an address the name did not have then
+        old: dict[str, set[str]] = {}
+        for r in seen:
+            if r.at < fault_at:
+                old[r.name] = set(r.addresses)
+        new = next((r for r in seen if r.at >= fault_at and r.name in old
+                    and not set(r.addresses) <= old[r.name]), None)
         if new is None:
             continue
         prefix = f"{population}: " if labelled else ""
-        was = f" (was {', '.join(old)})" if old else ""
+        was = f" (was {', '.join(sorted(old[new.name]))})"
         ttl = f", TTL {new.ttl}s" if new.ttl is not None else ""
         events.append(TimelineEvent(
             name=prefix + "first client resolved the new address", at=new.at,

@@ -69,6 +69,8 @@ class JsonApi:
 
     def __init__(self) -> None:
         self.pages: dict[str, tuple[int, object]] = {}
+        self.close_each = False
+        """answer every request with ``Connection: close``"""
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self._connections: list[socket.socket] = []
         api = self
@@ -88,6 +90,9 @@ class JsonApi:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
+                if api.close_each:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(payload)
@@ -116,3 +121,45 @@ def json_api() -> Iterator[JsonApi]:
     api = JsonApi()
     yield api
     api.close()
+
+
+class Nameserver:
+    """A tiny authoritative DNS server on 127.0.0.1 (UDP, dnspython): every A question gets
+    ``addresses`` with ``ttl``; ``queries`` counts what it was asked. For fast tests of the
+    clients' resolver; the labs run a real one (BIND)."""
+
+    def __init__(self, addresses: list[str], ttl: int) -> None:
+        self.addresses, self.ttl, self.queries = addresses, ttl, 0
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self._sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import dns.flags
+        import dns.message
+        import dns.rrset
+
+        while True:
+            try:
+                data, peer = self._sock.recvfrom(4096)
+            except OSError:
+                return
+            question = dns.message.from_wire(data)
+            self.queries += 1
+            answer = dns.message.make_response(question)
+            answer.flags |= dns.flags.AA
+            answer.answer.append(dns.rrset.from_text_list(
+                question.question[0].name, self.ttl, "IN", "A", list(self.addresses)))
+            self._sock.sendto(answer.to_wire(), peer)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+@pytest.fixture
+def nameserver() -> Iterator[Nameserver]:
+    """A local authoritative nameserver answering 127.0.0.1 with a TTL of 1 s."""
+    server = Nameserver(["127.0.0.1"], ttl=1)
+    yield server
+    server.close()

@@ -79,10 +79,12 @@ class ClientResolver:
         self._lock = threading.Lock()
         self.on_change = on_change
         self._changes: list[Resolution] = []
+        self._last: dict[str, frozenset[str]] = {}
 
     @property
     def changes(self) -> list[Resolution]:
-        """The first lookup, and every lookup whose addresses differ from the one before."""
+        """Per name, the first lookup and every one whose set of addresses differs from the
+        name's one before (the order within an answer is not a change)."""
         with self._lock:
             return list(self._changes)
 
@@ -133,9 +135,10 @@ class ClientResolver:
         if not resolution.addresses:
             raise EndpointError(f"{resolution.name} resolved to no address")
         with self._lock:
-            changed = not self._changes or \
-                self._changes[-1].addresses != resolution.addresses
+            now = frozenset(resolution.addresses)
+            changed = self._last.get(resolution.name) != now
             if changed:
+                self._last[resolution.name] = now
                 self._changes.append(resolution)
         if changed and self.on_change is not None:
             self.on_change(resolution)

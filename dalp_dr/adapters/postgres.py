@@ -239,6 +239,8 @@ class PostgresEndpoint:
             redactor.add(password)
         self._dsn = dsn
         self._options = str(params.get("options") or os.environ.get("PGOPTIONS", ""))
+        self._target_session_attrs = str(params.get("target_session_attrs")
+                                         or os.environ.get("PGTARGETSESSIONATTRS", ""))
         self._redactor = redactor
         shown = {k: v for k, v in params.items() if k not in ("password", "passfile")}
         self._display = conninfo.make_conninfo(**{k: str(v) for k, v in shown.items()})
@@ -250,13 +252,18 @@ class PostgresEndpoint:
     def connect(self, *, timeout: float, read_only: bool = False) -> PostgresSession:
         """A session; ``read_only``: every transaction of it is read-only from the start
         (libpq ``options=-c default_transaction_read_only=on``, added to the DSN's own
-        options). A pooler that refuses the startup option (pgbouncer without
+        options; a DSN's ``target_session_attrs=read-write`` becomes ``primary``). A pooler
+        that refuses the startup option (pgbouncer without
         ``ignore_startup_parameters = options``) gets a plain session instead: query_value
         sets its transaction read only in any case."""
         options = dict(_CLIENT_OPTIONS)
         options["connect_timeout"] = max(2, round(timeout))
         if read_only:
             options["options"] = f"{self._options} {_READ_ONLY}".strip()
+            if self._target_session_attrs == "read-write":
+                # libpq judges read-write by the session's read-only setting, which this
+                # session sets itself: 'primary' picks the same server (not in recovery)
+                options["target_session_attrs"] = "primary"
         try:
             conn = psycopg.connect(self._dsn, **options)
         except (psycopg.Error, OSError) as exc:

@@ -9,12 +9,12 @@ from dalp_dr import guardrails
 from dalp_dr.adapters.base import ServiceEndpoint
 from dalp_dr.adapters.http import ApiEndpoint, HttpSettings
 from dalp_dr.drill.context import PreparedDrill
-from dalp_dr.errors import EndpointError, HintKey, TargetUnreachable
+from dalp_dr.errors import EndpointError, HintKey, InventoryError, TargetUnreachable
 from dalp_dr.inventory import Inventory
 from dalp_dr.probes import Web
 from dalp_dr.redact import Redactor
 from dalp_dr.spec import LoadedDrill
-from dalp_dr.spec.parts import SqlEndpoint
+from dalp_dr.spec.parts import SqlEndpoint, base_url_problem
 
 EndpointFactory = Callable[[str, Redactor, str], ServiceEndpoint]
 """(dsn, redactor, marker table) -> endpoint"""
@@ -32,6 +32,7 @@ def prepare(drill: LoadedDrill, endpoint_factory: EndpointFactory) -> PreparedDr
     several = drill.spec.populations is not None
     endpoints: dict[str, ServiceEndpoint] = {}
     web = Web.prepare(drill.spec, inventory)
+    redactor.add(*web.settings.secrets())
     for name, population in drill.spec.client_populations().items():
         where = f"populations.{name}.endpoint" if several else "endpoint"
         endpoint_spec = population.endpoint
@@ -47,7 +48,7 @@ def prepare(drill: LoadedDrill, endpoint_factory: EndpointFactory) -> PreparedDr
                     + api.path
                 endpoint: ServiceEndpoint = ApiEndpoint(
                     url, HttpSettings.from_inventory(inventory, api.host), redactor,
-                    read_back=database)
+                    read_back=database, population=name if several else None)
             else:
                 assert database is not None
                 endpoint = database
@@ -82,8 +83,8 @@ def _url(drill: LoadedDrill, inventory: Inventory, variable: str | None, host: s
          where: str) -> str:
     assert variable is not None
     value = inventory.variable(variable, host=host)
-    if not isinstance(value, str) or not value.strip().startswith(("http://", "https://")):
-        raise TargetUnreachable(f"inventory variable '{variable}' is not an http:// or "
-                                "https:// URL", source=str(drill.path),
-                                field=f"{where}.from_inventory")
-    return value.strip().rstrip("/")
+    problem = base_url_problem(value.strip()) if isinstance(value, str) else "is not text"
+    if problem is not None:
+        raise InventoryError(f"inventory variable '{variable}' {problem}",
+                             source=str(inventory.path), field=variable)
+    return str(value).strip().rstrip("/")

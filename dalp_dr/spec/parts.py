@@ -174,10 +174,26 @@ class UrlRef(Frozen):
             raise ValueError("set exactly one of 'url' or 'from_inventory'")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise ValueError("'url' must be an http:// or https:// URL")
-        if self.url is not None and "@" in self.url.split("/")[2]:
-            raise ValueError("a URL must not carry credentials: put an Authorization header "
-                             "in the inventory's dalp_api_headers (vault)")
+        if self.url is not None:
+            _no_credentials(self.url)
         return self
+
+
+def _no_credentials(url: str) -> None:
+    if "@" in url.split("/")[2]:
+        raise ValueError("a URL must not carry credentials: put an Authorization header in "
+                         "the inventory's dalp_api_headers (vault)")
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why an inventory's base URL cannot be used (a path is appended to it), or None."""
+    if not url.startswith(("http://", "https://")):
+        return "is not an http:// or https:// URL"
+    if "@" in url.split("/")[2]:
+        return "carries credentials (put an Authorization header in dalp_api_headers)"
+    if "?" in url or "#" in url:
+        return "has a query or fragment (a base URL takes the path appended)"
+    return None
 
 
 class ApiEndpoint(Frozen):
@@ -479,6 +495,7 @@ def _http_url(value: Any) -> Any:
     if isinstance(value, str):
         if not value.startswith(("http://", "https://")):
             raise ValueError("'http' must be an http:// or https:// URL")
+        _no_credentials(value)
         return value
     if isinstance(value, dict):
         try:
@@ -584,4 +601,6 @@ class ConvergeProbe(Probe):
             raise ValueError("interval must be at least 100ms")
         if self.timeout <= timedelta(0):
             raise ValueError("timeout must be greater than 0s")
+        if self.interval > self.timeout:
+            raise ValueError("interval must not be longer than timeout")
         return self

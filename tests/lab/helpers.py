@@ -217,11 +217,14 @@ def processes() -> Iterator[Proc]:
 
 def _lab_procs(root: Path) -> list[tuple[int, str]]:
     """Every process whose command line or working directory is inside a lab root
-    (postgres backends run in their data directory, moto in its lab root)."""
+    (postgres backends run in their data directory, moto in its lab root). Inside: the root
+    itself or below it, never a sibling that shares its name's start (the hot-warm lab's
+    /var/tmp/dalp-dr-lab/hot-warm and hot-warm-spare or hot-warm-platform run side by side)."""
+    named = re.compile(re.escape(str(root).rstrip("/")) + r"(?=/|\s|$)")
     found = []
     for proc in processes():
         cwd = proc.cwd()
-        if str(root) in proc.cmdline or cwd.startswith(str(root)):
+        if named.search(proc.cmdline) or named.match(cwd):
             found.append((proc.pid, f"{proc.pid}: {proc.cmdline} (cwd {cwd})"))
     return found
 

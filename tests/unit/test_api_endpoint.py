@@ -10,8 +10,10 @@ import ipaddress
 import json
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from cryptography import x509
@@ -22,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from dalp_dr.adapters.http import ApiEndpoint, HttpSettings
 from dalp_dr.errors import EndpointError
 from dalp_dr.redact import Redactor
-from tests.conftest import JsonApi
+from tests.conftest import JsonApi, Nameserver
 
 TOKEN = "Bearer s3cr3t-api-token"
 NOW = dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
@@ -40,7 +42,7 @@ def platform(api: JsonApi, *, echo: bool = True, status: int = 200) -> dict[str,
             stored.setdefault(marker["run_id"], []).append(marker["seq"])
             return 200, ({"seq": marker["seq"], "timeline": 2, "server": "site-b"} if echo
                          else {"ok": True})
-        run_id = path.partition("run_id=")[2]
+        run_id = unquote(path.partition("run_id=")[2])
         return 200, {"seqs": stored.get(run_id, [])}
 
     api.pages["/dr/heartbeat"] = (200, heartbeat)
@@ -60,6 +62,21 @@ def test_an_acknowledgement_echoes_the_sequence_number(json_api: JsonApi) -> Non
     assert stored == {"run-1": [7]}
     assert session.surviving_markers("run-1") == {7}
     assert session.identity().timeline == 2 and not session.identity().in_recovery
+
+
+def test_populations_through_one_api_keep_their_markers_apart(json_api: JsonApi) -> None:
+    """Hot-hot through a global load balancer: the lost site's clients land on the survivor's
+    API, where its own clients write too. Each population's markers carry its own run id."""
+    stored = platform(json_api)
+    url = json_api.url + "/dr/heartbeat"
+    lost, own = (ApiEndpoint(url, HttpSettings(), Redactor(), population=name).connect(timeout=2)
+                 for name in ("site-a", "site-b"))
+    lost.write_marker("run-1", 1, NOW)
+    own.write_marker("run-1", 1, NOW)
+    own.write_marker("run-1", 2, NOW)
+    assert stored == {"run-1/site-a": [1], "run-1/site-b": [1, 2]}
+    assert lost.surviving_markers("run-1") == {1}
+    assert own.surviving_markers("run-1") == {1, 2}
 
 
 def test_a_2xx_without_the_echo_is_not_an_acknowledgement(json_api: JsonApi) -> None:
@@ -189,3 +206,34 @@ def test_tls_with_the_inventory_ca_file(json_api: JsonApi, tmp_path: Path) -> No
     assert trusted.write_marker("run-1", 1, NOW).server == "site-b"
     with pytest.raises(EndpointError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
         endpoint(url).connect(timeout=2)  # the system's CAs do not know the lab's
+
+
+def test_new_connections_look_the_name_up_and_follow_a_dns_change_within_the_ttl(
+        json_api: JsonApi, nameserver: Nameserver) -> None:
+    """Site A keeps answering 503 and closing each connection (an ingress with no healthy
+    backend); DNS moves the name elsewhere: a client opening new connections follows the
+    change once the cached answer's TTL (1 s) has passed, not per connection."""
+
+    def closing(*_: object) -> tuple[int, object]:
+        return 503, {"error": "no healthy upstream"}
+
+    json_api.pages["/dr/heartbeat"] = (200, closing)
+    json_api.close_each = True
+    port = json_api.url.rsplit(":", 1)[1]
+    api = ApiEndpoint(f"http://api.test:{port}/dr/heartbeat",
+                      HttpSettings(nameservers=[nameserver.address]), Redactor())
+    session = api.connect(timeout=2)
+    asked_first = nameserver.queries
+    nameserver.addresses = ["127.0.0.3"]  # the name moves (nothing listens there)
+    seen: list[str] = []
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not any("cannot connect" in s for s in seen):
+        try:
+            session.write_marker("run-1", len(seen), NOW)
+        except EndpointError as exc:
+            seen.append(str(exc))
+        time.sleep(0.05)
+    assert any("HTTP 503" in s for s in seen)  # the old site, while the answer was cached
+    assert any("cannot connect" in s for s in seen)  # then the new address
+    assert asked_first == 1 and 2 <= nameserver.queries <= 4  # once per TTL, not per connection
+    assert [sorted(r.addresses) for r in api.resolver.changes] == [["127.0.0.1"], ["127.0.0.3"]]

@@ -161,6 +161,16 @@ def test_populations_each_with_endpoint_and_table() -> None:
     assert list(single) == ["service"] and single["service"].marker_table == "dalp_dr_heartbeat"
 
 
+def test_populations_through_an_api_may_share_its_table() -> None:
+    """Their markers are kept apart by run id (adapters/http.py): the table is the API's."""
+    text = HOT_HOT.replace("{from_inventory: a_dsn}, marker_table: dalp_dr_heartbeat_a",
+                           "{api: {from_inventory: a_url}}").replace(
+        "{from_inventory: b_dsn}, marker_table: dalp_dr_heartbeat_b",
+        "{api: {from_inventory: b_url}}")
+    populations = parse_drill(text, source="drills/x.yaml").client_populations()
+    assert {p.marker_table for p in populations.values()} == {"dalp_dr_heartbeat"}
+
+
 @pytest.mark.parametrize(("text", "field", "words"), [
     (HOT_HOT.replace("populations:", "endpoint: {from_inventory: dsn}\npopulations:"),
      "(top level)", "exactly one of 'endpoint' or 'populations'"),

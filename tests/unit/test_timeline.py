@@ -3,9 +3,10 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from dalp_dr.adapters.dns import ClientResolver, Resolution
 from dalp_dr.results import PhaseRecord, PhaseStatus
 from dalp_dr.spec import PhaseName
-from dalp_dr.timeline import build, offset
+from dalp_dr.timeline import build, offset, resolved
 from tests.factories import at, timeline
 
 FAULT = at(2.05)
@@ -68,3 +69,30 @@ def test_several_populations_are_named_in_their_events() -> None:
     assert [e.name for e in events] == ["fault injected", "site-a: first client write failed",
                                         "site-a: first client write acknowledged"]
     assert events[1].source == "heartbeat (site-a)"
+
+
+def _looked_up(name: str, addresses: list[str], second: float) -> Resolution:
+    return Resolution(name=name, addresses=tuple(addresses), source="server", ttl=5,
+                      at=datetime(2026, 12, 3, 12, 0, tzinfo=UTC) + timedelta(seconds=second))
+
+
+def test_the_first_client_resolving_a_new_address_after_the_fault() -> None:
+    fault = datetime(2026, 12, 3, 12, 0, 10, tzinfo=UTC)
+    changes = {"api": [_looked_up("api.test", ["10.0.0.1"], 0),
+                       _looked_up("other.test", ["10.9.9.9"], 1),  # a redirect's host
+                       _looked_up("api.test", ["10.0.0.2"], 14.5)]}
+    (event,) = resolved(changes, fault_at=fault)
+    assert event.name == "first client resolved the new address"
+    assert event.at == fault + timedelta(seconds=4.5)
+    assert event.detail == "api.test -> 10.0.0.2 (was 10.0.0.1), TTL 5s"
+
+
+def test_the_same_addresses_in_another_order_are_no_new_address() -> None:
+    fault = datetime(2026, 12, 3, 12, 0, 10, tzinfo=UTC)
+    resolver = ClientResolver()
+    for addresses in (["10.0.0.1", "10.0.0.2"], ["10.0.0.2", "10.0.0.1"]):
+        resolver._note(_looked_up("lb.test", addresses, 12))
+    assert len(resolver.changes) == 1
+    assert resolved({"api": [_looked_up("lb.test", ["10.0.0.1", "10.0.0.2"], 0),
+                             _looked_up("lb.test", ["10.0.0.2"], 12)]},
+                    fault_at=fault) == []  # an address dropped out: nothing new to reach
