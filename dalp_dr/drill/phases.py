@@ -241,7 +241,7 @@ def recover(ctx: RunContext, held: HeldPhase | None = None) -> None:
 def verify(ctx: RunContext) -> bool:
     """The verify playbook (server side), then every population's view through its endpoint:
     writes acknowledged again, reads work, a writable server."""
-    state, clients, journal = ctx.state, ctx.clients, ctx.journal
+    state, clients = ctx.state, ctx.clients
     verify_spec = ctx.drill.phase(PhaseName.VERIFY)
     assert verify_spec is not None and state.fault_at is not None
     state.check()
@@ -267,15 +267,10 @@ def verify(ctx: RunContext) -> bool:
         problems.extend(clients.label(name, p) for p in found)
     report: dict[str, Any] = ({"populations": reports} if clients.several
                               else next(iter(reports.values())))
-    if not problems and ctx.drill.spec.checks:
-        state.checks = run_checks(ctx.drill.spec.checks, clients.endpoints, journal.redactor,
-                                  ctx.web, fault_at=state.fault_at)
-        for outcome in state.checks:
-            journal.record(EventKind.CHECK, check=outcome.model_dump(mode="json"))
-            ctx.progress(f"check {outcome.name}: {'ok' if outcome.ok else 'FAILED'} "
-                         f"({outcome.detail})")
-        problems.extend(f"check '{c.name}' failed: {c.detail}" for c in state.checks
-                        if not c.ok)
+    # with converge probes the checks come after them: "every workflow started before the
+    # fault completed exactly once" means something only once the platform converged
+    if not problems and ctx.drill.spec.checks and not ctx.drill.spec.converge:
+        problems.extend(checks(ctx))
         report["checks"] = [c.model_dump(mode="json") for c in state.checks]
     if problems:
         state.fail("; ".join(problems))
@@ -292,8 +287,9 @@ def verify(ctx: RunContext) -> bool:
 
 def converge(ctx: RunContext) -> None:
     """The drill's converge probes after verify, the heartbeat still writing: each polled
-    until met or timed out. One not met fails the drill (the platform did not converge); the
-    RTT then has a lower bound only."""
+    until met or timed out, then the drill's checks. A probe not met fails the drill (the
+    platform did not converge; the RTT then has a lower bound only), as a failed check
+    does."""
     probes = ctx.drill.spec.converge
     if not probes:
         return
@@ -321,15 +317,32 @@ def converge(ctx: RunContext) -> None:
                             cancelled=state.cancel.is_set, on_done=done)
     state.convergence = [clean(o) for o in outcomes]
     state.check()
-    report = {"probes": [o.model_dump(mode="json") for o in state.convergence]}
-    missed = [o for o in state.convergence if not o.met]
-    if missed:
-        message = "; ".join(f"converge probe '{o.name}' {o.detail}" for o in missed)
+    report: dict[str, Any] = {
+        "probes": [o.model_dump(mode="json") for o in state.convergence]}
+    problems = [f"converge probe '{o.name}' {o.detail}" for o in state.convergence
+                if not o.met]
+    if ctx.drill.spec.checks:  # converged or not: what they find is evidence either way
+        problems.extend(checks(ctx))
+        report["checks"] = [c.model_dump(mode="json") for c in state.checks]
+    if problems:
+        message = "; ".join(problems)
         state.fail(message, keep_first=True)
         steps.end(ctx, PhaseName.CONVERGE, PhaseStatus.FAILED, started, report=report,
                   message=message)
         return
     steps.end(ctx, PhaseName.CONVERGE, PhaseStatus.OK, started, report=report)
+
+
+def checks(ctx: RunContext) -> list[str]:
+    """The drill's declarative checks, each journaled; the problems they found."""
+    state, journal = ctx.state, ctx.journal
+    state.checks = run_checks(ctx.drill.spec.checks, ctx.clients.endpoints, journal.redactor,
+                              ctx.web, fault_at=state.fault_at)
+    for outcome in state.checks:
+        journal.record(EventKind.CHECK, check=outcome.model_dump(mode="json"))
+        ctx.progress(f"check {outcome.name}: {'ok' if outcome.ok else 'FAILED'} "
+                     f"({outcome.detail})")
+    return [f"check '{c.name}' failed: {c.detail}" for c in state.checks if not c.ok]
 
 
 def client_view(ctx: RunContext, name: str, recovered: datetime | None

@@ -90,6 +90,8 @@ class DrillShape:
     """the rtt objective, when declared"""
     converge: str | None = None
     """the drill's ``converge:`` list, in YAML flow style"""
+    checks: str | None = None
+    """the drill's ``checks:`` list, in YAML flow style"""
     partitioned: bool = False
     """two client populations: ``clients`` (judged, through the route: the harness's
     ``endpoint``) and ``site-a`` (not judged, straight to the old primary: its
@@ -109,6 +111,7 @@ def _drill_yaml(shape: DrillShape) -> str:
         + (f", split_brain: {shape.split_brain}" if shape.split_brain is not None else "")
         + (f", rtt: {shape.rtt}" if shape.rtt is not None else "") + "}",
         *([f"converge: {shape.converge}"] if shape.converge else []),
+        *([f"checks: {shape.checks}"] if shape.checks else []),
         "inventory: inventory.yml",
         *(["populations:",
            "  clients: {endpoint: {dsn: 'host=in-memory dbname=app'}}",

@@ -95,3 +95,27 @@ def test_a_near_probe_follows_a_moving_reference(harness: EngineHarness,
     assert abs(int(met.reference) - int(met.value or 0)) <= 2
     rpc = [r for r in json_api.requests if r[1] == "/rpc"]
     assert rpc and b'"method": "eth_blockNumber"' in rpc[0][3]
+
+
+def test_checks_run_after_the_platform_converged(harness: EngineHarness,
+                                                 json_api: JsonApi) -> None:
+    """With converge probes, a drill's checks judge the converged platform: here a check
+    that can only pass once the API reports ok, which it does only after a while."""
+    first: list[float] = []
+
+    def health(*_: object) -> tuple[int, object]:
+        first.append(time.monotonic())
+        return 200, {"status": "ok" if time.monotonic() >= first[0] + 0.5 else "degraded"}
+
+    json_api.pages["/health"] = (200, health)
+    run = harness.run(failover(harness.endpoint), DrillShape(
+        converge=health_probe(json_api),
+        checks=(f"[{{name: api-ok, http: '{json_api.url}/health', json_field: status, "
+                "expect: {equals: ok}}]")))
+
+    assert run.result.outcome is Outcome.PASSED, run.result.message
+    [check] = run.result.checks
+    assert check.ok
+    converge = run.phase(PhaseName.CONVERGE)
+    assert converge.report["checks"][0]["name"] == "api-ok"
+    assert "checks" not in run.phase(PhaseName.VERIFY).report
