@@ -131,7 +131,9 @@ def test_a_promotion_reported_late_is_bounded_by_the_first_write_on_the_new_time
     promotion still count, from the routed clients' first write on the new timeline"""
     plays = {PhaseName.INJECT: Play(effect=harness.endpoint.fail, reports_fault_instant=True),
              PhaseName.RECOVER: promoting(harness.endpoint, clock_ahead=30.0)}
-    run = harness.run(plays, DrillShape(split_brain=0, partitioned=True))
+    # (observed a while after verify: the old primary's clients keep writing after the
+    # routed clients' first write on the new timeline, however busy the machine)
+    run = harness.run(plays, DrillShape(split_brain=0, partitioned=True, observe="300ms"))
 
     site_a = run.result.populations["site-a"].split_brain
     assert site_a is not None and site_a.writes is not None and site_a.writes > 0
