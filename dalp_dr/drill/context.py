@@ -73,6 +73,8 @@ class RunState:
     """dalp_* facts earlier phases published with set_stats, forwarded to later phases"""
     checks: list[CheckOutcome] = field(default_factory=list)
     convergence: list[ConvergeOutcome] = field(default_factory=list)
+    checks_failed_at: datetime | None = None
+    """checks after convergence failed (then): the platform did not fully recover"""
     deadline: threading.Timer | None = None
     deadline_hit: str | None = None
     """why the recovery deadline aborted the drill (its RTO is then missed)"""

@@ -128,6 +128,8 @@ def figures(ctx: RunContext) -> tuple[dict[str, Measurements], list[ObjectiveVer
 
     met = [o.at for o in state.convergence if o.met and o.at is not None]
     unmet = [o.at for o in state.convergence if not o.met and o.at is not None]
+    if state.checks_failed_at is not None:  # converged, but the platform is not right
+        unmet.append(state.checks_failed_at)
     if state.injected:
         for name, beat in clients.heartbeats.items():
             samples = beat.samples

@@ -322,7 +322,10 @@ def converge(ctx: RunContext) -> None:
     problems = [f"converge probe '{o.name}' {o.detail}" for o in state.convergence
                 if not o.met]
     if ctx.drill.spec.checks:  # converged or not: what they find is evidence either way
-        problems.extend(checks(ctx))
+        failed = checks(ctx)
+        if failed:  # the platform is not right: not fully recovered, the RTT not measured
+            state.checks_failed_at = ctx.clock.now()
+        problems.extend(failed)
         report["checks"] = [c.model_dump(mode="json") for c in state.checks]
     if problems:
         message = "; ".join(problems)

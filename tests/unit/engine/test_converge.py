@@ -119,3 +119,21 @@ def test_checks_run_after_the_platform_converged(harness: EngineHarness,
     converge = run.phase(PhaseName.CONVERGE)
     assert converge.report["checks"][0]["name"] == "api-ok"
     assert "checks" not in run.phase(PhaseName.VERIFY).report
+
+
+def test_a_check_failing_after_convergence_leaves_the_rtt_unmeasured(
+        harness: EngineHarness, json_api: JsonApi) -> None:
+    """Converged, but the platform is wrong (an event indexed twice): not fully recovered,
+    so the RTT is never met."""
+    json_api.pages["/health"] = (200, {"status": "ok"})
+    json_api.pages["/indexer"] = (200, {"indexed_twice": 147})
+    run = harness.run(failover(harness.endpoint), DrillShape(
+        rtt="1h", converge=health_probe(json_api),
+        checks=(f"[{{name: no-event-indexed-twice, http: '{json_api.url}/indexer', "
+                "json_field: indexed_twice, expect: {equals: 0}}]")))
+
+    assert run.result.outcome is Outcome.FAILED
+    assert run.result.convergence[0].met and not run.result.checks[0].ok
+    m = run.result.measurements
+    assert m is not None and m.rtt is None and m.rtt_lower_bound is not None
+    assert run.verdict("rtt").status is Status.UNKNOWN
