@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -231,6 +232,18 @@ def _lab_procs(root: Path) -> list[tuple[int, str]]:
 
 def lab_processes(root: Path = LAB_ROOT) -> list[str]:
     return [text for _, text in _lab_procs(root)]
+
+
+def take_lab_down(topology: str, root: Path) -> float:
+    """``lab down TOPOLOGY`` must succeed and leave no process under ``root`` and no
+    ``root``; the seconds it took."""
+    started = time.monotonic()
+    proc = dalp("lab", "down", topology)
+    assert proc.returncode == 0, proc.stderr
+    took = time.monotonic() - started
+    assert lab_processes(root) == []
+    assert not root.exists()
+    return took
 
 
 def lab_pids(root: Path = LAB_ROOT) -> list[int]:

@@ -25,9 +25,9 @@ from tests.lab.helpers import (
     alive,
     assert_no_secret,
     dalp,
-    lab_processes,
     run_json,
     run_passed,
+    take_lab_down,
     timeline_offsets,
 )
 
@@ -147,11 +147,8 @@ def test_lost_indexer_checkpoint_fails_the_drill(tmp_path: Path) -> None:
 
 def test_lab_down_leaves_nothing() -> None:
     anvil = pid(LAB_ROOT / "chain" / "anvil.pid")
-    proc = dalp("lab", "down", "hot-cold-platform")
-    assert proc.returncode == 0, proc.stderr
-    assert lab_processes(LAB_ROOT) == []
+    take_lab_down("hot-cold-platform", LAB_ROOT)
     assert not alive(anvil)
-    assert not LAB_ROOT.exists()
     with pytest.raises(httpx.ConnectError):
         chain_head()
 
