@@ -8,6 +8,8 @@ One module per command group; what they share is in :mod:`dalp_dr.commands.share
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from dalp_dr.commands import hints
@@ -18,6 +20,7 @@ from dalp_dr.commands.export import export
 from dalp_dr.commands.history import history
 from dalp_dr.commands.keys import keys
 from dalp_dr.commands.lab import lab
+from dalp_dr.commands.output import wants_json
 from dalp_dr.commands.schedule import schedule
 from dalp_dr.commands.scheduler import scheduler
 from dalp_dr.commands.shared import (
@@ -27,11 +30,10 @@ from dalp_dr.commands.shared import (
     EXIT_INVALID,
     EXIT_OK,
     Exit,
-    report,
 )
 from dalp_dr.commands.store import store
 from dalp_dr.config import EnvVar, load_settings
-from dalp_dr.console import err, unexpected
+from dalp_dr.console import unexpected
 from dalp_dr.errors import DalpDrError, Interrupted, InvalidInput
 
 __all__ = ["cli", "main"]
@@ -62,31 +64,47 @@ hints.install()  # library errors name this CLI's options and commands from now 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; its outcome as an exit code (the one place errors become codes)."""
+    """Run one command; its outcome as an exit code (the one place errors become codes).
+
+    Every error is reported once, in one shape: ``error: <message> (<hint>)`` on stderr; a
+    JSON object ``{"error": {...}}`` on stdout when the command line asked for JSON output
+    (``-o json``, ``--json``, ``-o FILE.json``); an event on the JSON-lines stream of
+    ``--log-format json``."""
     ERRORS.use(None)
+    args = list(sys.argv[1:] if argv is None else argv)
+    ERRORS.json_output = wants_json(args)
     try:
-        cli.main(args=argv, prog_name="dalp-dr", standalone_mode=False)
+        cli.main(args=args, prog_name="dalp-dr", standalone_mode=False)
     except Exit as exc:
         return exc.code
-    except click.exceptions.Abort:
-        err.print("interrupted")
-        return EXIT_INTERRUPTED
-    except click.ClickException as exc:
-        exc.show()
-        return EXIT_INVALID
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        return _failed("interrupted", EXIT_INTERRUPTED, kind="interrupted")
     except Interrupted as exc:
-        report("interrupted", f"{exc}")
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        report("interrupted", "interrupted")
-        return EXIT_INTERRUPTED
+        return _failed(f"{exc}", EXIT_INTERRUPTED, kind="interrupted")
+    except click.ClickException as exc:
+        param = getattr(exc, "param", None)
+        field = (param.opts[0] if param is not None and param.opts else
+                 param.name if param is not None else None)
+        return _failed(exc.format_message(), EXIT_INVALID, field=field,
+                       hint=_usage_hint(exc))
     except InvalidInput as exc:
-        report("error", f"{exc}")
-        return EXIT_INVALID
+        return _failed(exc.detail, EXIT_INVALID, file=exc.source, field=exc.where(),
+                       hint=hints.hint_text(exc))
     except DalpDrError as exc:
-        report("failed", f"failed: {exc}" if ERRORS.json_lines is None else f"{exc}")
-        return EXIT_FAILED
+        return _failed(Exception.__str__(exc), EXIT_FAILED, hint=hints.hint_text(exc))
     except Exception as exc:  # nobody expected it: exit 1, one line (DALP_DR_DEBUG=1: more)
-        report("failed", unexpected(exc))
-        return EXIT_FAILED
+        return _failed(unexpected(exc), EXIT_FAILED)
     return EXIT_OK
+
+
+def _usage_hint(exc: click.ClickException) -> str | None:
+    ctx = getattr(exc, "ctx", None)
+    if ctx is None:
+        return None
+    return f"see '{ctx.command_path} --help'"
+
+
+def _failed(message: str, code: int, *, kind: str = "error", file: str | None = None,
+            field: str | None = None, hint: str | None = None) -> int:
+    ERRORS.fail(message, code, kind=kind, file=file, field=field, hint=hint)
+    return code

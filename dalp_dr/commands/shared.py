@@ -62,19 +62,42 @@ def settings_of(ctx: click.Context) -> Settings:
 
 class ErrorChannel:
     """Where warnings and errors go: stderr as text, or JSON lines once a command run with
-    --log-format json chose so (main() resets it for every invocation)."""
+    --log-format json chose so; the final error also as one JSON object on stdout when the
+    command line asked for JSON output (main() resets both for every invocation)."""
 
     def __init__(self) -> None:
         self.json_lines: JsonLines | None = None
+        self.json_output = False
 
     def use(self, json_lines: JsonLines | None) -> None:
         self.json_lines = json_lines
 
     def report(self, kind: str, message: str) -> None:
+        """A warning (or a note) as the run goes on."""
         if self.json_lines is not None:
             self.json_lines.emit(kind, message=message)
         else:
-            err.print(message if kind != "error" else f"error: {message}", markup=False)
+            err.print(f"{kind}: {message}" if kind in ("error", "warning") else message,
+                      markup=False, soft_wrap=True)
+
+    def fail(self, message: str, exit_code: int, *, kind: str = "error",
+             file: str | None = None, field: str | None = None,
+             hint: str | None = None) -> None:
+        """The error that ends the command, in every channel that was asked for."""
+        from dalp_dr.commands.output import json_error
+
+        if self.json_lines is not None:
+            self.json_lines.emit(kind, message=message, file=file, field=field, hint=hint,
+                                 exit_code=exit_code)
+        if self.json_output:
+            click.echo(json_error(message, exit_code=exit_code, file=file, field=field,
+                                  hint=hint))
+        if self.json_lines is None:
+            where = ": ".join(p for p in (file, field) if p)
+            text = f"{where}: {message}" if where else message
+            text += f" ({hint})" if hint else ""
+            err.print(text if kind == "interrupted" else f"error: {text}", markup=False,
+                      soft_wrap=True)
 
 
 ERRORS = ErrorChannel()

@@ -101,7 +101,8 @@ def test_json_log_format_reports_errors_as_json_lines(
     assert main(["--results-dir", str(tmp_path / "r"), "drill", "run", str(missing),
                  "--log-format", "json"]) == 2
     line = json.loads(capsys.readouterr().err.strip())
-    assert line["event"] == "error" and str(missing) in line["message"]
+    assert line["event"] == "error" and line["file"] == str(missing)
+    assert line["exit_code"] == 2 and "not found" in line["message"]
     # the next command in the same process reports as text again
     assert main(["--results-dir", str(tmp_path), "history", "show", "nope"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
