@@ -21,6 +21,7 @@ from dalp_dr.commands.history import history
 from dalp_dr.commands.keys import keys
 from dalp_dr.commands.lab import lab
 from dalp_dr.commands.output import wants_json
+from dalp_dr.commands.report import report
 from dalp_dr.commands.schedule import schedule
 from dalp_dr.commands.scheduler import scheduler
 from dalp_dr.commands.shared import (
@@ -57,7 +58,8 @@ def cli(ctx: click.Context, results_dir: str | None, store: str | None,
                             keys=keys_dir)
 
 
-for _group in (drill, lab, backup, store, schedule, scheduler, doctor, keys, export, history):
+for _group in (drill, lab, backup, store, schedule, scheduler, doctor, keys, export, history,
+               report):
     cli.add_command(_group)
 
 hints.install()  # library errors name this CLI's options and commands from now on
