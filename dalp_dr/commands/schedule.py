@@ -3,28 +3,31 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from datetime import UTC
+import socket
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import click
+from rich.console import Console, RenderableType
+from rich.table import Table
 from rich.text import Text
 
 from dalp_dr.clock import utcnow
+from dalp_dr.commands.output import Format, Output, output_options
 from dalp_dr.commands.shared import (
     DRILLS_OPTION,
     EXIT_FAILED,
     Exit,
     drills_dir_of,
     duration_option,
-    json_option,
-    print_rows,
     settings_of,
 )
 from dalp_dr.config import Settings
-from dalp_dr.console import err, out
-from dalp_dr.errors import SpecError
+from dalp_dr.console import err
+from dalp_dr.errors import InvalidInput, SpecError
 
 if TYPE_CHECKING:
     from dalp_dr.history.base import HistoryStore
@@ -68,40 +71,135 @@ def schedule() -> None:
     """The drills' schedule: job store, next runs, cadence status."""
 
 
+def _in_zone(moment: datetime | None, zone: str | None) -> str:
+    """A time in the drill's zone (else UTC), with the zone's name."""
+    if moment is None:
+        return "-"
+    try:
+        local = moment.astimezone(ZoneInfo(zone) if zone else UTC)
+    except (ValueError, KeyError):  # an unknown zone name in a stored job: say UTC
+        local = moment.astimezone(UTC)
+    return f"{local:%Y-%m-%d %H:%M %Z}"
+
+
+def _table(columns: Sequence[str], rows: Iterable[Sequence[RenderableType]]) -> Table:
+    table = Table(box=None)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    table.columns[0].no_wrap = True  # drill names are keys: never cut
+    for cells in rows:
+        table.add_row(*cells)
+    return table
+
+
 @schedule.command("sync")
 @DRILLS_OPTION
 @click.option("--skip-invalid", is_flag=True, help="leave broken definitions out (their jobs "
                                                    "stay) instead of refusing")
+@click.option("--dry-run", is_flag=True,
+              help="say what would be added, changed and removed; change nothing")
+@click.option("--prune", is_flag=True,
+              help="remove the jobs of drills whose file is gone (logged at warning and "
+                   "recorded: 'schedule removals'); without it they are kept and reported")
+@click.option("--all", "prune_all", is_flag=True,
+              help="with --prune: allow removing every job at once (refused otherwise)")
+@output_options()
 @click.pass_context
-def schedule_sync(ctx: click.Context, directory: str | None, skip_invalid: bool) -> None:
-    """Reconcile the job store with the drill files: added, changed, removed definitions."""
+def schedule_sync(ctx: click.Context, directory: str | None, skip_invalid: bool,
+                  dry_run: bool, prune: bool, prune_all: bool, output: Output) -> None:
+    """Reconcile the job store with the drill files: added, changed definitions; jobs whose
+    file is gone are kept (and said) unless --prune."""
+    from dalp_dr.provenance.identity import resolve_operator
     from dalp_dr.schedule import jobs  # lazy: APScheduler and SQLAlchemy are heavy
 
+    if prune_all and not prune:
+        raise InvalidInput("--all only widens --prune", field="--all",
+                           hint="add --prune, or leave --all out")
     definitions = _definitions(ctx, directory, skip_invalid)
     jobstore = jobs.open_jobstore(settings_of(ctx).store_url)
     try:
-        report = jobs.sync(jobstore, definitions,
-                           broken_names=jobs.broken_drill_names(definitions))
-        next_runs = {name: run for name, (_job, run) in jobs.stored_jobs(jobstore).items()}
+        broken = jobs.broken_drill_names(definitions)
+        report = jobs.sync(jobstore, definitions, broken_names=broken, prune=prune,
+                           dry_run=True)
+        if report.removes_every_job and not prune_all:
+            raise InvalidInput(
+                f"this would remove every scheduled job ({', '.join(report.removed)}) and "
+                f"keep none: {drills_dir_of(ctx, directory)} defines none of them",
+                field="--prune", hint="check that --drills names the drill directory; to "
+                                      "remove every job, say so: --prune --all")
+        if not dry_run:
+            report = jobs.sync(jobstore, definitions, broken_names=broken, prune=prune,
+                               removed_by=f"{resolve_operator()}@{socket.gethostname()}")
+        stored = jobs.stored_jobs(jobstore)
     finally:
         jobstore.shutdown()
-    for verb, names in (("added", report.added), ("changed", report.changed),
-                        ("removed", report.removed), ("kept (file broken)",
-                                                      report.kept_invalid)):
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    for action, names in (("added", report.added), ("changed", report.changed),
+                          ("removed", report.removed), ("orphaned", report.orphaned),
+                          ("kept_invalid", report.kept_invalid),
+                          ("unchanged", report.unchanged)):
         for name in names:
-            when = next_runs.get(name)
-            out.print(f"{verb:<8} {name}" + (f"  next run {when:%Y-%m-%d %H:%M:%S %Z}"
-                                              if when else "")
-                      + ("  (schedule changed)" if name in report.rescheduled else ""),
-                      markup=False)
-    out.print(f"{report.changes} change(s), {len(report.unchanged)} unchanged", markup=False)
+            job = stored.get(name)
+            loaded = definitions.valid.get(name)
+            zone = (job.job.timezone if job else
+                    loaded.spec.schedule.timezone if loaded else None)
+            when = job.next_run if job and action != "removed" else None
+            if loaded is not None and (when is None or name in report.rescheduled) \
+                    and action in ("added", "changed") and report.dry_run:
+                when = loaded.spec.schedule.trigger().get_next_fire_time(None, now)
+            rows.append({"drill": name, "action": action,
+                         "rescheduled": name in report.rescheduled,
+                         "next_run": when.isoformat() if when else None,
+                         "next_run_local": _in_zone(when, zone) if when else None})
+    document = {"dry_run": report.dry_run, "changes": report.changes,
+                "unchanged": len(report.unchanged), "drills": rows}
+    verbs = {"orphaned": "KEPT (drill file gone: --prune removes it)",
+             "kept_invalid": "kept (file broken)"}
+
+    def human(console: Console) -> None:
+        for row in rows:
+            if row["action"] == "unchanged":
+                continue
+            console.print(Text(f"{verbs.get(row['action'], row['action']):<8} {row['drill']}"
+                               + (f"  next run {row['next_run_local']}"
+                                  if row["next_run_local"] else "")
+                               + ("  (schedule changed)" if row["rescheduled"] else "")),
+                          soft_wrap=True)
+        console.print(Text(("dry run, nothing changed: would make " if report.dry_run else "")
+                           + f"{report.changes} change(s), {len(report.unchanged)} "
+                             "unchanged"), soft_wrap=True)
+
+    if output.format is Format.CSV:
+        output.rows(rows, human)
+    else:
+        output.record(document, human)
+
+
+@schedule.command("removals")
+@output_options()
+@click.pass_context
+def schedule_removals(ctx: click.Context, output: Output) -> None:
+    """The jobs 'schedule sync --prune' removed: which drill, when, by whom, what it was."""
+    from dalp_dr.schedule import jobs, removals  # lazy: SQLAlchemy
+
+    jobstore = jobs.open_jobstore(settings_of(ctx).store_url)
+    try:
+        found = removals.removals(jobstore)
+    finally:
+        jobstore.shutdown()
+    output.rows([r.model_dump(mode="json") for r in found], _table(
+        ("drill", "removed", "by", "schedule", "environment", "file"),
+        ((r.drill, f"{r.removed_at:%Y-%m-%d %H:%M:%S %Z}", r.removed_by,
+          f"{r.cron} {r.timezone}" if r.cron else "-", r.environment or "-", r.file or "-")
+         for r in found)) if found else Text("no job was ever removed"))
 
 
 @schedule.command("list")
 @DRILLS_OPTION
-@json_option()
+@output_options()
 @click.pass_context
-def schedule_list(ctx: click.Context, directory: str | None, as_json: bool) -> None:
+def schedule_list(ctx: click.Context, directory: str | None, output: Output) -> None:
     """Every drill's schedule, next run and last run with its verdict."""
     from dalp_dr.schedule import jobs  # lazy: APScheduler and SQLAlchemy are heavy
 
@@ -109,26 +207,28 @@ def schedule_list(ctx: click.Context, directory: str | None, as_json: bool) -> N
     definitions = _definitions(ctx, directory, skip_invalid=True)
     with _schedule_stores(settings) as (history_store, jobstore):
         rows = jobs.overview(jobstore, definitions, history_store)
-    print_rows(rows, as_json, ("drill", "schedule", "next run", "last run", "outcome", "file"),
-               lambda r: (r.drill, f"{r.cron} {r.timezone}",
-                          f"{r.next_run.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if r.next_run
-                          else Text("not synced", style="yellow") if not r.synced else "-",
-                          f"{r.last_started:%Y-%m-%d %H:%M} {r.last_run_id}"
-                          if r.last_started else "never", r.last_outcome or "-",
-                          Path(r.file).name + ("" if r.synced
-                                               else " (changed on disk: sync)")))
+    output.rows([r.model_dump(mode="json") for r in rows], _table(
+        ("drill", "schedule", "next run", "last run", "outcome", "file"),
+        ((r.drill, f"{r.cron} {r.timezone}",
+          _in_zone(r.next_run, r.timezone) if r.next_run
+          else Text("not synced", style="yellow") if not r.synced else "-",
+          f"{_in_zone(r.last_started, r.timezone)} {r.last_run_id}"
+          if r.last_started else "never", r.last_outcome or "-",
+          Path(r.file).name + ("" if r.synced else " (changed on disk: sync)"))
+         for r in rows)))
 
 
 @schedule.command("status")
 @DRILLS_OPTION
 @click.option("--grace", default="1h", show_default=True,
               help="how long after its window opens a drill may still be pending")
-@json_option()
+@output_options()
 @click.pass_context
 def schedule_status(ctx: click.Context, directory: str | None, grace: str,
-                    as_json: bool) -> None:
+                    output: Output) -> None:
     """Did every drill run and meet its objectives in its current cadence window? Exit 1 when
-    one is overdue, failing, unscheduled or broken (wire this to monitoring)."""
+    one is overdue, failing, unscheduled, broken or only in the history, and when there is
+    no drill at all (wire this to monitoring)."""
     from dalp_dr.schedule import cadence  # lazy: APScheduler and SQLAlchemy are heavy
 
     settings = settings_of(ctx)
@@ -137,12 +237,19 @@ def schedule_status(ctx: click.Context, directory: str | None, grace: str,
     definitions = _definitions(ctx, directory, skip_invalid=True)
     with _schedule_stores(settings) as (history_store, jobstore):
         rows = cadence.report(history_store, jobstore, definitions, utcnow(), allowed)
-    print_rows(rows, as_json, ("drill", "status", "window opened", "next run", "detail"),
-               lambda r: (r.drill, Text(r.status.value, style="red" if r.problem else "green"),
-                          f"{r.window_start:%Y-%m-%d %H:%M}" if r.window_start else "-",
-                          f"{r.next_run:%Y-%m-%d %H:%M}" if r.next_run else "-", r.detail))
+    zones = {name: d.spec.schedule.timezone for name, d in definitions.valid.items()}
+    output.rows([r.model_dump(mode="json") for r in rows], _table(
+        ("drill", "status", "window opened", "next run", "detail"),
+        ((r.drill, Text(r.status.value, style="red" if r.problem else "green"),
+          _in_zone(r.window_start, zones.get(r.drill)),
+          _in_zone(r.next_run, zones.get(r.drill)), Text(r.detail)) for r in rows)))
     problems = [r for r in rows if r.problem]
+    if not rows:
+        err.print(f"no drill in {drills_dir_of(ctx, directory)} and none in the history: "
+                  "nothing is scheduled", markup=False, soft_wrap=True)
+        raise Exit(EXIT_FAILED)
     if problems:
         err.print(f"{len(problems)} drill(s) need attention: "
-                  + ", ".join(f"{r.drill} ({r.status.value})" for r in problems), markup=False)
+                  + ", ".join(f"{r.drill} ({r.status.value})" for r in problems),
+                  markup=False, soft_wrap=True)
         raise Exit(EXIT_FAILED)

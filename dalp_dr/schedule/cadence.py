@@ -16,7 +16,12 @@ from pydantic import BaseModel
 
 from dalp_dr.history.base import HistoryStore, RunSummary
 from dalp_dr.results import Outcome
-from dalp_dr.schedule.jobs import Definitions, DrillJobStore, current_jobs
+from dalp_dr.schedule.jobs import (
+    Definitions,
+    DrillJobStore,
+    broken_drill_names,
+    current_jobs,
+)
 
 
 class Cadence(StrEnum):
@@ -36,9 +41,13 @@ class Cadence(StrEnum):
     """the drill file is not in the job store ('dalp-dr schedule sync')"""
     INVALID = "invalid"
     """the drill file does not load"""
+    NOT_DEFINED = "not_defined"
+    """the history has runs of the drill but the drill directory has no file for it (a
+    removed drill, or the wrong directory)"""
 
 
-PROBLEMS = frozenset({Cadence.OVERDUE, Cadence.FAILING, Cadence.NOT_SCHEDULED, Cadence.INVALID})
+PROBLEMS = frozenset({Cadence.OVERDUE, Cadence.FAILING, Cadence.NOT_SCHEDULED, Cadence.INVALID,
+                      Cadence.NOT_DEFINED})
 
 
 class DrillCadence(BaseModel, frozen=True):
@@ -100,23 +109,29 @@ def assess(drill: str, file: str, trigger: Any, since: datetime | None,
 
     if last is not None and last.outcome is not Outcome.PASSED:
         return status(Cadence.FAILING, f"latest run {last.run_id}: {last.outcome.value}")
-    if start is None or (since is not None and since > start):
-        return status(Cadence.NEW, "first window opens at the next run")
-    in_window = [r for r in runs if r.started_at >= start]
+    in_window = [r for r in runs if start is not None and r.started_at >= start]
     passed = [r for r in in_window if r.outcome is Outcome.PASSED]
-    if passed:
+    if passed:  # any run in the window counts, whenever the job was (re)scheduled
         return status(Cadence.MET, f"passed {passed[0].started_at:%Y-%m-%d %H:%M} UTC "
                                    f"({passed[0].run_id})")
     running = [r for r in in_window if r.outcome is Outcome.RUNNING]
     if running:
         return status(Cadence.RUNNING, f"run {running[0].run_id} since "
                                        f"{running[0].started_at:%H:%M:%S} UTC")
+    # new: its first window has not opened yet (scheduled after the current one opened)
+    # and it never ran; a drill with runs before is judged on the current window
+    if start is None or (since is not None and since > start and last is None):
+        first = upcoming if upcoming is not None else None
+        return status(Cadence.NEW, "first window opens "
+                      + (f"{first:%Y-%m-%d %H:%M %Z}" if first else "at the next run"))
     late = now - start
     if late <= grace:
         return status(Cadence.DUE, f"window opened {_ago(late)} ago (grace {_ago(grace)})")
     missed = [r for r in in_window if r.outcome is Outcome.MISSED_SCHEDULE]
     why = f"; {missed[0].run_id}: missed schedule" if missed else ""
-    return status(Cadence.OVERDUE, f"no run since the window opened {_ago(late)} ago{why}")
+    never = "never ran; " if last is None else ""
+    return status(Cadence.OVERDUE,
+                  f"{never}no run since the window opened {_ago(late)} ago{why}")
 
 
 def _ago(delta: timedelta) -> str:
@@ -145,9 +160,28 @@ def report(store: HistoryStore, jobstore: DrillJobStore, definitions: Definition
                 detail="not in the job store: run 'dalp-dr schedule sync'"))
             continue
         out.append(assess(name, str(loaded.path), trigger, stored.job.since, runs, now, grace))
+    broken = broken_drill_names(definitions)
     for path, exc in sorted(definitions.invalid.items()):
         out.append(DrillCadence(drill=path.stem, file=str(path), status=Cadence.INVALID,
                                 window_start=None, next_run=None, last_run=None,
                                 detail=exc.detail if exc.field is None
                                 else f"{exc.field}: {exc.detail}"))
+    latest: dict[str, RunSummary] = {}
+    for run in store.list_runs(limit=HISTORY_LIMIT):  # newest first
+        latest.setdefault(run.drill, run)
+    for name in sorted(set(latest) | set(scheduled)):
+        if name in definitions.valid or name in broken:
+            continue
+        job, found = scheduled.get(name), latest.get(name)
+        seen = f"in the history (latest {found.run_id})" if found else "never ran"
+        out.append(DrillCadence(
+            drill=name, file=job.job.path if job else "", status=Cadence.NOT_DEFINED,
+            window_start=None, next_run=job.next_run if job else None, last_run=found,
+            detail=f"{seen} but no drill file defines it"
+                   + ("; its job is still scheduled: restore the file, or remove the job "
+                      "with 'dalp-dr schedule sync --prune'" if job else "")))
     return out
+
+
+HISTORY_LIMIT = 100_000
+"""runs read to find the drills the history knows"""

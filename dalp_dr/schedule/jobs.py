@@ -11,6 +11,7 @@ versions is migrated on the way (:mod:`dalp_dr.schedule.legacy`).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,8 @@ from dalp_dr.schedule.store import (
     open_jobstore,
 )
 from dalp_dr.spec import LoadedDrill, discover_drills, load_drill
+
+log = logging.getLogger("dalp_dr.scheduler")
 
 __all__ = ["EXECUTOR", "FUNC_REF", "JOBS_TABLE", "Definitions", "DrillJob", "DrillJobStore",
            "ScheduleRow", "StoredJob", "SyncReport", "broken_drill_names", "current_jobs",
@@ -87,34 +90,52 @@ def current_jobs(jobstore: DrillJobStore, definitions: Definitions,
 
 @dataclass(frozen=True)
 class SyncReport:
-    """What a sync did to the job store, drill by drill."""
+    """What a sync did (or, dry run, would do) to the job store, drill by drill."""
 
     added: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
     rescheduled: tuple[str, ...] = ()
     """changed drills whose schedule changed (next run recomputed)"""
     removed: tuple[str, ...] = ()
+    """jobs removed (only with ``prune``)"""
+    orphaned: tuple[str, ...] = ()
+    """jobs whose drill file is gone, kept (without ``prune``): each fire records a
+    failure, so a drill never stops silently"""
     unchanged: tuple[str, ...] = ()
     kept_invalid: tuple[str, ...] = ()
     """drills whose file is broken now: their job is kept (a fire records the failure)"""
     migrated: tuple[str, ...] = ()
     """jobs rebuilt from the old pickled table (:mod:`dalp_dr.schedule.legacy`)"""
+    dry_run: bool = False
+    """nothing was written: what a sync would do"""
 
     @property
     def changes(self) -> int:
         return len(self.added) + len(self.changed) + len(self.removed)
 
+    @property
+    def removes_every_job(self) -> bool:
+        """It removes jobs and keeps none of those stored: what an empty or wrong drill
+        directory looks like (refused unless asked for by name: ``--prune --all``)."""
+        return bool(self.removed) and not (self.changed or self.unchanged
+                                           or self.kept_invalid or self.orphaned)
+
 
 def sync(jobstore: DrillJobStore, definitions: Definitions, *, now: datetime | None = None,
-         broken_names: Iterable[str] = ()) -> SyncReport:
+         broken_names: Iterable[str] = (), prune: bool = False, dry_run: bool = False,
+         removed_by: str = "dalp-dr") -> SyncReport:
     """Make the job store match the definitions. New drills are scheduled from ``now``; a
-    changed file keeps its pending next run unless its schedule changed; a deleted file's job
-    is removed. ``broken_names``: drills whose file exists but does not load now; their jobs
-    stay."""
+    changed file keeps its pending next run unless its schedule changed. A job whose file is
+    gone is kept (``orphaned``, logged at warning) unless ``prune``: then it is removed,
+    logged at warning and recorded (:mod:`dalp_dr.schedule.removals`, ``removed_by``).
+    ``broken_names``: drills whose file exists but does not load now; their jobs stay.
+    ``dry_run``: nothing is written (an old pickled table is neither migrated nor read)."""
+    from dalp_dr.schedule import removals
+
     moment = now or utcnow()
     keep = set(broken_names)
-    moved = legacy.migrate(jobstore, definitions.valid, now=moment, broken=keep,
-                           remove_missing=True)
+    moved = legacy.Migration() if dry_run else legacy.migrate(
+        jobstore, definitions.valid, now=moment, broken=keep, remove_missing=prune)
     current = jobstore.jobs()
     added: list[StoredJob] = []
     changed: list[StoredJob] = []
@@ -135,17 +156,32 @@ def sync(jobstore: DrillJobStore, definitions: Definitions, *, now: datetime | N
             next_run = spec.trigger().get_next_fire_time(None, moment)
             rescheduled.append(name)
         changed.append(StoredJob(spec, next_run))
-    gone = sorted(set(current) - set(definitions.valid))
-    removed = [name for name in gone if name not in keep]
-    jobstore.save(added=added, changed=changed, removed=removed)
-    return SyncReport(added=tuple(s.job.drill for s in added),
-                      changed=tuple(s.job.drill for s in changed),
-                      rescheduled=tuple(rescheduled),
-                      removed=tuple(sorted([*removed, *moved.removed])),
-                      unchanged=tuple(unchanged),
-                      kept_invalid=tuple(sorted([*(n for n in gone if n in keep),
-                                                 *moved.kept])),
-                      migrated=moved.migrated)
+    gone = sorted(set(current) - set(definitions.valid) - keep)
+    removed = gone if prune else []
+    orphaned = [] if prune else gone
+    report = SyncReport(added=tuple(s.job.drill for s in added),
+                        changed=tuple(s.job.drill for s in changed),
+                        rescheduled=tuple(rescheduled),
+                        removed=tuple(sorted([*removed, *moved.removed])),
+                        orphaned=tuple(orphaned), unchanged=tuple(unchanged),
+                        kept_invalid=tuple(sorted([*(n for n in set(current) - set(
+                            definitions.valid) if n in keep), *moved.kept])),
+                        migrated=moved.migrated, dry_run=dry_run)
+    if dry_run:
+        return report
+    record = removals.rows([current[n] for n in removed], moment, removed_by)
+    jobstore.save(added=added, changed=changed, removed=removed,
+                  record_removed=lambda db: removals.write(db, record))
+    for name in removed:
+        job = current[name].job
+        log.warning("schedule: REMOVED the job of drill %s (%s %s, environment %s, file %s) "
+                    "by %s: it no longer runs", name, job.cron, job.timezone, job.environment,
+                    job.path, removed_by)
+    for name in orphaned:
+        log.warning("schedule: the drill file of %s is gone (%s); its job is kept and every "
+                    "fire records a failure until the file is back or the job is pruned",
+                    name, current[name].job.path)
+    return report
 
 
 def broken_drill_names(definitions: Definitions) -> set[str]:

@@ -19,7 +19,7 @@ and advances next run times through it) and the reconciliation with the drill fi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -216,9 +216,11 @@ class DrillJobStore(BaseJobStore):  # type: ignore[misc]
         return {row.stored.job.drill: row.stored for row in self._rows()}
 
     def save(self, *, added: Sequence[StoredJob] = (), changed: Sequence[StoredJob] = (),
-             removed: Sequence[str] = ()) -> None:
+             removed: Sequence[str] = (),
+             record_removed: Callable[[Any], None] | None = None) -> None:
         """One transaction for a whole sync (a thousand drills in a fraction of a second,
-        and never half a sync)."""
+        and never half a sync). ``record_removed``: writes the record of the removals in
+        that same transaction (:mod:`dalp_dr.schedule.removals`)."""
         t = self.table
         with self._db("update") as db:
             if added:
@@ -230,6 +232,8 @@ class DrillJobStore(BaseJobStore):  # type: ignore[misc]
                     db.execute(t.insert().values(encode(stored)))
             if removed:
                 db.execute(t.delete().where(t.c.id.in_(list(removed))))
+                if record_removed is not None:
+                    record_removed(db)
 
     # -- APScheduler's job store interface (the service's scheduler) ------------------------
 

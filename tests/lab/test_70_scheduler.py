@@ -358,7 +358,7 @@ def test_the_pickled_job_table_migrates_on_postgres_without_unpickling(
     assert not marker.exists(), "schedule list unpickled a job row"
     (row,) = json.loads(listed.stdout)
     assert row["drill"] == "scheduler-probe" and at(row["next_run"]) == planned
-    synced = env.cli("schedule", "sync", "--drills", str(env.drills))
+    synced = env.cli("schedule", "sync", "--drills", str(env.drills), "--prune")
     assert synced.returncode == 0 and "removed  ghost" in synced.stdout, synced.stderr
     assert not marker.exists()
     with psycopg.connect(store, autocommit=True) as db:

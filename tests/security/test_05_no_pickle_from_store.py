@@ -108,10 +108,11 @@ def test_the_old_pickled_job_table_is_migrated_without_unpickling(box: Sandbox) 
     assert recomputed < QUARTER and (recomputed.month, recomputed.day, recomputed.hour) in {
         (1, 1, 3), (4, 1, 3), (7, 1, 3), (10, 1, 3)}
     assert all(row["synced"] for row in rows.values())
-    # list migrates what the drill files define and deletes nothing: sync removes the rest
+    # list migrates what the drill files define and deletes nothing: sync --prune removes
+    # the rest
     assert box.sql(f"select id from {LEGACY_TABLE}") == [("ghost",)]
 
-    synced = box.cli("schedule", "sync", "--drills", str(box.drills))
+    synced = box.cli("schedule", "sync", "--drills", str(box.drills), "--prune")
     assert synced.returncode == 0, synced.stdout + synced.stderr
     assert not box.marker.exists(), "schedule sync unpickled a row of the job table"
     assert "removed  ghost" in synced.stdout and "1 change(s), 2 unchanged" in synced.stdout
@@ -139,8 +140,8 @@ def test_the_library_never_calls_the_unpickler(box: Sandbox, monkeypatch: pytest
     try:
         assert {r.drill for r in jobs.overview(store, definitions, history)} == set(
             definitions.valid)  # migrated by list already
-        report = jobs.sync(store, definitions, broken_names=jobs.broken_drill_names(
-            definitions))
+        report = jobs.sync(store, definitions, prune=True,
+                           broken_names=jobs.broken_drill_names(definitions))
         assert report.removed == ("ghost",) and report.migrated == ()
         statuses = cadence.report(history, store, definitions, datetime.now(UTC),
                                   timedelta(hours=1))

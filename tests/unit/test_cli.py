@@ -81,7 +81,7 @@ def test_every_command_is_registered_and_answers_help(
     paths = _command_paths(cli)
     groups = {p[0] for p in paths}
     assert groups == {"backup", "doctor", "drill", "export", "history", "keys", "lab",
-                      "schedule", "scheduler", "store"}
+                      "report", "schedule", "scheduler", "store"}
     assert ("drill", "run") in paths and ("export", "verify") in paths
     for path in paths:
         assert main([*path, "--help"]) == 0, path

@@ -19,7 +19,7 @@ from dalp_dr.errors import StoreError
 from dalp_dr.history import open_store
 from dalp_dr.history.base import RunSummary
 from dalp_dr.results import Outcome
-from dalp_dr.schedule import cadence, jobs, legacy
+from dalp_dr.schedule import cadence, jobs, legacy, removals
 from dalp_dr.schedule import store as store_module
 from dalp_dr.schedule.runner import FireHandler
 from dalp_dr.spec import Schedule
@@ -109,6 +109,12 @@ GRACE = timedelta(hours=1)
     ([summary(Outcome.PASSED, WINDOW + timedelta(days=2)),
       summary(Outcome.MISSED_SCHEDULE, WINDOW)], NOW, SINCE, cadence.Cadence.MET),
     ([summary(Outcome.MISSED_SCHEDULE, WINDOW)], NOW, SINCE, cadence.Cadence.OVERDUE),
+    # (re)scheduled mid-window: a pass in the window is met, not "new"
+    ([summary(Outcome.PASSED, WINDOW + timedelta(days=5))], NOW, WINDOW + timedelta(days=3),
+     cadence.Cadence.MET),
+    # re-added mid-window after earlier runs: judged on the window, not hidden as new
+    ([summary(Outcome.PASSED, WINDOW - timedelta(days=30))], NOW,
+     WINDOW + timedelta(days=3), cadence.Cadence.OVERDUE),
 ])
 def test_cadence_status(runs: list[RunSummary], now: datetime, since: datetime,
                         status: cadence.Cadence) -> None:
@@ -161,9 +167,19 @@ def test_sync_adds_changes_reschedules_and_removes(tmp_path: Path) -> None:
     report = jobs.sync(store, definitions, broken_names=jobs.broken_drill_names(definitions))
     assert report.kept_invalid == ("hot-cold-restore",) and report.removed == ()
     (directory / "hot-cold-restore.yaml").unlink()
-    report = jobs.sync(store, jobs.load_definitions(directory))
-    assert report.removed == ("hot-cold-restore",)
+    report = jobs.sync(store, jobs.load_definitions(directory))  # no --prune: kept, said
+    assert report.removed == () and report.orphaned == ("hot-cold-restore",)
+    assert set(jobs.stored_jobs(store)) == {"hot-cold-restore", "hot-warm-failover"}
+    planned = jobs.sync(store, jobs.load_definitions(directory), prune=True, dry_run=True)
+    assert planned.removed == ("hot-cold-restore",) and planned.dry_run
+    assert set(jobs.stored_jobs(store)) == {"hot-cold-restore", "hot-warm-failover"}
+    report = jobs.sync(store, jobs.load_definitions(directory), prune=True, removed_by="ops@h",
+                       now=t0 + timedelta(days=2))
+    assert report.removed == ("hot-cold-restore",) and not report.removes_every_job
     assert set(jobs.stored_jobs(store)) == {"hot-warm-failover"}
+    [removal] = removals.removals(store)
+    assert (removal.drill, removal.removed_by, removal.removed_at, removal.cron) == (
+        "hot-cold-restore", "ops@h", t0 + timedelta(days=2), "0 4 * * 1")
     store.shutdown()
 
 
@@ -294,7 +310,10 @@ def test_the_pickled_table_is_migrated_from_its_plain_columns_and_the_drill_file
                             current["hot-warm-failover"].job.since, runs, t0, GRACE)
     assert status.status is cadence.Cadence.OVERDUE
 
-    report = jobs.sync(store, definitions, now=t0,
+    kept = jobs.sync(store, definitions, now=t0, broken_names=jobs.broken_drill_names(
+        definitions))  # without --prune the old table's ghost stays where it is
+    assert kept.removed == () and kept.kept_invalid == ("ghost", "hot-cold-restore")
+    report = jobs.sync(store, definitions, now=t0, prune=True,
                        broken_names=jobs.broken_drill_names(definitions))
     assert report.removed == ("ghost",) and report.kept_invalid == ("hot-cold-restore",)
     assert sql(database, "select id from dalp_dr_jobs") == [("hot-cold-restore",)]
@@ -383,3 +402,94 @@ def test_scheduler_exits_1_when_the_store_is_unreachable(tmp_path: Path) -> None
                           "scheduler", "run", "--drills", str(directory))
     assert code == 1, err
     assert "cannot open history" in err and "hunter2-pw" not in err
+
+
+def never_ran(since: datetime, now: datetime) -> cadence.DrillCadence:
+    return cadence.assess("d", "d.yaml", trigger("quarterly"), since, [], now, GRACE)
+
+
+def test_a_drill_that_never_ran_is_new_only_until_its_first_window_opens() -> None:
+    added = WINDOW + timedelta(days=3)
+    assert never_ran(added, NOW).status is cadence.Cadence.NEW
+    assert "2027-01-01 03:00 UTC" in never_ran(added, NOW).detail
+    first = utc(2027, 1, 1, 3)
+    assert never_ran(added, first + timedelta(minutes=30)).status is cadence.Cadence.DUE
+    late = never_ran(added, first + timedelta(hours=2))
+    assert late.status is cadence.Cadence.OVERDUE and late.problem
+    assert late.detail.startswith("never ran")
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from dalp_dr.commands import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_sync_never_removes_silently(configured: Path, capsys: pytest.CaptureFixture[str],
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    directory = copy_drills(configured, ["hot-warm-failover.yaml", "hot-cold-restore.yaml"])
+    empty = configured / "empty"
+    empty.mkdir()
+    code, out, _ = run_cli(capsys, "schedule", "sync", "--drills", str(directory), "--dry-run",
+                           "-o", "json")
+    assert code == 0
+    planned = json.loads(out)
+    assert planned["dry_run"] is True and planned["changes"] == 2
+    assert {(r["drill"], r["action"]) for r in planned["drills"]} == {
+        ("hot-cold-restore", "added"), ("hot-warm-failover", "added")}
+    assert all(r["next_run"] for r in planned["drills"])
+    code, out, _ = run_cli(capsys, "schedule", "list", "--drills", str(directory), "--json")
+    assert not any(r["next_run"] for r in json.loads(out))  # the dry run wrote nothing
+    assert run_cli(capsys, "schedule", "sync", "--drills", str(directory))[0] == 0
+
+    # the wrong (empty) directory: every job kept and said, at warning
+    caplog.set_level("WARNING", logger="dalp_dr.scheduler")
+    code, out, _ = run_cli(capsys, "schedule", "sync", "--drills", str(empty))
+    assert code == 0 and "KEPT (drill file gone: --prune removes it) hot-cold-restore" in out
+    assert sum("is gone" in r.getMessage() for r in caplog.records) == 2
+    # --prune would remove them all: refused, exit 2, nothing changed
+    code, out, err = run_cli(capsys, "schedule", "sync", "--drills", str(empty), "--prune",
+                             "-o", "json")
+    assert code == 2
+    error = json.loads(out)["error"]
+    assert error["field"] == "--prune" and "--prune --all" in error["hint"]
+    assert "every scheduled job" in err
+    code, out, _ = run_cli(capsys, "schedule", "removals", "-o", "json")
+    assert json.loads(out) == []
+    assert run_cli(capsys, "schedule", "sync", "--drills", str(empty), "--all")[0] == 2
+    # said by name: removed, at warning, and recorded
+    caplog.clear()
+    code, out, _ = run_cli(capsys, "schedule", "sync", "--drills", str(empty), "--prune",
+                           "--all", "-o", "csv")
+    assert code == 0
+    assert out.splitlines()[0] == "drill,action,rescheduled,next_run,next_run_local"
+    assert {line.split(",")[1] for line in out.splitlines()[1:]} == {"removed"}
+    assert sum("REMOVED" in r.getMessage() and r.levelname == "WARNING"
+               for r in caplog.records) == 2
+    code, out, _ = run_cli(capsys, "schedule", "removals", "--json")
+    assert sorted(r["drill"] for r in json.loads(out)) == ["hot-cold-restore",
+                                                           "hot-warm-failover"]
+
+
+def test_status_exits_1_on_no_drill_and_on_drills_only_in_the_history(
+        configured: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.factories import make_run, record_runs
+
+    empty = configured / "empty"
+    empty.mkdir()
+    code, out, err = run_cli(capsys, "schedule", "status", "--drills", str(empty), "--json")
+    assert code == 1 and json.loads(out) == [] and "nothing is scheduled" in err
+    record_runs(f"sqlite:///{configured / 'results' / 'history.sqlite'}", [
+        make_run(configured, "20260701T030000Z-aaaaaa", "retired-drill", utc(2026, 7, 1, 3),
+                 Outcome.PASSED, 1.0)])
+    directory = copy_drills(configured, ["hot-warm-failover.yaml"])
+    assert run_cli(capsys, "schedule", "sync", "--drills", str(directory))[0] == 0
+    code, out, err = run_cli(capsys, "schedule", "status", "--drills", str(directory), "-o",
+                             "json")
+    assert code == 1
+    rows = {r["drill"]: r for r in json.loads(out)}
+    assert rows["retired-drill"]["status"] == "not_defined"
+    assert "no drill file defines it" in rows["retired-drill"]["detail"]
+    assert "retired-drill (not_defined)" in err
