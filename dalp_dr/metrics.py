@@ -7,9 +7,18 @@ memory. Per drill, labelled ``drill``, ``topology``, ``environment``:
 * ``dalp_dr_last_run_timestamp_seconds`` / ``dalp_dr_last_success_timestamp_seconds``
 * ``dalp_dr_last_recovery_seconds``, ``dalp_dr_last_data_loss_window_seconds``,
   ``dalp_dr_last_lost_writes`` (of the latest run with measurements)
-* ``dalp_dr_objective_met{objective="rto"|"rpo"|"split_brain"}`` (1 met, 0 otherwise, latest
-  measured run; split_brain when the drill declares it)
+* ``dalp_dr_objective_status{objective, status="met"|"missed"|"unknown"}``: the verdict of
+  the latest run that ran (not a missed schedule, refusal or running run), one series per
+  status, 1 for the run's status and 0 for the others; ``unknown`` when that run could not
+  judge the objective (it failed, or its evidence is insufficient), so an alert on missed
+  objectives does not fire for a drill that measured nothing, and one on unknown can
+* ``dalp_dr_objective_met{objective="rto"|"rpo"|"split_brain"}``: kept for existing alerts and
+  dashboards; 1 when the latest *measured* run met the objective, 0 when it missed it **or**
+  could not judge it (use ``dalp_dr_objective_status`` to tell those apart)
 * ``dalp_dr_runs_total{outcome=...}``, ``dalp_dr_missed_schedules_total``
+* ``dalp_dr_pass_rate``: passed runs / runs that ran; missed schedules, refusals and running
+  runs are not runs that ran and are not counted (they are in
+  ``dalp_dr_missed_schedules_total`` and ``dalp_dr_runs_total``); absent until a run ran
 * ``dalp_dr_interrupted_runs``: runs recorded running whose orchestrator is gone (nobody
   holds their environment's drill lock for them: ``dalp_dr.locks.running_runs``), until
   crash recovery records them; 0 for every drill in the history, so an alert on ``> 0``
@@ -155,8 +164,16 @@ class HistoryCollector(Collector):
         recovery = _gauge("last_recovery_seconds", f"measured recovery time {_LATEST}")
         window = _gauge("last_data_loss_window_seconds", f"measured data-loss window {_LATEST}")
         lost = _gauge("last_lost_writes", f"acknowledged writes lost {_LATEST}")
-        met = _gauge("objective_met", "1 when the latest measured run met the objective",
-                     "objective")
+        met = _gauge("objective_met", "1 when the latest measured run met the objective, 0 "
+                     "when it missed it or could not judge it (dalp_dr_objective_status tells "
+                     "them apart)", "objective")
+        objective_status = _gauge(
+            "objective_status", "the latest run that ran: 1 for its verdict on the objective "
+            "(met, missed, or unknown when it could not judge it), 0 for the other statuses",
+            "objective", "status")
+        pass_rate = _gauge("pass_rate", "share of the runs that ran which passed; missed "
+                           "schedules, refusals and running runs are excluded (see "
+                           "dalp_dr_missed_schedules_total)")
         runs = CounterMetricFamily("dalp_dr_runs", "drill runs by outcome",
                                    labels=[*LABELS, "outcome"])
         missed = CounterMetricFamily("dalp_dr_missed_schedules",
@@ -192,6 +209,21 @@ class HistoryCollector(Collector):
                 if verdict.population in (None, result.verdicts[0].population):
                     met.add_metric([*key, verdict.objective],
                                    1.0 if verdict.status is Status.MET else 0.0)
+        for key, result in sorted(latest_ran.items()):
+            for objective, verdict_status in _objective_statuses(result).items():
+                for value in Status:
+                    objective_status.add_metric([*key, objective, value.value],
+                                                1.0 if value is verdict_status else 0.0)
+        ran: dict[tuple[str, str, str], list[int]] = {}
+        for (drill, topology, environment, outcome), n in counts.items():
+            if Outcome(outcome) in _NOT_RUNS:
+                continue
+            tally = ran.setdefault((drill, topology, environment), [0, 0])
+            tally[1] += n
+            if outcome == Outcome.PASSED.value:
+                tally[0] += n
+        for key, (passed, total) in sorted(ran.items()):
+            pass_rate.add_metric(list(key), passed / total)
         for (drill, topology, environment, outcome), n in sorted(counts.items()):
             runs.add_metric([drill, topology, environment, outcome], n)
         for key, n in sorted(missed_counts.items()):
@@ -206,8 +238,19 @@ class HistoryCollector(Collector):
         for key, result in sorted(latest_ran.items()):
             not_restored.add_metric(list(key), 1.0 if result.steady_state_restored is False
                                     else 0.0)
-        yield from (last_run, last_ok, recovery, window, lost, met, runs, missed, tampered,
-                    verified, interrupted, not_restored)
+        yield from (last_run, last_ok, recovery, window, lost, met, objective_status, runs,
+                    pass_rate, missed, tampered, verified, interrupted, not_restored)
+
+
+def _objective_statuses(result: RunResult) -> dict[str, Status]:
+    """Each objective of a run (declared or judged) and its verdict, of the first judged
+    population; unknown for an objective the run did not judge."""
+    judged = result.verdicts[0].population if result.verdicts else None
+    found = dict.fromkeys(result.objectives, Status.UNKNOWN)
+    for verdict in result.verdicts:
+        if verdict.population in (None, judged):
+            found[verdict.objective] = verdict.status
+    return found
 
 
 def _key(run: RunSummary) -> tuple[str, str, str]:

@@ -54,6 +54,39 @@ def test_metrics_say_what_the_history_says(history: str, tmp_path: Path) -> None
 
 WARM = (("drill", "hot-warm-failover"), ("environment", "lab-hot-warm"),
         ("topology", "hot-warm"))
+
+
+def objective_statuses(history: str) -> dict[str, str]:
+    """The hot-warm drill's objective -> the status whose series is 1 (each exactly once)."""
+    got = samples(generate_latest(registry_for(lambda: open_store(history))).decode())
+    found: dict[str, list[tuple[str, float]]] = {}
+    for (name, labels), value in got.items():
+        named = dict(labels)
+        if name == "dalp_dr_objective_status" and named["drill"] == "hot-warm-failover":
+            found.setdefault(named["objective"], []).append((named["status"], value))
+    assert all(sorted(s for s, _ in v) == ["met", "missed", "unknown"] for v in found.values())
+    assert all(sum(value for _, value in v) == 1.0 for v in found.values())
+    return {objective: next(s for s, value in v if value == 1.0)
+            for objective, v in found.items()}
+
+
+def test_unknown_is_not_missed_and_the_pass_rate_leaves_missed_schedules_out(
+        history: str, tmp_path: Path) -> None:
+    # latest run that ran: April, RTO missed (45 s of 30), RPO met
+    assert objective_statuses(history) == {"rto": "missed", "rpo": "met"}
+    text = generate_latest(registry_for(lambda: open_store(history))).decode()
+    got = samples(text)
+    # January passed, April missed; the October missed schedule is not a run that ran
+    assert got[("dalp_dr_pass_rate", WARM)] == 0.5
+    assert "missed schedules" in text.split("# HELP dalp_dr_pass_rate ")[1].splitlines()[0]
+    failed = make_run(tmp_path, "20261101T030000Z-eeeeee", "hot-warm-failover",
+                      datetime(2026, 11, 1, 3, tzinfo=UTC), Outcome.FAILED, None)
+    record_runs(history, [failed])
+    # it measured nothing: unknown, not missed (objective_met keeps the measured April run)
+    assert objective_statuses(history) == {"rto": "unknown", "rpo": "unknown"}
+    got = samples(generate_latest(registry_for(lambda: open_store(history))).decode())
+    assert got[("dalp_dr_objective_met", tuple(sorted((*WARM, ("objective", "rto")))))] == 0.0
+    assert got[("dalp_dr_pass_rate", WARM)] == 1 / 3
 COLD = (("drill", "hot-cold-restore"), ("environment", "lab-hot-warm"), ("topology", "hot-cold"))
 
 
@@ -120,11 +153,12 @@ def test_the_alert_rules_load() -> None:
     document = yaml.safe_load(rules.read_text())
     alerts = {r["alert"]: r for g in document["groups"] for r in g["rules"]}
     assert set(alerts) == {"DalpDrDrillOverdue", "DalpDrObjectiveMissed",
+                           "DalpDrObjectiveUnknown",
                            "DalpDrScheduledDrillMissed", "DalpDrLostWrites",
                            "DalpDrBackupOlderThanRpo", "DalpDrBackupArchiveUnreadable",
                            "DalpDrHistoryTampered", "DalpDrRunInterrupted",
                            "DalpDrSteadyStateNotRestored"}
-    metric_names = {"dalp_dr_last_success_timestamp_seconds", "dalp_dr_objective_met",
+    metric_names = {"dalp_dr_last_success_timestamp_seconds", "dalp_dr_objective_status",
                     "dalp_dr_missed_schedules_total", "dalp_dr_last_lost_writes",
                     "dalp_dr_wal_archive_age_seconds", "dalp_dr_backup_status_up",
                     "dalp_dr_history_tampered_records", "dalp_dr_interrupted_runs",
