@@ -143,7 +143,8 @@ def _table(console: Console, result: ControlReport) -> None:
     for column in ("drill", "cadence", "worst outcome", "RTO (margin)", "RPO (margin)",
                    "runs", "result"):
         table.add_column(column, overflow="fold")
-    table.columns[0].no_wrap = True
+    for key in (0, 5):  # drill names and run ids are keys: whole, to paste them
+        table.columns[key].no_wrap = True
     for drill in result.drills:
         windows = f"{sum(1 for w in drill.windows if w.runs)}/{len(drill.windows)}"
         table.add_row(
