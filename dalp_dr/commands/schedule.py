@@ -86,7 +86,8 @@ def _table(columns: Sequence[str], rows: Iterable[Sequence[RenderableType]]) -> 
     table = Table(box=None)
     for column in columns:
         table.add_column(column, overflow="fold")
-    table.columns[0].no_wrap = True  # drill names are keys: never cut
+    for column in table.columns:  # drill names and run ids are keys: never cut
+        column.no_wrap = column.header in ("drill", "run id")
     for cells in rows:
         table.add_row(*cells)
     return table
@@ -208,12 +209,12 @@ def schedule_list(ctx: click.Context, directory: str | None, output: Output) -> 
     with _schedule_stores(settings) as (history_store, jobstore):
         rows = jobs.overview(jobstore, definitions, history_store)
     output.rows([r.model_dump(mode="json") for r in rows], _table(
-        ("drill", "schedule", "next run", "last run", "outcome", "file"),
+        ("drill", "schedule", "next run", "last run", "run id", "outcome", "file"),
         ((r.drill, f"{r.cron} {r.timezone}",
           _in_zone(r.next_run, r.timezone) if r.next_run
           else Text("not synced", style="yellow") if not r.synced else "-",
-          f"{_in_zone(r.last_started, r.timezone)} {r.last_run_id}"
-          if r.last_started else "never", r.last_outcome or "-",
+          _in_zone(r.last_started, r.timezone) if r.last_started else "never",
+          r.last_run_id or "-", r.last_outcome or "-",
           Path(r.file).name + ("" if r.synced else " (changed on disk: sync)"))
          for r in rows)))
 
