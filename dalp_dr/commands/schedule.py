@@ -86,8 +86,8 @@ def _table(columns: Sequence[str], rows: Iterable[Sequence[RenderableType]]) -> 
     table = Table(box=None)
     for column in columns:
         table.add_column(column, overflow="fold")
-    for column in table.columns:  # drill names and run ids are keys: never cut
-        column.no_wrap = column.header in ("drill", "run id")
+    for made in table.columns:  # drill names and run ids are keys: never cut
+        made.no_wrap = made.header in ("drill", "run id")
     for cells in rows:
         table.add_row(*cells)
     return table
