@@ -220,3 +220,16 @@ def test_a_broken_drill_file_is_a_finding(mixed: Path,
     assert rows["ok.yaml"]["cadence"] == "invalid" and rows["ok.yaml"]["passed"] is False
     assert "already defined by ok-copy.yaml" in rows["ok.yaml"]["findings"][0]
     assert rows["ok"]["passed"] is True
+
+
+def test_a_window_still_open_is_pending_not_missed(tmp_path: Path) -> None:
+    from dalp_dr.compliance import Period, windows
+    from dalp_dr.spec import Schedule
+
+    monthly = Schedule(cron="0 3 1 * *").trigger()
+    period = Period(start=datetime(2026, 10, 1, tzinfo=UTC), end=datetime(2027, 1, 1, tzinfo=UTC))
+    now = datetime(2026, 12, 3, 12, tzinfo=UTC)
+    found = windows(monthly, period, now, [run(tmp_path, "m", q3(10, 2), Outcome.PASSED, 1.0)])
+    assert [(w.opens.month, w.runs != (), w.pending, w.missed) for w in found] == [
+        (10, True, False, False), (11, False, False, True), (12, False, True, False)]
+    assert found[-1].closes == period.end  # the next fire is outside the period
