@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from dalp_dr.checkpoints import Checkpointer
 from dalp_dr.clock import utcnow
 from dalp_dr.errors import Flag, HintKey, InvalidInput, TamperedHistory
+from dalp_dr.history.approvals import Approval, approvals_of, is_approval
 from dalp_dr.history.base import HistoryStore
 from dalp_dr.integrity import ChainEntry
 from dalp_dr.results import Outcome, RunResult, Status
@@ -132,6 +133,8 @@ class Selection(BaseModel, frozen=True):
     """where the records' evidence is (the configured results directory)"""
     attestation: Attestation | None = None
     """how the history verified when it was selected (None: not verified)"""
+    approvals: dict[str, list[Approval]] = {}
+    """run id -> reviewers' sealed approvals of it (``dalp-dr history approve``)"""
 
 
 def verified_selection(store: HistoryStore, checkpointer: Checkpointer | None, query: Query,
@@ -175,8 +178,12 @@ def select(store: HistoryStore, query: Query, now: datetime | None = None) -> Se
     drills_seen: set[str] = set()
     environments_seen: set[str] = set()
     first_index: int | None = None
+    approval_records = []
     for sealed in store.sealed_records():
         entries.append(sealed.entry)
+        if is_approval(sealed.entry.run_id):
+            approval_records.append(sealed)  # in the chain segment; shown with its run
+            continue
         if sealed.result_json is None or sealed.spec_json is None:
             continue  # history verify reports it; the export carries the entry only
         try:
@@ -209,7 +216,10 @@ def select(store: HistoryStore, query: Query, now: datetime | None = None) -> Se
                                hint_key=HintKey.KNOWN_VALUES,
                                hint_params={"known": ", ".join(sorted(seen)) or "none"})
     segment = entries[first_index:] if first_index is not None else []
-    return Selection(query=query, records=matched, segment=segment,
+    exported = {r.result.run_id for r in matched}
+    approvals = {run_id: found for run_id, found in approvals_of(approval_records).items()
+                 if run_id in exported}
+    return Selection(query=query, records=matched, segment=segment, approvals=approvals,
                      head=entries[-1].digest if entries else "0" * 64,
                      generated_at=now or utcnow())
 
