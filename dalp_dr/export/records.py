@@ -294,16 +294,28 @@ def run_row(record: ExportRecord) -> dict[str, Any]:
 
 
 class Coverage(StrEnum):
-    MET = "met"
-    MISSED_OBJECTIVES = "missed objectives"
+    """What a drill's run in a quarter came to, worst first (the order cells list them)."""
+
     FAILED = "failed"
+    MISSED_OBJECTIVES = "missed objectives"
+    INCONCLUSIVE = "inconclusive"
+    ABORTED = "aborted"
+    PREFLIGHT_FAILED = "preflight failed"
     MISSED_SCHEDULE = "missed schedule"
+    REFUSED = "refused"
+    MET = "met"
     NOT_RUN = "not run"
 
 
-_BAD = {Outcome.MISSED: Coverage.MISSED_OBJECTIVES, Outcome.INCONCLUSIVE: Coverage.FAILED,
-        Outcome.FAILED: Coverage.FAILED, Outcome.PREFLIGHT_FAILED: Coverage.FAILED,
-        Outcome.ABORTED: Coverage.FAILED}
+_COVERAGE = {Outcome.PASSED: Coverage.MET, Outcome.MISSED: Coverage.MISSED_OBJECTIVES,
+             Outcome.INCONCLUSIVE: Coverage.INCONCLUSIVE, Outcome.FAILED: Coverage.FAILED,
+             Outcome.PREFLIGHT_FAILED: Coverage.PREFLIGHT_FAILED,
+             Outcome.ABORTED: Coverage.ABORTED, Outcome.REFUSED: Coverage.REFUSED,
+             Outcome.MISSED_SCHEDULE: Coverage.MISSED_SCHEDULE}
+
+Cell = dict[Coverage, int]
+"""every state of a (drill, quarter), worst first, with how many runs came to it;
+``{NOT_RUN: 0}`` when nothing happened"""
 
 
 def quarters(selection: Selection) -> list[str]:
@@ -322,23 +334,28 @@ def quarters(selection: Selection) -> list[str]:
 
 
 def coverage(selection: Selection, drills: list[str] | None = None
-             ) -> dict[str, dict[str, Coverage]]:
-    """drill -> quarter -> the best thing that happened: met beats missed objectives beats
-    failed beats a missed schedule beats nothing."""
+             ) -> dict[str, dict[str, Cell]]:
+    """drill -> quarter -> every state its runs came to, worst first (Coverage's order),
+    each with its count: a met run never hides a failed or inconclusive one."""
     names = sorted(set(drills or []) | {r.result.drill for r in selection.records})
-    order = list(Coverage)
-    matrix = {name: dict.fromkeys(quarters(selection), Coverage.NOT_RUN) for name in names}
+    counts: dict[str, dict[str, Counter[Coverage]]] = {
+        name: {q: Counter() for q in quarters(selection)} for name in names}
     for record in selection.records:
         r = record.result
-        cell = (Coverage.MET if r.outcome is Outcome.PASSED else
-                Coverage.MISSED_SCHEDULE if r.outcome in (Outcome.MISSED_SCHEDULE,
-                                                          Outcome.REFUSED) else
-                _BAD.get(r.outcome, Coverage.FAILED))
-        row = matrix[r.drill]
+        row = counts[r.drill]
         quarter = quarter_of(r.started_at)
-        if quarter in row and order.index(cell) < order.index(row[quarter]):
-            row[quarter] = cell
-    return matrix
+        if quarter in row:
+            row[quarter][_COVERAGE.get(r.outcome, Coverage.FAILED)] += 1
+    order = list(Coverage)
+    return {name: {q: {c: found[c] for c in sorted(found, key=order.index)} if found
+                   else {Coverage.NOT_RUN: 0} for q, found in row.items()}
+            for name, row in counts.items()}
+
+
+def coverage_json(matrix: dict[str, dict[str, Cell]]) -> dict[str, dict[str, list[Any]]]:
+    """The matrix as JSON: each cell a list of ``{"state", "runs"}``, worst first."""
+    return {d: {q: [{"state": c.value, "runs": n} for c, n in cell.items()]
+                for q, cell in row.items()} for d, row in matrix.items()}
 
 
 def summary(selection: Selection) -> dict[str, Any]:
