@@ -288,7 +288,7 @@ def fill_auditor_history(base: Path) -> str:
             ("20260701T030000Z-r0005", hw, datetime(2026, 7, 1, 3, tzinfo=UTC),
              Outcome.FAILED, None),
             ("20251101T030000Z-r0006", cold, datetime(2025, 11, 1, 3, tzinfo=UTC),
-             Outcome.PASSED, 300.0),
+             Outcome.PASSED, 12.0),
             ("20260115T030000Z-r0007", cold, datetime(2026, 1, 15, 3, tzinfo=UTC),
              Outcome.ABORTED, None),
             ("20260215T030000Z-r0008", cold, datetime(2026, 2, 15, 3, tzinfo=UTC),

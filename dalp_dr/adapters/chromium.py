@@ -8,6 +8,7 @@ renamed over it, so a failed print leaves no half file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -80,8 +81,6 @@ def print_to_pdf(html: str, destination: Path, *, deadline: float = DEADLINE,
 
 def _kill(proc: subprocess.Popen[str]) -> None:
     """The browser and every process it started (its own session)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()

@@ -10,7 +10,6 @@ import click
 from rich.text import Text
 
 from dalp_dr.commands.output import Format, resolve
-
 from dalp_dr.commands.shared import EXIT_FAILED, Exit, keys_dir_of, settings_of
 from dalp_dr.console import err, out
 from dalp_dr.errors import InvalidInput
