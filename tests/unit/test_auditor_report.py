@@ -161,3 +161,26 @@ def test_a_pdf_without_chromium_is_a_clear_exit_2_naming_it(
     assert "-o: printing to PDF needs headless Chromium, and 'chromium' is not installed" \
         in capsys.readouterr().err
     assert not (exporting / "r.pdf").exists()
+
+
+def test_history_approve_seals_an_approval_the_export_shows(
+        exporting: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["history", "approve", "20260402T030000Z-r0003", "--reviewer", "Bob",
+                 "--note", "checked", "-o", "json"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert (done["run_id"], done["reviewer"], done["note"]) == (
+        "20260402T030000Z-r0003", "Bob", "checked")
+    assert done["chain_seq"] == 11  # nine runs and the sample's approval before it
+    assert main(["history", "verify"]) == 0
+    assert main(["export", "-o", str(exporting / "r.html")]) == 0
+    assert "Approved: by Bob at" in text_of((exporting / "r.html").read_text())
+
+
+def test_history_approve_refuses_an_unknown_run_or_an_empty_reviewer(
+        exporting: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["history", "approve", "nope", "--reviewer", "Bob", "--note", "x"]) == 2
+    assert "no run 'nope' in the history" in capsys.readouterr().err
+    assert main(["history", "approve", "20260402", "--reviewer", " ", "--note", "x",
+                 "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["error"]["field"] == "--reviewer"
