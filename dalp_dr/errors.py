@@ -267,6 +267,10 @@ class ResultNotRecorded(StoreError):
         super().__init__(message)
 
 
+class PrintFailed(DalpDrError):
+    """Headless Chromium did not print the report to PDF (crashed, timed out, no file)."""
+
+
 class TamperedHistory(DalpDrError):
     """The history's hash chain, a record or an evidence file does not match what was
     sealed; nothing is exported or signed on top of it."""

@@ -260,3 +260,65 @@ phases:
   verify: {playbook: p.yml}
   steady_state: {playbook: p.yml}
 """
+
+
+# --- an auditor's sample history: mixed outcomes over two years, an approval -------------------
+
+AUDITOR_RUN_ID = "20260401T030000Z-hot-warm-failover-with-a-rather-long-run-identifier-0002"
+"""the missed run (a long id: it must wrap, not overflow)"""
+FAILURE_REASON = "ansible play recover failed: patroni switchover timed out"
+
+
+def fill_auditor_history(base: Path) -> str:
+    """Eight sealed runs over 2025Q4..2026Q3 of two drills (passed, missed, inconclusive,
+    failed with a reason, aborted, preflight_failed, missed schedule), one with a recovery
+    timeline, and a reviewer's approval of the missed run; returns the store URL."""
+    from dalp_dr.history.approvals import Approval
+    from dalp_dr.results import TimelineEvent
+
+    url = f"sqlite:///{base / 'results' / 'history.sqlite'}"
+    hw, cold = "hot-warm-failover", "hot-cold-restore"
+    plan = [("20251015T030000Z-r0001", hw, datetime(2025, 10, 15, 3, tzinfo=UTC),
+             Outcome.PASSED, 1.4),
+            (AUDITOR_RUN_ID, hw, datetime(2026, 4, 1, 3, tzinfo=UTC), Outcome.MISSED, 41.0),
+            ("20260402T030000Z-r0003", hw, datetime(2026, 4, 2, 3, tzinfo=UTC),
+             Outcome.PASSED, 2.2),
+            ("20260410T030000Z-r0004", hw, datetime(2026, 4, 10, 3, tzinfo=UTC),
+             Outcome.INCONCLUSIVE, None),
+            ("20260701T030000Z-r0005", hw, datetime(2026, 7, 1, 3, tzinfo=UTC),
+             Outcome.FAILED, None),
+            ("20251101T030000Z-r0006", cold, datetime(2025, 11, 1, 3, tzinfo=UTC),
+             Outcome.PASSED, 12.0),
+            ("20260115T030000Z-r0007", cold, datetime(2026, 1, 15, 3, tzinfo=UTC),
+             Outcome.ABORTED, None),
+            ("20260215T030000Z-r0008", cold, datetime(2026, 2, 15, 3, tzinfo=UTC),
+             Outcome.PREFLIGHT_FAILED, None),
+            ("20260801T030000Z-r0009", cold, datetime(2026, 8, 1, 3, tzinfo=UTC),
+             Outcome.MISSED_SCHEDULE, None)]
+    runs = []
+    for run_id, drill, started, outcome, recovery in plan:
+        run = make_run(base, run_id, drill, started, outcome, recovery,
+                       Topology.HOT_COLD if drill == cold else Topology.HOT_WARM)
+        update: dict[str, object] = {}
+        if outcome is Outcome.FAILED:
+            update["message"] = FAILURE_REASON
+        if run_id == AUDITOR_RUN_ID:
+            update["operator"] = "alice"
+            update["timeline"] = [
+                TimelineEvent(name="fault injected", at=started + timedelta(seconds=5),
+                              source="inject"),
+                TimelineEvent(name="new primary promoted",
+                              at=started + timedelta(seconds=38), source="patroni"),
+                TimelineEvent(name="first write acknowledged",
+                              at=started + timedelta(seconds=46), source="client")]
+        runs.append(run.model_copy(update=update))
+    store = open_store(url, results_dir=base / "results")
+    for run in runs:
+        store.begin(run.model_copy(update={"outcome": Outcome.RUNNING, "ended_at": None}),
+                    json.dumps({"name": run.drill}))
+        store.finish(run)
+    store.approve(Approval.new(AUDITOR_RUN_ID, "Jane Doe (internal audit)",
+                               "RTO miss reviewed; remediation tracked in CHG-1234",
+                               datetime(2026, 4, 3, 9, tzinfo=UTC)))
+    store.close()
+    return url

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
+from rich.text import Text
 
+from dalp_dr.commands.output import Format, resolve
 from dalp_dr.commands.shared import EXIT_FAILED, Exit, keys_dir_of, settings_of
 from dalp_dr.console import err, out
 from dalp_dr.errors import InvalidInput
@@ -15,6 +17,10 @@ from dalp_dr.spec import Topology, discover_drills, load_drill
 
 if TYPE_CHECKING:
     from dalp_dr.export.records import Query
+
+EXPORT_FORMATS = (Format.JSON, Format.CSV, Format.HTML, Format.PDF)
+BUNDLE_FORMATS = (Format.TABLE, Format.JSON)
+"""with --bundle, -o says how the bundle written is reported"""
 
 
 def _export_drills(ctx: click.Context, query: Query) -> list[str]:
@@ -40,9 +46,13 @@ def _export_drills(ctx: click.Context, query: Query) -> list[str]:
 @click.option("--drill", "drill_names", multiple=True, help="only this drill (repeatable)")
 @click.option("--environment", "environments", multiple=True,
               help="only this environment (repeatable)")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv", "html"]), default="json",
-              show_default=True, help="format when not writing a bundle")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="file [stdout]")
+@click.option("-o", "--output", "output_value", metavar="FORMAT|FILE",
+              help="json [json], csv, html or pdf (to a file only), or a file whose extension "
+                   "names the format (r.html, r.pdf); with --bundle: table or json, how the "
+                   "bundle written is reported")
+@click.option("--json", "json_alias", is_flag=True, help="the same as -o json")
+@click.option("--format", "fmt", help="the same as -o FORMAT (must agree with -o FILE's "
+                                      "extension)")
 @click.option("--bundle", type=click.Path(), help="write a signed bundle: a directory, or "
                                                   "FILE.tar.gz")
 @click.option("--keys", "keys_dir", help="signing key directory")
@@ -57,14 +67,26 @@ def _export_drills(ctx: click.Context, query: Query) -> list[str]:
               help="archive to a bucket without Object Lock anyway (no retention)")
 @click.pass_context
 def export(ctx: click.Context, start: str | None, end: str | None, topology: str | None,
-           drill_names: tuple[str, ...], environments: tuple[str, ...], fmt: str,
-           output: str | None, bundle: str | None, keys_dir: str | None,
+           drill_names: tuple[str, ...], environments: tuple[str, ...], fmt: str | None,
+           output_value: str | None, json_alias: bool, bundle: str | None,
+           keys_dir: str | None,
            to_s3: str | None, lock_mode: str, retain_days: int | None,
            force_without_lock: bool) -> None:
-    """Export the sealed history of a period (json, csv, html), or a signed bundle with
-    every format, the evidence files, a manifest and its Ed25519 signature."""
+    """Export the sealed history of a period (json, csv, html, or the html printed to PDF
+    with headless Chromium), or a signed bundle with every format, the evidence files, a
+    manifest and its Ed25519 signature."""
     if ctx.invoked_subcommand is not None:
         return
+    output = resolve(output_value, json_alias=json_alias, alias=fmt,
+                     formats=BUNDLE_FORMATS if bundle else EXPORT_FORMATS,
+                     default=Format.TABLE if bundle else Format.JSON)
+    if output.format is Format.PDF and output.path is None:
+        raise InvalidInput("a PDF is written to a file, not to the terminal", field="-o",
+                           hint="-o report.pdf")
+    if output.format is Format.PDF:
+        from dalp_dr.adapters.chromium import find_browser
+
+        find_browser()  # no browser: exit 2 before reading anything
     # lazy: the history store (SQLAlchemy, psycopg), cryptography and boto3 are heavy
     from dalp_dr.export import bundle as bundles
     from dalp_dr.export import keys as signing
@@ -108,25 +130,42 @@ def export(ctx: click.Context, start: str | None, end: str | None, topology: str
     if bundle:
         path, fingerprint = bundles.write_bundle(selection, Path(bundle), key_directory,
                                                  drills)
-        out.print(f"bundle {path}: {len(selection.records)} records ({query.describe()}), "
-                  f"chain head {selection.head[:16]}..., signed by {fingerprint}",
-                  markup=False, soft_wrap=True)
+        written: dict[str, Any] = {
+            "bundle": str(path), "records": len(selection.records),
+            "period": query.describe(), "chain_head": selection.head, "signer": fingerprint,
+            "archive": None}
+        lines = [f"bundle {path}: {len(selection.records)} records ({query.describe()}), "
+                 f"chain head {selection.head[:16]}..., signed by {fingerprint}"]
         if archive is not None:
             from dalp_dr.export.archive import LockMode
 
             stored = archive.upload(path, LockMode(lock_mode), retain_days or 0, with_lock)
-            out.print(f"archived {stored.url} (version {stored.version_id}, sha256 "
-                      f"{stored.sha256}): " + (f"{stored.mode} retention until "
-                                               f"{stored.retain_until:%Y-%m-%d %H:%M} UTC"
-                                               if stored.mode and stored.retain_until else
-                                               "NO retention (bucket without Object Lock)"),
-                      markup=False, soft_wrap=True)
+            written["archive"] = {
+                "url": stored.url, "version_id": stored.version_id, "sha256": stored.sha256,
+                "mode": stored.mode, "retain_until": stored.retain_until.isoformat()
+                if stored.retain_until else None}
+            lines.append(f"archived {stored.url} (version {stored.version_id}, sha256 "
+                         f"{stored.sha256}): " + (f"{stored.mode} retention until "
+                                                  f"{stored.retain_until:%Y-%m-%d %H:%M} UTC"
+                                                  if stored.mode and stored.retain_until else
+                                                  "NO retention (bucket without Object "
+                                                  "Lock)"))
+        output.record(written, Text("\n".join(lines)))
         return
-    text = bundles.write_single(selection, fmt, Path(output) if output else None, drills)
+    if output.format is Format.PDF:
+        from dalp_dr.adapters.chromium import print_to_pdf
+        from dalp_dr.export.report import to_html
+
+        assert output.path is not None
+        size = print_to_pdf(to_html(selection, drills), output.path)
+        err.print(f"wrote {output.path}: {len(selection.records)} records, {size} bytes",
+                  markup=False)
+        return
+    text = bundles.write_single(selection, output.format.value, output.path, drills)
     if text is not None:
         click.echo(text, nl=False)
     else:
-        err.print(f"wrote {output}: {len(selection.records)} records", markup=False)
+        err.print(f"wrote {output.path}: {len(selection.records)} records", markup=False)
 
 
 @export.command("verify")

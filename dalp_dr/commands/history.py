@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from dalp_dr.commands.output import Output, output_options
 from dalp_dr.commands.shared import EXIT_FAILED, Exit, json_option, settings_of
 from dalp_dr.config import Settings
 from dalp_dr.console import err, out
@@ -229,3 +230,35 @@ def _show_run(result: RunResult, seal: str, problem: str | None, evidence: Path 
                   "history verify'", markup=False, soft_wrap=True)
     else:
         out.print(f"seal: {seal}", markup=False)
+
+
+@history.command("approve")
+@click.argument("run_id", metavar="RUN")
+@click.option("--reviewer", required=True, help="who signs off (name, role)")
+@click.option("--note", required=True, help="what was reviewed and concluded")
+@output_options()
+@click.pass_context
+def history_approve(ctx: click.Context, run_id: str, reviewer: str, note: str,
+                    output: Output) -> None:
+    """Sign off a sealed run as its reviewer: appends an approval record (reviewer, time,
+    note) sealed into the history's hash chain, so 'history verify' catches an edited or
+    deleted approval. The report shows every approval with its run."""
+    # lazy: the history store (SQLAlchemy, psycopg) is heavy at start-up
+    from dalp_dr.clock import utcnow
+    from dalp_dr.history import open_history
+    from dalp_dr.history.approvals import Approval
+
+    settings = settings_of(ctx)
+    store = open_history(settings)
+    try:
+        result = store.get(run_id)  # an exact id or a unique prefix
+        approval = Approval.new(result.run_id, reviewer, note, utcnow())
+        entry = store.approve(approval)
+    finally:
+        store.close()
+    data = {**approval.model_dump(mode="json"), "chain_seq": entry.seq,
+            "chain_digest": entry.digest}
+    output.record(data, Text(
+        f"approved run {approval.run_id} by {approval.reviewer} at "
+        f"{approval.approved_at:%Y-%m-%d %H:%M:%S} UTC; sealed as chain entry #{entry.seq} "
+        f"({entry.digest[:16]}...)"))

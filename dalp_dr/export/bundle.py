@@ -53,8 +53,9 @@ def write_json(selection: Selection, out: IO[str], drills: list[str] | None = No
               "history_verification": attestation.model_dump(mode="json") | {
                   "pinned": attestation.pinned, "statement": attestation.describe()}
               if attestation is not None else None,
-              "coverage": {d: {q: c.value for q, c in row.items()}
-                           for d, row in records.coverage(selection, drills).items()}}
+              "coverage": records.coverage_json(records.coverage(selection, drills)),
+              "approvals": {run_id: [a.model_dump(mode="json") for a in found]
+                            for run_id, found in selection.approvals.items()}}
     out.write('{"export": ' + json.dumps(header, sort_keys=True) + ',\n"records": [')
     for i, r in enumerate(selection.records):
         out.write(("\n" if i == 0 else ",\n") + json.dumps(
@@ -103,7 +104,8 @@ def write_bundle(selection: Selection, destination: Path, key_directory: Path,
         sources: list[tuple[str, Path | bytes]] = [
             ("records.json", document),
             ("runs.csv", to_csv(selection).encode()),
-            ("report.html", to_html(selection, drills).encode())]
+            ("report.html", to_html(selection, drills, signer=keys.fingerprint(public),
+                                    in_bundle=True).encode())]
         sealed: dict[str, str] = {}
         for record in selection.records:
             base = evidence_location(record.result.evidence_dir, selection.results_dir)

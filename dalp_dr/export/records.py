@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from dalp_dr.checkpoints import Checkpointer
 from dalp_dr.clock import utcnow
 from dalp_dr.errors import Flag, HintKey, InvalidInput, TamperedHistory
+from dalp_dr.history.approvals import Approval, approvals_of, is_approval
 from dalp_dr.history.base import HistoryStore
 from dalp_dr.integrity import ChainEntry
 from dalp_dr.results import Outcome, RunResult, Status
@@ -132,6 +133,8 @@ class Selection(BaseModel, frozen=True):
     """where the records' evidence is (the configured results directory)"""
     attestation: Attestation | None = None
     """how the history verified when it was selected (None: not verified)"""
+    approvals: dict[str, list[Approval]] = {}
+    """run id -> reviewers' sealed approvals of it (``dalp-dr history approve``)"""
 
 
 def verified_selection(store: HistoryStore, checkpointer: Checkpointer | None, query: Query,
@@ -175,8 +178,12 @@ def select(store: HistoryStore, query: Query, now: datetime | None = None) -> Se
     drills_seen: set[str] = set()
     environments_seen: set[str] = set()
     first_index: int | None = None
+    approval_records = []
     for sealed in store.sealed_records():
         entries.append(sealed.entry)
+        if is_approval(sealed.entry.run_id):
+            approval_records.append(sealed)  # in the chain segment; shown with its run
+            continue
         if sealed.result_json is None or sealed.spec_json is None:
             continue  # history verify reports it; the export carries the entry only
         try:
@@ -209,7 +216,10 @@ def select(store: HistoryStore, query: Query, now: datetime | None = None) -> Se
                                hint_key=HintKey.KNOWN_VALUES,
                                hint_params={"known": ", ".join(sorted(seen)) or "none"})
     segment = entries[first_index:] if first_index is not None else []
-    return Selection(query=query, records=matched, segment=segment,
+    exported = {r.result.run_id for r in matched}
+    approvals = {run_id: found for run_id, found in approvals_of(approval_records).items()
+                 if run_id in exported}
+    return Selection(query=query, records=matched, segment=segment, approvals=approvals,
                      head=entries[-1].digest if entries else "0" * 64,
                      generated_at=now or utcnow())
 
@@ -284,16 +294,28 @@ def run_row(record: ExportRecord) -> dict[str, Any]:
 
 
 class Coverage(StrEnum):
-    MET = "met"
-    MISSED_OBJECTIVES = "missed objectives"
+    """What a drill's run in a quarter came to, worst first (the order cells list them)."""
+
     FAILED = "failed"
+    MISSED_OBJECTIVES = "missed objectives"
+    INCONCLUSIVE = "inconclusive"
+    ABORTED = "aborted"
+    PREFLIGHT_FAILED = "preflight failed"
     MISSED_SCHEDULE = "missed schedule"
+    REFUSED = "refused"
+    MET = "met"
     NOT_RUN = "not run"
 
 
-_BAD = {Outcome.MISSED: Coverage.MISSED_OBJECTIVES, Outcome.INCONCLUSIVE: Coverage.FAILED,
-        Outcome.FAILED: Coverage.FAILED, Outcome.PREFLIGHT_FAILED: Coverage.FAILED,
-        Outcome.ABORTED: Coverage.FAILED}
+_COVERAGE = {Outcome.PASSED: Coverage.MET, Outcome.MISSED: Coverage.MISSED_OBJECTIVES,
+             Outcome.INCONCLUSIVE: Coverage.INCONCLUSIVE, Outcome.FAILED: Coverage.FAILED,
+             Outcome.PREFLIGHT_FAILED: Coverage.PREFLIGHT_FAILED,
+             Outcome.ABORTED: Coverage.ABORTED, Outcome.REFUSED: Coverage.REFUSED,
+             Outcome.MISSED_SCHEDULE: Coverage.MISSED_SCHEDULE}
+
+Cell = dict[Coverage, int]
+"""every state of a (drill, quarter), worst first, with how many runs came to it;
+``{NOT_RUN: 0}`` when nothing happened"""
 
 
 def quarters(selection: Selection) -> list[str]:
@@ -312,23 +334,28 @@ def quarters(selection: Selection) -> list[str]:
 
 
 def coverage(selection: Selection, drills: list[str] | None = None
-             ) -> dict[str, dict[str, Coverage]]:
-    """drill -> quarter -> the best thing that happened: met beats missed objectives beats
-    failed beats a missed schedule beats nothing."""
+             ) -> dict[str, dict[str, Cell]]:
+    """drill -> quarter -> every state its runs came to, worst first (Coverage's order),
+    each with its count: a met run never hides a failed or inconclusive one."""
     names = sorted(set(drills or []) | {r.result.drill for r in selection.records})
-    order = list(Coverage)
-    matrix = {name: dict.fromkeys(quarters(selection), Coverage.NOT_RUN) for name in names}
+    counts: dict[str, dict[str, Counter[Coverage]]] = {
+        name: {q: Counter() for q in quarters(selection)} for name in names}
     for record in selection.records:
         r = record.result
-        cell = (Coverage.MET if r.outcome is Outcome.PASSED else
-                Coverage.MISSED_SCHEDULE if r.outcome in (Outcome.MISSED_SCHEDULE,
-                                                          Outcome.REFUSED) else
-                _BAD.get(r.outcome, Coverage.FAILED))
-        row = matrix[r.drill]
+        row = counts[r.drill]
         quarter = quarter_of(r.started_at)
-        if quarter in row and order.index(cell) < order.index(row[quarter]):
-            row[quarter] = cell
-    return matrix
+        if quarter in row:
+            row[quarter][_COVERAGE.get(r.outcome, Coverage.FAILED)] += 1
+    order = list(Coverage)
+    return {name: {q: {c: found[c] for c in sorted(found, key=order.index)} if found
+                   else {Coverage.NOT_RUN: 0} for q, found in row.items()}
+            for name, row in counts.items()}
+
+
+def coverage_json(matrix: dict[str, dict[str, Cell]]) -> dict[str, dict[str, list[Any]]]:
+    """The matrix as JSON: each cell a list of ``{"state", "runs"}``, worst first."""
+    return {d: {q: [{"state": c.value, "runs": n} for c, n in cell.items()]
+                for q, cell in row.items()} for d, row in matrix.items()}
 
 
 def summary(selection: Selection) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -19,6 +19,9 @@ from dalp_dr import integrity, private_files
 from dalp_dr.errors import HintKey, StoreError, TamperedHistory
 from dalp_dr.integrity import ChainEntry, SealedRecord
 from dalp_dr.results import Outcome, RunResult
+
+if TYPE_CHECKING:
+    from dalp_dr.history.approvals import Approval
 
 
 class Seal(StrEnum):
@@ -222,6 +225,11 @@ class HistoryStore(Protocol):
         ...
 
     def spec_snapshot(self, run_id: str) -> str: ...
+
+    def approve(self, approval: Approval) -> ChainEntry:
+        """Append a reviewer's approval of a sealed run, sealed into the chain
+        (``dalp_dr.history.approvals``)."""
+        ...
 
     # -- coordination between dalp-dr processes sharing this store ------------------------
 

@@ -35,7 +35,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 from dalp_dr import integrity
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class StoreKind(StrEnum):
@@ -160,6 +160,13 @@ class Tables:
                 "digest")),
             Column("sealed_at", d.instant(), nullable=False),
         )
+        self.approvals = Table(  # schema 5: reviewer sign-off (dalp_dr.history.approvals)
+            f"{p}approvals", m,
+            Column("approval_id", Text, primary_key=True),
+            Column("run_id", Text, nullable=False),
+            Column("approved_at", d.instant(), nullable=False),
+            Column("record_json", d.json(), nullable=False),
+        )
 
     def create(self, conn: Connection) -> None:
         """The current schema, in a database that has none."""
@@ -205,4 +212,6 @@ class Tables:
                     .where(runs.evidence_dir.startswith("/"))).all():
                 conn.execute(update(self.runs).where(runs.run_id == run_id).values(
                     evidence_dir=integrity.relative_evidence(evidence_dir)))
+        if found < 5:  # reviewer sign-off, each approval sealed into the chain
+            self.approvals.create(conn, checkfirst=True)
         conn.execute(update(self.version).values(version=SCHEMA_VERSION))

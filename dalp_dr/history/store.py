@@ -23,7 +23,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dalp_dr import integrity
 from dalp_dr.clock import utcnow
-from dalp_dr.errors import HintKey, StoreError, UnknownRun
+from dalp_dr.errors import HintKey, InvalidInput, StoreError, UnknownRun
+from dalp_dr.history.approvals import APPROVAL_SPEC, Approval
 from dalp_dr.history.backends import WRITE, Backend
 from dalp_dr.history.base import (
     SUMMARY_COLUMNS,
@@ -176,18 +177,21 @@ class SqlHistory:
             return self._seal(conn, result.run_id, result_json, evidence) if final else None
 
     def _seal(self, conn: Connection, run_id: str, result_json: str | None,
-              evidence: dict[str, str]) -> integrity.ChainEntry:
+              evidence: dict[str, str], spec_json: str | None = None
+              ) -> integrity.ChainEntry:
         """Append the chain entry for a final record, in the caller's transaction.
-        ``evidence``: its manifest, computed before the transaction."""
+        ``evidence``: its manifest, computed before the transaction. ``spec_json`` given
+        (an approval): the record is ``result_json`` itself, not a runs row."""
         self.backend.lock(conn, "dalp_dr_chain")  # one sealer at a time
         runs, chain = self.t.runs.c, self.t.chain
-        row = conn.execute(select(runs.result_json, runs.spec_json)
-                           .where(runs.run_id == run_id)).one()
+        if spec_json is None or result_json is None:
+            row = conn.execute(select(runs.result_json, runs.spec_json)
+                               .where(runs.run_id == run_id)).one()
+            result_json, spec_json = result_json or row.result_json, row.spec_json
         last = conn.execute(select(chain.c.seq, chain.c.digest)
                             .order_by(chain.c.seq.desc()).limit(1)).first()
-        entry = integrity.seal(last[0] + 1 if last else 1, run_id,
-                               result_json or row.result_json, row.spec_json, evidence,
-                               last[1] if last else integrity.GENESIS, utcnow())
+        entry = integrity.seal(last[0] + 1 if last else 1, run_id, result_json, spec_json,
+                               evidence, last[1] if last else integrity.GENESIS, utcnow())
         conn.execute(chain.insert().values(
             seq=entry.seq, run_id=entry.run_id, record_digest=entry.record_digest,
             evidence_json=json.dumps(entry.evidence, sort_keys=True),
@@ -195,29 +199,56 @@ class SqlHistory:
             digest=entry.digest, sealed_at=entry.sealed_at))
         return entry
 
+    def approve(self, approval: Approval) -> integrity.ChainEntry:
+        """Append a reviewer's approval of a sealed run and seal it into the chain, in one
+        transaction inside the observer's ``sealing()`` (as ``finish``). InvalidInput when
+        the run is not sealed (still running, or not in the history)."""
+        with self.observer.sealing() if self.observer is not None else nullcontext():
+            entry = self._approve(approval)
+            if self.observer is not None:
+                self.observer.sealed(entry)
+        return entry
+
+    @serialized
+    def _approve(self, approval: Approval) -> integrity.ChainEntry:
+        record_json = approval.model_dump_json()
+        with self._tx("cannot write history", write=True) as conn:
+            sealed = conn.execute(select(self.t.chain.c.seq)
+                                  .where(self.t.chain.c.run_id == approval.run_id)).first()
+            if sealed is None:
+                raise InvalidInput(f"run {approval.run_id} is not sealed (still running?)",
+                                   field="RUN", hint="approve a run once it has ended")
+            conn.execute(self.t.approvals.insert().values(
+                approval_id=approval.approval_id, run_id=approval.run_id,
+                approved_at=approval.approved_at, record_json=record_json))
+            return self._seal(conn, approval.approval_id, record_json, {}, APPROVAL_SPEC)
+
     @serialized
     def sealed_records(self, run_ids: Collection[str] | None = None
                        ) -> Iterator[integrity.SealedRecord]:
-        c, r = self.t.chain.c, self.t.runs.c
+        c, r, a = self.t.chain.c, self.t.runs.c, self.t.approvals.c
         query = (select(c.seq, c.run_id, c.record_digest, c.evidence_json, c.evidence_digest,
                         c.prev_digest, c.digest, c.sealed_at, r.result_json, r.spec_json,
-                        *(r[name] for name in SUMMARY_COLUMNS))
-                 .select_from(self.t.chain.outerjoin(self.t.runs, r.run_id == c.run_id))
+                        *(r[name] for name in SUMMARY_COLUMNS), a.record_json)
+                 .select_from(self.t.chain.outerjoin(self.t.runs, r.run_id == c.run_id)
+                              .outerjoin(self.t.approvals, a.approval_id == c.run_id))
                  .order_by(c.seq))
         if run_ids is not None:
             query = query.where(c.run_id.in_(list(run_ids)))
         with self._tx("cannot read history") as conn:
             rows = conn.execute(query).all()
-        return iter([entry_from_row(tuple(row)) for row in rows])
+        return iter([_sealed_from_row(tuple(row)) for row in rows])
 
     @serialized
     def unsealed_runs(self) -> list[str]:
-        r = self.t.runs.c
+        """Final runs, and approvals, that no chain entry seals."""
+        r, a, sealed = self.t.runs.c, self.t.approvals.c, select(self.t.chain.c.run_id)
         with self._tx("cannot read history") as conn:
             return list(conn.scalars(
-                select(r.run_id).where(r.outcome != "running",
-                                       r.run_id.not_in(select(self.t.chain.c.run_id)))
-                .order_by(r.started_at)))
+                select(r.run_id).where(r.outcome != "running", r.run_id.not_in(sealed))
+                .order_by(r.started_at))) + list(conn.scalars(
+                    select(a.approval_id).where(a.approval_id.not_in(sealed))
+                    .order_by(a.approved_at)))
 
     @serialized
     def list_runs(self, *, drill: str | None = None, outcome: Outcome | None = None,
@@ -324,3 +355,13 @@ class SqlHistory:
     @serialized
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _sealed_from_row(row: tuple[object, ...]) -> integrity.SealedRecord:
+    """A chain row joined with its runs row, or with its approval (the last column)."""
+    sealed = entry_from_row(row[:-1])
+    approval_json = row[-1]
+    if sealed.result_json is None and approval_json is not None:
+        return sealed.model_copy(update={"result_json": str(approval_json),
+                                         "spec_json": APPROVAL_SPEC, "columns": None})
+    return sealed

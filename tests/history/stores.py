@@ -70,6 +70,14 @@ create table if not exists chain (
 );
 """,
     4: """""",
+    5: """
+create table if not exists approvals (
+    approval_id text primary key not null,
+    run_id      text not null,
+    approved_at text not null,
+    record_json text not null
+);
+""",
 }
 
 POSTGRES_V1 = """
@@ -130,6 +138,14 @@ create table if not exists dalp_dr_chain (
 update dalp_dr_runs set evidence_dir = regexp_replace(rtrim(evidence_dir, '/'), '^.*/', '')
  where evidence_dir like '/%';
 """,
+    5: """
+create table if not exists dalp_dr_approvals (
+    approval_id text primary key not null,
+    run_id      text not null,
+    approved_at timestamptz not null,
+    record_json jsonb not null
+);
+""",
 }
 
 
@@ -164,7 +180,7 @@ class Place:
         """Run ``statement`` (its ``{runs}``, ``{chain}``, ... name this store's tables;
         ``?`` marks a parameter) and return its rows."""
         names = {n: self.table(n) for n in ("runs", "chain", "leases", "fires",
-                                            "schema_version")}
+                                            "schema_version", "approvals")}
         text = statement.format(**names)
         if self.kind is Kind.SQLITE:
             db = sqlite3.connect(self.url.removeprefix("sqlite://"))

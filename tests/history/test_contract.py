@@ -148,7 +148,7 @@ def test_finishing_a_run_never_begun_is_a_store_error(store: HistoryStore) -> No
 def test_describe_names_the_store_and_schema_without_the_password(
         place: Place, store: HistoryStore) -> None:
     described = store.describe()
-    assert described.startswith(f"{place.kind.value} ") and "schema version 4" in described
+    assert described.startswith(f"{place.kind.value} ") and "schema version 5" in described
     assert PASSWORD not in described
 
 

@@ -40,9 +40,9 @@ def test_a_new_store_has_the_tables_earlier_versions_made(place: Place,
                                                           tmp_path: Path) -> None:
     place.open().close()
     made_now = layout(place)
-    for table in ("runs", "chain", "leases", "fires", "schema_version"):
+    for table in ("runs", "chain", "leases", "fires", "schema_version", "approvals"):
         place.sql(f"drop table {{{table}}}")
-    place.historic(4)
+    place.historic(5)
     assert made_now == layout(place)
 
 
@@ -66,7 +66,9 @@ def test_a_store_an_earlier_version_wrote_opens_and_works(place: Place,
               entry.record_digest, json.dumps(entry.evidence, sort_keys=True),
               entry.evidence_digest, entry.prev_digest, entry.digest,
               instant(place, entry.sealed_at))
-    store = place.open(results_dir=tmp_path / "results")
+    # schema 4 -> 5 (approvals): a shared PostgreSQL store upgrades by 'store migrate' only
+    store = place.open(results_dir=tmp_path / "results",
+                       migrate=place.kind is Kind.POSTGRESQL)
     assert store.get(RUN) == done
     [row] = store.list_runs()
     assert row.run_id == RUN and row.outcome is Outcome.PASSED
@@ -102,7 +104,7 @@ def test_an_older_schema_is_upgraded_as_the_migration_policy_says(
     old_store_with_a_finished_run(place, tmp_path)
     if place.kind is Kind.POSTGRESQL:  # shared: only 'dalp-dr store migrate' upgrades it
         with pytest.raises(StoreError, match=r"schema version 1 is older than this dalp-dr "
-                                             r"\(4\)") as refused:
+                                             r"\(5\)") as refused:
             open_store(place.url)
         assert refused.value.hint_ref is not None
         assert refused.value.hint_ref.key is HintKey.MIGRATE_STORE
@@ -110,7 +112,7 @@ def test_an_older_schema_is_upgraded_as_the_migration_policy_says(
     store = open_store(place.url, migrate=place.kind is Kind.POSTGRESQL)
     assert store.migrated_from == 1  # type: ignore[attr-defined]
     store.close()
-    assert place.sql("select version from {schema_version}") == [(4,)]
+    assert place.sql("select version from {schema_version}") == [(5,)]
     again = open_store(place.url)
     assert again.migrated_from is None  # type: ignore[attr-defined]
     assert again.acquire_lease("environment:lab", "h", "i", 10).holder == "h"

@@ -52,7 +52,7 @@ def test_cli_reads_the_postgres_store_from_the_environment(server: str, tmp_path
     proc = dalp("store", "migrate", results=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert f"postgresql user=postgres dbname=dalp_history host=127.0.0.1 port={PORT}" in proc.stdout
-    assert "schema version 4" in proc.stdout
+    assert "schema version 5" in proc.stdout
     proc = dalp("history", "list", results=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "20261127T000000Z-cccccc" in proc.stdout
@@ -72,14 +72,14 @@ def test_an_older_schema_is_upgraded_only_by_store_migrate(server: str, tmp_path
     monkeypatch.setenv("DALP_DR_STORE", url)
     proc = dalp("history", "list", results=tmp_path)
     assert proc.returncode == 1
-    assert "schema version 1 is older than this dalp-dr (4)" in proc.stderr
+    assert "schema version 1 is older than this dalp-dr (5)" in proc.stderr
     assert "dalp-dr store migrate" in proc.stderr
     proc = dalp("store", "migrate", results=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "upgraded from schema version 1" in proc.stdout
     assert dalp("history", "list", results=tmp_path).returncode == 0
     with psycopg.connect(url) as db:
-        assert db.execute("select version from dalp_dr_schema_version").fetchall() == [(4,)]
+        assert db.execute("select version from dalp_dr_schema_version").fetchall() == [(5,)]
         assert db.execute("select to_regclass('dalp_dr_leases') is not null").fetchall() \
             == [(True,)]
 

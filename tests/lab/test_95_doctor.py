@@ -37,7 +37,7 @@ def test_doctor_passes_on_a_bootstrapped_machine(tmp_path: Path) -> None:
         assert rows[check]["status"] == "ok", rows[check]
     postgres = next(r for name, r in rows.items() if name.startswith("PostgreSQL"))
     assert "15." in postgres["detail"]
-    assert "schema version 4" in rows["history store"]["detail"]
+    assert "schema version 5" in rows["history store"]["detail"]
 
 
 def test_doctor_names_what_is_missing(tmp_path: Path) -> None:

@@ -340,7 +340,7 @@ def test_a_schema_3_history_is_migrated_with_its_digests_unchanged(base: Path,
     conn.close()
     assert cli("history", "verify")[0] == 0  # opening migrates
     conn = db(base)
-    assert conn.execute("select version from schema_version").fetchall() == [(4,)]
+    assert conn.execute("select version from schema_version").fetchall() == [(5,)]
     assert conn.execute("select seq, digest from chain order by seq").fetchall() == before
     assert {e for _r, e in conn.execute("select run_id, evidence_dir from runs")} == \
         {r[0] for r in SEALED_RUNS}
