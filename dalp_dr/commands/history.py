@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from dalp_dr.commands.completion import complete_run_id
 from dalp_dr.commands.output import Format, Output, output_options
 from dalp_dr.commands.shared import EXIT_FAILED, Exit, json_option, report, settings_of
 from dalp_dr.config import Settings
@@ -198,7 +199,7 @@ def history_checkpoint(ctx: click.Context, sign_now: bool, as_json: bool) -> Non
 
 
 @history.command("show")
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @json_option()
 @click.pass_context
 def history_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
