@@ -1,7 +1,7 @@
 """Where each setting comes from, lowest precedence first: its default, the system file
 ``/etc/dalp-dr/config.yaml``, the user's ``$XDG_CONFIG_HOME/dalp-dr/config.yaml`` (default
-``~/.config``), a ``DALP_DR_*`` environment variable, a command-line flag. Read with
-pydantic-settings' YAML and environment sources; ``dalp_dr.config`` is the only user.
+``~/.config``), a ``DALP_DR_*`` environment variable, a command-line flag. Files are read
+with pydantic-settings' YAML source (made strict); ``dalp_dr.config`` is the only user.
 
 A config file is a YAML mapping whose keys are the variables' names without ``DALP_DR_``, in
 lower case (``results``, ``store``, ``lock_ttl``, ``webhook_url``...); a list is accepted
@@ -13,18 +13,14 @@ file (tests, or a host that keeps its configuration elsewhere).
 from __future__ import annotations
 
 import difflib
+import functools
 import os
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
 
 from dalp_dr.errors import ConfigError
 
@@ -36,32 +32,39 @@ LIST_SEPARATORS = {"allowed_dirs": os.pathsep, "webhook_url": ",", "slack_webhoo
 """keys whose value is a list (joined as their variable is written)"""
 
 
-class Raw(BaseSettings):
-    """Every setting a file or the environment can give, as the text of its variable."""
-
-    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True,
-                                      extra="forbid", frozen=True)
-
-    results: str | None = None
-    store: str | None = None
-    project: str | None = None
-    allowed_dirs: str | None = None
-    lock_ttl: str | None = None
-    keys: str | None = None
-    key_passphrase: str | None = None
-    witness: str | None = None
-    witness_retain_days: str | None = None
-    witness_lock_mode: str | None = None
-    s3_endpoint: str | None = None
-    group_access: str | None = None
-    operator: str | None = None
-    metrics_textfile: str | None = None
-    webhook_url: str | None = None
-    slack_webhook_url: str | None = None
-    debug: str | None = None
+KEYS: tuple[str, ...] = (
+    "results", "store", "project", "allowed_dirs", "lock_ttl", "keys", "key_passphrase",
+    "witness", "witness_retain_days", "witness_lock_mode", "s3_endpoint", "group_access",
+    "operator", "metrics_textfile", "webhook_url", "slack_webhook_url", "debug")
+"""every key a file can set: a ``DALP_DR_*`` variable's name without the prefix, lower case
+(all of them but DALP_DR_SYSTEM_CONFIG)"""
 
 
-KEYS: tuple[str, ...] = tuple(Raw.model_fields)
+@functools.cache
+def _yaml_source() -> type[Any]:
+    """pydantic-settings' YAML source over the settings model, made strict (imported when a
+    config file exists: pydantic-settings costs every command's start-up otherwise)."""
+    from pydantic import create_model
+    from pydantic_settings import BaseSettings, SettingsConfigDict, YamlConfigSettingsSource
+
+    class Base(BaseSettings):
+        model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+    raw = create_model("Raw", __base__=Base,
+                       **{key: (str | None, None) for key in KEYS})  # type: ignore[call-overload]
+
+    class CheckedYaml(YamlConfigSettingsSource):
+        """A file that is not a mapping of known keys to scalars (or lists, where a list is
+        taken) is refused naming the file and the key."""
+
+        def __init__(self, path: Path) -> None:
+            super().__init__(raw, yaml_file=path)
+
+        def _read_file(self, file_path: Any) -> dict[str, Any]:
+            return _checked(str(file_path), lambda: super(CheckedYaml, self)._read_file(
+                file_path))
+
+    return CheckedYaml
 
 
 class Source(StrEnum):
@@ -100,30 +103,25 @@ def user_file() -> Path:
     return Path(base) / "dalp-dr" / "config.yaml"
 
 
-class _CheckedYaml(YamlConfigSettingsSource):
-    """pydantic-settings' YAML source, strict: a file that is not a mapping of known keys
-    to scalars (or lists, where a list is taken) is refused naming the file and the key."""
+def _checked(where: str, read: Callable[[], Any]) -> dict[str, Any]:
+    import yaml
 
-    def _read_file(self, file_path: Any) -> dict[str, Any]:
-        import yaml
-
-        where = str(file_path)
-        try:
-            data = super()._read_file(file_path)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f" (line {mark.line + 1})" if mark is not None else ""
-            tab = " (a tab: YAML indents with spaces)" if "\t" in str(exc) \
-                or "'\\t'" in str(exc) else ""
-            raise ConfigError(f"not valid YAML{line}: {getattr(exc, 'problem', exc)}{tab}",
-                              source=where, hint="key: value lines, e.g. results: "
-                                                 "/var/lib/dalp-dr/results") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read it: {exc.strerror or exc}", source=where) from None
-        if not isinstance(data, dict):
-            raise ConfigError("is not a mapping of settings", source=where,
-                              hint="key: value lines, e.g. results: /var/lib/dalp-dr/results")
-        return {str(key): _text(where, str(key), value) for key, value in data.items()}
+    try:
+        data = read()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        tab = " (a tab: YAML indents with spaces)" if "\t" in str(exc) \
+            or "'\\t'" in str(exc) else ""
+        raise ConfigError(f"not valid YAML{line}: {getattr(exc, 'problem', exc)}{tab}",
+                          source=where, hint="key: value lines, e.g. results: "
+                                             "/var/lib/dalp-dr/results") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read it: {exc.strerror or exc}", source=where) from None
+    if not isinstance(data, dict):
+        raise ConfigError("is not a mapping of settings", source=where,
+                          hint="key: value lines, e.g. results: /var/lib/dalp-dr/results")
+    return {str(key): _text(where, str(key), value) for key, value in data.items()}
 
 
 def _text(where: str, key: str, value: Any) -> str | None:
@@ -159,15 +157,15 @@ def read_file(path: Path) -> dict[str, str]:
         return {}
     cache_key = (str(path), stat.st_mtime_ns, stat.st_size)
     if cache_key not in _FILES:
-        values = _CheckedYaml(Raw, yaml_file=path)()
+        values = _yaml_source()(path)()
         _FILES[cache_key] = {k: v for k, v in values.items() if v is not None}
     return _FILES[cache_key]
 
 
 def read_environment() -> dict[str, str]:
-    """The ``DALP_DR_*`` variables that are set (and not empty)."""
-    values = EnvSettingsSource(Raw, env_prefix=PREFIX, env_ignore_empty=True)()
-    return {k: str(v) for k, v in values.items() if v is not None and str(v) != ""}
+    """The ``DALP_DR_*`` variables of the settings that are set (and not empty)."""
+    return {key: value for key in KEYS
+            if (value := os.environ.get(PREFIX + key.upper(), ""))}
 
 
 def layers(flags: dict[str, tuple[str, str]] | None = None) -> dict[str, Value]:
