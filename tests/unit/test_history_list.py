@@ -106,24 +106,38 @@ def test_the_store_filters_and_counts_in_its_query(history: str) -> None:
         store.close()
 
 
+def _rendered(rows: object, width: int) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None).print(rows)
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize("width", [80, 120])
-def test_run_ids_and_drill_names_stay_whole_on_one_line(tmp_path: Path, width: int) -> None:
-    drill = "hot-warm-failover-eu-central-1-primary"
-    run_id = "20260115T030000Z-hot-warm-failover-eu-central-1-primary-a1b2c3"
+@pytest.mark.parametrize(("drill", "run_id"), [
+    ("hot-warm-failover", "20260115T030000Z-a1b2c3"),
+    ("hot-warm-failover-eu-central-1-primary", "20260115T030000Z-a1b2c3"),
+    ("x" * 63, "plan-20260115T030000Z-hot-warm-failover-eu-central-1-a1b2c3"),
+])
+def test_run_ids_and_drill_names_stay_whole_on_one_line(tmp_path: Path, width: int,
+                                                         drill: str, run_id: str) -> None:
     url = f"sqlite:///{tmp_path / 'results' / 'history.sqlite'}"
-    record_runs(url, [make_run(tmp_path, run_id, drill,
-                               datetime(2026, 1, 15, 3, tzinfo=UTC), Outcome.MISSED, 45.0)])
+    record_runs(url, [
+        make_run(tmp_path, run_id, drill, datetime(2026, 1, 15, 3, tzinfo=UTC),
+                 Outcome.MISSED, 45.0),
+        make_run(tmp_path, "20260116T030000Z-d4e5f6", "hot-cold-restore",
+                 datetime(2026, 1, 16, 3, tzinfo=UTC), Outcome.PASSED, 1.5)])
     store = open_store(url)
     try:
         page = list_page(store, RunFilter(), limit=10)
     finally:
         store.close()
-    buffer = io.StringIO()
-    Console(file=buffer, width=width, color_system=None).print(history_table(page.runs))
-    lines = buffer.getvalue().splitlines()
-    assert any(run_id in line for line in lines), buffer.getvalue()
-    assert any(drill in line for line in lines), buffer.getvalue()
-    assert "missed" in buffer.getvalue() and "-15.000s" in buffer.getvalue()
+    text = _rendered(history_table(page.runs, "2 of 3 runs shown"), width)
+    lines = text.splitlines()
+    assert all(len(line.rstrip()) <= width for line in lines)
+    for key in (run_id, drill, "20260116T030000Z-d4e5f6", "hot-cold-restore"):
+        assert any(key in line for line in lines), (key, text)
+    assert "-15.000s" in text and "+5.000s" in text and "+28.500s" in text  # margins
+    assert "2 of 3 runs shown" in text
 
 
 def test_reading_a_missing_history_creates_nothing(tmp_path: Path,
