@@ -155,6 +155,8 @@ def test_reading_a_missing_history_creates_nothing(tmp_path: Path,
     assert main([*base, "verify", "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["error"]["message"].startswith(
         "no history yet at ")
+    assert main([*base, "checkpoint", "--sign"]) == 1
+    assert "no history yet at " in capsys.readouterr().err
     assert main(["--results-dir", str(results), "export", "-o", str(tmp_path / "r.csv")]) == 1
     assert "no history yet at " in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # neither the file nor a directory
