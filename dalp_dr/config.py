@@ -1,9 +1,16 @@
 """Where dalp-dr keeps things, and every ``DALP_DR_*`` environment variable.
 
-This module is the only place that reads a ``DALP_DR_*`` variable; library code takes the
-values as parameters or a :class:`Settings`. Flags override environment, environment
-overrides defaults. :data:`VARIABLES` is the documented table (name, what it does, default),
-shown by the CLI's help.
+This module (with its sources, :mod:`dalp_dr.config_sources`) is the only place that reads
+a ``DALP_DR_*`` variable or a config file; library code takes the values as parameters or a
+:class:`Settings`. Each setting comes from, lowest precedence first: its default, the system
+file ``/etc/dalp-dr/config.yaml`` (``DALP_DR_SYSTEM_CONFIG`` names another), the user's
+``$XDG_CONFIG_HOME/dalp-dr/config.yaml``, its ``DALP_DR_*`` variable, a flag. A file's keys
+are the variables' names without ``DALP_DR_``, in lower case. :data:`VARIABLES` is the
+documented table (name, what it does, default), shown by the CLI's help; ``dalp-dr config
+show`` prints every effective value and where it came from.
+
+* results directory: ``--results-dir`` / ``DALP_DR_RESULTS`` / ``results`` in a file, else
+  ``<project>/results`` (never the current directory, unless it is the project).
 
 * project directory (drills/, playbooks/, inventories/): ``--project-dir`` /
   ``DALP_DR_PROJECT`` / the current directory when it has ``playbooks/``, else the checkout
@@ -23,6 +30,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from dalp_dr.config_sources import SYSTEM_FILE, Source, key_of, layers
 from dalp_dr.durations import parse_duration
 from dalp_dr.errors import ConfigError
 
@@ -47,11 +55,23 @@ class EnvVar(StrEnum):
     WEBHOOK_URL = "DALP_DR_WEBHOOK_URL"
     SLACK_WEBHOOK_URL = "DALP_DR_SLACK_WEBHOOK_URL"
     DEBUG = "DALP_DR_DEBUG"
+    SYSTEM_CONFIG = "DALP_DR_SYSTEM_CONFIG"
 
 
 def env(variable: EnvVar) -> str | None:
-    """The variable's value; None when unset or empty."""
-    return os.environ.get(variable.value) or None
+    """The setting's configured value: its variable's, else the user's config file's, else
+    the system file's; None when nothing sets it (or sets it empty)."""
+    found = layers().get(key_of(variable.value))
+    return found.text if found is not None and found.text else None
+
+
+def _where(variable: EnvVar) -> tuple[str, str | None]:
+    """Where a bad value was set, for its error: (the file, its key) or (the variable,
+    None)."""
+    found = layers().get(key_of(variable.value))
+    if found is not None and found.origin.source in (Source.SYSTEM_FILE, Source.USER_FILE):
+        return str(found.origin.where), key_of(variable.value)
+    return variable.value, None
 
 
 def _flag(variable: EnvVar) -> bool:
@@ -73,7 +93,7 @@ class Variable(BaseModel, frozen=True):
 
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable(name=EnvVar.RESULTS, default="./results",
+    Variable(name=EnvVar.RESULTS, default="<project>/results",
              description="results directory: the evidence of every run (--results-dir)"),
     Variable(name=EnvVar.STORE, default="sqlite:///<results dir>/history.sqlite",
              description="history store URL, sqlite:/// or postgresql:// (--store)"),
@@ -107,6 +127,9 @@ VARIABLES: tuple[Variable, ...] = (
              description="comma-separated Slack webhook URLs for each run's result"),
     Variable(name=EnvVar.DEBUG, default="0",
              description="1: print the traceback of an unexpected exception"),
+    Variable(name=EnvVar.SYSTEM_CONFIG, default=str(SYSTEM_FILE),
+             description="the system config file (read before $XDG_CONFIG_HOME/dalp-dr/"
+                         "config.yaml; not itself a file key)"),
 )
 """The documented table of every DALP_DR_* variable, in the order the help shows them."""
 
@@ -153,17 +176,20 @@ def _witness() -> Witness | None:
     if not url:
         return None
     if not url.startswith("s3://") or not url[5:].split("/", 1)[0]:
-        raise ConfigError(f"'{url}' is not an s3:// URL", source=EnvVar.WITNESS.value,
+        raise ConfigError(f"'{url}' is not an s3:// URL", source=_where(EnvVar.WITNESS)[0],
+                          field=_where(EnvVar.WITNESS)[1],
                           hint="s3://bucket/prefix of a bucket with Object Lock")
     bucket, _, prefix = url[5:].partition("/")
     days_text = env(EnvVar.WITNESS_RETAIN_DAYS) or "2557"
     if not days_text.isdigit() or not 1 <= int(days_text) <= 36500:
         raise ConfigError(f"'{days_text}' is not a number of days (1-36500)",
-                          source=EnvVar.WITNESS_RETAIN_DAYS.value)
+                          source=_where(EnvVar.WITNESS_RETAIN_DAYS)[0],
+                          field=_where(EnvVar.WITNESS_RETAIN_DAYS)[1])
     mode = (env(EnvVar.WITNESS_LOCK_MODE) or "GOVERNANCE").upper()
     if mode not in ("GOVERNANCE", "COMPLIANCE"):
         raise ConfigError(f"'{mode}' is not an Object Lock mode",
-                          source=EnvVar.WITNESS_LOCK_MODE.value,
+                          source=_where(EnvVar.WITNESS_LOCK_MODE)[0],
+                          field=_where(EnvVar.WITNESS_LOCK_MODE)[1],
                           hint="GOVERNANCE or COMPLIANCE")
     return Witness(bucket=bucket, prefix=prefix.strip("/"), retain_days=int(days_text),
                    lock_mode=mode, endpoint_url=s3_endpoint(), region=aws_region())
@@ -175,8 +201,13 @@ def group_access() -> bool:
 
 
 def debugging() -> bool:
-    """DALP_DR_DEBUG: set (to anything but '', 0, false, no) for tracebacks."""
-    return _flag(EnvVar.DEBUG)
+    """DALP_DR_DEBUG: set (to anything but '', 0, false, no) for tracebacks (a config file
+    that cannot be read leaves the variable alone to say)."""
+    try:
+        return _flag(EnvVar.DEBUG)
+    except ConfigError:
+        return (os.environ.get(EnvVar.DEBUG.value) or "").strip().lower() not in (
+            "", "0", "false", "no")
 
 
 def keys_dir(explicit: str | None = None) -> Path:
@@ -264,11 +295,13 @@ def _lock_ttl() -> float:
     try:
         lock_ttl = parse_duration(text).total_seconds()
     except ValueError as exc:
-        raise ConfigError(str(exc), source=EnvVar.LOCK_TTL.value,
+        raise ConfigError(str(exc), source=_where(EnvVar.LOCK_TTL)[0],
+                          field=_where(EnvVar.LOCK_TTL)[1],
                           hint="a duration such as 60s or 5m") from None
     if lock_ttl < 3:
         raise ConfigError("must be at least 3s (the lock is renewed every third of it)",
-                          source=EnvVar.LOCK_TTL.value)
+                          source=_where(EnvVar.LOCK_TTL)[0],
+                          field=_where(EnvVar.LOCK_TTL)[1])
     return lock_ttl
 
 
@@ -277,10 +310,11 @@ _resolve_project = project_dir  # load_settings' parameter shadows the function'
 
 def load_settings(*, results_dir: str | None = None, store: str | None = None,
                   project_dir: str | None = None, keys: str | None = None) -> Settings:
-    results = Path(results_dir or env(EnvVar.RESULTS) or "results").resolve()
+    project = _resolve_project(project_dir)
+    results = Path(results_dir or env(EnvVar.RESULTS) or project / "results").resolve()
     url = store or env(EnvVar.STORE) or f"sqlite:///{results / 'history.sqlite'}"
     return Settings(results_dir=results, store_url=url,
-                    project_dir=_resolve_project(project_dir), lock_ttl=_lock_ttl(),
+                    project_dir=project, lock_ttl=_lock_ttl(),
                     keys_dir=keys_dir(keys), witness=_witness(), allowed_dirs=allowed_dirs(),
                     s3_endpoint=s3_endpoint(), operator=operator(),
                     metrics_textfile=metrics_textfile(), webhook_urls=webhook_urls(),

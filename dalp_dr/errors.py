@@ -258,6 +258,15 @@ class StoreError(DalpDrError):
     """The history store cannot be opened, read or written."""
 
 
+class NoHistory(StoreError):
+    """A read found no store at all (an embedded store's file does not exist): nothing was
+    recorded there yet, and the read created nothing."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"no history yet at {url}")
+        self.url = url
+
+
 class ResultNotRecorded(StoreError):
     """A drill ended but the history store could not take its result; the result is kept in
     the run's evidence directory (result.json) to be recorded when the store is back."""

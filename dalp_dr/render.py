@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterator, Sequence
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
 from dalp_dr.durations import format_duration
-from dalp_dr.history.base import RunSummary
+from dalp_dr.history.listing import ListedRun
 from dalp_dr.results import Measurements, ObjectiveVerdict, Outcome, RunResult, Status
 from dalp_dr.timeline import offset
 from dalp_dr.verdict import SPLIT_BRAIN
@@ -210,16 +212,93 @@ def summary_text(result: RunResult) -> str:
     return console.export_text()
 
 
-def history_table(rows: list[RunSummary]) -> Table:
-    table = Table(box=box.SIMPLE_HEAVY)
-    for col in ("run id", "drill", "env", "trigger", "started (UTC)", "outcome",
-                "recovery", "data loss", "seal"):
-        table.add_column(col)
-    for r in rows:  # every cell from the store is data: Text, never markup
-        style = _OUTCOME_STYLE.get(r.outcome, "red")
-        seal = Text(r.seal.value.upper().replace("_", " "), style="bold red") \
-            if r.seal.value in ("tampered", "row_edited") else Text(r.seal.value)
-        table.add_row(Text(r.run_id), Text(r.drill), Text(r.environment), Text(r.trigger),
-                      f"{r.started_at:%Y-%m-%d %H:%M:%S}", Text(r.outcome.value, style=style),
-                      _n(r.recovery_time), _n(r.data_loss_window), seal)
-    return table
+def _objective_cell(figure: float | None, status: Status | None,
+                    margin: float | None) -> Text:
+    """A measured figure and, under it, its verdict and margin (``45.000s`` /
+    ``missed -15.000s``)."""
+    cell = Text(_n(figure))
+    if status is not None:
+        shown = "" if margin is None or not math.isfinite(margin) else \
+            (" +" if margin >= 0 else " ") + format_duration(margin)
+        cell.append("\n")
+        cell.append(status.value + shown, style=_STYLE[status])
+    return cell
+
+
+_OTHERS = ("env", "trigger", "started (UTC)", "outcome", "recovery / RTO",
+           "data loss / RPO", "seal")
+_OTHERS_WIDTH = 66
+"""what the columns beside the keys need at least to stay readable (folded)"""
+
+
+class HistoryTable:
+    """The listed runs, as a table where it fits, else one block per run. Run ids and drill
+    names are keys a person pastes into another command: each stays whole on one line at
+    any terminal width (the other columns fold, or the runs are stacked, instead)."""
+
+    def __init__(self, rows: Sequence[ListedRun], caption: str | None = None) -> None:
+        self.rows = rows
+        self.caption = caption
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        widest_id = max((len(r.run_id) for r in self.rows), default=6)
+        widest_drill = max((len(r.drill) for r in self.rows), default=5)
+        if widest_id + widest_drill + _OTHERS_WIDTH <= options.max_width or not self.rows:
+            yield self._table(widest_id, widest_drill)
+        else:
+            yield from self._stacked(options.max_width)
+        if self.caption and not (widest_id + widest_drill + _OTHERS_WIDTH
+                                 <= options.max_width or not self.rows):
+            yield Text(self.caption)
+
+    def _table(self, widest_id: int, widest_drill: int) -> Table:
+        table = Table(box=box.SIMPLE_HEAVY, caption=self.caption, caption_justify="left")
+        table.add_column("run id", no_wrap=True, min_width=widest_id)
+        table.add_column("drill", no_wrap=True, min_width=widest_drill)
+        for col in _OTHERS:
+            table.add_column(col, overflow="fold", min_width=10 if col.startswith("started")
+                             else None)
+        for r in self.rows:  # every cell from the store is data: Text, never markup
+            table.add_row(Text(r.run_id), Text(r.drill), Text(r.environment),
+                          Text(r.trigger), f"{r.started_at:%Y-%m-%d\n%H:%M:%S}",
+                          _outcome(r), *_figures(r), _seal(r))
+        return table
+
+    def _stacked(self, width: int) -> Iterator[RenderableType]:
+        for r in self.rows:
+            keys = Text(r.run_id, style="bold")
+            if len(r.run_id) + 2 + len(r.drill) <= width:
+                keys.append("  " + r.drill)
+            else:
+                keys.append("\n" + r.drill)
+            yield keys
+            rto, rpo = _figures(r)
+            line = Text.assemble(
+                r.environment, "  ", r.trigger, "  ",
+                f"{r.started_at:%Y-%m-%d %H:%M:%S} UTC  ", _outcome(r),
+                "  recovery ", rto.split("\n")[0], *(
+                    (" RTO ", rto.split("\n")[1]) if "\n" in rto.plain else ()),
+                "  data loss ", rpo.split("\n")[0], *(
+                    (" RPO ", rpo.split("\n")[1]) if "\n" in rpo.plain else ()),
+                "  seal ", _seal(r))
+            yield Padding(line, (0, 0, 0, 2))
+
+
+def _outcome(r: ListedRun) -> Text:
+    return Text(r.outcome.value, style=_OUTCOME_STYLE.get(r.outcome, "red"))
+
+
+def _figures(r: ListedRun) -> tuple[Text, Text]:
+    return (_objective_cell(r.recovery_time, r.rto_verdict, r.rto_margin),
+            _objective_cell(r.data_loss_window, r.rpo_verdict, r.rpo_margin))
+
+
+def _seal(r: ListedRun) -> Text:
+    if r.seal.value in ("tampered", "row_edited"):
+        return Text(r.seal.value.upper().replace("_", " "), style="bold red")
+    return Text(r.seal.value)
+
+
+def history_table(rows: Sequence[ListedRun], caption: str | None = None) -> HistoryTable:
+    """The listed runs for a person (see :class:`HistoryTable`)."""
+    return HistoryTable(rows, caption)

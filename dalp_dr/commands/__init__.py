@@ -14,6 +14,8 @@ import click
 
 from dalp_dr.commands import hints
 from dalp_dr.commands.backup import backup
+from dalp_dr.commands.completion import completion
+from dalp_dr.commands.config import config
 from dalp_dr.commands.doctor import doctor
 from dalp_dr.commands.drill import drill
 from dalp_dr.commands.export import export
@@ -33,22 +35,37 @@ from dalp_dr.commands.shared import (
     Exit,
 )
 from dalp_dr.commands.store import store
-from dalp_dr.config import EnvVar, load_settings
+from dalp_dr.config import VARIABLES, load_settings
 from dalp_dr.console import unexpected
 from dalp_dr.errors import DalpDrError, Interrupted, InvalidInput
 
 __all__ = ["cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--results-dir", envvar=EnvVar.RESULTS, help="evidence directory [./results]")
-@click.option("--store", envvar=EnvVar.STORE,
-              help="history store URL [sqlite:///<results-dir>/history.sqlite]")
-@click.option("--project-dir", envvar=EnvVar.PROJECT,
-              help="where drills/, playbooks/, inventories/ live")
-@click.option("--keys", "keys_dir", envvar=EnvVar.KEYS,
+def _epilog() -> str:
+    """The root help's list of every DALP_DR_* variable (``\b``: click keeps the lines)."""
+    width = max(len(v.name.value) for v in VARIABLES)
+    lines = [f"  {v.name.value:<{width}}  {v.description}"
+             + (f" [{v.default}]" if v.default else "") for v in VARIABLES]
+    return ("\b\nConfiguration, each overriding the one before: defaults, "
+            "/etc/dalp-dr/config.yaml,\n$XDG_CONFIG_HOME/dalp-dr/config.yaml (keys: the "
+            "variables' names without DALP_DR_,\nlower case), DALP_DR_* variables, flags. "
+            "'dalp-dr config show' prints what is in effect.\n\n\b\nEnvironment variables:\n"
+            + "\n".join(lines)
+            + "\n\n\b\nCompletion: eval \"$(dalp-dr completion bash)\" (or zsh; fish: "
+              "dalp-dr completion fish)")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_epilog())
+@click.option("--results-dir", help="evidence directory [<project>/results]; "
+                                    "DALP_DR_RESULTS")
+@click.option("--store", help="history store URL [sqlite:///<results-dir>/history.sqlite]; "
+                              "DALP_DR_STORE")
+@click.option("--project-dir", help="where drills/, playbooks/, inventories/ live; "
+                                    "DALP_DR_PROJECT")
+@click.option("--keys", "keys_dir",
               help="the history's signing key directory (checkpoints and bundles) "
-                   "[~/.config/dalp-dr]")
+                   "[~/.config/dalp-dr]; DALP_DR_KEYS")
 @click.version_option(package_name="dalp-dr")
 @click.pass_context
 def cli(ctx: click.Context, results_dir: str | None, store: str | None,
@@ -59,7 +76,7 @@ def cli(ctx: click.Context, results_dir: str | None, store: str | None,
 
 
 for _group in (drill, lab, backup, store, schedule, scheduler, doctor, keys, export, history,
-               report):
+               report, config, completion):
     cli.add_command(_group)
 
 hints.install()  # library errors name this CLI's options and commands from now on

@@ -11,6 +11,7 @@ import click
 from rich.table import Table
 
 from dalp_dr.clock import utcnow
+from dalp_dr.commands.completion import complete_run_id
 from dalp_dr.commands.shared import (
     ERRORS,
     EXIT_FAILED,
@@ -213,7 +214,7 @@ def drill_run(ctx: click.Context, file: str, as_json: bool, operator: str | None
 
 
 @drill.command("recover")
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @click.option("--force", is_flag=True, help="even if the run's lease has not expired yet "
                                             "(only when you know its process is dead)")
 @vault_options

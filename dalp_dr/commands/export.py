@@ -117,7 +117,8 @@ def export(ctx: click.Context, start: str | None, end: str | None, topology: str
         signing.load_private(key_directory)  # no key: exit 2 before reading anything
     with_lock = archive.preflight(force_without_lock) if archive is not None else False
     settings = settings_of(ctx).model_copy(update={"keys_dir": key_directory})
-    store = open_store(settings.store_url, results_dir=settings.results_dir)
+    # no history yet: exit 1 "no history yet at URL", creating nothing
+    store = open_store(settings.store_url, results_dir=settings.results_dir, create=False)
     try:  # a history that 'history verify' rejects is not exported, let alone signed
         selection = verified_selection(store, checkpointer(settings), query,
                                        copies_evidence=bool(bundle))

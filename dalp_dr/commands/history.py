@@ -10,12 +10,14 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from dalp_dr.commands.output import Output, output_options
-from dalp_dr.commands.shared import EXIT_FAILED, Exit, json_option, settings_of
+from dalp_dr.commands.completion import complete_run_id
+from dalp_dr.commands.output import Format, Output, output_options
+from dalp_dr.commands.shared import EXIT_FAILED, Exit, json_option, report, settings_of
 from dalp_dr.config import Settings
 from dalp_dr.console import err, out
 from dalp_dr.durations import format_duration
-from dalp_dr.errors import InvalidInput, TamperedHistory
+from dalp_dr.errors import HintKey, InvalidInput, NoHistory, TamperedHistory, UnknownRun
+from dalp_dr.results import Outcome
 
 if TYPE_CHECKING:
     from dalp_dr.integrity import VerifyReport
@@ -29,34 +31,65 @@ def history() -> None:
 
 @history.command("list")
 @click.option("--drill", "drill_name", help="only this drill")
+@click.option("--environment", help="only runs in this environment")
+@click.option("--outcome", "outcomes", multiple=True, metavar="OUTCOME",
+              type=click.Choice([o.value for o in Outcome], case_sensitive=False),
+              help="only runs that ended so (repeatable): "
+                   + ", ".join(o.value for o in Outcome))
+@click.option("--from", "start", metavar="WHEN",
+              help="runs started from then: 2026Q3, 2026-07-01 or an ISO time (UTC unless "
+                   "it says otherwise)")
+@click.option("--to", "end", metavar="WHEN",
+              help="runs started before then; a quarter or a day includes all of it")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1_000_000))
-@json_option()
+@output_options()
 @click.pass_context
-def history_list(ctx: click.Context, drill_name: str | None, limit: int, as_json: bool) -> None:
-    """List runs, newest first, as their seals say they were (a row edited after its seal
-    is marked ROW EDITED and shows the sealed values, a changed record TAMPERED); a warning
-    names the first problem of the whole history. Listing is not the check: exit 0 unless
-    the store cannot be read ('history verify' exits 1)."""
+def history_list(ctx: click.Context, drill_name: str | None, environment: str | None,
+                 outcomes: tuple[str, ...], start: str | None, end: str | None, limit: int,
+                 output: Output) -> None:
+    """List runs, newest first, with their RTO and RPO verdicts and margins, as their seals
+    say they were (a row edited after its seal is marked ROW EDITED and shows the sealed
+    values, a changed record TAMPERED); a warning names the first problem of the whole
+    history, a note how many runs the limit hid. Listing is not the check: exit 0 unless
+    the store cannot be read ('history verify' exits 1); no history yet is an empty list."""
     # lazy: the history store (SQLAlchemy, psycopg) is heavy at start-up
+    from dalp_dr.export.records import parse_bound
     from dalp_dr.history import checkpointer, open_store
-    from dalp_dr.history.views import audit, list_checked
+    from dalp_dr.history.base import RunFilter
+    from dalp_dr.history.listing import RunPage, list_page
+    from dalp_dr.history.views import audit
     from dalp_dr.render import history_table
 
+    where = RunFilter(drill=drill_name or None, environment=environment or None,
+                      outcomes=tuple(Outcome(o.lower()) for o in outcomes),
+                      start=parse_bound(start, end=False, field="--from") if start else None,
+                      end=parse_bound(end, end=True, field="--to") if end else None)
+    if where.start and where.end and where.start >= where.end:
+        raise InvalidInput("--from is not before --to", field="--from",
+                           hint="give a period that starts before it ends")
     settings = settings_of(ctx)
-    store = open_store(settings.store_url, results_dir=settings.results_dir)
+    problems: list[str] = []
     try:
-        rows = list_checked(store, drill=drill_name, limit=limit)
-        report = audit(store, checkpointer(settings), check_evidence=False)
-    finally:
-        store.close()
-    if as_json:
-        click.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        store = open_store(settings.store_url, results_dir=settings.results_dir, create=False)
+    except NoHistory as exc:
+        page = RunPage(runs=(), total=0)
+        report("note", f"{exc} (nothing recorded there; nothing was created)")
     else:
-        out.print(history_table(rows))
-    if report.problems:  # a page can hide an edited run: the whole history says so
-        err.print(f"warning: history does NOT verify: {report.problems[0]} (rows show sealed "
-                  "values where a row was edited; 'dalp-dr history verify' is the check)",
-                  markup=False, soft_wrap=True)
+        try:
+            page = list_page(store, where, limit)
+            problems = [str(p) for p in audit(store, checkpointer(settings),
+                                              check_evidence=False).problems]
+        finally:
+            store.close()
+    data = [r.model_dump(mode="json") for r in page.runs]
+    footer = (f"{len(page.runs)} of {page.total} runs shown (--limit {limit})"
+              if page.hidden else None)
+    output.rows(data, history_table(page.runs, caption=footer))
+    if footer is not None and (output.format is not Format.TABLE or output.path is not None):
+        report("note", footer)  # the table's caption says it on a terminal
+    if problems:  # a page can hide an edited run: the whole history says so
+        report("warning", f"history does NOT verify: {problems[0]} (rows show sealed "
+               "values where a row was edited; 'dalp-dr history verify' is the check)")
 
 
 def _audit(settings: Settings, no_evidence: bool = False,
@@ -65,7 +98,8 @@ def _audit(settings: Settings, no_evidence: bool = False,
     from dalp_dr.history import checkpointer, open_store
     from dalp_dr.history.views import audit
 
-    store = open_store(settings.store_url, results_dir=settings.results_dir)
+    # no history yet: verify fails (nothing to hold the checkpoints against), creating nothing
+    store = open_store(settings.store_url, results_dir=settings.results_dir, create=False)
     try:
         report = audit(store, checkpointer(settings), check_evidence=not no_evidence,
                        expect_head=expect_head)
@@ -165,7 +199,7 @@ def history_checkpoint(ctx: click.Context, sign_now: bool, as_json: bool) -> Non
 
 
 @history.command("show")
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @json_option()
 @click.pass_context
 def history_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
@@ -176,7 +210,10 @@ def history_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     from dalp_dr.integrity import evidence_location
 
     settings = settings_of(ctx)
-    store = open_store(settings.store_url, results_dir=settings.results_dir)
+    try:
+        store = open_store(settings.store_url, results_dir=settings.results_dir, create=False)
+    except NoHistory as exc:
+        raise UnknownRun(f"no run '{run_id}': {exc}", hint_key=HintKey.LIST_RUNS) from None
     try:
         result = store.get(run_id)
         seal, problem = seal_of(store, result.run_id, result.outcome)
@@ -233,7 +270,7 @@ def _show_run(result: RunResult, seal: str, problem: str | None, evidence: Path 
 
 
 @history.command("approve")
-@click.argument("run_id", metavar="RUN")
+@click.argument("run_id", metavar="RUN", shell_complete=complete_run_id)
 @click.option("--reviewer", required=True, help="who signs off (name, role)")
 @click.option("--note", required=True, help="what was reviewed and concluded")
 @output_options()
@@ -249,7 +286,7 @@ def history_approve(ctx: click.Context, run_id: str, reviewer: str, note: str,
     from dalp_dr.history.approvals import Approval
 
     settings = settings_of(ctx)
-    store = open_history(settings)
+    store = open_history(settings, create=False)
     try:
         result = store.get(run_id)  # an exact id or a unique prefix
         approval = Approval.new(result.run_id, reviewer, note, utcnow())

@@ -13,19 +13,24 @@ from pathlib import Path
 
 from dalp_dr.checkpoints import Checkpointer, S3Witness
 from dalp_dr.config import Settings
-from dalp_dr.errors import ConfigError
+from dalp_dr.errors import ConfigError, NoHistory
 from dalp_dr.history.backends import Backend, PostgresBackend, SqliteBackend
 from dalp_dr.history.base import HistoryStore, Lease, RunSummary, Seal, SealObserver
 from dalp_dr.history.store import SqlHistory
 
 
 def open_store(url: str, *, migrate: bool = False, results_dir: Path | None = None,
-               observer: SealObserver | None = None) -> HistoryStore:
+               observer: SealObserver | None = None, create: bool = True) -> HistoryStore:
     """Open (and create) the store. The embedded SQLite store upgrades its schema on open;
-    a shared PostgreSQL store only with ``migrate=True`` (``dalp-dr store migrate``)."""
+    a shared PostgreSQL store only with ``migrate=True`` (``dalp-dr store migrate``).
+    ``create=False`` (every read): an embedded store whose file does not exist raises
+    NoHistory, and neither the file nor its directory is created."""
     backend: Backend
     if url.startswith("sqlite://"):  # sqlite:///abs/path or sqlite://relative/path
-        backend = SqliteBackend(Path(url.removeprefix("sqlite://")))
+        path = Path(url.removeprefix("sqlite://"))
+        if not create and not path.exists():
+            raise NoHistory(url)
+        backend = SqliteBackend(path)
     elif url.startswith(("postgresql://", "postgres://")):
         backend = PostgresBackend(url)
     else:
@@ -52,11 +57,12 @@ def checkpointer(settings: Settings,
 
 
 def open_history(settings: Settings, *, migrate: bool = False,
-                 on_problem: Callable[[str], None] | None = None) -> HistoryStore:
+                 on_problem: Callable[[str], None] | None = None,
+                 create: bool = True) -> HistoryStore:
     """The configured store: evidence under the results directory, every seal signed into
-    a checkpoint."""
+    a checkpoint (``create``: see :func:`open_store`)."""
     return open_store(settings.store_url, migrate=migrate, results_dir=settings.results_dir,
-                      observer=checkpointer(settings, on_problem))
+                      observer=checkpointer(settings, on_problem), create=create)
 
 
 __all__ = ["HistoryStore", "Lease", "RunSummary", "Seal", "checkpointer", "open_history",

@@ -68,6 +68,20 @@ class RunSummary(BaseModel, frozen=True):
     seal_problem: str | None = None
 
 
+class RunFilter(BaseModel, frozen=True):
+    """Which runs a listing wants (``history list``): every field given narrows it; the
+    store turns it into its query (parameters, never text)."""
+
+    drill: str | None = None
+    environment: str | None = None
+    outcomes: tuple[Outcome, ...] = ()
+    """any of these (none: every outcome)"""
+    start: datetime | None = None
+    """started at or after (inclusive)"""
+    end: datetime | None = None
+    """started before (exclusive)"""
+
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -215,9 +229,15 @@ class HistoryStore(Protocol):
     def finish(self, result: RunResult) -> None: ...
 
     def list_runs(self, *, drill: str | None = None, outcome: Outcome | None = None,
-                  topology: str | None = None, limit: int = 50) -> list[RunSummary]:
+                  topology: str | None = None, limit: int = 50,
+                  where: RunFilter | None = None) -> list[RunSummary]:
         """Newest first (by started_at; a missed schedule by its planned time); only those
-        of ``drill``, ending in ``outcome``, of ``topology`` when given."""
+        of ``drill``, ending in ``outcome``, of ``topology`` when given, and those ``where``
+        selects."""
+        ...
+
+    def count_runs(self, where: RunFilter | None = None) -> int:
+        """How many runs ``where`` selects (all of them: no limit)."""
         ...
 
     def get(self, run_id: str) -> RunResult:

@@ -18,7 +18,7 @@ from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Connection, and_, case, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, case, func, literal, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from dalp_dr import integrity
@@ -29,6 +29,7 @@ from dalp_dr.history.backends import WRITE, Backend
 from dalp_dr.history.base import (
     SUMMARY_COLUMNS,
     Lease,
+    RunFilter,
     RunSummary,
     SealObserver,
     entry_from_row,
@@ -252,7 +253,8 @@ class SqlHistory:
 
     @serialized
     def list_runs(self, *, drill: str | None = None, outcome: Outcome | None = None,
-                  topology: str | None = None, limit: int = 50) -> list[RunSummary]:
+                  topology: str | None = None, limit: int = 50,
+                  where: RunFilter | None = None) -> list[RunSummary]:
         r = self.t.runs.c
         query = select(*(r[name] for name in SUMMARY_COLUMNS))
         if drill:
@@ -261,9 +263,34 @@ class SqlHistory:
             query = query.where(r.topology == topology)
         if outcome is not None:
             query = query.where(r.outcome == outcome.value)
+        query = query.where(*self._conditions(where))
         with self._tx("cannot read history") as conn:
             rows = conn.execute(query.order_by(r.started_at.desc()).limit(limit)).all()
         return [summary_from_row(tuple(row), self.results_dir) for row in rows]
+
+    @serialized
+    def count_runs(self, where: RunFilter | None = None) -> int:
+        query = select(func.count()).select_from(self.t.runs).where(*self._conditions(where))
+        with self._tx("cannot read history") as conn:
+            return int(conn.scalar(query) or 0)
+
+    def _conditions(self, where: RunFilter | None) -> list[ColumnElement[bool]]:
+        """A listing's filter as bound conditions on the runs table."""
+        if where is None:
+            return []
+        r = self.t.runs.c
+        conditions: list[ColumnElement[bool]] = []
+        if where.drill:
+            conditions.append(r.drill == where.drill)
+        if where.environment:
+            conditions.append(r.environment == where.environment)
+        if where.outcomes:
+            conditions.append(r.outcome.in_([o.value for o in where.outcomes]))
+        if where.start is not None:
+            conditions.append(r.started_at >= where.start)
+        if where.end is not None:
+            conditions.append(r.started_at < where.end)
+        return conditions
 
     def _one(self, run_id: str, column: str) -> str:
         """``column`` of the run ``run_id`` names exactly or as a unique prefix (a plain

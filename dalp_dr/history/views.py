@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterable, Iterator
 from dalp_dr import checkpoints, integrity
 from dalp_dr.checkpoints import Checkpointer
 from dalp_dr.errors import InvalidInput
-from dalp_dr.history.base import HistoryStore, RunSummary, Seal
+from dalp_dr.history.base import HistoryStore, RunFilter, RunSummary, Seal
 from dalp_dr.integrity import Problem, SealedRecord, VerifyReport
 from dalp_dr.results import Outcome, RunResult
 
@@ -127,36 +127,45 @@ def seal_of(store: HistoryStore, run_id: str, outcome: Outcome) -> tuple[Seal, s
 
 
 def list_checked(store: HistoryStore, *, drill: str | None = None,
-                 outcome: Outcome | None = None, limit: int = 50) -> list[RunSummary]:
+                 outcome: Outcome | None = None, limit: int = 50,
+                 where: RunFilter | None = None) -> list[RunSummary]:
     """``store.list_runs`` with every row held against its seal (no evidence hashing). The
     rows are chosen by their columns, which an edit can change to hide a run from a page:
     callers that show a page also run ``audit`` and say when the history does not verify."""
-    rows = store.list_runs(drill=drill, outcome=outcome, limit=limit)
+    return [row for row, _record in
+            check_rows(store, store.list_runs(drill=drill, outcome=outcome, limit=limit,
+                                              where=where))]
+
+
+def check_rows(store: HistoryStore, rows: list[RunSummary]
+               ) -> list[tuple[RunSummary, str | None]]:
+    """Each row held against its seal, with the sealed record's JSON when its content is
+    what was sealed (None for a run in progress or a tampered record)."""
     ids = [r.run_id for r in rows]
     seals = {s.entry.run_id: s for s in
              store.sealed_records(ids if len(ids) <= _FETCH_ALL_ABOVE else None)}
-    checked: list[RunSummary] = []
+    checked: list[tuple[RunSummary, str | None]] = []
     for row in rows:
         sealed = seals.get(row.run_id)
         if sealed is None:
             if row.outcome is Outcome.RUNNING:
-                checked.append(row.model_copy(update={"seal": Seal.RUNNING}))
+                checked.append((row.model_copy(update={"seal": Seal.RUNNING}), None))
             else:
-                checked.append(row.model_copy(update={
+                checked.append((row.model_copy(update={
                     "seal": Seal.TAMPERED,
-                    "seal_problem": "final record not in the chain"}))
+                    "seal_problem": "final record not in the chain"}), None))
             continue
         problem = integrity.check_record(sealed, check_evidence=False)
-        if problem is None:
-            checked.append(row.model_copy(update={"seal": Seal.SEALED}))
+        if problem is not None and not _content_intact(sealed):
+            checked.append((row.model_copy(update={"seal": Seal.TAMPERED,
+                                                   "seal_problem": problem.what}), None))
             continue
-        content_intact = _content_intact(sealed)
-        if content_intact:  # only the row was edited: the sealed values are the truth
+        if problem is None:
+            checked.append((row.model_copy(update={"seal": Seal.SEALED}), sealed.result_json))
+        else:  # only the row was edited: the sealed values are the truth
             shown = summary_of(RunResult.model_validate_json(sealed.result_json or "{}"),
                                row.evidence_dir)
-            checked.append(shown.model_copy(update={"seal": Seal.ROW_EDITED,
-                                                    "seal_problem": problem.what}))
-        else:
-            checked.append(row.model_copy(update={"seal": Seal.TAMPERED,
-                                                  "seal_problem": problem.what}))
+            checked.append((shown.model_copy(update={"seal": Seal.ROW_EDITED,
+                                                     "seal_problem": problem.what}),
+                            sealed.result_json))
     return checked

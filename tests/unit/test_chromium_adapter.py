@@ -32,7 +32,7 @@ def test_a_browser_that_hangs_is_killed_at_the_deadline(tmp_path: Path) -> None:
 def test_a_browser_that_writes_no_pdf_fails_and_keeps_the_old_file(tmp_path: Path) -> None:
     (tmp_path / "r.pdf").write_bytes(b"%PDF-old")
     browser = stand_in(tmp_path, "echo 'GPU process crashed' >&2; exit 0")
-    with pytest.raises(PrintFailed, match="exit 0.*GPU process crashed"):
+    with pytest.raises(PrintFailed, match=r"exit 0.*GPU process crashed"):
         print_to_pdf("<p>x</p>", tmp_path / "r.pdf", browser=browser)
     assert (tmp_path / "r.pdf").read_bytes() == b"%PDF-old"
 

@@ -80,8 +80,8 @@ def test_every_command_is_registered_and_answers_help(
         capsys: pytest.CaptureFixture[str]) -> None:
     paths = _command_paths(cli)
     groups = {p[0] for p in paths}
-    assert groups == {"backup", "doctor", "drill", "export", "history", "keys", "lab",
-                      "report", "schedule", "scheduler", "store"}
+    assert groups == {"backup", "completion", "config", "doctor", "drill", "export",
+                      "history", "keys", "lab", "report", "schedule", "scheduler", "store"}
     assert ("drill", "run") in paths and ("export", "verify") in paths
     for path in paths:
         assert main([*path, "--help"]) == 0, path

@@ -70,9 +70,9 @@ def test_settings_carry_every_variable(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_defaults_without_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # not a project: the results directory is the project's
     settings = load_settings()
-    assert settings.results_dir == (tmp_path / "results").resolve()
+    assert settings.results_dir == settings.project_dir / "results" != tmp_path / "results"
     assert settings.lock_ttl == 60.0 and settings.witness is None
     assert settings.metrics_textfile is None and settings.operator is None
     assert not settings.debug and not settings.group_access and settings.allowed_dirs == ()
