@@ -63,7 +63,7 @@ def report(ctx: click.Context, quarter: str | None, start: str | None, end: str 
                            hint="one of " + ", ".join(t.value for t in Topology)) from None
     definitions = load_definitions(drills_dir_of(ctx, directory))
     settings = settings_of(ctx)
-    store = open_store(settings.store_url, results_dir=settings.results_dir)
+    store = open_store(settings.store_url, results_dir=settings.results_dir, create=False)
     try:  # a history that does not verify never passes the check
         selection = verified_selection(store, checkpointer(settings), Query(
             start=period.start, end=period.end, topology=kind), now=now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import socket
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -50,20 +51,32 @@ def _definitions(ctx: click.Context, directory: str | None, skip_invalid: bool
 
 @contextlib.contextmanager
 def _schedule_stores(settings: Settings) -> Iterator[tuple[HistoryStore, DrillJobStore]]:
-    """The history store and the job store beside it, closed afterwards."""
+    """The history store and the job store beside it, closed afterwards. A read: where no
+    history exists yet, an empty one in a temporary directory stands in (every drill then
+    reads as never run, never synced) and nothing is created in the results directory."""
     # lazy: SQLAlchemy, psycopg and APScheduler are heavy at start-up
+    from dalp_dr.errors import NoHistory
     from dalp_dr.history import open_history
     from dalp_dr.schedule import jobs
 
-    history_store = open_history(settings)
-    try:
-        jobstore = jobs.open_jobstore(settings.store_url)
+    with tempfile.TemporaryDirectory(prefix="dalp-dr-empty-") as empty:
         try:
-            yield history_store, jobstore
+            history_store = open_history(settings, create=False)
+            store_url = settings.store_url
+        except NoHistory as exc:
+            err.print(f"note: {exc}: every drill reads as never run and not scheduled",
+                      markup=False, soft_wrap=True)
+            store_url = f"sqlite:///{empty}/history.sqlite"
+            history_store = open_history(settings.model_copy(update={
+                "store_url": store_url, "results_dir": Path(empty)}))
+        try:
+            jobstore = jobs.open_jobstore(store_url)
+            try:
+                yield history_store, jobstore
+            finally:
+                jobstore.shutdown()
         finally:
-            jobstore.shutdown()
-    finally:
-        history_store.close()
+            history_store.close()
 
 
 @click.group()

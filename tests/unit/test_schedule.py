@@ -481,6 +481,7 @@ def test_status_exits_1_on_no_drill_and_on_drills_only_in_the_history(
     empty.mkdir()
     code, out, err = run_cli(capsys, "schedule", "status", "--drills", str(empty), "--json")
     assert code == 1 and json.loads(out) == [] and "nothing is scheduled" in err
+    assert "no history yet" in err and not (configured / "results").exists()  # a read
     record_runs(f"sqlite:///{configured / 'results' / 'history.sqlite'}", [
         make_run(configured, "20260701T030000Z-aaaaaa", "retired-drill", utc(2026, 7, 1, 3),
                  Outcome.PASSED, 1.0)])
