@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import socket
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
