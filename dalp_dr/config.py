@@ -93,7 +93,8 @@ class Variable(BaseModel, frozen=True):
 
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable(name=EnvVar.RESULTS, default="<project>/results",
+    Variable(name=EnvVar.RESULTS,
+             default="<project>/results (no project: ~/.local/share/dalp-dr/results)",
              description="results directory: the evidence of every run (--results-dir)"),
     Variable(name=EnvVar.STORE, default="sqlite:///<results dir>/history.sqlite",
              description="history store URL, sqlite:/// or postgresql:// (--store)"),
@@ -305,13 +306,25 @@ def _lock_ttl() -> float:
     return lock_ttl
 
 
+def default_results_dir(project: Path) -> Path:
+    """The project's results/ when the project is one (it has playbooks/); else, for an
+    installed package with no project around it, the user's data directory
+    ($XDG_DATA_HOME/dalp-dr/results): never beside site-packages, never the current
+    directory."""
+    if (project / "playbooks").is_dir():
+        return project / "results"
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "dalp-dr" / "results"
+
+
 _resolve_project = project_dir  # load_settings' parameter shadows the function's name
 
 
 def load_settings(*, results_dir: str | None = None, store: str | None = None,
                   project_dir: str | None = None, keys: str | None = None) -> Settings:
     project = _resolve_project(project_dir)
-    results = Path(results_dir or env(EnvVar.RESULTS) or project / "results").resolve()
+    results = Path(results_dir or env(EnvVar.RESULTS) or default_results_dir(project)
+                   ).resolve()
     url = store or env(EnvVar.STORE) or f"sqlite:///{results / 'history.sqlite'}"
     return Settings(results_dir=results, store_url=url,
                     project_dir=project, lock_ttl=_lock_ttl(),

@@ -109,3 +109,17 @@ def test_the_operator_variable_comes_before_sudo(monkeypatch: pytest.MonkeyPatch
     assert operator_and_source(None) == ("sudoer", OperatorSource.SUDO)
     monkeypatch.setenv(EnvVar.OPERATOR.value, "carol")
     assert operator_and_source(None) == ("carol", OperatorSource.ENV)
+
+
+def test_results_default_to_the_project_else_the_users_data_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DALP_DR_RESULTS", raising=False)
+    monkeypatch.delenv("DALP_DR_STORE", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    project = tmp_path / "project"
+    (project / "playbooks").mkdir(parents=True)
+    assert load_settings(project_dir=str(project)).results_dir == project / "results"
+    bare = tmp_path / "not-a-project"
+    bare.mkdir()
+    assert load_settings(project_dir=str(bare)).results_dir == \
+        tmp_path / "data" / "dalp-dr" / "results"
