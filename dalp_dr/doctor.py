@@ -68,16 +68,15 @@ def diagnose(drills_dir: Path, store_url: str, results_dir: Path | None = None,
     """``disks``: where free space is read (default: this host's filesystems)."""
     from dalp_dr.adapters.ansible import ansible_environment
     from dalp_dr.inventory import Inventory
-    from dalp_dr.spec import discover_drills, load_drill
+    from dalp_dr.spec import discover_drills
+    from dalp_dr.spec.directory import load_set
 
     findings: list[Finding] = []
-    drills: list[Any] = []
-    for path in discover_drills(drills_dir) if drills_dir.is_dir() else []:
-        try:
-            drills.append(load_drill(path))
-        except InvalidInput as exc:
-            findings.append(Finding(check=f"drill {path.name}", status=Health.MISSING,
-                                    detail=str(exc), fix=words(HintKey.VALIDATE_DRILL)))
+    loaded = load_set(discover_drills(drills_dir) if drills_dir.is_dir() else [])
+    drills: list[Any] = list(loaded.drills)
+    for path, exc in loaded.problems:
+        findings.append(Finding(check=f"drill {path.name}", status=Health.MISSING,
+                                detail=str(exc), fix=words(HintKey.VALIDATE_DRILL)))
     names = [d.spec.name for d in drills]
     by_topology: dict[str, list[str]] = {}
     for d in drills:
