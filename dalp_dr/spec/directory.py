@@ -47,7 +47,7 @@ def load_set(files: Iterable[Path]) -> DrillSet:
     file a problem naming both files."""
     drills: list[LoadedDrill] = []
     problems: list[tuple[Path, InvalidInput]] = []
-    seen: dict[str, LoadedDrill] = {}
+    seen: dict[str, tuple[Path, LoadedDrill]] = {}
     for path in files:
         try:
             loaded = load_drill(path)
@@ -55,14 +55,14 @@ def load_set(files: Iterable[Path]) -> DrillSet:
             problems.append((path, exc))
             continue
         first = seen.get(loaded.spec.name)
-        if first is not None and first.path != loaded.path:
+        if first is not None and first[1].path != loaded.path:
             problems.append((path, SpecError(
-                f"drill name '{loaded.spec.name}' is already defined by {first.path}",
+                f"drill name '{loaded.spec.name}' is already defined by {first[0]}",
                 source=str(path), field="name",
                 hint="give each drill its own name (the scheduler and the history know a "
                      "drill by its name)")))
             continue
-        seen[loaded.spec.name] = loaded
+        seen.setdefault(loaded.spec.name, (path, loaded))
         drills.append(loaded)
     return DrillSet(tuple(drills), tuple(problems))
 
