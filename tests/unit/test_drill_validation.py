@@ -26,7 +26,7 @@ def drill_text(**replace: str) -> str:
     key (``rto``, ``schedule``)."""
     text = ORIGINAL.read_text().replace("../", f"{ROOT}/")
     for key, line in replace.items():
-        text, count = re.subn(rf"(?m)^(\s*){key}:.*$", lambda m, ln=line: m.group(1) + ln,
+        text, count = re.subn(rf"(?m)^(\s*){key}:.*$", r"\g<1>" + line.replace("\\", "\\\\"),
                               text, count=1)
         assert count == 1, key
     return text
