@@ -13,6 +13,7 @@ from rich.text import Text
 from dalp_dr.commands.output import Output, output_options
 from dalp_dr.commands.shared import (
     DRILLS_OPTION,
+    ERRORS,
     EXIT_INTERRUPTED,
     Exit,
     drills_dir_of,
@@ -55,7 +56,7 @@ def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_t
     # case. Lazy: the history store (SQLAlchemy, psycopg), APScheduler and
     # prometheus_client are heavy at start-up.
     from dalp_dr.history import checkpointer, open_history
-    from dalp_dr.progress import JsonLogFormatter
+    from dalp_dr.progress import JsonLines, JsonLogFormatter
     from dalp_dr.schedule.service import SchedulerService, ServiceOptions
 
     settings = settings_of(ctx)
@@ -69,6 +70,7 @@ def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_t
     if log_format == "json" or output.is_json:
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonLogFormatter())
+        ERRORS.use(JsonLines(sys.stderr))  # warnings and the final error: JSON lines too
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     folder = drills_dir_of(ctx, directory)
     service = SchedulerService(ServiceOptions(
