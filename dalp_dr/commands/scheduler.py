@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 from datetime import timedelta
 
 import click
@@ -65,8 +66,11 @@ def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_t
     lease = durations["--lease-ttl"]
     if lease is None or lease.total_seconds() < 1.5:
         raise InvalidInput("must be at least 1.5s", field="--lease-ttl")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    utc = logging.Formatter("%(asctime)s UTC %(levelname)s %(message)s")
+    utc.converter = time.gmtime  # log times in UTC, and say so
+    text_log = logging.StreamHandler(sys.stderr)
+    text_log.setFormatter(utc)
+    logging.basicConfig(level=logging.INFO, handlers=[text_log])
     if log_format == "json" or output.is_json:
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonLogFormatter())
