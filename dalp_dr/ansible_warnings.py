@@ -54,6 +54,7 @@ def captured() -> Iterator[None]:
         yield
         return
     with _LOCK:
+        _display_ready()
         _DEPTH.value = 1
         real = sys.stderr
         buffer = io.StringIO()
@@ -68,6 +69,15 @@ def captured() -> Iterator[None]:
                 real.flush()
             for warning in warnings:
                 LOGGER.warning("%s", warning)
+
+
+@functools.cache
+def _display_ready() -> None:
+    """Ansible's display is made (once, on the real stderr) before any capture: made under
+    one, it would try to reconfigure the capture buffer and warn about that."""
+    from ansible.utils.display import Display
+
+    Display()
 
 
 def quiet_ansible(function: F) -> F:

@@ -26,7 +26,7 @@ def drill_directory(directory: Path, *, field: str | None = None) -> list[Path]:
     directory (an empty answer would read as 'no drills')."""
     if not directory.exists():
         raise InvalidInput("drill directory not found", source=str(directory), field=field,
-                           hint="check the path (the project's drills/ by default)")
+                           hint="check the path; the default is the project's drills/")
     if not directory.is_dir():
         raise InvalidInput("not a directory", source=str(directory), field=field,
                            hint="give the directory holding the drill files")

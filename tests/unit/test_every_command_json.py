@@ -123,7 +123,8 @@ def _run(args: tuple[str, ...], world: dict[str, str],
          capsys: pytest.CaptureFixture[str]) -> tuple[int, object]:
     argv = [a.format(**world) for a in args]
     code = main([*argv, "-o", "json"])
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert not [line for line in err.splitlines() if line.startswith("[")], err  # Ansible's own
     try:
         return code, json.loads(out)  # one document, nothing before or after it
     except json.JSONDecodeError as exc:
