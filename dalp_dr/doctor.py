@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel
 
 from dalp_dr.clock import utcnow
+from dalp_dr.durations import format_duration
 from dalp_dr.errors import HintKey, InvalidInput, StoreError, words
 
 if TYPE_CHECKING:
@@ -384,7 +385,7 @@ def _clock(store_url: str) -> Finding:
         if row is not None:
             skew = abs((row[0] - utcnow()).total_seconds())
             return Finding(check="clock", status=Health.OK if skew < 2 else Health.WARN,
-                           detail=f"{skew:.3f}s from the store server's clock",
+                           detail=f"{format_duration(skew)} from the store server's clock",
                            fix="" if skew < 2 else "synchronise clocks (NTP): leases use the "
                                                    "server's clock, timings this host's")
     synced = _run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])

@@ -23,7 +23,7 @@ from dalp_dr.converge import converge as run_converge
 from dalp_dr.drill import steps
 from dalp_dr.drill.context import DEADLINE, RunContext
 from dalp_dr.drill.held import HeldPhase, waits_for_fault
-from dalp_dr.durations import format_duration
+from dalp_dr.durations import format_duration, format_offset
 from dalp_dr.errors import EndpointError
 from dalp_dr.journal import EventKind
 from dalp_dr.measure import fault_instant, pitr_check, recovery_target_time
@@ -313,7 +313,7 @@ def converge(ctx: RunContext) -> None:
         outcome = clean(outcome)
         journal.record(EventKind.CONVERGED, probe=outcome.model_dump(mode="json"))
         ctx.progress(f"converge {outcome.name}: "
-                     + (f"met at +{outcome.seconds:.2f}s" if outcome.met else "NOT MET")
+                     + (f"met at {format_offset(outcome.seconds)}" if outcome.met else "NOT MET")
                      + f" ({outcome.detail})")
 
     outcomes = run_converge(probes, ctx.clients.endpoints, ctx.web, fault_at=state.fault_at,
