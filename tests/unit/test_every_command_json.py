@@ -34,11 +34,13 @@ class Case:
     why: str = ""
     pending: frozenset[str] = frozenset()
     """which cases ("ok", "bad") do not hold yet"""
+    says: str = ""
+    """what the bad case's error message says (it failed for the reason meant)"""
 
 
-def _c(ok: str | None, bad: str, why: str = "", pending: str = "") -> Case:
+def _c(ok: str | None, bad: str, why: str = "", pending: str = "", says: str = "") -> Case:
     return Case(tuple(ok.split()) if ok is not None else None, tuple(bad.split()), why,
-                frozenset(pending.split()))
+                frozenset(pending.split()), says)
 
 
 OTHERS = "ok bad"
@@ -46,14 +48,18 @@ OTHERS = "ok bad"
 
 CASES: dict[str, Case] = {
     "backup status": _c(None, "backup status {inventory} --rpo 5M",
-                        "reads the archive in S3 (needs the hot-cold lab)"),
-    "doctor": _c("doctor --drills {drills}", "doctor --drills {tmp}/nonexistent"),
-    "drill list": _c("drill list --dir {drills}", "drill list --dir {tmp}/nonexistent"),
+                        "reads the archive in S3 (needs the hot-cold lab)",
+                        says="did you mean 5m?"),
+    "doctor": _c("doctor --drills {drills}", "doctor --drills {tmp}/nonexistent",
+                 says="directory not found"),
+    "drill list": _c("drill list --dir {drills}", "drill list --dir {tmp}/nonexistent",
+                     says="directory not found"),
     "drill plan": _c("drill plan {drill} --no-preflight", "drill plan {tmp}/nonexistent.yaml"),
     "drill recover": _c(None, "drill recover no-such-run",
                         "puts an environment back (needs a run that died and its lab)"),
     "drill run": _c(None, "drill run {tmp}/nonexistent.yaml", "runs a drill against a lab"),
-    "drill validate": _c("drill validate {drill}", "drill validate {twins}"),
+    "drill validate": _c("drill validate {drill}", "drill validate {twins}",
+                         says="already defined by"),
     "export": _c("export", "export --from 2026Q5", pending="ok"),
     "export verify": _c("export verify {bundle} --public-key {public}",
                         "export verify {tmp}/nonexistent.tar.gz"),
@@ -73,7 +79,8 @@ CASES: dict[str, Case] = {
     "schedule sync": _c("schedule sync --drills {drills}",
                         "schedule sync --drills {tmp}/nonexistent", pending=OTHERS),
     "scheduler run": _c(None, "scheduler run --drills {drills} --grace 5M",
-                        "the scheduler service runs until it is stopped"),
+                        "the scheduler service runs until it is stopped",
+                        says="did you mean 5m?"),
     "store migrate": _c("store migrate", "--store nosuch://x store migrate"),
 }
 
@@ -95,10 +102,13 @@ def test_every_command_has_its_row() -> None:
 
 
 @pytest.fixture
-def world(configured: Path) -> dict[str, str]:
+def world(configured: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A history of four sealed runs (the configured one), a signed bundle of it, the
-    shipped drills, two drill files with one name, and a project whose lab is down."""
+    shipped drills, two drill files with one name, and a project whose lab is down; the
+    commands run in tmp_path (a command that takes -o json for a file name writes there)."""
     tmp = configured
+    monkeypatch.chdir(tmp)
+    monkeypatch.setenv("DALP_DR_PROJECT", str(ROOT))
     url = fill_history(tmp)
     bundle, public = signed_bundle(url, tmp / "signer")
     twins = tmp / "twins"
@@ -171,6 +181,7 @@ def test_bad_input_prints_the_json_error_object(
         error = document["error"]
         assert {"message", "file", "field", "hint", "exit_code"} <= set(error), error
         assert error["exit_code"] == 2 and error["message"], error
+        assert case.says in error["message"], error
         # the command refused its input, not -o itself (a command without -o refuses that)
         assert error["field"] not in ("-o", "--output") \
             and "no such option" not in error["message"].lower(), error
