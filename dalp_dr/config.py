@@ -306,6 +306,10 @@ def _lock_ttl() -> float:
     return lock_ttl
 
 
+STORE_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
+"""the history stores dalp-dr opens (dalp_dr.history.open_store)"""
+
+
 def default_results_dir(project: Path) -> Path:
     """The project's results/ when the project is one (it has playbooks/); else, for an
     installed package with no project around it, the user's data directory
@@ -326,6 +330,11 @@ def load_settings(*, results_dir: str | None = None, store: str | None = None,
     results = Path(results_dir or env(EnvVar.RESULTS) or default_results_dir(project)
                    ).resolve()
     url = store or env(EnvVar.STORE) or f"sqlite:///{results / 'history.sqlite'}"
+    if not url.startswith(STORE_SCHEMES):
+        source, field = ("--store", None) if store else _where(EnvVar.STORE)
+        raise ConfigError(f"unsupported history store URL {url.split('://')[0]}://...",
+                          source=source, field=field,
+                          hint="sqlite:///path/to/history.sqlite or postgresql://...")
     return Settings(results_dir=results, store_url=url,
                     project_dir=project, lock_ttl=_lock_ttl(),
                     keys_dir=keys_dir(keys), witness=_witness(), allowed_dirs=allowed_dirs(),

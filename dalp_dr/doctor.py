@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel
 
 from dalp_dr.clock import utcnow
+from dalp_dr.durations import format_duration
 from dalp_dr.errors import HintKey, InvalidInput, StoreError, words
 
 if TYPE_CHECKING:
@@ -68,16 +69,15 @@ def diagnose(drills_dir: Path, store_url: str, results_dir: Path | None = None,
     """``disks``: where free space is read (default: this host's filesystems)."""
     from dalp_dr.adapters.ansible import ansible_environment
     from dalp_dr.inventory import Inventory
-    from dalp_dr.spec import discover_drills, load_drill
+    from dalp_dr.spec import discover_drills
+    from dalp_dr.spec.directory import load_set
 
     findings: list[Finding] = []
-    drills: list[Any] = []
-    for path in discover_drills(drills_dir) if drills_dir.is_dir() else []:
-        try:
-            drills.append(load_drill(path))
-        except InvalidInput as exc:
-            findings.append(Finding(check=f"drill {path.name}", status=Health.MISSING,
-                                    detail=str(exc), fix=words(HintKey.VALIDATE_DRILL)))
+    loaded = load_set(discover_drills(drills_dir) if drills_dir.is_dir() else [])
+    drills: list[Any] = list(loaded.drills)
+    for path, exc in loaded.problems:
+        findings.append(Finding(check=f"drill {path.name}", status=Health.MISSING,
+                                detail=str(exc), fix=words(HintKey.VALIDATE_DRILL)))
     names = [d.spec.name for d in drills]
     by_topology: dict[str, list[str]] = {}
     for d in drills:
@@ -385,7 +385,7 @@ def _clock(store_url: str) -> Finding:
         if row is not None:
             skew = abs((row[0] - utcnow()).total_seconds())
             return Finding(check="clock", status=Health.OK if skew < 2 else Health.WARN,
-                           detail=f"{skew:.3f}s from the store server's clock",
+                           detail=f"{format_duration(skew)} from the store server's clock",
                            fix="" if skew < 2 else "synchronise clocks (NTP): leases use the "
                                                    "server's clock, timings this host's")
     synced = _run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])

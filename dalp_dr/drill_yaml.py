@@ -142,6 +142,24 @@ def _check_duplicates(root: Node) -> None:
                     stack.append((value_node, where))
 
 
+def _tab_near(text: str, mark: Any) -> tuple[int, int] | None:
+    """Line and column (1-based) of the tab that broke the YAML: the first tab on the error's
+    line or, when the parser stopped later, in the indentation of a line before it."""
+    if mark is None:
+        return None
+    lines = text.splitlines()
+    line = min(mark.line, len(lines) - 1)
+    if line < 0:
+        return None
+    if "\t" in lines[line]:
+        return line + 1, lines[line].index("\t") + 1
+    for number in range(line - 1, -1, -1):
+        indent = lines[number][:len(lines[number]) - len(lines[number].lstrip())]
+        if "\t" in indent:
+            return number + 1, indent.index("\t") + 1
+    return None
+
+
 def load(text: str, *, source: str) -> Any:
     """The plain data of one drill YAML document. Raises SpecError naming the file (and the
     key or line) for malformed YAML, duplicate keys, a document too large or expanding too
@@ -163,6 +181,11 @@ def load(text: str, *, source: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         problem = clip(str(getattr(exc, "problem", None) or exc))
+        tab = _tab_near(text, mark)
+        if tab is not None:
+            raise SpecError(f"a tab at line {tab[0]}, column {tab[1]}: YAML indents with "
+                            "spaces only", source=source,
+                            hint="replace the tab with spaces") from None
         raise SpecError(f"malformed YAML at {where}: {problem}", source=source,
                         hint="fix the YAML syntax") from None
     finally:

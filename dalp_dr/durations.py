@@ -19,7 +19,7 @@ HINT = "write a duration with a unit, e.g. 100ms, 30s, 5m, 1h30m"
 
 def parse_duration(text: str) -> timedelta:
     """Parse ``text`` into a timedelta; raise ValueError with a readable reason."""
-    raw = text.strip().lower()
+    raw = text.strip()
     if not raw:
         raise ValueError(f"empty duration ({HINT})")
     if raw.startswith("-"):
@@ -32,8 +32,21 @@ def parse_duration(text: str) -> timedelta:
         total_ms += float(match.group(1)) * _UNITS_MS[match.group(2)]
         pos = match.end()
     if pos != len(raw) or pos == 0:
+        lowered = raw.lower()
+        if lowered != raw and _whole(lowered):
+            raise ValueError(f"invalid duration {text!r}: units are lowercase (ms, s, m, h, "
+                             f"d); did you mean {lowered}?")
         raise ValueError(f"invalid duration {text!r} ({HINT})")
     return timedelta(milliseconds=total_ms)
+
+
+def _whole(raw: str) -> bool:
+    pos = 0
+    for match in _PART.finditer(raw):
+        if match.start() != pos:
+            break
+        pos = match.end()
+    return pos == len(raw) and pos > 0
 
 
 def format_duration(value: timedelta | float | None) -> str:
@@ -73,3 +86,12 @@ Duration = Annotated[
     timedelta, BeforeValidator(_coerce), PlainSerializer(_serialize, return_type=str)
 ]
 """A pydantic field type for durations written as strings with units."""
+
+
+def format_offset(value: timedelta | float | None) -> str:
+    """A signed duration (from a reference moment) in the one format: ``+1m11s``,
+    ``-0.250s``."""
+    if value is None:
+        return "-"
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    return format_duration(seconds) if seconds < 0 else "+" + format_duration(seconds)

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from dalp_dr.ansible_warnings import quiet_ansible
 from dalp_dr.errors import HintKey, InventoryError
 
 SECRET_NAME = re.compile(r"(passw|secret|token|private_key|api_key|access_key)", re.IGNORECASE)
@@ -18,6 +19,7 @@ SECRET_NAME = re.compile(r"(passw|secret|token|private_key|api_key|access_key)",
 class Inventory:
     """A parsed inventory file with templated variable lookup."""
 
+    @quiet_ansible
     def __init__(self, path: Path) -> None:
         from ansible.errors import AnsibleError
         from ansible.inventory.manager import InventoryManager
@@ -37,10 +39,12 @@ class Inventory:
             raise InventoryError("inventory defines no hosts",
                                  source=str(path), hint="is it an Ansible YAML/INI inventory?")
 
+    @quiet_ansible
     def hosts(self, group: str = "all") -> list[str]:
         found = self._inventory.groups.get(group)
         return [h.name for h in found.get_hosts()] if found else []
 
+    @quiet_ansible
     def match(self, pattern: str) -> list[str]:
         """Host names an Ansible host pattern (a play's ``hosts:``) selects."""
         from ansible.errors import AnsibleError
@@ -50,6 +54,7 @@ class Inventory:
         except AnsibleError:
             return []
 
+    @quiet_ansible
     def per_host(self, name: str) -> dict[str, Any]:
         """``name`` as each host that defines it sees it (templated); hosts without it are
         left out. Guardrails read every host: a setting on one host only still counts."""
@@ -102,6 +107,7 @@ class Inventory:
         values.setdefault("groups", self._inventory.get_groups_dict())
         return values
 
+    @quiet_ansible
     def variable(self, name: str, *, host: str | None = None) -> Any:
         """A variable as the playbooks would see it on ``host`` (templated)."""
         from ansible.errors import AnsibleError
@@ -117,6 +123,7 @@ class Inventory:
             raise InventoryError(f"cannot render variable '{name}': {exc}",
                                  source=str(self.path), field=name) from None
 
+    @quiet_ansible
     def secret_values(self) -> set[str]:
         """Every value the redactor must learn, on every host: each vaulted value (whatever
         its name) and each variable whose name looks like a secret (templated).

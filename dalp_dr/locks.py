@@ -22,6 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from dalp_dr.clock import utcnow
+from dalp_dr.durations import format_duration
 from dalp_dr.errors import EnvironmentBusy, StoreError
 from dalp_dr.history.base import HistoryStore, Lease, RunSummary
 from dalp_dr.results import Outcome
@@ -105,7 +106,7 @@ class LeaseKeeper:
                     self._store.release_lease(self.name, self.holder)
                 except StoreError as exc:  # it expires by itself within ttl
                     self._on_problem(f"cannot release lease {self.name} (it expires within "
-                                     f"{self.ttl:.0f}s): {exc}")
+                                     f"{format_duration(self.ttl)}): {exc}")
 
 
 def lock_environment(store: HistoryStore, environment: str, holder: str, info: str,

@@ -17,9 +17,10 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from dalp_dr.durations import format_duration
+from dalp_dr.durations import format_duration, format_offset
 from dalp_dr.history.listing import ListedRun
 from dalp_dr.results import Measurements, ObjectiveVerdict, Outcome, RunResult, Status
+from dalp_dr.timefmt import format_time
 from dalp_dr.timeline import offset
 from dalp_dr.verdict import SPLIT_BRAIN
 
@@ -107,7 +108,7 @@ def _split_brain_rows(table: Table, prefix: str, m: Measurements,
     last = figures.last_old_primary_ack
     after = (last - m.fault_at).total_seconds() if last and m.fault_at else None
     when = ("" if after is None else " (took no write after the fault)" if after <= 0
-            else f" (took writes until {after:+.2f} s)")
+            else f" (took writes until {format_offset(after)} after the fault)")
     fenced = {True: "yes" + when, False: "not shown" + when, None: "-"}[figures.fenced]
     table.add_row(Text(prefix + "old primary fenced"), fenced)
 
@@ -152,7 +153,7 @@ def timeline_table(result: RunResult) -> Table | None:
         table.add_column(col)
     for event in result.timeline:
         seconds = offset(event, fault_at)
-        table.add_row("-" if seconds is None else f"{seconds:+.2f} s", Text(event.name),
+        table.add_row(format_offset(seconds), Text(event.name),
                       Text(event.source), Text(event.detail or ""))
     return table
 
@@ -201,8 +202,8 @@ def summary_text(result: RunResult) -> str:
     console.print(Text(f"dalp-dr drill {result.drill} ({result.topology}/{result.scenario}) "
                        f"environment {result.environment}, owner {result.owner}"))
     console.print(Text(f"trigger {result.trigger.value} by {result.operator}; started "
-                       f"{result.started_at.isoformat()} ended "
-                       f"{result.ended_at.isoformat() if result.ended_at else '-'}"))
+                       f"{format_time(result.started_at, millis=True)} ended "
+                       f"{format_time(result.ended_at, millis=True)}"))
     console.print(Text(f"spec sha256 {result.spec_hash}"))
     print_result(console, result)
     for phase in result.phases:

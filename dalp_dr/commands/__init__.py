@@ -33,6 +33,7 @@ from dalp_dr.commands.shared import (
     EXIT_INVALID,
     EXIT_OK,
     Exit,
+    route_ansible_warnings,
 )
 from dalp_dr.commands.store import store
 from dalp_dr.config import VARIABLES, load_settings
@@ -80,6 +81,7 @@ for _group in (drill, lab, backup, store, schedule, scheduler, doctor, keys, exp
     cli.add_command(_group)
 
 hints.install()  # library errors name this CLI's options and commands from now on
+route_ansible_warnings()  # Ansible's own [WARNING] lines: events on a JSON stream, not text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,9 +6,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.text import Text
 
-from dalp_dr.commands.shared import EXIT_FAILED, EXIT_OK, Exit, json_option, settings_of
-from dalp_dr.console import out
+from dalp_dr.commands.output import Output, output_options
+from dalp_dr.commands.shared import EXIT_FAILED, EXIT_OK, Exit, settings_of
 from dalp_dr.durations import format_duration, parse_duration
 from dalp_dr.errors import InvalidInput
 from dalp_dr.spec import discover_drills, load_drill
@@ -36,9 +38,9 @@ def _rpo_for(inventory: Path, drills_dir: Path) -> timedelta | None:
 @click.argument("inventory", type=click.Path())
 @click.option("--rpo", help="objective to check against [the tightest RPO of the drills that "
                             "use this inventory]")
-@json_option()
+@output_options()
 @click.pass_context
-def backup_status(ctx: click.Context, inventory: str, rpo: str | None, as_json: bool) -> None:
+def backup_status(ctx: click.Context, inventory: str, rpo: str | None, output: Output) -> None:
     """Newest base backup and archived WAL, their ages, and whether the RPO is attainable
     now (exit 1 when it is not)."""
     # lazy: boto3 is heavy at start-up
@@ -50,7 +52,8 @@ def backup_status(ctx: click.Context, inventory: str, rpo: str | None, as_json: 
         try:
             objective = parse_duration(rpo)
         except ValueError as exc:
-            raise InvalidInput(str(exc), field="--rpo") from None
+            raise InvalidInput(str(exc), field="--rpo",
+                               hint="a duration such as 15m or 4h") from None
     else:
         found = _rpo_for(path, settings_of(ctx).project_dir / "drills")
         if found is None:
@@ -58,17 +61,20 @@ def backup_status(ctx: click.Context, inventory: str, rpo: str | None, as_json: 
                                source=inventory, field="--rpo", hint="pass --rpo, e.g. 4h")
         objective = found
     status = S3Archive.from_inventory(Inventory(path)).status(objective)
-    if as_json:
-        click.echo(status.model_dump_json(indent=2))
-    else:
-        out.print(f"location        {status.location}")
-        out.print(f"base backups    {status.backups}; newest {status.newest_backup or '-'}, "
-                  f"age {format_duration(status.newest_backup_age_s)}")
-        out.print(f"archived WAL    newest {status.newest_wal or '-'}, "
-                  f"age {format_duration(status.newest_wal_age_s)}")
-        out.print(f"WAL continuity  {'gap at ' + status.wal_gap if status.wal_gap else 'no gap'}")
-        verdict = "attainable" if status.attainable else "NOT attainable"
-        out.print(f"RPO {format_duration(status.rpo_s)}: {verdict}")
-        for reason in status.reasons:
-            out.print(f"  - {reason}")
+
+    def human(console: Console) -> None:
+        for line in (
+                f"location        {status.location}",
+                f"base backups    {status.backups}; newest {status.newest_backup or '-'}, "
+                f"age {format_duration(status.newest_backup_age_s)}",
+                f"archived WAL    newest {status.newest_wal or '-'}, "
+                f"age {format_duration(status.newest_wal_age_s)}",
+                "WAL continuity  " + ("gap at " + status.wal_gap if status.wal_gap
+                                      else "no gap"),
+                f"RPO {format_duration(status.rpo_s)}: "
+                + ("attainable" if status.attainable else "NOT attainable"),
+                *(f"  - {reason}" for reason in status.reasons)):
+            console.print(Text(line))
+
+    output.record(status.model_dump(mode="json"), human)
     raise Exit(EXIT_OK if status.attainable else EXIT_FAILED)

@@ -7,13 +7,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich.console import Console
 from rich.text import Text
 
-from dalp_dr.commands.output import Format, resolve
+from dalp_dr.commands.output import Format, Output, output_options, resolve
 from dalp_dr.commands.shared import EXIT_FAILED, Exit, keys_dir_of, settings_of
-from dalp_dr.console import err, out
+from dalp_dr.commands.shared import report as report_line
+from dalp_dr.console import err
 from dalp_dr.errors import InvalidInput
 from dalp_dr.spec import Topology, discover_drills, load_drill
+from dalp_dr.timefmt import format_time
 
 if TYPE_CHECKING:
     from dalp_dr.export.records import Query
@@ -179,9 +182,10 @@ def export(ctx: click.Context, start: str | None, end: str | None, topology: str
               help="without --public-key/--fingerprint, trust this key directory's "
                    "signing-key.pub.pem and the keys 'keys init --force' retired "
                    "(retired/*.pem) [DALP_DR_KEYS or ~/.config/dalp-dr]")
+@output_options()
 @click.pass_context
 def export_verify(ctx: click.Context, bundle_path: str, public_key: str | None,
-                  fingerprint: str | None, keys_dir: str | None) -> None:
+                  fingerprint: str | None, keys_dir: str | None, output: Output) -> None:
     """Check a bundle: signed by a trusted key, manifest digests, chain links, record and
     evidence digests. The key inside the bundle is never trusted by itself. Exit 1 naming
     the first problem, 2 when BUNDLE is not a bundle at all."""
@@ -193,19 +197,26 @@ def export_verify(ctx: click.Context, bundle_path: str, public_key: str | None,
              else Trust.from_fingerprint(fingerprint) if fingerprint
              else Trust.from_key_dir(keys_dir_of(ctx, keys_dir)))
     report = verify_bundle(Path(bundle_path), trust)
-    if report.ok:
-        out.print(f"bundle intact: {report.records} records, chain head {report.chain_head},"
-                  f" signed by the trusted key {report.trusted_fingerprint} "
-                  f"({report.key_source})", markup=False, soft_wrap=True)
+    verdict = "NOT verified" if report.untrusted_signer else "NOT intact"
+
+    def human(console: Console) -> None:
+        if not report.ok:
+            return
+        console.print(Text(f"bundle intact: {report.records} records, chain head "
+                           f"{report.chain_head}, signed by the trusted key "
+                           f"{report.trusted_fingerprint} ({report.key_source})"), soft_wrap=True)
         made = report.provenance
         if made is not None and made.exported_at is not None:
-            out.print(f"exported {made.exported_at.isoformat()} by {made.exporter} on "
-                      f"{made.controller} with dalp-dr {made.tool_version} (period "
-                      f"{made.period})", markup=False, soft_wrap=True)
+            console.print(Text(f"exported {format_time(made.exported_at)} by {made.exporter} "
+                               f"on {made.controller} with dalp-dr {made.tool_version} (period "
+                               f"{made.period})"), soft_wrap=True)
         elif made is not None:
-            out.print(f"generated {made.generated_at.isoformat()} (period {made.period}); no "
-                      "provenance (written by an older dalp-dr)", markup=False, soft_wrap=True)
-        return
-    verdict = "NOT verified" if report.untrusted_signer else "NOT intact"
-    err.print(f"bundle {verdict}: {report.problem}", markup=False, soft_wrap=True)
-    raise Exit(EXIT_FAILED)
+            console.print(Text(f"generated {format_time(made.generated_at)} (period "
+                               f"{made.period}); no provenance (written by an older "
+                               "dalp-dr)"), soft_wrap=True)
+
+    output.record({**report.model_dump(mode="json"),
+                   "verdict": "intact" if report.ok else verdict.lower()}, human)
+    if not report.ok:
+        report_line("error", f"bundle {verdict}: {report.problem}")
+        raise Exit(EXIT_FAILED)

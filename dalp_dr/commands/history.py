@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from dalp_dr.commands.completion import complete_run_id
 from dalp_dr.commands.output import Format, Output, output_options
-from dalp_dr.commands.shared import EXIT_FAILED, Exit, json_option, report, settings_of
+from dalp_dr.commands.shared import EXIT_FAILED, Exit, report, settings_of
+from dalp_dr.commands.shared import report as report_line
 from dalp_dr.config import Settings
-from dalp_dr.console import err, out
+from dalp_dr.console import err
 from dalp_dr.durations import format_duration
 from dalp_dr.errors import HintKey, InvalidInput, NoHistory, TamperedHistory, UnknownRun
 from dalp_dr.results import Outcome
+from dalp_dr.timefmt import format_time
 
 if TYPE_CHECKING:
     from dalp_dr.integrity import VerifyReport
@@ -115,38 +117,43 @@ def _audit(settings: Settings, no_evidence: bool = False,
 @click.option("--expect-head", metavar="[SEQ:]DIGEST",
               help="a chain head written down earlier ('history checkpoint'): it must be in "
                    "this chain")
-@json_option()
+@output_options()
 @click.pass_context
 def history_verify(ctx: click.Context, no_evidence: bool, expect_head: str | None,
-                   as_json: bool) -> None:
+                   output: Output) -> None:
     """Recompute the history's hash chain and evidence digests and hold them against every
     signed checkpoint; exit 1 naming the first changed, deleted, reordered, unsealed or
     rewritten record, or evidence that is missing or changed."""
     from dalp_dr.integrity import ProblemKind  # lazy: ~13 ms (hashing, models) at start-up
 
     report, where = _audit(settings_of(ctx), no_evidence, expect_head)
-    if as_json:
-        click.echo(json.dumps({**report.model_dump(mode="json"), "intact": report.intact},
-                              indent=2))
-    elif not report.problems:
-        out.print(f"history intact: {report.records} sealed records, chain head "
-                  f"#{report.head_seq} {report.head} ({where}); {report.checkpoints} signed "
-                  "checkpoint(s) agree"
-                  + (f"; {report.unsealed_running} run(s) in progress, sealed when they end"
-                     if report.unsealed_running else ""), markup=False, soft_wrap=True)
-    else:
-        tampered = any(p.kind is ProblemKind.TAMPERED for p in report.problems)
-        verdict = "history TAMPERED" if tampered else "history NOT VERIFIED"
-        err.print(f"{verdict}: first problem: {report.problems[0]}", markup=False,
-                  soft_wrap=True)
+    tampered = any(p.kind is ProblemKind.TAMPERED for p in report.problems)
+    verdict = "intact" if not report.problems else "tampered" if tampered else "not verified"
+
+    def human(console: Console) -> None:
+        if report.problems:
+            return
+        console.print(Text(
+            f"history intact: {report.records} sealed records, chain head "
+            f"#{report.head_seq} {report.head} ({where}); {report.checkpoints} signed "
+            "checkpoint(s) agree"
+            + (f"; {report.unsealed_running} run(s) in progress, sealed when they end"
+               if report.unsealed_running else "")), soft_wrap=True)
+
+    output.record({**report.model_dump(mode="json"), "intact": report.intact,
+                   "verdict": verdict, "store": where}, human)
+    if report.problems:
+        say = err.print
+        say(f"history {verdict.upper()}: first problem: {report.problems[0]}", markup=False,
+            soft_wrap=True)
         if any(p.kind is ProblemKind.UNPINNED for p in report.problems):
-            err.print("  (unpinned entries: review them, then 'dalp-dr history checkpoint "
-                      "--sign' pins the chain as it is now)", markup=False, soft_wrap=True)
+            say("  (unpinned entries: review them, then 'dalp-dr history checkpoint "
+                "--sign' pins the chain as it is now)", markup=False, soft_wrap=True)
         for problem in report.problems[1:10]:
-            err.print(f"  also: {problem}", markup=False, soft_wrap=True)
+            say(f"  also: {problem}", markup=False, soft_wrap=True)
         if len(report.problems) > 10:
-            err.print(f"  ... {len(report.problems) - 10} more", markup=False)
-    if not as_json:
+            say(f"  ... {len(report.problems) - 10} more", markup=False)
+    if not output.is_json:
         for note in report.notes:
             err.print(f"note: {note}", markup=False, soft_wrap=True)
     if report.problems:
@@ -157,9 +164,9 @@ def history_verify(ctx: click.Context, no_evidence: bool, expect_head: str | Non
 @click.option("--sign", "sign_now", is_flag=True,
               help="verify the history, then sign its current head now (a history sealed "
                    "before its key existed, or to pin it before an audit)")
-@json_option()
+@output_options()
 @click.pass_context
-def history_checkpoint(ctx: click.Context, sign_now: bool, as_json: bool) -> None:
+def history_checkpoint(ctx: click.Context, sign_now: bool, output: Output) -> None:
     """Print the latest signed chain head (for a ticket or an auditor's file); later,
     'history verify --expect-head SEQ:DIGEST' shows the chain still holds it."""
     # lazy: the history store (SQLAlchemy, psycopg) and cryptography are heavy at start-up
@@ -185,24 +192,27 @@ def history_checkpoint(ctx: click.Context, sign_now: bool, as_json: bool) -> Non
         pinned.sign_head(report.head_seq, report.head)
     latest = checkpoints.newest(pinned.sources()[0], pinned.trusted())
     if latest is None:
-        err.print("no signed checkpoint (no signing key, or nothing sealed since it was "
-                  "created): 'dalp-dr keys init', then 'dalp-dr history checkpoint --sign'",
-                  markup=False, soft_wrap=True)
+        message = ("no signed checkpoint (no signing key, or nothing sealed since it was "
+                   "created): 'dalp-dr keys init', then 'dalp-dr history checkpoint --sign'")
+        output.record({"checkpoint": None, "message": message}, lambda console: None)
+        report_line("error", message)
         raise Exit(EXIT_FAILED)
     source, cp = latest
-    if as_json:
-        click.echo(json.dumps({"source": source, **cp.model_dump(mode="json")}, indent=2))
-        return
-    out.print(f"checkpoint {cp.seq}:{cp.head}", markup=False, soft_wrap=True)
-    out.print(f"signed {cp.at:%Y-%m-%d %H:%M:%S} UTC by {cp.key_fingerprint} ({source})",
-              markup=False, soft_wrap=True)
+
+    def human(console: Console) -> None:
+        console.print(Text(f"checkpoint {cp.seq}:{cp.head}"), soft_wrap=True)
+        console.print(Text(f"signed {format_time(cp.at)} by {cp.key_fingerprint} ({source})"),
+                      soft_wrap=True)
+
+    output.record({"checkpoint": f"{cp.seq}:{cp.head}", "source": source,
+                   **cp.model_dump(mode="json")}, human)
 
 
 @history.command("show")
 @click.argument("run_id", shell_complete=complete_run_id)
-@json_option()
+@output_options()
 @click.pass_context
-def history_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
+def history_show(ctx: click.Context, run_id: str, output: Output) -> None:
     """Show one run: figures, verdicts, phases and where its evidence is."""
     # lazy: the history store (SQLAlchemy, psycopg) is heavy at start-up
     from dalp_dr.history import open_store
@@ -219,17 +229,18 @@ def history_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
         seal, problem = seal_of(store, result.run_id, result.outcome)
     finally:
         store.close()
-    if as_json:
-        click.echo(json.dumps({**result.model_dump(mode="json"), "seal": seal.value,
-                               "seal_problem": problem}, indent=2))
-    else:
-        _show_run(result, seal.value, problem,
-                  evidence_location(result.evidence_dir, settings.results_dir))
+    evidence = evidence_location(result.evidence_dir, settings.results_dir)
+    output.record({**result.model_dump(mode="json"), "seal": seal.value,
+                   "seal_problem": problem, "evidence_now": evidence},
+                  lambda console: _show_run(console, result, seal.value, problem, evidence))
     if problem is not None:
+        report_line("error", f"this record does NOT match its seal ({seal.value}): {problem}; "
+                             "see 'dalp-dr history verify'")
         raise Exit(EXIT_FAILED)
 
 
-def _show_run(result: RunResult, seal: str, problem: str | None, evidence: Path | None) -> None:
+def _show_run(out: Console, result: RunResult, seal: str, problem: str | None,
+              evidence: Path | None) -> None:
     """One run for a person; table cells from the record are Text: never read as markup."""
     from dalp_dr.render import print_result  # lazy: imports the history store's types
 
@@ -238,10 +249,10 @@ def _show_run(result: RunResult, seal: str, problem: str | None, evidence: Path 
               f"{result.operator}; spec sha256 {result.spec_hash[:16]}", markup=False)
     print_result(out, result)
     table = Table(box=None, title="phases")
-    for col in ("phase", "status", "started (UTC)", "duration", "playbook", "note"):
+    for col in ("phase", "status", "started", "duration", "playbook", "note"):
         table.add_column(col)
     for p in result.phases:
-        table.add_row(p.phase.value, p.status.value, f"{p.started_at:%H:%M:%S.%f}"[:-3],
+        table.add_row(p.phase.value, p.status.value, format_time(p.started_at, millis=True),
                       format_duration(p.duration), Text(p.playbook or ""),
                       Text(p.message or ""))
     out.print(table)
@@ -262,10 +273,7 @@ def _show_run(result: RunResult, seal: str, problem: str | None, evidence: Path 
         for note in prov.unresolved:
             out.print(f"not resolved before the run: {note}", markup=False)
     out.print(f"evidence now: {evidence or 'none'}", markup=False)
-    if problem is not None:
-        err.print(f"this record does NOT match its seal ({seal}): {problem}; see 'dalp-dr "
-                  "history verify'", markup=False, soft_wrap=True)
-    else:
+    if problem is None:
         out.print(f"seal: {seal}", markup=False)
 
 
@@ -297,5 +305,5 @@ def history_approve(ctx: click.Context, run_id: str, reviewer: str, note: str,
             "chain_digest": entry.digest}
     output.record(data, Text(
         f"approved run {approval.run_id} by {approval.reviewer} at "
-        f"{approval.approved_at:%Y-%m-%d %H:%M:%S} UTC; sealed as chain entry #{entry.seq} "
+        f"{format_time(approval.approved_at)}; sealed as chain entry #{entry.seq} "
         f"({entry.digest[:16]}...)"))

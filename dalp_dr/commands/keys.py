@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import click
+from rich.console import Console
+from rich.text import Text
 
+from dalp_dr.commands.output import Output, output_options
 from dalp_dr.commands.shared import keys_dir_of
-from dalp_dr.console import out
 from dalp_dr.errors import InvalidInput
 
 
@@ -22,8 +24,10 @@ def keys() -> None:
 @click.option("--revoke", is_flag=True, help="with --force: the old key is compromised; do not "
                                              "keep trusting it (what it signed no longer "
                                              "verifies by default)")
+@output_options()
 @click.pass_context
-def keys_init(ctx: click.Context, keys_dir: str | None, force: bool, revoke: bool) -> None:
+def keys_init(ctx: click.Context, keys_dir: str | None, force: bool, revoke: bool,
+              output: Output) -> None:
     """Create the signing key pair (private key mode 0600; hand out the public one)."""
     from dalp_dr.export import keys as signing  # lazy: cryptography is heavy at start-up
 
@@ -31,6 +35,11 @@ def keys_init(ctx: click.Context, keys_dir: str | None, force: bool, revoke: boo
         raise InvalidInput("--revoke replaces a key", field="--revoke", hint="add --force")
     private, public, fingerprint = signing.init(keys_dir_of(ctx, keys_dir), force=force,
                                                 revoke=revoke)
-    out.print(f"private key {private} (mode 0600, keep it secret)", markup=False)
-    out.print(f"public key  {public} (give it to whoever verifies bundles)", markup=False)
-    out.print(f"fingerprint {fingerprint}", markup=False)
+
+    def human(console: Console) -> None:
+        console.print(Text(f"private key {private} (mode 0600, keep it secret)"))
+        console.print(Text(f"public key  {public} (give it to whoever verifies bundles)"))
+        console.print(Text(f"fingerprint {fingerprint}"))
+
+    output.record({"private_key": str(private), "public_key": str(public),
+                   "fingerprint": fingerprint, "replaced": force, "revoked": revoke}, human)

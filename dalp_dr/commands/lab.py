@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from rich.console import Console
+from rich.text import Text
 
-from dalp_dr.commands.shared import json_option, settings_of
-from dalp_dr.console import out
+from dalp_dr.commands.output import Output, output_options
+from dalp_dr.commands.shared import settings_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,11 +42,13 @@ def _lab(ctx: click.Context) -> Lab:
 @lab.command("up")
 @click.argument("topology")
 @hosts_option()
+@output_options()
 @click.pass_context
-def lab_up(ctx: click.Context, topology: str, hosts: bool) -> None:
+def lab_up(ctx: click.Context, topology: str, hosts: bool, output: Output) -> None:
     """Create (or repair) the lab for a topology. Running it twice is harmless."""
     _lab(ctx).up(topology, hosts=hosts)
-    out.print(f"lab {_name(topology, hosts)} is up")
+    output.record({"topology": topology, "hosts": hosts, "state": "up"},
+                  Text(f"lab {_name(topology, hosts)} is up"))
 
 
 def _name(topology: str, hosts: bool) -> str:
@@ -55,58 +58,77 @@ def _name(topology: str, hosts: bool) -> str:
 @lab.command("status")
 @click.argument("topology", required=False)
 @hosts_option()
-@json_option()
+@output_options()
 @click.pass_context
-def lab_status(ctx: click.Context, topology: str | None, hosts: bool, as_json: bool) -> None:
+def lab_status(ctx: click.Context, topology: str | None, hosts: bool, output: Output) -> None:
     """Show each lab's sites (role, timeline, replication) and where the route points."""
     the_lab = _lab(ctx)
     topologies = [topology] if topology else the_lab.topologies(hosts=hosts)
     report = {t: the_lab.status(t, hosts=hosts) for t in topologies}
-    if as_json:
-        click.echo(json.dumps(report, indent=2, sort_keys=True))
-        return
+    if output.is_json:
+        output.json(report)
+    else:
+        output.rows([{"topology": name, "hosts": hosts, **status}
+                     for name, status in report.items()],
+                    lambda console: _print_status(console, report),
+                    columns=("topology", "hosts", "present"))
+
+
+def _print_status(console: Console, report: dict[str, Any]) -> None:
+    def say(line: str) -> None:
+        console.print(Text(line))
+
     for name, status in report.items():
         if not status.get("present"):
-            out.print(f"{name}: down")
+            say(f"{name}: down")
             continue
-        out.print(f"{name}:")
+        say(f"{name}:")
         for member in status.get("members", []):  # clusters that report members (Patroni)
-            out.print(f"  {member.get('name', '?'):<8} {member.get('role', '?'):<13} "
-                      f"{member.get('state', '?'):<10} timeline {member.get('timeline', '-')}"
-                      f"  lag {member.get('lag', 0)}")
+            say(f"  {member.get('name', '?'):<8} {member.get('role', '?'):<13} "
+                f"{member.get('state', '?'):<10} timeline {member.get('timeline', '-')}"
+                f"  lag {member.get('lag', 0)}")
         for site, s in sorted(status.get("sites", {}).items()):
             detail = s.get("detail") or {}
             role = ("standby" if detail.get("in_recovery") else "primary") \
                 if s.get("accepting") else "down"
             replicas = ", ".join(f"{r.get('application_name')}={r.get('state')}"
                                  for r in detail.get("replicas", []))
-            out.print(f"  {site:<8} port {s.get('port')}  {role:<8} timeline "
-                      f"{detail.get('timeline', '-')}"
-                      + (f"  streaming from {detail.get('upstream_host') or ''}"
-                         f":{detail['upstream_port']}" if detail.get("upstream_port") else "")
-                      + (f"  replicas: {replicas}" if replicas else ""))
+            say(f"  {site:<8} port {s.get('port')}  {role:<8} timeline "
+                f"{detail.get('timeline', '-')}"
+                + (f"  streaming from {detail.get('upstream_host') or ''}"
+                   f":{detail['upstream_port']}" if detail.get("upstream_port") else "")
+                + (f"  replicas: {replicas}" if replicas else ""))
             for sub in s.get("subscriptions", []):  # logical replication (hot-hot)
                 health = ("streaming" if sub.get("worker") else "no worker") \
                     if sub.get("enabled") else "DISABLED"
-                out.print(f"           subscription {sub.get('name')}: {health}"
-                          + (f", {sub['unsynced']} tables syncing" if sub.get("unsynced") else ""))
+                say(f"           subscription {sub.get('name')}: {health}"
+                    + (f", {sub['unsynced']} tables syncing" if sub.get("unsynced") else ""))
         if "route" in status:
             route = status["route"]
             target = route.get("backend") or route.get("backend_port") or "unreachable"
-            out.print(f"  route    -> {target}")
+            say(f"  route    -> {target}")
 
 
 @lab.command("down")
 @click.argument("topology", required=False)
 @hosts_option()
+@output_options()
 @click.pass_context
-def lab_down(ctx: click.Context, topology: str | None, hosts: bool) -> None:
+def lab_down(ctx: click.Context, topology: str | None, hosts: bool, output: Output) -> None:
     """Stop every lab process and remove the lab's data (all labs, host labs too, when none
     is named)."""
     the_lab = _lab(ctx)
     labs = [(topology, hosts)] if topology else [
         (name, kind) for kind in (False, True) for name in the_lab.topologies(hosts=kind)]
+    down: list[tuple[str, bool]] = []
     for name, kind in labs:
         if topology or the_lab.is_present(name, hosts=kind):
             the_lab.down(name, hosts=kind)
-            out.print(f"lab {_name(name, kind)} is down")
+            down.append((name, kind))
+
+    def human(console: Console) -> None:
+        for name, kind in down:
+            console.print(Text(f"lab {_name(name, kind)} is down"))
+
+    output.rows([{"topology": name, "hosts": kind, "state": "down"} for name, kind in down],
+                human)

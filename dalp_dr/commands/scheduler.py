@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 from datetime import timedelta
 
 import click
+from rich.text import Text
 
+from dalp_dr.commands.output import Output, output_options
 from dalp_dr.commands.shared import (
     DRILLS_OPTION,
+    ERRORS,
     EXIT_INTERRUPTED,
     Exit,
     drills_dir_of,
@@ -40,19 +44,20 @@ def scheduler() -> None:
 @click.option("--metrics-address", default="127.0.0.1:9464", show_default=True,
               help="serve Prometheus /metrics here (HOST:PORT; empty to disable)")
 @click.option("--log-format", type=click.Choice(["human", "json"]), default="human",
-              show_default=True, help="json: one JSON object per log line")
+              show_default=True, help="json: one JSON object per log line (also with -o json)")
+@output_options()
 @vault_options
 @click.pass_context
 def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_ttl: str,
                   sync_interval: str, skip_invalid: bool, metrics_address: str,
-                  log_format: str) -> None:
+                  log_format: str, output: Output) -> None:
     """Run drills on their schedules until stopped (SIGTERM/SIGINT; SIGHUP re-reads the
     drills). Several may run on one PostgreSQL store: one is active, the others stand by."""
     # The service, assembled here as it was in cli.py; to be replaced by the library's use
     # case. Lazy: the history store (SQLAlchemy, psycopg), APScheduler and
     # prometheus_client are heavy at start-up.
     from dalp_dr.history import checkpointer, open_history
-    from dalp_dr.progress import JsonLogFormatter
+    from dalp_dr.progress import JsonLines, JsonLogFormatter
     from dalp_dr.schedule.service import SchedulerService, ServiceOptions
 
     settings = settings_of(ctx)
@@ -61,11 +66,15 @@ def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_t
     lease = durations["--lease-ttl"]
     if lease is None or lease.total_seconds() < 1.5:
         raise InvalidInput("must be at least 1.5s", field="--lease-ttl")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s")
-    if log_format == "json":
+    utc = logging.Formatter("%(asctime)s UTC %(levelname)s %(message)s")
+    utc.converter = time.gmtime  # log times in UTC, and say so
+    text_log = logging.StreamHandler(sys.stderr)
+    text_log.setFormatter(utc)
+    logging.basicConfig(level=logging.INFO, handlers=[text_log])
+    if log_format == "json" or output.is_json:
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonLogFormatter())
+        ERRORS.use(JsonLines(sys.stderr))  # warnings and the final error: JSON lines too
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     folder = drills_dir_of(ctx, directory)
     service = SchedulerService(ServiceOptions(
@@ -96,5 +105,8 @@ def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_t
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, lambda _s, _f: service.resync.set())
     service.run(store, definitions)
+    stopped_by = interrupted[0] if interrupted else None
+    output.record({"stopped": True, "stopped_by": stopped_by, "drills": str(folder)},
+                  Text(f"scheduler stopped ({stopped_by or 'done'})"))
     if "SIGINT" in interrupted:
         raise Exit(EXIT_INTERRUPTED)

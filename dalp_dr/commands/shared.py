@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -101,6 +102,26 @@ class ErrorChannel:
 
 
 ERRORS = ErrorChannel()
+
+
+class WarningsToErrors(logging.Handler):
+    """Log records (Ansible's own warnings, see dalp_dr.ansible_warnings) as warnings of the
+    error channel: a ``warning`` event on a JSON-lines stream, else a ``warning:`` line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            ERRORS.report("warning", f"ansible: {record.getMessage()}")
+        except Exception:  # a warning that cannot be shown must not end the command
+            self.handleError(record)
+
+
+def route_ansible_warnings() -> None:
+    """Ansible's in-process warnings go through the error channel from now on (once)."""
+    from dalp_dr.ansible_warnings import LOGGER
+
+    if not any(isinstance(h, WarningsToErrors) for h in LOGGER.handlers):
+        LOGGER.addHandler(WarningsToErrors())
+        LOGGER.propagate = False
 
 
 def report(kind: str, message: str) -> None:

@@ -86,9 +86,9 @@ class DrillEngine:
         self._clock = clock
         self._disks = disks
 
-    def prepare(self, drill: LoadedDrill) -> PreparedDrill:
+    def prepare(self, drill: LoadedDrill, *, connect: bool = True) -> PreparedDrill:
         """See ``prepare.prepare``: raises before anything is written."""
-        return prepare(drill, self._endpoint_factory)
+        return prepare(drill, self._endpoint_factory, connect=connect)
 
     def run(self, prepared: PreparedDrill, *, store: HistoryStore,
             trigger: Trigger = Trigger.CLI, operator: str | None = None,

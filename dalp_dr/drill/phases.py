@@ -23,13 +23,14 @@ from dalp_dr.converge import converge as run_converge
 from dalp_dr.drill import steps
 from dalp_dr.drill.context import DEADLINE, RunContext
 from dalp_dr.drill.held import HeldPhase, waits_for_fault
-from dalp_dr.durations import format_duration
+from dalp_dr.durations import format_duration, format_offset
 from dalp_dr.errors import EndpointError
 from dalp_dr.journal import EventKind
 from dalp_dr.measure import fault_instant, pitr_check, recovery_target_time
 from dalp_dr.reserve import STORE_WRITTEN, check
 from dalp_dr.results import ConvergeOutcome, PhaseStatus
 from dalp_dr.spec import PhaseName, Scenario
+from dalp_dr.timefmt import format_time
 
 HELD_SLACK_SECONDS = 30.0
 """what a held recover waits beyond inject's timeout (the engine's own steps after it)"""
@@ -176,10 +177,13 @@ def inject(ctx: RunContext, held: HeldPhase | None = None) -> bool:
     journal.record(EventKind.FAULT_INJECTED, at=state.fault_at.isoformat(),
                    source=state.fault_source)
     state.recovery_target = recovery_target_time(ctx.drill, state.fault_at)
+    zone = ctx.drill.spec.schedule.timezone
     if state.recovery_target is not None:
         journal.record(EventKind.RECOVERY_TARGET, at=state.recovery_target.isoformat())
-        ctx.progress(f"point-in-time target {state.recovery_target:%H:%M:%S.%f}")
-    ctx.progress(f"fault injected at {state.fault_at:%H:%M:%S.%f} ({state.fault_source})")
+        ctx.progress("point-in-time target "
+                     + format_time(state.recovery_target, zone, millis=True))
+    ctx.progress(f"fault injected at {format_time(state.fault_at, zone, millis=True)} "
+                 f"({state.fault_source})")
     if not result.ok:
         state.fail("inject phase failed")
         return False
@@ -309,7 +313,7 @@ def converge(ctx: RunContext) -> None:
         outcome = clean(outcome)
         journal.record(EventKind.CONVERGED, probe=outcome.model_dump(mode="json"))
         ctx.progress(f"converge {outcome.name}: "
-                     + (f"met at +{outcome.seconds:.2f}s" if outcome.met else "NOT MET")
+                     + (f"met at {format_offset(outcome.seconds)}" if outcome.met else "NOT MET")
                      + f" ({outcome.detail})")
 
     outcomes = run_converge(probes, ctx.clients.endpoints, ctx.web, fault_at=state.fault_at,

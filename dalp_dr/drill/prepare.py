@@ -20,10 +20,11 @@ EndpointFactory = Callable[[str, Redactor, str], ServiceEndpoint]
 """(dsn, redactor, marker table) -> endpoint"""
 
 
-def prepare(drill: LoadedDrill, endpoint_factory: EndpointFactory) -> PreparedDrill:
-    """Resolve the inventory and every population's endpoint and prove each answers. No side
-    effects: raises InvalidInput (TargetUnreachable, InventoryError) before anything is
-    written."""
+def prepare(drill: LoadedDrill, endpoint_factory: EndpointFactory, *,
+            connect: bool = True) -> PreparedDrill:
+    """Resolve the inventory and every population's endpoint and (``connect``) prove each
+    answers. No side effects: raises InvalidInput (TargetUnreachable, InventoryError) before
+    anything is written. ``connect=False`` (a plan that runs nothing) needs no network."""
     inventory = Inventory(drill.inventory)
     redactor = Redactor(inventory.secret_values())
     # guardrail settings must be readable (every host, not mixed) before any connection
@@ -55,7 +56,8 @@ def prepare(drill: LoadedDrill, endpoint_factory: EndpointFactory) -> PreparedDr
         except EndpointError as exc:
             raise TargetUnreachable(str(exc), source=str(drill.path), field=where) from None
         try:
-            endpoint.connect(timeout=5).close()
+            if connect:
+                endpoint.connect(timeout=5).close()
         except EndpointError as exc:
             raise TargetUnreachable(
                 f"service endpoint {endpoint.display} does not answer: {exc}",

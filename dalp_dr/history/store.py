@@ -40,6 +40,7 @@ from dalp_dr.history.base import (
 )
 from dalp_dr.history.schema import SCHEMA_VERSION, Tables
 from dalp_dr.results import Outcome, RunResult
+from dalp_dr.timefmt import format_time
 
 
 class _FinishedMeanwhile(StoreError):
@@ -370,7 +371,7 @@ class SqlHistory:
 
     @serialized
     def claim_fire(self, drill: str, planned_at: datetime, claimed_by: str) -> bool:
-        with self._tx(f"cannot claim {drill} at {planned_at:%Y-%m-%d %H:%M:%S} in",
+        with self._tx(f"cannot claim {drill} at {format_time(planned_at)} in",
                       write=True) as conn:
             done = conn.execute(self.backend.insert(self.t.fires).values(
                 drill=drill, planned_at=planned_at.astimezone(UTC), claimed_by=claimed_by,

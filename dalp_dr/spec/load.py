@@ -55,6 +55,10 @@ def _from_validation(error: ValidationError, source: str) -> SpecError:
 
 
 _HINTS = [
+    (re.compile(r"schedule\.timezone"), "an IANA time-zone name such as UTC, "
+     "Europe/Amsterdam or America/New_York"),
+    (re.compile(r"schedule(\.cron)?"), "'quarterly' or a 5-field cron expression: minute "
+     "hour day month weekday, e.g. '0 3 1 1,4,7,10 *'"),
     (re.compile(r"checks\[\d+\]\.sql"), "write one SELECT that only reads: no ';', no "
      "COPY, INSERT, UPDATE, DELETE or side-effecting function; README 'Security'"),
 ]

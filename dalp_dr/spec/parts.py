@@ -23,6 +23,7 @@ from pydantic import (
 
 from dalp_dr.drill_yaml import clip, shown
 from dalp_dr.durations import Duration
+from dalp_dr.spec.zones import check_zone
 
 QUARTERLY_CRON = "0 3 1 1,4,7,10 *"
 """DALP's quarterly cadence: first day of Jan/Apr/Jul/Oct, 03:00 (UTC unless a timezone is set)."""
@@ -431,7 +432,7 @@ class Schedule(Frozen):
     seconds first (for tests and labs), in ``timezone`` (IANA name)."""
 
     cron: str = QUARTERLY_CRON
-    timezone: str = "UTC"
+    timezone: Annotated[str, AfterValidator(check_zone)] = "UTC"
 
     @model_validator(mode="before")
     @classmethod

@@ -421,7 +421,7 @@ def test_a_wrong_shape_signed_by_the_trusted_key_is_one_line(
                                 "--keys", str(keydir))
     assert code == 1 and not out
     line = one_line(err)
-    assert line.startswith("bundle NOT intact: ") and expected in line, line
+    assert line.startswith("error: bundle NOT intact: ") and expected in line, line
 
 
 def test_a_truncated_or_foreign_file_is_one_line(

@@ -40,7 +40,7 @@ def test_the_table_shows_split_brain_writes_and_fencing(tmp_path: Path) -> None:
     assert rows(text, "split-brain writes") == [
         "split-brain writes 11 over 1.000s at most 0 missed -11"]
     assert rows(text, "old primary fenced") == [
-        "old primary fenced yes (took writes until +1.96 s)"]
+        "old primary fenced yes (took writes until +1.955s after the fault)"]
 
 
 def test_an_unknown_split_brain_says_why(tmp_path: Path) -> None:
