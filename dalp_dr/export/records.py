@@ -358,8 +358,14 @@ def coverage_json(matrix: dict[str, dict[str, Cell]]) -> dict[str, dict[str, lis
                 for q, cell in row.items()} for d, row in matrix.items()}
 
 
+NOT_RUNS = frozenset({Outcome.MISSED_SCHEDULE.value, Outcome.REFUSED.value,
+                      Outcome.RUNNING.value})
+"""outcomes of runs that did not run: left out of the pass rate (they are counted apart)"""
+
+
 def summary(selection: Selection) -> dict[str, Any]:
     outcomes = Counter(r.result.outcome.value for r in selection.records)
+    ran = sum(n for outcome, n in outcomes.items() if outcome not in NOT_RUNS)
     drills = sorted({r.result.drill for r in selection.records})
     latest = {}
     for record in selection.records:
@@ -370,8 +376,9 @@ def summary(selection: Selection) -> dict[str, Any]:
         "records": len(selection.records),
         "drills": drills,
         "outcomes": dict(sorted(outcomes.items())),
-        "passed_share": round(outcomes.get("passed", 0) / len(selection.records), 4)
-        if selection.records else None,
+        "passed_share": round(outcomes.get("passed", 0) / ran, 4) if ran else None,
+        "passed_share_basis": "passed runs / runs that ran; missed schedules, refusals and "
+                              "runs still running are not runs that ran and are not counted",
         "latest": {name: {"run_id": r.run_id, "outcome": r.outcome.value,
                           "started_at": _iso(r.started_at)} for name, r in latest.items()},
         "chain_head": selection.head,

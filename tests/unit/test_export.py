@@ -74,6 +74,7 @@ def test_csv_and_coverage_say_what_auditors_need(history: str) -> None:
     assert list(matrix["hot-hot-site-loss"].values()) == [{c.NOT_RUN: 0}] * 4
     summary = records.summary(everything)
     assert summary["outcomes"] == {"missed": 1, "missed_schedule": 1, "passed": 2}
+    assert summary["passed_share"] == round(2 / 3, 4)  # the missed schedule did not run
     assert "SOC 2 A1.3" in {r["reference"] for r in summary["requirements"]}
 
 
