@@ -2,12 +2,12 @@
 
 With ``--dist loadgroup`` a group (one lab) runs whole on one worker, and a worker that is
 nearly done takes the next group in the queue. pytest-xdist's own order is by number of
-tests, so a long group of one or two tests (a host lab brought up, drilled and taken down in
-one test) came last and ran alone while the other worker had nothing left. .ci/run passes
-``--no-loadscope-reorder`` and the queue is the collection order this module sets: groups by
-their time in CI, longest first, the unit tests (one-test units of their own) after them,
-filling whatever is left. Inside a group the order is untouched (a group's modules and tests
-keep depending on it: lab up first, lab down last).
+tests, which puts a long group of one test (a host lab brought up, drilled and taken down in
+one test) among the unit tests at the end of the queue, where it can outlast them. .ci/run
+passes ``--no-loadscope-reorder`` and the queue is the collection order this module sets:
+groups by their time in CI, longest first, the unit tests (one-test units of their own,
+about 150 s in all) after them, filling whatever is left. Inside a group the order is
+untouched (a group's modules and tests depend on it: lab up first, lab down last).
 
 ``GROUP_SECONDS``: each group's time in CI (the sum of its tests' setup, call and teardown as
 ``pytest --durations=0`` shows them on 2 cores), rounded. Only the order matters: refresh the
@@ -19,25 +19,25 @@ from __future__ import annotations
 import pytest
 
 GROUP_SECONDS: dict[str, int] = {
-    "hot-warm": 520,
-    "cloud-native": 330,
-    "scheduler": 310,
-    "hot-warm-spare": 270,
-    "hot-cold": 260,
-    "hot-hot": 200,
+    "hot-warm": 500,
+    "hot-cold": 290,
+    "cloud-native": 280,
+    "scheduler": 280,
+    "hot-warm-spare": 260,
+    "hot-hot": 230,
     "hot-cold-platform": 195,
-    "hot-warm-hosts": 165,
-    "hot-warm-platform": 140,
-    "cloud-native-hosts": 110,
-    "hot-hot-platform": 100,
-    "hot-warm-hostile": 70,
-    "hot-hot-hosts": 60,
+    "hot-warm-hosts": 160,
+    "hot-warm-platform": 150,
+    "cloud-native-hosts": 105,
+    "hot-hot-platform": 90,
+    "hot-warm-hostile": 55,
+    "hot-hot-hosts": 45,
     "s3-archive": 40,
-    "managed": 30,
     "history-contract": 30,
+    "managed": 25,
     "history-postgres": 20,
     "doctor": 20,
-    "report-browser": 15,
+    "report-browser": 10,
     "checks-pg": 5,
 }
 
