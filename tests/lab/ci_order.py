@@ -9,8 +9,8 @@ groups by their time in CI, longest first, the unit tests (one-test units of the
 about 150 s in all) after them, filling whatever is left. Inside a group the order is
 untouched (a group's modules and tests depend on it: lab up first, lab down last).
 
-``GROUP_SECONDS``: each group's time in CI (the sum of its tests' setup, call and teardown as
-``pytest --durations=0`` shows them on 2 cores), rounded. Only the order matters: refresh the
+``GROUP_SECONDS``: each group's time in CI on 2 cores (the sum of its tests' setup, call and
+teardown; estimated from a CI run's ``--durations``), rounded. Only the order matters: refresh the
 figures when a group grows or shrinks by much. A group missing here sorts with the shortest.
 """
 
