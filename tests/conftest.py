@@ -10,13 +10,15 @@ import pytest
 
 from dalp_dr.history import HistoryStore, open_store
 from tests.factories import fill_history
+from tests.lab.ci_order import longest_first
 
 LAB_DIR = Path(__file__).parent / "lab"
 
 # Every lab test module names the lab it uses: pytestmark = pytest.mark.xdist_group("<lab>").
 # Modules of one lab run one after the other on the same pytest-xdist worker (--dist
 # loadgroup); different labs (own ports, own directories under /var/tmp/dalp-dr-lab) run side
-# by side. test_90 takes every lab down and runs alone, last (.ci/run).
+# by side, the longest groups first (tests/lab/ci_order.py). test_90 takes every lab down and
+# runs alone, last (.ci/run).
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -31,6 +33,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 and item.get_closest_marker("xdist_group") is None:
             raise pytest.UsageError(f"{path.name}: name its lab with pytestmark = "
                                     "pytest.mark.xdist_group('<lab>')")
+    # the longest lab groups first (tests/lab/ci_order.py: .ci/run keeps this order)
+    items[:] = longest_first(items)
 
 
 @pytest.fixture

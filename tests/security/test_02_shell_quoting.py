@@ -10,7 +10,8 @@ and neither file exists. (The files are absolute: playbook shells run in ansible
 private directory, which is removed after every playbook, so a file an injection left there
 would be gone before anyone looked.)
 
-Same ports as the normal hot-warm lab, so the same xdist group: never side by side with it.
+Its own ports (HOSTILE_PORTS: neither the normal nor the spare hot-warm lab's), so its own
+xdist group: side by side with the other labs, the normal hot-warm lab left up.
 Every playbook of every topology is also read (no lab needed): each templated value in a shell
 or raw script is shell-quoted, no command is a string with a templated value (it would be
 split on its spaces), and no SQL fed to psql has a value spliced in.
@@ -36,7 +37,7 @@ import yaml
 
 from tests.lab.helpers import LABS, ROOT, alive, lab_pids, lab_processes
 
-pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("hot-warm")]
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("hot-warm-hostile")]
 
 # Two single quotes, so a path spliced between single quotes closes the quote, runs its
 # middle as commands and reopens it (the issue's `/x'; touch owned; echo '`); $(...) for
@@ -46,6 +47,8 @@ HOSTILE_NAME = "it's $(touch /tmp/sec02-pwned); touch /tmp/sec02-owned; echo 'la
 HOSTILE_ROOT = LABS / HOSTILE_NAME
 HOSTILE_TOP = LABS / HOSTILE_NAME.split("/")[0]  # "it's $(touch ": what lab down leaves
 STRAY = (Path("/tmp/sec02-pwned"), Path("/tmp/sec02-owned"))
+# site A, site B, the route: free in every lab inventory (inside the reserved 55400-56599)
+HOSTILE_PORTS = {"site-a": 55632, "site-b": 55633, "route": 56632}
 
 # The site's own commands (how it loses a node, reroutes its clients, ...): shell by design.
 SITE_COMMANDS = {"dalp_lose_site_command", "dalp_lose_node_command", "dalp_reroute_command",
@@ -120,7 +123,7 @@ def _stray_files() -> list[Path]:
 
 def _remove_by_force(root: Path) -> None:
     """What `lab down` could not remove (playbooks that break on the path): its processes
-    killed, its directory removed, so the ports are free for the next hot-warm test."""
+    killed, its directory removed, so its ports are free for the next run."""
     pids = lab_pids(root)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -134,7 +137,7 @@ def _remove_by_force(root: Path) -> None:
 
 def test_hostile_lab_root_is_only_a_path(tmp_path: Path) -> None:
     assert _stray_files() == [], "left by an earlier run: remove them first"
-    assert len(str(HOSTILE_ROOT / "run" / ".s.PGSQL.56432")) < 108  # sun_path
+    assert len(str(HOSTILE_ROOT / "run" / f".s.PGSQL.{HOSTILE_PORTS['route']}")) < 108
 
     # A project of its own for `lab up/down hot-warm` (they read
     # inventories/lab/<topology>.yml): the real playbooks, the hostile inventory.
@@ -144,6 +147,10 @@ def test_hostile_lab_root_is_only_a_path(tmp_path: Path) -> None:
     (project / "playbooks").symlink_to(ROOT / "playbooks")
     inventory = yaml.safe_load((ROOT / "inventories/lab/hot-warm.yml").read_text())
     inventory["all"]["vars"]["dalp_lab_root"] = str(HOSTILE_ROOT)
+    inventory["all"]["vars"]["dalp_route_port"] = HOSTILE_PORTS["route"]
+    for group in ("primary", "standby"):
+        for name, host in inventory["all"]["children"][group]["hosts"].items():
+            host["dalp_pg_port"] = HOSTILE_PORTS[name]
     (inventories / "hot-warm.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
 
     # The hot-warm drill, its inventory pointing at the copy, its playbooks the project's.
@@ -158,9 +165,6 @@ def test_hostile_lab_root_is_only_a_path(tmp_path: Path) -> None:
     lab_env = {**env, "DALP_DR_PROJECT": str(project)}
     drill_env = {**env, "DALP_DR_PROJECT": str(ROOT)}
 
-    # the normal hot-warm lab holds the same ports
-    down = _run(["lab", "down", "hot-warm"], env=drill_env, timeout=300)
-    assert down.returncode == 0, down.stderr
     try:
         up = _run(["lab", "up", "hot-warm"], env=lab_env, timeout=600)
         assert up.returncode == 0, up.stderr
