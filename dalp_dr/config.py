@@ -331,7 +331,9 @@ def load_settings(*, results_dir: str | None = None, store: str | None = None,
                    ).resolve()
     url = store or env(EnvVar.STORE) or f"sqlite:///{results / 'history.sqlite'}"
     if not url.startswith(STORE_SCHEMES):
-        source, field = ("--store", None) if store else _where(EnvVar.STORE)
+        where = _where(EnvVar.STORE)
+        source, field = ((None, "--store") if store else where if where[1] is not None
+                         else (None, where[0]))  # a flag or a variable is a field, no file
         raise ConfigError(f"unsupported history store URL {url.split('://')[0]}://...",
                           source=source, field=field,
                           hint="sqlite:///path/to/history.sqlite or postgresql://...")
