@@ -171,6 +171,8 @@ def test_filters_keep_to_an_environment_and_a_topology(
 @pytest.mark.parametrize(("args", "field", "words"), [
     (["--quarter", "2026Q5"], "--quarter", "not a quarter"),
     (["--quarter", "2026Q3", "--from", "2026-07-01"], "--quarter", "not both"),
+    (["--quarter", "2099Q1"], "--quarter", "has not begun"),  # was exit 0: no window, no run
+    (["--from", "2099-01-01", "--to", "2099-03-01"], "--from", "has not begun"),
     ([], "--quarter", "which period"),
     (["--from", "2026-09-01", "--to", "2026-08-01"], "--to", "inverted"),
     (["--quarter", "2026Q3", "--environment", "prod-typo"], "--environment",
