@@ -21,8 +21,8 @@ from dalp_dr.errors import InvalidInput, TamperedHistory
 from dalp_dr.export import bundle, keys, records
 from dalp_dr.export.verify import Trust, verify_bundle
 from dalp_dr.history import open_store
-from dalp_dr.spec import Topology
 from dalp_dr.results import Outcome
+from dalp_dr.spec import Topology
 from tests.factories import make_run, record_runs, select, signed_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
