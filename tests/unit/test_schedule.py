@@ -440,6 +440,8 @@ def test_sync_never_removes_silently(configured: Path, capsys: pytest.CaptureFix
     assert {(r["drill"], r["action"]) for r in planned["drills"]} == {
         ("hot-cold-restore", "added"), ("hot-warm-failover", "added")}
     assert all(r["next_run"] for r in planned["drills"])
+    assert json.loads(run_cli(capsys, "schedule", "removals", "-o", "json")[1]) == []
+    assert not (configured / "results").exists()  # a dry run and a listing create no store
     code, out, _ = run_cli(capsys, "schedule", "list", "--drills", str(directory), "--json")
     assert not any(r["next_run"] for r in json.loads(out))  # the dry run wrote nothing
     assert run_cli(capsys, "schedule", "sync", "--drills", str(directory))[0] == 0
