@@ -16,8 +16,10 @@ missing from the directory, which is a finding by itself):
   among equals the smallest margin). A run that ran without a verdict for the objective (it
   failed before measuring) counts as unknown.
 
-A drill passes when it is defined, no window of the period closed without a run, and every
-run that ran met both objectives. The period passes when every drill passes.
+A drill passes when it is defined, no window of the period closed without a run, it ran
+in the period if a window opened in it (a window still open is not a miss, but a drill with
+no run in the period has not run: exit 0 says every drill ran), and every run that ran met
+both objectives. The period passes when every drill passes.
 """
 
 from __future__ import annotations
@@ -173,8 +175,11 @@ def windows(trigger: Any, period: Period, now: datetime, runs: Sequence[RunResul
             opens, opens + _TICK)
         closes = min(later, period.end) if later is not None else period.end
         inside = tuple(r.run_id for r in finished if opens <= r.started_at < closes)
+        # a period that runs until now (no --to) cuts the current window at now: it is
+        # still open until the next fire, not closed without a run
+        still_open = closes > now or (period.end >= now and (later is None or later > now))
         found.append(Window(opens=opens, closes=closes, runs=inside,
-                            pending=not inside and closes > now))
+                            pending=not inside and still_open))
     return tuple(found)
 
 
@@ -220,6 +225,9 @@ def check_drill(name: str, loaded: LoadedDrill | None, runs: Sequence[RunResult]
             findings.append(f"{len(missed)} of {len(spans)} window(s) closed without a run "
                             "(from " + ", ".join(f"{w.opens:%Y-%m-%d %H:%M %Z}"
                                                 for w in missed) + ")")
+        elif spans and not any(w.runs for w in spans):  # every window still open, none ran
+            findings.append("no run in the period yet (its window opened "
+                            f"{spans[0].opens:%Y-%m-%d %H:%M %Z} and is still open)")
     worst = min((r.outcome for r in runs), key=WORST_FIRST.index, default=None)
     checks = [objective_check(o, runs) for o in OBJECTIVES]
     for check in checks:

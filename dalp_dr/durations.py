@@ -37,7 +37,10 @@ def parse_duration(text: str) -> timedelta:
             raise ValueError(f"invalid duration {text!r}: units are lowercase (ms, s, m, h, "
                              f"d); did you mean {lowered}?")
         raise ValueError(f"invalid duration {text!r} ({HINT})")
-    return timedelta(milliseconds=total_ms)
+    try:
+        return timedelta(milliseconds=total_ms)
+    except OverflowError:  # past timedelta's 999999999 days: bad input, not a crash
+        raise ValueError(f"duration {text!r} is too long ({HINT})") from None
 
 
 def _whole(raw: str) -> bool:

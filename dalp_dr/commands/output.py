@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console, RenderableType
 
+from dalp_dr import csv_safe
 from dalp_dr.console import out
 from dalp_dr.errors import InvalidInput
 
@@ -134,26 +135,11 @@ def to_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = No
         columns = list(seen)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore",
-                            lineterminator="\n")
+                            lineterminator="\r\n")  # RFC 4180: a CR in a cell is quoted
     writer.writeheader()
     for row in flat:
-        writer.writerow({k: _cell(row.get(k, "")) for k in columns})
+        writer.writerow({k: csv_safe.cell(row.get(k, "")) for k in columns})
     return buffer.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    # a cell a spreadsheet would run as a formula is data here: quoted, never evaluated
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") and not _number(value):
-        return "'" + value
-    return value
-
-
-def _number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def resolve(value: str | None, *, json_alias: bool, formats: Sequence[Format],

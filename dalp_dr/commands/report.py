@@ -112,12 +112,18 @@ def _period(quarter: str | None, start: str | None, end: str | None, now: dateti
         if not _QUARTER.match(quarter.strip()):
             raise InvalidInput(f"'{quarter}' is not a quarter", field="--quarter",
                                hint="a year and a quarter, e.g. 2026Q3")
-        return Period(start=parse_bound(quarter, end=False, field="--quarter"),
-                      end=parse_bound(quarter, end=True, field="--quarter"))
+        first = parse_bound(quarter, end=False, field="--quarter")
+        if first >= now:  # nothing to check is not a pass: a typo'd year must not exit 0
+            raise InvalidInput(f"{quarter} has not begun", field="--quarter",
+                               hint="a quarter that has begun, e.g. the last one")
+        return Period(start=first, end=parse_bound(quarter, end=True, field="--quarter"))
     if not start:
         raise InvalidInput("which period?", field="--quarter",
                            hint="--quarter 2026Q3, or --from 2026-07-01 [--to 2026-09-30]")
     first = parse_bound(start, end=False, field="--from")
+    if first >= now:
+        raise InvalidInput(f"the period from {start} has not begun", field="--from",
+                           hint="a period that has begun")
     last = parse_bound(end, end=True, field="--to") if end else now
     if last <= first:
         raise InvalidInput("the period is empty or inverted", field="--to",

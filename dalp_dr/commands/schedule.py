@@ -79,6 +79,25 @@ def _schedule_stores(settings: Settings) -> Iterator[tuple[HistoryStore, DrillJo
             history_store.close()
 
 
+@contextlib.contextmanager
+def _job_store(settings: Settings, *, read: bool) -> Iterator[DrillJobStore]:
+    """The job store beside the history, shut down afterwards. ``read`` (a dry run, a
+    listing): where no SQLite history exists yet, an empty job store in a temporary
+    directory stands in and nothing is created in the results directory."""
+    from dalp_dr.schedule import jobs  # lazy: SQLAlchemy and APScheduler are heavy
+
+    url = settings.store_url
+    with tempfile.TemporaryDirectory(prefix="dalp-dr-empty-") as empty:
+        if read and url.startswith("sqlite://") and \
+                not Path(url.removeprefix("sqlite://")).exists():
+            url = f"sqlite:///{empty}/history.sqlite"
+        jobstore = jobs.open_jobstore(url)
+        try:
+            yield jobstore
+        finally:
+            jobstore.shutdown()
+
+
 @click.group()
 def schedule() -> None:
     """The drills' schedule: job store, next runs, cadence status."""
@@ -130,8 +149,7 @@ def schedule_sync(ctx: click.Context, directory: str | None, skip_invalid: bool,
         raise InvalidInput("--all only widens --prune", field="--all",
                            hint="add --prune, or leave --all out")
     definitions = _definitions(ctx, directory, skip_invalid)
-    jobstore = jobs.open_jobstore(settings_of(ctx).store_url)
-    try:
+    with _job_store(settings_of(ctx), read=dry_run) as jobstore:
         broken = jobs.broken_drill_names(definitions)
         report = jobs.sync(jobstore, definitions, broken_names=broken, prune=prune,
                            dry_run=True)
@@ -145,8 +163,6 @@ def schedule_sync(ctx: click.Context, directory: str | None, skip_invalid: bool,
             report = jobs.sync(jobstore, definitions, broken_names=broken, prune=prune,
                                removed_by=f"{resolve_operator()}@{socket.gethostname()}")
         stored = jobs.stored_jobs(jobstore)
-    finally:
-        jobstore.shutdown()
     now = utcnow()
     rows: list[dict[str, Any]] = []
     for action, names in (("added", report.added), ("changed", report.changed),
@@ -195,13 +211,10 @@ def schedule_sync(ctx: click.Context, directory: str | None, skip_invalid: bool,
 @click.pass_context
 def schedule_removals(ctx: click.Context, output: Output) -> None:
     """The jobs 'schedule sync --prune' removed: which drill, when, by whom, what it was."""
-    from dalp_dr.schedule import jobs, removals  # lazy: SQLAlchemy
+    from dalp_dr.schedule import removals  # lazy: SQLAlchemy
 
-    jobstore = jobs.open_jobstore(settings_of(ctx).store_url)
-    try:
+    with _job_store(settings_of(ctx), read=True) as jobstore:
         found = removals.removals(jobstore)
-    finally:
-        jobstore.shutdown()
     output.rows([r.model_dump(mode="json") for r in found], _table(
         ("drill", "removed", "by", "schedule", "environment", "file"),
         ((r.drill, f"{r.removed_at:%Y-%m-%d %H:%M:%S %Z}", r.removed_by,

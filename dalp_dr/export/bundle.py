@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from dalp_dr import integrity, private_files, provenance
+from dalp_dr import csv_safe, integrity, private_files, provenance
 from dalp_dr.clock import utcnow
 from dalp_dr.errors import Flag, InvalidInput, TamperedHistory
 from dalp_dr.export import keys, records
@@ -75,10 +75,12 @@ def to_json(selection: Selection, drills: list[str] | None = None) -> str:
 
 def to_csv(selection: Selection) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=records.CSV_COLUMNS, lineterminator="\n")
+    # RFC 4180 line ends: a CR inside a cell (a target's message) is quoted, never a row
+    writer = csv.DictWriter(buffer, fieldnames=records.CSV_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     for record in selection.records:
-        writer.writerow({k: "" if v is None else v for k, v in records.run_row(record).items()})
+        writer.writerow({k: "" if v is None else csv_safe.cell(v)
+                         for k, v in records.run_row(record).items()})
     return buffer.getvalue()
 
 

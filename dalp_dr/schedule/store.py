@@ -19,6 +19,7 @@ and advances next run times through it) and the reconciliation with the drill fi
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
+from dalp_dr import private_files
 from dalp_dr.errors import StoreError
 from dalp_dr.spec import LoadedDrill, Scenario, Schedule, Topology
 
@@ -123,7 +125,10 @@ def engine_for(store_url: str) -> Engine:
     (its URL path taken the same way), for PostgreSQL the psycopg 3 driver."""
     if store_url.startswith("sqlite://"):
         path = Path(store_url.removeprefix("sqlite://"))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():  # as the history store makes them: the owner's alone
+            private_files.make_dir(path.parent)
+        if not path.exists():  # SQLite gives its -wal and -shm files the database's mode
+            os.close(private_files.open_for_write(path, append=True))
         return create_engine(URL.create("sqlite", database=str(path)))
     for prefix in ("postgresql://", "postgres://"):
         if store_url.startswith(prefix):

@@ -21,8 +21,9 @@ from dalp_dr.errors import InvalidInput, TamperedHistory
 from dalp_dr.export import bundle, keys, records
 from dalp_dr.export.verify import Trust, verify_bundle
 from dalp_dr.history import open_store
+from dalp_dr.results import Outcome
 from dalp_dr.spec import Topology
-from tests.factories import select, signed_bundle
+from tests.factories import make_run, record_runs, select, signed_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -276,3 +277,20 @@ def test_export_never_replaces_what_is_not_a_regular_file(history: str, tmp_path
     assert victim.read_text() == "untouched"
     assert {"fifo": target.is_fifo(), "symlink": target.is_symlink(),
             "directory": target.is_dir()}[kind]
+
+
+def test_export_csv_cells_from_the_store_are_data_not_formulas(tmp_path: Path) -> None:
+    """The operator, owner and message come from the environment and the targets: a cell a
+    spreadsheet would run stays text (the margin, a negative number, stays a number)."""
+    url = f"sqlite:///{tmp_path / 'results' / 'history.sqlite'}"
+    made = make_run(tmp_path, "20260401T030000Z-ffffff", "hot-warm-failover",
+                    datetime(2026, 4, 1, 3, tzinfo=UTC), Outcome.MISSED, 45.0)
+    record_runs(url, [made.model_copy(update={
+        "operator": "=HYPERLINK(\"http://x\")", "owner": "@SUM(A1)",
+        "message": "-1+cmd|' /C calc'!A0\rforged,row"})])
+    rows = list(csv.DictReader(io.StringIO(bundle.to_csv(select(url)), newline="")))
+    assert len(rows) == 1  # a carriage return in a message is inside its cell, not a row
+    row = rows[0]
+    assert (row["operator"], row["owner"], row["message"]) == (
+        "'=HYPERLINK(\"http://x\")", "'@SUM(A1)", "'-1+cmd|' /C calc'!A0\rforged,row")
+    assert row["rto_margin_s"] == "-15.0"

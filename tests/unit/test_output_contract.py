@@ -4,6 +4,8 @@ test_every_command_json)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -59,6 +61,10 @@ def test_csv_flattens_and_defuses_formulas() -> None:
                    {"a": -2.5, "f": "x"}])
     assert text.splitlines() == ["a,b.c,d,e,f", "1,'=HYPERLINK(1),\"[1, 2]\",,",
                                  "-2.5,,,,x"]
+    # a tab or a carriage return first is a formula too (OWASP); a number stays a number
+    text = to_csv([{"a": "\t=1+1", "b": "\r=1+1", "c": "-15.0"}])
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert rows[1] == ["'\t=1+1", "'\r=1+1", "-15.0"]
 
 
 def test_a_usage_error_under_json_is_the_json_error_object(

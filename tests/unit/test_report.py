@@ -171,6 +171,8 @@ def test_filters_keep_to_an_environment_and_a_topology(
 @pytest.mark.parametrize(("args", "field", "words"), [
     (["--quarter", "2026Q5"], "--quarter", "not a quarter"),
     (["--quarter", "2026Q3", "--from", "2026-07-01"], "--quarter", "not both"),
+    (["--quarter", "2099Q1"], "--quarter", "has not begun"),  # was exit 0: no window, no run
+    (["--from", "2099-01-01", "--to", "2099-03-01"], "--from", "has not begun"),
     ([], "--quarter", "which period"),
     (["--from", "2026-09-01", "--to", "2026-08-01"], "--to", "inverted"),
     (["--quarter", "2026Q3", "--environment", "prod-typo"], "--environment",
@@ -233,3 +235,25 @@ def test_a_window_still_open_is_pending_not_missed(tmp_path: Path) -> None:
     assert [(w.opens.month, w.runs != (), w.pending, w.missed) for w in found] == [
         (10, True, False, False), (11, False, False, True), (12, False, True, False)]
     assert found[-1].closes == period.end  # the next fire is outside the period
+
+
+def test_a_drill_that_has_not_run_yet_in_an_open_period_does_not_pass(
+        configured: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its only window is still open (pending, not missed), but exit 0 says every drill ran:
+    it has not, so the period does not pass until it does."""
+    year = datetime.now(UTC).year
+    directory = drills_dir(configured, {"yearly": "0 0 1 1 *"})
+    history_of(configured, [run(configured, "yearly", datetime(year - 1, 6, 1, tzinfo=UTC),
+                                Outcome.PASSED, 1.0)])
+    code, out, _ = report(capsys, "--from", f"{year}-01-01", "--drills", str(directory),
+                          "--json")
+    assert code == 1, out
+    row = json.loads(out)["drills"][0]
+    assert (row["cadence"], row["windows_pending"], row["missed_windows"]) == (
+        "on_cadence", 1, [])
+    assert "no run in the period yet" in row["findings"][0]
+    history_of(configured, [run(configured, "yearly", datetime(year, 1, 1, 0, 1, tzinfo=UTC),
+                                Outcome.PASSED, 1.0)])
+    code, out, _ = report(capsys, "--from", f"{year}-01-01", "--drills", str(directory),
+                          "--json")
+    assert code == 0, out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from dalp_dr import private_files
 from dalp_dr.errors import StoreError
 from dalp_dr.history import open_store
 from dalp_dr.history.base import RunSummary
@@ -440,9 +442,15 @@ def test_sync_never_removes_silently(configured: Path, capsys: pytest.CaptureFix
     assert {(r["drill"], r["action"]) for r in planned["drills"]} == {
         ("hot-cold-restore", "added"), ("hot-warm-failover", "added")}
     assert all(r["next_run"] for r in planned["drills"])
+    assert json.loads(run_cli(capsys, "schedule", "removals", "-o", "json")[1]) == []
+    assert not (configured / "results").exists()  # a dry run and a listing create no store
     code, out, _ = run_cli(capsys, "schedule", "list", "--drills", str(directory), "--json")
     assert not any(r["next_run"] for r in json.loads(out))  # the dry run wrote nothing
     assert run_cli(capsys, "schedule", "sync", "--drills", str(directory))[0] == 0
+    # the first write creates the store as the history would: the owner's alone
+    assert stat.S_IMODE((configured / "results").stat().st_mode) == private_files.dir_mode()
+    assert stat.S_IMODE((configured / "results" / "history.sqlite").stat().st_mode) == \
+        private_files.file_mode()
 
     # the wrong (empty) directory: every job kept and said, at warning
     caplog.set_level("WARNING", logger="dalp_dr.scheduler")
