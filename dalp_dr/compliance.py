@@ -16,6 +16,10 @@ missing from the directory, which is a finding by itself):
   among equals the smallest margin). A run that ran without a verdict for the objective (it
   failed before measuring) counts as unknown.
 
+The history must be pinned by a signed checkpoint (``dalp-dr keys init``): a history anyone
+with write access to the store could have rewritten proves nothing, so it fails the check
+unless the operator allows it (``--allow-unsigned``, said in the result).
+
 A drill passes when it is defined, no window of the period closed without a run, it ran
 in the period if a window opened in it (a window still open is not a miss, but a drill with
 no run in the period has not run: exit 0 says every drill ran), and every run that ran met
@@ -25,10 +29,11 @@ both objectives. The period passes when every drill passes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
@@ -92,6 +97,8 @@ class ObjectiveCheck(BaseModel, frozen=True):
 
 class DrillCheck(BaseModel, frozen=True):
     drill: str
+    period: Period
+    """the period as this drill's zone reads it (quarters and days start at its midnight)"""
     file: str | None
     """the drill's definition (None: not in the drill directory)"""
     schedule: str | None
@@ -122,6 +129,8 @@ class DrillCheck(BaseModel, frozen=True):
                     "run_id": check.run_id}
 
         return {"drill": self.drill, "passed": self.passed, "file": self.file,
+                "period": {"from": self.period.start.isoformat(),
+                           "to": self.period.end.isoformat()},
                 "schedule": self.schedule, "cadence": self.cadence.value,
                 "windows": len(self.windows),
                 "windows_with_run": sum(1 for w in self.windows if w.runs),
@@ -136,6 +145,36 @@ class Period(BaseModel, frozen=True):
     start: datetime
     end: datetime
     """exclusive"""
+    start_is_calendar: bool = False
+    end_is_calendar: bool = False
+    """the bound was a quarter or a day (``2026Q3``, ``2026-07-01``): midnight in each drill's
+    own time zone (a quarterly drill at 03:00 Asia/Tokyo on the 1st belongs to that quarter),
+    where ``start``/``end`` hold it in UTC; an ISO time or now is the same instant for all"""
+
+    ZONE_SLACK: ClassVar[timedelta] = timedelta(hours=14)
+    """the furthest any zone's midnight is from UTC's: what the history read is widened by"""
+
+    def in_zone(self, zone: str | None) -> Period:
+        """The period for a drill scheduled in ``zone`` (None: UTC)."""
+        if zone is None or not (self.start_is_calendar or self.end_is_calendar):
+            return self
+        tz = ZoneInfo(zone)
+
+        def local(moment: datetime, calendar: bool) -> datetime:
+            if not calendar:
+                return moment
+            return moment.astimezone(UTC).replace(tzinfo=None).replace(tzinfo=tz)
+
+        return self.model_copy(update={"start": local(self.start, self.start_is_calendar),
+                                       "end": local(self.end, self.end_is_calendar)})
+
+    def widened(self) -> tuple[datetime, datetime]:
+        """What to read from the history to hold every drill's own period."""
+        return (self.start - self.ZONE_SLACK if self.start_is_calendar else self.start,
+                self.end + self.ZONE_SLACK if self.end_is_calendar else self.end)
+
+    def holds(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
 
 
 class ControlReport(BaseModel, frozen=True):
@@ -144,10 +183,26 @@ class ControlReport(BaseModel, frozen=True):
     drills: tuple[DrillCheck, ...]
     attestation: Attestation | None
     chain_head: str
+    unsigned_allowed: bool = False
+    """pass on a history no signed checkpoint pins (the operator said so: --allow-unsigned)"""
+
+    @property
+    def history_pinned(self) -> bool:
+        """a signed checkpoint pins the history read: someone who can write the store but
+        does not hold the key cannot have rewritten it unseen"""
+        return self.attestation is not None and self.attestation.pinned
+
+    @property
+    def history_finding(self) -> str | None:
+        if self.history_pinned or self.unsigned_allowed:
+            return None
+        return ("the history is not pinned by any signed checkpoint: whoever can write the "
+                "store could have rewritten it, so it proves nothing by itself")
 
     @property
     def passed(self) -> bool:
-        return bool(self.drills) and all(d.passed for d in self.drills)
+        return (bool(self.drills) and all(d.passed for d in self.drills)
+                and self.history_finding is None)
 
     def document(self) -> dict[str, Any]:
         failing = [d.drill for d in self.drills if not d.passed]
@@ -157,6 +212,9 @@ class ControlReport(BaseModel, frozen=True):
                 "passed": self.passed, "drills_checked": len(self.drills),
                 "drills_failing": failing,
                 "history": self.attestation.describe() if self.attestation else None,
+                "history_pinned": self.history_pinned,
+                "unsigned_allowed": self.unsigned_allowed,
+                "history_finding": self.history_finding,
                 "chain_head": self.chain_head,
                 "drills": [d.row() for d in self.drills]}
 
@@ -233,17 +291,18 @@ def check_drill(name: str, loaded: LoadedDrill | None, runs: Sequence[RunResult]
     for check in checks:
         if check.run_id is not None and check.status is not Status.MET:
             findings.append(f"{check.objective} {check.status.value} in {check.run_id}")
-    return DrillCheck(drill=name, file=str(loaded.path) if loaded else None,
+    return DrillCheck(drill=name, period=period, file=str(loaded.path) if loaded else None,
                       schedule=schedule, cadence=cadence, windows=spans, worst_outcome=worst,
                       rto=checks[0], rpo=checks[1], run_ids=tuple(r.run_id for r in runs),
                       findings=tuple(findings))
 
 
-def invalid_drill(name: str, file: Path, problem: str, runs: Sequence[RunResult]
-                  ) -> DrillCheck:
+def invalid_drill(name: str, file: Path, problem: str, runs: Sequence[RunResult],
+                  period: Period) -> DrillCheck:
     """A drill file that does not load: its cadence cannot be checked, which is a finding."""
     checks = [objective_check(o, runs) for o in OBJECTIVES]
-    return DrillCheck(drill=name, file=str(file), schedule=None, cadence=Cadence.INVALID,
+    return DrillCheck(drill=name, period=period, file=str(file), schedule=None,
+                      cadence=Cadence.INVALID,
                       windows=(), worst_outcome=min((r.outcome for r in runs),
                                                     key=WORST_FIRST.index, default=None),
                       rto=checks[0], rpo=checks[1], run_ids=tuple(r.run_id for r in runs),
@@ -251,8 +310,8 @@ def invalid_drill(name: str, file: Path, problem: str, runs: Sequence[RunResult]
 
 
 def control_report(selection: Selection, drills: dict[str, LoadedDrill],
-                   invalid: dict[str, tuple[Path, str]], period: Period, now: datetime
-                   ) -> ControlReport:
+                   invalid: dict[str, tuple[Path, str]], period: Period, now: datetime,
+                   unsigned_allowed: bool = False) -> ControlReport:
     """The check of every drill: those defined (``drills`` by name, ``invalid``: name ->
     (file, problem)) and those only in the selection's records."""
     by_drill: dict[str, list[RunResult]] = {}
@@ -260,13 +319,16 @@ def control_report(selection: Selection, drills: dict[str, LoadedDrill],
         by_drill.setdefault(record.result.drill, []).append(record.result)
     checks = []
     for name in sorted(set(drills) | set(invalid) | set(by_drill)):
-        runs = by_drill.get(name, [])
+        # quarters and days are the drill's own: midnight in its schedule's zone
+        own = period.in_zone(drills[name].spec.schedule.timezone if name in drills else None)
+        runs = [r for r in by_drill.get(name, []) if own.holds(r.started_at)]
         if name in drills:
-            checks.append(check_drill(name, drills[name], runs, period, now))
+            checks.append(check_drill(name, drills[name], runs, own, now))
         elif name in invalid:
-            checks.append(invalid_drill(name, *invalid[name], runs))
-        else:
-            checks.append(check_drill(name, None, runs, period, now))
+            checks.append(invalid_drill(name, *invalid[name], runs, own))
+        elif runs:
+            checks.append(check_drill(name, None, runs, own, now))
     return ControlReport(period=period, generated_at=now, drills=tuple(checks),
-                         attestation=selection.attestation, chain_head=selection.head)
+                         attestation=selection.attestation, chain_head=selection.head,
+                         unsigned_allowed=unsigned_allowed)
 

@@ -168,6 +168,25 @@ def fill_history(base: Path) -> str:
     return url
 
 
+def pin_history() -> None:
+    """Pin the configured history as an operator would: 'keys init' (a new key under the
+    configured keys directory, unless there is one), then 'history checkpoint --sign' of its
+    head."""
+    from dalp_dr.config import load_settings
+    from dalp_dr.history import checkpointer
+    from dalp_dr.history.views import audit
+
+    settings = load_settings()
+    if not (settings.keys_dir / keys.PRIVATE).exists():
+        keys.init(settings.keys_dir)
+    store = open_store(settings.store_url, results_dir=settings.results_dir)
+    try:
+        head = audit(store, checkpointer(settings), check_evidence=False)
+    finally:
+        store.close()
+    checkpointer(settings).sign_head(head.head_seq, head.head)
+
+
 def select(url: str, **query: object) -> records.Selection:
     store = open_store(url)
     try:

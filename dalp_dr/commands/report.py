@@ -39,12 +39,15 @@ COLUMNS = ("drill", "passed", "cadence", "windows", "windows_with_run", "missed_
 @click.option("--environment", "environments", multiple=True,
               help="only this environment (repeatable)")
 @click.option("--topology", help="only this topology")
+@click.option("--allow-unsigned", is_flag=True,
+              help="pass on a history no signed checkpoint pins (kept without a signing key: "
+                   "whoever can write the store could have rewritten it)")
 @DRILLS_OPTION
 @output_options()
 @click.pass_context
 def report(ctx: click.Context, quarter: str | None, start: str | None, end: str | None,
-           environments: tuple[str, ...], topology: str | None, directory: str | None,
-           output: Output) -> None:
+           environments: tuple[str, ...], topology: str | None, allow_unsigned: bool,
+           directory: str | None, output: Output) -> None:
     """Did every drill run on cadence and meet its RTO and RPO in the period? One row per
     drill (and per drill in the history but not in the drill directory). Exit 0 only when
     every drill passed, 1 otherwise (also when the history does not verify)."""
@@ -65,8 +68,9 @@ def report(ctx: click.Context, quarter: str | None, start: str | None, end: str 
     settings = settings_of(ctx)
     store = open_store(settings.store_url, results_dir=settings.results_dir, create=False)
     try:  # a history that does not verify never passes the check
+        first, last = period.widened()  # every drill's own quarter or days, in its zone
         selection = verified_selection(store, checkpointer(settings), Query(
-            start=period.start, end=period.end, topology=kind), now=now)
+            start=first, end=last, topology=kind), now=now)
     finally:
         store.close()
     known = {d.spec.environment for d in definitions.valid.values()} | {
@@ -91,7 +95,8 @@ def report(ctx: click.Context, quarter: str | None, start: str | None, end: str 
             else f"{problem.field}: {problem.detail}")
     if selection.attestation is not None and not selection.attestation.pinned:
         err.print(f"note: {selection.attestation.describe()}", markup=False, soft_wrap=True)
-    result = control_report(selection, drills, invalid, period, now)
+    result = control_report(selection, drills, invalid, period, now,
+                            unsigned_allowed=allow_unsigned)
     if output.format is Format.CSV:
         output.rows([d.row() for d in result.drills], lambda c: None, COLUMNS)
     else:
@@ -116,7 +121,8 @@ def _period(quarter: str | None, start: str | None, end: str | None, now: dateti
         if first >= now:  # nothing to check is not a pass: a typo'd year must not exit 0
             raise InvalidInput(f"{quarter} has not begun", field="--quarter",
                                hint="a quarter that has begun, e.g. the last one")
-        return Period(start=first, end=parse_bound(quarter, end=True, field="--quarter"))
+        return Period(start=first, end=parse_bound(quarter, end=True, field="--quarter"),
+                      start_is_calendar=True, end_is_calendar=True)
     if not start:
         raise InvalidInput("which period?", field="--quarter",
                            hint="--quarter 2026Q3, or --from 2026-07-01 [--to 2026-09-30]")
@@ -128,7 +134,18 @@ def _period(quarter: str | None, start: str | None, end: str | None, now: dateti
     if last <= first:
         raise InvalidInput("the period is empty or inverted", field="--to",
                            hint="--to must come after --from")
-    return Period(start=first, end=last)
+    return Period(start=first, end=last, start_is_calendar=_calendar(start),
+                  end_is_calendar=end is not None and _calendar(end))
+
+
+def _calendar(bound: str) -> bool:
+    """A quarter or a day: read in each drill's zone (an ISO time is one instant)."""
+    import re
+
+    from dalp_dr.export.records import _QUARTER
+
+    value = bound.strip()
+    return bool(_QUARTER.match(value) or re.fullmatch(r"\d{4}-\d{2}-\d{2}", value))
 
 
 def _objective(check: ObjectiveCheck) -> Text:
@@ -144,8 +161,12 @@ def _objective(check: ObjectiveCheck) -> Text:
 
 
 def _table(console: Console, result: ControlReport) -> None:
-    table = Table(box=None, title=f"control check {result.period.start:%Y-%m-%d %H:%M %Z} to "
-                                  f"{result.period.end:%Y-%m-%d %H:%M %Z} (end exclusive)")
+    period = result.period
+    table = Table(box=None, title=f"control check {period.start:%Y-%m-%d %H:%M %Z} to "
+                                  f"{period.end:%Y-%m-%d %H:%M %Z} (end exclusive"
+                                  + ("; quarters and days in each drill's own time zone)"
+                                     if period.start_is_calendar or period.end_is_calendar
+                                     else ")"))
     for column in ("drill", "cadence", "worst outcome", "RTO (margin)", "RPO (margin)",
                    "runs", "result"):
         table.add_column(column, overflow="fold")
@@ -165,6 +186,13 @@ def _table(console: Console, result: ControlReport) -> None:
     failing = sum(1 for d in result.drills if not d.passed)
     if result.attestation is not None:
         console.print(Text(result.attestation.describe()), soft_wrap=True)
+    if result.history_finding is not None:
+        console.print(Text(f"FAIL: {result.history_finding} ('dalp-dr keys init', then "
+                           "'dalp-dr history checkpoint --sign' after review; or "
+                           "--allow-unsigned)", style="red"), soft_wrap=True)
+    elif not result.history_pinned:
+        console.print(Text("the history is not pinned by a signed checkpoint "
+                           "(allowed: --allow-unsigned)"), soft_wrap=True)
     console.print(Text(
         "no drill defined or recorded: nothing passes" if not result.drills else
         f"{len(result.drills) - failing} of {len(result.drills)} drill(s) pass"

@@ -15,7 +15,7 @@ import pytest
 
 from dalp_dr.commands import main
 from dalp_dr.results import Outcome, RunResult
-from tests.factories import make_run, record_runs
+from tests.factories import make_run, pin_history, record_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,9 +39,12 @@ def drills_dir(tmp_path: Path, schedules: dict[str, str]) -> Path:
     return directory
 
 
-def history_of(tmp_path: Path, runs: list[RunResult]) -> str:
+def history_of(tmp_path: Path, runs: list[RunResult], pinned: bool = True) -> str:
+    """The configured history of these runs, pinned by a signed checkpoint (``pinned``)."""
     url = f"sqlite:///{tmp_path / 'results' / 'history.sqlite'}"
     record_runs(url, runs)
+    if pinned:
+        pin_history()
     return url
 
 
@@ -257,3 +260,52 @@ def test_a_drill_that_has_not_run_yet_in_an_open_period_does_not_pass(
     code, out, _ = report(capsys, "--from", f"{year}-01-01", "--drills", str(directory),
                           "--json")
     assert code == 0, out
+
+
+def test_a_quarter_is_the_drills_own_quarter_in_its_time_zone(
+        configured: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A quarterly drill at 03:00 on the 1st in Tokyo fires on the last day of the quarter
+    before in UTC (Jun 30 18:00 UTC); in Los Angeles at 10:00 UTC on the 1st. Each run on
+    schedule belongs to its own zone's quarter: 2026Q3 passes for both, and a Tokyo run on
+    Oct 1 03:00 (still Sep 30 in UTC) is Q4's, not Q3's."""
+    tmp_path = configured
+    directory = drills_dir(tmp_path, {"tokyo": "quarterly", "la": "quarterly"})
+    for name, zone in (("tokyo", "Asia/Tokyo"), ("la", "America/Los_Angeles")):
+        path = directory / f"{name}.yaml"
+        path.write_text(path.read_text().replace(
+            "schedule: 'quarterly'", f"schedule: {{cron: quarterly, timezone: {zone}}}"))
+    history_of(tmp_path, [
+        run(tmp_path, "tokyo", datetime(2026, 6, 30, 18, 1, tzinfo=UTC), Outcome.PASSED, 1.0),
+        run(tmp_path, "tokyo", datetime(2026, 9, 30, 18, 1, tzinfo=UTC), Outcome.MISSED, 99.0),
+        run(tmp_path, "la", datetime(2026, 7, 1, 10, 1, tzinfo=UTC), Outcome.PASSED, 1.0),
+    ])
+    code, out, _ = report(capsys, "--quarter", "2026Q3", "--drills", str(directory), "-o",
+                          "json")
+    rows = {d["drill"]: d for d in json.loads(out)["drills"]}
+    assert code == 0, rows
+    assert rows["tokyo"]["run_ids"] == ["20260630T180100Z-tokyo"]  # Q4's run left out
+    assert rows["tokyo"]["period"] == {"from": "2026-07-01T00:00:00+09:00",
+                                       "to": "2026-10-01T00:00:00+09:00"}
+    assert rows["la"]["cadence"] == "on_cadence" and rows["la"]["windows"] == 1
+    code, out, _ = report(capsys, "--quarter", "2026Q4", "--drills", str(directory), "-o",
+                          "json")
+    rows = {d["drill"]: d for d in json.loads(out)["drills"]}
+    assert rows["tokyo"]["rto"]["status"] == "missed" and code == 1
+
+
+def test_an_unsigned_history_fails_the_check_unless_allowed(
+        configured: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path = configured
+    directory = drills_dir(tmp_path, {"ok": "quarterly"})
+    history_of(tmp_path, [run(tmp_path, "ok", q3(7, 1), Outcome.PASSED, 1.2)], pinned=False)
+    code, out, _ = report(capsys, "--quarter", "2026Q3", "--drills", str(directory), "-o",
+                          "json")
+    document = json.loads(out)
+    assert code == 1 and document["drills_failing"] == [] and not document["history_pinned"]
+    assert "not pinned" in document["history_finding"]
+    code, out, _ = report(capsys, "--quarter", "2026Q3", "--drills", str(directory),
+                          "--allow-unsigned")
+    assert code == 0 and "allowed: --allow-unsigned" in out
+    pin_history()
+    code, out, _ = report(capsys, "--quarter", "2026Q3", "--drills", str(directory))
+    assert code == 0 and "pinned by a signed checkpoint" in out
