@@ -59,7 +59,7 @@ def format_duration(value: timedelta | float | None) -> str:
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
     sign = "-" if seconds < 0 else ""
     seconds = abs(seconds)
-    if seconds < 60:
+    if round(seconds, 3) < 60:  # 59.9996 reads 1m00s, never 60.000s
         return f"{sign}{seconds:.3f}s"
     minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:

@@ -40,3 +40,4 @@ def test_format() -> None:
     assert format_duration(7200) == "2h00m"
     assert format_duration(-0.5) == "-0.500s"
     assert format_duration(None) == "-"
+    assert (format_duration(59.9996), format_duration(59.9994)) == ("1m00s", "59.999s")
