@@ -283,7 +283,11 @@ def postgres_server(root: Path, port: int, databases: tuple[str, ...]) -> Iterat
     data = root / "data"
     as_pg(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E",
           "UTF8", "--locale=C.UTF-8")
-    pg_start(root, port)
+    try:
+        pg_start(root, port)
+    except BaseException:  # not started (the port taken?): nothing left behind either
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     try:
         for name in databases:
             as_pg(str(PG_BIN / "createdb"), "-h", str(root), "-p", str(port), name)

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.xdist_group("hot-warm")
 
 PHASES = ["preflight", "baseline", "inject", "recover", "verify", "measure", "steady_state"]
 LOCK_TTL = 3.0
+ALIVE_LOCK_TTL = 300.0
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -108,7 +109,10 @@ def history(results: Path) -> HistoryStore:
 @pytest.mark.parametrize("phase", PHASES)
 def test_the_orchestrator_killed_in_a_phase_is_recovered(phase: str, tmp_path: Path) -> None:
     results = tmp_path / "results"
-    env = dict(os.environ, DALP_DR_RESULTS=str(results), DALP_DR_LOCK_TTL=f"{LOCK_TTL:.0f}s")
+    # preflight: 'recover' without --force must find the dead run's lease alive: a lease no
+    # loaded machine outlives before the check (it is forced off right after)
+    ttl = ALIVE_LOCK_TTL if phase == "preflight" else LOCK_TTL
+    env = dict(os.environ, DALP_DR_RESULTS=str(results), DALP_DR_LOCK_TTL=f"{ttl:.0f}s")
     crash_in(phase, env)
     with contextlib.closing(history(results)) as store:
         [dead] = store.list_runs()

@@ -45,7 +45,7 @@ from tests.lab.tcp_proxy import HangingProxy, hanging_proxy
 pytestmark = pytest.mark.xdist_group("hot-warm-spare")  # (tests/lab/conftest.py spare_lab)
 
 STORE_ROOT = LABS / "history-down"
-STORE_PORT = 55497
+STORE_PORT = 55496  # its own: test_70's scheduler group (another port) runs beside this one
 PROXY_DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-via-proxy.yaml"
 PROXY_PORT = 56439  # (in PROXY_DRILL's DSN)
 ROUTE = ("127.0.0.1", SPARE_LAB.route)
