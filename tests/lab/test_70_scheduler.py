@@ -274,7 +274,9 @@ def test_the_environment_lock_refuses_the_second_run_either_way(server: str,
         wait_until(lambda: not [r for r in env.runs() if r["outcome"] == "running"], 60,
                    "the scheduled run to end")
         # 2. an on-demand run holds it at the next fire time: the fire is recorded missed
-        upcoming = next_multiple(15, datetime.now(UTC))
+        # a fire at least 4 s ahead once the run starts (the scheduled run may end just
+        # before a fire on a loaded machine: that fire would win the race for the lock)
+        upcoming = next_multiple(15, datetime.now(UTC) + timedelta(seconds=5))
         sleep_until(upcoming - timedelta(seconds=4))
         on_demand = env.cli("drill", "run", str(drill))
         assert on_demand.returncode == 0, on_demand.stderr
