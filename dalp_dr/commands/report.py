@@ -108,13 +108,13 @@ def report(ctx: click.Context, quarter: str | None, start: str | None, end: str 
 def _period(quarter: str | None, start: str | None, end: str | None, now: datetime
             ) -> Period:
     from dalp_dr.compliance import Period
-    from dalp_dr.export.records import _QUARTER, parse_bound
+    from dalp_dr.export.records import is_calendar_bound, is_quarter, parse_bound
 
     if quarter and (start or end):
         raise InvalidInput("give --quarter or --from/--to, not both", field="--quarter",
                            hint="e.g. --quarter 2026Q3, or --from 2026-07-01 --to 2026-09-30")
     if quarter:
-        if not _QUARTER.match(quarter.strip()):
+        if not is_quarter(quarter):
             raise InvalidInput(f"'{quarter}' is not a quarter", field="--quarter",
                                hint="a year and a quarter, e.g. 2026Q3")
         first = parse_bound(quarter, end=False, field="--quarter")
@@ -134,18 +134,8 @@ def _period(quarter: str | None, start: str | None, end: str | None, now: dateti
     if last <= first:
         raise InvalidInput("the period is empty or inverted", field="--to",
                            hint="--to must come after --from")
-    return Period(start=first, end=last, start_is_calendar=_calendar(start),
-                  end_is_calendar=end is not None and _calendar(end))
-
-
-def _calendar(bound: str) -> bool:
-    """A quarter or a day: read in each drill's zone (an ISO time is one instant)."""
-    import re
-
-    from dalp_dr.export.records import _QUARTER
-
-    value = bound.strip()
-    return bool(_QUARTER.match(value) or re.fullmatch(r"\d{4}-\d{2}-\d{2}", value))
+    return Period(start=first, end=last, start_is_calendar=is_calendar_bound(start),
+                  end_is_calendar=end is not None and is_calendar_bound(end))
 
 
 def _objective(check: ObjectiveCheck) -> Text:

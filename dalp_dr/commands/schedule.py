@@ -50,27 +50,34 @@ def _definitions(ctx: click.Context, directory: str | None, skip_invalid: bool
 
 
 @contextlib.contextmanager
+def _store_to_read(settings: Settings, *, read: bool) -> Iterator[tuple[Settings, bool]]:
+    """The settings to open the stores with, and whether they stand in for a missing one. A
+    read (``read``) of a SQLite history that does not exist yet gets an empty one in a
+    temporary directory instead: nothing is created in the results directory."""
+    url = settings.store_url
+    with tempfile.TemporaryDirectory(prefix="dalp-dr-empty-") as empty:
+        missing = read and url.startswith("sqlite://") and \
+            not Path(url.removeprefix("sqlite://")).exists()
+        yield (settings.model_copy(update={"store_url": f"sqlite:///{empty}/history.sqlite",
+                                           "results_dir": Path(empty)})
+               if missing else settings), missing
+
+
+@contextlib.contextmanager
 def _schedule_stores(settings: Settings) -> Iterator[tuple[HistoryStore, DrillJobStore]]:
-    """The history store and the job store beside it, closed afterwards. A read: where no
-    history exists yet, an empty one in a temporary directory stands in (every drill then
-    reads as never run, never synced) and nothing is created in the results directory."""
+    """The history store and the job store beside it, closed afterwards; a read (see
+    :func:`_store_to_read`: every drill then reads as never run, never synced)."""
     # lazy: SQLAlchemy, psycopg and APScheduler are heavy at start-up
-    from dalp_dr.errors import NoHistory
     from dalp_dr.history import open_history
     from dalp_dr.schedule import jobs
 
-    with tempfile.TemporaryDirectory(prefix="dalp-dr-empty-") as empty:
+    with _store_to_read(settings, read=True) as (readable, missing):
+        if missing:
+            err.print(f"note: no history yet at {settings.store_url}: every drill reads as "
+                      "never run and not scheduled", markup=False, soft_wrap=True)
+        history_store = open_history(readable)
         try:
-            history_store = open_history(settings, create=False)
-            store_url = settings.store_url
-        except NoHistory as exc:
-            err.print(f"note: {exc}: every drill reads as never run and not scheduled",
-                      markup=False, soft_wrap=True)
-            store_url = f"sqlite:///{empty}/history.sqlite"
-            history_store = open_history(settings.model_copy(update={
-                "store_url": store_url, "results_dir": Path(empty)}))
-        try:
-            jobstore = jobs.open_jobstore(store_url)
+            jobstore = jobs.open_jobstore(readable.store_url)
             try:
                 yield history_store, jobstore
             finally:
@@ -81,17 +88,12 @@ def _schedule_stores(settings: Settings) -> Iterator[tuple[HistoryStore, DrillJo
 
 @contextlib.contextmanager
 def _job_store(settings: Settings, *, read: bool) -> Iterator[DrillJobStore]:
-    """The job store beside the history, shut down afterwards. ``read`` (a dry run, a
-    listing): where no SQLite history exists yet, an empty job store in a temporary
-    directory stands in and nothing is created in the results directory."""
+    """The job store beside the history, shut down afterwards; ``read`` (a dry run, a
+    listing): see :func:`_store_to_read`."""
     from dalp_dr.schedule import jobs  # lazy: SQLAlchemy and APScheduler are heavy
 
-    url = settings.store_url
-    with tempfile.TemporaryDirectory(prefix="dalp-dr-empty-") as empty:
-        if read and url.startswith("sqlite://") and \
-                not Path(url.removeprefix("sqlite://")).exists():
-            url = f"sqlite:///{empty}/history.sqlite"
-        jobstore = jobs.open_jobstore(url)
+    with _store_to_read(settings, read=read) as (readable, _missing):
+        jobstore = jobs.open_jobstore(readable.store_url)
         try:
             yield jobstore
         finally:

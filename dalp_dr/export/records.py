@@ -52,6 +52,18 @@ def next_quarter(moment: datetime) -> datetime:
     return quarter_start(year + quarter // 4, quarter % 4 + 1)
 
 
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def is_quarter(text: str) -> bool:
+    return bool(_QUARTER.match(text.strip()))
+
+
+def is_calendar_bound(text: str) -> bool:
+    """A quarter or a day (not one instant): what :func:`parse_bound` reads as midnight."""
+    return is_quarter(text) or bool(_DAY.fullmatch(text.strip()))
+
+
 def parse_bound(text: str, *, end: bool, field: str) -> datetime:
     """``2026Q3``, ``2026-07-01`` or an ISO 8601 time (UTC unless it says otherwise). An end
     bound that names a quarter or a day includes all of it."""
@@ -61,7 +73,7 @@ def parse_bound(text: str, *, end: bool, field: str) -> datetime:
         start = quarter_start(int(match.group(1)), int(match.group(2)))
         return next_quarter(start) if end else start
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        if _DAY.fullmatch(value):
             day = date.fromisoformat(value)
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
             return start + timedelta(days=1) if end else start
