@@ -202,6 +202,15 @@ class Lease(BaseModel, frozen=True):
     expires_at: datetime
 
 
+class FireClaim(BaseModel, frozen=True):
+    """Who claimed a scheduled fire (``claim_fire``), and when (the store's clock)."""
+
+    drill: str
+    planned_at: datetime
+    claimed_by: str
+    claimed_at: datetime
+
+
 class HistoryStore(Protocol):
     """Durable record of every drill run.
 
@@ -278,6 +287,12 @@ class HistoryStore(Protocol):
     def claim_fire(self, drill: str, planned_at: datetime, claimed_by: str) -> bool:
         """Record that ``claimed_by`` handles the scheduled fire (drill, planned_at): True
         exactly once per pair across every process, False to whoever comes second."""
+        ...
+
+    def unrecorded_fires(self, older_than: float) -> list[FireClaim]:
+        """Fires claimed more than ``older_than`` seconds ago (the store's clock) that no
+        run record names (drill and planned time), oldest first: their claimer stopped
+        between the claim and its record."""
         ...
 
     # -- tamper evidence (dalp_dr.integrity) -----------------------------------------------

@@ -28,6 +28,7 @@ from dalp_dr.history.approvals import APPROVAL_SPEC, Approval
 from dalp_dr.history.backends import WRITE, Backend
 from dalp_dr.history.base import (
     SUMMARY_COLUMNS,
+    FireClaim,
     Lease,
     RunFilter,
     RunSummary,
@@ -379,6 +380,18 @@ class SqlHistory:
                 # an INSERT's row count is kept only when asked for (psycopg drops it)
                 .execution_options(preserve_rowcount=True))
             return done.rowcount == 1
+
+    @serialized
+    def unrecorded_fires(self, older_than: float) -> list[FireClaim]:
+        fires, runs = self.t.fires, self.t.runs
+        with self._tx("cannot read the claimed fires in") as conn:
+            cutoff = self.backend.now(conn) - timedelta(seconds=older_than)
+            recorded = select(literal(1)).where(runs.c.drill == fires.c.drill,
+                                                runs.c.planned_at == fires.c.planned_at)
+            rows = conn.execute(select(fires).where(fires.c.claimed_at < cutoff,
+                                                    ~recorded.exists())
+                                .order_by(fires.c.planned_at, fires.c.drill)).all()
+        return [FireClaim.model_validate(row._asdict()) for row in rows]
 
     @serialized
     def close(self) -> None:

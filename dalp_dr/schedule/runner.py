@@ -12,6 +12,11 @@ claims it handles it, nobody else, so a fire is never handled twice even across 
 change. A run the drill lock refuses (the environment is busy) is recorded as a missed
 schedule naming the holder. A result the store cannot take right now stays on disk
 (``result.json``) and is recorded with backoff, or by the next scheduler start.
+
+A claim that no record follows (its scheduler was killed, or lost the store, between the
+claim and the run's first record) is found by the active scheduler once the claim is older
+than any live claimer takes to record (``settle_unrecorded``) and recorded as a
+``missed_schedule`` naming the claimer: every fire time ends up in the history.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from dalp_dr.errors import (
     StoreError,
 )
 from dalp_dr.history import HistoryStore, open_store
-from dalp_dr.history.base import SealObserver, record_final
+from dalp_dr.history.base import FireClaim, SealObserver, record_final
 from dalp_dr.provenance import OperatorSource, controller_provenance
 from dalp_dr.results import Outcome, RunResult, Trigger
 from dalp_dr.schedule.jobs import DrillJob
@@ -78,6 +83,8 @@ class FireHandler:
     whatever path its row names (rows live in a shared table; the files are the truth)"""
     _cancels: dict[str, CancelToken] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _handling: set[tuple[str, datetime]] = field(default_factory=set)
+    """fires this process claimed and has not finished handling"""
 
     def _open_store(self) -> HistoryStore:
         return open_store(self.store_url, results_dir=self.results_dir, observer=self.observer)
@@ -127,7 +134,38 @@ class FireHandler:
         if not claimed:
             log.info("%s at %s: already handled by another scheduler process", job.drill,
                      f"{planned:%Y-%m-%d %H:%M:%S}")
+        else:
+            with self._lock:
+                self._handling.add((job.drill, planned))
         return claimed
+
+    def _handled(self, job: DrillJob, planned: datetime) -> None:
+        with self._lock:
+            self._handling.discard((job.drill, planned))
+
+    def settle_unrecorded(self, store: HistoryStore, scheduled: dict[str, DrillJob],
+                          older_than: float) -> list[FireClaim]:
+        """Record each fire claimed more than ``older_than`` seconds ago that no run record
+        names (and this process is not handling) as a missed schedule naming its claimer.
+        Fires of drills no longer scheduled are left alone (nothing to record them with).
+        The claims recorded (StoreError: the store could not be read)."""
+        settled = []
+        for claim in store.unrecorded_fires(older_than):
+            job = scheduled.get(claim.drill)
+            with self._lock:
+                ours = (claim.drill, claim.planned_at) in self._handling
+            if job is None or ours:
+                continue
+            message = (f"not run: the fire was claimed at {claim.claimed_at:%Y-%m-%d %H:%M:%S}"
+                       f" UTC by scheduler {claim.claimed_by}, which recorded no run for it "
+                       f"(it stopped, or lost the store, before the run began)")
+            log.error("%s: MISSED the run planned at %s UTC: %s", claim.drill,
+                      f"{claim.planned_at:%Y-%m-%d %H:%M:%S}", message)
+            missed = not_run(job, claim.planned_at, Outcome.MISSED_SCHEDULE, message)
+            if self._record(store, missed):
+                _notify(missed)
+                settled.append(claim)
+        return settled
 
     def _missed(self, store: HistoryStore, job: DrillJob, planned: datetime,
                 message: str) -> None:
@@ -135,13 +173,22 @@ class FireHandler:
             return
         log.error("%s: MISSED the run planned at %s UTC: %s", job.drill,
                   f"{planned:%Y-%m-%d %H:%M:%S}", message)
-        missed = not_run(job, planned, Outcome.MISSED_SCHEDULE, message)
-        if self._record(store, missed):
-            _notify(missed)
+        try:
+            missed = not_run(job, planned, Outcome.MISSED_SCHEDULE, message)
+            if self._record(store, missed):
+                _notify(missed)
+        finally:
+            self._handled(job, planned)
 
     def _run(self, store: HistoryStore, job: DrillJob, planned: datetime) -> None:
         if not self._claim(store, job, planned):
             return
+        try:
+            self._run_claimed(store, job, planned)
+        finally:
+            self._handled(job, planned)
+
+    def _run_claimed(self, store: HistoryStore, job: DrillJob, planned: datetime) -> None:
         foreign = self._foreign_file(job)
         if foreign is not None:
             log.error("%s: not run: %s", job.drill, foreign)

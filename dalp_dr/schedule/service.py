@@ -194,6 +194,7 @@ class SchedulerService:
                         self.resync.clear()
                         if self.watch.interrupted:  # not recovered yet: try again
                             self._recover_interrupted()
+                        self._settle_unrecorded(store)
                         next_sync = time.monotonic() + self.options.sync_interval
                     self.watch_interrupted(store)
                 else:
@@ -214,6 +215,7 @@ class SchedulerService:
         self._sync(force=True)
         self.watch.reset()
         self.watch_interrupted(store)
+        self._settle_unrecorded(store)
         if self._scheduler.state == 0:  # STATE_STOPPED: first time active
             self._scheduler.start()
         else:
@@ -247,6 +249,19 @@ class SchedulerService:
                             "follows the one in progress" if busy else "starts")
             self._recover_interrupted()
         return found
+
+    def _settle_unrecorded(self, store: HistoryStore) -> None:
+        """Fires whose claimer recorded nothing (``FireHandler.settle_unrecorded``): a live
+        claimer records its run's start well within a drill lock's TTL, and the previous
+        leader lost its lease at least a lease TTL ago."""
+        try:
+            scheduled = {name: stored.job
+                         for name, stored in jobs.stored_jobs(self._jobstore).items()}
+            self._handler.settle_unrecorded(
+                store, scheduled, older_than=self.options.lease_ttl + self.options.lock_ttl)
+        except StoreError as exc:
+            log.error("cannot look for claimed fires nobody recorded (tried again at the "
+                      "next sync): %s", exc)
 
     def recovery_running(self) -> bool:
         return self._recovering is not None and self._recovering.is_alive()

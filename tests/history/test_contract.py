@@ -7,7 +7,7 @@ import contextlib
 import shutil
 import stat
 from collections.abc import Iterator
-from datetime import timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -241,6 +241,24 @@ def test_a_scheduled_fire_is_claimed_exactly_once(place: Place, store: HistorySt
     assert other.claim_fire("hot-warm-failover", planned + timedelta(seconds=1), "s-2")
     assert other.claim_fire("other", planned, "scheduler-2")
     other.close()
+
+
+def test_claimed_fires_no_record_names_are_unrecorded(store: HistoryStore) -> None:
+    planned = at(3600)
+    for drill in ("hot-warm-failover", "scheduled", "missed", "elsewhere"):
+        assert store.claim_fire(drill, planned, "scheduler-1")
+    store.begin(running("20261201T000001Z-sched", 3600, drill="scheduled").model_copy(
+        update={"planned_at": planned}), "{}")
+    store.begin(running("20261201T000002Z-missd", 3600, drill="missed").model_copy(
+        update={"planned_at": planned + timedelta(seconds=1)}), "{}")  # another fire
+    store.begin(running("20261201T000003Z-other", 3600, drill="other").model_copy(
+        update={"planned_at": planned}), "{}")  # another drill's record
+    assert store.unrecorded_fires(older_than=3600) == []  # claimed just now
+    found = store.unrecorded_fires(older_than=-60)
+    assert [(c.drill, c.planned_at, c.claimed_by) for c in found] == [
+        (drill, planned, "scheduler-1") for drill in ("elsewhere", "hot-warm-failover",
+                                                     "missed")]
+    assert all(abs((c.claimed_at - datetime.now(UTC)).total_seconds()) < 60 for c in found)
 
 
 # -- sealing ---------------------------------------------------------------------------------

@@ -157,6 +157,20 @@ def sleep_until(moment: datetime) -> None:
     time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
 
 
+def quiet(env: Env, every: int) -> list[dict[str, Any]] | None:
+    """The passed runs when the latest fire's run has passed and the next fire is at least
+    3 s away (None otherwise)."""
+    runs = env.runs()
+    now = datetime.now(UTC)
+    upcoming = next_multiple(every, now)
+    latest = upcoming - timedelta(seconds=every)
+    passed = [r for r in runs if r["outcome"] == "passed"]
+    if upcoming - now < timedelta(seconds=3) or latest not in {at(r["planned_at"])
+                                                                for r in passed}:
+        return None
+    return passed
+
+
 def synced_before_a_fire(env: Env, every: int) -> datetime:
     """`schedule sync` at least 2 s before a fire time (a sync that straddles one plans
     from the next); returns the first fire time after the sync."""
@@ -222,6 +236,7 @@ def test_fires_missed_beyond_the_grace_period_are_recorded_missed(server: str,
     first = synced_before_a_fire(env, 5)
     second = first + timedelta(seconds=5)
     sleep_until(second + timedelta(seconds=2))
+    launched = datetime.now(UTC)
     scheduler = env.start("--grace", "1s")
     try:
         missed = wait_until(
@@ -230,6 +245,9 @@ def test_fires_missed_beyond_the_grace_period_are_recorded_missed(server: str,
                               ) >= 2 else None, 30, "two missed records")
     finally:
         scheduler.stop()
+    # the fires before the launch; one after it is missed too when the start-up itself takes
+    # longer than the next fire plus the grace (a loaded machine): that is no defect
+    missed = [r for r in missed if at(r["planned_at"]) < launched]
     assert sorted(at(r["planned_at"]) for r in missed) == [first, second]
     assert all(r["trigger"] == "schedule" and at(r["started_at"]) == at(r["planned_at"])
                for r in missed)
@@ -301,8 +319,11 @@ def test_two_schedulers_on_postgres_one_killed_the_other_takes_over(server: str,
     second = env.start("--lease-ttl", "6s", label="b")
     try:
         second.wait_for("standby:")
-        done = wait_until(lambda: [r for r in env.runs() if r["outcome"] == "passed"], 60,
-                          "the first scheduler's run")
+        # killed between fires, its last one recorded: a kill between a claim and the run's
+        # first record leaves a claim nobody records for a lease and a lock TTL (the unit
+        # test of FireHandler.settle_unrecorded covers that)
+        done = wait_until(lambda: quiet(env, 15), 90, "the first scheduler's run, then a "
+                          "moment at least 3 s before the next fire")
         assert "ACTIVE" not in second.text()
         killed_at = time.monotonic()
         first.kill()  # SIGKILL: no lease release, no goodbye

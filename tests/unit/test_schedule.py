@@ -380,6 +380,34 @@ def test_fires_beyond_the_grace_period_become_missed_records_once(tmp_path: Path
     store.close()
 
 
+def test_a_claimed_fire_nobody_recorded_becomes_a_missed_record_naming_its_claimer(
+        tmp_path: Path) -> None:
+    directory = copy_drills(tmp_path, ["hot-warm-failover.yaml"])
+    url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    job = jobs.DrillJob.of(jobs.load_definitions(directory).valid["hot-warm-failover"],
+                           since=utc(2026, 1, 1))
+    handler = FireHandler(store_url=url, results_dir=tmp_path / "results",
+                          grace=timedelta(hours=1), holder="scheduler-b", lock_ttl=60,
+                          stopping=threading.Event())
+    store = open_store(url)
+    dead, gone, later = utc(2026, 10, 1, 3), utc(2026, 11, 1, 3), utc(2026, 12, 1, 3)
+    assert store.claim_fire("hot-warm-failover", dead, "host:4242:killed")  # then SIGKILL
+    assert store.claim_fire("unscheduled", gone, "host:4242:killed")
+    handler.handle(job, [later])  # a late fire handled in full: claimed and recorded
+    scheduled = {"hot-warm-failover": job}
+    assert handler.settle_unrecorded(store, scheduled, older_than=3600) == []  # too fresh
+    (settled,) = handler.settle_unrecorded(store, scheduled, older_than=-1)
+    assert (settled.drill, settled.planned_at) == ("hot-warm-failover", dead)
+    assert handler.settle_unrecorded(store, scheduled, older_than=-1) == []  # recorded once
+    rows = store.list_runs()
+    assert [(r.outcome, r.planned_at) for r in rows] == [
+        (Outcome.MISSED_SCHEDULE, later), (Outcome.MISSED_SCHEDULE, dead)]
+    message = store.get(rows[1].run_id).message or ""
+    assert "claimed at" in message and "by scheduler host:4242:killed" in message
+    assert [c.drill for c in store.unrecorded_fires(older_than=-1)] == ["unscheduled"]
+    store.close()
+
+
 def test_scheduler_refuses_a_broken_definition_with_exit_2(tmp_path: Path) -> None:
     directory = copy_drills(tmp_path, ["hot-warm-failover.yaml"])
     (directory / "bad.yaml").write_text((DRILLS / "hot-warm-failover.yaml").read_text()
