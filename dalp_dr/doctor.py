@@ -14,6 +14,7 @@ files are readable by their owner only.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import socket
@@ -134,6 +135,7 @@ def diagnose(drills_dir: Path, store_url: str, results_dir: Path | None = None,
             "the database hosts' python3 cannot import boto3",
             fix="" if boto else "apt install python3-boto3", needed_by=by_topology["hot-cold"]))
         findings.extend(_s3_endpoints(drills, inventories))
+        findings.extend(_backup_tools(drills, inventories))
 
     findings.extend(_check_roles(drills, inventories))
     findings.extend(_store(store_url, results_dir, by_topology, disks))
@@ -265,6 +267,18 @@ def _local(inventory: Any) -> bool:
         return str(inventory.variable("ansible_connection")) == "local"
     except InvalidInput:
         return False
+
+
+def _backup_tools(drills: list[Any], inventories: dict[Path, Any]) -> list[Finding]:
+    """barman-cloud's commands, where an inventory keeps its backups with it."""
+    users = []
+    for path, inventory in inventories.items():
+        with contextlib.suppress(InvalidInput):  # no such variable: the default tool
+            if inventory is not None and inventory.variable("dalp_backup_tool") == \
+                    "barman-cloud":
+                users += [d.spec.name for d in drills if d.inventory == path]
+    return [_tool("barman-cloud-backup", sorted(users), "apt install barman-cli-cloud")
+            ] if users else []
 
 
 def _s3_endpoints(drills: list[Any], inventories: dict[Path, Any]) -> list[Finding]:

@@ -357,6 +357,18 @@ def purge(s3: Any, cfg: Cfg) -> dict[str, Any]:
     return {"deleted": deleted, "prefix": prefix}
 
 
+def ensure_bucket(s3: Any, cfg: Cfg) -> dict[str, Any]:
+    """Create the bucket unless it exists."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=cfg["bucket"])
+        return {"bucket": cfg["bucket"], "created": False}
+    except ClientError:
+        s3.create_bucket(Bucket=cfg["bucket"])
+        return {"bucket": cfg["bucket"], "created": True}
+
+
 # --- status ----------------------------------------------------------------------------------
 
 def status(s3: Any, cfg: Cfg) -> dict[str, Any]:
@@ -387,6 +399,7 @@ def status(s3: Any, cfg: Cfg) -> dict[str, Any]:
         "newest_wal": newest_wal[1] if newest_wal else None,
         "newest_wal_age_s": round((now - newest_wal[2]).total_seconds(), 1) if newest_wal else None,
         "wal_gap": gap,
+        "wal_gap_object": f"s3://{cfg['bucket']}/{key(cfg, 'wal', gap + '.gz')}" if gap else None,
     }
 
 
@@ -440,12 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "purge":
             out = purge(s3, cfg)
         elif args.cmd == "ensure-bucket":
-            try:
-                s3.head_bucket(Bucket=cfg["bucket"])
-                out = {"bucket": cfg["bucket"], "created": False}
-            except ClientError:
-                s3.create_bucket(Bucket=cfg["bucket"])
-                out = {"bucket": cfg["bucket"], "created": True}
+            out = ensure_bucket(s3, cfg)
         else:
             out = status(s3, cfg)
     except (Failure, ClientError, BotoCoreError, OSError) as exc:

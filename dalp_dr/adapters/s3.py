@@ -1,7 +1,10 @@
 """Backups and the WAL archive in S3, seen from the controller (boto3).
 
-The layout is ``dalp_dr.s3_archive`` (the same file the database hosts run as their
-archive/restore command), so both sides agree on what a complete backup and a gap are.
+The inventory's ``dalp_backup_tool`` says which tool keeps them: ``s3-archive``, whose
+layout is ``dalp_dr.s3_archive``, or ``barman-cloud``, whose catalogue
+``dalp_dr.barman_cloud`` reads (barman-cloud-backup-list). Those are the same files the
+database hosts run as their archive/restore command, so both sides agree on what a complete
+backup and a gap are.
 boto3/botocore errors are translated here: an unreachable endpoint, a missing bucket or
 refused credentials are TargetUnreachable (invalid input: nothing to measure), anything
 else ObjectStoreError.
@@ -14,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from dalp_dr import s3_archive
+from dalp_dr import barman_cloud, s3_archive
 from dalp_dr.adapters.aws_errors import BOTO_ERRORS, AwsErrorKind, object_store_error
 from dalp_dr.durations import format_duration
 from dalp_dr.errors import HintKey, InventoryError, ObjectStoreError
@@ -24,7 +27,12 @@ _UNREACHABLE = frozenset({AwsErrorKind.REFUSED, AwsErrorKind.NO_BUCKET, AwsError
 """a refused, missing or unreadable location: nothing to measure (invalid input)"""
 
 
+BACKUP_TOOLS = ("s3-archive", "barman-cloud")
+
+
 class BackupStatus(BaseModel, frozen=True):
+    tool: str
+    """the backup tool whose catalogue this is (``dalp_backup_tool``)"""
     location: str
     backups: int
     newest_backup: str | None
@@ -35,13 +43,18 @@ class BackupStatus(BaseModel, frozen=True):
     rpo_s: float
     attainable: bool
     reasons: list[str]
+    catalogue: list[dict[str, Any]] | None = None
+    """the tool's own catalogue, as it listed it (barman-cloud-backup-list)"""
 
 
 class S3Archive:
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], tool: str = "s3-archive") -> None:
         self._cfg = settings
+        self.tool = tool
         self._client = s3_archive.client(settings)
         self.location = f"s3://{settings['bucket']}/{settings.get('prefix') or ''}"
+        if tool == "barman-cloud":
+            self.location = f"{barman_cloud.source_url(settings)}/{settings['server_name']}"
 
     @classmethod
     def from_inventory(cls, inventory: Inventory) -> S3Archive:
@@ -54,14 +67,23 @@ class S3Archive:
                 return default
             return value if value not in ("", None) else default
 
-        return cls({
+        tool = var("dalp_backup_tool", "s3-archive")
+        if tool not in BACKUP_TOOLS:
+            raise InventoryError(f"unknown backup tool {tool!r}", source=str(inventory.path),
+                                 field="dalp_backup_tool",
+                                 hint=f"one of: {', '.join(BACKUP_TOOLS)}")
+        settings = {
             "bucket": var("dalp_s3_bucket", ...),
             "prefix": var("dalp_s3_prefix", ""),
             "endpoint_url": var("dalp_s3_endpoint_url"),
             "region": var("dalp_s3_region", "us-east-1"),
             "access_key_id": var("dalp_s3_access_key_id"),
             "secret_access_key": var("dalp_s3_secret_access_key"),
-        })
+        }
+        if tool == "barman-cloud":
+            settings["server_name"] = var("dalp_barman_server_name", ...)
+            settings["bin_dir"] = var("dalp_barman_bin_dir")
+        return cls(settings, tool)
 
     def _call(self, what: str, fn: Any) -> Any:
         try:
@@ -69,28 +91,29 @@ class S3Archive:
         except BOTO_ERRORS as exc:
             raise object_store_error(exc, self.location, what, unreachable=_UNREACHABLE,
                                      hint_key=HintKey.S3_ENDPOINT) from None
-        except (s3_archive.Failure, OSError) as exc:
+        except (s3_archive.Failure, barman_cloud.Failure, OSError) as exc:
             raise ObjectStoreError(f"{self.location}: {what}: {exc}") from None
 
     def status(self, rpo: timedelta) -> BackupStatus:
-        raw: dict[str, Any] = self._call("status", lambda: s3_archive.status(self._client,
-                                                                            self._cfg))
+        read = barman_cloud.status if self.tool == "barman-cloud" else s3_archive.status
+        raw: dict[str, Any] = self._call("status", lambda: read(self._client, self._cfg))
         limit = rpo.total_seconds()
         reasons: list[str] = []
         if not raw["backups"]:
-            reasons.append(f"no complete base backup under {self.location}/basebackups/")
+            reasons.append(f"no complete base backup under {self.location}")
         elif raw["newest_backup_age_s"] is not None and raw["newest_backup_age_s"] >= limit:
             reasons.append(f"newest base backup is {format_duration(raw['newest_backup_age_s'])}"
                            f" old, RPO {format_duration(limit)}")
         if raw["newest_wal"] is None:
-            reasons.append(f"no archived WAL under {self.location}/wal/")
+            reasons.append(f"no archived WAL under {self.location}")
         elif raw["newest_wal_age_s"] is not None and raw["newest_wal_age_s"] >= limit:
             reasons.append(f"newest archived WAL is {format_duration(raw['newest_wal_age_s'])}"
                            f" old, RPO {format_duration(limit)}")
         if raw["wal_gap"]:
-            reasons.append(f"WAL gap: {self.location}/wal/{raw['wal_gap']}.gz is missing")
+            reasons.append(f"WAL gap: {raw.get('wal_gap_object') or raw['wal_gap']} is missing")
         return BackupStatus(
-            location=self.location, backups=raw["backups"], newest_backup=raw["newest_backup"],
+            tool=self.tool, catalogue=raw.get("catalogue"), location=self.location,
+            backups=raw["backups"], newest_backup=raw["newest_backup"],
             newest_backup_age_s=raw["newest_backup_age_s"], newest_wal=raw["newest_wal"],
             newest_wal_age_s=raw["newest_wal_age_s"], wal_gap=raw["wal_gap"], rpo_s=limit,
             attainable=not reasons, reasons=reasons,

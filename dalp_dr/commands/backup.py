@@ -1,4 +1,5 @@
-"""``dalp-dr backup``: backups and WAL in object storage (hot-cold)."""
+"""``dalp-dr backup``: backups and WAL in object storage (hot-cold), read from the catalogue of
+the backup tool the inventory names (``dalp_backup_tool``)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ def backup_status(ctx: click.Context, inventory: str, rpo: str | None, output: O
 
     def human(console: Console) -> None:
         for line in (
+                f"backup tool     {status.tool}",
                 f"location        {status.location}",
                 f"base backups    {status.backups}; newest {status.newest_backup or '-'}, "
                 f"age {format_duration(status.newest_backup_age_s)}",
@@ -75,6 +77,13 @@ def backup_status(ctx: click.Context, inventory: str, rpo: str | None, output: O
                 + ("attainable" if status.attainable else "NOT attainable"),
                 *(f"  - {reason}" for reason in status.reasons)):
             console.print(Text(line))
+        if status.catalogue:
+            console.print(Text(f"{status.tool} catalogue (newest last):"))
+            for entry in status.catalogue:
+                console.print(Text(
+                    f"  {entry.get('backup_id')}  {entry.get('status')}  "
+                    f"{entry.get('end_time') or '-'}  WAL {entry.get('begin_wal')}.."
+                    f"{entry.get('end_wal')}"))
 
     output.record(status.model_dump(mode="json"), human)
     raise Exit(EXIT_OK if status.attainable else EXIT_FAILED)

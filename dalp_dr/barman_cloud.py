@@ -1,0 +1,300 @@
+#!/usr/bin/python3
+"""dalp_barman: the hot-cold pattern's backups and WAL archive kept by barman-cloud.
+
+CloudNativePG, the operator self-hosted DALP keeps PostgreSQL with, backs up and archives
+with barman-cloud (Debian: barman-cli-cloud). This file is the site side of that backend,
+with the same commands and JSON results as ``dalp_dr/s3_archive.py`` (dalp_s3.py), so the
+hot-cold playbooks drive either one: every backup, restore, WAL push and WAL fetch is done
+by barman-cloud's own tools; this file only runs them (argv lists, never a shell), keeps the
+credentials out of PostgreSQL's settings (they reach the tool in its environment, read from
+the 0600 settings file), reads the tool's catalogue (``barman-cloud-backup-list --format
+json``) and lists the WAL archive to find a gap.
+
+Settings (--config, JSON, mode 0600): those of dalp_s3.py plus ``server_name`` (barman's
+name for the cluster: the folder under the prefix) and ``bin_dir`` (where the barman-cloud
+commands are: /usr/bin from Debian's barman-cli-cloud, or a virtualenv's bin). Layout, as
+barman-cloud writes it:
+
+    s3://bucket/prefix/<server_name>/base/<backup id>/...   backup.info, data.tar[.gz]
+    s3://bucket/prefix/<server_name>/wals/<tli+log>/<segment>[.gz]
+
+Runs on the database hosts as the database OS user, with Debian's python3 (boto3 there
+too); dalp_s3.py sits beside it (the bucket listing and purge are shared).
+
+Exit status of ``wal-fetch`` (PostgreSQL's restore_command): 0 restored; 1 not archived
+(barman-cloud-wal-restore's own 1); 126 for anything else (its 2 network, 3 usage, 4 other:
+a corrupt object), so that PostgreSQL stops the recovery instead of ending it early.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+try:  # on the controller (dalp-dr backup status)
+    from dalp_dr import s3_archive as base
+except ImportError:  # on a database host: dalp_s3.py beside this file
+    import dalp_s3 as base  # type: ignore[import-not-found,no-redef]
+
+Cfg = Dict[str, Any]
+TOOLS = "/usr/bin"
+NOT_ARCHIVED = 1
+WAL_FETCH_FATAL = base.WAL_FETCH_FATAL
+COMPRESSION = "--gzip"
+"""backups and WAL gzip-compressed, as CloudNativePG's usual `compression: gzip`"""
+
+
+class Failure(Exception):
+    pass
+
+
+def source_url(cfg: Cfg) -> str:
+    prefix = (cfg.get("prefix") or "").strip("/")
+    return f"s3://{cfg['bucket']}/{prefix}" if prefix else f"s3://{cfg['bucket']}"
+
+
+def tool_env(cfg: Cfg) -> Dict[str, str]:
+    """The environment barman-cloud runs with: the settings' credentials (never on a
+    command line), AWS's usual variables otherwise."""
+    env = dict(os.environ)
+    env["AWS_DEFAULT_REGION"] = cfg.get("region") or "us-east-1"
+    if cfg.get("access_key_id"):
+        env["AWS_ACCESS_KEY_ID"] = cfg["access_key_id"]
+        env["AWS_SECRET_ACCESS_KEY"] = cfg.get("secret_access_key") or ""
+    return env
+
+
+def argv(cfg: Cfg, tool: str, *args: str) -> List[str]:
+    """barman-cloud-<tool> with the endpoint, then ``args`` (source URL and server name
+    included by the caller, where the tool wants them)."""
+    tools = cfg.get("bin_dir") or TOOLS
+    command = [os.path.join(tools, f"barman-cloud-{tool}"), "--cloud-provider", "aws-s3"]
+    if cfg.get("endpoint_url"):
+        command += ["--endpoint-url", cfg["endpoint_url"]]
+    return command + list(args)
+
+
+def run(cfg: Cfg, tool: str, *args: str, timeout: Optional[float] = None
+        ) -> "subprocess.CompletedProcess[str]":
+    try:
+        return subprocess.run(argv(cfg, tool, *args), env=tool_env(cfg), capture_output=True,
+                              text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise Failure(f"barman-cloud-{tool}: {exc}") from None
+
+
+def checked(cfg: Cfg, tool: str, *args: str) -> str:
+    proc = run(cfg, tool, *args)
+    if proc.returncode != 0:
+        said = " ".join((proc.stderr or proc.stdout).split())[-600:]
+        raise Failure(f"barman-cloud-{tool} exited {proc.returncode}: {said}")
+    return proc.stdout
+
+
+# --- the catalogue ---------------------------------------------------------------------------
+
+def catalogue(cfg: Cfg) -> List[Dict[str, Any]]:
+    """barman-cloud-backup-list's JSON: every backup it knows, whatever its status."""
+    out = checked(cfg, "backup-list", "--format", "json", source_url(cfg), cfg["server_name"])
+    try:
+        listed = json.loads(out)["backups_list"]
+    except (ValueError, KeyError, TypeError):
+        raise Failure(f"barman-cloud-backup-list: not the JSON expected: {out[:200]!r}") from None
+    return [b for b in listed if isinstance(b, dict)]
+
+
+def instant(text: Optional[str]) -> Optional[datetime]:
+    """barman's times ('Tue Dec  1 17:30:01 2026' in the catalogue, ISO elsewhere): aware."""
+    if not text:
+        return None
+    parsers: List[Callable[[str], datetime]] = [
+        datetime.fromisoformat, lambda t: datetime.strptime(t, "%a %b %d %H:%M:%S %Y")]
+    for parse in parsers:
+        try:
+            value = parse(text)
+        except ValueError:
+            continue
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return None
+
+
+def completed(cfg: Cfg) -> List[Dict[str, Any]]:
+    """Completed backups, newest first."""
+    done = [b for b in catalogue(cfg) if b.get("status") == "DONE"]
+    return sorted(done, key=lambda b: instant(b.get("end_time")) or datetime.min.replace(
+        tzinfo=timezone.utc), reverse=True)
+
+
+def archived_wal(s3: Any, cfg: Cfg) -> List[Tuple[Any, str, datetime]]:
+    """(segment number, name, last modified) of every archived WAL segment, in order."""
+    found = []
+    for obj in base.list_keys(s3, cfg, f"{cfg['server_name']}/wals"):
+        name = obj["Key"].rsplit("/", 1)[-1].split(".", 1)[0]
+        number = base.segment_number(name)
+        if number and "." not in obj["Key"].rsplit("/", 1)[-1].replace(".gz", ""):
+            found.append((number, name, obj["LastModified"]))
+    return sorted(found)
+
+
+def status(s3: Any, cfg: Cfg) -> Dict[str, Any]:
+    now = datetime.now(timezone.utc)
+    listed = catalogue(cfg)
+    done = sorted((b for b in listed if b.get("status") == "DONE"),
+                  key=lambda b: instant(b.get("end_time")) or now, reverse=True)
+    newest = done[0] if done else None
+    created = instant(newest.get("end_time")) if newest else None
+    segments = archived_wal(s3, cfg)
+    newest_wal = segments[-1] if segments else None
+    gap = None
+    if newest and newest.get("begin_wal"):
+        gap = base.find_gap(newest["begin_wal"], [name for _, name, _ in segments])
+    return {
+        "tool": "barman-cloud", "bucket": cfg["bucket"], "prefix": cfg.get("prefix", ""),
+        "location": f"{source_url(cfg)}/{cfg['server_name']}",
+        "backups": len(done),
+        "newest_backup": newest.get("backup_id") if newest else None,
+        "newest_backup_created": created.isoformat() if created else None,
+        "newest_backup_age_s": round((now - created).total_seconds(), 1) if created else None,
+        "newest_backup_start_segment": newest.get("begin_wal") if newest else None,
+        "wal_segments": len(segments),
+        "newest_wal": newest_wal[1] if newest_wal else None,
+        "newest_wal_age_s": round((now - newest_wal[2]).total_seconds(), 1)
+        if newest_wal else None,
+        "wal_gap": gap,
+        "wal_gap_object": f"{source_url(cfg)}/{cfg['server_name']}/wals/{gap[:16]}/{gap}.gz"
+        if gap else None,
+        "catalogue": [{k: b.get(k) for k in ("backup_id", "backup_name", "status",
+                                              "begin_time", "end_time", "begin_wal",
+                                              "end_wal", "size")} for b in listed],
+    }
+
+
+# --- backups and restores --------------------------------------------------------------------
+
+def backup(cfg: Cfg, host: str, port: str) -> Dict[str, Any]:
+    """A base backup by barman-cloud-backup (it connects to the server itself)."""
+    label = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    started = time.monotonic()
+    checked(cfg, "backup", COMPRESSION, "--immediate-checkpoint", "-h", host, "-p", port,
+            "-n", f"dalp-{label}", source_url(cfg), cfg["server_name"])
+    seconds = time.monotonic() - started
+    mine = [b for b in catalogue(cfg) if b.get("backup_name") == f"dalp-{label}"]
+    if not mine or mine[0].get("status") != "DONE":
+        raise Failure(f"{source_url(cfg)}/{cfg['server_name']}: backup dalp-{label} is not "
+                      f"in the catalogue as DONE ({mine[0].get('status') if mine else 'absent'})")
+    return {"label": mine[0]["backup_id"], "name": f"dalp-{label}",
+            "bytes": mine[0].get("size"), "seconds": round(seconds, 3),
+            "start_segment": mine[0].get("begin_wal")}
+
+
+def restore(cfg: Cfg, dest: str, label: Optional[str]) -> Dict[str, Any]:
+    """barman-cloud-restore of the newest completed backup (or ``label``) into ``dest``:
+    downloaded and extracted by the tool; WAL comes later, through restore_command."""
+    done = completed(cfg)
+    if not done:
+        raise Failure(f"{source_url(cfg)}/{cfg['server_name']}/base/: no completed backup")
+    chosen = done[0] if label in (None, "", "latest") else next(
+        (b for b in done if label in (b.get("backup_id"), b.get("backup_name"))), None)
+    if chosen is None:
+        raise Failure(f"{source_url(cfg)}/{cfg['server_name']}/base/{label}: no such "
+                      "completed backup")
+    started = time.monotonic()
+    proc = run(cfg, "restore", source_url(cfg), cfg["server_name"], chosen["backup_id"], dest)
+    seconds = time.monotonic() - started
+    if proc.returncode != 0:
+        said = " ".join((proc.stderr or proc.stdout).split())[-600:]
+        raise Failure(f"{source_url(cfg)}/{cfg['server_name']}/base/{chosen['backup_id']}/: "
+                      f"barman-cloud-restore exited {proc.returncode}: {said}")
+    size = 0
+    for root, _dirs, files in os.walk(dest):
+        for name in files:
+            with contextlib.suppress(OSError):  # gone meanwhile: not restored
+                size += os.lstat(os.path.join(root, name)).st_size
+    return {"label": chosen["backup_id"], "bytes": size, "seconds": round(seconds, 3),
+            "mib_per_s": round(size / 1048576 / seconds, 1) if seconds > 0 else None,
+            "start_segment": chosen.get("begin_wal"),
+            "created": (instant(chosen.get("end_time")) or datetime.now(timezone.utc))
+            .isoformat()}
+
+
+# --- PostgreSQL's archive_command and restore_command ----------------------------------------
+
+def wal_push(cfg: Cfg, path: str) -> int:
+    proc = run(cfg, "wal-archive", COMPRESSION, source_url(cfg), cfg["server_name"], path)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+    return proc.returncode
+
+
+def wal_fetch(cfg: Cfg, name: str, dest: str) -> int:
+    proc = run(cfg, "wal-restore", source_url(cfg), cfg["server_name"], name, dest)
+    if proc.returncode == 0:
+        return 0
+    if proc.returncode == NOT_ARCHIVED:
+        return NOT_ARCHIVED
+    sys.stderr.write(f"dalp_barman wal-fetch {name}: barman-cloud-wal-restore exited "
+                     f"{proc.returncode}: {' '.join(proc.stderr.split())[-400:]}\n")
+    return WAL_FETCH_FATAL
+
+
+def main(argv_: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="dalp_barman")
+    parser.add_argument("--config", required=True)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("wal-push")
+    p.add_argument("path")
+    p.add_argument("name")
+    p = sub.add_parser("wal-fetch")
+    p.add_argument("name")
+    p.add_argument("dest")
+    p = sub.add_parser("backup")
+    p.add_argument("--pg-host", required=True)
+    p.add_argument("--pg-port", required=True)
+    p = sub.add_parser("restore")
+    p.add_argument("dest")
+    p.add_argument("--label")
+    sub.add_parser("status")
+    sub.add_parser("ensure-bucket")
+    p = sub.add_parser("purge", help="lab only: delete everything under the prefix")
+    p.add_argument("--lab", action="store_true", required=True)
+    args = parser.parse_args(argv_)
+    try:
+        with open(args.config) as fh:
+            cfg = json.load(fh)
+    except (OSError, ValueError) as exc:
+        print(f"dalp_barman: {args.config}: {exc}", file=sys.stderr)
+        return WAL_FETCH_FATAL if args.cmd == "wal-fetch" else 1
+    if args.cmd == "wal-push":
+        return wal_push(cfg, args.path)
+    if args.cmd == "wal-fetch":
+        return wal_fetch(cfg, args.name, args.dest)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    out: Dict[str, Any]
+    try:
+        if args.cmd == "backup":
+            out = backup(cfg, args.pg_host, args.pg_port)
+        elif args.cmd == "restore":
+            out = restore(cfg, args.dest, args.label)
+        elif args.cmd == "purge":
+            out = base.purge(base.client(cfg), cfg)
+        elif args.cmd == "ensure-bucket":
+            out = base.ensure_bucket(base.client(cfg), cfg)
+        else:
+            out = status(base.client(cfg), cfg)
+    except (Failure, base.Failure, ClientError, BotoCoreError, OSError) as exc:
+        print(f"dalp_barman {args.cmd}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

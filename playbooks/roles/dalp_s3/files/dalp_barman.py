@@ -1,0 +1,1 @@
+../../../../dalp_dr/barman_cloud.py

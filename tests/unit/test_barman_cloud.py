@@ -1,0 +1,98 @@
+"""dalp_barman (dalp_dr/barman_cloud.py), the site side of the barman-cloud backend, without S3:
+its reading of barman-cloud-backup-list's catalogue and PostgreSQL's restore_command contract.
+The barman-cloud commands here are FAKES (shell scripts in a temporary bin_dir, one per test,
+printing what barman-cloud 3.4 prints and exiting with its codes); the real ones run against
+the moto server in tests/lab/test_33_hot_cold_barman.py."""
+
+from __future__ import annotations
+
+import json
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from dalp_dr import barman_cloud
+
+CATALOGUE = {"backups_list": [
+    {"backup_id": "20261201T030000", "backup_name": "dalp-20261201T030000Z", "status": "DONE",
+     "begin_time": "Tue Dec  1 03:00:00 2026", "end_time": "Tue Dec  1 03:00:04 2026",
+     "begin_wal": "000000010000000000000002", "end_wal": "000000010000000000000002",
+     "size": 31_000_000},
+    {"backup_id": "20261202T030000", "backup_name": None, "status": "FAILED",
+     "begin_time": "Wed Dec  2 03:00:00 2026", "end_time": None, "begin_wal": None,
+     "end_wal": None, "size": None},
+    {"backup_id": "20261201T150000", "backup_name": "noon", "status": "DONE",
+     "begin_time": "Tue Dec  1 15:00:00 2026", "end_time": "Tue Dec  1 15:00:05 2026",
+     "begin_wal": "000000010000000000000009", "end_wal": "00000001000000000000000A",
+     "size": 32_000_000},
+]}
+
+
+def fake_tool(bin_dir: Path, name: str, script: str) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    path = bin_dir / f"barman-cloud-{name}"
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+def settings(tmp_path: Path) -> dict[str, object]:
+    return {"bucket": "lab", "prefix": "hc", "server_name": "site-a",
+            "endpoint_url": "http://127.0.0.1:1", "bin_dir": str(tmp_path / "bin"),
+            "access_key_id": "AKIA-test", "secret_access_key": "secret-never-on-argv"}
+
+
+def test_the_newest_completed_backup_is_chosen_from_the_catalogue(tmp_path: Path) -> None:
+    catalogue = tmp_path / "catalogue.json"
+    catalogue.write_text(json.dumps(CATALOGUE))
+    fake_tool(tmp_path / "bin", "backup-list", f'cat "{catalogue}"')
+    done = barman_cloud.completed(settings(tmp_path))
+    assert [b["backup_id"] for b in done] == ["20261201T150000", "20261201T030000"]
+    assert barman_cloud.instant(done[0]["end_time"]) == datetime(2026, 12, 1, 15, 0, 5,
+                                                                 tzinfo=UTC)
+
+
+def test_the_catalogue_is_asked_with_the_endpoint_and_credentials_off_the_command_line(
+        tmp_path: Path) -> None:
+    seen = tmp_path / "seen"
+    fake_tool(tmp_path / "bin", "backup-list",
+              f'echo "$@" > "{seen}"; echo "$AWS_SECRET_ACCESS_KEY" >> "{seen}"; '
+              "echo '{\"backups_list\": []}'")
+    assert barman_cloud.completed(settings(tmp_path)) == []
+    argv, secret = seen.read_text().splitlines()
+    assert argv == ("--cloud-provider aws-s3 --endpoint-url http://127.0.0.1:1 --format json "
+                    "s3://lab/hc site-a")
+    assert secret == "secret-never-on-argv"
+
+
+def test_a_tool_that_fails_is_a_failure_with_its_words(tmp_path: Path) -> None:
+    fake_tool(tmp_path / "bin", "backup-list",
+              "echo 'ERROR: Bucket lab does not exist' >&2; exit 1")
+    with pytest.raises(barman_cloud.Failure, match="exited 1: ERROR: Bucket lab does not exist"):
+        barman_cloud.catalogue(settings(tmp_path))
+    fake_tool(tmp_path / "bin", "backup-list", "echo 'not json'")
+    with pytest.raises(barman_cloud.Failure, match="not the JSON expected"):
+        barman_cloud.catalogue(settings(tmp_path))
+
+
+@pytest.mark.parametrize(("barman_exit", "restore_command_exit"), [
+    (0, 0),  # restored
+    (1, 1),  # not archived: PostgreSQL ends the replay there
+    (2, 126),  # network error: PostgreSQL must stop, not end the replay early
+    (3, 126),  # usage error
+    (4, 126),  # anything else (a corrupt object)
+])
+def test_restore_command_exit_codes_tell_not_archived_from_failed(
+        tmp_path: Path, barman_exit: int, restore_command_exit: int) -> None:
+    fake_tool(tmp_path / "bin", "wal-restore", f"exit {barman_exit}")
+    config = tmp_path / "s3.json"
+    config.write_text(json.dumps(settings(tmp_path)))
+    code = barman_cloud.main(["--config", str(config), "wal-fetch",
+                              "000000010000000000000003", str(tmp_path / "dest")])
+    assert code == restore_command_exit
+
+
+def test_an_unreadable_settings_file_stops_the_replay(tmp_path: Path) -> None:
+    assert barman_cloud.main(["--config", str(tmp_path / "absent.json"), "wal-fetch",
+                              "000000010000000000000003", str(tmp_path / "x")]) == 126
