@@ -111,7 +111,9 @@ def catalogue(cfg: Cfg) -> List[Dict[str, Any]]:
 
 
 def instant(text: Optional[str]) -> Optional[datetime]:
-    """barman's times ('Tue Dec  1 17:30:01 2026' in the catalogue, ISO elsewhere): aware."""
+    """barman's times, aware: ISO with an offset, or the catalogue's ctime ('Tue Dec  1
+    17:30:01 2026', the backup host's wall clock without its offset: read as this host's
+    local time; ``status`` prefers the time the backup's backup.info object was stored)."""
     if not text:
         return None
     parsers: List[Callable[[str], datetime]] = [
@@ -121,8 +123,21 @@ def instant(text: Optional[str]) -> Optional[datetime]:
             value = parse(text)
         except ValueError:
             continue
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.astimezone()
     return None
+
+
+def stored_at(s3: Any, cfg: Cfg, backup_id: str) -> Optional[datetime]:
+    """When the backup's backup.info was written (barman-cloud writes it last): S3's own
+    clock, with its time zone; None when it cannot be read."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    info = base.key(cfg, cfg["server_name"], "base", backup_id, "backup.info")
+    try:
+        modified = s3.head_object(Bucket=cfg["bucket"], Key=info)["LastModified"]
+    except (BotoCoreError, ClientError):
+        return None
+    return modified if isinstance(modified, datetime) else None
 
 
 def completed(cfg: Cfg) -> List[Dict[str, Any]]:
@@ -149,7 +164,9 @@ def status(s3: Any, cfg: Cfg) -> Dict[str, Any]:
     done = sorted((b for b in listed if b.get("status") == "DONE"),
                   key=lambda b: instant(b.get("end_time")) or now, reverse=True)
     newest = done[0] if done else None
-    created = instant(newest.get("end_time")) if newest else None
+    created = None
+    if newest:
+        created = stored_at(s3, cfg, newest["backup_id"]) or instant(newest.get("end_time"))
     segments = archived_wal(s3, cfg)
     newest_wal = segments[-1] if segments else None
     gap = None

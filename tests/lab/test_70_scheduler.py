@@ -157,18 +157,22 @@ def sleep_until(moment: datetime) -> None:
     time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
 
 
-def quiet(env: Env, every: int) -> list[dict[str, Any]] | None:
-    """The passed runs when the latest fire's run has passed and the next fire is at least
-    3 s away (None otherwise)."""
+def quiet(env: Env, every: int, *, ahead: float = 3, outcomes: tuple[str, ...] = ("passed",)
+          ) -> list[dict[str, Any]] | None:
+    """The runs when nothing runs, the latest fire's record has one of ``outcomes`` and the
+    next fire is at least ``ahead`` seconds away (None otherwise): a moment between fires,
+    the latest one handled in full (a run may take most of the interval on a loaded machine,
+    so "nothing running" alone may come just before the next fire)."""
     runs = env.runs()
     now = datetime.now(UTC)
     upcoming = next_multiple(every, now)
     latest = upcoming - timedelta(seconds=every)
-    passed = [r for r in runs if r["outcome"] == "passed"]
-    if upcoming - now < timedelta(seconds=3) or latest not in {at(r["planned_at"])
-                                                                for r in passed}:
+    handled = {at(r["planned_at"]) for r in runs
+               if r["outcome"] in outcomes and r["planned_at"]}
+    if (upcoming - now < timedelta(seconds=ahead) or latest not in handled
+            or any(r["outcome"] == "running" for r in runs)):
         return None
-    return passed
+    return runs
 
 
 def synced_before_a_fire(env: Env, every: int) -> datetime:
@@ -289,12 +293,13 @@ def test_the_environment_lock_refuses_the_second_run_either_way(server: str,
         assert f"environment 'scheduler-lab' is busy: drill scheduler-probe run " \
                f"{running[0]['run_id']} (schedule) by scheduler on" in refused.stderr
         assert "holds its drill lock since" in refused.stderr
-        wait_until(lambda: not [r for r in env.runs() if r["outcome"] == "running"], 60,
-                   "the scheduled run to end")
-        # 2. an on-demand run holds it at the next fire time: the fire is recorded missed
-        # a fire at least 4 s ahead once the run starts (the scheduled run may end just
-        # before a fire on a loaded machine: that fire would win the race for the lock)
-        upcoming = next_multiple(15, datetime.now(UTC) + timedelta(seconds=5))
+        # 2. an on-demand run holds it at the next fire time: the fire is recorded missed.
+        # It starts 4 s before that fire, once the latest fire was handled in full (the
+        # scheduled run may end just before a fire on a loaded machine: that fire's run would
+        # then hold the lock when the on-demand run starts)
+        wait_until(lambda: quiet(env, 15, ahead=5, outcomes=("passed", "missed_schedule")),
+                   90, "the scheduled runs to end, then a moment at least 5 s before a fire")
+        upcoming = next_multiple(15, datetime.now(UTC))
         sleep_until(upcoming - timedelta(seconds=4))
         on_demand = env.cli("drill", "run", str(drill))
         assert on_demand.returncode == 0, on_demand.stderr
@@ -322,8 +327,9 @@ def test_two_schedulers_on_postgres_one_killed_the_other_takes_over(server: str,
         # killed between fires, its last one recorded: a kill between a claim and the run's
         # first record leaves a claim nobody records for a lease and a lock TTL (the unit
         # test of FireHandler.settle_unrecorded covers that)
-        done = wait_until(lambda: quiet(env, 15), 90, "the first scheduler's run, then a "
+        runs = wait_until(lambda: quiet(env, 15), 90, "the first scheduler's run, then a "
                           "moment at least 3 s before the next fire")
+        done = [r for r in runs if r["outcome"] == "passed"]
         assert "ACTIVE" not in second.text()
         killed_at = time.monotonic()
         first.kill()  # SIGKILL: no lease release, no goodbye

@@ -49,8 +49,11 @@ def test_the_newest_completed_backup_is_chosen_from_the_catalogue(tmp_path: Path
     fake_tool(tmp_path / "bin", "backup-list", f'cat "{catalogue}"')
     done = barman_cloud.completed(settings(tmp_path))
     assert [b["backup_id"] for b in done] == ["20261201T150000", "20261201T030000"]
-    assert barman_cloud.instant(done[0]["end_time"]) == datetime(2026, 12, 1, 15, 0, 5,
-                                                                 tzinfo=UTC)
+    # the catalogue's ctime has no offset: this host's local time
+    assert barman_cloud.instant(done[0]["end_time"]) == datetime(2026, 12, 1, 15, 0,
+                                                                 5).astimezone()
+    assert barman_cloud.instant("2026-12-01T15:00:05+01:00") == datetime(2026, 12, 1, 14, 0,
+                                                                         5, tzinfo=UTC)
 
 
 def test_the_catalogue_is_asked_with_the_endpoint_and_credentials_off_the_command_line(
