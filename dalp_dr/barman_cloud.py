@@ -35,6 +35,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -250,15 +251,64 @@ def wal_push(cfg: Cfg, path: str) -> int:
     return proc.returncode
 
 
-def wal_fetch(cfg: Cfg, name: str, dest: str) -> int:
+def _fetch_status(cfg: Cfg, name: str, dest: str) -> int:
+    """One barman-cloud-wal-restore, its status as restore_command must give it."""
     proc = run(cfg, "wal-restore", source_url(cfg), cfg["server_name"], name, dest)
-    if proc.returncode == 0:
-        return 0
-    if proc.returncode == NOT_ARCHIVED:
-        return NOT_ARCHIVED
+    if proc.returncode in (0, NOT_ARCHIVED):
+        return proc.returncode
     sys.stderr.write(f"dalp_barman wal-fetch {name}: barman-cloud-wal-restore exited "
                      f"{proc.returncode}: {' '.join(proc.stderr.split())[-400:]}\n")
     return WAL_FETCH_FATAL
+
+
+def wal_fetch(cfg: Cfg, name: str, dest: str, spool: Optional[str] = None,
+              parallel: int = 1) -> int:
+    """PostgreSQL's restore_command. With a spool directory and ``parallel`` > 1, as
+    CloudNativePG does (``wal.maxParallel``): a segment asked for is fetched together with
+    the next ``parallel - 1`` segments of its timeline, each by its own
+    barman-cloud-wal-restore at the same time, into the spool; the next requests are served
+    from there. A segment the archive did not have when it was prefetched is remembered
+    (``<name>.missing``) and answered "not archived" at once: a restore reads a lost site's
+    archive, which nothing writes to any more. The spool is the restore's (the playbook
+    removes it after the replay)."""
+    number = base.segment_number(name)
+    if spool is None or parallel <= 1 or number is None:
+        return _fetch_status(cfg, name, dest)
+    ready = os.path.join(spool, name)
+    if os.path.exists(ready):
+        if _same_device(spool, dest):
+            os.replace(ready, dest)
+        else:
+            _move(ready, dest)
+        return 0
+    if os.path.exists(ready + ".missing"):
+        return NOT_ARCHIVED
+    os.makedirs(spool, mode=0o700, exist_ok=True)
+    ahead = [base.segment_name(number[0], number[1] + i) for i in range(1, parallel)]
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        asked = pool.submit(_fetch_status, cfg, name, dest)
+        fetched = {n: pool.submit(_fetch_status, cfg, n, os.path.join(spool, n + ".part"))
+                   for n in ahead}
+    for later, future in fetched.items():
+        part = os.path.join(spool, later + ".part")
+        if future.result() == 0:
+            os.replace(part, os.path.join(spool, later))
+        elif future.result() == NOT_ARCHIVED:
+            with open(os.path.join(spool, later + ".missing"), "w"):
+                pass
+        with contextlib.suppress(FileNotFoundError):  # a failed fetch: asked again later
+            os.remove(part)
+    return asked.result()
+
+
+def _same_device(spool: str, dest: str) -> bool:
+    return os.stat(spool).st_dev == os.stat(os.path.dirname(os.path.abspath(dest))).st_dev
+
+
+def _move(source: str, dest: str) -> None:
+    import shutil
+
+    shutil.move(source, dest)
 
 
 def main(argv_: Optional[List[str]] = None) -> int:
@@ -271,6 +321,9 @@ def main(argv_: Optional[List[str]] = None) -> int:
     p = sub.add_parser("wal-fetch")
     p.add_argument("name")
     p.add_argument("dest")
+    p.add_argument("--spool", help="a restore's prefetch directory")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="segments fetched at once (the one asked for and those after it)")
     p = sub.add_parser("backup")
     p.add_argument("--pg-host", required=True)
     p.add_argument("--pg-port", required=True)
@@ -291,7 +344,11 @@ def main(argv_: Optional[List[str]] = None) -> int:
     if args.cmd == "wal-push":
         return wal_push(cfg, args.path)
     if args.cmd == "wal-fetch":
-        return wal_fetch(cfg, args.name, args.dest)
+        try:
+            return wal_fetch(cfg, args.name, args.dest, args.spool, args.parallel)
+        except OSError as exc:  # the spool: PostgreSQL must stop, not end the replay early
+            print(f"dalp_barman wal-fetch {args.name}: {exc}", file=sys.stderr)
+            return WAL_FETCH_FATAL
     from botocore.exceptions import BotoCoreError, ClientError
 
     out: Dict[str, Any]

@@ -99,3 +99,54 @@ def test_restore_command_exit_codes_tell_not_archived_from_failed(
 def test_an_unreadable_settings_file_stops_the_replay(tmp_path: Path) -> None:
     assert barman_cloud.main(["--config", str(tmp_path / "absent.json"), "wal-fetch",
                               "000000010000000000000003", str(tmp_path / "x")]) == 126
+
+
+def archive_with(tmp_path: Path, names: list[str], broken: tuple[str, ...] = ()) -> Path:
+    """A fake barman-cloud-wal-restore over a directory standing for the archive: it logs
+    each name asked for; ``broken`` ones fail as a network error would (exit 2)."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for name in names:
+        (archive / name).write_text(f"wal {name}")
+    log = tmp_path / "asked.log"
+    broken_case = "|".join(broken) or "none"
+    fake_tool(tmp_path / "bin", "wal-restore",
+              f'for a; do name=$dest; dest=$a; done; echo "$name" >> "{log}"; '
+              f'case "$name" in {broken_case}) exit 2;; esac; '
+              f'[ -f "{archive}/$name" ] || exit 1; cp "{archive}/$name" "$dest"')
+    return log
+
+
+SEG = [f"0000000100000000000000{n:02X}" for n in range(1, 8)]
+
+
+def fetch(tmp_path: Path, name: str, parallel: int = 4) -> int:
+    config = tmp_path / "s3.json"
+    config.write_text(json.dumps(settings(tmp_path)))
+    (tmp_path / "pg_wal").mkdir(exist_ok=True)
+    return barman_cloud.main(["--config", str(config), "wal-fetch", name,
+                              str(tmp_path / "pg_wal" / "RECOVERYXLOG"), "--spool",
+                              str(tmp_path / "spool"), "--parallel", str(parallel)])
+
+
+def test_wal_is_fetched_ahead_in_parallel_and_served_from_the_spool(tmp_path: Path) -> None:
+    log = archive_with(tmp_path, SEG[:3])
+    restored = tmp_path / "pg_wal" / "RECOVERYXLOG"
+    assert fetch(tmp_path, SEG[0]) == 0 and restored.read_text() == f"wal {SEG[0]}"
+    assert sorted(log.read_text().split()) == SEG[:4]  # the one asked for and 3 ahead
+    assert fetch(tmp_path, SEG[1]) == 0 and restored.read_text() == f"wal {SEG[1]}"
+    assert fetch(tmp_path, SEG[2]) == 0 and restored.read_text() == f"wal {SEG[2]}"
+    assert fetch(tmp_path, SEG[3]) == 1  # not archived when it was fetched ahead
+    assert sorted(log.read_text().split()) == SEG[:4]  # all four answered from the spool
+    assert fetch(tmp_path, "00000002.history") == 1  # not a segment: asked at once
+    assert log.read_text().split()[-1] == "00000002.history"
+
+
+def test_a_segment_that_failed_ahead_is_asked_again_and_its_failure_stops_the_replay(
+        tmp_path: Path) -> None:
+    log = archive_with(tmp_path, SEG[:5], broken=(SEG[2],))
+    assert fetch(tmp_path, SEG[0], parallel=3) == 0
+    assert not list((tmp_path / "spool").glob(f"{SEG[2]}*"))  # neither kept nor "missing"
+    assert fetch(tmp_path, SEG[1], parallel=3) == 0
+    assert fetch(tmp_path, SEG[2], parallel=3) == 126  # asked again: the error stands
+    assert log.read_text().split().count(SEG[2]) == 2
