@@ -101,7 +101,13 @@ def main() -> None:
         if action == "restore":
             if module.check_mode:
                 module.exit_json(changed=False, target=target)
-            when = (datetime.fromisoformat(p["restore_time"]) if p["restore_time"] else None)
+            try:
+                when = (datetime.fromisoformat(p["restore_time"]) if p["restore_time"]
+                        else None)
+            except ValueError:
+                module.fail_json(msg=f"restore_time {p['restore_time']!r} is not an ISO 8601 "
+                                     "time (e.g. 2026-10-01T03:00:00+00:00)")
+                return
             if when is not None and when.tzinfo is None:
                 when = when.replace(tzinfo=UTC)
             request = api.restore(target, p["run_id"], when)
