@@ -30,6 +30,7 @@ from dalp_dr.measure import fault_instant, pitr_check, recovery_target_time
 from dalp_dr.reserve import STORE_WRITTEN, check
 from dalp_dr.results import ConvergeOutcome, PhaseStatus
 from dalp_dr.spec import PhaseName, Scenario
+from dalp_dr.spec.parts import CLIENTS_MOVE_TO_RESTORED
 from dalp_dr.timefmt import format_time
 
 HELD_SLACK_SECONDS = 30.0
@@ -428,7 +429,8 @@ def measure(ctx: RunContext) -> None:
     else:
         report = {"markers_on_recovered_primary": len(next(iter(state.surviving.values())))}
     status, message = PhaseStatus.OK, None
-    if state.recovery_target is not None:
+    if state.recovery_target is not None \
+            and ctx.drill.spec.topology in CLIENTS_MOVE_TO_RESTORED:
         name, beat = next(iter(clients.heartbeats.items()))
         pitr = pitr_check(beat.samples, state.surviving[name], state.recovery_target,
                           state.fault_at)

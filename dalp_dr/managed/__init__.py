@@ -7,6 +7,10 @@ One adapter per service, one file each, behind :class:`~dalp_dr.managed.base.Man
 
 The drill playbooks in ``playbooks/managed/`` reach them through the Ansible module
 ``playbooks/managed/library/dalp_managed_db.py``.
+
+The RDS point-in-time restore drill (``rds_restore.py``, on the same ``RdsApi``) changes no
+database it did not create: it restores to a new instance and deletes it
+(``playbooks/managed/library/dalp_rds_restore.py``).
 """
 
 from __future__ import annotations

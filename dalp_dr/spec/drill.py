@@ -84,7 +84,7 @@ class DrillSpec(Frozen):
     @classmethod
     def _restore_fits(cls, value: Restore | None, info: ValidationInfo) -> Restore | None:
         if value is not None and info.data.get("scenario") is not Scenario.RESTORE:
-            raise ValueError("'restore' applies only to the restore scenario (hot-cold)")
+            raise ValueError("'restore' applies only to the restore scenario")
         return value
 
     @field_validator("populations")

@@ -63,11 +63,18 @@ class Scenario(StrEnum):
 
 
 ALLOWED_SCENARIOS: dict[Topology, frozenset[Scenario]] = {
-    Topology.CLOUD_NATIVE: frozenset({Scenario.FAILOVER, Scenario.SWITCHOVER}),
+    Topology.CLOUD_NATIVE: frozenset({Scenario.FAILOVER, Scenario.SWITCHOVER,
+                                      Scenario.RESTORE}),
     Topology.HOT_WARM: frozenset({Scenario.FAILOVER, Scenario.SWITCHOVER}),
     Topology.HOT_COLD: frozenset({Scenario.RESTORE}),
     Topology.HOT_HOT: frozenset({Scenario.SITE_LOSS, Scenario.LINK_CUT}),
 }
+
+CLIENTS_MOVE_TO_RESTORED: frozenset[Topology] = frozenset({Topology.HOT_COLD})
+"""topologies whose restore drill moves the clients to the restored database (the route is
+switched), so the markers read back show the point in time restored. A managed database's
+restore (cloud-native: RDS point-in-time restore) builds a new instance beside the source,
+which its clients keep writing to: their markers say nothing of the restore."""
 
 
 class PhaseName(StrEnum):
