@@ -37,7 +37,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 try:  # on the controller (dalp-dr backup status)
     from dalp_dr import s3_archive as base
@@ -48,6 +48,8 @@ Cfg = Dict[str, Any]
 TOOLS = "/usr/bin"
 NOT_ARCHIVED = 1
 WAL_FETCH_FATAL = base.WAL_FETCH_FATAL
+LISTING = "listing.json"
+"""written last into a restore's spool: every WAL file name the archive held then"""
 COMPRESSION = "--gzip"
 """backups and WAL gzip-compressed, as CloudNativePG's usual `compression: gzip`"""
 
@@ -267,12 +269,20 @@ def wal_fetch(cfg: Cfg, name: str, dest: str, spool: Optional[str] = None,
     CloudNativePG does (``wal.maxParallel``): a segment asked for is fetched together with
     the next ``parallel - 1`` segments of its timeline, each by its own
     barman-cloud-wal-restore at the same time, into the spool; the next requests are served
-    from there. A segment the archive did not have when it was prefetched is remembered
-    (``<name>.missing``) and answered "not archived" at once: a restore reads a lost site's
-    archive, which nothing writes to any more. The spool is the restore's (the playbook
-    removes it after the replay)."""
+    from there. The archive is listed once (``listing.json``): a name it did not hold, and a
+    segment it did not have when it was prefetched (``<name>.missing``), is answered "not
+    archived" at once, without a barman-cloud process: a restore reads a lost site's
+    archive, which nothing writes to any more (PostgreSQL probes for timeline history files
+    it does not have on every start and promotion). The spool is the restore's (the
+    playbook removes it after the replay)."""
     number = base.segment_number(name)
-    if spool is None or parallel <= 1 or number is None:
+    if spool is None or parallel <= 1:
+        return _fetch_status(cfg, name, dest)
+    os.makedirs(spool, mode=0o700, exist_ok=True)
+    listed = _listing(cfg, spool)
+    if listed is not None and name not in listed:
+        return NOT_ARCHIVED  # a timeline history file or a segment the archive never held
+    if number is None:
         return _fetch_status(cfg, name, dest)
     ready = os.path.join(spool, name)
     if os.path.exists(ready):
@@ -283,8 +293,9 @@ def wal_fetch(cfg: Cfg, name: str, dest: str, spool: Optional[str] = None,
         return 0
     if os.path.exists(ready + ".missing"):
         return NOT_ARCHIVED
-    os.makedirs(spool, mode=0o700, exist_ok=True)
     ahead = [base.segment_name(number[0], number[1] + i) for i in range(1, parallel)]
+    if listed is not None:
+        ahead = [n for n in ahead if n in listed]
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         asked = pool.submit(_fetch_status, cfg, name, dest)
         fetched = {n: pool.submit(_fetch_status, cfg, n, os.path.join(spool, n + ".part"))
@@ -299,6 +310,40 @@ def wal_fetch(cfg: Cfg, name: str, dest: str, spool: Optional[str] = None,
         with contextlib.suppress(FileNotFoundError):  # a failed fetch: asked again later
             os.remove(part)
     return asked.result()
+
+
+def _listing(cfg: Cfg, spool: str) -> Optional[Set[str]]:
+    """Every WAL file name the archive holds, listed once per restore into the spool
+    (``listing.json``, written last); None when the archive cannot be listed (each name is
+    then asked of barman-cloud)."""
+    path = os.path.join(spool, LISTING)
+    try:
+        with open(path) as fh:
+            return set(json.load(fh)["names"])
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        keys = base.list_keys(base.client(cfg), cfg, f"{cfg['server_name']}/wals")
+    except (BotoCoreError, ClientError, base.Failure):
+        return None
+    names = sorted({_stem(o["Key"].rsplit("/", 1)[-1]) for o in keys})
+    part = path + ".part"
+    with open(part, "w") as fh:
+        json.dump({"names": names}, fh)
+    os.replace(part, path)
+    return set(names)
+
+
+def _stem(object_name: str) -> str:
+    """A WAL file's name from its object's (barman-cloud adds the compression's suffix)."""
+    for suffix in (".gz", ".bz2", ".snappy", ".xz", ".lz4", ".zst"):
+        if object_name.endswith(suffix):
+            return object_name[: -len(suffix)]
+    return object_name
 
 
 def _same_device(spool: str, dest: str) -> bool:

@@ -150,3 +150,15 @@ def test_a_segment_that_failed_ahead_is_asked_again_and_its_failure_stops_the_re
     assert fetch(tmp_path, SEG[1], parallel=3) == 0
     assert fetch(tmp_path, SEG[2], parallel=3) == 126  # asked again: the error stands
     assert log.read_text().split().count(SEG[2]) == 2
+
+
+def test_with_the_archive_listed_a_name_it_lacks_costs_no_barman_process(
+        tmp_path: Path) -> None:
+    log = archive_with(tmp_path, SEG[:2])
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "listing.json").write_text(json.dumps({"names": SEG[:2]}))
+    assert fetch(tmp_path, SEG[0]) == 0
+    assert sorted(log.read_text().split()) == SEG[:2]  # only the listed one fetched ahead
+    assert fetch(tmp_path, "00000002.history") == 1  # a timeline probe: answered at once
+    assert fetch(tmp_path, SEG[1]) == 0 and fetch(tmp_path, SEG[2]) == 1
+    assert sorted(log.read_text().split()) == SEG[:2]
