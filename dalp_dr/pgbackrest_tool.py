@@ -14,10 +14,11 @@ credentials are on no command line and in neither postgresql.conf nor a second f
 Settings (--config, JSON, mode 0600): those of dalp_s3.py (whose ``endpoint_url`` is only for
 the boto3 listing) plus ``stanza``, ``repo_endpoint`` and ``repo_port`` (pgBackRest's S3
 endpoint: it speaks HTTPS only), ``ca_file`` (the CA that signed that endpoint's certificate:
-verified, never switched off), ``pgbackrest_bin_dir`` (where pgbackrest is), ``pg_data``,
-``pg_port``, ``pg_socket_dir`` (this host's cluster), ``spool_path`` and ``lock_path``
-(writable by the database OS user), ``process_max``. Layout, as pgBackRest writes it
-(``repo1-bundle``):
+verified, never switched off), ``pgbackrest_bin_dir`` (where pgbackrest is), optionally
+``process_max``. The cluster is not in the settings (the two sites of a lab host share one
+file): archive-push and archive-get take the data directory PostgreSQL runs them in, backup and
+restore get theirs on the command line; the spool (asynchronous archive-get) and lock
+directories are beside it. Layout, as pgBackRest writes it (``repo1-bundle``):
 
     s3://bucket/prefix/backup/<stanza>/<label>/...                backup.manifest, bundle/<n>
     s3://bucket/prefix/archive/<stanza>/<pg version>-<db id>/<tli+log>/<segment>-<sha1>.gz
@@ -75,7 +76,9 @@ def source_url(cfg: Cfg) -> str:
 def tool_env(cfg: Cfg, pg_data: Optional[str] = None, async_get: bool = False
              ) -> Dict[str, str]:
     """pgBackRest's configuration as its environment variables (its documented
-    ``PGBACKREST_<OPTION>``), from the settings: nothing on a command line."""
+    ``PGBACKREST_<OPTION>``), from the settings and the cluster's data directory
+    ``pg_data``: nothing on a command line."""
+    beside = os.path.dirname(os.path.abspath(pg_data)) if pg_data else None
     env = {k: v for k, v in os.environ.items() if not k.startswith("PGBACKREST_")}
     prefix = (cfg.get("prefix") or "").strip("/")
     options: Dict[str, Any] = {
@@ -94,9 +97,9 @@ def tool_env(cfg: Cfg, pg_data: Optional[str] = None, async_get: bool = False
         "repo1-s3-key-secret": cfg.get("secret_access_key"),
         "repo1-bundle": "y",
         "process-max": cfg.get("process_max") or 2,
-        "spool-path": cfg.get("spool_path"),
-        "lock-path": cfg.get("lock_path"),
-        "pg1-path": pg_data or cfg.get("pg_data"),
+        "spool-path": os.path.join(beside, "pgbackrest-spool") if beside else None,
+        "lock-path": os.path.join(beside, "pgbackrest-lock") if beside else None,
+        "pg1-path": pg_data,
         "pg1-port": cfg.get("pg_port"),
         "pg1-socket-path": cfg.get("pg_socket_dir"),
     }
@@ -236,7 +239,7 @@ def status(s3: Any, cfg: Cfg) -> Dict[str, Any]:
 
 # --- backups, restores, verification ---------------------------------------------------------
 
-def stanza_create(cfg: Cfg, pg_data: Optional[str] = None) -> Dict[str, Any]:
+def stanza_create(cfg: Cfg, pg_data: str) -> Dict[str, Any]:
     """The stanza in the repository (a no-op when it exists for this cluster)."""
     checked(cfg, "stanza-create", pg_data=pg_data)
     return {"stanza": cfg["stanza"], "location": f"{source_url(cfg)}/backup/{cfg['stanza']}"}
@@ -244,11 +247,11 @@ def stanza_create(cfg: Cfg, pg_data: Optional[str] = None) -> Dict[str, Any]:
 
 def backup(cfg: Cfg, host: str, port: str, pg_data: str) -> Dict[str, Any]:
     """A full backup by pgbackrest (it connects to the server itself), bundled."""
-    cfg = dict(cfg, pg_socket_dir=host, pg_port=port, pg_data=pg_data)
-    stanza_create(cfg)
+    cfg = dict(cfg, pg_socket_dir=host, pg_port=port)
+    stanza_create(cfg, pg_data)
     before = {e["backup_id"] for e in entries(info(cfg))}
     started = time.monotonic()
-    checked(cfg, "backup", "--type=full", "--start-fast")
+    checked(cfg, "backup", "--type=full", "--start-fast", pg_data=pg_data)
     seconds = time.monotonic() - started
     mine = [e for e in entries(info(cfg)) if e["backup_id"] not in before]
     if not mine:
@@ -304,7 +307,7 @@ def restore(cfg: Cfg, dest: str, label: Optional[str]) -> Dict[str, Any]:
 # --- PostgreSQL's archive_command and restore_command ----------------------------------------
 
 def wal_push(cfg: Cfg, path: str) -> int:
-    proc = run(cfg, "archive-push", path, pg_data=cfg.get("pg_data") or os.getcwd())
+    proc = run(cfg, "archive-push", path, pg_data=os.getcwd())  # PostgreSQL's data directory
     if proc.returncode != 0:
         sys.stderr.write(f"dalp_pgbackrest wal-push {path}: {said(proc)}\n")
     return proc.returncode
@@ -314,8 +317,7 @@ def wal_fetch(cfg: Cfg, name: str, dest: str) -> int:
     """archive-get, asynchronous: its own process fetches the next segments ahead in parallel
     into the spool, so most calls find theirs there."""
     try:
-        proc = run(cfg, "archive-get", name, dest, pg_data=cfg.get("pg_data") or os.getcwd(),
-                   async_get=True)
+        proc = run(cfg, "archive-get", name, dest, pg_data=os.getcwd(), async_get=True)
     except Failure as exc:
         sys.stderr.write(f"dalp_pgbackrest wal-fetch {name}: {exc}\n")
         return WAL_FETCH_FATAL
@@ -345,7 +347,8 @@ def main(argv_: Optional[List[str]] = None) -> int:
     p.add_argument("--label")
     sub.add_parser("status")
     sub.add_parser("verify")
-    sub.add_parser("stanza-create")
+    p = sub.add_parser("stanza-create")
+    p.add_argument("--pg-data", required=True)
     sub.add_parser("ensure-bucket")
     p = sub.add_parser("purge", help="lab only: delete everything under the prefix")
     p.add_argument("--lab", action="store_true", required=True)
@@ -371,7 +374,7 @@ def main(argv_: Optional[List[str]] = None) -> int:
         elif args.cmd == "verify":
             out = verify(cfg)
         elif args.cmd == "stanza-create":
-            out = stanza_create(cfg)
+            out = stanza_create(cfg, args.pg_data)
         elif args.cmd == "purge":
             out = base.purge(base.client(cfg), cfg)
         elif args.cmd == "ensure-bucket":

@@ -54,7 +54,7 @@ def fake_pgbackrest(tmp_path: Path, script: str) -> None:
 def settings(tmp_path: Path) -> dict[str, Any]:
     return {"bucket": "lab", "prefix": "hc-pgb", "stanza": "site-a", "region": "us-east-1",
             "repo_endpoint": "127.0.0.1", "repo_port": 55413, "ca_file": "/lab/tls/ca.crt",
-            "pgbackrest_bin_dir": str(tmp_path / "bin"), "pg_data": "/lab/site-a/data",
+            "pgbackrest_bin_dir": str(tmp_path / "bin"),
             "access_key_id": "AKIA-test", "secret_access_key": "secret-never-on-argv"}
 
 
@@ -159,7 +159,11 @@ def test_pgbackrest_gets_its_settings_in_its_environment_never_on_its_command_li
     assert "PGBACKREST_ARCHIVE_ASYNC" not in env  # only archive-get is asynchronous
 
 
-def test_archive_get_runs_asynchronously_with_a_queue(tmp_path: Path) -> None:
+def test_archive_get_runs_asynchronously_with_a_queue_for_the_cluster_it_runs_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "site-a" / "data"
+    data.mkdir(parents=True)
+    monkeypatch.chdir(data)  # PostgreSQL runs restore_command in its data directory
     seen = tmp_path / "seen"
     fake_pgbackrest(tmp_path, f'echo "$@" > "{seen}"; env | grep ^PGBACKREST_ >> "{seen}"')
     config = tmp_path / "s3.json"
@@ -171,7 +175,8 @@ def test_archive_get_runs_asynchronously_with_a_queue(tmp_path: Path) -> None:
     env = dict(line.split("=", 1) for line in env_lines)
     assert env["PGBACKREST_ARCHIVE_ASYNC"] == "y"
     assert env["PGBACKREST_ARCHIVE_GET_QUEUE_MAX"] == pgbackrest_tool.ARCHIVE_GET_QUEUE
-    assert env["PGBACKREST_PG1_PATH"] == "/lab/site-a/data"
+    assert env["PGBACKREST_PG1_PATH"] == str(data)
+    assert env["PGBACKREST_SPOOL_PATH"] == str(tmp_path / "site-a" / "pgbackrest-spool")
 
 
 @pytest.mark.parametrize(("pgbackrest_exit", "restore_command_exit"), [
