@@ -73,8 +73,8 @@ def source_url(cfg: Cfg) -> str:
     return f"s3://{cfg['bucket']}/{prefix}" if prefix else f"s3://{cfg['bucket']}"
 
 
-def tool_env(cfg: Cfg, pg_data: Optional[str] = None, async_get: bool = False
-             ) -> Dict[str, str]:
+def tool_env(cfg: Cfg, pg_data: Optional[str] = None, async_get: bool = False,
+             spool: Optional[str] = None, parallel: Optional[int] = None) -> Dict[str, str]:
     """pgBackRest's configuration as its environment variables (its documented
     ``PGBACKREST_<OPTION>``), from the settings and the cluster's data directory
     ``pg_data``: nothing on a command line."""
@@ -96,8 +96,8 @@ def tool_env(cfg: Cfg, pg_data: Optional[str] = None, async_get: bool = False
         "repo1-s3-key": cfg.get("access_key_id"),
         "repo1-s3-key-secret": cfg.get("secret_access_key"),
         "repo1-bundle": "y",
-        "process-max": cfg.get("process_max") or 2,
-        "spool-path": os.path.join(beside, "pgbackrest-spool") if beside else None,
+        "process-max": parallel or cfg.get("process_max") or 2,
+        "spool-path": spool or (os.path.join(beside, "pgbackrest-spool") if beside else None),
         "lock-path": os.path.join(beside, "pgbackrest-lock") if beside else None,
         "pg1-path": pg_data,
         "pg1-port": cfg.get("pg_port"),
@@ -120,11 +120,13 @@ def argv(cfg: Cfg, command: str, *args: str) -> List[str]:
 
 
 def run(cfg: Cfg, command: str, *args: str, pg_data: Optional[str] = None,
-        async_get: bool = False, timeout: Optional[float] = None
+        async_get: bool = False, timeout: Optional[float] = None,
+        spool: Optional[str] = None, parallel: Optional[int] = None
         ) -> "subprocess.CompletedProcess[str]":
     try:
         return subprocess.run(argv(cfg, command, *args),
-                              env=tool_env(cfg, pg_data, async_get), capture_output=True,
+                              env=tool_env(cfg, pg_data, async_get, spool, parallel),
+                              capture_output=True,
                               text=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise Failure(f"pgbackrest {command}: {exc}") from None
@@ -313,11 +315,14 @@ def wal_push(cfg: Cfg, path: str) -> int:
     return proc.returncode
 
 
-def wal_fetch(cfg: Cfg, name: str, dest: str) -> int:
+def wal_fetch(cfg: Cfg, name: str, dest: str, spool: Optional[str] = None,
+              parallel: Optional[int] = None) -> int:
     """archive-get, asynchronous: its own process fetches the next segments ahead in parallel
-    into the spool, so most calls find theirs there."""
+    (``parallel`` processes) into the spool (``spool``, or beside the data directory), so
+    most calls find theirs there."""
     try:
-        proc = run(cfg, "archive-get", name, dest, pg_data=os.getcwd(), async_get=True)
+        proc = run(cfg, "archive-get", name, dest, pg_data=os.getcwd(), async_get=True,
+                   spool=spool, parallel=parallel)
     except Failure as exc:
         sys.stderr.write(f"dalp_pgbackrest wal-fetch {name}: {exc}\n")
         return WAL_FETCH_FATAL
@@ -338,6 +343,8 @@ def main(argv_: Optional[List[str]] = None) -> int:
     p = sub.add_parser("wal-fetch")
     p.add_argument("name")
     p.add_argument("dest")
+    p.add_argument("--spool", help="archive-get's spool directory (its prefetched WAL)")
+    p.add_argument("--parallel", type=int, help="archive-get's processes fetching ahead")
     p = sub.add_parser("backup")
     p.add_argument("--pg-host", required=True)
     p.add_argument("--pg-port", required=True)
@@ -352,7 +359,12 @@ def main(argv_: Optional[List[str]] = None) -> int:
     sub.add_parser("ensure-bucket")
     p = sub.add_parser("purge", help="lab only: delete everything under the prefix")
     p.add_argument("--lab", action="store_true", required=True)
-    args = parser.parse_args(argv_)
+    try:
+        args = parser.parse_args(argv_)
+    except SystemExit as exc:  # a usage error as restore_command must stop the replay
+        if exc.code and "wal-fetch" in (sys.argv[1:] if argv_ is None else argv_):
+            return WAL_FETCH_FATAL
+        raise
     try:
         with open(args.config) as fh:
             cfg = json.load(fh)
@@ -362,7 +374,7 @@ def main(argv_: Optional[List[str]] = None) -> int:
     if args.cmd == "wal-push":
         return wal_push(cfg, args.path)
     if args.cmd == "wal-fetch":
-        return wal_fetch(cfg, args.name, args.dest)
+        return wal_fetch(cfg, args.name, args.dest, args.spool, args.parallel)
     from botocore.exceptions import BotoCoreError, ClientError
 
     out: Dict[str, Any]

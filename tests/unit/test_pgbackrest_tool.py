@@ -220,3 +220,23 @@ esac""")
                        match=r"s3://lab/hc-pgb/: pgbackrest verify exited 104: .*bundle/1"):
         pgbackrest_tool.restore(settings(tmp_path), str(tmp_path / "data"), None)
     assert not (tmp_path / "restored").exists()
+
+
+def test_the_playbooks_spool_and_parallelism_reach_archive_get(tmp_path: Path) -> None:
+    seen = tmp_path / "seen"
+    fake_pgbackrest(tmp_path, f'env | grep ^PGBACKREST_ > "{seen}"')
+    config = tmp_path / "s3.json"
+    config.write_text(json.dumps(settings(tmp_path)))
+    assert pgbackrest_tool.main(["--config", str(config), "wal-fetch", "000000010000000000000003",
+                                 "pg_wal/RECOVERYXLOG", "--spool", str(tmp_path / "wal"),
+                                 "--parallel", "8"]) == 0
+    env = dict(line.split("=", 1) for line in seen.read_text().splitlines())
+    assert env["PGBACKREST_SPOOL_PATH"] == str(tmp_path / "wal")
+    assert env["PGBACKREST_PROCESS_MAX"] == "8"
+
+
+def test_a_restore_command_it_cannot_parse_stops_the_replay(tmp_path: Path) -> None:
+    config = tmp_path / "s3.json"
+    config.write_text(json.dumps(settings(tmp_path)))
+    assert pgbackrest_tool.main(["--config", str(config), "wal-fetch",
+                                 "000000010000000000000003", "x", "--no-such-option"]) == 126
