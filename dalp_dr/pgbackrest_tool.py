@@ -60,6 +60,8 @@ ARCHIVED = re.compile(r"^([0-9A-F]{24})-[0-9a-f]{40}(\.[a-z0-9]+)?$")
 """an archived segment's file name: the segment, its SHA-1, the compression's extension"""
 NO_STANZA = (1, 3)
 """info's status codes for "no stanza yet" (missing stanza path, missing stanza data)"""
+VERIFY_STATUS = re.compile(r"status: (\w+)")
+VERIFY_COUNTS = re.compile(r"(missing|checksum invalid|size invalid|other): (\d+)")
 STATUS_OK = (0, 2, 6)
 """info's status codes for a readable repository (ok, no backups yet, a backup running)"""
 
@@ -274,6 +276,15 @@ def verify(cfg: Cfg) -> Dict[str, Any]:
     if proc.returncode != 0:
         raise Failure(f"{source_url(cfg)}/: pgbackrest verify exited {proc.returncode}: "
                       f"{said(proc)}")
+    # it exits 0 when it found invalid files too: its report says so ("status: error", a
+    # backup "status: invalid", a count of invalid files)
+    bad = [f"status: {value}" for value in VERIFY_STATUS.findall(proc.stdout or "")
+           if value not in ("ok", "valid")]
+    bad += [f"{what}: {count}" for what, count in VERIFY_COUNTS.findall(proc.stdout or "")
+            if int(count)]
+    if bad:
+        raise Failure(f"{source_url(cfg)}/backup/{cfg['stanza']}/: pgbackrest verify found "
+                      f"the repository invalid ({', '.join(bad)}): {report[-600:]}")
     return {"status": "ok", "seconds": seconds, "report": report[-600:]}
 
 

@@ -172,8 +172,9 @@ def test_corrupt_backup_fails_verify_naming_the_backup(tmp_path: Path) -> None:
     assert result["outcome"] == "failed"
     recover = next(p for p in result["phases"] if p["phase"] == "recover")
     assert recover["status"] == "failed"
-    assert "pgbackrest verify exited" in recover["message"]
-    assert newest in recover["message"]
+    assert f"{LOCATION}/backup/site-a/: pgbackrest verify found the repository invalid" \
+        in recover["message"]
+    assert f"backup: {newest}, status: invalid" in recover["message"]
     assert result["steady_state_restored"] is True  # rebuilt with a fresh lineage and backup
     assert_lab_steady()
 

@@ -240,3 +240,27 @@ def test_a_restore_command_it_cannot_parse_stops_the_replay(tmp_path: Path) -> N
     config.write_text(json.dumps(settings(tmp_path)))
     assert pgbackrest_tool.main(["--config", str(config), "wal-fetch",
                                  "000000010000000000000003", "x", "--no-such-option"]) == 126
+
+
+def test_a_verify_that_exits_0_but_reports_invalid_files_fails_the_restore(
+        tmp_path: Path) -> None:
+    """pgbackrest verify 2.45 exits 0 with a rotten file in a backup: its report decides."""
+    listed = tmp_path / "info.json"
+    listed.write_text(json.dumps(INFO))
+    report = tmp_path / "report.txt"
+    report.write_text("stanza: site-a\nstatus: error\n  archiveId: 15-1, total WAL checked: 4, "
+                      "total valid WAL: 4\n    missing: 0, checksum invalid: 0, size invalid: 0,"
+                      " other: 0\n  backup: 20261203-150000F, status: invalid, total files "
+                      "checked: 1273, total valid files: 1272\n    missing: 0, checksum "
+                      "invalid: 1, size invalid: 0, other: 0\n")
+    fake_pgbackrest(tmp_path, f"""case "$2" in
+  info) cat "{listed}";;
+  verify) cat "{report}";;
+  *) echo "restore ran" > "{tmp_path}/restored";;
+esac""")
+    with pytest.raises(pgbackrest_tool.Failure) as caught:
+        pgbackrest_tool.restore(settings(tmp_path), str(tmp_path / "data"), None)
+    assert "s3://lab/hc-pgb/backup/site-a/: pgbackrest verify found the repository invalid " \
+           "(status: error, status: invalid, checksum invalid: 1)" in str(caught.value)
+    assert "backup: 20261203-150000F, status: invalid" in str(caught.value)
+    assert not (tmp_path / "restored").exists()
