@@ -269,16 +269,26 @@ def _local(inventory: Any) -> bool:
         return False
 
 
+_BACKUP_TOOL_COMMANDS = {
+    "barman-cloud": ("barman-cloud-backup", "apt install barman-cli-cloud"),
+    "pgbackrest": ("pgbackrest", "apt install pgbackrest"),
+}
+"""the command each backup tool needs on this host (``backup status`` runs it here), and how
+to install it"""
+
+
 def _backup_tools(drills: list[Any], inventories: dict[Path, Any]) -> list[Finding]:
-    """barman-cloud's commands, where an inventory keeps its backups with it."""
-    users = []
+    """The backup tools' commands (barman-cloud, pgBackRest), where an inventory keeps its
+    backups with one."""
+    users: dict[str, list[str]] = {}
     for path, inventory in inventories.items():
         with contextlib.suppress(InvalidInput):  # no such variable: the default tool
-            if inventory is not None and inventory.variable("dalp_backup_tool") == \
-                    "barman-cloud":
-                users += [d.spec.name for d in drills if d.inventory == path]
-    return [_tool("barman-cloud-backup", sorted(users), "apt install barman-cli-cloud")
-            ] if users else []
+            tool = inventory.variable("dalp_backup_tool") if inventory is not None else None
+            if tool in _BACKUP_TOOL_COMMANDS:
+                users.setdefault(tool, []).extend(
+                    d.spec.name for d in drills if d.inventory == path)
+    return [_tool(_BACKUP_TOOL_COMMANDS[tool][0], sorted(names), _BACKUP_TOOL_COMMANDS[tool][1])
+            for tool, names in sorted(users.items()) if names]
 
 
 def _s3_endpoints(drills: list[Any], inventories: dict[Path, Any]) -> list[Finding]:

@@ -1,8 +1,9 @@
 """Backups and the WAL archive in S3, seen from the controller (boto3).
 
 The inventory's ``dalp_backup_tool`` says which tool keeps them: ``s3-archive``, whose
-layout is ``dalp_dr.s3_archive``, or ``barman-cloud``, whose catalogue
-``dalp_dr.barman_cloud`` reads (barman-cloud-backup-list). Those are the same files the
+layout is ``dalp_dr.s3_archive``, ``barman-cloud``, whose catalogue
+``dalp_dr.barman_cloud`` reads (barman-cloud-backup-list), or ``pgbackrest``, whose catalogue
+``dalp_dr.pgbackrest_tool`` reads (pgbackrest info). Those are the same files the
 database hosts run as their archive/restore command, so both sides agree on what a complete
 backup and a gap are.
 boto3/botocore errors are translated here: an unreachable endpoint, a missing bucket or
@@ -17,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from dalp_dr import barman_cloud, s3_archive
+from dalp_dr import barman_cloud, pgbackrest_tool, s3_archive
 from dalp_dr.adapters.aws_errors import BOTO_ERRORS, AwsErrorKind, object_store_error
 from dalp_dr.durations import format_duration
 from dalp_dr.errors import HintKey, InventoryError, ObjectStoreError
@@ -27,7 +28,7 @@ _UNREACHABLE = frozenset({AwsErrorKind.REFUSED, AwsErrorKind.NO_BUCKET, AwsError
 """a refused, missing or unreadable location: nothing to measure (invalid input)"""
 
 
-BACKUP_TOOLS = ("s3-archive", "barman-cloud")
+BACKUP_TOOLS = ("s3-archive", "barman-cloud", "pgbackrest")
 
 
 class BackupStatus(BaseModel, frozen=True):
@@ -55,6 +56,8 @@ class S3Archive:
         self.location = f"s3://{settings['bucket']}/{settings.get('prefix') or ''}"
         if tool == "barman-cloud":
             self.location = f"{barman_cloud.source_url(settings)}/{settings['server_name']}"
+        if tool == "pgbackrest":
+            self.location = f"{pgbackrest_tool.source_url(settings)}/backup/{settings['stanza']}"
 
     @classmethod
     def from_inventory(cls, inventory: Inventory) -> S3Archive:
@@ -83,6 +86,14 @@ class S3Archive:
         if tool == "barman-cloud":
             settings["server_name"] = var("dalp_barman_server_name", ...)
             settings["bin_dir"] = var("dalp_barman_bin_dir")
+        if tool == "pgbackrest":
+            settings.update({
+                "stanza": var("dalp_pgbackrest_stanza", ...),
+                "repo_endpoint": var("dalp_pgbackrest_endpoint"),
+                "repo_port": var("dalp_pgbackrest_port"),
+                "ca_file": var("dalp_pgbackrest_ca_file"),
+                "pgbackrest_bin_dir": var("dalp_pgbackrest_bin_dir"),
+            })
         return cls(settings, tool)
 
     def _call(self, what: str, fn: Any) -> Any:
@@ -91,11 +102,13 @@ class S3Archive:
         except BOTO_ERRORS as exc:
             raise object_store_error(exc, self.location, what, unreachable=_UNREACHABLE,
                                      hint_key=HintKey.S3_ENDPOINT) from None
-        except (s3_archive.Failure, barman_cloud.Failure, OSError) as exc:
+        except (s3_archive.Failure, barman_cloud.Failure, pgbackrest_tool.Failure,
+                OSError) as exc:
             raise ObjectStoreError(f"{self.location}: {what}: {exc}") from None
 
     def status(self, rpo: timedelta) -> BackupStatus:
-        read = barman_cloud.status if self.tool == "barman-cloud" else s3_archive.status
+        read = {"barman-cloud": barman_cloud.status,
+                "pgbackrest": pgbackrest_tool.status}.get(self.tool, s3_archive.status)
         raw: dict[str, Any] = self._call("status", lambda: read(self._client, self._cfg))
         limit = rpo.total_seconds()
         reasons: list[str] = []

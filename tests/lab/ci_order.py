@@ -22,6 +22,7 @@ GROUP_SECONDS: dict[str, int] = {
     "hot-warm": 500,
     "hot-cold": 290,
     "hot-cold-barman": 290,
+    "hot-cold-pgbackrest": 290,
     "cloud-native": 280,
     "scheduler": 280,
     "hot-warm-spare": 260,

@@ -1,0 +1,1 @@
+../../../../dalp_dr/pgbackrest_tool.py
