@@ -391,7 +391,9 @@ def main(argv_: Optional[List[str]] = None) -> int:
     if args.cmd == "wal-fetch":
         try:
             return wal_fetch(cfg, args.name, args.dest, args.spool, args.parallel)
-        except OSError as exc:  # the spool: PostgreSQL must stop, not end the replay early
+        except Exception as exc:  # the spool, a barman-cloud that cannot
+            # start, settings without server_name: PostgreSQL must stop, not end the replay
+            # early (an uncaught exception's exit 1 reads as "not archived")
             print(f"dalp_barman wal-fetch {args.name}: {exc}", file=sys.stderr)
             return WAL_FETCH_FATAL
     from botocore.exceptions import BotoCoreError, ClientError

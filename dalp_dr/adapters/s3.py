@@ -31,6 +31,27 @@ _UNREACHABLE = frozenset({AwsErrorKind.REFUSED, AwsErrorKind.NO_BUCKET, AwsError
 BACKUP_TOOLS = ("s3-archive", "barman-cloud", "pgbackrest")
 
 
+def check_backup_tool(inventory: Inventory) -> None:
+    """Every host's ``dalp_backup_tool`` is a known tool, and a host on barman-cloud names
+    its ``dalp_barman_server_name``: checked before a drill starts (the playbooks would take
+    an unknown tool for barman-cloud, and barman-cloud without a server name fails mid-run).
+    InventoryError naming the field and the fix."""
+    for host, tool in inventory.per_host("dalp_backup_tool").items():
+        if tool in ("", None):
+            continue
+        if tool not in BACKUP_TOOLS:
+            raise InventoryError(f"unknown backup tool {tool!r}", source=str(inventory.path),
+                                 field=f"dalp_backup_tool (host {host})",
+                                 hint=f"one of: {', '.join(BACKUP_TOOLS)}")
+        if tool == "barman-cloud" and inventory.per_host("dalp_barman_server_name").get(
+                host) in ("", None):
+            raise InventoryError("barman-cloud needs the name it keeps the cluster under",
+                                 source=str(inventory.path),
+                                 field=f"dalp_barman_server_name (host {host})",
+                                 hint="set dalp_barman_server_name (the folder under "
+                                      "dalp_s3_prefix, CloudNativePG's serverName)")
+
+
 class BackupStatus(BaseModel, frozen=True):
     tool: str
     """the backup tool whose catalogue this is (``dalp_backup_tool``)"""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dalp_dr import guardrails
 from dalp_dr.adapters.base import ServiceEndpoint
 from dalp_dr.adapters.http import ApiEndpoint, HttpSettings
+from dalp_dr.adapters.s3 import check_backup_tool
 from dalp_dr.drill.context import PreparedDrill
 from dalp_dr.errors import EndpointError, HintKey, InventoryError, TargetUnreachable
 from dalp_dr.inventory import Inventory
@@ -30,6 +31,7 @@ def prepare(drill: LoadedDrill, endpoint_factory: EndpointFactory, *,
     # guardrail settings must be readable (every host, not mixed) before any connection
     inventory.is_production()
     guardrails.freezes(inventory)
+    check_backup_tool(inventory)
     several = drill.spec.populations is not None
     endpoints: dict[str, ServiceEndpoint] = {}
     web = Web.prepare(drill.spec, inventory)

@@ -77,12 +77,18 @@ class RestoreRequest(BaseModel, frozen=True):
         """The point in time the restored instance holds the data of."""
         return self.restore_time or self.latest_restorable_at_start
 
-    def data_loss_bound(self, fault_at: datetime) -> float | None:
-        """Seconds of writes before the fault the restored instance cannot hold (0 when
-        the restored time is at or after the fault)."""
+    def data_loss_bound(self, fault_at: datetime, held_at_fault: datetime | None = None
+                        ) -> float | None:
+        """Seconds of writes before the fault a loss at the fault would have lost (0 when
+        the restored time is at or after the fault). Restoring to the latest point, what
+        the backups held at the fault (``held_at_fault``, the source's LatestRestorableTime
+        read then) bounds it: the source, untouched, kept shipping its logs after the fault,
+        which a lost instance could not have done."""
         restored = self.restored_time
         if restored is None:
             return None
+        if self.restore_time is None and held_at_fault is not None:
+            restored = min(restored, held_at_fault)
         return round(max(0.0, (fault_at - restored).total_seconds()), 3)
 
 

@@ -162,3 +162,13 @@ def test_with_the_archive_listed_a_name_it_lacks_costs_no_barman_process(
     assert fetch(tmp_path, "00000002.history") == 1  # a timeline probe: answered at once
     assert fetch(tmp_path, SEG[1]) == 0 and fetch(tmp_path, SEG[2]) == 1
     assert sorted(log.read_text().split()) == SEG[:2]
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_a_barman_cloud_that_cannot_be_started_stops_the_replay(
+        tmp_path: Path, parallel: int) -> None:
+    """A missing or unstartable barman-cloud-wal-restore (a wrong bin_dir, no
+    barman-cli-cloud) is an error, not "not archived": an uncaught exception's exit 1 would
+    end the replay early and the drill could pass on a restore that stopped at the backup."""
+    (tmp_path / "bin").mkdir()  # no barman-cloud-wal-restore in it
+    assert fetch(tmp_path, SEG[0], parallel=parallel) == 126

@@ -43,3 +43,22 @@ def test_cloud_native_restore_still_refuses_a_restore_block_on_failover() -> Non
     with pytest.raises(SpecError) as caught:
         parse_drill(text, source="x")
     assert caught.value.field == "restore"
+
+
+def test_the_data_loss_bound_is_what_the_backups_held_at_the_fault() -> None:
+    """The source is untouched and keeps shipping its logs after the (simulated) fault: a
+    restore to the latest point that starts later may hold data past the fault, which a
+    real loss at the fault could not. The bound is from what the backups held at the fault."""
+    from datetime import UTC, datetime
+
+    from dalp_dr.managed.restore_models import RestoreRequest
+
+    fault = datetime(2026, 12, 1, 3, 0, 0, tzinfo=UTC)
+    latest = RestoreRequest(source="db", target="db-pitr-x", requested_at=fault, seconds=0.1,
+                            latest_restorable_at_start=fault + timedelta(seconds=20),
+                            restore_time=None)
+    assert latest.data_loss_bound(fault) == 0.0  # what the restored instance holds
+    held = fault - timedelta(minutes=4)  # RDS ships logs every 5 minutes
+    assert latest.data_loss_bound(fault, held) == 240.0
+    target = latest.model_copy(update={"restore_time": fault - timedelta(minutes=15)})
+    assert target.data_loss_bound(fault, held) == 900.0  # a target: the target is the bound

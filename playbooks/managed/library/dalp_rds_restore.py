@@ -54,6 +54,7 @@ def main() -> None:
             "rpo_seconds": {"type": "float"},
             "restore_time": {"type": "str"},
             "fault_instant": {"type": "float"},
+            "latest_restorable_at_fault": {"type": "str"},
             "endpoint_check": {"type": "str", "default": "required",
                                "choices": ["required", "report", "off"]},
             "timeout": {"type": "float", "default": 3600.0},
@@ -113,13 +114,21 @@ def main() -> None:
             request = api.restore(target, p["run_id"], when)
             fault = (datetime.fromtimestamp(p["fault_instant"], UTC)
                      if p["fault_instant"] is not None else None)
+            try:  # the source's LatestRestorableTime read at the fault (inject)
+                held = (datetime.fromisoformat(p["latest_restorable_at_fault"])
+                        if p["latest_restorable_at_fault"] else None)
+            except ValueError:
+                held = None
+            if held is not None and held.tzinfo is None:
+                held = held.replace(tzinfo=UTC)
             module.exit_json(
                 changed=True, target=target, seconds=request.seconds,
                 requested_at=request.requested_at.timestamp(),
                 restore_time=_when(request.restore_time),
                 latest_restorable_at_start=_when(request.latest_restorable_at_start),
                 restored_time=_when(request.restored_time),
-                data_loss_bound=(request.data_loss_bound(fault) if fault else None))
+                latest_restorable_at_fault=_when(held),
+                data_loss_bound=(request.data_loss_bound(fault, held) if fault else None))
         if action == "wait":
             watch = wait_for(lambda: api.restored(target),
                              lambda now: now is not None and now.status == "available",
