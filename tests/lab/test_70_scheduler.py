@@ -281,7 +281,9 @@ def test_schedule_status_exits_1_when_a_drill_is_overdue(server: str, tmp_path: 
 def test_the_environment_lock_refuses_the_second_run_either_way(server: str,
                                                                  tmp_path: Path) -> None:
     env = Env(tmp_path)
-    drill = probe(env.drills, "*/15 * * * * *")
+    # every 30 s: on a loaded machine (CI runs a lab beside this test) a probe run takes
+    # 10-15 s, so at every 15 s no moment 5 s before a fire was ever free of a run
+    drill = probe(env.drills, "*/30 * * * * *")
     scheduler = env.start("--grace", "1s")
     try:
         scheduler.wait_for("ACTIVE")
@@ -297,9 +299,13 @@ def test_the_environment_lock_refuses_the_second_run_either_way(server: str,
         # It starts 4 s before that fire, once the latest fire was handled in full (the
         # scheduled run may end just before a fire on a loaded machine: that fire's run would
         # then hold the lock when the on-demand run starts)
-        wait_until(lambda: quiet(env, 15, ahead=5, outcomes=("passed", "missed_schedule")),
-                   90, "the scheduled runs to end, then a moment at least 5 s before a fire")
-        upcoming = next_multiple(15, datetime.now(UTC))
+        try:
+            wait_until(lambda: quiet(env, 30, ahead=5, outcomes=("passed", "missed_schedule")),
+                       120, "the scheduled runs to end, then a moment at least 5 s before a fire")
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}; runs: " + ", ".join(
+                f"{r['planned_at']} {r['trigger']} {r['outcome']}" for r in env.runs())) from None
+        upcoming = next_multiple(30, datetime.now(UTC))
         sleep_until(upcoming - timedelta(seconds=4))
         on_demand = env.cli("drill", "run", str(drill))
         assert on_demand.returncode == 0, on_demand.stderr

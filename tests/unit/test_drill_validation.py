@@ -148,7 +148,7 @@ def test_times_carry_their_zone_and_offsets_the_one_duration_format() -> None:
 
 
 @pytest.mark.parametrize(("line", "field"), [
-    ("dalp_backup_tool: pgbackrest", "dalp_backup_tool"),
+    ("dalp_backup_tool: pgbackup", "dalp_backup_tool"),
     ("dalp_barman_server_name: ''", "dalp_barman_server_name")])
 def test_a_backup_tool_setting_the_playbooks_cannot_use_is_invalid_input(
         configured: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str,
