@@ -86,10 +86,22 @@ class Env:
                               check=False)
 
     def runs(self) -> list[dict[str, Any]]:
-        proc = self.cli("history", "list", "--json", "--limit", "500")
-        assert proc.returncode == 0, proc.stderr
-        rows: list[dict[str, Any]] = json.loads(proc.stdout)
-        return rows
+        """The store's runs, newest first, as `history list --json` has them, read in this
+        process: polled every quarter of a second, a `history list` process each time (its
+        start-up and its seal checks) kept a core busy beside the scheduler under test and
+        the lab on the other worker."""
+        from dalp_dr.errors import NoHistory
+        from dalp_dr.history import open_store
+
+        url = self.env.get("DALP_DR_STORE") or f"sqlite:///{self.results / 'history.sqlite'}"
+        try:
+            store = open_store(url, create=False)
+        except NoHistory:
+            return []
+        try:
+            return [run.model_dump(mode="json") for run in store.list_runs(limit=500)]
+        finally:
+            store.close()
 
     def start(self, *args: str, label: str = "scheduler") -> Scheduler:
         return Scheduler(self, label, args)
