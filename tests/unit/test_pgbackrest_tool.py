@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from dalp_dr import pgbackrest_tool, s3_archive
+from dalp_dr import object_store, pgbackrest_tool
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -67,7 +67,7 @@ def info_tool(tmp_path: Path, info: list[dict[str, Any]]) -> None:
 @pytest.fixture
 def bucket() -> Iterator[Any]:
     with mock_aws():
-        s3 = s3_archive.client({"region": "us-east-1"})
+        s3 = object_store.client({"region": "us-east-1"})
         s3.create_bucket(Bucket="lab")
         yield s3
 
@@ -80,7 +80,7 @@ def archive(s3: Any, *segments: str) -> None:
 
 
 def segment(n: int) -> str:
-    return s3_archive.segment_name(1, n)
+    return object_store.segment_name(1, n)
 
 
 def test_status_reads_the_catalogue_and_the_newest_backups_wal(
