@@ -289,8 +289,9 @@ def verify(cfg: Cfg) -> Dict[str, Any]:
 
 
 def restore(cfg: Cfg, dest: str, label: Optional[str]) -> Dict[str, Any]:
-    """``pgbackrest verify``, then ``pgbackrest restore`` of the newest backup (or ``label``)
-    into the empty ``dest``. Recovery settings (restore_command, the target) are the
+    """``pgbackrest restore`` of the newest backup (or ``label``) into the empty ``dest``
+    (the repository was verified at preflight, before the fault; restore checks each file's
+    checksum as it writes it). Recovery settings (restore_command, the target) are the
     playbook's alone: ``--type=none`` writes none; WAL comes later, through restore_command."""
     listed = entries(info(cfg))
     if not listed:
@@ -299,7 +300,6 @@ def restore(cfg: Cfg, dest: str, label: Optional[str]) -> Dict[str, Any]:
         (e for e in listed if e["backup_id"] == label), None)
     if chosen is None:
         raise Failure(f"{source_url(cfg)}/backup/{cfg['stanza']}/{label}: no such backup")
-    checks = verify(cfg)
     started = time.monotonic()
     proc = run(cfg, "restore", "--type=none", f"--set={chosen['backup_id']}", pg_data=dest)
     seconds = time.monotonic() - started
@@ -313,7 +313,7 @@ def restore(cfg: Cfg, dest: str, label: Optional[str]) -> Dict[str, Any]:
                 size += os.lstat(os.path.join(root, name)).st_size
     return {"label": chosen["backup_id"], "bytes": size, "seconds": round(seconds, 3),
             "mib_per_s": round(size / 1048576 / seconds, 1) if seconds > 0 else None,
-            "start_segment": chosen["begin_wal"], "verify": checks,
+            "start_segment": chosen["begin_wal"],
             "created": chosen["end_time"] or datetime.now(timezone.utc).isoformat()}
 
 

@@ -79,12 +79,14 @@ def test_restore_drill_passes_twice(tmp_path: Path, attempt: int) -> None:
     phases = {p["phase"]: p for p in result["phases"]}
     recover = phases["recover"]["report"]
     steps = {s["step"]: s for s in recover["dalp_phase_timings"]}
-    assert set(steps) == {"provision", "verify (pgbackrest verify)",
-                          "download and restore (pgbackrest restore)", "wal replay"}
+    # the repository is verified at preflight, before the fault: not in the recovery
+    assert set(steps) == {"provision", "download and restore (pgbackrest restore)",
+                          "wal replay"}
+    verified = phases["preflight"]["report"]["dalp_preflight"]["verify"]
+    assert verified["status"] == "ok" and float(verified["seconds"]) > 0
     restored = steps["download and restore (pgbackrest restore)"]
     assert int(restored["bytes"]) > 10_000_000 and float(restored["seconds"]) > 0
     assert recover["dalp_restore"]["backup_tool"] == "pgbackrest"
-    assert recover["dalp_restore"]["backup"]["verify"]["status"] == "ok"
     assert len(recover["dalp_restore"]["ended_segment"]) == 24
     assert phases["verify"]["report"]["dalp_verify"]["seed_rows"] == 10000
     assert phases["verify"]["report"]["dalp_verify"]["amcheck"] == "clean"
@@ -105,7 +107,7 @@ def test_point_in_time_restore_keeps_exactly_the_markers_before_the_target(
     LAB.assert_steady()
 
 
-def test_corrupt_backup_fails_verify_naming_the_backup(tmp_path: Path) -> None:
+def test_a_corrupt_backup_fails_preflight_naming_it_before_any_fault(tmp_path: Path) -> None:
     cfg = LAB.settings()
     s3 = LAB.client()
     newest = LAB.status()["newest_backup"]
@@ -119,16 +121,21 @@ def test_corrupt_backup_fails_verify_naming_the_backup(tmp_path: Path) -> None:
     middle = len(body) // 2
     rotten = body[:middle] + bytes(b ^ 0xFF for b in body[middle:middle + 4096]) \
         + body[middle + 4096:]
+    pid_a = LAB.pid_a()
     s3.put_object(Bucket=cfg["bucket"], Key=biggest, Body=rotten)
-    code, result, stderr = run_json(DRILL, tmp_path / "results")
+    try:
+        code, result, stderr = run_json(DRILL, tmp_path / "results")
+    finally:  # the lab's backup as it was, for what runs next
+        s3.put_object(Bucket=cfg["bucket"], Key=biggest, Body=body)
     assert code == 1, stderr
-    assert result["outcome"] == "failed"
-    recover = next(p for p in result["phases"] if p["phase"] == "recover")
-    assert recover["status"] == "failed"
+    assert result["outcome"] == "preflight_failed"
+    preflight = result["phases"][0]
+    assert preflight["phase"] == "preflight" and preflight["status"] == "failed"
     assert f"{LOCATION}/backup/site-a/: pgbackrest verify found the repository invalid" \
-        in recover["message"]
-    assert f"backup: {newest}, status: invalid" in recover["message"]
-    assert result["steady_state_restored"] is True  # rebuilt with a fresh lineage and backup
+        in preflight["message"]
+    assert f"backup: {newest}, status: invalid" in preflight["message"]
+    assert "inject" not in {p["phase"] for p in result["phases"]}  # no fault
+    assert alive(pid_a)  # the active site was not touched
     LAB.assert_steady()
 
 
