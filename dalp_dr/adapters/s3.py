@@ -140,6 +140,10 @@ class S3Archive:
 
     def status(self, rpo: timedelta) -> BackupStatus:
         read = pgbackrest_tool.status if self.tool == "pgbackrest" else barman_cloud.status
+        # the bucket first, through boto3: a missing bucket or refused credentials are then
+        # S3's own error (invalid input), not a tool's exit status (a failure to measure)
+        self._call("list", lambda: self._client.list_objects_v2(
+            Bucket=self._cfg["bucket"], Prefix=self._cfg.get("prefix") or "", MaxKeys=1))
         raw: dict[str, Any] = self._call("status", lambda: read(self._client, self._cfg))
         limit = rpo.total_seconds()
         reasons: list[str] = []
