@@ -15,7 +15,7 @@ import pytest
 
 from dalp_dr import barman_cloud, object_store, pgbackrest_tool
 from dalp_dr.inventory import Inventory
-from tests.lab.helpers import ROOT, lab_status
+from tests.lab.helpers import ROOT, alive, dalp, lab_status, run_json
 
 TOOL_SETTINGS = {
     "barman-cloud": {"server_name": "dalp_barman_server_name"},
@@ -84,6 +84,19 @@ class HotColdLab:
 
     def pid_a(self) -> int:
         return int((self.root / "site-a/data/postmaster.pid").read_text().split()[0])
+
+    def assert_refused_at_preflight(self, drill: Path, results: Path, named: str,
+                                    status_says: str) -> None:
+        """The drill stops at preflight (exit 1), its message naming ``named``, site A
+        untouched; `backup status` exits 1 saying ``status_says``."""
+        pid_a = self.pid_a()
+        code, result, stderr = run_json(drill, results)
+        assert code == 1, stderr
+        assert result["outcome"] == "preflight_failed"
+        assert named in result["phases"][0]["message"]
+        assert alive(pid_a)  # the active site was not harmed
+        shown = dalp("backup", "status", str(self.inventory))
+        assert shown.returncode == 1 and status_says in shown.stdout, shown.stdout
 
     def switch_wal(self, count: int) -> str:
         """``count`` more WAL segments archived by the tool; the newest one's name."""

@@ -13,7 +13,6 @@ import pytest
 from tests.lab.helpers import (
     READ_ONLY_PLAYBOOKS,
     ROOT,
-    alive,
     assert_no_secret,
     assert_read_only_under_check,
     dalp,
@@ -164,14 +163,9 @@ def test_wal_gap_fails_closed_naming_the_object(tmp_path: Path) -> None:
     missing = previous_segment(LAB.switch_wal(3))
     gone = object_store.key(cfg, "site-a", "wals", missing[:16], missing + ".gz")
     LAB.client().delete_object(Bucket=cfg["bucket"], Key=gone)
-    pid_a = LAB.pid_a()
-    code, result, stderr = run_json(DRILL, tmp_path / "results")
-    assert code == 1, stderr
-    assert result["outcome"] == "preflight_failed"
-    assert f"s3://dalp-dr-lab/{gone} is missing" in result["phases"][0]["message"]
-    assert alive(pid_a)  # the active site was not harmed
-    shown = dalp("backup", "status", str(LAB.inventory))
-    assert shown.returncode == 1 and f"{missing}.gz is missing" in shown.stdout
+    LAB.assert_refused_at_preflight(DRILL, tmp_path / "results",
+                                    f"s3://dalp-dr-lab/{gone} is missing",
+                                    f"{missing}.gz is missing")
     # put the lab back for whatever runs next
     assert dalp("lab", "down", "hot-cold").returncode == 0
     assert dalp("lab", "up", "hot-cold").returncode == 0

@@ -149,14 +149,9 @@ def test_wal_gap_fails_closed_naming_the_object(tmp_path: Path) -> None:
             if place in o["Key"]]
     assert len(gone) == 1, gone
     s3.delete_object(Bucket=cfg["bucket"], Key=gone[0])
-    pid_a = LAB.pid_a()
-    code, result, stderr = run_json(DRILL, tmp_path / "results")
-    assert code == 1, stderr
-    assert result["outcome"] == "preflight_failed"
-    assert f"{LOCATION}/{place}<sha1>.gz is missing" in result["phases"][0]["message"]
-    assert alive(pid_a)  # the active site was not harmed
-    shown = dalp("backup", "status", str(INVENTORY))
-    assert shown.returncode == 1 and f"{missing}-<sha1>.gz is missing" in shown.stdout
+    LAB.assert_refused_at_preflight(DRILL, tmp_path / "results",
+                                    f"{LOCATION}/{place}<sha1>.gz is missing",
+                                    f"{missing}-<sha1>.gz is missing")
     # lab down leaves no process (stunnel included) and no data; then back for what runs next
     take_lab_down("hot-cold-pgbackrest", LAB_ROOT)
     assert dalp("lab", "up", "hot-cold-pgbackrest").returncode == 0
