@@ -3,7 +3,8 @@
 
 CloudNativePG, the operator self-hosted DALP keeps PostgreSQL with, backs up and archives
 with barman-cloud (Debian: barman-cli-cloud). This file is the site side of that backend,
-with the same commands and JSON results as ``dalp_dr/s3_archive.py`` (dalp_s3.py), so the
+with the same commands and JSON results as ``dalp_dr/pgbackrest_tool.py`` (their common
+command line and bucket access: ``dalp_dr/object_store.py``, dalp_s3.py on the site), so the
 hot-cold playbooks drive either one: every backup, restore, WAL push and WAL fetch is done
 by barman-cloud's own tools; this file only runs them (argv lists, never a shell), keeps the
 credentials out of PostgreSQL's settings (they reach the tool in its environment, read from
@@ -28,7 +29,6 @@ a corrupt object), so that PostgreSQL stops the recovery instead of ending it ea
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -40,7 +40,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 try:  # on the controller (dalp-dr backup status)
-    from dalp_dr import s3_archive as base
+    from dalp_dr import object_store as base
 except ImportError:  # on a database host: dalp_s3.py beside this file
     import dalp_s3 as base  # type: ignore[import-not-found,no-redef]
 
@@ -357,64 +357,18 @@ def _move(source: str, dest: str) -> None:
 
 
 def main(argv_: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="dalp_barman")
-    parser.add_argument("--config", required=True)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("wal-push")
-    p.add_argument("path")
-    p.add_argument("name")
-    p = sub.add_parser("wal-fetch")
-    p.add_argument("name")
-    p.add_argument("dest")
-    p.add_argument("--spool", help="a restore's prefetch directory")
-    p.add_argument("--parallel", type=int, default=1,
-                   help="segments fetched at once (the one asked for and those after it)")
+    top, sub = base.parser("dalp_barman")
     p = sub.add_parser("backup")
     p.add_argument("--pg-host", required=True)
     p.add_argument("--pg-port", required=True)
-    p = sub.add_parser("restore")
-    p.add_argument("dest")
-    p.add_argument("--label")
-    sub.add_parser("status")
-    sub.add_parser("ensure-bucket")
-    p = sub.add_parser("purge", help="lab only: delete everything under the prefix")
-    p.add_argument("--lab", action="store_true", required=True)
-    args = parser.parse_args(argv_)
-    try:
-        with open(args.config) as fh:
-            cfg = json.load(fh)
-    except (OSError, ValueError) as exc:
-        print(f"dalp_barman: {args.config}: {exc}", file=sys.stderr)
-        return WAL_FETCH_FATAL if args.cmd == "wal-fetch" else 1
-    if args.cmd == "wal-push":
-        return wal_push(cfg, args.path)
-    if args.cmd == "wal-fetch":
-        try:
-            return wal_fetch(cfg, args.name, args.dest, args.spool, args.parallel)
-        except Exception as exc:  # the spool, a barman-cloud that cannot
-            # start, settings without server_name: PostgreSQL must stop, not end the replay
-            # early (an uncaught exception's exit 1 reads as "not archived")
-            print(f"dalp_barman wal-fetch {args.name}: {exc}", file=sys.stderr)
-            return WAL_FETCH_FATAL
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    out: Dict[str, Any]
-    try:
-        if args.cmd == "backup":
-            out = backup(cfg, args.pg_host, args.pg_port)
-        elif args.cmd == "restore":
-            out = restore(cfg, args.dest, args.label)
-        elif args.cmd == "purge":
-            out = base.purge(base.client(cfg), cfg)
-        elif args.cmd == "ensure-bucket":
-            out = base.ensure_bucket(base.client(cfg), cfg)
-        else:
-            out = status(base.client(cfg), cfg)
-    except (Failure, base.Failure, ClientError, BotoCoreError, OSError) as exc:
-        print(f"dalp_barman {args.cmd}: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(out))
-    return 0
+    return base.main("dalp_barman", top, argv_, wal={
+        "wal-push": lambda cfg, a: wal_push(cfg, a.path),
+        "wal-fetch": lambda cfg, a: wal_fetch(cfg, a.name, a.dest, a.spool, a.parallel or 1),
+    }, commands={
+        "backup": lambda cfg, a: backup(cfg, a.pg_host, a.pg_port),
+        "restore": lambda cfg, a: restore(cfg, a.dest, a.label),
+        "status": lambda cfg, _: status(base.client(cfg), cfg),
+    }, failures=(Failure,))
 
 
 if __name__ == "__main__":

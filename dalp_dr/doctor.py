@@ -14,7 +14,6 @@ files are readable by their owner only.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
 import socket
@@ -277,16 +276,27 @@ _BACKUP_TOOL_COMMANDS = {
 to install it"""
 
 
+def _variable(inventory: Any, name: str) -> Any:
+    try:
+        return inventory.variable(name)
+    except InvalidInput:  # not set
+        return None
+
+
 def _backup_tools(drills: list[Any], inventories: dict[Path, Any]) -> list[Finding]:
     """The backup tools' commands (barman-cloud, pgBackRest), where an inventory keeps its
     backups with one."""
+    from dalp_dr.adapters.s3 import DEFAULT_BACKUP_TOOL
+
     users: dict[str, list[str]] = {}
     for path, inventory in inventories.items():
-        with contextlib.suppress(InvalidInput):  # no such variable: the default tool
-            tool = inventory.variable("dalp_backup_tool") if inventory is not None else None
-            if tool in _BACKUP_TOOL_COMMANDS:
-                users.setdefault(tool, []).extend(
-                    d.spec.name for d in drills if d.inventory == path)
+        if inventory is None:
+            continue
+        tool = _variable(inventory, "dalp_backup_tool")
+        if tool in ("", None) and _variable(inventory, "dalp_s3_bucket") not in ("", None):
+            tool = DEFAULT_BACKUP_TOOL  # backups in object storage, no tool named
+        if tool in _BACKUP_TOOL_COMMANDS:
+            users.setdefault(tool, []).extend(d.spec.name for d in drills if d.inventory == path)
     return [_tool(_BACKUP_TOOL_COMMANDS[tool][0], sorted(names), _BACKUP_TOOL_COMMANDS[tool][1])
             for tool, names in sorted(users.items()) if names]
 

@@ -2,10 +2,11 @@
 """dalp_pgbackrest: the hot-cold pattern's backups and WAL archive kept by pgBackRest.
 
 The site side of the pgBackRest backend (Debian: pgbackrest), with the same commands and JSON
-results as ``dalp_dr/s3_archive.py`` (dalp_s3.py) and ``dalp_dr/barman_cloud.py``, so the
-hot-cold playbooks drive any of them. Every backup, restore, verify, WAL push and WAL fetch is
-pgBackRest's own; this file only runs it (argv lists, never a shell), reads its catalogue
-(``pgbackrest info --output=json``) and lists the repository's WAL archive to find a gap.
+results as ``dalp_dr/barman_cloud.py`` (their common command line and bucket access:
+``dalp_dr/object_store.py``, dalp_s3.py on the site), so the hot-cold playbooks drive either.
+Every backup, restore, verify, WAL push and WAL fetch is pgBackRest's own; this file only
+runs it (argv lists, never a shell), reads its catalogue (``pgbackrest info --output=json``)
+and lists the repository's WAL archive to find a gap.
 
 pgBackRest's whole configuration reaches it in its environment (``PGBACKREST_*``, built here
 from the 0600 settings file; ``--no-config`` so no /etc/pgbackrest.conf adds to it): the
@@ -34,7 +35,6 @@ that PostgreSQL stops the recovery instead.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -46,7 +46,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
 try:  # on the controller (dalp-dr backup status)
-    from dalp_dr import s3_archive as base
+    from dalp_dr import object_store as base
 except ImportError:  # on a database host: dalp_s3.py beside this file
     import dalp_s3 as base  # type: ignore[import-not-found,no-redef]
 
@@ -289,8 +289,9 @@ def verify(cfg: Cfg) -> Dict[str, Any]:
 
 
 def restore(cfg: Cfg, dest: str, label: Optional[str]) -> Dict[str, Any]:
-    """``pgbackrest verify``, then ``pgbackrest restore`` of the newest backup (or ``label``)
-    into the empty ``dest``. Recovery settings (restore_command, the target) are the
+    """``pgbackrest restore`` of the newest backup (or ``label``) into the empty ``dest``
+    (the repository was verified at preflight, before the fault; restore checks each file's
+    checksum as it writes it). Recovery settings (restore_command, the target) are the
     playbook's alone: ``--type=none`` writes none; WAL comes later, through restore_command."""
     listed = entries(info(cfg))
     if not listed:
@@ -299,7 +300,6 @@ def restore(cfg: Cfg, dest: str, label: Optional[str]) -> Dict[str, Any]:
         (e for e in listed if e["backup_id"] == label), None)
     if chosen is None:
         raise Failure(f"{source_url(cfg)}/backup/{cfg['stanza']}/{label}: no such backup")
-    checks = verify(cfg)
     started = time.monotonic()
     proc = run(cfg, "restore", "--type=none", f"--set={chosen['backup_id']}", pg_data=dest)
     seconds = time.monotonic() - started
@@ -313,7 +313,7 @@ def restore(cfg: Cfg, dest: str, label: Optional[str]) -> Dict[str, Any]:
                 size += os.lstat(os.path.join(root, name)).st_size
     return {"label": chosen["backup_id"], "bytes": size, "seconds": round(seconds, 3),
             "mib_per_s": round(size / 1048576 / seconds, 1) if seconds > 0 else None,
-            "start_segment": chosen["begin_wal"], "verify": checks,
+            "start_segment": chosen["begin_wal"],
             "created": chosen["end_time"] or datetime.now(timezone.utc).isoformat()}
 
 
@@ -345,70 +345,24 @@ def wal_fetch(cfg: Cfg, name: str, dest: str, spool: Optional[str] = None,
 
 
 def main(argv_: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="dalp_pgbackrest")
-    parser.add_argument("--config", required=True)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("wal-push")
-    p.add_argument("path")
-    p.add_argument("name")
-    p = sub.add_parser("wal-fetch")
-    p.add_argument("name")
-    p.add_argument("dest")
-    p.add_argument("--spool", help="archive-get's spool directory (its prefetched WAL)")
-    p.add_argument("--parallel", type=int, help="archive-get's processes fetching ahead")
+    top, sub = base.parser("dalp_pgbackrest")
     p = sub.add_parser("backup")
     p.add_argument("--pg-host", required=True)
     p.add_argument("--pg-port", required=True)
     p.add_argument("--pg-data", required=True)
-    p = sub.add_parser("restore")
-    p.add_argument("dest")
-    p.add_argument("--label")
-    sub.add_parser("status")
     sub.add_parser("verify")
     p = sub.add_parser("stanza-create")
     p.add_argument("--pg-data", required=True)
-    sub.add_parser("ensure-bucket")
-    p = sub.add_parser("purge", help="lab only: delete everything under the prefix")
-    p.add_argument("--lab", action="store_true", required=True)
-    try:
-        args = parser.parse_args(argv_)
-    except SystemExit as exc:  # a usage error as restore_command must stop the replay
-        if exc.code and "wal-fetch" in (sys.argv[1:] if argv_ is None else argv_):
-            return WAL_FETCH_FATAL
-        raise
-    try:
-        with open(args.config) as fh:
-            cfg = json.load(fh)
-    except (OSError, ValueError) as exc:
-        print(f"dalp_pgbackrest: {args.config}: {exc}", file=sys.stderr)
-        return WAL_FETCH_FATAL if args.cmd == "wal-fetch" else 1
-    if args.cmd == "wal-push":
-        return wal_push(cfg, args.path)
-    if args.cmd == "wal-fetch":
-        return wal_fetch(cfg, args.name, args.dest, args.spool, args.parallel)
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    out: Dict[str, Any]
-    try:
-        if args.cmd == "backup":
-            out = backup(cfg, args.pg_host, args.pg_port, args.pg_data)
-        elif args.cmd == "restore":
-            out = restore(cfg, args.dest, args.label)
-        elif args.cmd == "verify":
-            out = verify(cfg)
-        elif args.cmd == "stanza-create":
-            out = stanza_create(cfg, args.pg_data)
-        elif args.cmd == "purge":
-            out = base.purge(base.client(cfg), cfg)
-        elif args.cmd == "ensure-bucket":
-            out = base.ensure_bucket(base.client(cfg), cfg)
-        else:
-            out = status(base.client(cfg), cfg)
-    except (Failure, base.Failure, ClientError, BotoCoreError, OSError) as exc:
-        print(f"dalp_pgbackrest {args.cmd}: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(out))
-    return 0
+    return base.main("dalp_pgbackrest", top, argv_, wal={
+        "wal-push": lambda cfg, a: wal_push(cfg, a.path),
+        "wal-fetch": lambda cfg, a: wal_fetch(cfg, a.name, a.dest, a.spool, a.parallel),
+    }, commands={
+        "backup": lambda cfg, a: backup(cfg, a.pg_host, a.pg_port, a.pg_data),
+        "restore": lambda cfg, a: restore(cfg, a.dest, a.label),
+        "verify": lambda cfg, _: verify(cfg),
+        "stanza-create": lambda cfg, a: stanza_create(cfg, a.pg_data),
+        "status": lambda cfg, _: status(base.client(cfg), cfg),
+    }, failures=(Failure,))
 
 
 if __name__ == "__main__":

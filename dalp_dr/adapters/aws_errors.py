@@ -3,7 +3,7 @@
 Every AWS error is first sorted into an :class:`AwsErrorKind` by one table of error codes;
 each adapter then says which dalp-dr error each kind is for it (an unreachable bucket is
 invalid input for a backup check, a refused RDS call for a managed database).
-``dalp_dr.s3_archive`` runs alone on database hosts (it imports nothing of dalp-dr): the
+``dalp_dr.object_store`` runs alone on database hosts (it imports nothing of dalp-dr): the
 not-found codes are its own, taken from it.
 """
 
@@ -19,7 +19,7 @@ from botocore.exceptions import (
 )
 from pydantic import BaseModel
 
-from dalp_dr import s3_archive
+from dalp_dr import object_store
 from dalp_dr.errors import DalpDrError, Flag, HintKey, ObjectStoreError, TargetUnreachable
 
 
@@ -42,7 +42,7 @@ REFUSED_CODES = frozenset({
     "UnrecognizedClientException", "403",
 })
 NO_BUCKET_CODES = frozenset({"NoSuchBucket"})
-NOT_FOUND_CODES = frozenset(s3_archive.NOT_FOUND)
+NOT_FOUND_CODES = frozenset(object_store.NOT_FOUND)
 
 BOTO_ERRORS: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
 """every error boto3 raises about a call (for ``except``; then :func:`classify`)"""

@@ -1,10 +1,10 @@
 """Backups and the WAL archive in S3, seen from the controller (boto3).
 
-The inventory's ``dalp_backup_tool`` says which tool keeps them: ``s3-archive``, whose
-layout is ``dalp_dr.s3_archive``, ``barman-cloud``, whose catalogue
-``dalp_dr.barman_cloud`` reads (barman-cloud-backup-list), or ``pgbackrest``, whose catalogue
-``dalp_dr.pgbackrest_tool`` reads (pgbackrest info). Those are the same files the
-database hosts run as their archive/restore command, so both sides agree on what a complete
+The inventory's ``dalp_backup_tool`` says which tool keeps them: ``barman-cloud`` (the
+default, CloudNativePG's), whose catalogue ``dalp_dr.barman_cloud`` reads
+(barman-cloud-backup-list), or ``pgbackrest``, whose catalogue ``dalp_dr.pgbackrest_tool``
+reads (pgbackrest info). Those are the same files the database hosts run as their
+archive/restore command, so both sides agree on what a complete
 backup and a gap are.
 boto3/botocore errors are translated here: an unreachable endpoint, a missing bucket or
 refused credentials are TargetUnreachable (invalid input: nothing to measure), anything
@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from dalp_dr import barman_cloud, pgbackrest_tool, s3_archive
+from dalp_dr import barman_cloud, object_store, pgbackrest_tool
 from dalp_dr.adapters.aws_errors import BOTO_ERRORS, AwsErrorKind, object_store_error
 from dalp_dr.durations import format_duration
 from dalp_dr.errors import HintKey, InventoryError, ObjectStoreError
@@ -28,23 +28,37 @@ _UNREACHABLE = frozenset({AwsErrorKind.REFUSED, AwsErrorKind.NO_BUCKET, AwsError
 """a refused, missing or unreadable location: nothing to measure (invalid input)"""
 
 
-BACKUP_TOOLS = ("s3-archive", "barman-cloud", "pgbackrest")
+BACKUP_TOOLS = ("barman-cloud", "pgbackrest")
+DEFAULT_BACKUP_TOOL = "barman-cloud"
+"""a hot-cold inventory (one with ``dalp_s3_bucket``) that names no tool: CloudNativePG's"""
+RETIRED_BACKUP_TOOLS = {"s3-archive": "this project's own WAL tool, which no DALP estate "
+                                      "restores with"}
+
+
+def _unknown_tool(inventory: Inventory, tool: object, field: str) -> InventoryError:
+    why = RETIRED_BACKUP_TOOLS.get(str(tool))
+    return InventoryError(
+        f"backup tool {tool!r} was retired ({why})" if why else f"unknown backup tool {tool!r}",
+        source=str(inventory.path), field=field,
+        hint=f"one of: {', '.join(BACKUP_TOOLS)} (docs/backup-tools.md)")
 
 
 def check_backup_tool(inventory: Inventory) -> None:
-    """Every host's ``dalp_backup_tool`` is a known tool, and a host on barman-cloud names
-    its ``dalp_barman_server_name``: checked before a drill starts (the playbooks would take
-    an unknown tool for barman-cloud, and barman-cloud without a server name fails mid-run).
+    """Every host that keeps backups in object storage (``dalp_s3_bucket``) has a known
+    ``dalp_backup_tool`` (barman-cloud when unset), and one on barman-cloud names its
+    ``dalp_barman_server_name``: checked before a drill starts (the playbooks would take an
+    unknown tool for barman-cloud, and barman-cloud without a server name fails mid-run).
     InventoryError naming the field and the fix."""
-    for host, tool in inventory.per_host("dalp_backup_tool").items():
+    tools = inventory.per_host("dalp_backup_tool")
+    buckets = inventory.per_host("dalp_s3_bucket")
+    servers = inventory.per_host("dalp_barman_server_name")
+    for host in sorted(set(tools) | {h for h, b in buckets.items() if b not in ("", None)}):
+        tool = tools.get(host)
         if tool in ("", None):
-            continue
+            tool = DEFAULT_BACKUP_TOOL
         if tool not in BACKUP_TOOLS:
-            raise InventoryError(f"unknown backup tool {tool!r}", source=str(inventory.path),
-                                 field=f"dalp_backup_tool (host {host})",
-                                 hint=f"one of: {', '.join(BACKUP_TOOLS)}")
-        if tool == "barman-cloud" and inventory.per_host("dalp_barman_server_name").get(
-                host) in ("", None):
+            raise _unknown_tool(inventory, tool, f"dalp_backup_tool (host {host})")
+        if tool == "barman-cloud" and servers.get(host) in ("", None):
             raise InventoryError("barman-cloud needs the name it keeps the cluster under",
                                  source=str(inventory.path),
                                  field=f"dalp_barman_server_name (host {host})",
@@ -70,15 +84,14 @@ class BackupStatus(BaseModel, frozen=True):
 
 
 class S3Archive:
-    def __init__(self, settings: dict[str, Any], tool: str = "s3-archive") -> None:
+    def __init__(self, settings: dict[str, Any], tool: str = DEFAULT_BACKUP_TOOL) -> None:
         self._cfg = settings
         self.tool = tool
-        self._client = s3_archive.client(settings)
-        self.location = f"s3://{settings['bucket']}/{settings.get('prefix') or ''}"
-        if tool == "barman-cloud":
-            self.location = f"{barman_cloud.source_url(settings)}/{settings['server_name']}"
+        self._client = object_store.client(settings)
         if tool == "pgbackrest":
             self.location = f"{pgbackrest_tool.source_url(settings)}/backup/{settings['stanza']}"
+        else:
+            self.location = f"{barman_cloud.source_url(settings)}/{settings['server_name']}"
 
     @classmethod
     def from_inventory(cls, inventory: Inventory) -> S3Archive:
@@ -91,11 +104,9 @@ class S3Archive:
                 return default
             return value if value not in ("", None) else default
 
-        tool = var("dalp_backup_tool", "s3-archive")
+        tool = var("dalp_backup_tool", DEFAULT_BACKUP_TOOL)
         if tool not in BACKUP_TOOLS:
-            raise InventoryError(f"unknown backup tool {tool!r}", source=str(inventory.path),
-                                 field="dalp_backup_tool",
-                                 hint=f"one of: {', '.join(BACKUP_TOOLS)}")
+            raise _unknown_tool(inventory, tool, "dalp_backup_tool")
         settings = {
             "bucket": var("dalp_s3_bucket", ...),
             "prefix": var("dalp_s3_prefix", ""),
@@ -123,13 +134,16 @@ class S3Archive:
         except BOTO_ERRORS as exc:
             raise object_store_error(exc, self.location, what, unreachable=_UNREACHABLE,
                                      hint_key=HintKey.S3_ENDPOINT) from None
-        except (s3_archive.Failure, barman_cloud.Failure, pgbackrest_tool.Failure,
+        except (object_store.Failure, barman_cloud.Failure, pgbackrest_tool.Failure,
                 OSError) as exc:
             raise ObjectStoreError(f"{self.location}: {what}: {exc}") from None
 
     def status(self, rpo: timedelta) -> BackupStatus:
-        read = {"barman-cloud": barman_cloud.status,
-                "pgbackrest": pgbackrest_tool.status}.get(self.tool, s3_archive.status)
+        read = pgbackrest_tool.status if self.tool == "pgbackrest" else barman_cloud.status
+        # the bucket first, through boto3: a missing bucket or refused credentials are then
+        # S3's own error (invalid input), not a tool's exit status (a failure to measure)
+        self._call("list", lambda: self._client.list_objects_v2(
+            Bucket=self._cfg["bucket"], Prefix=self._cfg.get("prefix") or "", MaxKeys=1))
         raw: dict[str, Any] = self._call("status", lambda: read(self._client, self._cfg))
         limit = rpo.total_seconds()
         reasons: list[str] = []

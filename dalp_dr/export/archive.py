@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from dalp_dr import config, s3_archive
+from dalp_dr import config, object_store
 from dalp_dr.adapters.aws_errors import BOTO_ERRORS, AwsErrorKind, classify, object_store_error
 from dalp_dr.clock import utcnow
 from dalp_dr.config import Settings
@@ -60,7 +60,7 @@ class BundleArchive:
         from the configuration."""
         self.target = target
         endpoint = settings.s3_endpoint if settings is not None else config.s3_endpoint()
-        self._client = client or s3_archive.client(
+        self._client = client or object_store.client(
             {"endpoint_url": endpoint, "region": config.aws_region()})
 
     def _call(self, what: str, fn: Any) -> Any:

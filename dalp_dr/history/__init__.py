@@ -45,12 +45,12 @@ def checkpointer(settings: Settings,
     """The configured checkpoint log (and S3 witness) signed with the history's key."""
     witness = None
     if settings.witness is not None:
-        from dalp_dr import s3_archive
+        from dalp_dr import object_store
 
         w = settings.witness
         witness = S3Witness(w.bucket, w.prefix, w.retain_days, w.lock_mode,
                             # short: a seal waits on it (a witness that hangs is away)
-                            s3_archive.client({"endpoint_url": w.endpoint_url,
+                            object_store.client({"endpoint_url": w.endpoint_url,
                                                "region": w.region, "connect_timeout": 3,
                                                "read_timeout": 10, "attempts": 2}))
     return Checkpointer(settings.results_dir, settings.keys_dir, witness, on_problem)

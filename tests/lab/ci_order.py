@@ -21,7 +21,6 @@ import pytest
 GROUP_SECONDS: dict[str, int] = {
     "hot-warm": 500,
     "hot-cold": 290,
-    "hot-cold-barman": 290,
     "hot-cold-pgbackrest": 290,
     "cloud-native": 280,
     "scheduler": 280,
@@ -34,7 +33,7 @@ GROUP_SECONDS: dict[str, int] = {
     "hot-hot-platform": 90,
     "hot-warm-hostile": 55,
     "hot-hot-hosts": 45,
-    "s3-archive": 40,
+    "s3-object-lock": 30,
     "history-contract": 30,
     "managed": 25,
     "history-postgres": 20,

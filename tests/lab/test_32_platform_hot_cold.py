@@ -94,10 +94,10 @@ def test_restore_drill_passes_restore_catch_up_and_rtt_apart(tmp_path: Path) -> 
     phases = {p["phase"]: p for p in result["phases"]}
     # the workloads died with the site
     assert "site workloads killed with the site: 2" in phases["inject"]["report"]["dalp_notes"]
-    # the PostgreSQL restore, step by step, then the workloads started
+    # the PostgreSQL restore (barman-cloud's), step by step, then the workloads started
     steps = [s["step"] for s in phases["recover"]["report"]["dalp_phase_timings"]]
-    assert steps == ["provision", "download", "checksums", "wal download", "restore",
-                     "wal replay", "start workloads"]
+    assert steps == ["provision", "download and restore (barman-cloud-restore)", "wal replay",
+                     "start workloads"]
     at = timeline_offsets(result)
     assert 0 < at["PostgreSQL restored"] < at["workloads started"] < at["indexer resumed"]
     assert at["workloads started"] < at["workflows resumed"]

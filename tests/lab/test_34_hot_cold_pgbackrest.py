@@ -7,32 +7,30 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from dalp_dr import pgbackrest_tool, s3_archive
-from dalp_dr.inventory import Inventory
+from dalp_dr import object_store
 from tests.lab.helpers import (
     ROOT,
     alive,
     assert_no_secret,
     dalp,
     lab_processes,
-    lab_status,
     run_json,
     run_passed,
     take_lab_down,
 )
+from tests.lab.hot_cold import HotColdLab, previous_segment
 
 # one lab per pytest-xdist worker at a time (see tests/conftest.py)
 pytestmark = pytest.mark.xdist_group("hot-cold-pgbackrest")
 
 DRILL = ROOT / "drills" / "hot-cold-pgbackrest-restore.yaml"
 PITR = ROOT / "tests" / "lab" / "drills" / "hot-cold-pgbackrest-pitr.yaml"
-INVENTORY = ROOT / "inventories" / "lab" / "hot-cold-pgbackrest.yml"
+LAB = HotColdLab("hot-cold-pgbackrest")
+INVENTORY = LAB.inventory
 LAB_ROOT = Path("/var/tmp/dalp-dr-lab/hot-cold-pgbackrest")
 SECRETS = ("lab-only-5e0b93a7d4", "lab-only-secret-8f2e4")
 LOCATION = "s3://dalp-dr-lab/hot-cold-pgbackrest"
@@ -42,51 +40,6 @@ LOCATION = "s3://dalp-dr-lab/hot-cold-pgbackrest"
 def lab_up() -> None:
     proc = dalp("lab", "up", "hot-cold-pgbackrest")
     assert proc.returncode == 0, proc.stderr
-
-
-def settings() -> dict[str, Any]:
-    inv = Inventory(INVENTORY)
-    return {"bucket": inv.variable("dalp_s3_bucket"), "prefix": inv.variable("dalp_s3_prefix"),
-            "endpoint_url": inv.variable("dalp_s3_endpoint_url"),
-            "access_key_id": inv.variable("dalp_s3_access_key_id"),
-            "secret_access_key": inv.variable("dalp_s3_secret_access_key"),
-            "stanza": inv.variable("dalp_pgbackrest_stanza"),
-            "repo_endpoint": inv.variable("dalp_pgbackrest_endpoint"),
-            "repo_port": inv.variable("dalp_pgbackrest_port"),
-            "ca_file": inv.variable("dalp_pgbackrest_ca_file")}
-
-
-def status() -> dict[str, Any]:
-    cfg = settings()
-    return pgbackrest_tool.status(s3_archive.client(cfg), cfg)
-
-
-def assert_lab_steady() -> None:
-    state = lab_status("hot-cold-pgbackrest")
-    a, cold = state["sites"]["site-a"], state["sites"]["site-cold"]
-    assert a["accepting"] and a["detail"]["in_recovery"] is False, a
-    assert not cold["running"], cold
-    assert state["route"]["backend_port"] == a["port"]
-    assert state["backups"]["backups"] >= 1 and state["backups"]["tool"] == "pgbackrest"
-
-
-def switch_wal(count: int) -> str:
-    """``count`` more WAL segments archived by pgbackrest archive-push; the newest."""
-    before = status()["newest_wal"]
-    for _ in range(count):
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/psql", "-XAtq",
-             "-h", str(LAB_ROOT / "run"), "-p", "55410", "-d", "dalp", "-c",
-             "create temporary table t as select 1; select pg_switch_wal()"],
-            check=True, capture_output=True, text=True)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        newest = status()["newest_wal"]
-        if newest and before and (s3_archive.segment_number(newest)[1]  # type: ignore[index]
-                                  >= s3_archive.segment_number(before)[1] + count):  # type: ignore[index]
-            return str(newest)
-        time.sleep(0.5)
-    pytest.fail(f"{count} WAL segments were not archived by pgbackrest within 90 s")
 
 
 def test_the_s3_endpoint_is_https_with_the_lab_ca_and_keys_are_private() -> None:
@@ -126,17 +79,19 @@ def test_restore_drill_passes_twice(tmp_path: Path, attempt: int) -> None:
     phases = {p["phase"]: p for p in result["phases"]}
     recover = phases["recover"]["report"]
     steps = {s["step"]: s for s in recover["dalp_phase_timings"]}
-    assert set(steps) == {"provision", "verify (pgbackrest verify)",
-                          "download and restore (pgbackrest restore)", "wal replay"}
+    # the repository is verified at preflight, before the fault: not in the recovery
+    assert set(steps) == {"provision", "download and restore (pgbackrest restore)",
+                          "wal replay"}
+    verified = phases["preflight"]["report"]["dalp_preflight"]["verify"]
+    assert verified["status"] == "ok" and float(verified["seconds"]) > 0
     restored = steps["download and restore (pgbackrest restore)"]
     assert int(restored["bytes"]) > 10_000_000 and float(restored["seconds"]) > 0
     assert recover["dalp_restore"]["backup_tool"] == "pgbackrest"
-    assert recover["dalp_restore"]["backup"]["verify"]["status"] == "ok"
     assert len(recover["dalp_restore"]["ended_segment"]) == 24
     assert phases["verify"]["report"]["dalp_verify"]["seed_rows"] == 10000
     assert phases["verify"]["report"]["dalp_verify"]["amcheck"] == "clean"
     assert result["steady_state_restored"] is True
-    assert_lab_steady()
+    LAB.assert_steady()
     assert_no_secret(results, *SECRETS)
 
 
@@ -149,14 +104,14 @@ def test_point_in_time_restore_keeps_exactly_the_markers_before_the_target(
     assert pitr["before_target"] >= 20 and pitr["after_target"] >= 20
     assert pitr["missing_before_target"] == [] and pitr["present_after_target"] == []
     assert result["measurements"]["data_loss_window"] >= 2.5
-    assert_lab_steady()
+    LAB.assert_steady()
 
 
-def test_corrupt_backup_fails_verify_naming_the_backup(tmp_path: Path) -> None:
-    cfg = settings()
-    s3 = s3_archive.client(cfg)
-    newest = status()["newest_backup"]
-    objects = [o for o in s3_archive.list_keys(s3, cfg, f"backup/site-a/{newest}")
+def test_a_corrupt_backup_fails_preflight_naming_it_before_any_fault(tmp_path: Path) -> None:
+    cfg = LAB.settings()
+    s3 = LAB.client()
+    newest = LAB.status()["newest_backup"]
+    objects = [o for o in object_store.list_keys(s3, cfg, f"backup/site-a/{newest}")
                if "/bundle/" in o["Key"]]
     assert objects, f"no bundle under backup/site-a/{newest}"
     biggest = max(objects, key=lambda o: o["Size"])["Key"]
@@ -166,39 +121,38 @@ def test_corrupt_backup_fails_verify_naming_the_backup(tmp_path: Path) -> None:
     middle = len(body) // 2
     rotten = body[:middle] + bytes(b ^ 0xFF for b in body[middle:middle + 4096]) \
         + body[middle + 4096:]
+    pid_a = LAB.pid_a()
     s3.put_object(Bucket=cfg["bucket"], Key=biggest, Body=rotten)
-    code, result, stderr = run_json(DRILL, tmp_path / "results")
+    try:
+        code, result, stderr = run_json(DRILL, tmp_path / "results")
+    finally:  # the lab's backup as it was, for what runs next
+        s3.put_object(Bucket=cfg["bucket"], Key=biggest, Body=body)
     assert code == 1, stderr
-    assert result["outcome"] == "failed"
-    recover = next(p for p in result["phases"] if p["phase"] == "recover")
-    assert recover["status"] == "failed"
+    assert result["outcome"] == "preflight_failed"
+    preflight = result["phases"][0]
+    assert preflight["phase"] == "preflight" and preflight["status"] == "failed"
     assert f"{LOCATION}/backup/site-a/: pgbackrest verify found the repository invalid" \
-        in recover["message"]
-    assert f"backup: {newest}, status: invalid" in recover["message"]
-    assert result["steady_state_restored"] is True  # rebuilt with a fresh lineage and backup
-    assert_lab_steady()
+        in preflight["message"]
+    assert f"backup: {newest}, status: invalid" in preflight["message"]
+    assert "inject" not in {p["phase"] for p in result["phases"]}  # no fault
+    assert alive(pid_a)  # the active site was not touched
+    LAB.assert_steady()
 
 
 def test_wal_gap_fails_closed_naming_the_object(tmp_path: Path) -> None:
-    cfg = settings()
-    newest = switch_wal(3)
-    missing = s3_archive.segment_name(1, s3_archive.segment_number(newest)[1] - 1)  # type: ignore[index]
-    s3 = s3_archive.client(cfg)
-    archive = status()["archive"]["id"]
+    cfg = LAB.settings()
+    missing = previous_segment(LAB.switch_wal(3))
+    s3 = LAB.client()
+    archive = LAB.status()["archive"]["id"]
     place = f"archive/site-a/{archive}/{missing[:16]}/{missing}-"
-    gone = [o["Key"] for o in s3_archive.list_keys(s3, cfg, f"archive/site-a/{archive}")
+    gone = [o["Key"] for o in object_store.list_keys(s3, cfg, f"archive/site-a/{archive}")
             if place in o["Key"]]
     assert len(gone) == 1, gone
     s3.delete_object(Bucket=cfg["bucket"], Key=gone[0])
-    pid_a = int((LAB_ROOT / "site-a/data/postmaster.pid").read_text().split()[0])
-    code, result, stderr = run_json(DRILL, tmp_path / "results")
-    assert code == 1, stderr
-    assert result["outcome"] == "preflight_failed"
-    assert f"{LOCATION}/{place}<sha1>.gz is missing" in result["phases"][0]["message"]
-    assert alive(pid_a)  # the active site was not harmed
-    shown = dalp("backup", "status", str(INVENTORY))
-    assert shown.returncode == 1 and f"{missing}-<sha1>.gz is missing" in shown.stdout
+    LAB.assert_refused_at_preflight(DRILL, tmp_path / "results",
+                                    f"{LOCATION}/{place}<sha1>.gz is missing",
+                                    f"{missing}-<sha1>.gz is missing")
     # lab down leaves no process (stunnel included) and no data; then back for what runs next
     take_lab_down("hot-cold-pgbackrest", LAB_ROOT)
     assert dalp("lab", "up", "hot-cold-pgbackrest").returncode == 0
-    assert_lab_steady()
+    LAB.assert_steady()

@@ -19,7 +19,7 @@ from dalp_dr.results import Outcome
 from tests.factories import make_run
 from tests.lab.helpers import dalp_in
 
-pytestmark = pytest.mark.xdist_group("s3-archive")
+pytestmark = pytest.mark.xdist_group("s3-object-lock")
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from dalp_dr import s3_archive
+from dalp_dr import object_store
 from dalp_dr.adapters.aws_errors import (
     NOT_FOUND_CODES,
     REFUSED_CODES,
@@ -48,7 +48,7 @@ def test_errors_are_sorted_by_kind(exc: Exception, kind: AwsErrorKind) -> None:
 
 
 def test_the_hosts_script_and_the_controller_share_the_not_found_codes() -> None:
-    assert NOT_FOUND_CODES == frozenset(s3_archive.NOT_FOUND) >= {"404", "NoSuchKey"}
+    assert NOT_FOUND_CODES == frozenset(object_store.NOT_FOUND) >= {"404", "NoSuchKey"}
 
 
 def test_managed_errors_keep_the_code_and_message() -> None:

@@ -2,7 +2,7 @@
 its reading of barman-cloud-backup-list's catalogue and PostgreSQL's restore_command contract.
 The barman-cloud commands here are FAKES (shell scripts in a temporary bin_dir, one per test,
 printing what barman-cloud 3.4 prints and exiting with its codes); the real ones run against
-the moto server in tests/lab/test_33_hot_cold_barman.py."""
+the moto server in tests/lab/test_30_hot_cold.py."""
 
 from __future__ import annotations
 

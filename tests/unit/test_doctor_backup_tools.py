@@ -15,9 +15,12 @@ from dalp_dr.doctor import Health, _backup_tools
 from dalp_dr.inventory import Inventory
 
 
-def inventory(tmp_path: Path, name: str, tool: str | None) -> tuple[Path, Inventory]:
+def inventory(tmp_path: Path, name: str, tool: str | None, *, bucket: bool = False
+              ) -> tuple[Path, Inventory]:
     path = tmp_path / f"{name}.yml"
-    variables = {"dalp_backup_tool": tool} if tool else {}
+    variables: dict[str, str] = {"dalp_backup_tool": tool} if tool else {}
+    if bucket:
+        variables["dalp_s3_bucket"] = "backups"
     path.write_text(json.dumps({"all": {"vars": variables, "hosts": {"db1": {}}}}))
     return path, Inventory(path)
 
@@ -32,11 +35,12 @@ def test_each_tool_in_use_is_checked_for_the_drills_that_use_it(
     monkeypatch.setenv("PATH", str(bin_dir))  # the host's PATH: pgbackrest, no barman-cloud
     inventories = dict([inventory(tmp_path, "pgb", "pgbackrest"),
                         inventory(tmp_path, "barman", "barman-cloud"),
-                        inventory(tmp_path, "plain", None)])
+                        inventory(tmp_path, "plain", None),
+                        inventory(tmp_path, "unnamed", None, bucket=True)])
     paths = list(inventories)
     drills = [SimpleNamespace(spec=SimpleNamespace(name=n), inventory=p)
               for n, p in (("pgb-restore", paths[0]), ("barman-restore", paths[1]),
-                           ("plain-restore", paths[2]))]
+                           ("plain-failover", paths[2]), ("unnamed-restore", paths[3]))]
 
     found = {f.check: f for f in _backup_tools(drills, inventories)}
 
@@ -45,5 +49,6 @@ def test_each_tool_in_use_is_checked_for_the_drills_that_use_it(
     assert found["pgbackrest"].detail == os.fspath(tool)
     assert found["pgbackrest"].needed_by == ["pgb-restore"]
     assert found["barman-cloud-backup"].status is Health.MISSING
-    assert found["barman-cloud-backup"].needed_by == ["barman-restore"]
+    # backups in a bucket with no tool named: barman-cloud, the default
+    assert found["barman-cloud-backup"].needed_by == ["barman-restore", "unnamed-restore"]
     assert found["barman-cloud-backup"].fix == "apt install barman-cli-cloud"

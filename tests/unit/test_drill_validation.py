@@ -149,18 +149,20 @@ def test_times_carry_their_zone_and_offsets_the_one_duration_format() -> None:
 
 @pytest.mark.parametrize(("line", "field"), [
     ("dalp_backup_tool: pgbackup", "dalp_backup_tool"),
+    ("dalp_backup_tool: s3-archive", "dalp_backup_tool"),
     ("dalp_barman_server_name: ''", "dalp_barman_server_name")])
 def test_a_backup_tool_setting_the_playbooks_cannot_use_is_invalid_input(
         configured: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str,
         field: str) -> None:
-    """An unknown dalp_backup_tool (the playbooks would take it for barman-cloud), or
-    barman-cloud without its server name, is refused before anything starts."""
+    """An unknown dalp_backup_tool (the playbooks would take it for barman-cloud), the
+    retired s3-archive, or barman-cloud without its server name, is refused before anything
+    starts."""
     key = line.split(":", 1)[0]
     inventory = tmp_path / "inventory.yml"
-    source = (ROOT / "inventories" / "lab" / "hot-cold-barman.yml").read_text()
+    source = (ROOT / "inventories" / "lab" / "hot-cold.yml").read_text()
     inventory.write_text(re.sub(rf"(?m)^(\s*){key}:.*$", rf"\g<1>{line}", source, count=1))
     drill = tmp_path / "barman.yaml"
-    text = (ROOT / "drills" / "hot-cold-barman-restore.yaml").read_text().replace(
+    text = (ROOT / "drills" / "hot-cold-restore.yaml").read_text().replace(
         "../", f"{ROOT}/")
     drill.write_text(re.sub(r"(?m)^inventory:.*$", f"inventory: {inventory}", text))
     assert main(["drill", "plan", str(drill), "--no-preflight", "-o", "json"]) == 2
@@ -168,3 +170,5 @@ def test_a_backup_tool_setting_the_playbooks_cannot_use_is_invalid_input(
     error = json.loads(captured.out)["error"]
     assert error["file"] == str(inventory) and error["field"].startswith(field)
     assert error["hint"] and error["exit_code"] == 2
+    if "s3-archive" in line:
+        assert "was retired" in error["message"] and "barman-cloud" in error["hint"]

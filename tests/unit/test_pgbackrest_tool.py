@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from dalp_dr import pgbackrest_tool, s3_archive
+from dalp_dr import object_store, pgbackrest_tool
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -67,7 +67,7 @@ def info_tool(tmp_path: Path, info: list[dict[str, Any]]) -> None:
 @pytest.fixture
 def bucket() -> Iterator[Any]:
     with mock_aws():
-        s3 = s3_archive.client({"region": "us-east-1"})
+        s3 = object_store.client({"region": "us-east-1"})
         s3.create_bucket(Bucket="lab")
         yield s3
 
@@ -80,7 +80,7 @@ def archive(s3: Any, *segments: str) -> None:
 
 
 def segment(n: int) -> str:
-    return s3_archive.segment_name(1, n)
+    return object_store.segment_name(1, n)
 
 
 def test_status_reads_the_catalogue_and_the_newest_backups_wal(
@@ -205,8 +205,7 @@ def test_a_missing_pgbackrest_or_settings_file_stops_the_replay(tmp_path: Path) 
                                  "000000010000000000000003", str(tmp_path / "x")]) == 126
 
 
-def test_a_failed_verify_fails_the_restore_before_anything_is_restored(
-        tmp_path: Path) -> None:
+def test_a_failed_verify_names_what_pgbackrest_found(tmp_path: Path) -> None:
     listed = tmp_path / "info.json"
     listed.write_text(json.dumps(INFO))
     fake_pgbackrest(tmp_path, f"""case "$2" in
@@ -214,12 +213,10 @@ def test_a_failed_verify_fails_the_restore_before_anything_is_restored(
   verify) echo 'stanza: site-a status: error'
           echo 'ERROR: [104]: invalid checksum: backup/site-a/20261203-150000F/bundle/1' >&2
           exit 104;;
-  *) echo "restore ran" > "{tmp_path}/restored";;
 esac""")
     with pytest.raises(pgbackrest_tool.Failure,
                        match=r"s3://lab/hc-pgb/: pgbackrest verify exited 104: .*bundle/1"):
-        pgbackrest_tool.restore(settings(tmp_path), str(tmp_path / "data"), None)
-    assert not (tmp_path / "restored").exists()
+        pgbackrest_tool.verify(settings(tmp_path))
 
 
 def test_the_playbooks_spool_and_parallelism_reach_archive_get(tmp_path: Path) -> None:
@@ -242,8 +239,7 @@ def test_a_restore_command_it_cannot_parse_stops_the_replay(tmp_path: Path) -> N
                                  "000000010000000000000003", "x", "--no-such-option"]) == 126
 
 
-def test_a_verify_that_exits_0_but_reports_invalid_files_fails_the_restore(
-        tmp_path: Path) -> None:
+def test_a_verify_that_exits_0_but_reports_invalid_files_fails(tmp_path: Path) -> None:
     """pgbackrest verify 2.45 exits 0 with a rotten file in a backup: its report decides."""
     listed = tmp_path / "info.json"
     listed.write_text(json.dumps(INFO))
@@ -256,11 +252,9 @@ def test_a_verify_that_exits_0_but_reports_invalid_files_fails_the_restore(
     fake_pgbackrest(tmp_path, f"""case "$2" in
   info) cat "{listed}";;
   verify) cat "{report}";;
-  *) echo "restore ran" > "{tmp_path}/restored";;
 esac""")
     with pytest.raises(pgbackrest_tool.Failure) as caught:
-        pgbackrest_tool.restore(settings(tmp_path), str(tmp_path / "data"), None)
+        pgbackrest_tool.verify(settings(tmp_path))
     assert "s3://lab/hc-pgb/backup/site-a/: pgbackrest verify found the repository invalid " \
            "(status: error, status: invalid, checksum invalid: 1)" in str(caught.value)
     assert "backup: 20261203-150000F, status: invalid" in str(caught.value)
-    assert not (tmp_path / "restored").exists()

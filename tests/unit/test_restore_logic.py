@@ -1,22 +1,13 @@
 """Restore-specific logic: WAL segment arithmetic, gap detection, PITR checks, spec."""
 
-import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from dalp_dr.errors import SpecError
 from dalp_dr.measure import pitr_check
+from dalp_dr.object_store import find_gap, segment_name, segment_number
 from dalp_dr.results import HeartbeatSample
-from dalp_dr.s3_archive import (
-    LISTING,
-    Failure,
-    find_gap,
-    segment_name,
-    segment_number,
-    wal_prefetched,
-)
 from dalp_dr.spec import parse_drill
 from tests.factories import at
 
@@ -102,55 +93,3 @@ def test_restore_only_for_restore_scenario() -> None:
     text = BASE.replace("hot-cold", "hot-warm").replace("scenario: restore", "scenario: failover")
     with pytest.raises(SpecError, match="only to the restore scenario"):
         parse_drill(text + "restore: {target: latest}\n", source="x")
-
-
-def _prefetched(tmp_path: Path, names: list[str], present: dict[str, bytes]) -> Path:
-    directory = tmp_path / "wal"
-    directory.mkdir()
-    for name, body in present.items():
-        (directory / name).write_bytes(body)
-    (directory / LISTING).write_text(json.dumps({"names": names}))
-    return directory
-
-
-def test_a_prefetched_wal_file_is_served_from_the_directory(tmp_path: Path) -> None:
-    seg = "000000010000000000000005"
-    directory = _prefetched(tmp_path, [seg], {seg: b"wal bytes"})
-    dest = tmp_path / "pg_wal" / "RECOVERYXLOG"
-    dest.parent.mkdir()
-    assert wal_prefetched(str(directory), seg, str(dest)) == {
-        "wal": seg, "bytes": 9, "prefetched": True}
-    assert dest.read_bytes() == b"wal bytes"
-
-
-def test_a_segment_the_archive_cannot_hold_is_not_archived_at_once(tmp_path: Path) -> None:
-    # the archiver uploads in order: with segment 7 archived, a missing 6 never will be
-    directory = _prefetched(tmp_path, ["000000010000000000000005",
-                                       "000000010000000000000007"], {})
-    assert wal_prefetched(str(directory), "000000010000000000000006",
-                          str(tmp_path / "x")) is None
-    assert not (tmp_path / "x").exists()
-
-
-def test_what_may_have_been_archived_since_the_listing_asks_s3(tmp_path: Path) -> None:
-    directory = _prefetched(tmp_path, ["000000010000000000000005"], {})
-    for name in ("000000010000000000000006",  # past the newest listed segment
-                 "000000020000000000000005",  # a timeline the listing does not have
-                 "00000002.history"):         # a history file it lacks
-        assert wal_prefetched(str(directory), name, str(tmp_path / "x")) is False, name
-
-
-def test_a_listed_file_not_prefetched_or_no_listing_asks_s3(tmp_path: Path) -> None:
-    seg = "000000010000000000000004"  # before the backup's start: listed, not fetched
-    directory = _prefetched(tmp_path, [seg], {})
-    assert wal_prefetched(str(directory), seg, str(tmp_path / "x")) is False
-    (directory / LISTING).unlink()  # a prefetch that did not finish
-    assert wal_prefetched(str(directory), "000000010000000000000009",
-                          str(tmp_path / "x")) is False
-
-
-@pytest.mark.parametrize("name", ["listing.json", "../000000010000000000000005", ".x", ""])
-def test_a_name_that_is_not_a_wal_file_name_is_refused(tmp_path: Path, name: str) -> None:
-    directory = _prefetched(tmp_path, [], {})
-    with pytest.raises(Failure, match="not a WAL file name"):
-        wal_prefetched(str(directory), name, str(tmp_path / "x"))

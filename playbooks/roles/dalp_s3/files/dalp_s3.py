@@ -1,1 +1,1 @@
-../../../../dalp_dr/s3_archive.py
+../../../../dalp_dr/object_store.py

@@ -1,0 +1,207 @@
+#!/usr/bin/python3
+"""dalp_s3: object storage for the hot-cold backup tools' site scripts (boto3 only).
+
+Shared by the controller and the database hosts. On a database host it is ``dalp_s3.py``,
+installed beside the backup tool's script (``dalp_barman.py`` for barman-cloud,
+``dalp_pgbackrest.py`` for pgBackRest) and imported by it; it runs with any Python >= 3.8
+that has boto3 (Debian: python3-boto3). It holds what both tools' scripts need and neither
+tool does for them: an S3 client from the settings file, listing a prefix (the WAL archive,
+for a gap), WAL segment arithmetic, the lab's bucket set-up and purge, and the scripts'
+common command line (settings, exit statuses, JSON on stdout).
+
+Settings come from a JSON file (--config, mode 0600):
+
+    {"bucket": "...", "prefix": "...", "endpoint_url": null | "http://127.0.0.1:55450",
+     "region": "us-east-1", "access_key_id": null | "...", "secret_access_key": null | "...",
+     ... the tool's own settings}
+
+With no keys the standard boto3 credential chain is used (instance profile, env, ...), so
+the same file works against AWS S3.
+
+Before barman-cloud and pgBackRest, the hot-cold lab archived with a WAL tool of this
+project's own (``s3-archive``): retired, since no DALP estate restores with it
+(docs/backup-tools.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+Cfg = Dict[str, Any]  # typing.Dict: this file also runs on Python 3.8 hosts
+NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+"""error codes of an object that does not exist (dalp_dr.adapters.aws_errors uses them too)"""
+SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
+WAL_FETCH_FATAL = 126
+"""wal-fetch's exit status for an error (a corrupt object, an unreachable endpoint, a full
+disk): PostgreSQL aborts recovery on a restore_command status above 125, where any other
+non-zero status means "not archived" and would end the replay early, silently"""
+
+
+class Failure(Exception):
+    pass
+
+
+def client(cfg: Cfg) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    kwargs = {"region_name": cfg.get("region") or "us-east-1",
+              "config": Config(retries={"max_attempts": cfg.get("attempts", 3), "mode": "standard"},
+                               connect_timeout=cfg.get("connect_timeout", 5),
+                               read_timeout=cfg.get("read_timeout", 60),
+                               s3={"addressing_style": "path"})}
+    if cfg.get("endpoint_url"):
+        kwargs["endpoint_url"] = cfg["endpoint_url"]
+    if cfg.get("access_key_id"):
+        kwargs["aws_access_key_id"] = cfg["access_key_id"]
+        kwargs["aws_secret_access_key"] = cfg.get("secret_access_key")
+    return boto3.client("s3", **kwargs)
+
+
+def key(cfg: Cfg, *parts: str) -> str:
+    return "/".join([cfg["prefix"].strip("/"), *parts]) if cfg.get("prefix") else "/".join(parts)
+
+
+def list_keys(s3: Any, cfg: Cfg, sub: str) -> list[dict[str, Any]]:
+    out = []
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=cfg["bucket"], Prefix=key(cfg, sub) + "/"):
+        out.extend(page.get("Contents", []))
+    return out
+
+
+def segment_number(name: str) -> tuple[int, int] | None:
+    m = SEGMENT.match(name)
+    if not m:
+        return None
+    return int(m.group(1), 16), int(m.group(2), 16) * 0x100 + int(m.group(3), 16)
+
+
+def segment_name(tli: int, number: int) -> str:
+    return f"{tli:08X}{number // 0x100:08X}{number % 0x100:08X}"
+
+
+def find_gap(start_segment: str, names: list[str]) -> str | None:
+    """The first segment missing on the backup's timeline, from its start segment up to the
+    newest archived one; the start segment itself when nothing from it on was archived."""
+    start = segment_number(start_segment)
+    if start is None:
+        return start_segment
+    have = {n for n in (segment_number(name) for name in names) if n is not None}
+    on_tli = sorted(n for n in have if n[0] == start[0] and n[1] >= start[1])
+    if not on_tli:
+        return start_segment
+    for expect in range(start[1], on_tli[-1][1] + 1):
+        if (start[0], expect) not in have:
+            return segment_name(start[0], expect)
+    return None
+
+
+def purge(s3: Any, cfg: Cfg) -> dict[str, Any]:
+    """Delete everything under the prefix (the lab's steady state: a fresh lineage)."""
+    deleted = 0
+    paginator = s3.get_paginator("list_objects_v2")
+    prefix = cfg["prefix"].strip("/") + "/" if cfg.get("prefix") else ""
+    if not prefix:
+        raise Failure("refusing to purge a whole bucket: set a prefix")
+    for page in paginator.paginate(Bucket=cfg["bucket"], Prefix=prefix):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=cfg["bucket"], Delete={"Objects": keys})
+            deleted += len(keys)
+    return {"deleted": deleted, "prefix": prefix}
+
+
+def ensure_bucket(s3: Any, cfg: Cfg) -> dict[str, Any]:
+    """Create the bucket unless it exists."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=cfg["bucket"])
+        return {"bucket": cfg["bucket"], "created": False}
+    except ClientError:
+        s3.create_bucket(Bucket=cfg["bucket"])
+        return {"bucket": cfg["bucket"], "created": True}
+
+
+# --- the site scripts' command line ----------------------------------------------------------
+
+Command = Callable[[Cfg, argparse.Namespace], Dict[str, Any]]
+"""a command that prints one JSON object (its result) and exits 0, or raises"""
+WalCommand = Callable[[Cfg, argparse.Namespace], int]
+"""wal-push / wal-fetch: PostgreSQL's archive_command / restore_command, an exit status"""
+
+
+def parser(prog: str) -> Tuple[argparse.ArgumentParser, Any]:
+    """The commands every backup tool's script has (``wal-push``, ``wal-fetch``,
+    ``restore``, ``status``, ``ensure-bucket``, ``purge --lab``); the script adds its own
+    (``backup``, and what else it has) to the returned subparsers."""
+    top = argparse.ArgumentParser(prog=prog)
+    top.add_argument("--config", required=True)
+    sub = top.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("wal-push")
+    p.add_argument("path")
+    p.add_argument("name")
+    p = sub.add_parser("wal-fetch")
+    p.add_argument("name")
+    p.add_argument("dest")
+    p.add_argument("--spool", help="a restore's prefetch directory")
+    p.add_argument("--parallel", type=int, help="WAL files fetched at once, ahead")
+    p = sub.add_parser("restore")
+    p.add_argument("dest")
+    p.add_argument("--label")
+    sub.add_parser("status")
+    sub.add_parser("ensure-bucket")
+    p = sub.add_parser("purge", help="lab only: delete everything under the prefix")
+    p.add_argument("--lab", action="store_true", required=True)
+    return top, sub
+
+
+def main(prog: str, top: argparse.ArgumentParser, argv: Optional[List[str]],
+         wal: Dict[str, WalCommand], commands: Dict[str, Command],
+         failures: Tuple[type, ...] = ()) -> int:
+    """Run one command of a backup tool's script. The WAL commands answer PostgreSQL with
+    an exit status: any error of wal-fetch (a usage error, unreadable settings, an
+    exception) is WAL_FETCH_FATAL, never 1, which PostgreSQL reads as "not archived" and
+    ends the replay early. Every other command prints its result as one JSON object; its
+    errors (``failures``, S3's, the file system's) print one line on stderr and exit 1."""
+    fetching = "wal-fetch" in (sys.argv[1:] if argv is None else argv)
+    try:
+        args = top.parse_args(argv)
+    except SystemExit as exc:
+        if exc.code and fetching:
+            return WAL_FETCH_FATAL
+        raise
+    try:
+        with open(args.config) as fh:
+            cfg = json.load(fh)
+    except (OSError, ValueError) as exc:
+        print(f"{prog}: {args.config}: {exc}", file=sys.stderr)
+        return WAL_FETCH_FATAL if args.cmd == "wal-fetch" else 1
+    if args.cmd in wal:
+        if args.cmd != "wal-fetch":
+            return wal[args.cmd](cfg, args)
+        try:
+            return wal[args.cmd](cfg, args)
+        except Exception as exc:  # the spool, a tool that cannot start, settings
+            # without a key: PostgreSQL must stop, not end the replay early (an uncaught
+            # exception's exit 1 reads as "not archived")
+            print(f"{prog} wal-fetch {args.name}: {exc}", file=sys.stderr)
+            return WAL_FETCH_FATAL
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    every: Dict[str, Command] = {
+        "purge": lambda c, _: purge(client(c), c),
+        "ensure-bucket": lambda c, _: ensure_bucket(client(c), c),
+        **commands}
+    try:
+        out = every[args.cmd](cfg, args)
+    except (Failure, ClientError, BotoCoreError, OSError, *failures) as exc:
+        print(f"{prog} {args.cmd}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out))
+    return 0
