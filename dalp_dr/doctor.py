@@ -286,19 +286,29 @@ def _variable(inventory: Any, name: str) -> Any:
 def _backup_tools(drills: list[Any], inventories: dict[Path, Any]) -> list[Finding]:
     """The backup tools' commands (barman-cloud, pgBackRest), where an inventory keeps its
     backups with one."""
-    from dalp_dr.adapters.s3 import DEFAULT_BACKUP_TOOL
+    from dalp_dr.adapters.s3 import DEFAULT_BACKUP_TOOL, RETIRED_BACKUP_TOOLS
 
     users: dict[str, list[str]] = {}
+    retired: dict[str, list[str]] = {}
     for path, inventory in inventories.items():
         if inventory is None:
             continue
         tool = _variable(inventory, "dalp_backup_tool")
         if tool in ("", None) and _variable(inventory, "dalp_s3_bucket") not in ("", None):
             tool = DEFAULT_BACKUP_TOOL  # backups in object storage, no tool named
+        named = [d.spec.name for d in drills if d.inventory == path]
         if tool in _BACKUP_TOOL_COMMANDS:
-            users.setdefault(tool, []).extend(d.spec.name for d in drills if d.inventory == path)
-    return [_tool(_BACKUP_TOOL_COMMANDS[tool][0], sorted(names), _BACKUP_TOOL_COMMANDS[tool][1])
-            for tool, names in sorted(users.items()) if names]
+            users.setdefault(tool, []).extend(named)
+        elif tool in RETIRED_BACKUP_TOOLS:
+            retired.setdefault(str(tool), []).extend(named)
+    found = [_tool(_BACKUP_TOOL_COMMANDS[tool][0], sorted(names), _BACKUP_TOOL_COMMANDS[tool][1])
+             for tool, names in sorted(users.items()) if names]
+    found.extend(Finding(check=f"backup tool {tool}", status=Health.MISSING,
+                         detail=f"retired: {RETIRED_BACKUP_TOOLS[tool]}", needed_by=sorted(names),
+                         fix="set dalp_backup_tool to barman-cloud or pgbackrest "
+                             "(docs/backup-tools.md)")
+                 for tool, names in sorted(retired.items()) if names)
+    return found
 
 
 def _s3_endpoints(drills: list[Any], inventories: dict[Path, Any]) -> list[Finding]:

@@ -205,3 +205,14 @@ def main(prog: str, top: argparse.ArgumentParser, argv: Optional[List[str]],
         return 1
     print(json.dumps(out))
     return 0
+
+
+if __name__ == "__main__":
+    # a library, not a command: the retired s3-archive tool was run as this file (its
+    # archive_command and restore_command). A server still configured that way must not
+    # take an exit 0 for "archived" (its WAL would be recycled) nor 1 for "not archived"
+    # (its replay would end early): wal-fetch gets 126, which stops the recovery.
+    print("dalp_s3.py is a library of the backup tools' scripts, not a command: the "
+          "s3-archive tool was retired (docs/backup-tools.md); run dalp_barman.py or "
+          "dalp_pgbackrest.py", file=sys.stderr)
+    sys.exit(WAL_FETCH_FATAL if "wal-fetch" in sys.argv[1:] else 1)

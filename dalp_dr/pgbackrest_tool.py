@@ -47,7 +47,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 try:  # on the controller (dalp-dr backup status)
     from dalp_dr import object_store as base
-except ImportError:  # on a database host: dalp_s3.py beside this file
+except ImportError:  # on a database host: dalp_s3.py beside this file (also when this
+    # file is run through a symlink, whose directory Python does not put on the path)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import dalp_s3 as base  # type: ignore[import-not-found,no-redef]
 
 Cfg = Dict[str, Any]

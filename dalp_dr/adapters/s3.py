@@ -45,19 +45,31 @@ def _unknown_tool(inventory: Inventory, tool: object, field: str) -> InventoryEr
 
 def check_backup_tool(inventory: Inventory) -> None:
     """Every host that keeps backups in object storage (``dalp_s3_bucket``) has a known
-    ``dalp_backup_tool`` (barman-cloud when unset), and one on barman-cloud names its
-    ``dalp_barman_server_name``: checked before a drill starts (the playbooks would take an
-    unknown tool for barman-cloud, and barman-cloud without a server name fails mid-run).
-    InventoryError naming the field and the fix."""
+    ``dalp_backup_tool`` (barman-cloud when unset); a database host (groups primary and
+    cold) on barman-cloud names its ``dalp_barman_server_name``, and none still points
+    ``dalp_s3_tool`` at the retired tool's script: checked before a drill starts (the
+    playbooks would take an unknown tool for barman-cloud, and barman-cloud without a server
+    name fails mid-run). InventoryError naming the field and the fix."""
     tools = inventory.per_host("dalp_backup_tool")
     buckets = inventory.per_host("dalp_s3_bucket")
     servers = inventory.per_host("dalp_barman_server_name")
+    scripts = inventory.per_host("dalp_s3_tool")
+    databases = set(inventory.match("primary:cold"))
     for host in sorted(set(tools) | {h for h, b in buckets.items() if b not in ("", None)}):
         tool = tools.get(host)
         if tool in ("", None):
             tool = DEFAULT_BACKUP_TOOL
         if tool not in BACKUP_TOOLS:
             raise _unknown_tool(inventory, tool, f"dalp_backup_tool (host {host})")
+        if host not in databases:
+            continue
+        if str(scripts.get(host) or "").rsplit("/", 1)[-1] == "dalp_s3.py":
+            raise InventoryError(
+                "dalp_s3_tool names dalp_s3.py, the retired s3-archive tool's script (now the "
+                "backup tools' shared library beside their own)", source=str(inventory.path),
+                field=f"dalp_s3_tool (host {host})",
+                hint=f"point it at the {tool} script: .../dalp_"
+                     f"{'pgbackrest' if tool == 'pgbackrest' else 'barman'}.py")
         if tool == "barman-cloud" and servers.get(host) in ("", None):
             raise InventoryError("barman-cloud needs the name it keeps the cluster under",
                                  source=str(inventory.path),

@@ -16,6 +16,7 @@ from tests.lab.helpers import (
     ROOT,
     alive,
     assert_no_secret,
+    assert_read_only_under_check,
     dalp,
     lab_processes,
     run_json,
@@ -52,6 +53,13 @@ def test_the_s3_endpoint_is_https_with_the_lab_ca_and_keys_are_private() -> None
                            "-verify_ip", "127.0.0.1"],
                           input="", capture_output=True, text=True, timeout=10, check=False)
     assert "Verify return code: 0 (ok)" in proc.stdout, proc.stdout[-500:]
+
+
+def test_preflight_under_check_verifies_the_repository_and_changes_nothing(
+        tmp_path: Path) -> None:
+    """`drill plan` runs preflight with --check: pgbackrest verify only reads, so it runs
+    there too, and nothing changes."""
+    assert_read_only_under_check(DRILL, "preflight.yml", tmp_path)
 
 
 def test_backup_status_reads_pgbackrests_catalogue() -> None:

@@ -36,15 +36,20 @@ def test_each_tool_in_use_is_checked_for_the_drills_that_use_it(
     inventories = dict([inventory(tmp_path, "pgb", "pgbackrest"),
                         inventory(tmp_path, "barman", "barman-cloud"),
                         inventory(tmp_path, "plain", None),
-                        inventory(tmp_path, "unnamed", None, bucket=True)])
+                        inventory(tmp_path, "unnamed", None, bucket=True),
+                        inventory(tmp_path, "old", "s3-archive", bucket=True)])
     paths = list(inventories)
     drills = [SimpleNamespace(spec=SimpleNamespace(name=n), inventory=p)
               for n, p in (("pgb-restore", paths[0]), ("barman-restore", paths[1]),
-                           ("plain-failover", paths[2]), ("unnamed-restore", paths[3]))]
+                           ("plain-failover", paths[2]), ("unnamed-restore", paths[3]),
+                           ("old-restore", paths[4]))]
 
     found = {f.check: f for f in _backup_tools(drills, inventories)}
 
-    assert set(found) == {"pgbackrest", "barman-cloud-backup"}
+    assert set(found) == {"pgbackrest", "barman-cloud-backup", "backup tool s3-archive"}
+    assert found["backup tool s3-archive"].status is Health.MISSING
+    assert found["backup tool s3-archive"].needed_by == ["old-restore"]
+    assert "barman-cloud or pgbackrest" in found["backup tool s3-archive"].fix
     assert found["pgbackrest"].status is Health.OK
     assert found["pgbackrest"].detail == os.fspath(tool)
     assert found["pgbackrest"].needed_by == ["pgb-restore"]

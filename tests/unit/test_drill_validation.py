@@ -150,7 +150,10 @@ def test_times_carry_their_zone_and_offsets_the_one_duration_format() -> None:
 @pytest.mark.parametrize(("line", "field"), [
     ("dalp_backup_tool: pgbackup", "dalp_backup_tool"),
     ("dalp_backup_tool: s3-archive", "dalp_backup_tool"),
-    ("dalp_barman_server_name: ''", "dalp_barman_server_name")])
+    ("dalp_barman_server_name: ''", "dalp_barman_server_name"),
+    # an inventory written for s3-archive: its script's path would be overwritten by the
+    # barman-cloud script, which then imports itself
+    ('dalp_s3_tool: "{{ dalp_lab_root }}/bin/dalp_s3.py"', "dalp_s3_tool")])
 def test_a_backup_tool_setting_the_playbooks_cannot_use_is_invalid_input(
         configured: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str,
         field: str) -> None:
@@ -172,3 +175,27 @@ def test_a_backup_tool_setting_the_playbooks_cannot_use_is_invalid_input(
     assert error["hint"] and error["exit_code"] == 2
     if "s3-archive" in line:
         assert "was retired" in error["message"] and "barman-cloud" in error["hint"]
+    if "dalp_s3.py" in line:
+        assert "dalp_barman.py" in error["hint"]
+
+
+def test_the_default_tool_asks_its_server_name_of_the_database_hosts_only(
+        tmp_path: Path) -> None:
+    """No dalp_backup_tool: barman-cloud, whose server name only the database hosts (groups
+    primary and cold) need; the route and object store hosts that see the bucket do not."""
+    from dalp_dr.adapters.s3 import check_backup_tool
+    from dalp_dr.errors import InventoryError
+    from dalp_dr.inventory import Inventory
+
+    def inventory(site_vars: dict[str, str]) -> Inventory:
+        path = tmp_path / "inventory.json"
+        path.write_text(json.dumps({"all": {"vars": {"dalp_s3_bucket": "backups"}, "children": {
+            "primary": {"hosts": {"site-a": site_vars}},
+            "cold": {"hosts": {"site-cold": site_vars}},
+            "route": {"hosts": {"route-1": {}}}}}}))
+        return Inventory(path)
+
+    check_backup_tool(inventory({"dalp_barman_server_name": "site-a"}))  # nothing raised
+    with pytest.raises(InventoryError) as refused:
+        check_backup_tool(inventory({}))
+    assert refused.value.field == "dalp_barman_server_name (host site-a)"
