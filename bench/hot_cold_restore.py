@@ -132,17 +132,12 @@ def by_hand_and_floor(backend: str, inv: Inventory, backup: dict[str, Any],
         say(f"  floor: {len(names)} WAL segments fetched to local disk in "
             f"{time.monotonic() - started:.1f} s (untimed)")
         hand.prepare(tool.restore_command())
-        try:
-            replay, end = hand.replay(tool.server_env(), timeout)
-        finally:
-            hand.stop()
+        replay, end = hand.replay(tool.server_env(), timeout)
         say(f"  by hand: WAL replay {replay:.2f} s")
-        tool.close(60.0)
+        hand.stop()  # the port is the floor's now
+        tool.close(60.0)  # nothing of the tool's still fetching beside the floor's replay
         floor.prepare(f"cp {shell_words(str(wal_dir))}/%f %p")
-        try:
-            floor_replay, floor_end = floor.replay(None, timeout)
-        finally:
-            floor.stop()
+        floor_replay, floor_end = floor.replay(None, timeout)
         say(f"  floor: WAL replay {floor_replay:.2f} s")
     finally:
         hand.stop()
