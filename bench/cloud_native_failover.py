@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,7 @@ def live_timings() -> tuple[float, float]:
 def steps(result: RunResult) -> dict[str, float]:
     assert result.measurements is not None and result.measurements.fault_at is not None
     fault = result.measurements.fault_at
-    at = {}
+    at: dict[str, datetime] = {}
     for event in result.timeline:
         at.setdefault(event.name, event.at)
     out = {}
@@ -102,7 +103,8 @@ def main() -> int:
         store.close()
 
     def median_of(name: str, figure: str) -> float:
-        return statistics.median(getattr(r.measurements, figure) for r in by_drill[name])
+        return float(statistics.median(getattr(r.measurements, figure)
+                                       for r in by_drill[name]))
 
     print()
     print(f"{'figure (median over ' + str(args.runs) + ' runs)':<48}{'node loss':>11}"
@@ -121,8 +123,8 @@ def main() -> int:
             cells.append(f"{statistics.median(values):>{width}.3f}s" if values
                          else f"{'-':>{width + 1}}")
         print(f"{'  ' + label:<48}" + "".join(cells))
-    lost = sum(r.measurements.lost_writes or 0 for rs in by_drill.values()  # type: ignore[union-attr]
-               for r in rs)
+    lost = sum((r.measurements.lost_writes or 0) if r.measurements else 0
+               for rs in by_drill.values() for r in rs)
     print(f"{'acknowledged writes lost (all runs)':<48}{lost:>11}")
     print(f"{'Patroni bound ttl + loop_wait (live config)':<48}{bound:>10.3f}s")
     node_loss, pm_kill, _ = row
