@@ -86,16 +86,17 @@ class Env:
                               check=False)
 
     def runs(self) -> list[dict[str, Any]]:
-        """The store's runs, newest first, as `history list --json` has them, read in this
-        process: polled every quarter of a second, a `history list` process each time (its
-        start-up and its seal checks) kept a core busy beside the scheduler under test and
-        the lab on the other worker."""
+        """The store's runs, newest first, as `history list --json` has them (evidence
+        directories under this test's results directory), read in this process: polled
+        every quarter of a second, a `history list` process each time (its start-up and its
+        seal checks) kept a core busy beside the scheduler under test and the lab on the
+        other worker."""
         from dalp_dr.errors import NoHistory
         from dalp_dr.history import open_store
 
         url = self.env.get("DALP_DR_STORE") or f"sqlite:///{self.results / 'history.sqlite'}"
         try:
-            store = open_store(url, create=False)
+            store = open_store(url, create=False, results_dir=self.results)
         except NoHistory:
             return []
         try:
