@@ -60,9 +60,9 @@ def generate(sock: str, port: int, wal_mib: int, timeout: float) -> WalLoad:
         as_pg(f"{PG}/pgbench", "-n", "-c", "2", "-j", "2", "-T", "10", "-h", sock, "-p",
               str(port), DB)
         rounds += 1
-    end = psql(sock, port, "select pg_switch_wal()")
-    return WalLoad(start_lsn=start, end_lsn=lsn(end),
-                   last_segment=psql(sock, port, f"select pg_walfile_name('{end}')"),
+    end, segment = psql(sock, port, "select s, pg_walfile_name(s) "
+                                    "from (select pg_switch_wal() as s) switched").split("|")
+    return WalLoad(start_lsn=start, end_lsn=lsn(end), last_segment=segment,
                    init_scale=scale, init_bytes=init_bytes, rounds=rounds,
                    seconds=time.monotonic() - started)
 
