@@ -286,16 +286,15 @@ def _variable(inventory: Any, name: str) -> Any:
 def _backup_tools(drills: list[Any], inventories: dict[Path, Any]) -> list[Finding]:
     """The backup tools' commands (barman-cloud, pgBackRest), where an inventory keeps its
     backups with one."""
-    from dalp_dr.adapters.s3 import DEFAULT_BACKUP_TOOL, RETIRED_BACKUP_TOOLS
+    from dalp_dr.adapters.s3 import RETIRED_BACKUP_TOOLS, backup_tool_of
 
     users: dict[str, list[str]] = {}
     retired: dict[str, list[str]] = {}
     for path, inventory in inventories.items():
         if inventory is None:
             continue
-        tool = _variable(inventory, "dalp_backup_tool")
-        if tool in ("", None) and _variable(inventory, "dalp_s3_bucket") not in ("", None):
-            tool = DEFAULT_BACKUP_TOOL  # backups in object storage, no tool named
+        tool = backup_tool_of(_variable(inventory, "dalp_backup_tool"),
+                              _variable(inventory, "dalp_s3_bucket"))
         named = [d.spec.name for d in drills if d.inventory == path]
         if tool in _BACKUP_TOOL_COMMANDS:
             users.setdefault(tool, []).extend(named)

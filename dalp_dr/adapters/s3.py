@@ -35,6 +35,15 @@ RETIRED_BACKUP_TOOLS = {"s3-archive": "this project's own WAL tool, which no DAL
                                       "restores with"}
 
 
+def backup_tool_of(tool: object, bucket: object) -> object:
+    """The backup tool a host keeps its backups with: the one ``dalp_backup_tool`` names,
+    barman-cloud when it names none but the host has a bucket (``dalp_s3_bucket``), None
+    when it keeps no backups in object storage. The one place the default is decided."""
+    if tool not in ("", None):
+        return tool
+    return DEFAULT_BACKUP_TOOL if bucket not in ("", None) else None
+
+
 def _unknown_tool(inventory: Inventory, tool: object, field: str) -> InventoryError:
     why = RETIRED_BACKUP_TOOLS.get(str(tool))
     return InventoryError(
@@ -56,9 +65,7 @@ def check_backup_tool(inventory: Inventory) -> None:
     scripts = inventory.per_host("dalp_s3_tool")
     databases = set(inventory.match("primary:cold"))
     for host in sorted(set(tools) | {h for h, b in buckets.items() if b not in ("", None)}):
-        tool = tools.get(host)
-        if tool in ("", None):
-            tool = DEFAULT_BACKUP_TOOL
+        tool = backup_tool_of(tools.get(host), buckets.get(host))
         if tool not in BACKUP_TOOLS:
             raise _unknown_tool(inventory, tool, f"dalp_backup_tool (host {host})")
         if host not in databases:
