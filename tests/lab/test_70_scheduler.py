@@ -91,12 +91,14 @@ class Env:
         every quarter of a second, a `history list` process each time (its start-up and its
         seal checks) kept a core busy beside the scheduler under test and the lab on the
         other worker."""
+        from dalp_dr.config import load_settings
         from dalp_dr.errors import NoHistory
         from dalp_dr.history import open_store
 
-        url = self.env.get("DALP_DR_STORE") or f"sqlite:///{self.results / 'history.sqlite'}"
+        settings = load_settings(results_dir=str(self.results),
+                                 store=self.env.get("DALP_DR_STORE"))
         try:
-            store = open_store(url, create=False, results_dir=self.results)
+            store = open_store(settings.store_url, create=False, results_dir=self.results)
         except NoHistory:
             return []
         try:
