@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dalp_dr.adapters.base import PlaybookResult
-from dalp_dr.results import HeartbeatSample, Measurements
+from dalp_dr.results import Basis, HeartbeatSample, Measurements
 from dalp_dr.spec import LoadedDrill
 
 
@@ -121,6 +121,28 @@ def reported_instant(reported: Any, earliest: datetime, latest: datetime) -> dat
     except (TypeError, ValueError, OverflowError):
         return None
     return at if earliest - CLOCK_TOLERANCE <= at <= latest + CLOCK_TOLERANCE else None
+
+
+def from_restore(clients: Measurements, *, verified_at: datetime | None,
+                 data_loss_bound: Any, observed_until: datetime) -> Measurements:
+    """The figures of a run whose fault was simulated (a managed database's restore drill:
+    the source is not touched, so its clients never lose it and their heartbeat says about
+    nothing): recovery time = fault instant -> the restored database verified (at least
+    until ``observed_until`` when it never was); data-loss window = the restore's own bound,
+    the fault instant minus the point the restored database holds (None when the recover
+    playbook did not report one). The clients' write counts stay as they were measured."""
+    fault_at = clients.fault_at
+    recovery = _seconds(verified_at, fault_at) if verified_at and fault_at else None
+    try:
+        bound: float | None = float(data_loss_bound)
+    except (TypeError, ValueError):
+        bound = None
+    return clients.model_copy(update={
+        "basis": Basis.RESTORE, "recovered_at": verified_at, "recovery_time": recovery,
+        "recovery_time_lower_bound": _seconds(observed_until, fault_at)
+        if recovery is None and fault_at else None,
+        "write_outage": None, "lost_writes": None, "data_loss_window_lower_bound": None,
+        "data_loss_window": round(bound, 6) if bound is not None and bound >= 0 else None})
 
 
 def fault_instant(inject: PlaybookResult) -> tuple[datetime | None, str | None]:

@@ -77,8 +77,19 @@ class SplitBrain(Frozen):
     """why a figure is not known"""
 
 
+class Basis(StrEnum):
+    """What a run's recovery time and data-loss window were measured from."""
+
+    CLIENTS = "clients"
+    """the clients' heartbeat: the fault was real, and they saw it"""
+    RESTORE = "restore"
+    """the restore itself (the fault was simulated: the clients' database was never lost):
+    fault -> restored database verified, and the restored point's distance from the fault"""
+
+
 class Measurements(Frozen):
-    """Figures measured from the client's side. Seconds; None when evidence is missing."""
+    """Figures measured from the client's side (``basis``), or, where the fault was
+    simulated, from the restore. Seconds; None when evidence is missing."""
 
     fault_at: datetime | None
     recovered_at: datetime | None
@@ -107,6 +118,7 @@ class Measurements(Frozen):
     surviving_checked: bool = False
     split_brain: SplitBrain | None = None
     """measured when the drill declares the split_brain objective"""
+    basis: Basis = Basis.CLIENTS
 
 
 class TimelineEvent(Frozen):

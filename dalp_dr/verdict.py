@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dalp_dr.durations import format_duration
-from dalp_dr.results import Measurements, ObjectiveVerdict, Outcome, SplitBrain, Status
+from dalp_dr.results import Basis, Measurements, ObjectiveVerdict, Outcome, SplitBrain, Status
 from dalp_dr.spec import Objectives
 
 
@@ -34,11 +34,16 @@ def judge(objectives: Objectives, m: Measurements | None) -> list[ObjectiveVerdi
     """RTO and RPO, then RTT when the drill declares it."""
     rto = objectives.rto.total_seconds()
     rpo = objectives.rpo.total_seconds()
+    restore = m is not None and m.basis is Basis.RESTORE
     out = [
         _judge("rto", rto, m.recovery_time if m else None,
-               m.recovery_time_lower_bound if m else None, "recovery time"),
+               m.recovery_time_lower_bound if m else None,
+               "restore time (fault -> restored database verified; fault simulated)"
+               if restore else "recovery time"),
         _judge("rpo", rpo, m.data_loss_window if m else None,
-               m.data_loss_window_lower_bound if m else None, "data-loss window"),
+               m.data_loss_window_lower_bound if m else None,
+               "data-loss bound (restored point -> fault; fault simulated)"
+               if restore else "data-loss window"),
     ]
     if objectives.rtt is not None:
         out.append(_judge("rtt", objectives.rtt.total_seconds(), m.rtt if m else None,

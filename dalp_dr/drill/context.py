@@ -56,6 +56,9 @@ class RunState:
     phases: list[PhaseRecord] = field(default_factory=list)
     fault_at: datetime | None = None
     fault_source: str | None = None
+    fault_simulated: bool = False
+    """inject reported ``dalp_fault_simulated: true``: nothing the clients use was touched
+    (a restore drill of a managed database), so the figures are the restore's"""
     injected: bool = False
     """set just before inject starts: from here on, steady state always runs"""
     failed: bool = False

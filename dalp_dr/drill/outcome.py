@@ -14,11 +14,11 @@ from datetime import datetime
 from dalp_dr import timeline
 from dalp_dr.adapters.http import ApiEndpoint
 from dalp_dr.drill.context import RunContext
-from dalp_dr.measure import measure
+from dalp_dr.measure import from_restore, measure
 from dalp_dr.provenance import Provenance
 from dalp_dr.redact import Redactor
 from dalp_dr.results import Measurements, ObjectiveVerdict, Outcome, RunResult, Status, Trigger
-from dalp_dr.spec import LoadedDrill, Scenario, Topology
+from dalp_dr.spec import LoadedDrill, PhaseName, Scenario, Topology
 from dalp_dr.split_brain import first_ack_elsewhere, promotion_instant, split_brain
 from dalp_dr.verdict import judge, judge_split_brain, outcome_of
 
@@ -130,6 +130,8 @@ def figures(ctx: RunContext) -> tuple[dict[str, Measurements], list[ObjectiveVer
     unmet = [o.at for o in state.convergence if not o.met and o.at is not None]
     if state.checks_failed_at is not None:  # converged, but the platform is not right
         unmet.append(state.checks_failed_at)
+    restored = next((dict(p.report.get("dalp_restore") or {}) for p in state.phases
+                     if p.phase is PhaseName.RECOVER), {})
     if state.injected:
         for name, beat in clients.heartbeats.items():
             samples = beat.samples
@@ -141,6 +143,11 @@ def figures(ctx: RunContext) -> tuple[dict[str, Measurements], list[ObjectiveVer
                 converged_at=max(met) if met and not unmet else None,
                 unconverged_at=max(unmet) if unmet else None,
             )
+            if state.fault_simulated:
+                measured[name] = from_restore(
+                    measured[name], verified_at=state.verified_at,
+                    data_loss_bound=restored.get("data_loss_bound"),
+                    observed_until=ctx.clock.now())
             if split_target is not None:
                 figures = split_brain(samples, fault_at=state.fault_at,
                                       promoted_at=promoted_at)

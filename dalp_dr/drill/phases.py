@@ -171,6 +171,7 @@ def inject(ctx: RunContext, held: HeldPhase | None = None) -> bool:
     watch = held.watch_inject(ctx.clock.now()) if held is not None else None
     result = steps.run_phase(ctx, PhaseName.INJECT, watch=watch)
     state.fault_at, state.fault_source = fault_instant(result)
+    state.fault_simulated = result.artifact_data.get("dalp_fault_simulated") is True
     if state.fault_at is None:
         state.fail("inject failed before reporting a fault instant: the fault may not have "
                    "been injected; no figures")

@@ -69,7 +69,7 @@ def restored(url: str) -> set[str]:
 
 
 def drill(tmp_path: Path, url: str, dsn: str, source: str, *, endpoint_check: str = "off",
-          restore: str = "latest") -> Path:
+          restore: str = "latest", rpo: str = "5m") -> Path:
     (tmp_path / "inventory.yml").write_text(yaml.safe_dump({"all": {
         "vars": {"dalp_lab": True, "dalp_managed_identifier": source,
                  "dalp_managed_region": REGION, "dalp_managed_endpoint_url": url,
@@ -86,7 +86,7 @@ def drill(tmp_path: Path, url: str, dsn: str, source: str, *, endpoint_check: st
     path.write_text(yaml.safe_dump({
         "name": f"rds-pitr-{source}", "topology": "cloud-native", "scenario": "restore",
         "environment": f"lab-rds-pitr-{source}", "owner": "lab",
-        "objectives": {"rto": "30s", "rpo": "5m", "rtt": "5m"},
+        "objectives": {"rto": "30s", "rpo": rpo, "rtt": "5m"},
         "inventory": "inventory.yml", "endpoint": {"from_inventory": "dalp_service_dsn"},
         "workload": {"heartbeat_interval": "100ms", "baseline": "2s", "observe": "1s"},
         "restore": {"target": yaml.safe_load(restore)},
@@ -122,6 +122,14 @@ def test_rds_pitr_drill_passes_end_to_end_on_moto_server(
     # always "now", so after the simulated fault: nothing before it is lost)
     assert restore["restored_time"] == restore["latest_restorable_at_start"]
     assert restore["data_loss_bound"] == 0.0 and fault is not None
+    # judged on the restore (the source was never touched): fault -> restored instance
+    # verified, and the restored point's distance from the fault
+    m = result["measurements"]
+    assert m["basis"] == "restore" and m["data_loss_window"] == 0.0
+    assert m["recovery_time"] > 0 and m["recovered_at"] == m["verified_at"]
+    verdicts = {v["objective"]: v for v in result["verdicts"]}
+    assert verdicts["rto"]["reason"].startswith("restore time")
+    assert verdicts["rpo"]["reason"].startswith("data-loss bound")
     timed = steps(result)
     assert set(timed) == {"request", "wait-available", "verify", "delete"}
     assert all(seconds >= 0 for seconds in timed.values())
@@ -147,6 +155,22 @@ def test_rds_pitr_to_a_time_before_the_fault_on_moto_server(
     assert restore["restore_time"] == restore["restored_time"] is not None
     assert abs(float(restore["data_loss_bound"]) - 1.0) < 0.01
     assert "point_in_time" not in phase_of(result, "measure")["report"]
+    assert restored(moto_rds) == set()
+
+
+def test_a_restored_point_older_than_the_rpo_misses_it_on_moto_server(
+        moto_rds: str, service: str, tmp_path: Path) -> None:
+    """The clients lost nothing (their database was never touched); the restore's point is
+    10 s before the fault against an RPO of 5 s: missed, and the instance still deleted."""
+    create_source(moto_rds, "dalp-src-old")
+    code, result, stderr = run_json(
+        drill(tmp_path, moto_rds, service, "dalp-src-old", restore="{before_fault: 10s}",
+              rpo="5s"), tmp_path / "results")
+    assert code == 1, stderr
+    assert result["outcome"] == "missed", result["message"]
+    rpo = next(v for v in result["verdicts"] if v["objective"] == "rpo")
+    assert rpo["status"] == "missed" and abs(rpo["measured"] - 10.0) < 0.01
+    assert next(v for v in result["verdicts"] if v["objective"] == "rto")["status"] == "met"
     assert restored(moto_rds) == set()
 
 

@@ -74,6 +74,8 @@ class DrillShape:
 
     rto: str = "30s"
     rpo: str = "5s"
+    topology: str = "hot-warm"
+    scenario: str = "failover"
     deadline: str | None = None
     baseline_playbook: bool = False
     recover: bool = True
@@ -103,8 +105,8 @@ def _drill_yaml(shape: DrillShape) -> str:
               *(["recover"] if shape.recover else []), "verify", "steady_state"]
     lines = [
         "name: engine-test",
-        "topology: hot-warm",
-        "scenario: failover",
+        f"topology: {shape.topology}",
+        f"scenario: {shape.scenario}",
         f"environment: {ENVIRONMENT}",
         "owner: sre",
         f"objectives: {{rto: {shape.rto}, rpo: {shape.rpo}"
