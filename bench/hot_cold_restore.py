@@ -75,6 +75,9 @@ BACKENDS: dict[str, Backend] = {
                           "drills/hot-cold-pgbackrest-restore.yaml"),
 }
 
+WAL_PARALLEL = {"barman-cloud": "dalp_barman_wal_parallel",
+                "pgbackrest": "dalp_pgbackrest_archive_get_processes"}
+"""the inventory variable of the drill's WAL fetch processes (the by-hand run uses the same)"""
 DRILL_TARGET = 1.2
 """the drill's total restore time within this many times the tool's own run by hand"""
 REPLAY_TARGET = 1.5
@@ -113,7 +116,8 @@ def by_hand_and_floor(backend: str, inv: Inventory, backup: dict[str, Any],
     port_a = int(inv.variable("dalp_pg_port", host="site-a"))
     port = int(inv.variable("dalp_pg_port", host="site-cold"))  # free until the drill
     scratch = scratch_root()
-    tool = by_hand(backend, str(inv.variable("dalp_lab_root")), scratch)
+    tool = by_hand(backend, str(inv.variable("dalp_lab_root")), scratch,
+                   int(inv.variable(WAL_PARALLEL[backend])))
     hand, floor = Site(scratch / "hand", port, sock), Site(scratch / "floor", port, sock)
     wal_dir = scratch / "floor-wal"
     try:

@@ -10,8 +10,9 @@ outside dalp-dr (no dalp wrapper, no catalogue read, no verify), from the lab's 
   stunnel, the lab CA), ``pgbackrest restore``, then ``restore_command = pgbackrest
   archive-get %f "%p"`` with ``archive-async`` as pgBackRest's user guide sets it up (a spool,
   ``archive-get-queue-max``, its own ``process-max`` for archive-get). The same process
-  counts and queue as the drill's (restore 2, archive-get 8, queue 256 MiB), so the
-  comparison is the tool against the tool under dalp-dr.
+  counts and queue as the drill's (restore 2; archive-get the inventory's
+  ``dalp_pgbackrest_archive_get_processes``; queue 1 GiB), so the comparison is the tool
+  against the tool under dalp-dr.
 
 ``fetch`` (untimed, for the local-disk floor) brings one archived WAL file to a local path
 with the same tool, synchronously.
@@ -80,12 +81,12 @@ class BarmanCloud:
 
 class PgBackRest:
     RESTORE_PROCESSES = 2
-    ARCHIVE_GET_PROCESSES = 8
-    QUEUE = "256MiB"
+    QUEUE = "1GiB"
 
-    def __init__(self, settings: dict[str, Any], scratch: Path) -> None:
+    def __init__(self, settings: dict[str, Any], scratch: Path, wal_parallel: int) -> None:
         self.cfg = settings
         self.scratch = scratch
+        self.archive_get_processes = wal_parallel
         self.conf = scratch / "pgbackrest.conf"
         self.pg_data: Path | None = None
 
@@ -105,7 +106,7 @@ class PgBackRest:
             "log-level-console": "warn", "log-level-file": "off",
         }
         sections = {"global": glob,
-                    "global:archive-get": {"process-max": self.ARCHIVE_GET_PROCESSES},
+                    "global:archive-get": {"process-max": self.archive_get_processes},
                     cfg["stanza"]: {"pg1-path": pg_data}}
         text = "".join(f"[{name}]\n" + "".join(f"{k}={v}\n" for k, v in values.items()) + "\n"
                        for name, values in sections.items())
@@ -149,13 +150,11 @@ class PgBackRest:
             os.kill(pid, signal.SIGKILL)
 
 
-TOOLS: dict[str, type[BarmanCloud] | type[PgBackRest]] = {
-    "barman-cloud": BarmanCloud, "pgbackrest": PgBackRest}
-
-
-def by_hand(backend: str, lab_root: str, scratch: Path) -> Tool:
-    """The backend's tool from the lab's settings file."""
+def by_hand(backend: str, lab_root: str, scratch: Path, wal_parallel: int) -> Tool:
+    """The backend's tool from the lab's settings file; ``wal_parallel``: the drill's WAL
+    fetch processes (pgBackRest's archive-get; barman-cloud by hand has none)."""
     with open(Path(lab_root) / "bin" / "s3.json") as fh:
         settings = json.load(fh)
-    tool: Tool = TOOLS[backend](settings, scratch)
-    return tool
+    if backend == "pgbackrest":
+        return PgBackRest(settings, scratch, wal_parallel)
+    return BarmanCloud(settings, scratch)

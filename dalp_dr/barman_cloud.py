@@ -35,7 +35,6 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
@@ -268,15 +267,19 @@ def _fetch_status(cfg: Cfg, name: str, dest: str) -> int:
 def wal_fetch(cfg: Cfg, name: str, dest: str, spool: Optional[str] = None,
               parallel: int = 1) -> int:
     """PostgreSQL's restore_command. With a spool directory and ``parallel`` > 1, as
-    CloudNativePG does (``wal.maxParallel``): a segment asked for is fetched together with
-    the next ``parallel - 1`` segments of its timeline, each by its own
-    barman-cloud-wal-restore at the same time, into the spool; the next requests are served
-    from there. The archive is listed once (``listing.json``): a name it did not hold, and a
-    segment it did not have when it was prefetched (``<name>.missing``), is answered "not
-    archived" at once, without a barman-cloud process: a restore reads a lost site's
-    archive, which nothing writes to any more (PostgreSQL probes for timeline history files
-    it does not have on every start and promotion). The spool is the restore's (the
-    playbook removes it after the replay)."""
+    CloudNativePG does (``wal.maxParallel``), and as pgBackRest's asynchronous archive-get
+    does, the next ``parallel - 1`` segments of the timeline are always being fetched ahead,
+    in the background, each by its own barman-cloud-wal-restore, into the spool, while the
+    replay goes on: every call tops the window up again, so fetching overlaps the replay.
+    A segment asked for is taken from the spool, waited for while a background fetch of it
+    runs, or else fetched here and now. A background fetch that failed is retried here, so
+    its error reaches PostgreSQL (126). The archive is listed once (``listing.json``): a
+    name it did not hold, and a segment found missing when it was fetched ahead
+    (``<name>.missing``), is answered "not archived" at once, without a barman-cloud
+    process, and nothing is fetched past it: a restore reads a lost site's archive, which
+    nothing writes to any more (PostgreSQL probes for timeline history files it does not
+    have on every start and promotion). The spool is the restore's (the playbook waits for
+    the background fetches, then removes it, after the replay)."""
     number = base.segment_number(name)
     if spool is None or parallel <= 1:
         return _fetch_status(cfg, name, dest)
@@ -286,32 +289,18 @@ def wal_fetch(cfg: Cfg, name: str, dest: str, spool: Optional[str] = None,
         return NOT_ARCHIVED  # a timeline history file or a segment the archive never held
     if number is None:
         return _fetch_status(cfg, name, dest)
-    ready = os.path.join(spool, name)
-    if os.path.exists(ready):
-        if _same_device(spool, dest):
-            os.replace(ready, dest)
-        else:
-            _move(ready, dest)
-        return 0
-    if os.path.exists(ready + ".missing"):
+    taken = base.spool_take(spool, name, dest)
+    if taken == NOT_ARCHIVED:
         return NOT_ARCHIVED
-    ahead = [base.segment_name(number[0], number[1] + i) for i in range(1, parallel)]
-    if listed is not None:
-        ahead = [n for n in ahead if n in listed]
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        asked = pool.submit(_fetch_status, cfg, name, dest)
-        fetched = {n: pool.submit(_fetch_status, cfg, n, os.path.join(spool, n + ".part"))
-                   for n in ahead}
-    for later, future in fetched.items():
-        part = os.path.join(spool, later + ".part")
-        if future.result() == 0:
-            os.replace(part, os.path.join(spool, later))
-        elif future.result() == NOT_ARCHIVED:
-            with open(os.path.join(spool, later + ".missing"), "w"):
-                pass
-        with contextlib.suppress(FileNotFoundError):  # a failed fetch: asked again later
-            os.remove(part)
-    return asked.result()
+    ahead = []
+    for i in range(1, parallel):
+        later = base.segment_name(number[0], number[1] + i)
+        if listed is not None and later not in listed:
+            break
+        ahead.append(later)
+    base.spool_fill(spool, ahead, lambda later: argv(
+        cfg, "wal-restore", source_url(cfg), cfg["server_name"], later), tool_env(cfg))
+    return 0 if taken == 0 else _fetch_status(cfg, name, dest)
 
 
 def _listing(cfg: Cfg, spool: str) -> Optional[Set[str]]:
@@ -348,14 +337,15 @@ def _stem(object_name: str) -> str:
     return object_name
 
 
-def _same_device(spool: str, dest: str) -> bool:
-    return os.stat(spool).st_dev == os.stat(os.path.dirname(os.path.abspath(dest))).st_dev
-
-
-def _move(source: str, dest: str) -> None:
-    import shutil
-
-    shutil.move(source, dest)
+def restore_command(config: str, spool: str, parallel: int) -> Dict[str, Any]:
+    """PostgreSQL's restore_command for a restore: this script's ``wal-fetch`` (the settings
+    file ``config`` holds the credentials; none reach postgresql.conf), fetching ahead into
+    ``spool`` with ``parallel`` barman-cloud-wal-restore processes."""
+    command = base.restore_command_words(
+        sys.executable, os.path.abspath(__file__), "--config", os.path.abspath(config), "wal-fetch")
+    command += " %f %p " + base.restore_command_words("--spool", spool, "--parallel",
+                                                      str(parallel))
+    return {"restore_command": command}
 
 
 def main(argv_: Optional[List[str]] = None) -> int:
@@ -363,10 +353,16 @@ def main(argv_: Optional[List[str]] = None) -> int:
     p = sub.add_parser("backup")
     p.add_argument("--pg-host", required=True)
     p.add_argument("--pg-port", required=True)
+    p = sub.add_parser("wal-fetch", help="restore_command: one WAL file, fetching ahead")
+    p.add_argument("name")
+    p.add_argument("dest")
+    p.add_argument("--spool", help="a restore's prefetch directory")
+    p.add_argument("--parallel", type=int, help="WAL files fetched at once, ahead")
     return base.main("dalp_barman", top, argv_, wal={
         "wal-push": lambda cfg, a: wal_push(cfg, a.path),
         "wal-fetch": lambda cfg, a: wal_fetch(cfg, a.name, a.dest, a.spool, a.parallel or 1),
     }, commands={
+        "restore-command": lambda _, a: restore_command(a.config, a.spool, a.parallel),
         "backup": lambda cfg, a: backup(cfg, a.pg_host, a.pg_port),
         "restore": lambda cfg, a: restore(cfg, a.dest, a.label),
         "status": lambda cfg, _: status(base.client(cfg), cfg),

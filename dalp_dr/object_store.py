@@ -6,8 +6,9 @@ installed beside the backup tool's script (``dalp_barman.py`` for barman-cloud,
 ``dalp_pgbackrest.py`` for pgBackRest) and imported by it; it runs with any Python >= 3.8
 that has boto3 (Debian: python3-boto3). It holds what both tools' scripts need and neither
 tool does for them: an S3 client from the settings file, listing a prefix (the WAL archive,
-for a gap), WAL segment arithmetic, the lab's bucket set-up and purge, and the scripts'
-common command line (settings, exit statuses, JSON on stdout).
+for a gap), WAL segment arithmetic, the lab's bucket set-up and purge, a restore_command's
+quoting, a restore's WAL spool fetched ahead in the background (for a tool that has none of
+its own), and the scripts' common command line (settings, exit statuses, JSON on stdout).
 
 Settings come from a JSON file (--config, mode 0600):
 
@@ -26,9 +27,15 @@ project's own (``s3-archive``): retired, since no DALP estate restores with it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
+import shlex
+import shutil
+import subprocess
 import sys
+import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 Cfg = Dict[str, Any]  # typing.Dict: this file also runs on Python 3.8 hosts
@@ -128,6 +135,118 @@ def ensure_bucket(s3: Any, cfg: Cfg) -> dict[str, Any]:
         return {"bucket": cfg["bucket"], "created": True}
 
 
+# --- PostgreSQL's restore_command -----------------------------------------------------------
+
+def restore_command_words(*words: str) -> str:
+    """``words`` as the start of a restore_command: each shell-quoted (PostgreSQL runs it
+    with ``sh -c``), every ``%`` written ``%%`` (PostgreSQL's own escapes are ``%f``, ``%p``,
+    ``%r`` and ``%%``)."""
+    return " ".join(shlex.quote(str(w)) for w in words).replace("%", "%%")
+
+
+def write_private(path: str, text: str) -> None:
+    """``text`` as ``path``, readable by its owner only (settings with credentials): written
+    to a temporary file created 0600, then renamed over ``path``."""
+    part = f"{path}.{os.getpid()}.part"
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(part, path)
+    except BaseException:
+        os.unlink(part)
+        raise
+
+
+# --- a restore's WAL spool, fetched ahead in the background ----------------------------------
+
+SPOOL_WAIT_S = 300.0
+"""how long a restore_command waits for a background fetch of its file before fetching it
+itself"""
+PENDING, MISSING, FAILED = ".pending", ".missing", ".failed"
+"""beside a spooled file's name: a background fetch of it running (its PID inside); not in
+the archive; the background fetch failed (asked again in the foreground, to tell its error)"""
+PREFETCH = (
+    'out=$1; shift; "$@" "$out.part"; s=$?; '
+    'if [ "$s" -eq 0 ]; then mv -f -- "$out.part" "$out"; '
+    'elif [ "$s" -eq 1 ]; then : > "$out.missing"; else : > "$out.failed"; fi; '
+    'rm -f -- "$out.part" "$out.pending"')
+"""one background fetch: the tool's command with the file's temporary path appended, exit 0
+(renamed into place), 1 (not archived: marked missing) or else (marked failed); its
+arguments are positional parameters, never part of the script"""
+
+
+def spool_take(spool: str, name: str, dest: str, wait: float = SPOOL_WAIT_S) -> Optional[int]:
+    """``name`` from the spool into ``dest``: 0 taken, 1 not archived (marked missing);
+    None when it is not there (never fetched, or its background fetch failed: the caller
+    fetches it itself). A background fetch of it still running is waited for, ``wait``
+    seconds at most, while its process lives."""
+    ready = os.path.join(spool, name)
+    pending, deadline = ready + PENDING, time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            with open(pending) as fh:
+                pid = fh.read().strip()
+        except FileNotFoundError:
+            break
+        if pid and not _alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(pending)  # its fetcher was killed: fetched by the caller
+            break
+        time.sleep(0.01)
+    if os.path.exists(ready + MISSING):
+        return 1
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(ready + FAILED)
+    if not os.path.exists(ready):
+        return None
+    if os.stat(spool).st_dev == os.stat(os.path.dirname(os.path.abspath(dest))).st_dev:
+        os.replace(ready, dest)
+    else:
+        shutil.move(ready, dest)
+    return 0
+
+
+def spool_fill(spool: str, names: List[str], argv_of: Callable[[str], List[str]],
+               env: Dict[str, str]) -> None:
+    """Start a background fetch (``argv_of(name)`` plus the path to write) of each of
+    ``names`` in order that is not spooled, being fetched or failed; none from the first
+    known missing on. Each runs in a session of its own, detached: the restore_command that
+    started it returns at once."""
+    for name in names:
+        path = os.path.join(spool, name)
+        if os.path.exists(path + MISSING):
+            return
+        if any(os.path.exists(path + mark) for mark in ("", PENDING, FAILED)):
+            continue
+        try:
+            fd = os.open(path + PENDING, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w") as fh:
+            try:
+                proc = subprocess.Popen(
+                    ["/bin/sh", "-c", PREFETCH, "dalp-prefetch", path, *argv_of(name)],
+                    env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, start_new_session=True)
+            except OSError:  # fetched by the caller when asked: its error is told then
+                os.remove(path + PENDING)
+                return
+            fh.write(str(proc.pid))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 # --- the site scripts' command line ----------------------------------------------------------
 
 Command = Callable[[Cfg, argparse.Namespace], Dict[str, Any]]
@@ -137,20 +256,20 @@ WalCommand = Callable[[Cfg, argparse.Namespace], int]
 
 
 def parser(prog: str) -> Tuple[argparse.ArgumentParser, Any]:
-    """The commands every backup tool's script has (``wal-push``, ``wal-fetch``,
+    """The commands every backup tool's script has (``wal-push``, ``restore-command``,
     ``restore``, ``status``, ``ensure-bucket``, ``purge --lab``); the script adds its own
-    (``backup``, and what else it has) to the returned subparsers."""
+    (``backup``, barman-cloud's ``wal-fetch``, and what else it has) to the returned
+    subparsers."""
     top = argparse.ArgumentParser(prog=prog)
     top.add_argument("--config", required=True)
     sub = top.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("wal-push")
     p.add_argument("path")
     p.add_argument("name")
-    p = sub.add_parser("wal-fetch")
-    p.add_argument("name")
-    p.add_argument("dest")
-    p.add_argument("--spool", help="a restore's prefetch directory")
-    p.add_argument("--parallel", type=int, help="WAL files fetched at once, ahead")
+    p = sub.add_parser("restore-command", help="PostgreSQL's restore_command for a restore")
+    p.add_argument("--pg-data", required=True, help="the restored cluster's data directory")
+    p.add_argument("--spool", required=True, help="the restore's prefetch directory")
+    p.add_argument("--parallel", type=int, default=1, help="WAL files fetched at once, ahead")
     p = sub.add_parser("restore")
     p.add_argument("dest")
     p.add_argument("--label")

@@ -10,15 +10,19 @@ and lists the repository's WAL archive to find a gap.
 
 pgBackRest's whole configuration reaches it in its environment (``PGBACKREST_*``, built here
 from the 0600 settings file; ``--no-config`` so no /etc/pgbackrest.conf adds to it): the
-credentials are on no command line and in neither postgresql.conf nor a second file.
+credentials are on no command line and never in postgresql.conf. The one exception is a
+restore's restore_command, which runs pgbackrest archive-get itself (no script started in front
+of each WAL file): it reads a config file written for that restore, mode 0600
+(``restore-command``).
 
 Settings (--config, JSON, mode 0600): those of dalp_s3.py (whose ``endpoint_url`` is only for
 the boto3 listing) plus ``stanza``, ``repo_endpoint`` and ``repo_port`` (pgBackRest's S3
 endpoint: it speaks HTTPS only), ``ca_file`` (the CA that signed that endpoint's certificate:
 verified, never switched off), ``pgbackrest_bin_dir`` (where pgbackrest is), optionally
-``process_max``. The cluster is not in the settings (the two sites of a lab host share one
-file): archive-push and archive-get take the data directory PostgreSQL runs them in, backup and
-restore get theirs on the command line; the spool (asynchronous archive-get) and lock
+``process_max`` and ``compress_type`` (the archive's and backups' compression; pgBackRest's
+default gz when unset). The cluster is not in the settings (the two sites of a lab host share
+one file): archive-push takes the data directory PostgreSQL runs it in, backup, restore and
+restore-command get theirs on the command line; the spool (asynchronous archive-get) and lock
 directories are beside it. Layout, as pgBackRest writes it (``repo1-bundle``):
 
     s3://bucket/prefix/backup/<stanza>/<label>/...                backup.manifest, bundle/<n>
@@ -27,10 +31,10 @@ directories are beside it. Layout, as pgBackRest writes it (``repo1-bundle``):
 Runs on the database hosts as the database OS user, with Debian's python3 (boto3 there
 too); dalp_s3.py sits beside it (the bucket listing and purge are shared).
 
-Exit status of ``wal-fetch`` (PostgreSQL's restore_command): 0 restored; 1 not archived
-(pgbackrest archive-get's own 1); 126 for anything else (pgBackRest's error codes are 25 to
-125, all of which PostgreSQL would take for "not archived": the replay would end early), so
-that PostgreSQL stops the recovery instead.
+The restore_command's exit status: 0 restored; 1 not archived (pgbackrest archive-get's own
+1); 126 for anything else (pgBackRest's error codes are 25 to 125, all of which PostgreSQL
+would take for "not archived": the replay would end early), so that PostgreSQL stops the
+recovery instead.
 """
 
 from __future__ import annotations
@@ -56,7 +60,9 @@ Cfg = Dict[str, Any]
 TOOLS = "/usr/bin"
 NOT_ARCHIVED = 1
 WAL_FETCH_FATAL = base.WAL_FETCH_FATAL
-ARCHIVE_GET_QUEUE = "256MiB"
+ARCHIVE_GET_QUEUE = "1GiB"
+RESTORE_CONF = "pgbackrest-restore.conf"
+"""a restore's pgBackRest config file, beside its data directory"""
 """how much WAL archive-get's asynchronous process fetches ahead into the spool"""
 ARCHIVED = re.compile(r"^([0-9A-F]{24})-[0-9a-f]{40}(\.[a-z0-9]+)?$")
 """an archived segment's file name: the segment, its SHA-1, the compression's extension"""
@@ -77,15 +83,13 @@ def source_url(cfg: Cfg) -> str:
     return f"s3://{cfg['bucket']}/{prefix}" if prefix else f"s3://{cfg['bucket']}"
 
 
-def tool_env(cfg: Cfg, pg_data: Optional[str] = None, async_get: bool = False,
-             spool: Optional[str] = None, parallel: Optional[int] = None) -> Dict[str, str]:
-    """pgBackRest's configuration as its environment variables (its documented
-    ``PGBACKREST_<OPTION>``), from the settings and the cluster's data directory
-    ``pg_data``: nothing on a command line."""
+def options(cfg: Cfg, pg_data: Optional[str] = None, async_get: bool = False,
+            spool: Optional[str] = None, parallel: Optional[int] = None) -> Dict[str, str]:
+    """pgBackRest's options (its own names) from the settings and the cluster's data
+    directory ``pg_data``: what it gets in its environment, or in a restore's config file."""
     beside = os.path.dirname(os.path.abspath(pg_data)) if pg_data else None
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PGBACKREST_")}
     prefix = (cfg.get("prefix") or "").strip("/")
-    options: Dict[str, Any] = {
+    found: Dict[str, Any] = {
         "stanza": cfg["stanza"],
         "cmd": binary(cfg),
         "log-level-console": "off", "log-level-stderr": "warn", "log-level-file": "off",
@@ -100,6 +104,7 @@ def tool_env(cfg: Cfg, pg_data: Optional[str] = None, async_get: bool = False,
         "repo1-s3-key": cfg.get("access_key_id"),
         "repo1-s3-key-secret": cfg.get("secret_access_key"),
         "repo1-bundle": "y",
+        "compress-type": cfg.get("compress_type"),
         "process-max": parallel or cfg.get("process_max") or 2,
         "spool-path": spool or (os.path.join(beside, "pgbackrest-spool") if beside else None),
         "lock-path": os.path.join(beside, "pgbackrest-lock") if beside else None,
@@ -108,11 +113,36 @@ def tool_env(cfg: Cfg, pg_data: Optional[str] = None, async_get: bool = False,
         "pg1-socket-path": cfg.get("pg_socket_dir"),
     }
     if async_get:
-        options.update({"archive-async": "y", "archive-get-queue-max": ARCHIVE_GET_QUEUE})
-    for name, value in options.items():
-        if value not in (None, ""):
-            env["PGBACKREST_" + name.upper().replace("-", "_")] = str(value)
+        found.update({"archive-async": "y", "archive-get-queue-max": ARCHIVE_GET_QUEUE})
+    return {name: str(value) for name, value in found.items() if value not in (None, "")}
+
+
+def tool_env(cfg: Cfg, pg_data: Optional[str] = None, async_get: bool = False,
+             spool: Optional[str] = None, parallel: Optional[int] = None) -> Dict[str, str]:
+    """pgBackRest's configuration as its environment variables (its documented
+    ``PGBACKREST_<OPTION>``): nothing on a command line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PGBACKREST_")}
+    for name, value in options(cfg, pg_data, async_get, spool, parallel).items():
+        env["PGBACKREST_" + name.upper().replace("-", "_")] = value
     return env
+
+
+def config_text(found: Dict[str, str]) -> str:
+    """pgBackRest's config file (INI) holding ``found``: the stanza's own options (``pg1-*``)
+    in the stanza's section, the rest in ``[global]``; the stanza itself is named on the
+    command line. A value the format cannot hold (a line break, blanks at either end, which
+    pgBackRest would cut) is refused, named by its option, never shown."""
+    stanza = found["stanza"]
+    sections: Dict[str, Dict[str, str]] = {"global": {}, stanza: {}}
+    for name, value in found.items():
+        if name == "stanza":
+            continue
+        if "\n" in value or "\r" in value or value != value.strip():
+            raise Failure(f"setting for pgBackRest option {name}: a value with a line break "
+                          "or blanks at either end cannot go into its config file")
+        sections[stanza if name.startswith("pg1-") else "global"][name] = value
+    return "".join(f"[{title}]\n" + "".join(f"{k}={v}\n" for k, v in values.items()) + "\n"
+                   for title, values in sections.items())
 
 
 def binary(cfg: Cfg) -> str:
@@ -270,9 +300,22 @@ def backup(cfg: Cfg, host: str, port: str, pg_data: str) -> Dict[str, Any]:
 
 def verify(cfg: Cfg) -> Dict[str, Any]:
     """``pgbackrest verify``: every backup file and archived WAL segment in the repository
-    read back and checked against pgBackRest's own checksums; fails naming what it found."""
+    read back and checked against pgBackRest's own checksums (2.45's verify has no
+    ``--set``: the whole repository); fails naming what it found. ``verify_timeout``
+    (seconds, from the settings) bounds it: a truncated object makes pgBackRest 2.45 retry
+    its ranged reads for many minutes, which would otherwise end only at the preflight
+    phase's own timeout, without a word of why."""
     started = time.monotonic()
-    proc = run(cfg, "verify", "--output=text", "--verbose")
+    limit = cfg.get("verify_timeout")
+    try:
+        proc = run(cfg, "verify", "--output=text", "--verbose",
+                   timeout=float(limit) if limit else None)
+    except Failure:
+        if limit and time.monotonic() - started >= float(limit):
+            raise Failure(f"{source_url(cfg)}/: pgbackrest verify did not finish within "
+                          f"{float(limit):g} s (verify_timeout): a truncated or unreadable "
+                          "object makes it retry its reads for minutes") from None
+        raise
     seconds = round(time.monotonic() - started, 3)
     report = " ".join((proc.stdout or "").split())
     if proc.returncode != 0:
@@ -328,22 +371,23 @@ def wal_push(cfg: Cfg, path: str) -> int:
     return proc.returncode
 
 
-def wal_fetch(cfg: Cfg, name: str, dest: str, spool: Optional[str] = None,
-              parallel: Optional[int] = None) -> int:
-    """archive-get, asynchronous: its own process fetches the next segments ahead in parallel
-    (``parallel`` processes) into the spool (``spool``, or beside the data directory), so
-    most calls find theirs there."""
-    try:
-        proc = run(cfg, "archive-get", name, dest, pg_data=os.getcwd(), async_get=True,
-                   spool=spool, parallel=parallel)
-    except Failure as exc:
-        sys.stderr.write(f"dalp_pgbackrest wal-fetch {name}: {exc}\n")
-        return WAL_FETCH_FATAL
-    if proc.returncode in (0, NOT_ARCHIVED):
-        return proc.returncode
-    sys.stderr.write(f"dalp_pgbackrest wal-fetch {name}: pgbackrest archive-get exited "
-                     f"{proc.returncode}: {said(proc)[-400:]}\n")
-    return WAL_FETCH_FATAL
+def restore_command(cfg: Cfg, pg_data: str, spool: str, parallel: int) -> Dict[str, Any]:
+    """PostgreSQL's restore_command for a restore into ``pg_data``: pgBackRest's own
+    ``archive-get``, asynchronous (its own ``parallel`` processes fetch the next segments
+    ahead into ``spool``, so most calls find theirs there), as its user guide sets it up and
+    with no script in front of each call. Its settings, credentials included, go into a
+    config file beside the data directory (``pgbackrest-restore.conf``, mode 0600, the
+    database OS user's): none in postgresql.conf. Its exit status as PostgreSQL must read it:
+    0 restored, 1 not archived (archive-get's own 1); any other status (pgBackRest's error
+    codes are 25 to 125, which PostgreSQL would take for "not archived", ending the replay
+    early) becomes 126, on which PostgreSQL stops the recovery."""
+    found = options(cfg, pg_data, async_get=True, spool=spool, parallel=parallel)
+    conf = os.path.join(os.path.dirname(os.path.abspath(pg_data)), RESTORE_CONF)
+    base.write_private(conf, config_text(found))
+    command = base.restore_command_words(
+        found["cmd"], f"--config={conf}", f"--stanza={found['stanza']}", "archive-get")
+    command += f' %f "%p"; s=$?; [ "$s" -le {NOT_ARCHIVED} ] || s={WAL_FETCH_FATAL}; exit "$s"'
+    return {"restore_command": command, "config": conf}
 
 
 def main(argv_: Optional[List[str]] = None) -> int:
@@ -357,8 +401,8 @@ def main(argv_: Optional[List[str]] = None) -> int:
     p.add_argument("--pg-data", required=True)
     return base.main("dalp_pgbackrest", top, argv_, wal={
         "wal-push": lambda cfg, a: wal_push(cfg, a.path),
-        "wal-fetch": lambda cfg, a: wal_fetch(cfg, a.name, a.dest, a.spool, a.parallel),
     }, commands={
+        "restore-command": lambda cfg, a: restore_command(cfg, a.pg_data, a.spool, a.parallel),
         "backup": lambda cfg, a: backup(cfg, a.pg_host, a.pg_port, a.pg_data),
         "restore": lambda cfg, a: restore(cfg, a.dest, a.label),
         "verify": lambda cfg, _: verify(cfg),

@@ -6,8 +6,12 @@ the moto server in tests/lab/test_30_hot_cold.py."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import stat
+import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -121,12 +125,23 @@ SEG = [f"0000000100000000000000{n:02X}" for n in range(1, 8)]
 
 
 def fetch(tmp_path: Path, name: str, parallel: int = 4) -> int:
+    """One restore_command call, then a wait (deadline) for the background fetches it
+    started, so each test sees the spool as they left it."""
     config = tmp_path / "s3.json"
     config.write_text(json.dumps(settings(tmp_path)))
     (tmp_path / "pg_wal").mkdir(exist_ok=True)
-    return barman_cloud.main(["--config", str(config), "wal-fetch", name,
+    code = barman_cloud.main(["--config", str(config), "wal-fetch", name,
                               str(tmp_path / "pg_wal" / "RECOVERYXLOG"), "--spool",
                               str(tmp_path / "spool"), "--parallel", str(parallel)])
+    settled(tmp_path / "spool")
+    return code
+
+
+def settled(spool: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while list(spool.glob("*.pending")):
+        assert time.monotonic() < deadline, f"still fetching: {list(spool.glob('*.pending'))}"
+        time.sleep(0.01)
 
 
 def test_wal_is_fetched_ahead_in_parallel_and_served_from_the_spool(tmp_path: Path) -> None:
@@ -146,7 +161,8 @@ def test_a_segment_that_failed_ahead_is_asked_again_and_its_failure_stops_the_re
         tmp_path: Path) -> None:
     log = archive_with(tmp_path, SEG[:5], broken=(SEG[2],))
     assert fetch(tmp_path, SEG[0], parallel=3) == 0
-    assert not list((tmp_path / "spool").glob(f"{SEG[2]}*"))  # neither kept nor "missing"
+    spool = tmp_path / "spool"
+    assert [p.name for p in spool.glob(f"{SEG[2]}*")] == [f"{SEG[2]}.failed"]  # not kept
     assert fetch(tmp_path, SEG[1], parallel=3) == 0
     assert fetch(tmp_path, SEG[2], parallel=3) == 126  # asked again: the error stands
     assert log.read_text().split().count(SEG[2]) == 2
@@ -172,3 +188,26 @@ def test_a_barman_cloud_that_cannot_be_started_stops_the_replay(
     end the replay early and the drill could pass on a restore that stopped at the backup."""
     (tmp_path / "bin").mkdir()  # no barman-cloud-wal-restore in it
     assert fetch(tmp_path, SEG[0], parallel=parallel) == 126
+
+
+def test_the_restore_command_is_wal_fetch_with_the_spool_and_no_credentials(
+        tmp_path: Path) -> None:
+    """restore-command's answer, substituted and run with ``sh -c`` in the data directory
+    as PostgreSQL runs it, fetches through the spool (a % in a path written %%)."""
+    archive_with(tmp_path, SEG[:2])
+    config = tmp_path / "s3.json"
+    config.write_text(json.dumps(settings(tmp_path)))
+    data = tmp_path / "data"
+    (data / "pg_wal").mkdir(parents=True)
+    spool = tmp_path / "50%p spool"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert barman_cloud.main(["--config", str(config), "restore-command", "--pg-data",
+                                  str(data), "--spool", str(spool), "--parallel", "2"]) == 0
+    command = json.loads(printed.getvalue())["restore_command"]
+    assert "secret-never-on-argv" not in command and "50%%p" in command
+    line = command.replace("%%", "\0").replace("%f", SEG[0]) \
+        .replace("%p", "pg_wal/RECOVERYXLOG").replace("\0", "%")
+    assert subprocess.run(["sh", "-c", line], cwd=data, check=False).returncode == 0
+    assert (data / "pg_wal" / "RECOVERYXLOG").read_text() == f"wal {SEG[0]}"
+    assert (spool / SEG[1]).read_text() == f"wal {SEG[1]}"  # fetched ahead

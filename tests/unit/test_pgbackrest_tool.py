@@ -8,8 +8,12 @@ tests/lab/test_34_hot_cold_pgbackrest.py."""
 
 from __future__ import annotations
 
+import configparser
+import contextlib
+import io
 import json
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,24 +163,66 @@ def test_pgbackrest_gets_its_settings_in_its_environment_never_on_its_command_li
     assert "PGBACKREST_ARCHIVE_ASYNC" not in env  # only archive-get is asynchronous
 
 
-def test_archive_get_runs_asynchronously_with_a_queue_for_the_cluster_it_runs_in(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = tmp_path / "site-a" / "data"
-    data.mkdir(parents=True)
-    monkeypatch.chdir(data)  # PostgreSQL runs restore_command in its data directory
-    seen = tmp_path / "seen"
-    fake_pgbackrest(tmp_path, f'echo "$@" > "{seen}"; env | grep ^PGBACKREST_ >> "{seen}"')
+def as_postgres_runs(command: str, name: str, dest: str) -> str:
+    """restore_command after PostgreSQL's own substitution: %f, %p, %% (and %r, unused)."""
+    out, i = [], 0
+    while i < len(command):
+        if command[i] == "%" and i + 1 < len(command):
+            out.append({"f": name, "p": dest, "%": "%"}.get(command[i + 1], ""))
+            i += 2
+        else:
+            out.append(command[i])
+            i += 1
+    return "".join(out)
+
+
+def restore_command(tmp_path: Path, data: Path, spool: Path, parallel: int = 4,
+                    **changed: Any) -> dict[str, Any]:
     config = tmp_path / "s3.json"
-    config.write_text(json.dumps(settings(tmp_path)))
-    assert pgbackrest_tool.main(["--config", str(config), "wal-fetch",
-                                 "000000010000000000000003", "pg_wal/RECOVERYXLOG"]) == 0
+    config.write_text(json.dumps({**settings(tmp_path), **changed}))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = pgbackrest_tool.main(["--config", str(config), "restore-command", "--pg-data",
+                                     str(data), "--spool", str(spool),
+                                     "--parallel", str(parallel)])
+    assert code == 0
+    return dict(json.loads(printed.getvalue()))
+
+
+def run_restore_command(command: str, cwd: Path) -> int:
+    """As PostgreSQL runs it: substituted, then ``sh -c`` in the data directory."""
+    line = as_postgres_runs(command, "000000010000000000000003", "pg_wal/RECOVERYXLOG")
+    return subprocess.run(["sh", "-c", line], cwd=cwd, check=False).returncode
+
+
+def test_restore_command_is_archive_get_itself_reading_a_private_config(
+        tmp_path: Path) -> None:
+    data = tmp_path / "site-cold" / "data"
+    data.mkdir(parents=True)
+    seen = tmp_path / "seen"
+    fake_pgbackrest(tmp_path, f'echo "$@" > "{seen}"; env | grep ^PGBACKREST_ >> "{seen}"; '
+                              "exit 0")
+    out = restore_command(tmp_path, data, tmp_path / "site-cold" / "wal", parallel=4)
+    conf = tmp_path / "site-cold" / pgbackrest_tool.RESTORE_CONF
+    assert out["config"] == str(conf)
+    assert "secret-never-on-argv" not in out["restore_command"]
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+    assert run_restore_command(out["restore_command"], data) == 0
     argv, *env_lines = seen.read_text().splitlines()
-    assert argv == "--no-config archive-get 000000010000000000000003 pg_wal/RECOVERYXLOG"
-    env = dict(line.split("=", 1) for line in env_lines)
-    assert env["PGBACKREST_ARCHIVE_ASYNC"] == "y"
-    assert env["PGBACKREST_ARCHIVE_GET_QUEUE_MAX"] == pgbackrest_tool.ARCHIVE_GET_QUEUE
-    assert env["PGBACKREST_PG1_PATH"] == str(data)
-    assert env["PGBACKREST_SPOOL_PATH"] == str(tmp_path / "site-a" / "pgbackrest-spool")
+    assert argv == (f"--config={conf} --stanza=site-a archive-get 000000010000000000000003 "
+                    "pg_wal/RECOVERYXLOG")
+    assert env_lines == []  # its settings are the file's alone
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(conf.read_text())
+    assert dict(parser["site-a"]) == {"pg1-path": str(data)}
+    glob = parser["global"]
+    assert glob["repo1-s3-key-secret"] == "secret-never-on-argv"
+    assert glob["repo1-storage-ca-file"] == "/lab/tls/ca.crt" and glob["repo1-type"] == "s3"
+    assert glob["archive-async"] == "y" and glob["process-max"] == "4"
+    assert glob["archive-get-queue-max"] == pgbackrest_tool.ARCHIVE_GET_QUEUE
+    assert glob["spool-path"] == str(tmp_path / "site-cold" / "wal")
+    assert glob["lock-path"] == str(tmp_path / "site-cold" / "pgbackrest-lock")
+    assert "stanza" not in glob  # named on the command line
 
 
 @pytest.mark.parametrize(("pgbackrest_exit", "restore_command_exit"), [
@@ -189,20 +235,34 @@ def test_archive_get_runs_asynchronously_with_a_queue_for_the_cluster_it_runs_in
 def test_restore_command_exit_codes_tell_not_archived_from_failed(
         tmp_path: Path, pgbackrest_exit: int, restore_command_exit: int) -> None:
     fake_pgbackrest(tmp_path, f"exit {pgbackrest_exit}")
-    config = tmp_path / "s3.json"
-    config.write_text(json.dumps(settings(tmp_path)))
-    code = pgbackrest_tool.main(["--config", str(config), "wal-fetch",
-                                 "000000010000000000000003", str(tmp_path / "dest")])
-    assert code == restore_command_exit
+    out = restore_command(tmp_path, tmp_path, tmp_path / "wal")
+    assert run_restore_command(out["restore_command"], tmp_path) == restore_command_exit
 
 
-def test_a_missing_pgbackrest_or_settings_file_stops_the_replay(tmp_path: Path) -> None:
+def test_a_missing_pgbackrest_stops_the_replay(tmp_path: Path) -> None:
+    out = restore_command(tmp_path, tmp_path, tmp_path / "wal")  # no pgbackrest in bin dir
+    assert run_restore_command(out["restore_command"], tmp_path) == 126
+
+
+def test_a_percent_sign_in_a_path_survives_postgresqls_substitution(tmp_path: Path) -> None:
+    data = tmp_path / "100%f" / "data"
+    data.mkdir(parents=True)
+    seen = tmp_path / "seen"
+    fake_pgbackrest(tmp_path, f'echo "$1" > "{seen}"')
+    out = restore_command(tmp_path, data, tmp_path / "wal")
+    assert run_restore_command(out["restore_command"], data) == 0
+    assert seen.read_text().strip() == f"--config={tmp_path}/100%f/{pgbackrest_tool.RESTORE_CONF}"
+
+
+def test_a_setting_its_config_file_cannot_hold_is_refused_and_not_shown(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "s3.json"
-    config.write_text(json.dumps(settings(tmp_path)))  # no pgbackrest in its bin dir
-    assert pgbackrest_tool.main(["--config", str(config), "wal-fetch",
-                                 "000000010000000000000003", str(tmp_path / "x")]) == 126
-    assert pgbackrest_tool.main(["--config", str(tmp_path / "absent.json"), "wal-fetch",
-                                 "000000010000000000000003", str(tmp_path / "x")]) == 126
+    config.write_text(json.dumps({**settings(tmp_path), "secret_access_key": "abc\nrepo1-x=y"}))
+    assert pgbackrest_tool.main(["--config", str(config), "restore-command", "--pg-data",
+                                 str(tmp_path / "data"), "--spool", str(tmp_path / "wal")]) == 1
+    err = capsys.readouterr().err
+    assert "repo1-s3-key-secret" in err and "abc" not in err
+    assert not (tmp_path / pgbackrest_tool.RESTORE_CONF).exists()
 
 
 def test_a_failed_verify_names_what_pgbackrest_found(tmp_path: Path) -> None:
@@ -217,26 +277,6 @@ esac""")
     with pytest.raises(pgbackrest_tool.Failure,
                        match=r"s3://lab/hc-pgb/: pgbackrest verify exited 104: .*bundle/1"):
         pgbackrest_tool.verify(settings(tmp_path))
-
-
-def test_the_playbooks_spool_and_parallelism_reach_archive_get(tmp_path: Path) -> None:
-    seen = tmp_path / "seen"
-    fake_pgbackrest(tmp_path, f'env | grep ^PGBACKREST_ > "{seen}"')
-    config = tmp_path / "s3.json"
-    config.write_text(json.dumps(settings(tmp_path)))
-    assert pgbackrest_tool.main(["--config", str(config), "wal-fetch", "000000010000000000000003",
-                                 "pg_wal/RECOVERYXLOG", "--spool", str(tmp_path / "wal"),
-                                 "--parallel", "8"]) == 0
-    env = dict(line.split("=", 1) for line in seen.read_text().splitlines())
-    assert env["PGBACKREST_SPOOL_PATH"] == str(tmp_path / "wal")
-    assert env["PGBACKREST_PROCESS_MAX"] == "8"
-
-
-def test_a_restore_command_it_cannot_parse_stops_the_replay(tmp_path: Path) -> None:
-    config = tmp_path / "s3.json"
-    config.write_text(json.dumps(settings(tmp_path)))
-    assert pgbackrest_tool.main(["--config", str(config), "wal-fetch",
-                                 "000000010000000000000003", "x", "--no-such-option"]) == 126
 
 
 def test_a_verify_that_exits_0_but_reports_invalid_files_fails(tmp_path: Path) -> None:
@@ -258,3 +298,12 @@ esac""")
     assert "s3://lab/hc-pgb/backup/site-a/: pgbackrest verify found the repository invalid " \
            "(status: error, status: invalid, checksum invalid: 1)" in str(caught.value)
     assert "backup: 20261203-150000F, status: invalid" in str(caught.value)
+
+
+def test_a_verify_that_outlasts_its_timeout_fails_saying_so(tmp_path: Path) -> None:
+    """pgBackRest 2.45 retries reads past a truncated object's end for minutes: the
+    settings' verify_timeout ends it with a reason, before the preflight's own timeout."""
+    fake_pgbackrest(tmp_path, "sleep 30")
+    with pytest.raises(pgbackrest_tool.Failure, match=r"s3://lab/hc-pgb/: pgbackrest verify "
+                                                      r"did not finish within 0.5 s"):
+        pgbackrest_tool.verify({**settings(tmp_path), "verify_timeout": 0.5})
