@@ -254,10 +254,12 @@ def wal_push(cfg: Cfg, path: str) -> int:
     return proc.returncode
 
 
-def _fetch_status(cfg: Cfg, name: str, dest: str) -> int:
-    """One barman-cloud-wal-restore, its status as restore_command must give it."""
+def _fetch_status(cfg: Cfg, name: str, dest: str, listed: bool = False) -> int:
+    """One barman-cloud-wal-restore, its status as restore_command must give it. ``listed``:
+    the archive's listing holds ``name``, so the tool's 1 ("not archived", which it also
+    gives for a missing bucket) is an error, not the end of the archive."""
     proc = run(cfg, "wal-restore", source_url(cfg), cfg["server_name"], name, dest)
-    if proc.returncode in (0, NOT_ARCHIVED):
+    if proc.returncode == 0 or (proc.returncode == NOT_ARCHIVED and not listed):
         return proc.returncode
     sys.stderr.write(f"dalp_barman wal-fetch {name}: barman-cloud-wal-restore exited "
                      f"{proc.returncode}: {' '.join(proc.stderr.split())[-400:]}\n")
@@ -288,7 +290,7 @@ def wal_fetch(cfg: Cfg, name: str, dest: str, spool: Optional[str] = None,
     if listed is not None and name not in listed:
         return NOT_ARCHIVED  # a timeline history file or a segment the archive never held
     if number is None:
-        return _fetch_status(cfg, name, dest)
+        return _fetch_status(cfg, name, dest, listed is not None)
     taken = base.spool_take(spool, name, dest)
     if taken == NOT_ARCHIVED:
         return NOT_ARCHIVED
@@ -299,8 +301,9 @@ def wal_fetch(cfg: Cfg, name: str, dest: str, spool: Optional[str] = None,
             break
         ahead.append(later)
     base.spool_fill(spool, ahead, lambda later: argv(
-        cfg, "wal-restore", source_url(cfg), cfg["server_name"], later), tool_env(cfg))
-    return 0 if taken == 0 else _fetch_status(cfg, name, dest)
+        cfg, "wal-restore", source_url(cfg), cfg["server_name"], later), tool_env(cfg),
+        listed is not None)
+    return 0 if taken == 0 else _fetch_status(cfg, name, dest, listed is not None)
 
 
 def _listing(cfg: Cfg, spool: str) -> Optional[Set[str]]:

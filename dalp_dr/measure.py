@@ -21,6 +21,7 @@ Missing evidence gives None, never a guess; lower bounds are reported where they
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -130,19 +131,24 @@ def from_restore(clients: Measurements, *, verified_at: datetime | None,
     nothing): recovery time = fault instant -> the restored database verified (at least
     until ``observed_until`` when it never was); data-loss window = the restore's own bound,
     the fault instant minus the point the restored database holds (None when the recover
-    playbook did not report one). The clients' write counts stay as they were measured."""
+    playbook did not report one as a finite number of seconds >= 0). The clients' own
+    figures that stay (``recovered_at``, the write counts) are what they saw."""
     fault_at = clients.fault_at
     recovery = _seconds(verified_at, fault_at) if verified_at and fault_at else None
-    try:
-        bound: float | None = float(data_loss_bound)
-    except (TypeError, ValueError):
+    bound: float | None = None
+    if isinstance(data_loss_bound, (int, float, str)) and not isinstance(data_loss_bound, bool):
+        try:
+            bound = float(data_loss_bound)
+        except ValueError:
+            bound = None
+    if bound is not None and not (math.isfinite(bound) and bound >= 0):
         bound = None
     return clients.model_copy(update={
-        "basis": Basis.RESTORE, "recovered_at": verified_at, "recovery_time": recovery,
+        "basis": Basis.RESTORE, "recovery_time": recovery,
         "recovery_time_lower_bound": _seconds(observed_until, fault_at)
         if recovery is None and fault_at else None,
         "write_outage": None, "lost_writes": None, "data_loss_window_lower_bound": None,
-        "data_loss_window": round(bound, 6) if bound is not None and bound >= 0 else None})
+        "data_loss_window": round(bound, 6) if bound is not None else None})
 
 
 def fault_instant(inject: PlaybookResult) -> tuple[datetime | None, str | None]:

@@ -169,13 +169,19 @@ PENDING, MISSING, FAILED = ".pending", ".missing", ".failed"
 """beside a spooled file's name: a background fetch of it running (its PID inside); not in
 the archive; the background fetch failed (asked again in the foreground, to tell its error)"""
 PREFETCH = (
-    'out=$1; shift; "$@" "$out.part"; s=$?; '
-    'if [ "$s" -eq 0 ]; then mv -f -- "$out.part" "$out"; '
-    'elif [ "$s" -eq 1 ]; then : > "$out.missing"; else : > "$out.failed"; fi; '
-    'rm -f -- "$out.part" "$out.pending"')
-"""one background fetch: the tool's command with the file's temporary path appended, exit 0
-(renamed into place), 1 (not archived: marked missing) or else (marked failed); its
-arguments are positional parameters, never part of the script"""
+    'out=$1; listed=$2; shift 2; part="$out.$$.part"; "$@" "$part"; s=$?; '
+    'if [ "$s" -eq 0 ]; then mv -f -- "$part" "$out"; '
+    'elif [ "$s" -eq 1 ] && [ "$listed" = no ]; then : > "$out.missing"; '
+    'else : > "$out.failed"; fi; '
+    'rm -f -- "$part" "$out.pending"')
+"""one background fetch: the tool's command with the file's temporary path (its own, so two
+fetches of one file never write one file) appended; exit 0: renamed into place; 1 (not
+archived): marked missing, unless the archive's listing holds the name (then the tool's 1
+is an error it could not tell apart, such as a missing bucket: marked failed); else marked
+failed. Its arguments are positional parameters, never part of the script."""
+STALE_CLAIM_S = 2.0
+"""a .pending file still without a PID this long after it was made: its restore_command died
+between claiming the file and starting the fetch"""
 
 
 def spool_take(spool: str, name: str, dest: str, wait: float = SPOOL_WAIT_S) -> Optional[int]:
@@ -191,9 +197,9 @@ def spool_take(spool: str, name: str, dest: str, wait: float = SPOOL_WAIT_S) -> 
                 pid = fh.read().strip()
         except FileNotFoundError:
             break
-        if pid and not _alive(int(pid)):
+        if (pid and not _alive(int(pid))) or (not pid and _older(pending, STALE_CLAIM_S)):
             with contextlib.suppress(FileNotFoundError):
-                os.remove(pending)  # its fetcher was killed: fetched by the caller
+                os.remove(pending)  # its fetcher was killed, or never started: the caller's
             break
         time.sleep(0.01)
     if os.path.exists(ready + MISSING):
@@ -210,11 +216,13 @@ def spool_take(spool: str, name: str, dest: str, wait: float = SPOOL_WAIT_S) -> 
 
 
 def spool_fill(spool: str, names: List[str], argv_of: Callable[[str], List[str]],
-               env: Dict[str, str]) -> None:
+               env: Dict[str, str], listed: bool) -> None:
     """Start a background fetch (``argv_of(name)`` plus the path to write) of each of
     ``names`` in order that is not spooled, being fetched or failed; none from the first
-    known missing on. Each runs in a session of its own, detached: the restore_command that
-    started it returns at once."""
+    known missing on. ``listed``: the archive's listing holds every one of ``names`` (so
+    the tool's "not archived" is an error). Each runs in a session of its own, detached
+    (its process group is its PID: the playbook ends the lot after the replay): the
+    restore_command that started it returns at once."""
     for name in names:
         path = os.path.join(spool, name)
         if os.path.exists(path + MISSING):
@@ -228,13 +236,24 @@ def spool_fill(spool: str, names: List[str], argv_of: Callable[[str], List[str]]
         with os.fdopen(fd, "w") as fh:
             try:
                 proc = subprocess.Popen(
-                    ["/bin/sh", "-c", PREFETCH, "dalp-prefetch", path, *argv_of(name)],
+                    ["/bin/sh", "-c", PREFETCH, "dalp-prefetch", path,
+                     "yes" if listed else "no", *argv_of(name)],
                     env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL, start_new_session=True)
             except OSError:  # fetched by the caller when asked: its error is told then
                 os.remove(path + PENDING)
                 return
+            except BaseException:  # never a claim without a fetcher behind it
+                os.remove(path + PENDING)
+                raise
             fh.write(str(proc.pid))
+
+
+def _older(path: str, seconds: float) -> bool:
+    try:
+        return time.time() - os.stat(path).st_mtime > seconds
+    except FileNotFoundError:
+        return False
 
 
 def _alive(pid: int) -> bool:

@@ -62,6 +62,7 @@ NOT_ARCHIVED = 1
 WAL_FETCH_FATAL = base.WAL_FETCH_FATAL
 ARCHIVE_GET_QUEUE = "1GiB"
 RESTORE_CONF = "pgbackrest-restore.conf"
+STANZA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 """a restore's pgBackRest config file, beside its data directory"""
 """how much WAL archive-get's asynchronous process fetches ahead into the spool"""
 ARCHIVED = re.compile(r"^([0-9A-F]{24})-[0-9a-f]{40}(\.[a-z0-9]+)?$")
@@ -132,7 +133,10 @@ def config_text(found: Dict[str, str]) -> str:
     in the stanza's section, the rest in ``[global]``; the stanza itself is named on the
     command line. A value the format cannot hold (a line break, blanks at either end, which
     pgBackRest would cut) is refused, named by its option, never shown."""
-    stanza = found["stanza"]
+    stanza = found.get("stanza", "")
+    if not STANZA.match(stanza) or stanza == "global":
+        raise Failure(f"stanza {stanza!r}: not a name pgBackRest's config file can hold as "
+                      "a section (letters, digits, '_', '.', '-'; not 'global')")
     sections: Dict[str, Dict[str, str]] = {"global": {}, stanza: {}}
     for name, value in found.items():
         if name == "stanza":
@@ -386,7 +390,8 @@ def restore_command(cfg: Cfg, pg_data: str, spool: str, parallel: int) -> Dict[s
     base.write_private(conf, config_text(found))
     command = base.restore_command_words(
         found["cmd"], f"--config={conf}", f"--stanza={found['stanza']}", "archive-get")
-    command += f' %f "%p"; s=$?; [ "$s" -le {NOT_ARCHIVED} ] || s={WAL_FETCH_FATAL}; exit "$s"'
+    command += (f' %f "%p"; s=$?; [ "$s" -le {NOT_ARCHIVED} ] || [ "$s" -gt 125 ] '
+                f'|| s={WAL_FETCH_FATAL}; exit "$s"')
     return {"restore_command": command, "config": conf}
 
 

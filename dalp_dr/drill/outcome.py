@@ -132,6 +132,10 @@ def figures(ctx: RunContext) -> tuple[dict[str, Measurements], list[ObjectiveVer
         unmet.append(state.checks_failed_at)
     restored = next((dict(p.report.get("dalp_restore") or {}) for p in state.phases
                      if p.phase is PhaseName.RECOVER), {})
+    # a restore never verified was down at least until verify gave up (not until steady
+    # state's clean-up, which may take an hour of deleting)
+    verify_ended = next((p.ended_at for p in state.phases if p.phase is PhaseName.VERIFY),
+                        None)
     if state.injected:
         for name, beat in clients.heartbeats.items():
             samples = beat.samples
@@ -147,7 +151,7 @@ def figures(ctx: RunContext) -> tuple[dict[str, Measurements], list[ObjectiveVer
                 measured[name] = from_restore(
                     measured[name], verified_at=state.verified_at,
                     data_loss_bound=restored.get("data_loss_bound"),
-                    observed_until=ctx.clock.now())
+                    observed_until=verify_ended or ctx.clock.now())
             if split_target is not None:
                 figures = split_brain(samples, fault_at=state.fault_at,
                                       promoted_at=promoted_at)

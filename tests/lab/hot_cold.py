@@ -15,7 +15,7 @@ import pytest
 
 from dalp_dr import barman_cloud, object_store, pgbackrest_tool
 from dalp_dr.inventory import Inventory
-from tests.lab.helpers import ROOT, alive, dalp, lab_status, run_json
+from tests.lab.helpers import ROOT, alive, dalp, lab_processes, lab_status, run_json
 
 TOOL_SETTINGS = {
     "barman-cloud": {"server_name": "dalp_barman_server_name"},
@@ -74,6 +74,11 @@ class HotColdLab:
         assert not cold["running"], cold
         assert state["route"]["backend_port"] == a["port"]
         assert state["backups"]["backups"] >= 1 and state["backups"]["tool"] == self.tool
+        # nothing of a restore's left: no fetch still running (barman-cloud's fetches ahead,
+        # pgBackRest's asynchronous archive-get), no config file with the S3 keys
+        cold_root = Path(str(self.variable("dalp_pg_data", host="site-cold"))).parent
+        assert lab_processes(cold_root) == []
+        assert not (cold_root / "pgbackrest-restore.conf").exists()
 
     def psql_a(self, sql: str) -> str:
         port = str(self.variable("dalp_pg_port", host="site-a"))

@@ -126,7 +126,7 @@ def test_rds_pitr_drill_passes_end_to_end_on_moto_server(
     # verified, and the restored point's distance from the fault
     m = result["measurements"]
     assert m["basis"] == "restore" and m["data_loss_window"] == 0.0
-    assert m["recovery_time"] > 0 and m["recovered_at"] == m["verified_at"]
+    assert m["recovery_time"] > 0
     verdicts = {v["objective"]: v for v in result["verdicts"]}
     assert verdicts["rto"]["reason"].startswith("restore time")
     assert verdicts["rpo"]["reason"].startswith("data-loss bound")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import stat
 import subprocess
 import time
@@ -211,3 +212,33 @@ def test_the_restore_command_is_wal_fetch_with_the_spool_and_no_credentials(
     assert subprocess.run(["sh", "-c", line], cwd=data, check=False).returncode == 0
     assert (data / "pg_wal" / "RECOVERYXLOG").read_text() == f"wal {SEG[0]}"
     assert (spool / SEG[1]).read_text() == f"wal {SEG[1]}"  # fetched ahead
+
+
+def test_a_listed_segment_the_tool_calls_not_archived_stops_the_replay(
+        tmp_path: Path) -> None:
+    """barman-cloud-wal-restore exits 1 for "not archived" and also for a bucket it cannot
+    find: for a name the archive's listing holds, 1 is an error (126), never the end of the
+    replay, whether it came ahead (marked failed, asked again) or here."""
+    log = archive_with(tmp_path, [])  # the tool finds nothing...
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "listing.json").write_text(json.dumps({"names": SEG[:3]}))
+    assert fetch(tmp_path, SEG[0], parallel=3) == 126  # ...which the listing contradicts
+    assert sorted(p.name for p in (tmp_path / "spool").glob("*.failed")) == \
+        [f"{SEG[1]}.failed", f"{SEG[2]}.failed"]  # ahead: failed, not missing
+    assert fetch(tmp_path, SEG[1], parallel=3) == 126
+    assert log.read_text().split().count(SEG[1]) == 2
+
+
+def test_a_claim_whose_fetch_never_started_is_not_waited_for(tmp_path: Path) -> None:
+    """A restore_command killed between claiming a file (``.pending``) and starting its
+    fetch leaves an empty claim: after a moment it is taken for what it is."""
+    archive_with(tmp_path, SEG[:1])
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    claim = spool / f"{SEG[0]}.pending"
+    claim.write_text("")
+    old = time.time() - 10
+    os.utime(claim, (old, old))
+    started = time.monotonic()
+    assert fetch(tmp_path, SEG[0], parallel=2) == 0
+    assert time.monotonic() - started < 10 and not claim.exists()

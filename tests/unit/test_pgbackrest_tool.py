@@ -231,6 +231,7 @@ def test_restore_command_is_archive_get_itself_reading_a_private_config(
     (39, 126),  # HostConnectError-like: PostgreSQL must stop, not end the replay early
     (45, 126),  # FormatError: a corrupt object
     (125, 126),  # pgBackRest's highest error code: still not "not archived"
+    (143, 143),  # killed by SIGTERM (a shutdown): passed through, as PostgreSQL expects
 ])
 def test_restore_command_exit_codes_tell_not_archived_from_failed(
         tmp_path: Path, pgbackrest_exit: int, restore_command_exit: int) -> None:
@@ -241,7 +242,17 @@ def test_restore_command_exit_codes_tell_not_archived_from_failed(
 
 def test_a_missing_pgbackrest_stops_the_replay(tmp_path: Path) -> None:
     out = restore_command(tmp_path, tmp_path, tmp_path / "wal")  # no pgbackrest in bin dir
-    assert run_restore_command(out["restore_command"], tmp_path) == 126
+    assert run_restore_command(out["restore_command"], tmp_path) > 125  # sh's 127: aborts
+
+
+@pytest.mark.parametrize("stanza", ["global", "site-a]\n[global", "", "a b"])
+def test_a_stanza_its_config_file_cannot_hold_as_a_section_is_refused(
+        tmp_path: Path, stanza: str, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "s3.json"
+    config.write_text(json.dumps({**settings(tmp_path), "stanza": stanza}))
+    assert pgbackrest_tool.main(["--config", str(config), "restore-command", "--pg-data",
+                                 str(tmp_path / "data"), "--spool", str(tmp_path / "wal")]) == 1
+    assert "pgBackRest's config file" in capsys.readouterr().err
 
 
 def test_a_percent_sign_in_a_path_survives_postgresqls_substitution(tmp_path: Path) -> None:
