@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import wal_load  # noqa: E402
-from bench.restore_by_hand import by_hand, shell_words  # noqa: E402
+from bench.restore_by_hand import by_hand  # noqa: E402
 from bench.scratch_cluster import (  # noqa: E402
     PG,
     Site,
@@ -53,6 +53,7 @@ from bench.scratch_cluster import (  # noqa: E402
     lsn,
     scratch_root,
 )
+from dalp_dr import object_store  # noqa: E402
 from dalp_dr.adapters.ansible import AnsibleRunner  # noqa: E402
 from dalp_dr.drill.engine import DrillEngine  # noqa: E402
 from dalp_dr.history import open_store  # noqa: E402
@@ -140,7 +141,7 @@ def by_hand_and_floor(backend: str, inv: Inventory, backup: dict[str, Any],
         say(f"  by hand: WAL replay {replay:.2f} s")
         hand.stop()  # the port is the floor's now
         tool.close(60.0)  # nothing of the tool's still fetching beside the floor's replay
-        floor.prepare(f"cp {shell_words(str(wal_dir))}/%f %p")
+        floor.prepare(f"cp {object_store.restore_command_words(str(wal_dir))}/%f %p")
         floor_replay, floor_end = floor.replay(None, timeout)
         say(f"  floor: WAL replay {floor_replay:.2f} s")
     finally:

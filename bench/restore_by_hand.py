@@ -11,7 +11,7 @@ outside dalp-dr (no dalp wrapper, no catalogue read, no verify), from the lab's 
   archive-get %f "%p"`` with ``archive-async`` as pgBackRest's user guide sets it up (a spool,
   ``archive-get-queue-max``, its own ``process-max`` for archive-get). The same process
   counts and queue as the drill's (restore 2; archive-get the inventory's
-  ``dalp_pgbackrest_archive_get_processes``; queue 1 GiB), so the comparison is the tool
+  ``dalp_pgbackrest_archive_get_processes``; the drill's queue), so the comparison is the tool
   against the tool under dalp-dr.
 
 ``fetch`` (untimed, for the local-disk floor) brings one archived WAL file to a local path
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import signal
 import time
@@ -30,11 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bench.scratch_cluster import Site, as_pg, processes_with
-
-
-def shell_words(*argv: str) -> str:
-    """``argv`` as one restore_command prefix: shell-quoted, a % written %%."""
-    return " ".join(shlex.quote(a).replace("%", "%%") for a in argv)
+from dalp_dr import object_store, pgbackrest_tool
 
 
 class Tool(Protocol):
@@ -68,7 +63,7 @@ class BarmanCloud:
         return time.monotonic() - started
 
     def restore_command(self) -> str:
-        return shell_words(*self._argv("wal-restore", self.source,
+        return object_store.restore_command_words(*self._argv("wal-restore", self.source,
                                        self.cfg["server_name"])) + " %f %p"
 
     def fetch(self, name: str, dest: Path) -> None:
@@ -81,7 +76,7 @@ class BarmanCloud:
 
 class PgBackRest:
     RESTORE_PROCESSES = 2
-    QUEUE = "1GiB"
+    QUEUE = pgbackrest_tool.ARCHIVE_GET_QUEUE  # the drill's queue
 
     def __init__(self, settings: dict[str, Any], scratch: Path, wal_parallel: int) -> None:
         self.cfg = settings
@@ -133,7 +128,7 @@ class PgBackRest:
         return time.monotonic() - started
 
     def restore_command(self) -> str:
-        return shell_words(*self._argv("archive-get")) + ' %f "%p"'
+        return object_store.restore_command_words(*self._argv("archive-get")) + ' %f "%p"'
 
     def fetch(self, name: str, dest: Path) -> None:
         as_pg(*self._argv("--no-archive-async", "archive-get", name, str(dest)),

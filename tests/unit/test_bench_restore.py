@@ -8,9 +8,9 @@ from __future__ import annotations
 import shlex
 
 from bench.hot_cold_restore import BACKENDS, ROOT, Row, ratios
-from bench.restore_by_hand import shell_words
 from bench.scratch_cluster import conf_literal, lsn
 from bench.wal_load import segments
+from dalp_dr.object_store import restore_command_words as shell_words
 
 MIB = 1048576
 
