@@ -52,12 +52,16 @@ def verdict_table(result: RunResult) -> Table:
             value = getattr(m, figure) if m else None
             bound = getattr(m, f"{figure}_lower_bound") if m else None
             measured = f">= {_n(bound)}" if value is None and bound is not None else _n(value)
+            if figure == "data_loss_window" and m is not None and m.divergence is not None:
+                measured += f" ({m.data_loss_basis.value})"
             target = f"{objective.upper()} {_n(result.objectives.get(objective))}"
             table.add_row(Text(prefix + label), measured, target,
                           Text(verdict.status.value, style=_STYLE[verdict.status]) if verdict
                           else "-", _n(verdict.margin) if verdict else "-")
         table.add_row(Text(prefix + "lost writes"),
                       str(m.lost_writes) if m and m.lost_writes is not None else "-")
+        if m is not None and m.divergence is not None:
+            _divergence_rows(table, prefix, m)
         table.add_row(Text(prefix + "write outage (client)"), _n(m.write_outage) if m else "-")
         if m is not None and m.split_brain is not None:
             _split_brain_rows(table, prefix, m, by_name.get(SPLIT_BRAIN),
@@ -77,6 +81,24 @@ def verdict_table(result: RunResult) -> Table:
                   _n(rtt.margin) if rtt else "")
     table.add_row("resolution", _n(m.resolution) if m else "-")
     return table
+
+
+def _divergence_rows(table: Table, prefix: str, m: Measurements) -> None:
+    """What the divergence probe read from the old primary's WAL, or why it could not."""
+    found = m.divergence
+    assert found is not None
+    if not found.available:  # the reason quotes a target: Text, never markup
+        table.add_row(Text(prefix + "lost transactions (WAL)"),
+                      Text(f"WAL of the old primary unavailable: {found.reason}"))
+        return
+    sampled = (f"; heartbeat sampled {_n(m.sampled_data_loss_window)}"
+               if m.sampled_data_loss_window is not None else "")
+    table.add_row(Text(prefix + "lost transactions (WAL)"),
+                  Text(f"{found.lost_transactions} after the fork at {found.fork_lsn}"
+                       f"{sampled}"))
+    if found.tables:
+        table.add_row(Text(prefix + "lost commits by table"),
+                      Text(", ".join(f"{t.table} {t.commits}" for t in found.tables[:3])))
 
 
 def convergence_table(result: RunResult) -> Table | None:

@@ -87,6 +87,55 @@ class Basis(StrEnum):
     fault -> restored database verified, and the restored point's distance from the fault"""
 
 
+class LossBasis(StrEnum):
+    """What a run's data-loss window was taken from."""
+
+    SAMPLED = "sampled"
+    """the heartbeat's markers: one interval's resolution, and only the drill's own writes"""
+    EXACT = "exact"
+    """the old primary's WAL past the fork: every transaction it committed that the new
+    timeline does not have, by commit time (the divergence probe)"""
+
+
+class TableLoss(Frozen):
+    table: str
+    """database.schema.table, or the relation's file number when the catalog no longer
+    knows it"""
+    commits: int
+    """lost transactions that wrote it"""
+
+
+class Divergence(Frozen):
+    """What the divergence probe read from the old primary's WAL (``dalp_dr/divergence.py``).
+    When ``available`` is false, ``reason`` says why and the sampled figure stands."""
+
+    available: bool
+    reason: str | None = None
+    old_primary: str | None = None
+    new_primary: str | None = None
+    fork_lsn: str | None = None
+    old_timeline: int | None = None
+    new_timeline: int | None = None
+    lost_transactions: int | None = None
+    """commits the old primary wrote at or after the fork"""
+    aborted_after_fork: int | None = None
+    unfinished_after_fork: int | None = None
+    """transactions with records after the fork but no commit: never committed, not lost"""
+    newest_surviving_commit_at: datetime | None = None
+    """the old primary's newest commit before the fork (the fork's time)"""
+    oldest_lost_commit_at: datetime | None = None
+    newest_lost_commit_at: datetime | None = None
+    window: float | None = None
+    """newest lost commit - newest surviving commit (0 when nothing was lost), seconds, on
+    the old primary's own clock"""
+    window_lower_bound: float | None = None
+    """lost commits but no commit before the fork in the WAL read: at least this"""
+    tables: list[TableLoss] = []
+    """the tables the lost transactions wrote, most first (the top 10)"""
+    evidence: str | None = None
+    """the evidence file listing every lost transaction"""
+
+
 class Measurements(Frozen):
     """Figures measured from the client's side (``basis``), or, where the fault was
     simulated, from the restore. Seconds; None when evidence is missing."""
@@ -119,6 +168,11 @@ class Measurements(Frozen):
     split_brain: SplitBrain | None = None
     """measured when the drill declares the split_brain objective"""
     basis: Basis = Basis.CLIENTS
+    data_loss_basis: LossBasis = LossBasis.SAMPLED
+    """where ``data_loss_window`` comes from: the heartbeat (sampled) or the WAL (exact)"""
+    sampled_data_loss_window: float | None = None
+    """the heartbeat's window, kept for comparison when the exact one is used"""
+    divergence: Divergence | None = None
 
 
 class TimelineEvent(Frozen):

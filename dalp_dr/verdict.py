@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from dalp_dr.durations import format_duration
-from dalp_dr.results import Basis, Measurements, ObjectiveVerdict, Outcome, SplitBrain, Status
+from dalp_dr.results import (
+    Basis,
+    LossBasis,
+    Measurements,
+    ObjectiveVerdict,
+    Outcome,
+    SplitBrain,
+    Status,
+)
 from dalp_dr.spec import Objectives
 
 
@@ -43,7 +51,9 @@ def judge(objectives: Objectives, m: Measurements | None) -> list[ObjectiveVerdi
         _judge("rpo", rpo, m.data_loss_window if m else None,
                m.data_loss_window_lower_bound if m else None,
                "data-loss bound (restored point -> fault; fault simulated)"
-               if restore else "data-loss window"),
+               if restore else "data-loss window (exact, from the old primary's WAL)"
+               if m is not None and m.data_loss_basis is LossBasis.EXACT
+               else "data-loss window (sampled by the heartbeat)"),
     ]
     if objectives.rtt is not None:
         out.append(_judge("rtt", objectives.rtt.total_seconds(), m.rtt if m else None,

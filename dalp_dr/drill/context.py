@@ -21,7 +21,7 @@ from dalp_dr.journal import Journal
 from dalp_dr.probes import Web
 from dalp_dr.redact import Redactor
 from dalp_dr.reserve import LOCAL_DISKS, Disks, Need
-from dalp_dr.results import CheckOutcome, ConvergeOutcome, PhaseRecord
+from dalp_dr.results import CheckOutcome, ConvergeOutcome, Divergence, PhaseRecord
 from dalp_dr.spec import LoadedDrill
 
 Progress = Callable[[str], None]
@@ -68,6 +68,8 @@ class RunState:
     verified_at: datetime | None = None
     baseline_identity: dict[str, ServerIdentity] = field(default_factory=dict)
     surviving: dict[str, set[int]] = field(default_factory=dict)
+    divergence: Divergence | None = None
+    """what the divergence probe read from the old primary's WAL (drill/probe.py)"""
     message: str | None = None
     steady_state_ok: bool | None = None
     cancel: CancelToken = field(default_factory=CancelToken)

@@ -11,13 +11,21 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from dalp_dr import timeline
+from dalp_dr import divergence, timeline
 from dalp_dr.adapters.http import ApiEndpoint
 from dalp_dr.drill.context import RunContext
 from dalp_dr.measure import from_restore, measure
 from dalp_dr.provenance import Provenance
 from dalp_dr.redact import Redactor
-from dalp_dr.results import Measurements, ObjectiveVerdict, Outcome, RunResult, Status, Trigger
+from dalp_dr.results import (
+    Basis,
+    Measurements,
+    ObjectiveVerdict,
+    Outcome,
+    RunResult,
+    Status,
+    Trigger,
+)
 from dalp_dr.spec import LoadedDrill, PhaseName, Scenario, Topology
 from dalp_dr.split_brain import first_ack_elsewhere, promotion_instant, split_brain
 from dalp_dr.verdict import judge, judge_split_brain, outcome_of
@@ -152,6 +160,9 @@ def figures(ctx: RunContext) -> tuple[dict[str, Measurements], list[ObjectiveVer
                     measured[name], verified_at=state.verified_at,
                     data_loss_bound=restored.get("data_loss_bound"),
                     observed_until=verify_ended or ctx.clock.now())
+            if state.divergence is not None and not populations[name].isolated \
+                    and measured[name].basis is Basis.CLIENTS:
+                measured[name] = divergence.applied(measured[name], state.divergence)
             if split_target is not None:
                 figures = split_brain(samples, fault_at=state.fault_at,
                                       promoted_at=promoted_at)

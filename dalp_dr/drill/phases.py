@@ -1,6 +1,7 @@
 """The phases of a drill, in order, each a small unit over the run context:
 
-    preflight -> baseline -> inject -> recover -> verify -> measure -> steady_state
+    preflight -> baseline -> inject -> recover -> verify -> measure -> divergence
+    -> steady_state
 
 * preflight fails closed: no fault is injected and nothing is changed (steady_state skipped:
   there is nothing of ours to undo). It first checks the room the run needs (``room``), and
@@ -23,6 +24,7 @@ from dalp_dr.converge import converge as run_converge
 from dalp_dr.drill import steps
 from dalp_dr.drill.context import DEADLINE, RunContext
 from dalp_dr.drill.held import HeldPhase, waits_for_fault
+from dalp_dr.drill.probe import probe
 from dalp_dr.durations import format_duration, format_offset
 from dalp_dr.errors import EndpointError
 from dalp_dr.journal import EventKind
@@ -67,6 +69,8 @@ def drive(ctx: RunContext) -> None:
     ctx.clients.pause(ctx.drill.spec.workload.observe.total_seconds())
     state.check()
     measure(ctx)
+    state.check()
+    probe(ctx)
 
 
 def preflight(ctx: RunContext) -> bool:

@@ -27,7 +27,8 @@ from dalp_dr.timeline import HELD_SINCE
 
 # What a phase reports only about itself; everything else a playbook publishes as dalp_* with
 # set_stats is handed to the phases after it as extra vars.
-LOCAL_REPORT_KEYS = frozenset({"dalp_notes", "dalp_phase_timings", "dalp_timeline"})
+LOCAL_REPORT_KEYS = frozenset({"dalp_notes", "dalp_phase_timings", "dalp_timeline",
+                               "dalp_divergence"})
 
 _STATUS = {"successful": PhaseStatus.OK, "timeout": PhaseStatus.TIMEOUT,
            "canceled": PhaseStatus.CANCELED}

@@ -85,6 +85,7 @@ class PhaseName(StrEnum):
     VERIFY = "verify"
     CONVERGE = "converge"
     MEASURE = "measure"
+    DIVERGENCE = "divergence"
     STEADY_STATE = "steady_state"
 
 
@@ -382,6 +383,10 @@ class Phases(Frozen):
     inject: PhaseSpec
     recover: PhaseSpec | None = None
     verify: PhaseSpec
+    divergence: PhaseSpec | None = Field(
+        default=None, description="the divergence probe: after measure and before steady "
+                                  "state, reads what the failover lost from the old "
+                                  "primary's WAL (publishes dalp_divergence)")
     steady_state: PhaseSpec
 
     def items(self) -> list[tuple[PhaseName, PhaseSpec]]:

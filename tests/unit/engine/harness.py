@@ -94,6 +94,8 @@ class DrillShape:
     """the drill's ``converge:`` list, in YAML flow style"""
     checks: str | None = None
     """the drill's ``checks:`` list, in YAML flow style"""
+    divergence: bool = False
+    """the drill has a divergence probe phase (its playbook: divergence.yml)"""
     partitioned: bool = False
     """two client populations: ``clients`` (judged, through the route: the harness's
     ``endpoint``) and ``site-a`` (not judged, straight to the old primary: its
@@ -102,7 +104,8 @@ class DrillShape:
 
 def _drill_yaml(shape: DrillShape) -> str:
     phases = ["preflight", *(["baseline"] if shape.baseline_playbook else []), "inject",
-              *(["recover"] if shape.recover else []), "verify", "steady_state"]
+              *(["recover"] if shape.recover else []), "verify",
+              *(["divergence"] if shape.divergence else []), "steady_state"]
     lines = [
         "name: engine-test",
         f"topology: {shape.topology}",

@@ -1,0 +1,1 @@
+../../../../dalp_dr/wal_divergence.py

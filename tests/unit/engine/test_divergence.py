@@ -1,0 +1,122 @@
+"""The divergence phase (``drill/probe.py``): what the probe read from the old primary's WAL
+decides the data-loss window when it could read it (exact), and never otherwise; a probe that
+fails or reports junk never fails the drill and never becomes a figure."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+from dalp_dr.results import LossBasis, Outcome, PhaseStatus, Status
+from dalp_dr.spec import PhaseName
+from tests.fakes import Play, RunnerStatus
+from tests.unit.engine.harness import DrillShape, EngineHarness, failover
+
+PROBED = DrillShape(divergence=True, rpo="500ms")
+
+
+def lost(xid: int, at: str, *relations: str) -> dict[str, Any]:
+    return {"xid": xid, "committed_at": at, "lsn": "0/3000200",
+            "relations": list(relations), "records": 2}
+
+
+def probe_report(**over: Any) -> dict[str, Any]:
+    """A probe that read two transactions committed past the fork, 0.8 s after the newest
+    commit that survived (the heartbeat saw nothing lost: its sampled window is 0)."""
+    report = {"available": True, "reason": "", "fork_lsn": "0/3000100", "old_timeline": 1,
+              "new_timeline": 2, "old_primary": "site-a", "new_primary": "site-b",
+              "lost": [lost(901, "2026-12-04T10:00:00.500000+00:00", "1663/5/16400"),
+                       lost(902, "2026-12-04T10:00:01.200000+00:00", "1663/5/16400",
+                            "1663/5/16500")],
+              "aborted_after_fork": 1, "unfinished_after_fork": 0,
+              "newest_surviving_commit_at": "2026-12-04T10:00:00.400000+00:00",
+              "names": {"1663/5/16400": "app.public.ledger"}}
+    report.update(over)
+    return report
+
+
+def probed(harness: EngineHarness, report: Any, *, status: RunnerStatus =
+           RunnerStatus.SUCCESSFUL) -> dict[PhaseName, Play]:
+    plays = failover(harness.endpoint)
+    plays[PhaseName.DIVERGENCE] = Play(status=status, report={"dalp_divergence": report},
+                                       failure_message=None if status is
+                                       RunnerStatus.SUCCESSFUL else "pg_waldump: boom")
+    return plays
+
+
+def test_an_exact_window_from_the_wal_is_judged_and_the_sampled_one_kept(
+        harness: EngineHarness) -> None:
+    run = harness.run(probed(harness, probe_report()), PROBED)
+
+    m = run.result.measurements
+    assert m is not None and m.data_loss_basis is LossBasis.EXACT
+    assert m.data_loss_window == 0.8  # 10:00:01.2 - 10:00:00.4
+    assert m.sampled_data_loss_window == 0.0  # the heartbeat lost nothing of its own
+    assert m.divergence is not None and m.divergence.lost_transactions == 2
+    assert [(t.table, t.commits) for t in m.divergence.tables] == [
+        ("app.public.ledger", 2), ("1663/5/16500", 1)]  # a name the catalog lost: its number
+    rpo = run.verdict("rpo")
+    assert rpo.status is Status.MISSED and rpo.measured == 0.8
+    assert "exact" in rpo.reason
+    assert run.result.outcome is Outcome.MISSED
+    # every lost transaction in the evidence, oldest first, with table names
+    lines = (run.evidence / "lost-transactions.jsonl").read_text().splitlines()
+    assert [json.loads(line)["xid"] for line in lines] == [901, 902]
+    assert json.loads(lines[1])["tables"] == ["1663/5/16500", "app.public.ledger"]
+
+
+def test_nothing_lost_past_the_fork_is_an_exact_zero(harness: EngineHarness) -> None:
+    run = harness.run(probed(harness, probe_report(lost=[])), PROBED)
+
+    m = run.result.measurements
+    assert m is not None and m.data_loss_basis is LossBasis.EXACT
+    assert m.data_loss_window == 0.0 and m.divergence is not None
+    assert m.divergence.lost_transactions == 0
+    assert run.result.outcome is Outcome.PASSED
+    assert (run.evidence / "lost-transactions.jsonl").read_text() == ""
+
+
+def test_wal_unavailable_keeps_the_sampled_window_and_says_why(
+        harness: EngineHarness) -> None:
+    report = {"available": False, "reason": "the old primary's data directory cannot be read"}
+    run = harness.run(probed(harness, report), PROBED)
+
+    m = run.result.measurements
+    assert m is not None and m.data_loss_basis is LossBasis.SAMPLED
+    assert m.divergence is not None and not m.divergence.available
+    assert "cannot be read" in (m.divergence.reason or "")
+    assert m.data_loss_window == 0.0 and m.sampled_data_loss_window is None
+    assert "sampled" in run.verdict("rpo").reason
+    assert run.result.outcome is Outcome.PASSED
+    assert not (run.evidence / "lost-transactions.jsonl").exists()
+
+
+def test_a_failed_probe_never_fails_the_drill(harness: EngineHarness) -> None:
+    run = harness.run(probed(harness, probe_report(), status=RunnerStatus.FAILED), PROBED)
+
+    assert run.result.outcome is Outcome.PASSED
+    assert run.phase(PhaseName.DIVERGENCE).status is PhaseStatus.FAILED
+    m = run.result.measurements
+    assert m is not None and m.data_loss_basis is LossBasis.SAMPLED
+    assert m.divergence is not None and "the probe failed" in (m.divergence.reason or "")
+
+
+def test_junk_from_a_target_is_no_figure(harness: EngineHarness) -> None:
+    for junk in ({**probe_report(), "lost": [lost(True, "2026-12-04T10:00:00Z")]},
+                 probe_report(newest_surviving_commit_at="yesterday"),
+                 probe_report(lost="{{ lookup('pipe', 'id') }}"), "available", None):
+        run = harness.run(probed(harness, junk), replace(PROBED, rpo="5s"))
+        m = run.result.measurements
+        assert m is not None and m.data_loss_basis is LossBasis.SAMPLED, junk
+        assert m.divergence is not None and not m.divergence.available
+
+
+def test_the_lost_list_stays_in_the_evidence_not_in_the_record_or_later_phases(
+        harness: EngineHarness) -> None:
+    run = harness.run(probed(harness, probe_report()), PROBED)
+
+    report = run.phase(PhaseName.DIVERGENCE).report["dalp_divergence"]
+    assert "lost" not in report and report["lost_transactions"] == 2
+    steady = [c for c in run.runner.calls if c.phase is PhaseName.STEADY_STATE]
+    assert steady and "dalp_divergence" not in steady[0].extravars

@@ -1,0 +1,91 @@
+"""The divergence module's reading of pg_waldump's text and of a timeline history file
+(``dalp_dr/wal_divergence.py``). The text is PostgreSQL 15's pg_waldump output (TZ=UTC), as
+recorded from a real cluster; the module itself runs pg_waldump in the lab tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from dalp_dr.wal_divergence import lsn_text, lsn_value, parse_history, walk
+
+HEAP = ("rmgr: Heap        len (rec/tot):     61/    61, tx:        {xid}, lsn: {lsn}, "
+        "prev 0/01524858, desc: INSERT off 2 flags 0x00, blkref #0: rel 1663/5/{rel} blk 0")
+INDEX = ("rmgr: Btree       len (rec/tot):     64/    64, tx:        {xid}, lsn: {lsn}, "
+         "prev 0/01524898, desc: INSERT_LEAF off 2, blkref #0: rel 1663/5/{rel} blk 1")
+END = ("rmgr: Transaction len (rec/tot):     34/    34, tx:        {xid}, lsn: {lsn}, "
+       "prev 0/01524E98, desc: {kind} 2026-12-04 23:12:00.{frac} UTC{tail}")
+CHECKPOINT = ("rmgr: XLOG        len (rec/tot):    114/   114, tx:          0, lsn: {lsn}, "
+              "prev 0/01525050, desc: CHECKPOINT_ONLINE redo 0/1525078")
+
+
+def text(*lines: str) -> list[str]:
+    return [line + "\n" for line in lines]
+
+
+FORK = "0/01525000"
+WAL = text(
+    HEAP.format(xid=720, lsn="0/01524000", rel=16384),
+    END.format(xid=720, lsn="0/01524100", kind="COMMIT", frac="100000", tail=""),
+    # a long transaction: wrote before the fork, committed after it (lost whole)
+    HEAP.format(xid=721, lsn="0/01524200", rel=16390),
+    HEAP.format(xid=722, lsn="0/01525000", rel=16384),  # at the fork: not replicated
+    INDEX.format(xid=722, lsn="0/01525040", rel=16389),
+    HEAP.format(xid=723, lsn="0/01525080", rel=16400),  # a subtransaction of 722
+    END.format(xid=722, lsn="0/015250C0", kind="COMMIT", frac="300000",
+               tail="; subxacts: 723; inval msgs: catcache 80"),
+    END.format(xid=721, lsn="0/01525100", kind="COMMIT", frac="400000", tail=""),
+    HEAP.format(xid=724, lsn="0/01525140", rel=16384),
+    END.format(xid=724, lsn="0/01525180", kind="ABORT", frac="500000", tail=""),
+    HEAP.format(xid=725, lsn="0/015251C0", rel=16384),  # never committed: not lost
+    CHECKPOINT.format(lsn="0/01525200"),
+    "pg_waldump: error: error in WAL record at 0/1525200: invalid record length",
+)
+
+
+def test_commits_at_or_after_the_fork_are_lost_with_what_they_wrote() -> None:
+    found = walk(WAL, lsn_value(FORK))
+
+    lost = {t["xid"]: t for t in found["lost"]}
+    assert sorted(lost) == [721, 722]
+    # the subtransaction's writes belong to its top-level transaction
+    assert lost[722]["relations"] == ["1663/5/16384", "1663/5/16389", "1663/5/16400"]
+    assert lost[722]["records"] == 4  # heap, index, subxact heap, commit
+    assert lost[722]["committed_at"] == "2026-12-04T23:12:00.300000+00:00"
+    assert lost[721]["relations"] == ["1663/5/16390"]  # written before the fork
+    assert found["aborted_after_fork"] == 1
+    assert found["unfinished_after_fork"] == 1  # 725
+    assert found["newest_surviving_commit_at"] == "2026-12-04T23:12:00.100000+00:00"
+    assert found["end_lsn"] == "0/1525272"  # the checkpoint record's end
+
+
+def test_nothing_past_the_fork_loses_nothing() -> None:
+    found = walk(WAL[:2], lsn_value(FORK))
+    assert found["lost"] == [] and found["aborted_after_fork"] == 0
+    assert found["newest_surviving_commit_at"] is not None
+
+
+def test_a_prepared_transaction_is_lost_by_its_own_id() -> None:
+    line = ("rmgr: Transaction len (rec/tot):     50/    50, tx:          0, lsn: 0/01525100, "
+            "prev 0/015250C0, desc: COMMIT_PREPARED 730: 2026-12-04 23:12:01.000000 UTC")
+    found = walk(text(HEAP.format(xid=730, lsn="0/01524000", rel=16384), line),
+                 lsn_value(FORK))
+    assert [(t["xid"], t["relations"]) for t in found["lost"]] == [(730, ["1663/5/16384"])]
+
+
+def test_the_history_file_names_the_fork_of_the_new_timeline() -> None:
+    history = "1\t0/3000148\tno recovery target specified\n\n2\t0/5000000\tat restore point\n"
+    assert parse_history(history, 3) == (2, lsn_value("0/5000000"))
+    assert lsn_text(parse_history(history, 3)[1]) == "0/5000000"
+
+
+@pytest.mark.parametrize("history", ["", "# comment only\n", "1\n", "1 zz/1 reason\n",
+                                     "3\t0/5000000\tno\n"])
+def test_a_history_that_does_not_hold_together_is_refused(history: str) -> None:
+    with pytest.raises(ValueError):
+        parse_history(history, 3)
+
+
+def test_lines_that_are_not_records_are_ignored() -> None:
+    noise = text("first record is after 0/1524600, at 0/1524638, skipping over 56 bytes",
+                 "rmgr: Heap len garbage", "")
+    assert walk(noise, lsn_value(FORK))["lost"] == []
