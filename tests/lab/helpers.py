@@ -27,6 +27,7 @@ LABS = Path("/var/tmp/dalp-dr-lab")
 LAB_ROOT = LABS / "hot-warm"
 DRILL = ROOT / "drills" / "hot-warm-failover.yaml"
 DATA_LOSS_DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-data-loss.yaml"
+DISK_LOST_DRILL = ROOT / "tests" / "lab" / "drills" / "hot-warm-disk-lost.yaml"
 LAB_PASSWORD = "lab-only-4f1c9e2b7a"  # inventories/lab/hot-warm.yml: must never be written
 SITE_PORTS = {"site-a": 55432, "site-b": 55433}  # inventories/lab/hot-warm.yml
 ROUTE_PORT = 56432

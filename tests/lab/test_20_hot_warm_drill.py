@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from tests.lab.helpers import (
     DATA_LOSS_DRILL,
+    DISK_LOST_DRILL,
     DRILL,
     LAB_PASSWORD,
     ROOT,
+    ROUTE_PORT,
     alive,
     assert_no_secret,
     assert_steady_state,
@@ -23,6 +26,10 @@ from tests.lab.helpers import (
     run_json,
     run_passed,
 )
+from tests.lab.ledger import TABLE, LedgerWriter
+
+SERVICE_DSN = (f"host=127.0.0.1 port={ROUTE_PORT} dbname=dalp user=dalp_app "
+               f"password={LAB_PASSWORD}")
 
 # one lab per pytest-xdist worker at a time (see tests/conftest.py)
 pytestmark = pytest.mark.xdist_group("hot-warm")
@@ -83,10 +90,19 @@ def test_drill_passes_with_history_and_evidence(tmp_path: Path) -> None:
     assert_no_secret(results, LAB_PASSWORD)
 
 
-def test_known_data_loss_is_measured_and_rpo_missed(tmp_path: Path) -> None:
+def test_known_data_loss_is_measured_exactly_from_the_wal(tmp_path: Path) -> None:
     """Freeze site A's walsender for 1 s while clients write, then kill site A: the writes
-    acknowledged during the freeze never reach site B (async replication)."""
-    code, result, stderr = run_json(DATA_LOSS_DRILL, tmp_path / "results")
+    acknowledged during the freeze never reach site B (async replication). Beside the
+    heartbeat, an application writes with a ledger of its own: the divergence probe reports
+    exactly the transactions it committed after the fork, and the exact window agrees with
+    the ledger's to 10 ms."""
+    ledger = LedgerWriter(SERVICE_DSN)
+    ledger.start()
+    try:
+        code, result, stderr = run_json(DATA_LOSS_DRILL, tmp_path / "results")
+    finally:
+        ledger.stop()
+    assert not ledger.unexpected, ledger.unexpected
     assert code == 1, stderr
     assert result["outcome"] == "missed"
     m = result["measurements"]
@@ -98,6 +114,50 @@ def test_known_data_loss_is_measured_and_rpo_missed(tmp_path: Path) -> None:
     assert rto["status"] == "met"
     assert rpo["status"] == "missed" and rpo["target"] == 0.5
     assert rpo["margin"] == pytest.approx(0.5 - m["data_loss_window"])
+    assert result["steady_state_restored"] is True
+    assert_steady_state()
+
+    # the exact figures, judged, and the sampled one beside them
+    assert m["data_loss_basis"] == "exact" and "exact" in rpo["reason"]
+    found = m["divergence"]
+    assert found["available"] is True, found
+    assert abs(m["sampled_data_loss_window"] - m["data_loss_window"]) <= interval
+    # the application's own transactions after the fork: exactly its ledger's
+    fault_at = datetime.fromisoformat(m["fault_at"])
+    survived = ledger.surviving()
+    acked_lost = {e.xid for e in ledger.entries if e.acked_at and e.n not in survived}
+    in_doubt = {e.xid for e in ledger.entries if e.acked_at is None}
+    evidence = Path(result["evidence_dir"]) / found["evidence"]
+    rows = [json.loads(line) for line in evidence.read_text().splitlines()]
+    in_wal = {r["xid"] for r in rows if f"dalp.public.{TABLE}" in r["tables"]}
+    assert len(acked_lost) > 100, len(acked_lost)  # a second of writes
+    assert acked_lost <= in_wal
+    assert in_wal - acked_lost <= in_doubt  # a commit the primary took as it died
+    by_table = {t["table"]: t["commits"] for t in found["tables"]}
+    assert by_table[f"dalp.public.{TABLE}"] == len(in_wal)
+    assert found["lost_transactions"] == len(rows) >= len(in_wal) + m["lost_writes"]
+    # the exact window, against the ledger's: newest lost ack - newest surviving ack
+    lost_acks = [e.acked_at for e in ledger.entries if e.acked_at and e.n not in survived]
+    kept_acks = [e.acked_at for e in ledger.entries
+                 if e.acked_at and e.n in survived and e.acked_at < fault_at]
+    ledger_window = (max(lost_acks) - max(kept_acks)).total_seconds()
+    assert abs(m["data_loss_window"] - ledger_window) <= 0.010, (m, ledger_window)
+
+
+def test_a_lost_disk_leaves_the_sampled_window_marked_so(tmp_path: Path) -> None:
+    """Site A's data directory goes with it: the probe has no WAL to read and says so; the
+    heartbeat's window is judged, marked as sampled; steady state rebuilds site A."""
+    code, result, stderr = run_json(DISK_LOST_DRILL, tmp_path / "results")
+    assert code == 0, stderr
+    m = result["measurements"]
+    assert m["data_loss_basis"] == "sampled" and m["sampled_data_loss_window"] is None
+    found = m["divergence"]
+    assert found["available"] is False and "data directory" in found["reason"], found
+    assert m["data_loss_window"] is not None and m["lost_writes"] >= 1  # a 300 ms freeze
+    (_, rpo) = result["verdicts"]
+    assert rpo["status"] == "met" and "sampled" in rpo["reason"]
+    summary = (Path(result["evidence_dir"]) / "summary.txt").read_text()
+    assert "WAL of the old primary unavailable" in summary
     assert result["steady_state_restored"] is True
     assert_steady_state()
 
