@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from dalp_dr.adapters.base import EndpointSession, ServiceEndpoint
-from dalp_dr.clock import utcnow
+from dalp_dr.clock import SYSTEM_CLOCK, Clock
 from dalp_dr.errors import EndpointError, MarkerTableMissing
 from dalp_dr.results import HeartbeatSample
 
@@ -24,12 +24,14 @@ Sink = Callable[[HeartbeatSample], None]
 
 class Heartbeat:
     def __init__(self, endpoint: ServiceEndpoint, run_id: str, *, interval: float,
-                 sink: Sink, connect_timeout: float = 2.0) -> None:
+                 sink: Sink, connect_timeout: float = 2.0, clock: Clock = SYSTEM_CLOCK) -> None:
+        """``clock``: what stamps each attempt (the run's timeline, ``clock.RunClock``)."""
         self._endpoint = endpoint
         self._run_id = run_id
         self._interval = interval
         self._sink = sink
         self._connect_timeout = connect_timeout
+        self._clock = clock
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._samples: list[HeartbeatSample] = []
@@ -101,19 +103,19 @@ class Heartbeat:
         try:
             while not self._stop.is_set():
                 seq += 1
-                sent = utcnow()
+                sent = self._clock.now()
                 try:
                     if session is None:
                         session = self._endpoint.connect(timeout=self._connect_timeout)
                     ack = session.write_marker(self._run_id, seq, sent)
-                    self._record(HeartbeatSample(seq=seq, sent_at=sent, ended_at=utcnow(),
+                    self._record(HeartbeatSample(seq=seq, sent_at=sent, ended_at=self._clock.now(),
                                                  acked=True, timeline=ack.timeline,
                                                  server=ack.server))
                 except EndpointError as exc:
                     if session is not None:
                         session.close()
                     session = None
-                    self._record(HeartbeatSample(seq=seq, sent_at=sent, ended_at=utcnow(),
+                    self._record(HeartbeatSample(seq=seq, sent_at=sent, ended_at=self._clock.now(),
                                                  acked=False, error=str(exc)[:500]))
                     if isinstance(exc, MarkerTableMissing):
                         self._recreate_table()

@@ -25,7 +25,7 @@ from dalp_dr.adapters.dns import Resolution
 from dalp_dr.adapters.http import ApiEndpoint
 from dalp_dr.adapters.postgres import PostgresEndpoint
 from dalp_dr.cancel import CancelToken, RunCancelled
-from dalp_dr.clock import SYSTEM_CLOCK, Clock
+from dalp_dr.clock import SYSTEM_CLOCK, Clock, RunClock
 from dalp_dr.drill import outcome, phases
 from dalp_dr.drill.context import (
     DEADLINE,
@@ -72,10 +72,11 @@ class DrillEngine:
                  lock_ttl: float = DEFAULT_LOCK_TTL,
                  observer: Observer | None = None,
                  summarize: Callable[[RunResult], str] = summary_text,
-                 clock: Clock = SYSTEM_CLOCK, disks: Disks = LOCAL_DISKS) -> None:
+                 clock: Clock | None = None, disks: Disks = LOCAL_DISKS) -> None:
         """``summarize`` renders the run's summary.txt (a seam: tests give one that fails,
         to show a failing rendering never keeps a run from being recorded); ``disks`` reads
-        free space (a seam: tests give filesystems that are full)."""
+        free space (a seam: tests give filesystems that are full); ``clock``: what every run
+        measures on (by default each run's own ``RunClock``: monotonic from its start)."""
         self._runner = runner
         self._summarize = summarize
         self._observer = observer
@@ -83,8 +84,13 @@ class DrillEngine:
         self._results_dir = results_dir
         self._endpoint_factory = endpoint_factory
         self._progress = progress or (lambda _msg: None)
-        self._clock = clock
+        self._given_clock = clock
         self._disks = disks
+
+    @property
+    def _clock(self) -> Clock:
+        """Outside a run (crash recovery's steady state): the given clock or the wall's."""
+        return self._given_clock or SYSTEM_CLOCK
 
     def prepare(self, drill: LoadedDrill, *, connect: bool = True) -> PreparedDrill:
         """See ``prepare.prepare``: raises before anything is written."""
@@ -108,7 +114,8 @@ class DrillEngine:
         The environment's drill lock is taken first (EnvironmentBusy, with nothing written,
         when another run holds it) and held, renewed, until the run is recorded."""
         spec = prepared.drill.spec
-        started = self._clock.now()
+        clock = self._given_clock or RunClock()
+        started = clock.now()
         run_id = new_run_id(started)
         if trigger is Trigger.SCHEDULE:
             who, source = operator or "scheduler", OperatorSource.SCHEDULER
@@ -129,13 +136,14 @@ class DrillEngine:
             ttl=self._lock_ttl, on_problem=self._progress)
         try:
             return self._run_locked(prepared, store, trigger, who, cancel, planned_at,
-                                    run_id, started, provenance)
+                                    run_id, started, provenance, clock)
         finally:
             lock.release()
 
     def _run_locked(self, prepared: PreparedDrill, store: HistoryStore, trigger: Trigger,
                     who: str, cancel: CancelToken | None, planned_at: datetime | None,
-                    run_id: str, started: datetime, provenance: Provenance) -> DrillRun:
+                    run_id: str, started: datetime, provenance: Provenance,
+                    clock: Clock) -> DrillRun:
         drill, redactor = prepared.drill, prepared.redactor
         spec = drill.spec
         private_files.make_dir(self._results_dir)
@@ -156,7 +164,8 @@ class DrillEngine:
                        endpoint=shown, trigger=trigger.value, operator=who)
         self._progress(f"run {run_id}: {spec.name} ({spec.topology}/{spec.scenario}) "
                        f"via {shown}")
-        ctx = self._context(prepared, journal, RunState(cancel=cancel or CancelToken()), needs)
+        ctx = self._context(prepared, journal, RunState(cancel=cancel or CancelToken()), needs,
+                            clock)
         interrupted = False
         try:
             phases.drive(ctx)
@@ -185,13 +194,13 @@ class DrillEngine:
         return DrillRun(result=result, unreachable_hosts=ctx.state.unreachable_hosts)
 
     def _context(self, prepared: PreparedDrill, journal: Journal, state: RunState,
-                 needs: tuple[Need, ...]) -> RunContext:
+                 needs: tuple[Need, ...], clock: Clock) -> RunContext:
         interval = prepared.drill.spec.workload.heartbeat_interval.total_seconds()
         several = len(prepared.endpoints) > 1
         clients = Clients(endpoints=dict(prepared.endpoints), heartbeats={
             name: Heartbeat(endpoint, journal.run_id, interval=interval,
                             sink=partial(journal.heartbeat,
-                                         population=name if several else None))
+                                         population=name if several else None), clock=clock)
             for name, endpoint in prepared.endpoints.items()})
         for name, endpoint in prepared.endpoints.items():
             if isinstance(endpoint, ApiEndpoint):  # evidence of each new answer, as it comes
@@ -199,7 +208,7 @@ class DrillEngine:
                     _resolved, journal, name if several else None)
         return RunContext(drill=prepared.drill, journal=journal, clients=clients, state=state,
                           runner=self._runner, results_dir=self._results_dir,
-                          progress=self._progress, clock=self._clock, needs=needs,
+                          progress=self._progress, clock=clock, needs=needs,
                           disks=self._disks, web=prepared.web)
 
     def _interrupted(self, ctx: RunContext) -> bool:
@@ -262,7 +271,7 @@ class DrillEngine:
             if store.get(base.run_id).outcome is not Outcome.RUNNING:
                 return  # recorded before the failure
             store.finish(redacted(base.model_copy(update={
-                "ended_at": self._clock.now(),
+                "ended_at": ctx.clock.now(),
                 "outcome": Outcome.ABORTED if interrupted else Outcome.FAILED,
                 "phases": list(state.phases), "message": message,
                 "steady_state_restored": state.steady_state_ok}), ctx.journal.redactor))

@@ -76,8 +76,9 @@ def run_playbook(ctx: RunContext, phase: PhaseName, cancel: CancelCheck | None, 
     drill = ctx.drill
     phase_spec = drill.phase(phase)
     assert phase_spec is not None
+    started = ctx.clock.now()
     try:
-        return ctx.runner.run(
+        result = ctx.runner.run(
             drill.playbooks[phase], drill.inventory,
             extravars=extravars if extravars is not None else extravars_now(ctx, phase),
             timeout=phase_spec.timeout.total_seconds() + extra_timeout,
@@ -89,6 +90,8 @@ def run_playbook(ctx: RunContext, phase: PhaseName, cancel: CancelCheck | None, 
         return PlaybookResult(playbook=drill.playbooks[phase].name, status=exc.status, rc=-1,
                               started_at=now, ended_at=now, artifact_data={},
                               failure_message=str(exc))
+    # the playbook's window on the run's timeline (the runner stamps the wall clock)
+    return result.model_copy(update={"started_at": started, "ended_at": ctx.clock.now()})
 
 
 def _journal_then(ctx: RunContext, phase: PhaseName, event: dict[str, Any],

@@ -86,10 +86,21 @@ def test_read_only_playbooks_under_check_read_the_real_state_and_change_nothing(
 
 
 def test_failover_loses_no_acknowledged_write(tmp_path: Path) -> None:
-    result, _ = assert_failover_passed(DRILL, tmp_path / "results")
+    result, old = assert_failover_passed(DRILL, tmp_path / "results")
     at = timeline_offsets(result)
     # the postmaster died but Patroni lived: no need to wait for the key to expire (ttl 6 s)
     assert at["new leader elected"] < 6
+    # synchronous replication: nothing past the fork in the old leader's WAL (read from the
+    # copy inject took before Patroni rewound it), judged as exact
+    m = result["measurements"]
+    found = m["divergence"]
+    assert found["available"] is True, found
+    assert found["old_primary"] == old and found["new_primary"] != old
+    assert found["lost_transactions"] == 0 and found["new_timeline"] > found["old_timeline"]
+    assert m["data_loss_basis"] == "exact" and m["data_loss_window"] == 0
+    assert "exact" in result["verdicts"][1]["reason"]
+    # steady state took the copy away
+    assert not list(LAB.glob("*/dalp-dr-wal-*"))
 
 
 def test_node_loss_waits_for_the_leader_key_to_expire(tmp_path: Path) -> None:

@@ -296,7 +296,7 @@ def test_real_drill_hashes_its_playbooks_and_their_roles() -> None:
     assert f"{roles}/dalp_pg/meta/argument_specs.yml" in expected
     assert expected <= set(prov.files)
     assert not any(k.startswith(f"{roles}/dalp_hh/") for k in prov.files)  # not applied
-    assert len(drill.playbooks) == 5 and all(".." not in k for k in prov.files)
+    assert len(drill.playbooks) == 6 and all(".." not in k for k in prov.files)
     for key, digest in prov.files.items():
         assert digest == sha(ROOT / key), key
     assert any("tasks_from switch_{{ dalp_route_kind }}" in u for u in prov.unresolved)
