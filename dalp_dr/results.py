@@ -175,6 +175,19 @@ class Measurements(Frozen):
     divergence: Divergence | None = None
 
 
+class ClockOffset(Frozen):
+    """One target's clock against the run's timeline, estimated the NTP way: the target read
+    its clock inside a task whose start and end the controller knows; offset = the reading -
+    the task's midpoint, uncertainty = half the task (the best of a few reads)."""
+
+    host: str
+    when: str
+    """preflight, or after verify"""
+    offset: float
+    """seconds the target's clock is ahead of the controller's timeline"""
+    uncertainty: float
+
+
 class TimelineEvent(Frozen):
     """One moment of a recovery: the fault, what the platform did (as the playbooks'
     observers saw it), what the client saw. ``source`` says who observed it."""
@@ -300,6 +313,11 @@ class RunResult(Frozen):
     """the drill definition the run was started from (crash recovery reloads it)"""
     checks: list[CheckOutcome] = []
     """the drill's declarative verify checks, in order"""
+    clock_offsets: list[ClockOffset] = []
+    """every reachable target's clock offset, at preflight and after verify"""
+    clock_note: str | None = None
+    """how the fault instant a target reported was mapped onto the timeline, and what the
+    offsets' uncertainty means for the figures"""
     convergence: list[ConvergeOutcome] = []
     """the drill's converge probes, in order"""
     timeline: list[TimelineEvent] = []

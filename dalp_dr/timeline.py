@@ -98,7 +98,9 @@ def build(*, fault_at: datetime | None, fault_source: str | None,
         events.append(TimelineEvent(
             name="fault injected", at=fault_at,
             source="inject playbook" if reported else "controller",
-            detail=None if reported else fault_source))
+            # how the instant was mapped (a target's clock offset), or why the controller's
+            detail=None if fault_source is None
+            or fault_source.startswith("reported by the inject playbook") else fault_source))
     for population, (samples, recovered_at) in clients.items():
         prefix = f"{population}: " if labelled else ""
         source = f"heartbeat ({population})" if labelled else "heartbeat"

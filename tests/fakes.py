@@ -252,10 +252,42 @@ class FakePlaybookRunner:
     """A ``PlaybookRunner`` that plays scripted ``Play``s by phase (default: succeed and
     do nothing). ``calls`` lists every run in order, with how it ended."""
 
-    def __init__(self, plays: Mapping[PhaseName, Play] | None = None) -> None:
+    def __init__(self, plays: Mapping[PhaseName, Play] | None = None,
+                 clocks: Mapping[str, float] | None = None) -> None:
+        """``clocks``: the targets' clocks, host -> seconds ahead of the controller's; the
+        clock playbook reads them, and an instant a play reports with ``dalp_fault_host``
+        is stamped with that host's clock."""
         self.plays: dict[PhaseName, Play] = dict(plays or {})
         self.calls: list[Call] = []
+        self.clocks: dict[str, float] = dict(clocks or {})
+        self.clock_reads: list[str] = []
+        """the clock playbook's runs, by the phase name the engine gave them"""
         self._lock = threading.Lock()
+
+    def _read_clocks(self, playbook: Path, phase: str, emit: EventSink) -> PlaybookResult:
+        """The clock playbook: one read of each host's clock (a 2 ms task)."""
+        started = _now()
+        for host, ahead in self.clocks.items():
+            start = _now()
+            time.sleep(0.001)
+            reading = time.time() + ahead
+            time.sleep(0.001)
+            emit({"event": "runner_on_ok", "created": _now().isoformat(),
+                  "event_data": {"task": "Clock: read 1", "host": host,
+                                 "start": start.isoformat(), "end": _now().isoformat(),
+                                 "res": {"stdout": f"{reading:.6f}\n"}}})
+        with self._lock:
+            self.clock_reads.append(phase)
+        return PlaybookResult(playbook=playbook.name, status="successful", rc=0,
+                              started_at=started, ended_at=_now(), artifact_data={})
+
+    def _stamped(self, published: dict[str, Any]) -> dict[str, Any]:
+        """A reported fault instant as its host's clock reads it."""
+        host = published.get("dalp_fault_host")
+        if "dalp_fault_instant" in published and isinstance(host, str) and host in self.clocks:
+            return {**published, "dalp_fault_instant":
+                    published["dalp_fault_instant"] + self.clocks[host]}
+        return published
 
     @property
     def phases(self) -> list[PhaseName]:
@@ -272,9 +304,11 @@ class FakePlaybookRunner:
     def run(self, playbook: Path, inventory: Path, *, extravars: Mapping[str, Any],
             timeout: float, on_event: EventSink | None = None,
             cancel: CancelCheck | None = None, check: bool = False) -> PlaybookResult:
+        emit = on_event or (lambda _event: None)
+        if str(extravars["dalp_phase"]).startswith("clock-"):
+            return self._read_clocks(playbook, str(extravars["dalp_phase"]), emit)
         phase = PhaseName(extravars["dalp_phase"])
         play = self.plays.get(phase, Play())
-        emit = on_event or (lambda _event: None)
         started = _now()
         released_at, barrier_error = None, None
         if "dalp_fault_barrier" in extravars:  # a held playbook's first task: the real wait
@@ -287,7 +321,8 @@ class FakePlaybookRunner:
             def stats(published: dict[str, Any]) -> None:  # a set_stats task's event
                 emit({"event": "runner_on_ok", "created": _now().isoformat(),
                       "event_data": {"task": f"fake {phase.value}: report", "host": "db1",
-                                     "res": {"ansible_stats": {"data": published}}}})
+                                     "res": {"ansible_stats": {
+                                         "data": self._stamped(published)}}}})
 
             status, fault_at = self._play(play, timeout, cancel, stats)
         emit({"event": "runner_on_failed" if status is RunnerStatus.FAILED else "runner_on_ok",
@@ -297,6 +332,7 @@ class FakePlaybookRunner:
         data: dict[str, Any] = dict(play.report)
         if play.reports_fault_instant and fault_at is not None:
             data["dalp_fault_instant"] = fault_at.timestamp()
+            data = self._stamped(data)
         ended = _now()
         with self._lock:
             self.calls.append(Call(phase=phase, playbook=playbook, extravars=dict(extravars),

@@ -11,7 +11,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dalp_dr.adapters.base import PlaybookRunner, ServerIdentity, ServiceEndpoint
+from dalp_dr.adapters.base import (
+    PlaybookResult,
+    PlaybookRunner,
+    ServerIdentity,
+    ServiceEndpoint,
+)
 from dalp_dr.adapters.http import HttpSettings
 from dalp_dr.cancel import CancelToken, RunCancelled
 from dalp_dr.clock import Clock
@@ -21,7 +26,13 @@ from dalp_dr.journal import Journal
 from dalp_dr.probes import Web
 from dalp_dr.redact import Redactor
 from dalp_dr.reserve import LOCAL_DISKS, Disks, Need
-from dalp_dr.results import CheckOutcome, ConvergeOutcome, Divergence, PhaseRecord
+from dalp_dr.results import (
+    CheckOutcome,
+    ClockOffset,
+    ConvergeOutcome,
+    Divergence,
+    PhaseRecord,
+)
 from dalp_dr.spec import LoadedDrill
 
 Progress = Callable[[str], None]
@@ -68,6 +79,11 @@ class RunState:
     verified_at: datetime | None = None
     baseline_identity: dict[str, ServerIdentity] = field(default_factory=dict)
     surviving: dict[str, set[int]] = field(default_factory=dict)
+    clock_offsets: list[ClockOffset] = field(default_factory=list)
+    """the targets' clock offsets read so far (drill/clocks.py)"""
+    clock_note: str | None = None
+    inject_result: PlaybookResult | None = None
+    """inject's playbook result, kept to map its fault instant again after verify"""
     divergence: Divergence | None = None
     """what the divergence probe read from the old primary's WAL (drill/probe.py)"""
     message: str | None = None

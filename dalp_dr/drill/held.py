@@ -30,10 +30,9 @@ import yaml
 
 from dalp_dr.adapters.base import PlaybookResult
 from dalp_dr.barrier import FaultBarrier
-from dalp_dr.drill import steps
+from dalp_dr.drill import clocks, steps
 from dalp_dr.drill.context import RunContext
 from dalp_dr.journal import EventKind
-from dalp_dr.measure import reported_instant
 from dalp_dr.spec import PhaseName
 
 WAITS_FOR_FAULT = "dalp_waits_for_fault"
@@ -110,7 +109,7 @@ class HeldPhase:
                 else None
             if not isinstance(data, dict) or "dalp_fault_instant" not in data:
                 return
-            at = reported_instant(data["dalp_fault_instant"], started, self._ctx.clock.now())
+            at = clocks.reported_so_far(self._ctx, data, started)
             if at is not None:
                 self.release({**self._ctx.state.facts, **steps.handed_on(data),
                               "dalp_fault_instant": at.timestamp()})

@@ -214,4 +214,5 @@ def final_result(ctx: RunContext, base: RunResult, *, interrupted: bool
         "verdicts": verdicts, "phases": list(state.phases),
         "steady_state_restored": state.steady_state_ok, "message": state.message,
         "checks": list(state.checks), "convergence": list(state.convergence),
+        "clock_offsets": list(state.clock_offsets), "clock_note": state.clock_note,
     }), measured

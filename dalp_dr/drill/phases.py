@@ -22,17 +22,20 @@ from dalp_dr.adapters.base import ServerIdentity
 from dalp_dr.checks import run_checks
 from dalp_dr.converge import converge as run_converge
 from dalp_dr.drill import steps
+from dalp_dr.drill.clocks import ClockReads, locate_fault
+from dalp_dr.drill.clocks import settle as settle_clocks
 from dalp_dr.drill.context import DEADLINE, RunContext
 from dalp_dr.drill.held import HeldPhase, waits_for_fault
 from dalp_dr.drill.probe import probe
 from dalp_dr.durations import format_duration, format_offset
 from dalp_dr.errors import EndpointError
 from dalp_dr.journal import EventKind
-from dalp_dr.measure import fault_instant, pitr_check, recovery_target_time
+from dalp_dr.measure import pitr_check, recovery_target_time
 from dalp_dr.reserve import STORE_WRITTEN, check
 from dalp_dr.results import ConvergeOutcome, PhaseStatus
 from dalp_dr.spec import PhaseName, Scenario
 from dalp_dr.spec.parts import CLIENTS_MOVE_TO_RESTORED
+from dalp_dr.target_clocks import AFTER_VERIFY, PREFLIGHT
 from dalp_dr.timefmt import format_time
 
 HELD_SLACK_SECONDS = 30.0
@@ -42,7 +45,12 @@ HELD_SLACK_SECONDS = 30.0
 def drive(ctx: RunContext) -> None:
     """Every phase up to measure; returns early where the drill cannot go on."""
     state = ctx.state
-    if not preflight(ctx) or not baseline(ctx):
+    if not preflight(ctx):
+        return
+    reads = ClockReads(ctx, PREFLIGHT)  # the targets' clocks, while the baseline settles
+    settled = baseline(ctx)
+    state.clock_offsets = reads.join()
+    if not settled:
         return
     state.check()
     ctx.journal.flush()
@@ -64,13 +72,18 @@ def drive(ctx: RunContext) -> None:
                          "interrupted)")
     if not verify(ctx):
         return
-    converge(ctx)
-    state.check()
-    ctx.clients.pause(ctx.drill.spec.workload.observe.total_seconds())
-    state.check()
-    measure(ctx)
-    state.check()
-    probe(ctx)
+    reads = ClockReads(ctx, AFTER_VERIFY)  # again, while the drill observes
+    try:
+        converge(ctx)
+        state.check()
+        ctx.clients.pause(ctx.drill.spec.workload.observe.total_seconds())
+        state.check()
+        measure(ctx)
+        state.check()
+        probe(ctx)
+    finally:
+        state.clock_offsets = [*state.clock_offsets, *reads.join()]
+        settle_clocks(ctx)
 
 
 def preflight(ctx: RunContext) -> bool:
@@ -174,7 +187,8 @@ def inject(ctx: RunContext, held: HeldPhase | None = None) -> bool:
     state, journal = ctx.state, ctx.journal
     watch = held.watch_inject(ctx.clock.now()) if held is not None else None
     result = steps.run_phase(ctx, PhaseName.INJECT, watch=watch)
-    state.fault_at, state.fault_source = fault_instant(result)
+    state.inject_result = result
+    state.fault_at, state.fault_source = locate_fault(ctx, result)
     state.fault_simulated = result.artifact_data.get("dalp_fault_simulated") is True
     if state.fault_at is None:
         state.fail("inject failed before reporting a fault instant: the fault may not have "

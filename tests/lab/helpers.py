@@ -120,6 +120,20 @@ def assert_steady_state(lab: HotWarmLab = MAIN_LAB) -> None:
     assert row is not None and row[0] == lab.site_a, f"the route reaches {row}"
 
 
+def await_steady_state(lab: HotWarmLab = MAIN_LAB, timeout: float = 15.0) -> None:
+    """``assert_steady_state`` once it holds, within ``timeout`` seconds (after a site was
+    restarted by hand: its standby reconnects by itself)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            assert_steady_state(lab)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @dataclass(frozen=True)
 class SpareLab:
     """A second hot-warm lab (its own root and ports, beside the normal one): tests that
@@ -175,9 +189,12 @@ def postmaster_pid(site: str) -> int:
 
 
 def pg_ctl(site: str, action: str) -> None:
+    """pg_ctl ACTION on a hot-warm lab site; a server it starts logs where the lab's own
+    start does (roles/dalp_pg/tasks/start.yml), never to a pipe of ours."""
     subprocess.run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl",
-                    action, "-w", "-m", "fast", "-D", str(LAB_ROOT / site / "data")],
-                   check=True, capture_output=True)
+                    action, "-w", "-m", "fast", "-D", str(LAB_ROOT / site / "data"),
+                    "-l", str(LAB_ROOT / site / "postgresql.log")],
+                   check=True, stdin=subprocess.DEVNULL, capture_output=True)
 
 
 @dataclass(frozen=True)
@@ -452,6 +469,31 @@ def vaulted_drill(tmp_path: Path, drill: Path, inventory: Path) -> Path:
     text = inventory.read_text()
     assert plain in text
     (tmp_path / "inventory.yml").write_text(text.replace(plain, vaulted(tmp_path, LAB_PASSWORD)))
+    lines = []
+    for line in drill.read_text().splitlines():
+        key, _, value = line.strip().partition(": ")
+        if line.startswith("inventory:"):
+            line = f"inventory: {tmp_path / 'inventory.yml'}"
+        elif key == "playbook":
+            line = line.replace(value, str((drill.parent / value).resolve()))
+        lines.append(line)
+    (tmp_path / "drill.yaml").write_text("\n".join(lines) + "\n")
+    return tmp_path / "drill.yaml"
+
+
+def site_a_shell(tmp_path: Path, drill: Path, shell: str) -> Path:
+    """A copy of ``drill`` (playbooks by absolute path) whose inventory is the hot-warm lab's
+    with site A's shell (``ansible_shell_executable``) the script ``shell``: what the raw
+    tasks that read site A's clock and stamp the fault run in."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    script = tmp_path / "site-a-shell"
+    script.write_text("#!/bin/sh\n" + shell + "\n")
+    script.chmod(0o755)
+    text = (ROOT / "inventories" / "lab" / "hot-warm.yml").read_text()
+    anchor = "          dalp_site: a\n"
+    assert anchor in text
+    (tmp_path / "inventory.yml").write_text(text.replace(
+        anchor, anchor + f"          ansible_shell_executable: {script}\n"))
     lines = []
     for line in drill.read_text().splitlines():
         key, _, value = line.strip().partition(": ")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,12 +22,15 @@ from tests.lab.helpers import (
     alive,
     assert_no_secret,
     assert_steady_state,
+    await_steady_state,
     dalp,
     lab_processes,
     pg_ctl,
     postmaster_pid,
+    run_and_act,
     run_json,
     run_passed,
+    site_a_shell,
 )
 from tests.lab.ledger import TABLE, LedgerWriter
 
@@ -159,6 +165,74 @@ def test_a_lost_disk_leaves_the_sampled_window_marked_so(tmp_path: Path) -> None
     summary = (Path(result["evidence_dir"]) / "summary.txt").read_text()
     assert "WAL of the old primary unavailable" in summary
     assert result["steady_state_restored"] is True
+    assert_steady_state()
+
+
+def offsets_of(result: dict[str, Any], host: str) -> list[float]:
+    return [o["offset"] for o in result["clock_offsets"] if o["host"] == host]
+
+
+def test_a_target_clock_ahead_does_not_shorten_the_recovery(tmp_path: Path) -> None:
+    """Site A's clock (what stamps the fault) runs 0.8 s ahead: the drill measures the
+    offset at preflight and after verify, maps the fault instant through it, and the
+    recovery time stays within one heartbeat of the run with the clocks agreeing."""
+    plain = run_passed(site_a_shell(tmp_path / "plain", DRILL, 'exec /bin/sh "$@"'),
+                       tmp_path / "results")
+    skewed = run_passed(site_a_shell(tmp_path / "skewed", DRILL,
+                                     'exec /usr/bin/faketime -f "+0.8s" /bin/sh "$@"'),
+                        tmp_path / "results")
+    try:
+        interval = skewed["measurements"]["resolution"]
+        assert all(abs(o) < 0.05 for o in offsets_of(plain, "site-a")), plain["clock_offsets"]
+        ahead = offsets_of(skewed, "site-a")
+        assert len(ahead) == 2 and all(abs(o - 0.8) < 0.05 for o in ahead), ahead
+        assert all(abs(o) < 0.05 for o in offsets_of(skewed, "site-b"))
+        fault = next(e for e in skewed["timeline"] if e["name"] == "fault injected")
+        assert "reported by site-a, its clock +0.8" in fault["detail"], fault
+        times = [r["measurements"]["recovery_time"] for r in (plain, skewed)]
+        assert abs(times[0] - times[1]) <= interval, times
+        # and against the clients' own outage, which no target clock enters
+        m = skewed["measurements"]
+        assert 0 <= m["write_outage"] - m["recovery_time"] <= interval + 0.05, m
+    finally:
+        # steady state restarted site A under the skewed shell: give it the real clock back
+        pg_ctl("site-a", "restart")
+    await_steady_state()
+
+
+def test_a_controller_clock_step_does_not_move_the_figures(tmp_path: Path) -> None:
+    """The controller's wall clock steps 5 s ahead during the outage, as an NTP step does
+    (tests/lab/clockstep: the wall clock of dalp-dr and of the playbooks it runs, not the
+    monotonic clock; site A, which stamps the fault, keeps the real one): no figure moves,
+    as every interval is measured on the monotonic clock."""
+    shim = tmp_path / "clockstep.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(shim),
+                    str(ROOT / "tests" / "lab" / "clockstep" / "clockstep.c"), "-ldl"],
+                   check=True)
+    stamp = tmp_path / "step"
+    stamp.write_text("0\n")
+    env = {**os.environ, "LD_PRELOAD": str(shim), "CLOCKSTEP_FILE": str(stamp),
+           "DALP_DR_RESULTS": str(tmp_path / "results")}
+    drill = site_a_shell(tmp_path, DRILL, 'exec env -u LD_PRELOAD /bin/sh "$@"')
+    plain = run_passed(drill, tmp_path / "results")
+
+    def step(_proc: object) -> None:
+        stamp.write_text("5\n")
+
+    watched = run_and_act(env, drill, "phase recover", step, "--json")
+    assert watched.returncode == 0, watched.stderr
+    stepped = json.loads(watched.stdout)
+    interval = stepped["measurements"]["resolution"]
+    # the step happened, and was seen: site B's shell keeps the controller's (stepped) clock,
+    # 5 s ahead of the run's monotonic timeline after it; site A's real clock stays at 0
+    before, after = offsets_of(stepped, "site-b")
+    assert abs(before) < 0.05 and abs(after - 5) < 0.05, stepped["clock_offsets"]
+    assert all(abs(o) < 0.05 for o in offsets_of(stepped, "site-a")), stepped["clock_offsets"]
+    for figure in ("recovery_time", "write_outage"):
+        values = [r["measurements"][figure] for r in (plain, stepped)]
+        assert abs(values[0] - values[1]) <= interval, (figure, values)
+    assert stepped["measurements"]["data_loss_window"] == 0
+    assert stepped["measurements"]["rtt"] < 5
     assert_steady_state()
 
 

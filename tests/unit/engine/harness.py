@@ -262,10 +262,12 @@ class EngineHarness:
     def run(self, plays: Mapping[PhaseName, Play] | None = None,
             shape: DrillShape = DrillShape(), *,
             at: Mapping[PhaseName, Callable[[], None]] | None = None,
-            store: HistoryStore | None = None) -> Run:
+            store: HistoryStore | None = None, clocks: Mapping[str, float] | None = None
+            ) -> Run:
         """Run the drill of ``shape`` with ``plays``; ``at`` hooks run as a phase starts;
-        ``store``: what the engine records in instead of the harness's own store."""
-        runner = FakePlaybookRunner(plays)
+        ``store``: what the engine records in instead of the harness's own store;
+        ``clocks``: the targets' clocks (host -> seconds ahead, FakePlaybookRunner)."""
+        runner = FakePlaybookRunner(plays, clocks)
         engine = self._engine(runner, at or {})
         prepared = engine.prepare(write_drill(self.root / "drill", shape))
         result = engine.run(prepared, store=store or self.store, trigger=Trigger.CLI,
