@@ -204,8 +204,11 @@ def print_result(console: Console, result: RunResult) -> None:
     for extra in (timeline_table(result), convergence_table(result), step_table(result)):
         if extra is not None:
             console.print(extra)
-    for line in [*split_brain_notes(result), *notes(result)]:
+    for line in [*split_brain_notes(result), *notes(result),
+                 *([result.clock_note] if result.clock_note else [])]:
         console.print(Text(f"note: {line}"))
+    if result.clock_offsets:
+        console.print(Text(f"target clocks: {clock_line(result)}"))
     style = _OUTCOME_STYLE.get(result.outcome, "bold red")
     console.print(Text.assemble("outcome: ", (result.outcome.value.upper(), style),
                                 f"  ({result.message})" if result.message else ""))
@@ -216,6 +219,17 @@ def print_result(console: Console, result: RunResult) -> None:
         result.steady_state_restored]
     console.print(Text(f"steady state: {steady}"))
     console.print(Text(f"evidence: {result.evidence_dir}"))
+
+
+def clock_line(result: RunResult) -> str:
+    """Each target's clock against the controller's timeline: offset at preflight / after
+    verify, and the larger uncertainty (``site-a +0.809/+0.812s +/-0.018s``)."""
+    hosts: dict[str, list[tuple[float, float]]] = {}
+    for o in result.clock_offsets:
+        hosts.setdefault(o.host, []).append((o.offset, o.uncertainty))
+    return "; ".join(
+        f"{host} " + "/".join(f"{offset:+.3f}" for offset, _ in read)
+        + f"s +/-{max(u for _, u in read):.3f}s" for host, read in hosts.items())
 
 
 def summary_text(result: RunResult) -> str:
