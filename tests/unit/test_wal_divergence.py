@@ -4,9 +4,12 @@ recorded from a real cluster; the module itself runs pg_waldump in the lab tests
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from dalp_dr.wal_divergence import lsn_text, lsn_value, parse_history, walk
+from dalp_dr.wal_divergence import lsn_text, lsn_value, parse_history, run_walk, walk
 
 HEAP = ("rmgr: Heap        len (rec/tot):     61/    61, tx:        {xid}, lsn: {lsn}, "
         "prev 0/01524858, desc: INSERT off 2 flags 0x00, blkref #0: rel 1663/5/{rel} blk 0")
@@ -89,3 +92,65 @@ def test_lines_that_are_not_records_are_ignored() -> None:
     noise = text("first record is after 0/1524600, at 0/1524638, skipping over 56 bytes",
                  "rmgr: Heap len garbage", "")
     assert walk(noise, lsn_value(FORK))["lost"] == []
+
+
+# run_walk end to end over fake PostgreSQL binaries (a fake pg_controldata and pg_waldump:
+# shell scripts in tmp_path printing what the real ones print); the real ones run in the lab
+# tests (test_20, test_40).
+def fake_bin(tmp_path: Path, timeline: int, waldump: str, rc: int = 1) -> str:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "pg_controldata").write_text(
+        "#!/bin/sh\n[ -d \"$1\" ] || { echo \"pg_controldata: error: could not open file "
+        "\\\"$1/global/pg_control\\\"\" >&2; exit 1; }\n"
+        f"echo \"Latest checkpoint's TimeLineID:       {timeline}\"\n"
+        "echo \"Bytes per WAL segment:                16777216\"\n")
+    (bindir / "pg_waldump").write_text(
+        f"#!/bin/sh\ncat <<'WAL'\n{waldump}WAL\n"
+        "echo 'pg_waldump: error: error in WAL record at 0/1525200: invalid record length' >&2\n"
+        f"exit {rc}\n")
+    for tool in bindir.iterdir():
+        tool.chmod(0o755)
+    return str(bindir)
+
+
+def walk_params(tmp_path: Path, pg_bin: str, data_dir: Path | None = None) -> dict[str, Any]:
+    data = data_dir or tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    return {"run_as": [], "pg_bin": pg_bin, "data_dir": str(data), "new_timeline": 2,
+            "history": f"1\t{FORK}\tno recovery target specified\n"}
+
+
+def test_the_old_primary_wal_is_read_past_the_fork(tmp_path: Path) -> None:
+    found = run_walk(walk_params(tmp_path, fake_bin(tmp_path, 1, "".join(WAL[:-1]))))
+    assert found["available"] is True, found
+    assert [t["xid"] for t in found["lost"]] == [722, 721]
+    assert (found["fork_lsn"], found["old_timeline"]) == ("0/1525000", 1)
+
+
+def test_a_rewound_old_primary_is_unavailable_never_zero(tmp_path: Path) -> None:
+    found = run_walk(walk_params(tmp_path, fake_bin(tmp_path, 2, "")))
+    assert found["available"] is False and "rewound or rebuilt" in found["reason"]
+
+
+def test_a_lost_disk_is_unavailable(tmp_path: Path) -> None:
+    params = walk_params(tmp_path, fake_bin(tmp_path, 1, ""))
+    params["data_dir"] = str(tmp_path / "gone")
+    found = run_walk(params)
+    assert found["available"] is False and "cannot be read" in found["reason"]
+
+
+def test_wal_that_ends_before_the_fork_is_not_the_one_the_standby_followed(
+        tmp_path: Path) -> None:
+    early = HEAP.format(xid=700, lsn="0/01400000", rel=16384) + "\n"
+    found = run_walk(walk_params(tmp_path, fake_bin(tmp_path, 1, early)))
+    assert found["available"] is False and "before the fork" in found["reason"]
+
+
+def test_wal_that_cannot_be_read_is_unavailable(tmp_path: Path) -> None:
+    bindir = fake_bin(tmp_path, 1, "")
+    Path(bindir, "pg_waldump").write_text(
+        "#!/bin/sh\necho 'pg_waldump: error: could not find file \"000000010000000000000001\": "
+        "No such file or directory' >&2\nexit 1\n")
+    found = run_walk(walk_params(tmp_path, bindir))
+    assert found["available"] is False and "could not find file" in found["reason"]
