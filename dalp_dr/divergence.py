@@ -16,7 +16,6 @@ together is "unavailable", never a figure.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -25,6 +24,9 @@ from typing import Any
 from dalp_dr.results import Divergence, LossBasis, Measurements, TableLoss
 
 EVIDENCE = "lost-transactions.jsonl"
+ACK_SLACK = 0.05
+"""what acknowledgements may lag commits by, on top of the heartbeat's resolution, before the
+sampled window contradicts the exact one"""
 TOP_TABLES = 10
 
 
@@ -49,11 +51,11 @@ def _time(value: Any, what: str) -> datetime:
         raise Unusable(f"{what} is not a time")
     try:
         at = datetime.fromisoformat(value)
-    except ValueError:
+        if at.tzinfo is None:
+            raise Unusable(f"{what} has no time zone")
+        return at.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise Unusable(f"{what} is not a time") from None
-    if at.tzinfo is None:
-        raise Unusable(f"{what} has no time zone")
-    return at.astimezone(UTC)
 
 
 def _text(value: Any, what: str, limit: int = 200) -> str:
@@ -93,64 +95,117 @@ def _read(report: Mapping[str, Any]) -> tuple[Divergence, list[dict[str, Any]]]:
     if not isinstance(lost_in, list):
         raise Unusable("lost is not a list")
     lost: list[dict[str, Any]] = []
-    tables: Counter[str] = Counter()
     for n, item in enumerate(lost_in):
         if not isinstance(item, Mapping):
             raise Unusable(f"lost[{n}] is not a transaction")
         relations = item.get("relations") or []
         if not isinstance(relations, list):
             raise Unusable(f"lost[{n}].relations is not a list")
-        wrote = sorted({names.get(r, r) for r in (_text(r, "a relation") for r in relations)})
-        tables.update(wrote)
         lost.append({"xid": _int(item.get("xid"), f"lost[{n}].xid"),
                      "committed_at": _time(item.get("committed_at"),
                                            f"lost[{n}].committed_at").isoformat(),
                      "lsn": _text(item.get("lsn") or "", f"lost[{n}].lsn", 20),
-                     "tables": wrote,
+                     "tables": sorted({names.get(r, r) for r in
+                                       (_text(r, "a relation") for r in relations)}),
                      "records": _int(item.get("records", 0), f"lost[{n}].records")})
-    surviving_in = report.get("newest_surviving_commit_at")
-    surviving = _time(surviving_in, "newest_surviving_commit_at") \
-        if surviving_in is not None else None
+    total = _int(report.get("lost_total", len(lost)), "lost_total")
+    if total < len(lost):
+        raise Unusable("lost_total is less than the transactions listed")
+    tables = _tables(report.get("relation_sets"), names, lost, total)
     commits = [datetime.fromisoformat(t["committed_at"]) for t in lost]
-    newest = max(commits, default=None)
+    newest = _optional_time(report.get("newest_lost_commit_at"), "newest_lost_commit_at") \
+        or max(commits, default=None)
+    oldest = _optional_time(report.get("oldest_lost_commit_at"), "oldest_lost_commit_at") \
+        or min(commits, default=None)
+    if total and (newest is None or oldest is None or oldest > newest):
+        raise Unusable("lost transactions without their commit times")
+    surviving = _optional_time(report.get("newest_surviving_commit_at"),
+                               "newest_surviving_commit_at")
     window: float | None = None
     lower: float | None = None
-    if newest is None:
+    if not total:
         window = 0.0
-    elif surviving is not None:
-        window = max(0.0, round((newest - surviving).total_seconds(), 6))
-    else:
-        lower = round((newest - min(commits)).total_seconds(), 6)
-    if window is not None and not math.isfinite(window):
-        raise Unusable("the window is not a number")
+    elif surviving is not None and newest is not None and newest > surviving:
+        window = round((newest - surviving).total_seconds(), 6)
+    elif newest is not None and oldest is not None:
+        # no commit before the fork was read, or the old primary's clock went back between
+        # them: the lost commits' own span is all that is sure
+        lower = round((newest - oldest).total_seconds(), 6)
     return Divergence(
         available=True, **hosts,
         fork_lsn=_text(report.get("fork_lsn") or "", "fork_lsn", 20) or None,
         old_timeline=_optional_int(report.get("old_timeline"), "old_timeline"),
         new_timeline=_optional_int(report.get("new_timeline"), "new_timeline"),
-        lost_transactions=len(lost),
+        lost_transactions=total, listed=len(lost),
         aborted_after_fork=_optional_int(report.get("aborted_after_fork"),
                                          "aborted_after_fork"),
         unfinished_after_fork=_optional_int(report.get("unfinished_after_fork"),
                                             "unfinished_after_fork"),
         newest_surviving_commit_at=surviving, newest_lost_commit_at=newest,
-        oldest_lost_commit_at=min(commits, default=None), window=window,
-        window_lower_bound=lower,
-        tables=[TableLoss(table=t, commits=c) for t, c in tables.most_common(TOP_TABLES)],
-        evidence=EVIDENCE,
+        oldest_lost_commit_at=oldest, window=window, window_lower_bound=lower,
+        tables=tables, evidence=EVIDENCE,
     ), lost
 
 
-def evidence_lines(lost: list[dict[str, Any]]) -> str:
-    """The lost transactions as JSON lines, oldest commit first."""
+def _optional_time(value: Any, what: str) -> datetime | None:
+    return None if value is None else _time(value, what)
+
+
+def _tables(sets_in: Any, names: Mapping[str, str], lost: list[dict[str, Any]],
+            total: int) -> list[TableLoss]:
+    """Lost transactions per table, most first: from the module's count of each set of
+    relations written (every lost transaction), else from the ones listed."""
+    tables: Counter[str] = Counter()
+    if isinstance(sets_in, list) and sets_in:
+        for n, item in enumerate(sets_in):
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], list)):
+                raise Unusable(f"relation_sets[{n}] is not [relations, count]")
+            wrote = {names.get(r, r) for r in (_text(r, "a relation") for r in item[0])}
+            count = _int(item[1], f"relation_sets[{n}] count")
+            for table in wrote:
+                tables[table] += count
+    else:
+        for item in lost:
+            tables.update(item["tables"])
+    if any(c > total for c in tables.values()):
+        raise Unusable("a table lost more transactions than were lost")
+    return [TableLoss(table=t, commits=c) for t, c in tables.most_common(TOP_TABLES)]
+
+
+def evidence_lines(lost: list[dict[str, Any]], *, unlisted: int = 0) -> str:
+    """The lost transactions as JSON lines, oldest commit first; when the probe listed only
+    the first of them, a last line says how many more there were."""
     ordered = sorted(lost, key=lambda t: (t["committed_at"], t["xid"]))
-    return "".join(json.dumps(t, sort_keys=True) + "\n" for t in ordered)
+    lines = [json.dumps(t, sort_keys=True) for t in ordered]
+    if unlisted > 0:
+        lines.append(json.dumps({"not_listed": unlisted}))
+    return "".join(line + "\n" for line in lines)
+
+
+def contradiction(m: Measurements, divergence: Divergence) -> str | None:
+    """Why the heartbeat contradicts the probe, if it does: it lost acknowledged writes the
+    WAL does not show (commits acknowledged before they were flushed, synchronous_commit
+    off, or a WAL tail that never reached the disk), or a window longer than the exact one
+    by more than its resolution."""
+    if divergence.lost_transactions == 0 and m.lost_writes:
+        return (f"the heartbeat lost {m.lost_writes} acknowledged writes the old primary's "
+                "WAL does not show (acknowledged before they reached its disk?)")
+    if m.data_loss_window is not None and divergence.window is not None \
+            and m.data_loss_window > divergence.window + m.resolution + ACK_SLACK:
+        return (f"the heartbeat's window ({m.data_loss_window:.3f} s) is longer than the "
+                f"WAL's ({divergence.window:.3f} s) by more than its resolution")
+    return None
 
 
 def applied(m: Measurements, divergence: Divergence) -> Measurements:
     """A population's figures with the probe's: the exact window judged when the probe read
-    the old primary's WAL, the heartbeat's (sampled) otherwise; the result says which."""
-    if divergence.available and divergence.window is not None:
+    the old primary's WAL and the heartbeat does not contradict it, the heartbeat's
+    (sampled) otherwise; the result says which, and why."""
+    problem = divergence.contradicted or (contradiction(m, divergence)
+                                          if divergence.available else None)
+    if problem is not None:
+        divergence = divergence.model_copy(update={"contradicted": problem})
+    if divergence.available and divergence.window is not None and problem is None:
         return m.model_copy(update={
             "data_loss_window": divergence.window, "data_loss_window_lower_bound": None,
             "data_loss_basis": LossBasis.EXACT, "sampled_data_loss_window": m.data_loss_window,

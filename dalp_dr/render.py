@@ -96,6 +96,8 @@ def _divergence_rows(table: Table, prefix: str, m: Measurements) -> None:
     table.add_row(Text(prefix + "lost transactions (WAL)"),
                   Text(f"{found.lost_transactions} after the fork at {found.fork_lsn}"
                        f"{sampled}"))
+    if found.contradicted:
+        table.add_row(Text(prefix + "exact window not used"), Text(found.contradicted))
     if found.tables:
         table.add_row(Text(prefix + "lost commits by table"),
                       Text(", ".join(f"{t.table} {t.commits}" for t in found.tables[:3])))

@@ -118,6 +118,8 @@ class Divergence(Frozen):
     new_timeline: int | None = None
     lost_transactions: int | None = None
     """commits the old primary wrote at or after the fork"""
+    listed: int | None = None
+    """how many of them the evidence lists one by one (all, up to 20000)"""
     aborted_after_fork: int | None = None
     unfinished_after_fork: int | None = None
     """transactions with records after the fork but no commit: never committed, not lost"""
@@ -134,6 +136,8 @@ class Divergence(Frozen):
     """the tables the lost transactions wrote, most first (the top 10)"""
     evidence: str | None = None
     """the evidence file listing every lost transaction"""
+    contradicted: str | None = None
+    """the heartbeat saw more loss than the WAL shows: the sampled window is judged"""
 
 
 class Measurements(Frozen):

@@ -37,6 +37,9 @@ READ_TASK = "Clock: read"
 PLAYBOOK = "clock.yml"
 TIMEOUT = 60.0
 PREFLIGHT, AFTER_VERIFY = "preflight", "after verify"
+CONTROLLER = "controller"
+"""the ``dalp_fault_host`` of an instant stamped on the controller itself (a play with
+``connection: local``): its wall clock, turned into the run's timeline"""
 
 
 @dataclass
@@ -96,6 +99,8 @@ class Mapped:
     at: datetime
     source: str
     note: str | None = None
+    offset: float = 0.0
+    """the reporting host's offset the instant was mapped through"""
 
 
 def _combined(host: str, offsets: Iterable[ClockOffset]) -> tuple[float, float] | None:
@@ -131,13 +136,16 @@ def map_instant(reported: Any, host: Any, offsets: list[ClockOffset], *, earlies
     at = raw - timedelta(seconds=offset)
     window = timedelta(seconds=uncertainty)
     source = (f"reported by {host}, its clock {offset:+.3f} s +/- {uncertainty:.3f} s from "
-              "the controller's")
+              "the controller's" if host != CONTROLLER else
+              f"reported on the controller by the inject playbook (its wall clock "
+              f"{offset:+.3f} s from the run's timeline)")
     if not (earliest - window - timedelta(seconds=0.005) <= at
             <= latest + window + timedelta(seconds=0.005)):
         return Mapped(earliest, "controller: inject playbook start (conservative): the "
                       f"instant {host} reported, mapped through its clock offset "
                       f"{offset:+.3f} s, lies outside the playbook's run",
-                      note=f"{host}'s reported fault instant did not fit its clock offset")
+                      note=f"{host}'s reported fault instant did not fit its clock offset",
+                      offset=offset)
     note = None
     if uncertainty > interval:
         at -= window  # the earliest it can have been: a recovery never looks faster
@@ -145,4 +153,4 @@ def map_instant(reported: Any, host: Any, offsets: list[ClockOffset], *, earlies
                 f"heartbeat interval ({interval:.3f} s): the fault instant is the earliest "
                 "it allows, so the recovery time is an upper bound")
         source += "; the earliest instant it allows"
-    return Mapped(min(max(at, earliest), latest), source, note)
+    return Mapped(min(max(at, earliest), latest), source, note, offset)

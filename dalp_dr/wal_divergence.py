@@ -25,7 +25,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
+import threading
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -138,17 +140,30 @@ def _when(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)  # noqa: UP017 (py3.8+)
 
 
+LOST_LISTED = 20000
+"""lost transactions listed one by one (the evidence); the figures count them all"""
+RELATION_SETS = 5000
+"""distinct sets of relations the lost transactions wrote, counted (the tables' figures)"""
+
+
 def walk(lines: Iterable[str], fork: int) -> dict[str, Any]:
     """Every transaction pg_waldump's ``lines`` show ending at or after ``fork``.
 
     Records of a transaction before the fork count too (a transaction that wrote before the
-    fork and committed after it is lost whole); a subtransaction's records belong to the
-    top-level transaction that lists it in its commit."""
+    fork and committed after it is lost whole), as far back as ``lines`` go; a
+    subtransaction's records belong to the top-level transaction that lists it in its
+    commit. A transaction prepared before the fork (two-phase commit) survives, prepared,
+    on the new primary: its COMMIT PREPARED after the fork loses nothing."""
     relations: dict[int, set[tuple[int, int, int]]] = {}
     records: dict[int, int] = {}
     after_fork: set[int] = set()
+    prepared_before: set[int] = set()
     lost: list[dict[str, Any]] = []
-    aborted = 0
+    total = 0
+    sets: dict[tuple[str, ...], int] = {}
+    oldest: datetime | None = None
+    newest: datetime | None = None
+    aborted = resolved = 0
     ended: set[int] = set()
     newest_surviving: datetime | None = None
     end_lsn: int | None = None
@@ -167,6 +182,9 @@ def walk(lines: Iterable[str], fork: int) -> dict[str, Any]:
                 after_fork.add(xid)
         if rmgr != "Transaction":
             continue
+        if desc.startswith("PREPARE") and lsn < fork:
+            prepared_before.add(xid)
+            continue
         end = END.match(desc)
         if end is None:
             continue
@@ -179,6 +197,9 @@ def walk(lines: Iterable[str], fork: int) -> dict[str, Any]:
             if kind == "COMMIT" and (newest_surviving is None or at > newest_surviving):
                 newest_surviving = at
             continue
+        if prepared and top in prepared_before:
+            resolved += 1  # prepared on the new primary too: nothing of it is lost
+            continue
         if kind == "ABORT":
             aborted += 1
             continue
@@ -187,11 +208,21 @@ def walk(lines: Iterable[str], fork: int) -> dict[str, Any]:
         for member in (top, *subs):
             wrote |= relations.get(member, set())
             count += records.get(member, 0)
-        lost.append({"xid": top, "committed_at": at.isoformat(), "lsn": lsn_text(lsn),
-                     "relations": [f"{s}/{d}/{r}" for s, d, r in sorted(wrote)],
-                     "records": count})
+        names = tuple(f"{s}/{d}/{r}" for s, d, r in sorted(wrote))
+        total += 1
+        oldest = at if oldest is None or at < oldest else oldest
+        newest = at if newest is None or at > newest else newest
+        if names in sets or len(sets) < RELATION_SETS:
+            sets[names] = sets.get(names, 0) + 1
+        if len(lost) < LOST_LISTED:
+            lost.append({"xid": top, "committed_at": at.isoformat(), "lsn": lsn_text(lsn),
+                         "relations": list(names), "records": count})
     return {
-        "lost": lost, "aborted_after_fork": aborted,
+        "lost": lost, "lost_total": total,
+        "relation_sets": [[list(names), n] for names, n in sets.items()],
+        "oldest_lost_commit_at": oldest.isoformat() if oldest else None,
+        "newest_lost_commit_at": newest.isoformat() if newest else None,
+        "aborted_after_fork": aborted, "prepared_resolved_after_fork": resolved,
         "unfinished_after_fork": len(after_fork - ended),
         "newest_surviving_commit_at": newest_surviving.isoformat() if newest_surviving else None,
         "end_lsn": lsn_text(end_lsn) if end_lsn is not None else None,  # the last record's end
@@ -260,13 +291,17 @@ def run_walk(params: dict[str, Any]) -> dict[str, Any]:
         except OSError as exc:
             return {**base, "available": False, "reason": f"pg_waldump did not start: {exc}"}
         assert proc.stdout is not None and proc.stderr is not None
-        found = walk(proc.stdout, fork)
-        stderr = proc.stderr.read()
+        deadline = threading.Timer(timeout, proc.kill)  # the deadline holds while reading
+        deadline.start()
         try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return {**base, "available": False, "reason": "pg_waldump did not finish in time"}
+            found = walk(proc.stdout, fork)
+            stderr = proc.stderr.read()
+            proc.wait()
+        finally:
+            deadline.cancel()
+        if proc.returncode == -signal.SIGKILL:
+            return {**base, "available": False,
+                    "reason": f"pg_waldump did not finish within {timeout:.0f} s"}
         ended_cleanly = proc.returncode == 0 or bool(WAL_END.search(stderr))
         if found["end"] is None or not ended_cleanly:
             problem = stderr.strip().splitlines()[-1][:300] if stderr.strip() else \
@@ -311,25 +346,44 @@ def run_names(params: dict[str, Any]) -> dict[str, Any]:
     names: dict[str, str] = {}
     if not wanted:
         return {"names": names}
-    databases = _query(psql, "postgres", "select oid || '|' || datname from pg_database "
-                       "where datallowconn", timeout, {})
-    by_oid = {int(oid): name for oid, _, name in (row.partition("|") for row in databases)}
+    problems: list[str] = []
+    databases = _query(psql, "postgres", "select oid || '|' || encode(convert_to(datname, "
+                       "'UTF8'), 'hex') from pg_database where datallowconn", timeout, {})
+    by_oid: dict[int, str] = {}
+    for row in databases:
+        oid, _, hexname = row.partition("|")
+        try:
+            by_oid[int(oid)] = bytes.fromhex(hexname).decode("utf-8")
+        except ValueError:
+            problems.append(f"a database row not understood: {row[:80]!r}")
     for db, pairs in sorted(wanted.items()):
         name = by_oid.get(db)
         if name is None:
             continue
-        rows = _query(psql, name, NAMES_SQL, timeout,
-                      {"pairs": json.dumps(sorted([s, n] for s, n in pairs))})
+        try:
+            rows = _query(psql, name, NAMES_SQL, timeout,
+                          {"pairs": json.dumps(sorted([s, n] for s, n in pairs))})
+        except (LookupError, OSError, subprocess.TimeoutExpired) as exc:
+            problems.append(f"database oid {db}: {exc}"[:300])  # its tables keep numbers
+            continue
         for row in rows:
             key, _, table = row.partition("|")
-            if table:
-                names[f"{key.split('/')[0]}/{db}/{key.split('/')[1]}"] = f"{name}.{table}"
-    return {"names": names}
+            space, _, filenode = key.partition("/")
+            if table and space.isdigit() and filenode.isdigit():
+                names[f"{space}/{db}/{filenode}"] = f"{name}.{table}"
+    return {"names": names, "problems": problems}
+
+
+def conninfo_dbname(database: str) -> str:
+    """A database name as a connection string that names only it: psql takes a ``-d`` value
+    with an ``=`` in it as a connection string, so a name (which anyone allowed to create
+    databases chooses) is never passed bare."""
+    return "dbname='" + database.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _query(psql: list[str], database: str, sql: str, timeout: float,
            variables: dict[str, str]) -> list[str]:
-    argv = [*psql, "-d", database]
+    argv = [*psql, "-d", conninfo_dbname(database)]
     for key, value in variables.items():
         argv += ["-v", f"{key}={value}"]
     proc = subprocess.run(argv, input=sql, capture_output=True, text=True, timeout=timeout,

@@ -57,9 +57,21 @@ class ClockReads:
     def join(self) -> list[ClockOffset]:
         """The offsets read (none when the reading failed; the run says so)."""
         self._thread.join(timeout=target_clocks.TIMEOUT + 10)
+        if self._thread.is_alive():  # its playbook outlived its timeout: never wait longer
+            self._problem = "the clock playbook did not end in time; offsets unknown"
+            self._ctx.progress(f"clocks ({self._when}): {self._problem}")
+            return []
         if self._problem is not None:
             self._ctx.progress(f"clocks ({self._when}): {self._problem}")
         return list(self._offsets)
+
+
+def _known(ctx: RunContext) -> list[ClockOffset]:
+    """The targets' offsets read so far, and the controller's own wall clock against the
+    run's timeline now (an instant a playbook stamped on the controller: a partition's)."""
+    return [*ctx.state.clock_offsets,
+            ClockOffset(host=target_clocks.CONTROLLER, when="now",
+                        offset=round(wall_ahead(ctx.clock), 6), uncertainty=0.0)]
 
 
 def locate_fault(ctx: RunContext, inject: PlaybookResult) -> tuple[datetime | None, str | None]:
@@ -71,7 +83,7 @@ def locate_fault(ctx: RunContext, inject: PlaybookResult) -> tuple[datetime | No
     mapped = None
     if data.get("dalp_fault_instant") is not None:
         mapped = target_clocks.map_instant(
-            data.get("dalp_fault_instant"), data.get("dalp_fault_host"), state.clock_offsets,
+            data.get("dalp_fault_instant"), data.get("dalp_fault_host"), _known(ctx),
             earliest=inject.started_at, latest=inject.ended_at,
             interval=ctx.drill.spec.workload.heartbeat_interval.total_seconds())
     if mapped is None:
@@ -81,6 +93,7 @@ def locate_fault(ctx: RunContext, inject: PlaybookResult) -> tuple[datetime | No
                                "taken as it reported it, if within the playbook's run +/- 1 s"
         return at, source
     state.clock_note = mapped.note
+    state.fault_clock_offset = mapped.offset
     return mapped.at, mapped.source
 
 
@@ -90,7 +103,7 @@ def reported_so_far(ctx: RunContext, data: dict[str, object], started: datetime
     mapped as ``locate_fault`` does, within inject's window so far; None if implausible."""
     now = ctx.clock.now()
     mapped = target_clocks.map_instant(
-        data.get("dalp_fault_instant"), data.get("dalp_fault_host"), ctx.state.clock_offsets,
+        data.get("dalp_fault_instant"), data.get("dalp_fault_host"), _known(ctx),
         earliest=started, latest=now,
         interval=ctx.drill.spec.workload.heartbeat_interval.total_seconds())
     if mapped is not None:

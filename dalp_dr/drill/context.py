@@ -82,6 +82,8 @@ class RunState:
     clock_offsets: list[ClockOffset] = field(default_factory=list)
     """the targets' clock offsets read so far (drill/clocks.py)"""
     clock_note: str | None = None
+    fault_clock_offset: float = 0.0
+    """seconds the clock that stamped the fault is ahead of the run's timeline (0: unknown)"""
     inject_result: PlaybookResult | None = None
     """inject's playbook result, kept to map its fault instant again after verify"""
     divergence: Divergence | None = None

@@ -162,7 +162,11 @@ def figures(ctx: RunContext) -> tuple[dict[str, Measurements], list[ObjectiveVer
                     observed_until=verify_ended or ctx.clock.now())
             if state.divergence is not None and not populations[name].isolated \
                     and measured[name].basis is Basis.CLIENTS:
-                measured[name] = divergence.applied(measured[name], state.divergence)
+                found = state.divergence if not has_isolated else state.divergence.model_copy(
+                    update={"contradicted": "the old primary was cut off with clients of its "
+                            "own: its WAL past the fork holds their writes too (split brain is "
+                            "the figure for them)"})
+                measured[name] = divergence.applied(measured[name], found)
             if split_target is not None:
                 figures = split_brain(samples, fault_at=state.fault_at,
                                       promoted_at=promoted_at)

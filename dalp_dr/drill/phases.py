@@ -48,8 +48,10 @@ def drive(ctx: RunContext) -> None:
     if not preflight(ctx):
         return
     reads = ClockReads(ctx, PREFLIGHT)  # the targets' clocks, while the baseline settles
-    settled = baseline(ctx)
-    state.clock_offsets = reads.join()
+    try:
+        settled = baseline(ctx)
+    finally:
+        state.clock_offsets = reads.join()
     if not settled:
         return
     state.check()

@@ -28,14 +28,19 @@ def probe(ctx: RunContext) -> None:
     report = dict(result.artifact_data)
     published = report.pop(REPORT_KEY, None)
     lost: list[dict[str, object]] = []
-    if result.ok:
-        found, lost = divergence.read(published)
-    else:
+    if not result.ok:
         found = Divergence(available=False,
                            reason=f"the probe failed: {result.describe_failure()}")
+    else:
+        try:
+            found, lost = divergence.read(published)
+        except Exception as exc:  # a bug reading what a target said: no figure, no failure
+            found = Divergence(available=False, reason=f"the probe's report could not be "
+                               f"read ({type(exc).__name__}: {exc})"[:500])
     if found.available:
         try:
-            journal.write_document(divergence.EVIDENCE, divergence.evidence_lines(lost))
+            journal.write_document(divergence.EVIDENCE, divergence.evidence_lines(
+                lost, unlisted=(found.lost_transactions or 0) - len(lost)))
         except OSError as exc:
             journal.record(EventKind.EVIDENCE_NOT_WRITTEN, document=divergence.EVIDENCE,
                            error=str(exc)[:300])

@@ -12,7 +12,7 @@ after it (e.g. the leader inject killed).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,14 @@ def phase_extravars(drill: LoadedDrill, phase: PhaseName, run_id: str, evidence_
 def extravars_now(ctx: RunContext, phase: PhaseName) -> dict[str, Any]:
     """The phase's extra vars with what the run knows now."""
     evidence_dir = (ctx.results_dir / ctx.run_id / "files" / phase.value).resolve()
+    target = ctx.state.recovery_target
+    restore = ctx.drill.spec.restore
+    if target is not None and restore is not None and restore.target.before_fault is not None:
+        # the server compares it with commit times on its own clock, the one that stamped
+        # the fault: the run's timeline turned back into that clock
+        target += timedelta(seconds=ctx.state.fault_clock_offset)
     return phase_extravars(ctx.drill, phase, ctx.run_id, evidence_dir, ctx.state.facts,
-                           ctx.state.recovery_target)
+                           target)
 
 
 def run_playbook(ctx: RunContext, phase: PhaseName, cancel: CancelCheck | None, *,

@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from dalp_dr.wal_divergence import lsn_text, lsn_value, parse_history, run_walk, walk
+from dalp_dr.wal_divergence import (
+    LOST_LISTED,
+    conninfo_dbname,
+    lsn_text,
+    lsn_value,
+    parse_history,
+    run_walk,
+    walk,
+)
 
 HEAP = ("rmgr: Heap        len (rec/tot):     61/    61, tx:        {xid}, lsn: {lsn}, "
         "prev 0/01524858, desc: INSERT off 2 flags 0x00, blkref #0: rel 1663/5/{rel} blk 0")
@@ -154,3 +162,33 @@ def test_wal_that_cannot_be_read_is_unavailable(tmp_path: Path) -> None:
         "No such file or directory' >&2\nexit 1\n")
     found = run_walk(walk_params(tmp_path, bindir))
     assert found["available"] is False and "could not find file" in found["reason"]
+
+
+def test_a_transaction_prepared_before_the_fork_is_not_lost() -> None:
+    prepare = ("rmgr: Transaction len (rec/tot):     80/    80, tx:        731, lsn: 0/01524100, "
+               "prev 0/01524000, desc: PREPARE gid t1: 2026-12-04 23:12:00.000000 UTC")
+    commit = ("rmgr: Transaction len (rec/tot):     50/    50, tx:          0, lsn: 0/01525100, "
+              "prev 0/015250C0, desc: COMMIT_PREPARED 731: 2026-12-04 23:12:01.000000 UTC")
+    found = walk(text(HEAP.format(xid=731, lsn="0/01524000", rel=16384), prepare, commit),
+                 lsn_value(FORK))
+    assert found["lost"] == [] and found["prepared_resolved_after_fork"] == 1
+
+
+def test_lost_transactions_beyond_the_list_are_counted() -> None:
+    many = []
+    for n in range(LOST_LISTED + 5):
+        lsn = 0x01525000 + 0x100 * n
+        many += [HEAP.format(xid=1000 + n, lsn=lsn_text(lsn), rel=16384),
+                 END.format(xid=1000 + n, lsn=lsn_text(lsn + 0x80), kind="COMMIT",
+                            frac=f"{n % 1000000:06d}", tail="")]
+    found = walk(text(*many), lsn_value(FORK))
+    assert len(found["lost"]) == LOST_LISTED and found["lost_total"] == LOST_LISTED + 5
+    assert found["relation_sets"] == [[["1663/5/16384"], LOST_LISTED + 5]]
+
+
+@pytest.mark.parametrize("name", ["host=evil.example dbname=x", "it's", "back\\slash"])
+def test_a_database_name_reaches_psql_as_a_name_only(name: str) -> None:
+    # libpq's own parser reads the connection string back: one keyword, the name intact
+    from psycopg.conninfo import conninfo_to_dict
+
+    assert conninfo_to_dict(conninfo_dbname(name)) == {"dbname": name}

@@ -55,6 +55,26 @@ def test_a_clock_behind_maps_the_same_way(harness: EngineHarness) -> None:
     m, inject = run.result.measurements, run.phase(PhaseName.INJECT)
     assert m is not None and m.fault_at is not None
     assert inject.started_at <= m.fault_at <= inject.ended_at
+    reported = run.runner.call(PhaseName.INJECT).artifact_data["dalp_fault_instant"]
+    offset = (datetime.fromtimestamp(reported, UTC) - m.fault_at).total_seconds()
+    assert offset == pytest.approx(-2.5, abs=0.01)  # mapped, not the playbook's start
+    fault = next(e for e in run.result.timeline if e.name == "fault injected")
+    assert "reported by db1, its clock -2.50" in (fault.detail or "")
+
+
+def test_an_instant_stamped_on_the_controller_is_its_own_wall_clock(
+        harness: EngineHarness) -> None:
+    plays = failover(harness.endpoint)
+    plays[PhaseName.INJECT] = Play(effect=harness.endpoint.fail, reports_fault_instant=True,
+                                   report={"dalp_fault_host": "controller"}, takes=0.05)
+    run = harness.run(plays, SHAPE, clocks={"db1": 3.0})  # db1's clock plays no part
+    m, inject = run.result.measurements, run.phase(PhaseName.INJECT)
+    reported = run.runner.call(PhaseName.INJECT).artifact_data["dalp_fault_instant"]
+    assert m is not None and m.fault_at is not None
+    assert abs((datetime.fromtimestamp(reported, UTC) - m.fault_at).total_seconds()) < 0.01
+    assert inject.started_at <= m.fault_at <= inject.ended_at
+    assert "on the controller" in (next(e for e in run.result.timeline
+                                        if e.name == "fault injected").detail or "")
 
 
 def test_an_unknown_offset_is_said(harness: EngineHarness) -> None:

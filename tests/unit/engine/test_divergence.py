@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
+from dalp_dr.render import summary_text
 from dalp_dr.results import LossBasis, Outcome, PhaseStatus, Status
 from dalp_dr.spec import PhaseName
 from tests.fakes import Play, RunnerStatus
@@ -120,3 +122,57 @@ def test_the_lost_list_stays_in_the_evidence_not_in_the_record_or_later_phases(
     assert "lost" not in report and report["lost_transactions"] == 2
     steady = [c for c in run.runner.calls if c.phase is PhaseName.STEADY_STATE]
     assert steady and "dalp_divergence" not in steady[0].extravars
+
+
+def test_a_heartbeat_that_lost_more_than_the_wal_shows_keeps_the_sampled_window(
+        harness: EngineHarness) -> None:
+    """Writes acknowledged before they reached the old primary's disk (synchronous_commit
+    off) are in no WAL: the heartbeat's loss contradicts an exact 0, and wins."""
+    plays = probed(harness, probe_report(lost=[], lost_total=0))
+    plays[PhaseName.INJECT] = Play(effect=partial(harness.endpoint.fail, lose_last=3),
+                                   reports_fault_instant=True)
+    run = harness.run(plays, replace(PROBED, rpo="5s"))
+
+    m = run.result.measurements
+    assert m is not None and m.lost_writes == 3
+    assert m.data_loss_basis is LossBasis.SAMPLED and m.divergence is not None
+    assert "does not show" in (m.divergence.contradicted or "")
+    assert m.data_loss_window is not None and m.data_loss_window > 0
+    assert "exact window not used" in summary_text(run.result)
+
+
+def test_lost_commits_older_than_the_fork_give_a_lower_bound_only(
+        harness: EngineHarness) -> None:
+    """The old primary's clock went back between its last surviving commit and the lost
+    ones: a window that would be negative is no exact 0."""
+    report = probe_report(newest_surviving_commit_at="2026-12-04T10:00:05+00:00")
+    run = harness.run(probed(harness, report), PROBED)
+
+    m = run.result.measurements
+    assert m is not None and m.divergence is not None
+    assert m.divergence.window is None and m.divergence.window_lower_bound == 0.7
+    assert m.data_loss_basis is LossBasis.SAMPLED
+
+
+def test_the_tables_count_every_lost_transaction_not_only_the_listed(
+        harness: EngineHarness) -> None:
+    report = probe_report(lost_total=30000, relation_sets=[
+        [["1663/5/16400", "1663/5/16401"], 29990], [["1663/5/16500"], 10]],
+        names={"1663/5/16400": "app.public.ledger", "1663/5/16401": "app.public.ledger"})
+    run = harness.run(probed(harness, report), PROBED)
+
+    m = run.result.measurements
+    assert m is not None and m.divergence is not None
+    assert m.divergence.lost_transactions == 30000 and m.divergence.listed == 2
+    assert [(t.table, t.commits) for t in m.divergence.tables] == [
+        ("app.public.ledger", 29990), ("1663/5/16500", 10)]  # index and heap: one table
+    lines = (run.evidence / "lost-transactions.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1]) == {"not_listed": 29998}
+
+
+def test_a_time_no_clock_can_hold_is_no_figure(harness: EngineHarness) -> None:
+    report = probe_report(lost=[lost(901, "0001-01-01T00:00:00+01:00", "1663/5/16400")])
+    run = harness.run(probed(harness, report), replace(PROBED, rpo="5s"))
+    m = run.result.measurements
+    assert run.result.outcome is Outcome.PASSED
+    assert m is not None and m.divergence is not None and not m.divergence.available
