@@ -468,7 +468,14 @@ def vaulted_drill(tmp_path: Path, drill: Path, inventory: Path) -> Path:
     plain = f"dalp_app_password: {LAB_PASSWORD}"
     text = inventory.read_text()
     assert plain in text
-    (tmp_path / "inventory.yml").write_text(text.replace(plain, vaulted(tmp_path, LAB_PASSWORD)))
+    return drill_with_inventory(tmp_path, drill,
+                                text.replace(plain, vaulted(tmp_path, LAB_PASSWORD)))
+
+
+def drill_with_inventory(tmp_path: Path, drill: Path, inventory: str) -> Path:
+    """A copy of ``drill`` in tmp_path, its playbooks by absolute path, its inventory the
+    text ``inventory`` (tmp_path/inventory.yml)."""
+    (tmp_path / "inventory.yml").write_text(inventory)
     lines = []
     for line in drill.read_text().splitlines():
         key, _, value = line.strip().partition(": ")
@@ -492,18 +499,8 @@ def site_a_shell(tmp_path: Path, drill: Path, shell: str) -> Path:
     text = (ROOT / "inventories" / "lab" / "hot-warm.yml").read_text()
     anchor = "          dalp_site: a\n"
     assert anchor in text
-    (tmp_path / "inventory.yml").write_text(text.replace(
+    return drill_with_inventory(tmp_path, drill, text.replace(
         anchor, anchor + f"          ansible_shell_executable: {script}\n"))
-    lines = []
-    for line in drill.read_text().splitlines():
-        key, _, value = line.strip().partition(": ")
-        if line.startswith("inventory:"):
-            line = f"inventory: {tmp_path / 'inventory.yml'}"
-        elif key == "playbook":
-            line = line.replace(value, str((drill.parent / value).resolve()))
-        lines.append(line)
-    (tmp_path / "drill.yaml").write_text("\n".join(lines) + "\n")
-    return tmp_path / "drill.yaml"
 
 
 def ip(*args: str) -> str:
