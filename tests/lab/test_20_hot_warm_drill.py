@@ -62,7 +62,14 @@ def test_drill_passes_with_history_and_evidence(tmp_path: Path) -> None:
     assert m["acked_before_fault"] >= 15  # ~2 s baseline at 100 ms
     assert [v["status"] for v in result["verdicts"]] == ["met", "met"]
     assert [p["phase"] for p in result["phases"]] == [
-        "preflight", "baseline", "inject", "recover", "verify", "measure", "steady_state"]
+        "preflight", "baseline", "inject", "recover", "verify", "measure", "divergence",
+        "steady_state"]
+    # the data-loss window from site A's WAL (exact), the heartbeat's beside it; the
+    # targets' clocks read twice, each host's
+    assert m["data_loss_basis"] == "exact" and m["divergence"]["available"] is True
+    assert m["divergence"]["lost_transactions"] >= m["lost_writes"]
+    hosts = {(o["host"], o["when"]) for o in result["clock_offsets"]}
+    assert {(h, w) for h in ("site-a", "site-b") for w in ("preflight", "after verify")} <= hosts
     assert all(p["status"] == "ok" for p in result["phases"])
     assert result["steady_state_restored"] is True
     assert_steady_state()
@@ -87,8 +94,10 @@ def test_drill_passes_with_history_and_evidence(tmp_path: Path) -> None:
     kinds = [json.loads(p.read_text())["kind"] for p in journal]
     assert kinds[0] == "run.started" and kinds[-1] == "run.finished"
     assert "fault.injected" in kinds and "recovery.observed" in kinds
-    for phase in ("preflight", "inject", "recover", "verify", "steady_state"):
+    for phase in ("preflight", "inject", "recover", "verify", "divergence", "steady_state",
+                  "clock-preflight", "clock-after-verify"):
         assert list((evidence / "ansible" / phase).glob("*-playbook_on_stats.json")), phase
+    assert (evidence / "lost-transactions.jsonl").is_file()
     beats = [json.loads(x) for x in (evidence / "heartbeat.jsonl").read_text().splitlines()]
     assert len(beats) >= m["acked_before_fault"]
     assert any(not b["acked"] for b in beats)  # the outage was seen by the client
