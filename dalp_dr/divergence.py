@@ -24,9 +24,6 @@ from typing import Any
 from dalp_dr.results import Divergence, LossBasis, Measurements, TableLoss
 
 EVIDENCE = "lost-transactions.jsonl"
-ACK_SLACK = 0.05
-"""what acknowledgements may lag commits by, on top of the heartbeat's resolution, before the
-sampled window contradicts the exact one"""
 TOP_TABLES = 10
 
 
@@ -182,26 +179,34 @@ def evidence_lines(lost: list[dict[str, Any]], *, unlisted: int = 0) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def contradiction(m: Measurements, divergence: Divergence) -> str | None:
-    """Why the heartbeat contradicts the probe, if it does: it lost acknowledged writes the
-    WAL does not show (commits acknowledged before they were flushed, synchronous_commit
-    off, or a WAL tail that never reached the disk), or a window longer than the exact one
-    by more than its resolution."""
-    if divergence.lost_transactions == 0 and m.lost_writes:
-        return (f"the heartbeat lost {m.lost_writes} acknowledged writes the old primary's "
-                "WAL does not show (acknowledged before they reached its disk?)")
-    if m.data_loss_window is not None and divergence.window is not None \
-            and m.data_loss_window > divergence.window + m.resolution + ACK_SLACK:
-        return (f"the heartbeat's window ({m.data_loss_window:.3f} s) is longer than the "
-                f"WAL's ({divergence.window:.3f} s) by more than its resolution")
-    return None
+def contradiction(m: Measurements, divergence: Divergence,
+                  marker_table: str | None = None) -> str | None:
+    """Why the heartbeat contradicts the probe, if it does: it lost acknowledged writes that
+    the WAL does not show (commits acknowledged before they were flushed, synchronous_commit
+    off, or a WAL tail that never reached the disk). Every write the heartbeat lost must be
+    among the lost transactions of its marker table (of all of them, when that table is not
+    among the tables shown). (Its window is no test: a heartbeat that stalled before the
+    fault reaches back further than the fork, by the stall.)"""
+    lost = m.lost_writes or 0
+    if not lost or divergence.lost_transactions is None:
+        return None
+    mine = [t.commits for t in divergence.tables
+            if marker_table and t.table.rsplit(".", 1)[-1] == marker_table]
+    found = mine[0] if mine else divergence.lost_transactions
+    if found >= lost:
+        return None
+    where = f"for {marker_table}" if mine else "in all"
+    return (f"the heartbeat lost {lost} acknowledged writes; the old primary's WAL shows "
+            f"{found} lost transactions {where} (writes acknowledged before they reached "
+            "its disk?)")
 
 
-def applied(m: Measurements, divergence: Divergence) -> Measurements:
+def applied(m: Measurements, divergence: Divergence,
+            marker_table: str | None = None) -> Measurements:
     """A population's figures with the probe's: the exact window judged when the probe read
     the old primary's WAL and the heartbeat does not contradict it, the heartbeat's
     (sampled) otherwise; the result says which, and why."""
-    problem = divergence.contradicted or (contradiction(m, divergence)
+    problem = divergence.contradicted or (contradiction(m, divergence, marker_table)
                                           if divergence.available else None)
     if problem is not None:
         divergence = divergence.model_copy(update={"contradicted": problem})

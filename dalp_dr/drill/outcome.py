@@ -166,7 +166,8 @@ def figures(ctx: RunContext) -> tuple[dict[str, Measurements], list[ObjectiveVer
                     update={"contradicted": "the old primary was cut off with clients of its "
                             "own: its WAL past the fork holds their writes too (split brain is "
                             "the figure for them)"})
-                measured[name] = divergence.applied(measured[name], found)
+                measured[name] = divergence.applied(measured[name], found,
+                                                    populations[name].marker_table)
             if split_target is not None:
                 figures = split_brain(samples, fault_at=state.fault_at,
                                       promoted_at=promoted_at)

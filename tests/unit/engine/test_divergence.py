@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 from dalp_dr.render import summary_text
-from dalp_dr.results import LossBasis, Outcome, PhaseStatus, Status
+from dalp_dr.results import LossBasis, Measurements, Outcome, PhaseStatus, Status
 from dalp_dr.spec import PhaseName
 from tests.fakes import Play, RunnerStatus
 from tests.unit.engine.harness import DrillShape, EngineHarness, failover
@@ -136,9 +136,32 @@ def test_a_heartbeat_that_lost_more_than_the_wal_shows_keeps_the_sampled_window(
     m = run.result.measurements
     assert m is not None and m.lost_writes == 3
     assert m.data_loss_basis is LossBasis.SAMPLED and m.divergence is not None
-    assert "does not show" in (m.divergence.contradicted or "")
+    assert "shows 0 lost transactions" in (m.divergence.contradicted or "")
     assert m.data_loss_window is not None and m.data_loss_window > 0
     assert "exact window not used" in summary_text(run.result)
+
+
+def test_the_heartbeat_s_lost_writes_must_be_among_its_table_s_lost_transactions(
+        harness: EngineHarness) -> None:
+    """Two of the heartbeat's three lost writes are in the WAL: contradicted. All three (and
+    a window the heartbeat's stall made longer than the WAL's): exact."""
+    def run_with(heartbeat_commits: int) -> Measurements:
+        report = probe_report(lost_total=10 + heartbeat_commits, relation_sets=[
+            [["1663/5/16400"], 10], [["1663/5/16600"], heartbeat_commits]],
+            names={"1663/5/16400": "app.public.ledger",
+                   "1663/5/16600": "app.public.dalp_dr_heartbeat"})
+        plays = probed(harness, report)
+        plays[PhaseName.INJECT] = Play(effect=partial(harness.endpoint.fail, lose_last=3),
+                                       reports_fault_instant=True)
+        m = harness.run(plays, replace(PROBED, rpo="5s")).result.measurements
+        assert m is not None and m.lost_writes == 3 and m.divergence is not None
+        return m
+
+    short = run_with(2)
+    assert short.data_loss_basis is LossBasis.SAMPLED and short.divergence is not None
+    assert "2 lost transactions for dalp_dr_heartbeat" in (short.divergence.contradicted or "")
+    whole = run_with(3)
+    assert whole.data_loss_basis is LossBasis.EXACT and whole.data_loss_window == 0.8
 
 
 def test_lost_commits_older_than_the_fork_give_a_lower_bound_only(
