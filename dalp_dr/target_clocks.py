@@ -104,17 +104,18 @@ class Mapped:
 
 
 def _combined(host: str, offsets: Iterable[ClockOffset]) -> tuple[float, float] | None:
-    """The host's offset and its uncertainty from every estimate: the best one, widened by
-    how far the estimates disagree (a clock that moved during the run)."""
+    """The host's offset and its uncertainty: the first estimate (the one the run mapped its
+    fault instant with as it happened), widened to how far the estimates disagree when they
+    disagree by more than their uncertainties (a clock that moved during the run)."""
     mine = [o for o in offsets if o.host == host]
     if not mine:
         return None
-    best = min(mine, key=lambda o: o.uncertainty)
+    first = mine[0]
     spread = max(o.offset for o in mine) - min(o.offset for o in mine)
-    uncertainty = best.uncertainty
+    uncertainty = first.uncertainty
     if spread > sum(sorted(o.uncertainty for o in mine)[-2:]):
         uncertainty = max(uncertainty, spread)
-    return best.offset, uncertainty
+    return first.offset, uncertainty
 
 
 def map_instant(reported: Any, host: Any, offsets: list[ClockOffset], *, earliest: datetime,
@@ -133,10 +134,15 @@ def map_instant(reported: Any, host: Any, offsets: list[ClockOffset], *, earlies
     except (TypeError, ValueError, OverflowError, OSError):
         return None
     offset, uncertainty = known
+    if abs(offset) <= uncertainty:
+        # no offset it can tell from none (a host on the controller's own clock, read
+        # through a task that takes milliseconds): the instant stands as reported
+        offset = 0.0
     at = raw - timedelta(seconds=offset)
     window = timedelta(seconds=uncertainty)
-    source = (f"reported by {host}, its clock {offset:+.3f} s +/- {uncertainty:.3f} s from "
-              "the controller's" if host != CONTROLLER else
+    source = (f"reported by {host}, its clock {known[0]:+.3f} s +/- {uncertainty:.3f} s from "
+              "the controller's" + ("" if offset else " (no offset it can tell)")
+              if host != CONTROLLER else
               f"reported on the controller by the inject playbook (its wall clock "
               f"{offset:+.3f} s from the run's timeline)")
     if not (earliest - window - timedelta(seconds=0.005) <= at
@@ -147,7 +153,7 @@ def map_instant(reported: Any, host: Any, offsets: list[ClockOffset], *, earlies
                       note=f"{host}'s reported fault instant did not fit its clock offset",
                       offset=offset)
     note = None
-    if uncertainty > interval:
+    if offset and uncertainty > interval:
         at -= window  # the earliest it can have been: a recovery never looks faster
         note = (f"{host}'s clock offset is uncertain by {uncertainty:.3f} s, more than the "
                 f"heartbeat interval ({interval:.3f} s): the fault instant is the earliest "
