@@ -101,6 +101,8 @@ class Mapped:
     note: str | None = None
     offset: float = 0.0
     """the reporting host's offset the instant was mapped through"""
+    fits: bool = True
+    """False: the mapped instant lay outside the playbook's run (``at`` is its start)"""
 
 
 def _combined(host: str, offsets: Iterable[ClockOffset]) -> tuple[float, float] | None:
@@ -151,7 +153,7 @@ def map_instant(reported: Any, host: Any, offsets: list[ClockOffset], *, earlies
                       f"instant {host} reported, mapped through its clock offset "
                       f"{offset:+.3f} s, lies outside the playbook's run",
                       note=f"{host}'s reported fault instant did not fit its clock offset",
-                      offset=offset)
+                      offset=offset, fits=False)
     note = None
     if offset and uncertainty > interval:
         at -= window  # the earliest it can have been: a recovery never looks faster

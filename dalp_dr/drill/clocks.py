@@ -107,7 +107,7 @@ def reported_so_far(ctx: RunContext, data: dict[str, object], started: datetime
         earliest=started, latest=now,
         interval=ctx.drill.spec.workload.heartbeat_interval.total_seconds())
     if mapped is not None:
-        return None if mapped.note and "did not fit" in mapped.note else mapped.at
+        return mapped.at if mapped.fits else None
     return reported_instant(data.get("dalp_fault_instant"), started, now)
 
 
