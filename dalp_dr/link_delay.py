@@ -52,8 +52,9 @@ async def _read(reader: asyncio.StreamReader, queue: asyncio.Queue[Item],
             await queue.put((time.monotonic() + delay, data))  # waits while the link is full
     except (ConnectionError, OSError):
         pass  # the side is gone: deliver what is in flight, then end the other direction
-    finally:
-        await queue.put(None)
+    # the end of the stream, after what is in flight (not in a finally: a reader cancelled
+    # while the link is full would wait there for ever, its deliverer cancelled with it)
+    await queue.put(None)
 
 
 async def _deliver(queue: asyncio.Queue[Item], writer: asyncio.StreamWriter) -> None:

@@ -77,8 +77,11 @@ def test_an_interrupt_beats_a_deadline_that_passes_while_stopping(
         harness: EngineHarness) -> None:
     run = harness.run({PhaseName.INJECT: Play(effect=harness.endpoint.fail,
                                               reports_fault_instant=True),
-                       PhaseName.RECOVER: Play(blocks_until_canceled=True, stops_after=0.4)},
-                      DrillShape(deadline="100ms"),
+                       # the deadline (1 s from the fault) passes while recover stops
+                       # (1.5 s): what the interrupt at recover's start races, with room for
+                       # a loaded machine between the fault and recover's start
+                       PhaseName.RECOVER: Play(blocks_until_canceled=True, stops_after=1.5)},
+                      DrillShape(deadline="1s"),
                       at={PhaseName.RECOVER: harness.interrupt})
 
     assert run.result.outcome is Outcome.ABORTED
