@@ -76,6 +76,8 @@ class HintKey(StrEnum):
     """steady state may not be restored: look before the next drill"""
     LIST_RUNS = "list_runs"
     MIGRATE_STORE = "migrate_store"
+    INSTALL_TOOL = "install_tool"
+    """params: package (a packaging tool is missing: what to pip install)"""
 
 
 class Renderer(Protocol):
@@ -287,6 +289,10 @@ class TamperedHistory(DalpDrError):
 
 class LabError(DalpDrError):
     """Bringing the local lab up or down failed."""
+
+
+class PackagingError(DalpDrError):
+    """Building the Ansible collection (or what goes beside it) failed."""
 
 
 # --- interrupts: exit 130 ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ import click
 
 from dalp_dr.commands import hints
 from dalp_dr.commands.backup import backup
+from dalp_dr.commands.collection import collection
 from dalp_dr.commands.completion import completion
 from dalp_dr.commands.config import config
 from dalp_dr.commands.doctor import doctor
@@ -77,7 +78,7 @@ def cli(ctx: click.Context, results_dir: str | None, store: str | None,
 
 
 for _group in (drill, lab, backup, store, schedule, scheduler, doctor, keys, export, history,
-               report, config, completion):
+               report, config, completion, collection):
     cli.add_command(_group)
 
 hints.install()  # library errors name this CLI's options and commands from now on

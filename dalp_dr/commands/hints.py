@@ -59,6 +59,7 @@ HINT_TEXTS = MappingProxyType({
     HintKey.LIST_RUNS: "'dalp-dr history list' shows run ids",
     HintKey.MIGRATE_STORE: "run 'dalp-dr store migrate' once (other dalp-dr processes on "
                            "this store should be upgraded too)",
+    HintKey.INSTALL_TOOL: "install it: pip install '{package}'",
 })
 """the text of each hint; ``{name}`` is filled from the hint's parameters"""
 
