@@ -31,6 +31,23 @@ def hosts_option() -> Callable[[F], F]:
                         help="the host lab: each site its own host, reached over SSH")
 
 
+def _check_name(ctx: click.Context, param: click.Parameter, value: str | None
+                ) -> str | None:
+    from dalp_dr.named_lab import NAME
+
+    if value is not None and not NAME.fullmatch(value):
+        raise click.BadParameter(
+            f"'{value}' cannot name a lab: 1 to 31 of a-z, 0-9 and '-', starting with a "
+            "letter or digit", ctx=ctx, param=param)
+    return value
+
+
+def name_option() -> Callable[[F], F]:
+    return click.option("--name", "name", metavar="NAME", callback=_check_name,
+                        help="a named lab: one more lab of the topology beside the unnamed "
+                             "one, with its own root, ports and environment (lab-NAME)")
+
+
 def _lab(ctx: click.Context) -> Lab:
     # lazy: the runner and the lab (~10 ms) are not needed to start the other commands
     from dalp_dr.adapters.ansible import AnsibleRunner
@@ -42,29 +59,54 @@ def _lab(ctx: click.Context) -> Lab:
 @lab.command("up")
 @click.argument("topology")
 @hosts_option()
+@name_option()
 @output_options()
 @click.pass_context
-def lab_up(ctx: click.Context, topology: str, hosts: bool, output: Output) -> None:
-    """Create (or repair) the lab for a topology. Running it twice is harmless."""
-    _lab(ctx).up(topology, hosts=hosts)
-    output.record({"topology": topology, "hosts": hosts, "state": "up"},
-                  Text(f"lab {_name(topology, hosts)} is up"))
+def lab_up(ctx: click.Context, topology: str, hosts: bool, name: str | None,
+           output: Output) -> None:
+    """Create (or repair) the lab for a topology. Running it twice is harmless.
+
+    With --name, a named lab: its inventory is generated in its root (printed), for drill
+    files to point at."""
+    the_lab = _lab(ctx)
+    inventory = the_lab.up(topology, hosts=hosts, name=name)
+    if name is None:
+        output.record({"topology": topology, "hosts": hosts, "state": "up"},
+                      Text(f"lab {_name(topology, hosts)} is up"))
+        return
+    from dalp_dr.named_lab import environment_of
+
+    output.record({"topology": topology, "hosts": hosts, "state": "up", "name": name,
+                   "inventory": str(inventory), "root": str(inventory.parent),
+                   "environment": environment_of(name),
+                   "ports": the_lab.named_ports(topology, name)},
+                  Text(f"lab {_name(topology, hosts, name)} is up; inventory: {inventory}"))
 
 
-def _name(topology: str, hosts: bool) -> str:
-    return f"{topology} --hosts" if hosts else topology
+def _name(topology: str, hosts: bool, name: str | None = None) -> str:
+    return (f"{topology} --hosts" if hosts else topology) + (f" --name {name}" if name else "")
 
 
 @lab.command("status")
 @click.argument("topology", required=False)
 @hosts_option()
+@name_option()
 @output_options()
 @click.pass_context
-def lab_status(ctx: click.Context, topology: str | None, hosts: bool, output: Output) -> None:
-    """Show each lab's sites (role, timeline, replication) and where the route points."""
+def lab_status(ctx: click.Context, topology: str | None, hosts: bool, name: str | None,
+               output: Output) -> None:
+    """Show each lab's sites (role, timeline, replication) and where the route points.
+
+    With --name, the named labs of that name (every topology it has a lab of, when none is
+    given)."""
     the_lab = _lab(ctx)
-    topologies = [topology] if topology else the_lab.topologies(hosts=hosts)
-    report = {t: the_lab.status(t, hosts=hosts) for t in topologies}
+    if topology:
+        topologies = [topology]
+    elif name is not None:
+        topologies = the_lab.named_topologies(name)
+    else:
+        topologies = the_lab.topologies(hosts=hosts)
+    report = {t: the_lab.status(t, hosts=hosts, name=name) for t in topologies}
     if output.is_json:
         output.json(report)
     else:
@@ -82,7 +124,8 @@ def _print_status(console: Console, report: dict[str, Any]) -> None:
         if not status.get("present"):
             say(f"{name}: down")
             continue
-        say(f"{name}:")
+        say(f"{name}:" + (f" (named lab {status['name']}, inventory {status['inventory']})"
+                          if status.get("name") else ""))
         for member in status.get("members", []):  # clusters that report members (Patroni)
             say(f"  {member.get('name', '?'):<8} {member.get('role', '?'):<13} "
                 f"{member.get('state', '?'):<10} timeline {member.get('timeline', '-')}"
@@ -112,23 +155,37 @@ def _print_status(console: Console, report: dict[str, Any]) -> None:
 @lab.command("down")
 @click.argument("topology", required=False)
 @hosts_option()
+@name_option()
 @output_options()
 @click.pass_context
-def lab_down(ctx: click.Context, topology: str | None, hosts: bool, output: Output) -> None:
-    """Stop every lab process and remove the lab's data (all labs, host labs too, when none
-    is named)."""
+def lab_down(ctx: click.Context, topology: str | None, hosts: bool, name: str | None,
+             output: Output) -> None:
+    """Stop every lab process and remove the lab's data (all labs, host labs too, when no
+    topology is given; named labs are taken down only by their --name)."""
     the_lab = _lab(ctx)
+    if name is not None:
+        named = [topology] if topology else the_lab.named_topologies(name)
+        for each in named:
+            the_lab.down(each, hosts=hosts, name=name)
+
+        def human_named(console: Console) -> None:
+            for each in named:
+                console.print(Text(f"lab {_name(each, hosts, name)} is down"))
+
+        output.rows([{"topology": each, "hosts": hosts, "name": name, "state": "down"}
+                     for each in named], human_named)
+        return
     labs = [(topology, hosts)] if topology else [
-        (name, kind) for kind in (False, True) for name in the_lab.topologies(hosts=kind)]
+        (each, kind) for kind in (False, True) for each in the_lab.topologies(hosts=kind)]
     down: list[tuple[str, bool]] = []
-    for name, kind in labs:
-        if topology or the_lab.is_present(name, hosts=kind):
-            the_lab.down(name, hosts=kind)
-            down.append((name, kind))
+    for each, kind in labs:
+        if topology or the_lab.is_present(each, hosts=kind):
+            the_lab.down(each, hosts=kind)
+            down.append((each, kind))
 
     def human(console: Console) -> None:
-        for name, kind in down:
-            console.print(Text(f"lab {_name(name, kind)} is down"))
+        for each, kind in down:
+            console.print(Text(f"lab {_name(each, kind)} is down"))
 
-    output.rows([{"topology": name, "hosts": kind, "state": "down"} for name, kind in down],
+    output.rows([{"topology": each, "hosts": kind, "state": "down"} for each, kind in down],
                 human)
