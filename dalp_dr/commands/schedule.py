@@ -20,6 +20,7 @@ from dalp_dr.clock import utcnow
 from dalp_dr.commands.output import Format, Output, output_options
 from dalp_dr.commands.shared import (
     DRILLS_OPTION,
+    ERRORS,
     EXIT_FAILED,
     Exit,
     drills_dir_of,
@@ -282,3 +283,92 @@ def schedule_status(ctx: click.Context, directory: str | None, grace: str,
                   + ", ".join(f"{r.drill} ({r.status.value})" for r in problems),
                   markup=False, soft_wrap=True)
         raise Exit(EXIT_FAILED)
+
+
+@schedule.command("export")
+@click.option("--awx", "awx", is_flag=True,
+              help="as an Ansible playbook of awx.awx job templates and schedules (the one "
+                   "format so far: required)")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False),
+              help="write the playbook to FILE (whole or not at all) [stdout]")
+@click.option("--organization", required=True, help="the AWX organization, by name")
+@click.option("--project", required=True,
+              help="the AWX project (its checkout holds the drill files), by name")
+@click.option("--inventory", required=True, help="the AWX inventory, by name")
+@click.option("--playbook", default="playbooks/dalp-dr-run.yml", show_default=True,
+              help="the project's playbook the job templates run (it reads dalp_dr_drill)")
+@click.option("--execution-environment", help="the AWX execution environment, by name")
+@click.option("--credential", "credentials", multiple=True,
+              help="an AWX credential, by name (repeatable; never its secret)")
+@click.option("--project-dir", "checkout", type=click.Path(file_okay=False),
+              help="the local checkout of the AWX project: drill files are passed relative "
+                   "to it [dalp-dr's project directory]")
+@click.option("--start", default=None, metavar="DATE",
+              help="DTSTART is each drill's first fire time on or after DATE (UTC) "
+                   "[1 January of this year]")
+@click.argument("drills", nargs=-1, type=click.Path())
+@output_options()
+@click.pass_context
+def schedule_export(ctx: click.Context, awx: bool, out_file: str | None, organization: str,
+                    project: str, inventory: str, playbook: str,
+                    execution_environment: str | None, credentials: tuple[str, ...],
+                    checkout: str | None, start: str | None, drills: tuple[str, ...],
+                    output: Output) -> None:
+    """Write the drills (files, or every file of a directory; default the project's
+    drills/) as AWX job templates and schedules, firing when dalp-dr's scheduler would;
+    'schedule status' and 'report' still judge cadence from the history."""
+    from dalp_dr.commands.problems import refuse_files
+    from dalp_dr.schedule import awx as awx_export
+    from dalp_dr.spec.directory import expand, load_set
+
+    if not awx:
+        raise InvalidInput("say which format to export", field="--awx",
+                           hint="--awx: an Ansible playbook of awx.awx modules")
+    settings = settings_of(ctx)
+    begin = _start_date(start)
+    files = expand(drills or [drills_dir_of(ctx, None)])
+    if not files:
+        raise InvalidInput("no drill file to export", field="DRILLS",
+                           hint="give drill files or a directory holding them")
+    loaded = load_set(files)
+    if loaded.problems:
+        refuse_files(output, loaded.problems, {"drills": []})
+    target = awx_export.AwxTarget(
+        organization=organization, project=project, inventory=inventory, playbook=playbook,
+        execution_environment=execution_environment, credentials=credentials,
+        project_dir=Path(checkout) if checkout else settings.project_dir)
+    made = awx_export.export(loaded.drills, target, start=begin)
+    if not (target.project_dir / playbook).is_file():
+        ERRORS.report("warning", f"{playbook} is not in {target.project_dir}: the job templates "
+                          "fail until the AWX project has it")
+    rows = [d.model_dump(mode="json") for d in made.drills]
+    if out_file is not None:
+        from dalp_dr.journal import atomic_write  # lazy: the journal's imports
+
+        path = Path(out_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, made.playbook)
+    elif output.format is Format.TABLE and output.path is None:
+        click.echo(made.playbook, nl=False)
+        return
+    document: dict[str, Any] = {"out": out_file, "drills": rows}
+    if out_file is None:
+        document["playbook"] = made.playbook
+    table = _table(("drill", "job template", "schedule", "rrule"),
+                   ((d.drill, d.job_template, d.schedule, d.rrule) for d in made.drills))
+    if output.format is Format.CSV:
+        output.rows(rows, table)
+    else:
+        output.record(document, table)
+
+
+def _start_date(value: str | None) -> datetime:
+    """--start as midnight UTC; by default 1 January of this year (the same all year, so an
+    export made again changes nothing in AWX)."""
+    if value is None:
+        return utcnow().replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidInput(f"not a date: {value!r}", field="--start",
+                           hint="a date such as 2026-01-01") from None

@@ -74,6 +74,10 @@ CASES: dict[str, Case] = {
                      "--project-dir {project} lab status no-such-topology"),
     "lab up": _c(None, "lab up no-such-topology", "builds a lab (runs its playbooks)"),
     "report": _c("report --quarter 2026Q1 --drills {drills}", "report --quarter 2026Q5"),
+    "schedule export": _c("schedule export --awx --organization o --project p --inventory i "
+                          "{drills}",
+                          "schedule export --awx --organization o --project p --inventory i "
+                          "{tmp}/nonexistent.yaml"),
     "schedule list": _c("schedule list --drills {drills}",
                         "schedule list --drills {tmp}/nonexistent"),
     "schedule removals": _c("schedule removals", "--store nosuch://x schedule removals"),
