@@ -24,6 +24,11 @@ class CancelToken:
     def is_set(self) -> bool:
         return self._event.is_set()
 
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the cancel (at once when it comes); whether it
+        was requested."""
+        return self._event.wait(max(timeout, 0.0))
+
 
 class RunCancelled(Exception):
     """Raised inside the engine when the token is set; never escapes ``DrillEngine.run``."""

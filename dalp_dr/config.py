@@ -18,6 +18,8 @@ show`` prints every effective value and where it came from.
 * checkpoint witness: ``DALP_DR_WITNESS`` (``s3://bucket/prefix``, a bucket with Object
   Lock), ``DALP_DR_WITNESS_RETAIN_DAYS``, ``DALP_DR_WITNESS_LOCK_MODE``;
   ``DALP_DR_S3_ENDPOINT`` for another S3 API
+* evidence shipped to S3: ``DALP_DR_EVIDENCE`` (``s3://bucket/prefix``; empty: evidence
+  stays in the results directory only), each run under ``<prefix>/<environment>/<run_id>/``
 * file modes: evidence, history and checkpoint files are the owner's alone (0600, 0700
   directories); ``DALP_DR_GROUP_ACCESS=1`` lets the owning group read them (0640, 0750)
 """
@@ -48,6 +50,7 @@ class EnvVar(StrEnum):
     WITNESS = "DALP_DR_WITNESS"
     WITNESS_RETAIN_DAYS = "DALP_DR_WITNESS_RETAIN_DAYS"
     WITNESS_LOCK_MODE = "DALP_DR_WITNESS_LOCK_MODE"
+    EVIDENCE = "DALP_DR_EVIDENCE"
     S3_ENDPOINT = "DALP_DR_S3_ENDPOINT"
     GROUP_ACCESS = "DALP_DR_GROUP_ACCESS"
     OPERATOR = "DALP_DR_OPERATOR"
@@ -114,8 +117,12 @@ VARIABLES: tuple[Variable, ...] = (
              description="days each witnessed checkpoint is retained (1-36500)"),
     Variable(name=EnvVar.WITNESS_LOCK_MODE, default="GOVERNANCE",
              description="Object Lock mode of the witness: GOVERNANCE or COMPLIANCE"),
+    Variable(name=EnvVar.EVIDENCE, default="",
+             description="s3://bucket/prefix each run's evidence is copied to after it is "
+                         "recorded (<prefix>/<environment>/<run_id>/, manifest.json last)"),
     Variable(name=EnvVar.S3_ENDPOINT, default="",
-             description="endpoint URL of another S3 API (bundle archive and witness)"),
+             description="endpoint URL of another S3 API (bundle archive, witness, "
+                         "evidence)"),
     Variable(name=EnvVar.GROUP_ACCESS, default="0",
              description="1: the owning group may read evidence, history and checkpoints"),
     Variable(name=EnvVar.OPERATOR, default="SUDO_USER, else the OS user",
@@ -144,6 +151,19 @@ class Witness(BaseModel, frozen=True):
     region: str = "us-east-1"
 
 
+class Evidence(BaseModel, frozen=True):
+    """Where runs' evidence is shipped (DALP_DR_EVIDENCE)."""
+
+    bucket: str
+    prefix: str
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+
 class Settings(BaseModel, frozen=True):
     results_dir: Path
     store_url: str
@@ -152,6 +172,8 @@ class Settings(BaseModel, frozen=True):
     """seconds an environment's drill lock outlives its holder's last renewal"""
     keys_dir: Path = Path.home() / ".config" / "dalp-dr"
     witness: Witness | None = None
+    evidence: Evidence | None = None
+    """DALP_DR_EVIDENCE: the bucket each run's evidence is shipped to (None: local only)"""
     allowed_dirs: tuple[Path, ...] = ()
     s3_endpoint: str | None = None
     operator: str | None = None
@@ -194,6 +216,23 @@ def _witness() -> Witness | None:
                           hint="GOVERNANCE or COMPLIANCE")
     return Witness(bucket=bucket, prefix=prefix.strip("/"), retain_days=int(days_text),
                    lock_mode=mode, endpoint_url=s3_endpoint(), region=aws_region())
+
+
+def evidence() -> Evidence | None:
+    """DALP_DR_EVIDENCE: ``s3://bucket/prefix`` each run's evidence is shipped to; None when
+    unset. A value that is not such a URL is a ConfigError naming where it was set."""
+    url = env(EnvVar.EVIDENCE)
+    if not url:
+        return None
+    url = url.strip()
+    bucket, _, prefix = url[5:].partition("/")
+    if not url.startswith("s3://") or not bucket or any(c.isspace() for c in url):
+        source, field = _where(EnvVar.EVIDENCE)
+        raise ConfigError(f"'{url}' is not an s3:// URL", source=source, field=field,
+                          hint="s3://bucket/prefix of a bucket this controller may write to, "
+                               "or unset it to keep evidence in the results directory only")
+    return Evidence(bucket=bucket, prefix=prefix.strip("/"), endpoint_url=s3_endpoint(),
+                    region=aws_region())
 
 
 def group_access() -> bool:
@@ -339,7 +378,8 @@ def load_settings(*, results_dir: str | None = None, store: str | None = None,
                           hint="sqlite:///path/to/history.sqlite or postgresql://...")
     return Settings(results_dir=results, store_url=url,
                     project_dir=project, lock_ttl=_lock_ttl(),
-                    keys_dir=keys_dir(keys), witness=_witness(), allowed_dirs=allowed_dirs(),
+                    keys_dir=keys_dir(keys), witness=_witness(), evidence=evidence(),
+                    allowed_dirs=allowed_dirs(),
                     s3_endpoint=s3_endpoint(), operator=operator(),
                     metrics_textfile=metrics_textfile(), webhook_urls=webhook_urls(),
                     slack_webhook_urls=slack_webhook_urls(), group_access=group_access(),

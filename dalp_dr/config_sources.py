@@ -34,8 +34,9 @@ LIST_SEPARATORS = {"allowed_dirs": os.pathsep, "webhook_url": ",", "slack_webhoo
 
 KEYS: tuple[str, ...] = (
     "results", "store", "project", "allowed_dirs", "lock_ttl", "keys", "key_passphrase",
-    "witness", "witness_retain_days", "witness_lock_mode", "s3_endpoint", "group_access",
-    "operator", "metrics_textfile", "webhook_url", "slack_webhook_url", "debug")
+    "witness", "witness_retain_days", "witness_lock_mode", "evidence", "s3_endpoint",
+    "group_access", "operator", "metrics_textfile", "webhook_url", "slack_webhook_url",
+    "debug")
 """every key a file can set: a ``DALP_DR_*`` variable's name without the prefix, lower case
 (all of them but DALP_DR_SYSTEM_CONFIG)"""
 

@@ -16,14 +16,16 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from dalp_dr.cancel import CancelToken
 from dalp_dr.clock import utcnow
 from dalp_dr.durations import format_duration
-from dalp_dr.errors import EnvironmentBusy, StoreError
+from dalp_dr.errors import EnvironmentBusy, Interrupted, StoreError
 from dalp_dr.history.base import HistoryStore, Lease, RunSummary
 from dalp_dr.results import Outcome
 
@@ -33,6 +35,8 @@ RENEW_RETRY = 1.0
 """seconds between renewal attempts after one failed (the store away): a holder cut off
 from the store for longer than its lease renews within this of the store coming back, so
 another process takes its lease for expired only in that second"""
+LOCK_POLL = 0.5
+"""seconds between attempts to take a busy environment's lock while waiting for it"""
 
 
 def environment_lock_name(environment: str) -> str:
@@ -63,6 +67,8 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lost = False
+        self.waited = 0.0
+        """seconds ``lock_environment`` waited for the lease to be free (0: it was free)"""
 
     def try_acquire(self, replacing: str | None = None) -> Lease:
         """Take the lease if it is free (or held by ``replacing``, a holder known to be
@@ -96,36 +102,83 @@ class LeaseKeeper:
                                  "renewal(s)")
                 failed = 0
 
-    def release(self) -> None:
+    def stop_renewing(self) -> bool:
+        """Stop the renewals (the lease stays as it is); whether they were running."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-            if not self.lost:
-                try:
-                    self._store.release_lease(self.name, self.holder)
-                except StoreError as exc:  # it expires by itself within ttl
-                    self._on_problem(f"cannot release lease {self.name} (it expires within "
-                                     f"{format_duration(self.ttl)}): {exc}")
+        if self._thread is None:
+            return False
+        self._thread.join(timeout=10)
+        self._thread = None
+        return True
+
+    def release(self) -> None:
+        if self.stop_renewing() and not self.lost:
+            try:
+                self._store.release_lease(self.name, self.holder)
+            except StoreError as exc:  # it expires by itself within ttl
+                self._on_problem(f"cannot release lease {self.name} (it expires within "
+                                 f"{format_duration(self.ttl)}): {exc}")
 
 
 def lock_environment(store: HistoryStore, environment: str, holder: str, info: str,
                      ttl: float = DEFAULT_LOCK_TTL,
                      on_problem: Callable[[str], None] | None = None,
-                     replacing: str | None = None) -> LeaseKeeper:
+                     replacing: str | None = None, *, wait: float = 0.0,
+                     cancel: CancelToken | None = None,
+                     waiting: Callable[[str], None] | None = None,
+                     monotonic: Callable[[], float] = time.monotonic,
+                     poll: float = LOCK_POLL) -> LeaseKeeper:
     """Take the environment's drill lock or raise EnvironmentBusy naming who holds it and
     since when. ``replacing``: a holder the caller knows is dead (its lease is taken over
-    before it expires)."""
+    before it expires).
+
+    ``wait``: seconds to keep trying while another holder has it (a deadline on
+    ``monotonic``, tried every ``poll`` seconds; 0: refuse at once). ``waiting`` hears once
+    that the lock is busy and who holds it; a ``cancel`` requested meanwhile ends the wait
+    at once (Interrupted). Nothing is written while waiting: an attempt on a lease another
+    holds changes no row."""
     keeper = LeaseKeeper(store, environment_lock_name(environment), holder, info, ttl,
                          on_problem)
-    lease = keeper.try_acquire(replacing)
+    began = monotonic()
+    deadline = began + max(wait, 0.0)
+    told = False
+    while True:
+        lease = keeper.try_acquire(replacing)
+        if lease.holder == holder:
+            keeper.waited = monotonic() - began if told else 0.0
+            return keeper
+        left = deadline - monotonic()
+        if left <= 0:
+            raise EnvironmentBusy(
+                f"environment '{environment}' is busy: {lease.info} holds its drill lock since "
+                f"{_clock(lease.acquired_at)} (lease until {_clock(lease.expires_at)})"
+                + (f"; waited {format_duration(wait)} for it" if wait > 0 else "")
+                + ". Wait for that drill to finish; if its holder died, the lock is free once "
+                "the lease expires", holder=lease)
+        if not told and waiting is not None:
+            waiting(f"waiting for environment '{environment}' (up to "
+                    f"{format_duration(left)}): held by {lease.info} since "
+                    f"{_clock(lease.acquired_at)}")
+        told = True
+        if cancel is not None and cancel.wait(min(poll, left)):
+            raise Interrupted(f"interrupted ({cancel.reason}) while waiting for environment "
+                              f"'{environment}': nothing was started or recorded")
+        if cancel is None:
+            time.sleep(min(poll, left))
+
+
+def handed_over(keeper: LeaseKeeper, holder: str, info: str) -> LeaseKeeper:
+    """``keeper``'s lease taken over, in one step, by ``holder`` (a run that got a new id
+    after waiting for the lock); the old keeper stops renewing. EnvironmentBusy if the lease
+    was no longer ``keeper``'s."""
+    new = LeaseKeeper(keeper._store, keeper.name, holder, info, keeper.ttl, keeper._on_problem)
+    keeper.stop_renewing()  # not released: nobody else may take it in between
+    lease = new.try_acquire(replacing=keeper.holder)
     if lease.holder != holder:
-        raise EnvironmentBusy(
-            f"environment '{environment}' is busy: {lease.info} holds its drill lock since "
-            f"{_clock(lease.acquired_at)} (lease until {_clock(lease.expires_at)}). Wait for "
-            "that drill to finish; if its holder died, the lock is free once the lease expires",
-            holder=lease)
-    return keeper
+        raise EnvironmentBusy(f"lease {keeper.name} was taken by {lease.info} before this "
+                              "run started", holder=lease)
+    new.waited = keeper.waited
+    return new
 
 
 def recovery_holder(run_id: str) -> str:

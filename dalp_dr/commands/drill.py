@@ -22,6 +22,7 @@ from dalp_dr.commands.shared import (
     EXIT_FAILED,
     Exit,
     drills_dir_of,
+    duration_option,
     outcome_exit_code,
     report,
     settings_of,
@@ -184,11 +185,17 @@ def _print_plan(console: Console, plan: DrillPlan) -> None:
               help="the drill's name, typed: required when the inventory is production")
 @click.option("--log-format", type=click.Choice(["human", "json"]), default="human",
               show_default=True, help="json: every event and the result as JSON lines")
+@click.option("--wait-for-lock", "wait_for_lock", metavar="DURATION", default="0s",
+              show_default=True,
+              help="while another drill holds the environment, wait this long (e.g. 10m) "
+                   "for it before refusing; an interrupt ends the wait")
 @vault_options
 @click.pass_context
 def drill_run(ctx: click.Context, file: str, output: Output, operator: str | None,
-              confirm: str | None, log_format: str) -> None:
-    """Run a drill now, on demand, and print measured figures against the objectives."""
+              confirm: str | None, log_format: str, wait_for_lock: str) -> None:
+    """Run a drill now, on demand, and print measured figures against the objectives.
+    The evidence is written to the results directory, and copied to DALP_DR_EVIDENCE when
+    that is set."""
     # lazy: the engine, the history store (SQLAlchemy, psycopg), notifications and metrics
     # are heavy at start-up
     from dalp_dr.drill.run import RunRequest, run_drill
@@ -201,6 +208,7 @@ def drill_run(ctx: click.Context, file: str, output: Output, operator: str | Non
     settings = settings_of(ctx)
     json_log = JsonLines(sys.stderr) if log_format == "json" else None
     ERRORS.use(json_log)
+    lock_wait = duration_option(wait_for_lock, "--wait-for-lock")
     loaded = load_drill(file)
     live = LiveView(err) if json_log is None and not output.is_json and err.is_terminal \
         else None
@@ -216,6 +224,8 @@ def drill_run(ctx: click.Context, file: str, output: Output, operator: str | Non
 
     request = RunRequest(
         drill=loaded, results_dir=settings.results_dir, lock_ttl=settings.lock_ttl,
+        lock_wait=lock_wait.total_seconds() if lock_wait is not None else 0.0,
+        evidence=settings.evidence,
         open_store=lambda: open_history(settings, on_problem=lambda m: report("warning", m)),
         metrics_textfile=settings.metrics_textfile,
         notify_targets=tuple(targets_from_settings(settings)),
@@ -224,16 +234,25 @@ def drill_run(ctx: click.Context, file: str, output: Output, operator: str | Non
     with live if live is not None else contextlib.nullcontext():
         done = run_drill(request)
     result = done.result
+    shipped = {"evidence_url": done.evidence_url} if settings.evidence is not None else {}
     if json_log is not None and output.path is None and not output.is_json:
         click.echo(json.dumps({"ts": utcnow().isoformat(), "event": "run.result",
-                               "result": result.model_dump(mode="json")}, sort_keys=True))
+                               "result": result.model_dump(mode="json"), **shipped},
+                              sort_keys=True))
     elif done.unreachable_hosts and done.recorded and output.is_json:
         refuse_with(output, TargetUnreachable(
             result.message or "preflight: unreachable " + ", ".join(done.unreachable_hosts),
-            source=file), result.model_dump(mode="json"))
+            source=file), {**result.model_dump(mode="json"), **shipped})
     else:
-        output.record(result.model_dump(mode="json"),
-                      lambda console: print_result(console, result))
+        def human(console: Console) -> None:
+            print_result(console, result)
+            if settings.evidence is not None:
+                console.print(Text(f"evidence copied to: {done.evidence_url}"
+                                   if done.evidence_url else
+                                   f"evidence NOT copied to {settings.evidence.url}: only in "
+                                   f"{result.evidence_dir} (see the warning)"))
+
+        output.record({**result.model_dump(mode="json"), **shipped}, human)
     if not done.recorded:
         report("warning", f"NOT RECORDED in the history: {done.problem}. The next "
                           "'drill run' on that environment, the scheduler or "

@@ -43,7 +43,7 @@ from dalp_dr.history import HistoryStore
 from dalp_dr.history.base import record_final
 from dalp_dr.journal import EventKind, Journal, Observer
 from dalp_dr.kept import vouch_for
-from dalp_dr.locks import DEFAULT_LOCK_TTL, lock_environment, process_label
+from dalp_dr.locks import DEFAULT_LOCK_TTL, handed_over, lock_environment, process_label
 from dalp_dr.provenance import OperatorSource, Provenance, operator_and_source, run_provenance
 from dalp_dr.render import summary_text
 from dalp_dr.reserve import LOCAL_DISKS, Disks, Need, run_needs
@@ -72,12 +72,16 @@ class DrillEngine:
                  lock_ttl: float = DEFAULT_LOCK_TTL,
                  observer: Observer | None = None,
                  summarize: Callable[[RunResult], str] = summary_text,
-                 clock: Clock | None = None, disks: Disks = LOCAL_DISKS) -> None:
+                 clock: Clock | None = None, disks: Disks = LOCAL_DISKS,
+                 lock_wait: float = 0.0) -> None:
         """``summarize`` renders the run's summary.txt (a seam: tests give one that fails,
         to show a failing rendering never keeps a run from being recorded); ``disks`` reads
         free space (a seam: tests give filesystems that are full); ``clock``: what every run
-        measures on (by default each run's own ``RunClock``: monotonic from its start)."""
+        measures on (by default each run's own ``RunClock``: monotonic from its start);
+        ``lock_wait``: seconds a run waits for its environment's lock while another run
+        holds it (0: EnvironmentBusy at once)."""
         self._runner = runner
+        self._lock_wait = lock_wait
         self._summarize = summarize
         self._observer = observer
         self._lock_ttl = lock_ttl
@@ -122,23 +126,44 @@ class DrillEngine:
         else:  # --operator, DALP_DR_OPERATOR, SUDO_USER, the OS user
             who, source = operator_and_source(operator)
         provenance = run_provenance(prepared.drill, who, source)  # once, before anything runs
-        reason = guardrails.refusal(prepared.inventory, spec.name, trigger, confirm, started)
-        if reason is not None:
-            record_final(store, redacted(not_started(
-                prepared.drill, run_id, trigger, who, started, Outcome.REFUSED,
-                f"refused: {reason}", planned_at, provenance), prepared.redactor))
-            raise GuardrailRefused(reason, source=str(prepared.drill.path),
-                                   hint=f"recorded as run {run_id} (refused)")
+        self._refuse(prepared, store, run_id, trigger, who, started, planned_at, provenance,
+                     confirm)
         lock = lock_environment(
-            store, spec.environment, holder=run_id,
-            info=f"drill {spec.name} run {run_id} ({trigger.value}) by {who} on "
-                 f"{process_label()}",
-            ttl=self._lock_ttl, on_problem=self._progress)
+            store, spec.environment, holder=run_id, info=self._lock_info(spec.name, run_id,
+                                                                         trigger, who),
+            ttl=self._lock_ttl, on_problem=self._progress, wait=self._lock_wait,
+            cancel=cancel, waiting=self._progress)
         try:
+            if lock.waited:  # the run starts now that it has the lock, under a name of now
+                started = clock.now()
+                run_id = new_run_id(started)
+                lock = handed_over(lock, run_id, self._lock_info(spec.name, run_id, trigger,
+                                                                 who))
+                self._refuse(prepared, store, run_id, trigger, who, started, planned_at,
+                             provenance, confirm)  # a freeze may have begun meanwhile
             return self._run_locked(prepared, store, trigger, who, cancel, planned_at,
                                     run_id, started, provenance, clock)
         finally:
             lock.release()
+
+    @staticmethod
+    def _lock_info(drill: str, run_id: str, trigger: Trigger, who: str) -> str:
+        return f"drill {drill} run {run_id} ({trigger.value}) by {who} on {process_label()}"
+
+    @staticmethod
+    def _refuse(prepared: PreparedDrill, store: HistoryStore, run_id: str, trigger: Trigger,
+                who: str, started: datetime, planned_at: datetime | None,
+                provenance: Provenance, confirm: str | None) -> None:
+        """A production guardrail's refusal, recorded (``refused``) and raised."""
+        reason = guardrails.refusal(prepared.inventory, prepared.drill.spec.name, trigger,
+                                    confirm, started)
+        if reason is None:
+            return
+        record_final(store, redacted(not_started(
+            prepared.drill, run_id, trigger, who, started, Outcome.REFUSED,
+            f"refused: {reason}", planned_at, provenance), prepared.redactor))
+        raise GuardrailRefused(reason, source=str(prepared.drill.path),
+                               hint=f"recorded as run {run_id} (refused)")
 
     def _run_locked(self, prepared: PreparedDrill, store: HistoryStore, trigger: Trigger,
                     who: str, cancel: CancelToken | None, planned_at: datetime | None,

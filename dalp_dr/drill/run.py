@@ -6,27 +6,39 @@ died, turns SIGINT/SIGTERM into a cancel (a second one stops at once), runs the 
 writes the metrics textfile and sends the webhooks. Callers build the request and render the
 report; they choose exit codes.
 
-Raises (nothing recorded unless said): TargetUnreachable / InventoryError (prepare),
-GuardrailRefused (recorded as ``refused``), EnvironmentBusy (another run holds the
-environment), Interrupted (a second interrupt: steady state may not be restored).
+With ``evidence`` (DALP_DR_EVIDENCE) the bucket is checked before anything is written, and
+the run's evidence directory is copied there once the run ended (``dalp_dr.evidence_store``):
+a copy that fails is warned about and leaves ``RunReport.evidence_url`` None; the local
+evidence and the outcome stay as they are.
+
+Raises (nothing recorded unless said): TargetUnreachable / InventoryError (prepare, or an
+evidence bucket that cannot be used), GuardrailRefused (recorded as ``refused``),
+EnvironmentBusy (another run holds the environment, still after ``lock_wait``),
+Interrupted (a second interrupt: steady state may not be restored; or an interrupt while
+waiting for the environment: nothing started).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dalp_dr import metrics
 from dalp_dr.adapters.base import PlaybookRunner
+from dalp_dr.adapters.postgres import PostgresEndpoint
 from dalp_dr.cancel import CancelToken
-from dalp_dr.drill.context import Progress
+from dalp_dr.config import Evidence
+from dalp_dr.drill.context import PreparedDrill, Progress
 from dalp_dr.drill.engine import DrillEngine
-from dalp_dr.errors import HintKey, Interrupted, ResultNotRecorded, StoreError
+from dalp_dr.drill.prepare import EndpointFactory
+from dalp_dr.errors import HintKey, Interrupted, ObjectStoreError, ResultNotRecorded, StoreError
 from dalp_dr.history import HistoryStore
 from dalp_dr.journal import Observer
 from dalp_dr.locks import DEFAULT_LOCK_TTL
@@ -34,6 +46,9 @@ from dalp_dr.notify import Target, notify
 from dalp_dr.recovery import Recovery, recover, recover_all
 from dalp_dr.results import RunResult, Trigger
 from dalp_dr.spec import LoadedDrill
+
+if TYPE_CHECKING:
+    from dalp_dr.evidence_store import EvidenceStore
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,11 @@ class RunRequest:
     open_store: Callable[[], HistoryStore]
     """the history store the run is recorded in (opened for the run, closed after)"""
     lock_ttl: float = DEFAULT_LOCK_TTL
+    lock_wait: float = 0.0
+    """seconds to wait for the environment's lock while another run holds it (a deadline,
+    tried every half second, a cancel ends it at once); 0: EnvironmentBusy at once"""
+    evidence: Evidence | None = None
+    """the bucket the run's evidence is shipped to (DALP_DR_EVIDENCE); None: local only"""
     metrics_textfile: Path | None = None
     """the node exporter's textfile to rewrite after the run (DALP_DR_METRICS_TEXTFILE)"""
     trigger: Trigger = Trigger.CLI
@@ -62,6 +82,8 @@ class RunRequest:
     """default: ansible-runner"""
     notify_targets: tuple[Target, ...] | None = None
     """webhooks told when the run is recorded; default: as configured (dalp_dr.config)"""
+    endpoint_factory: EndpointFactory | None = None
+    """how the drill's endpoints are reached; default: PostgreSQL (a seam for tests)"""
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,11 @@ class RunReport:
     problem: str | None = None
     unreachable_hosts: tuple[str, ...] = ()
     """preflight could not reach these hosts: the drill proved nothing about them"""
+    evidence_url: str | None = None
+    """``s3://bucket/prefix/<environment>/<run_id>/``: where the evidence was copied, set
+    only once its manifest.json was written (None: not configured, or the copy failed)"""
+    evidence_problem: str | None = None
+    """why the copy to DALP_DR_EVIDENCE failed (the local evidence is intact)"""
 
 
 def run_drill(request: RunRequest) -> RunReport:
@@ -80,8 +107,26 @@ def run_drill(request: RunRequest) -> RunReport:
     runner = _runner(request.runner)
     drill = request.drill
     engine = DrillEngine(runner=runner, results_dir=request.results_dir, progress=progress,
-                         lock_ttl=request.lock_ttl, observer=request.observer)
+                         lock_ttl=request.lock_ttl, observer=request.observer,
+                         endpoint_factory=request.endpoint_factory or PostgresEndpoint,
+                         lock_wait=request.lock_wait)
     prepared = engine.prepare(drill)  # nothing is written before the target answers
+    shipper = _evidence_store(request.evidence)  # nor before the evidence bucket answers
+    report = _run(request, engine, prepared, runner, progress)
+    if shipper is not None:
+        report = _ship(shipper, report, warn, progress)
+    if not report.recorded:
+        return report
+    _metrics_textfile(request, warn)
+    notify(report.result, report=warn, targets=None if request.notify_targets is None
+           else list(request.notify_targets))
+    return report
+
+
+def _run(request: RunRequest, engine: DrillEngine, prepared: PreparedDrill,
+         runner: PlaybookRunner, progress: Progress) -> RunReport:
+    """Recover dead runs of the environment, then run the drill, recorded."""
+    drill = request.drill
     with contextlib.closing(request.open_store()) as store:
         # runs whose orchestrator died: put their environment back first
         recover_all(store, runner, progress=progress, lock_ttl=request.lock_ttl,
@@ -93,11 +138,39 @@ def run_drill(request: RunRequest) -> RunReport:
                                       planned_at=request.planned_at, confirm=request.confirm)
             except ResultNotRecorded as exc:
                 return RunReport(result=exc.result, recorded=False, problem=str(exc))
-    _metrics_textfile(request, warn)
-    notify(done.result, report=warn, targets=None if request.notify_targets is None
-           else list(request.notify_targets))
     return RunReport(result=done.result, recorded=True,
                      unreachable_hosts=done.unreachable_hosts)
+
+
+def _evidence_store(target: Evidence | None) -> EvidenceStore | None:
+    """The evidence bucket, checked usable (TargetUnreachable otherwise); None when off."""
+    if target is None:
+        return None
+    from dalp_dr.evidence_store import EvidenceStore  # boto3: imported only when configured
+
+    shipper = EvidenceStore(target)
+    shipper.preflight()
+    return shipper
+
+
+def _ship(shipper: EvidenceStore, report: RunReport, warn: Callable[[str], None],
+          progress: Progress) -> RunReport:
+    """The run's evidence copied to the bucket (its manifest last); a failure is warned
+    about and kept in the report, never raised: the local evidence stays."""
+    result = report.result
+    if not result.evidence_dir:
+        return report  # a run that never started has no evidence
+    local = Path(result.evidence_dir)
+    try:
+        shipped = shipper.ship(local, result.environment, result.run_id)
+    except ObjectStoreError as exc:
+        problem = f"evidence of run {result.run_id} NOT copied to {shipper.target.url} " \
+                  f"(it is kept in {local}): {exc}"
+        warn(problem)
+        return dataclasses.replace(report, evidence_problem=problem)
+    progress(f"evidence of run {result.run_id}: {len(shipped.files)} files copied to "
+             f"{shipped.url} (manifest.json last)")
+    return dataclasses.replace(report, evidence_url=shipped.url)
 
 
 @contextlib.contextmanager
