@@ -9,6 +9,7 @@ from rich.text import Text
 
 from dalp_dr.commands.output import Output, output_options
 from dalp_dr.commands.shared import settings_of
+from dalp_dr.errors import InvalidInput
 
 
 @click.group()
@@ -32,6 +33,9 @@ def collection_build(ctx: click.Context, out_dir: str, ee: bool, output: Output)
 
     project = settings_of(ctx).project_dir
     out = Path(out_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise InvalidInput(f"{out} is not a directory", field="--out",
+                           hint="a directory the artifacts are written to")
     if ee:
         context = build_ee_context(project, out)
         artifact = out / artifact_name(project)

@@ -80,7 +80,7 @@ def test_every_command_is_registered_and_answers_help(
         capsys: pytest.CaptureFixture[str]) -> None:
     paths = _command_paths(cli)
     groups = {p[0] for p in paths}
-    assert groups == {"backup", "completion", "config", "doctor", "drill", "export",
+    assert groups == {"backup", "collection", "completion", "config", "doctor", "drill", "export",
                       "history", "keys", "lab", "report", "schedule", "scheduler", "store"}
     assert ("drill", "run") in paths and ("export", "verify") in paths
     for path in paths:

@@ -47,6 +47,8 @@ CASES: dict[str, Case] = {
     "backup status": _c(None, "backup status {inventory} --rpo 5M",
                         "reads the archive in S3 (needs the hot-cold lab)",
                         says="did you mean 5m?"),
+    "collection build": _c("collection build --out {tmp}/dist",
+                           "collection build --out {inventory}", says="not a directory"),
     "doctor": _c("doctor --drills {drills}", "doctor --drills {tmp}/nonexistent",
                  says="directory not found"),
     "drill list": _c("drill list --dir {drills}", "drill list --dir {tmp}/nonexistent",

@@ -43,7 +43,7 @@ def test_every_flag_and_hint_key_has_its_words() -> None:
     assert set(hints.FLAG_NAMES) == set(Flag) and set(hints.HINT_TEXTS) == set(HintKey)
     for key, text in hints.HINT_TEXTS.items():
         fields = {name for _, name, _, _ in string.Formatter().parse(text) if name}
-        assert fields <= {"known", "topology", "run_id"}, (key, fields)
+        assert fields <= {"known", "topology", "run_id", "package"}, (key, fields)
 
 
 def test_an_error_reads_in_the_cli_words(cli_words: None) -> None:
