@@ -82,7 +82,7 @@ def scheduler_run(ctx: click.Context, directory: str | None, grace: str, lease_t
         grace=durations["--grace"] or timedelta(hours=1), lease_ttl=lease.total_seconds(),
         sync_interval=(durations["--sync-interval"] or timedelta(seconds=30)).total_seconds(),
         lock_ttl=settings.lock_ttl, skip_invalid=skip_invalid,
-        observer=checkpointer(settings)))
+        observer=checkpointer(settings), evidence=settings.evidence))
     store, definitions = service.check()  # broken definition: 2; store unreachable: 1
     if metrics_address:
         from dalp_dr import metrics

@@ -31,6 +31,7 @@ from typing import TypeVar
 
 from dalp_dr.cancel import CancelToken
 from dalp_dr.clock import utcnow
+from dalp_dr.config import Evidence
 from dalp_dr.drill.outcome import RunHead, new_record, new_run_id
 from dalp_dr.drill.run import RunRequest, run_drill
 from dalp_dr.errors import (
@@ -81,6 +82,8 @@ class FireHandler:
     drills_dir: Path | None = None
     """the service's drill directory: a job runs a drill file found there and nothing else,
     whatever path its row names (rows live in a shared table; the files are the truth)"""
+    evidence: Evidence | None = None
+    """where each run's evidence is copied (DALP_DR_EVIDENCE)"""
     _cancels: dict[str, CancelToken] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _handling: set[tuple[str, datetime]] = field(default_factory=set)
@@ -214,6 +217,7 @@ class FireHandler:
         request = RunRequest(drill=loaded, results_dir=self.results_dir,
                              open_store=self._open_store, lock_ttl=self.lock_ttl,
                              trigger=Trigger.SCHEDULE, operator="scheduler",
+                             evidence=self.evidence,
                              planned_at=planned, cancel=token, progress=progress, warn=warn)
         try:
             log.info("%s: scheduled run for %s UTC starting", job.drill,

@@ -38,6 +38,7 @@ from typing import Any
 from apscheduler.executors.base import BaseExecutor
 
 from dalp_dr.clock import utcnow
+from dalp_dr.config import Evidence
 from dalp_dr.errors import DalpDrError, InvalidInput, SpecError, StoreError
 from dalp_dr.history import HistoryStore, open_store
 from dalp_dr.history.base import SealObserver
@@ -106,6 +107,8 @@ class ServiceOptions:
     max_parallel: int = 4
     observer: SealObserver | None = None
     """signs a checkpoint for every seal (dalp_dr.history.checkpointer)"""
+    evidence: Evidence | None = None
+    """where each run's evidence is copied (DALP_DR_EVIDENCE)"""
 
 
 class SchedulerService:
@@ -134,7 +137,8 @@ class SchedulerService:
                                     results_dir=options.results_dir, grace=options.grace,
                                     holder=self.holder, lock_ttl=options.lock_ttl,
                                     stopping=self.stopping, observer=options.observer,
-                                    drills_dir=options.drills_dir)
+                                    drills_dir=options.drills_dir,
+                                    evidence=options.evidence)
 
     def _open_store(self) -> HistoryStore:
         return open_store(self.options.store_url, results_dir=self.options.results_dir,
