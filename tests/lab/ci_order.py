@@ -32,6 +32,7 @@ GROUP_SECONDS: dict[str, int] = {
     "cloud-native-hosts": 105,
     "hot-hot-platform": 90,
     "hot-warm-hostile": 55,
+    "named-labs": 35,
     "hot-hot-hosts": 45,
     "s3-object-lock": 30,
     "history-contract": 30,
