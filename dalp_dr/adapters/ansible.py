@@ -93,7 +93,8 @@ def kill_leftovers(private: Path) -> list[int]:
 
 
 def ansible_environment(playbook: Path | None = None) -> dict[str, str]:
-    """Environment for ansible-playbook: our venv first on PATH, a UTF-8 locale, no colour;
+    """Environment for ansible-playbook: our venv first on PATH, a UTF-8 locale, no colour,
+    ansible-runner's own stdout callback whatever an enclosing Ansible job set;
     for ``playbook``, the roles path it resolves its roles with (config.ansible_roles_path:
     the same one the provenance manifest hashes)."""
     bindir = str(Path(sys.executable).parent)
@@ -113,6 +114,12 @@ def ansible_environment(playbook: Path | None = None) -> dict[str, str]:
         "ANSIBLE_LOCALHOST_WARNING": "0",
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
         "ANSIBLE_FORKS": "10",
+        # inside an Ansible job of ansible-runner's (an AWX job running the dalp.dr.drill
+        # module) the job's own stdout callback, awx_display, is in the environment:
+        # ansible-runner would make it the "original" callback its awx_display wraps, and
+        # every playbook would fail loading it. Our runs' stdout callback is ansible-runner's.
+        "ANSIBLE_STDOUT_CALLBACK": "",
+        "ORIGINAL_STDOUT_CALLBACK": "",
     }
 
 
