@@ -30,7 +30,6 @@ import json
 import os
 import re
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from dalp_dr import private_files
 from dalp_dr.errors import InvalidInput, LabError
 
 NAMED_LABS = Path("/var/tmp/dalp-dr-lab/named")
@@ -199,16 +199,9 @@ class Slots:
         """The table, under the lock; what the caller leaves in it is written back."""
         passable(self._labs)
         with open(self._labs / "slots.lock", "a") as lock:
-            deadline = time.monotonic() + LOCK_SECONDS
-            while True:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise LabError(f"the named labs' slot table ({self._file}) stayed "
-                                       f"locked for {LOCK_SECONDS:.0f} s") from None
-                    time.sleep(0.05)
+            if not private_files.flock_within(lock, fcntl.LOCK_EX, LOCK_SECONDS):
+                raise LabError(f"the named labs' slot table ({self._file}) stayed locked for "
+                               f"{LOCK_SECONDS:.0f} s")
             try:
                 table = self._read()
                 before = dict(table)

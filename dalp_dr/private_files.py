@@ -8,9 +8,12 @@ to the same modes when the run is sealed.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
+import time
 from pathlib import Path
+from typing import IO, Any
 
 from dalp_dr.config import group_access
 from dalp_dr.errors import ConfigError
@@ -97,3 +100,17 @@ def too_open(path: Path) -> str | None:
     if extra:
         return f"{path} has mode {mode:o} (at most {allowed:o}: chmod {allowed:o} {path})"
     return None
+
+
+def flock_within(handle: int | IO[Any], mode: int, seconds: float) -> bool:
+    """An flock (``fcntl.LOCK_EX`` or ``LOCK_SH``) on ``handle`` within ``seconds``: a
+    deadline, never a blocking wait on whoever holds it. False when it stayed held."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)

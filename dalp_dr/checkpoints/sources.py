@@ -6,7 +6,6 @@ import contextlib
 import fcntl
 import functools
 import os
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,16 +38,9 @@ class CheckpointLog:
         private_files.make_dir(self._lock.parent)
         fd = private_files.open_for_write(self._lock, append=True)
         try:
-            deadline = time.monotonic() + LOCK_DEADLINE
-            while True:  # a deadline, not a blocking wait on whoever holds it
-                try:
-                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise StoreError(f"{self._lock}: held by another dalp-dr process for "
-                                         f"more than {LOCK_DEADLINE:.0f}s") from None
-                    time.sleep(0.05)
+            if not private_files.flock_within(fd, mode, LOCK_DEADLINE):
+                raise StoreError(f"{self._lock}: held by another dalp-dr process for more "
+                                 f"than {LOCK_DEADLINE:.0f}s")
             yield
         finally:
             os.close(fd)
