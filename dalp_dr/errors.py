@@ -223,6 +223,16 @@ class EnvironmentBusy(DrillFailed):
         super().__init__(message)
 
 
+class EnvironmentNeedsRecovery(EnvironmentBusy):
+    """A run that waited for the environment's lock got it from a holder that died (its
+    lease expired): that run's fault may still be in place. The lock was released, nothing
+    started or recorded; ``run_ids``: the dead runs to recover first."""
+
+    def __init__(self, message: str, *, run_ids: tuple[str, ...]) -> None:
+        self.run_ids = run_ids
+        super().__init__(message)
+
+
 class PreflightFailed(DrillFailed):
     """Preflight could not prove it is safe to inject the fault. No fault was injected."""
 

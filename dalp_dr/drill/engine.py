@@ -37,13 +37,24 @@ from dalp_dr.drill.context import (
 )
 from dalp_dr.drill.outcome import RunHead, new_record, new_run_id, not_started, redacted
 from dalp_dr.drill.prepare import EndpointFactory, prepare
-from dalp_dr.errors import GuardrailRefused, ResultNotRecorded, StoreError
+from dalp_dr.errors import (
+    EnvironmentNeedsRecovery,
+    GuardrailRefused,
+    ResultNotRecorded,
+    StoreError,
+)
 from dalp_dr.heartbeat import Heartbeat
 from dalp_dr.history import HistoryStore
 from dalp_dr.history.base import record_final
 from dalp_dr.journal import EventKind, Journal, Observer
 from dalp_dr.kept import vouch_for
-from dalp_dr.locks import DEFAULT_LOCK_TTL, handed_over, lock_environment, process_label
+from dalp_dr.locks import (
+    DEFAULT_LOCK_TTL,
+    handed_over,
+    lock_environment,
+    process_label,
+    running_runs,
+)
 from dalp_dr.provenance import OperatorSource, Provenance, operator_and_source, run_provenance
 from dalp_dr.render import summary_text
 from dalp_dr.reserve import LOCAL_DISKS, Disks, Need, run_needs
@@ -111,12 +122,16 @@ class DrillEngine:
     def execute(self, prepared: PreparedDrill, *, store: HistoryStore,
                 trigger: Trigger = Trigger.CLI, operator: str | None = None,
                 cancel: CancelToken | None = None,
-                planned_at: datetime | None = None, confirm: str | None = None) -> DrillRun:
+                planned_at: datetime | None = None, confirm: str | None = None,
+                lock_wait: float | None = None) -> DrillRun:
         """Run the drill. An interrupt is requested through ``cancel``: the running playbook
         is stopped, steady state restored if a fault was injected, outcome ``aborted``.
 
         The environment's drill lock is taken first (EnvironmentBusy, with nothing written,
-        when another run holds it) and held, renewed, until the run is recorded."""
+        when another run holds it) and held, renewed, until the run is recorded.
+        ``lock_wait``: seconds to wait for it (default: the engine's). A lock got after
+        waiting from a holder that died leaves that run's fault in place:
+        EnvironmentNeedsRecovery, the lock released, nothing written."""
         spec = prepared.drill.spec
         clock = self._given_clock or RunClock()
         started = clock.now()
@@ -131,10 +146,18 @@ class DrillEngine:
         lock = lock_environment(
             store, spec.environment, holder=run_id, info=self._lock_info(spec.name, run_id,
                                                                          trigger, who),
-            ttl=self._lock_ttl, on_problem=self._progress, wait=self._lock_wait,
+            ttl=self._lock_ttl, on_problem=self._progress,
+            wait=self._lock_wait if lock_wait is None else lock_wait,
             cancel=cancel, waiting=self._progress)
         try:
             if lock.waited:  # the run starts now that it has the lock, under a name of now
+                dead = tuple(r.run.run_id for r in running_runs(store)
+                             if r.run.environment == spec.environment)
+                if dead:  # its holder died while we waited (its lease expired)
+                    raise EnvironmentNeedsRecovery(
+                        f"environment '{spec.environment}': run(s) {', '.join(dead)} ended "
+                        "without being recorded while this run waited for the lock (their "
+                        "holder died): they are recovered first", run_ids=dead)
                 started = clock.now()
                 run_id = new_run_id(started)
                 lock = handed_over(lock, run_id, self._lock_info(spec.name, run_id, trigger,

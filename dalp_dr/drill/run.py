@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,7 +39,16 @@ from dalp_dr.config import Evidence
 from dalp_dr.drill.context import PreparedDrill, Progress
 from dalp_dr.drill.engine import DrillEngine
 from dalp_dr.drill.prepare import EndpointFactory
-from dalp_dr.errors import HintKey, Interrupted, ObjectStoreError, ResultNotRecorded, StoreError
+from dalp_dr.errors import (
+    EnvironmentBusy,
+    EnvironmentNeedsRecovery,
+    HintKey,
+    Interrupted,
+    ObjectStoreError,
+    ResultNotRecorded,
+    StoreError,
+    words,
+)
 from dalp_dr.history import HistoryStore
 from dalp_dr.journal import Observer
 from dalp_dr.locks import DEFAULT_LOCK_TTL
@@ -127,17 +137,35 @@ def _run(request: RunRequest, engine: DrillEngine, prepared: PreparedDrill,
          runner: PlaybookRunner, progress: Progress) -> RunReport:
     """Recover dead runs of the environment, then run the drill, recorded."""
     drill = request.drill
+    deadline = time.monotonic() + request.lock_wait
     with contextlib.closing(request.open_store()) as store:
         # runs whose orchestrator died: put their environment back first
         recover_all(store, runner, progress=progress, lock_ttl=request.lock_ttl,
                     environment=drill.spec.environment)
         with _cancel_on_signals(request.cancel, progress) as token:
-            try:
-                done = engine.execute(prepared, store=store, trigger=request.trigger,
-                                      operator=request.operator, cancel=token,
-                                      planned_at=request.planned_at, confirm=request.confirm)
-            except ResultNotRecorded as exc:
-                return RunReport(result=exc.result, recorded=False, problem=str(exc))
+            while True:
+                try:
+                    done = engine.execute(prepared, store=store, trigger=request.trigger,
+                                          operator=request.operator, cancel=token,
+                                          planned_at=request.planned_at,
+                                          confirm=request.confirm,
+                                          lock_wait=max(deadline - time.monotonic(), 0.0))
+                    break
+                except ResultNotRecorded as exc:
+                    return RunReport(result=exc.result, recorded=False, problem=str(exc))
+                except EnvironmentNeedsRecovery as exc:
+                    # the holder we waited for died mid-drill: its environment put back
+                    # first (never a drill on top of its fault), then the lock again
+                    progress(str(exc))
+                    recovered = {r.run_id for r in recover_all(
+                        store, runner, progress=progress, lock_ttl=request.lock_ttl,
+                        environment=drill.spec.environment)}
+                    if not set(exc.run_ids) <= recovered:
+                        raise EnvironmentBusy(
+                            f"{exc}; not all could be recovered: "
+                            + words(HintKey.DRILL_RECOVER, run_id=", ".join(
+                                sorted(set(exc.run_ids) - recovered))),
+                            holder=None) from None
     return RunReport(result=done.result, recorded=True,
                      unreachable_hosts=done.unreachable_hosts)
 

@@ -13,10 +13,10 @@ import pytest
 
 from dalp_dr.drill.run import RunReport
 from dalp_dr.errors import EnvironmentBusy, Interrupted
-from dalp_dr.locks import lock_environment
+from dalp_dr.locks import environment_lock_name, lock_environment
 from dalp_dr.results import Outcome
 from dalp_dr.spec import PhaseName
-from tests.unit.engine.harness import ENVIRONMENT, EngineHarness, NewHarness
+from tests.unit.engine.harness import ENVIRONMENT, EngineHarness, NewHarness, failover
 from tests.unit.engine.run_requests import Said, run
 
 WAITING = f"waiting for environment '{ENVIRONMENT}'"
@@ -176,3 +176,26 @@ def test_eight_runs_two_per_environment_started_at_once(harness: EngineHarness,
                       key=lambda r: r.started_at)
         assert a.ended_at is not None and b.started_at >= a.ended_at, env
     assert any(s.has("waiting for environment 'env-") for s in said)
+
+
+def test_a_holder_that_dies_while_another_waits_is_recovered_before_the_waiter_drills(
+        harness: EngineHarness) -> None:
+    """The holder's orchestrator dies mid-drill (an execution node's container removed): its
+    lease expires and the waiter gets the lock. That run's fault may still be in place: it is
+    recovered first, then the waiter drills; never on top of it."""
+    dead = harness.unrecorded(failover(harness.endpoint))  # recorded running, never ended
+    lease = harness.store.acquire_lease(environment_lock_name(ENVIRONMENT), dead.run_id,
+                                        f"drill engine-test run {dead.run_id} (dead)", 1.5)
+    assert lease.holder == dead.run_id  # held by the run itself, never renewed again
+    said = Said()
+
+    report = run(harness, said, lock_wait=30.0)
+
+    assert report.recorded and report.result.outcome is Outcome.PASSED, report.result.message
+    assert said.has(f"run(s) {dead.run_id} ended without being recorded while this run "
+                    "waited for the lock")
+    recovered = harness.store.get(dead.run_id)
+    assert recovered.outcome is not Outcome.RUNNING  # put back and recorded first
+    assert report.result.started_at >= lease.expires_at
+    assert sorted(r.run_id for r in harness.store.list_runs()) == sorted(
+        [dead.run_id, report.result.run_id])
