@@ -234,7 +234,13 @@ def drill_run(ctx: click.Context, file: str, output: Output, operator: str | Non
     with live if live is not None else contextlib.nullcontext():
         done = run_drill(request)
     result = done.result
-    shipped = {"evidence_url": done.evidence_url} if settings.evidence is not None else {}
+    # beside the result (its stored fields unchanged): where the evidence went, why not,
+    # and a run the history did not take (a job that reads --json must not call it done)
+    shipped: dict[str, Any] = {"evidence_url": done.evidence_url,
+                               "evidence_problem": done.evidence_problem} \
+        if settings.evidence is not None else {}
+    if not done.recorded:
+        shipped["recorded"] = False
     if json_log is not None and output.path is None and not output.is_json:
         click.echo(json.dumps({"ts": utcnow().isoformat(), "event": "run.result",
                                "result": result.model_dump(mode="json"), **shipped},

@@ -193,10 +193,21 @@ def main():
             message = tail or f"exit {rc}"
         module.fail_json(msg=f"dalp-dr drill run: {message}", rc=rc, error=error,
                          stderr_tail=tail)
-    evidence = printed.get("evidence_url") or printed.get("evidence_dir")
+    if "evidence_url" in printed:  # DALP_DR_EVIDENCE set: the bucket's copy, or none
+        evidence = printed.get("evidence_url")
+    else:  # kept on this node's disk only
+        evidence = printed.get("evidence_dir")
     stats = published(printed, evidence)
+    if printed.get("evidence_problem"):
+        stats["evidence_problem"] = "the copy to DALP_DR_EVIDENCE failed (see the task's result)"
     answer = dict(changed=True, rc=rc, outcome=printed.get("outcome"),
                   run_id=printed.get("run_id"), dalp_dr=stats, result=printed)
+    if printed.get("recorded") is False:
+        # the history did not take it: whatever its outcome, the job must not read as done
+        module.fail_json(msg=f"drill {stats['drill']}: run {stats['run_id']} ended "
+                             f"{stats['outcome']} but was NOT RECORDED in the history "
+                             "(dalp-dr records it once the store is back)",
+                         stderr_tail=tail, **answer)
     if params["fail_on_miss"] and stats["outcome"] != "passed":
         module.fail_json(msg=f"drill {stats['drill']}: {stats['outcome']} "
                              f"(run {stats['run_id']}, exit {rc})", stderr_tail=tail,
