@@ -93,6 +93,7 @@ class Lab:
             made = named_lab.named_inventory(base, name=name, slot=slot, root=root)
             named_lab.passable(root.parent)
             root.mkdir(exist_ok=True, mode=0o700)
+            named_lab.trusted(root)  # an existing root (or a link planted there) too
             path = root / named_lab.INVENTORY
             named_lab.write_atomically(
                 path, named_lab.dump(made, name=name, topology=topology, slot=slot))

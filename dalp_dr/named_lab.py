@@ -29,6 +29,7 @@ import fcntl
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -164,12 +165,35 @@ def named_inventory(base: dict[str, Any], *, name: str, slot: int, root: Path
     return inventory
 
 
+def trusted(folder: Path) -> None:
+    """``folder`` and every directory above it cannot be changed by anyone but this user
+    and root: each a real directory (no link), owned by root or this user, writable by
+    nobody else unless sticky and root's (``/var/tmp``). LabError otherwise: the slot table
+    and the named labs' inventories (which Ansible would run code from) live there, under a
+    directory everyone may create in."""
+    me = os.geteuid()
+    for part in [*reversed(folder.parents), folder]:
+        try:
+            st = os.lstat(part)
+        except FileNotFoundError:
+            return  # what is missing is made by this user (passable)
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+            raise LabError(f"{part} is not a directory (a link?): named labs refuse it")
+        open_to_others = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if st.st_uid not in (0, me) or (
+                open_to_others and not (st.st_mode & stat.S_ISVTX and st.st_uid == 0)):
+            raise LabError(f"{part} is owned by uid {st.st_uid} or writable by others "
+                           f"(mode {stat.S_IMODE(st.st_mode):o}): named labs refuse it")
+
+
 def passable(folder: Path) -> None:
-    """``folder`` there; made 0755 when missing (whatever the umask): the database OS user
-    passes through it to a lab root."""
+    """``folder`` there, trusted (``trusted``); made 0755 when missing (whatever the umask):
+    the database OS user passes through it to a lab root."""
+    trusted(folder)
     if not folder.is_dir():
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o755)
+    trusted(folder)
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -282,3 +282,25 @@ def test_the_way_to_a_named_root_is_passable_whatever_the_umask(lab: Lab, labs: 
         os.umask(old)
     modes = [oct(p.stat().st_mode & 0o777) for p in (labs, labs / "eu-1", path.parent)]
     assert modes == ["0o755", "0o755", "0o700"]
+
+
+def test_a_named_labs_directory_others_can_write_is_refused(lab: Lab, labs: Path,
+                                                            runner: Runner) -> None:
+    """Named labs live under /var/tmp, where anyone may create a directory first: one that
+    another user could change (its inventory is code Ansible runs) is refused."""
+    labs.mkdir(mode=0o755)
+    labs.chmod(0o777)  # as a directory someone else made for everyone
+    with pytest.raises(LabError, match="writable by others"):
+        lab.up("hot-warm", name="eu-1")
+    assert runner.runs == [] and not (labs / "slots.json").exists()
+
+
+def test_a_lab_root_planted_as_a_link_is_refused(lab: Lab, labs: Path, runner: Runner,
+                                                 tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (labs / "eu-1").mkdir(parents=True)
+    (labs / "eu-1" / "hot-warm").symlink_to(elsewhere)
+    with pytest.raises(LabError, match="not a directory"):
+        lab.up("hot-warm", name="eu-1")
+    assert runner.runs == [] and list(elsewhere.iterdir()) == []
