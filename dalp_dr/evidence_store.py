@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import os
+import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -73,6 +74,14 @@ def _sha256(path: Path) -> tuple[int, hashlib._Hash]:
     return size, digest
 
 
+def key_part(text: str) -> str:
+    """``text`` as one path segment of an object key: percent-encoded but for letters,
+    digits and ``-_.``, never empty, ``.`` or ``..`` (an environment name is free text; a
+    proxy or a sync tool that normalises ``..`` must not move a run's evidence elsewhere)."""
+    part = urllib.parse.quote(text, safe="-_")
+    return part.replace(".", "%2E") if part in (".", "..") else part or "%00"
+
+
 class EvidenceStore:
     def __init__(self, target: Evidence, client: Any | None = None) -> None:
         """``client``: a boto3 S3 client (default: one for ``target``'s endpoint and
@@ -85,8 +94,8 @@ class EvidenceStore:
         return f"s3://{self.target.bucket}/{self._key(environment, run_id, '')}"
 
     def _key(self, environment: str, run_id: str, relative: str) -> str:
-        return "/".join(p for p in (self.target.prefix, environment, run_id) if p) \
-            + "/" + relative
+        return "/".join(p for p in (self.target.prefix, key_part(environment),
+                                    key_part(run_id)) if p) + "/" + relative
 
     def preflight(self) -> None:
         """Before a drill starts: the bucket exists and these credentials may use it

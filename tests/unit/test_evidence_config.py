@@ -63,3 +63,14 @@ def test_config_show_says_where_evidence_goes(monkeypatch: pytest.MonkeyPatch,
     rows = {row["key"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["evidence"]["value"] == "s3://dr-evidence/site-a"
     assert rows["evidence"]["origin"] == "DALP_DR_EVIDENCE"
+
+
+@pytest.mark.parametrize(("environment", "segment"), [
+    ("lab-eu-1", "lab-eu-1"), ("lab.x", "lab.x"), ("../x", "..%2Fx"), ("a/b", "a%2Fb"),
+    ("..", "%2E%2E"), (".", "%2E"), ("", "%00"), ("prod <!channel>", "prod%20%3C%21channel%3E")])
+def test_an_environment_is_one_segment_of_the_evidence_key(environment: str,
+                                                           segment: str) -> None:
+    """an environment name is free text: it never adds, removes or climbs a key segment"""
+    from dalp_dr.evidence_store import key_part
+
+    assert key_part(environment) == segment
