@@ -13,6 +13,7 @@ otherwise its orchestrator is gone and the run is *interrupted* (``dalp_dr.recov
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -173,7 +174,14 @@ def handed_over(keeper: LeaseKeeper, holder: str, info: str) -> LeaseKeeper:
     was no longer ``keeper``'s."""
     new = LeaseKeeper(keeper._store, keeper.name, holder, info, keeper.ttl, keeper._on_problem)
     keeper.stop_renewing()  # not released: nobody else may take it in between
-    lease = new.try_acquire(replacing=keeper.holder)
+    try:
+        lease = new.try_acquire(replacing=keeper.holder)
+    except StoreError:
+        # the hand-over did not happen: the old holder's lease is let go now (not left to
+        # expire: the environment would stay locked for its time to live)
+        with contextlib.suppress(StoreError):
+            keeper._store.release_lease(keeper.name, keeper.holder)
+        raise
     if lease.holder != holder:
         raise EnvironmentBusy(f"lease {keeper.name} was taken by {lease.info} before this "
                               "run started", holder=lease)

@@ -123,13 +123,12 @@ def run_drill(request: RunRequest) -> RunReport:
     prepared = engine.prepare(drill)  # nothing is written before the target answers
     shipper = _evidence_store(request.evidence)  # nor before the evidence bucket answers
     report = _run(request, engine, prepared, runner, progress)
+    if report.recorded:  # told first: a slow or interrupted copy never holds them back
+        _metrics_textfile(request, warn)
+        notify(report.result, report=warn, targets=None if request.notify_targets is None
+               else list(request.notify_targets))
     if shipper is not None:
         report = _ship(shipper, report, warn, progress)
-    if not report.recorded:
-        return report
-    _metrics_textfile(request, warn)
-    notify(report.result, report=warn, targets=None if request.notify_targets is None
-           else list(request.notify_targets))
     return report
 
 
@@ -138,6 +137,7 @@ def _run(request: RunRequest, engine: DrillEngine, prepared: PreparedDrill,
     """Recover dead runs of the environment, then run the drill, recorded."""
     drill = request.drill
     deadline = time.monotonic() + request.lock_wait
+    wait: float | None = None  # the request's whole wait; after a recovery, what is left
     with contextlib.closing(request.open_store()) as store:
         # runs whose orchestrator died: put their environment back first
         recover_all(store, runner, progress=progress, lock_ttl=request.lock_ttl,
@@ -149,7 +149,7 @@ def _run(request: RunRequest, engine: DrillEngine, prepared: PreparedDrill,
                                           operator=request.operator, cancel=token,
                                           planned_at=request.planned_at,
                                           confirm=request.confirm,
-                                          lock_wait=max(deadline - time.monotonic(), 0.0))
+                                          lock_wait=wait)
                     break
                 except ResultNotRecorded as exc:
                     return RunReport(result=exc.result, recorded=False, problem=str(exc))
@@ -166,6 +166,7 @@ def _run(request: RunRequest, engine: DrillEngine, prepared: PreparedDrill,
                             + words(HintKey.DRILL_RECOVER, run_id=", ".join(
                                 sorted(set(exc.run_ids) - recovered))),
                             holder=None) from None
+                    wait = max(deadline - time.monotonic(), 0.0)
     return RunReport(result=done.result, recorded=True,
                      unreachable_hosts=done.unreachable_hosts)
 
