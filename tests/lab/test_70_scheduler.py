@@ -110,6 +110,21 @@ class Env:
         return Scheduler(self, label, args)
 
 
+STARTED: list[Scheduler] = []
+"""every scheduler a test started: killed after the test, whatever happened in it (one
+left running by a failed test took the leader lease of the next CI run's store, on the same
+port, and failed its takeover test)"""
+
+
+@pytest.fixture(autouse=True)
+def no_scheduler_outlives_its_test() -> Iterator[None]:
+    yield
+    while STARTED:
+        left = STARTED.pop()
+        if left.proc.poll() is None:
+            left.kill()
+
+
 class Scheduler:
     """One `dalp-dr scheduler run` process in its own session (so its drills' children go
     with it when it is killed)."""
@@ -122,6 +137,7 @@ class Scheduler:
             [sys.executable, "-m", "dalp_dr", "scheduler", "run", "--drills",
              str(env.drills), *metrics, *args], cwd=ROOT, env=env.env, stdout=self._log_file,
             stderr=subprocess.STDOUT, start_new_session=True)
+        STARTED.append(self)
 
     def text(self) -> str:
         return self.log.read_text()
