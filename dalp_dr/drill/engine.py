@@ -134,13 +134,15 @@ class DrillEngine:
         EnvironmentNeedsRecovery, the lock released, nothing written."""
         spec = prepared.drill.spec
         clock = self._given_clock or RunClock()
-        started = clock.now()
-        run_id = new_run_id(started)
         if trigger is Trigger.SCHEDULE:
             who, source = operator or "scheduler", OperatorSource.SCHEDULER
         else:  # --operator, DALP_DR_OPERATOR, SUDO_USER, the OS user
             who, source = operator_and_source(operator)
         provenance = run_provenance(prepared.drill, who, source)  # once, before anything runs
+        # the run starts just before it takes the lock (the provenance's hashing done): a
+        # run that finds the lock free never starts before the previous holder ended
+        started = clock.now()
+        run_id = new_run_id(started)
         self._refuse(prepared, store, run_id, trigger, who, started, planned_at, provenance,
                      confirm)
         lock = lock_environment(
