@@ -9,6 +9,12 @@ together is "unavailable", never a figure.
 
 * exact data-loss window = newest lost commit - newest commit before the fork (both the old
   primary's own clock: no clock offset enters it); 0 when nothing was lost.
+* a commit past the fork that the promoted node (a synchronous standby the old primary waited
+  for at the fault, with synchronous_commit on, remote_write or remote_apply everywhere) had
+  not confirmed was never confirmed to its client either: such commits are still counted and
+  listed, but the exact window of acknowledged loss is 0 (``never_acknowledged`` says why).
+  A session that lowered synchronous_commit itself, or cancelled its wait, is beyond what the
+  server can tell afterwards (README "Exact data loss").
 * the lost transactions go to the evidence as JSON lines (``lost-transactions.jsonl``): ids,
   commit times, tables, record counts; never row data.
 """
@@ -25,6 +31,8 @@ from dalp_dr.results import Divergence, LossBasis, Measurements, TableLoss
 
 EVIDENCE = "lost-transactions.jsonl"
 TOP_TABLES = 10
+CONFIRMING = frozenset({"on", "true", "yes", "1", "remote_write", "remote_apply"})
+"""synchronous_commit values under which a commit waits for the synchronous standbys"""
 
 
 class Unusable(ValueError):
@@ -128,8 +136,15 @@ def _read(report: Mapping[str, Any]) -> tuple[Divergence, list[dict[str, Any]]]:
         # no commit before the fork was read, or the old primary's clock went back between
         # them: the lost commits' own span is all that is sure
         lower = round((newest - oldest).total_seconds(), 6)
+    guard = never_acknowledged(report.get("commit_guard"), hosts.get("old_primary"),
+                               hosts.get("new_primary")) if total else None
+    unacknowledged: float | None = None
+    if guard is not None:
+        unacknowledged = window if window is not None else lower
+        window, lower = 0.0, None
     return Divergence(
         available=True, **hosts,
+        never_acknowledged=guard, unacknowledged_window=unacknowledged,
         fork_lsn=_text(report.get("fork_lsn") or "", "fork_lsn", 20) or None,
         old_timeline=_optional_int(report.get("old_timeline"), "old_timeline"),
         new_timeline=_optional_int(report.get("new_timeline"), "new_timeline"),
@@ -142,6 +157,29 @@ def _read(report: Mapping[str, Any]) -> tuple[Divergence, list[dict[str, Any]]]:
         oldest_lost_commit_at=oldest, window=window, window_lower_bound=lower,
         tables=tables, evidence=EVIDENCE,
     ), lost
+
+
+def never_acknowledged(guard: Any, old: str | None, new: str | None) -> str | None:
+    """Why no commit past the fork reached its client, if the old primary's word just before
+    the fault (``dalp_pg`` commit_guard: target data) says so: it waited for the node that was
+    promoted, and nothing lowered synchronous_commit below waiting. Anything else, or a word
+    that does not hold together: None (no claim)."""
+    if not isinstance(guard, Mapping) or not new:
+        return None
+    commit, waits, overrides = (guard.get(k) for k in
+                                ("synchronous_commit", "waits_for", "overrides"))
+    if not (isinstance(commit, str) and isinstance(waits, list)
+            and isinstance(overrides, list)):
+        return None
+    if commit.lower() not in CONFIRMING or new not in waits:
+        return None
+    for item in overrides:
+        if not (isinstance(item, Mapping) and isinstance(item.get("value"), str)
+                and item["value"].strip().lower() in CONFIRMING):
+            return None
+    return (f"{new} was a synchronous standby {old or 'the old primary'} waited for at the "
+            f"fault (synchronous_commit {commit[:20]}, lowered by no database or role): no "
+            "commit past its fork was confirmed to its client")
 
 
 def _optional_time(value: Any, what: str) -> datetime | None:
@@ -169,11 +207,14 @@ def _tables(sets_in: Any, names: Mapping[str, str], lost: list[dict[str, Any]],
     return [TableLoss(table=t, commits=c) for t, c in tables.most_common(TOP_TABLES)]
 
 
-def evidence_lines(lost: list[dict[str, Any]], *, unlisted: int = 0) -> str:
-    """The lost transactions as JSON lines, oldest commit first; when the probe listed only
+def evidence_lines(lost: list[dict[str, Any]], *, unlisted: int = 0,
+                   never_acknowledged: bool = False) -> str:
+    """The lost transactions as JSON lines, oldest commit first (each marked
+    ``never_acknowledged`` when no client was told it committed); when the probe listed only
     the first of them, a last line says how many more there were."""
     ordered = sorted(lost, key=lambda t: (t["committed_at"], t["xid"]))
-    lines = [json.dumps(t, sort_keys=True) for t in ordered]
+    mark = {"never_acknowledged": True} if never_acknowledged else {}
+    lines = [json.dumps({**t, **mark}, sort_keys=True) for t in ordered]
     if unlisted > 0:
         lines.append(json.dumps({"not_listed": unlisted}))
     return "".join(line + "\n" for line in lines)
@@ -190,6 +231,10 @@ def contradiction(m: Measurements, divergence: Divergence,
     lost = m.lost_writes or 0
     if not lost or divergence.lost_transactions is None:
         return None
+    if divergence.never_acknowledged is not None:
+        return (f"the heartbeat lost {lost} acknowledged writes, yet {divergence.new_primary} "
+                "was a synchronous standby the old primary waited for: a session that lowered "
+                "synchronous_commit, or a wait cancelled?")
     mine = [t.commits for t in divergence.tables
             if marker_table and t.table.rsplit(".", 1)[-1] == marker_table]
     found = mine[0] if mine else divergence.lost_transactions

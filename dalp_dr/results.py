@@ -138,6 +138,13 @@ class Divergence(Frozen):
     """the evidence file listing every lost transaction"""
     contradicted: str | None = None
     """the heartbeat saw more loss than the WAL shows: the sampled window is judged"""
+    never_acknowledged: str | None = None
+    """why no commit past the fork was confirmed to its client: the promoted node was a
+    synchronous standby the old primary waited for (``window`` is then 0: nothing
+    acknowledged was lost); None when that cannot be said"""
+    unacknowledged_window: float | None = None
+    """with ``never_acknowledged``: the span those unconfirmed commits cover (newest lost
+    commit - newest surviving commit), shown, never judged"""
 
 
 class Measurements(Frozen):

@@ -40,7 +40,8 @@ def probe(ctx: RunContext) -> None:
     if found.available:
         try:
             journal.write_document(divergence.EVIDENCE, divergence.evidence_lines(
-                lost, unlisted=(found.lost_transactions or 0) - len(lost)))
+                lost, unlisted=(found.lost_transactions or 0) - len(lost),
+                never_acknowledged=found.never_acknowledged is not None))
         except OSError as exc:
             journal.record(EventKind.EVIDENCE_NOT_WRITTEN, document=divergence.EVIDENCE,
                            error=str(exc)[:300])
@@ -52,6 +53,9 @@ def probe(ctx: RunContext) -> None:
     if found.available:
         ctx.progress(f"divergence: {found.lost_transactions} transactions lost after the fork "
                      f"at {found.fork_lsn}"
+                     + (", none of them acknowledged (the promoted node was a synchronous "
+                        "standby)" if found.never_acknowledged and found.lost_transactions
+                        else "")
                      + (f", exact window {found.window:.3f} s" if found.window is not None
                         else ""))
     else:

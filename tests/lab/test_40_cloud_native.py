@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from tests.lab.helpers import (
     run_json,
     timeline_offsets,
 )
+from tests.lab.ledger import TABLE, LedgerWriter
 
 # one lab per pytest-xdist worker at a time (see tests/conftest.py)
 pytestmark = pytest.mark.xdist_group("cloud-native")
@@ -32,6 +34,9 @@ pytestmark = pytest.mark.xdist_group("cloud-native")
 DRILL = ROOT / "drills" / "cloud-native-failover.yaml"
 PATRONICTL = ["/usr/bin/patronictl", "-c", "/var/tmp/dalp-dr-lab/cloud-native/pg1/patroni.yml"]
 LAB = Path("/var/tmp/dalp-dr-lab/cloud-native")
+SERVICE_DSN = ("host=127.0.0.1,127.0.0.1,127.0.0.1 port=55461,55462,55463 dbname=dalp "
+               "user=dalp_app password=lab-only-c3a91e5d27 target_session_attrs=read-write "
+               "connect_timeout=2")
 TIMELINE = ["leader key gone", "new leader elected", "new primary promoted",
             "sync standby set", "old leader rejoined", "cluster whole"]
 
@@ -86,17 +91,46 @@ def test_read_only_playbooks_under_check_read_the_real_state_and_change_nothing(
 
 
 def test_failover_loses_no_acknowledged_write(tmp_path: Path) -> None:
-    result, old = assert_failover_passed(DRILL, tmp_path / "results")
+    """Synchronous replication: an application writing as fast as it can beside the heartbeat
+    loses no acknowledged transaction, and the divergence probe says so exactly. A commit the
+    old leader took as it died (in doubt for its client) may lie past the fork in its WAL: it
+    is counted, and reported as never acknowledged (its synchronous standby took over without
+    it), never as acknowledged loss (CI once saw the heartbeat's in-flight write there)."""
+    ledger = LedgerWriter(SERVICE_DSN)
+    ledger.start()
+    try:
+        result, old = assert_failover_passed(DRILL, tmp_path / "results")
+    finally:
+        ledger.stop()
+    assert not ledger.unexpected, ledger.unexpected
     at = timeline_offsets(result)
     # the postmaster died but Patroni lived: no need to wait for the key to expire (ttl 6 s)
     assert at["new leader elected"] < 6
-    # synchronous replication: nothing past the fork in the old leader's WAL (read from the
-    # copy inject took before Patroni rewound it), judged as exact
     m = result["measurements"]
     found = m["divergence"]
     assert found["available"] is True, found
-    assert found["old_primary"] == old and found["new_primary"] != old
-    assert found["lost_transactions"] == 0 and found["new_timeline"] > found["old_timeline"]
+    new = found["new_primary"]
+    assert found["old_primary"] == old and new != old
+    assert found["new_timeline"] > found["old_timeline"]
+    # the old leader waited for the node that took over, in its own words before the kill
+    guard = next(p for p in result["phases"] if p["phase"] == "inject")["report"][
+        "dalp_commit_guard"]
+    assert guard["waits_for"] == [new] and guard["synchronous_commit"] == "on", guard
+    # every transaction the application was told committed is on the new leader
+    survived = ledger.surviving()
+    acked = [e for e in ledger.entries if e.acked_at is not None]
+    assert len(acked) > 100 and all(e.n in survived for e in acked), len(acked)
+    # what the old leader's WAL has past the fork (read from the copy inject took before
+    # Patroni rewound it) is only what no client was told: judged exact, 0
+    rows = [json.loads(line) for line in
+            (Path(result["evidence_dir"]) / found["evidence"]).read_text().splitlines()]
+    in_doubt = {e.xid for e in ledger.entries if e.acked_at is None}
+    assert {r["xid"] for r in rows if f"dalp.public.{TABLE}" in r["tables"]} <= in_doubt
+    assert len(rows) == found["lost_transactions"]
+    if rows:
+        assert found["never_acknowledged"].startswith(f"{new} was a synchronous standby")
+        assert all(r["never_acknowledged"] is True for r in rows), rows
+        assert found["unacknowledged_window"] >= 0
     assert m["data_loss_basis"] == "exact" and m["data_loss_window"] == 0
     assert "exact" in result["verdicts"][1]["reason"]
     # steady state took the copy away
