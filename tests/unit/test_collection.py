@@ -114,3 +114,81 @@ def _env(collections: Path) -> dict[str, str]:
     env.update(ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR="1",
                PATH=f"{VENV_BIN}:{env.get('PATH', '')}")
     return env
+
+
+def _printed(outcome: str, *, recorded: bool = True) -> dict[str, object]:
+    """What ``dalp-dr drill run --json`` prints for a run, trimmed to what the module reads,
+    with a target's text where no artifact may carry it."""
+    return {"run_id": "20261205T000000Z-abcdef", "drill": "hot-warm-failover",
+            "environment": "lab-hot-warm", "outcome": outcome, "recorded": recorded,
+            "started_at": "2026-12-05T00:00:00Z", "ended_at": "2026-12-05T00:00:30Z",
+            "objectives": {"rto": 120.0, "rpo": 0.5},
+            "measurements": {"recovery_time": 0.4, "data_loss_window": 0.8,
+                             "data_loss_basis": "exact", "lost_writes": 7,
+                             "divergence": {"reason": "{{ lookup('pipe', 'id') }}"}},
+            "verdicts": [{"objective": "rpo", "status": "missed", "target": 0.5,
+                          "measured": 0.8, "margin": -0.3, "reason": "a target said"}],
+            "steady_state_restored": True, "evidence_dir": "/srv/results/x"}
+
+
+@pytest.mark.parametrize(("outcome", "recorded", "module_args", "job_ok", "stats"), [
+    # the job playbook: stats published whatever the outcome, the job fails unless passed
+    ("passed", True, None, True, True),
+    ("missed", True, None, False, True),
+    ("inconclusive", True, None, False, True),
+    # a run the history did not take fails the task itself: no stats, nothing "done"
+    ("passed", False, None, False, False),
+    # the module alone (fail_on_miss default true): a missed drill fails the task
+    ("missed", True, {}, False, False),
+])
+def test_the_job_s_outcome_and_artifacts_follow_the_drill_s(
+        built: Path, tmp_path: Path, outcome: str, recorded: bool,
+        module_args: dict[str, object] | None, job_ok: bool, stats: bool) -> None:
+    """The module and the job playbook against every outcome a drill can end with. A fake of
+    dalp-dr's own CLI stands in for the drill (``FakeDalpDr``: a ``dalp_dr`` package first on
+    PYTHONPATH printing a run's JSON; a real drill is tests/lab/test_28_awx_runner.py); the
+    job runs through ansible-runner and its artifacts are read as AWX reads them."""
+    import ansible_runner
+
+    fake = tmp_path / "fake" / "dalp_dr"  # FakeDalpDr
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (tmp_path / "printed.json").write_text(json.dumps(_printed(outcome, recorded=recorded)))
+    (fake / "__main__.py").write_text(
+        "import sys\n"
+        f"sys.stdout.write(open({str(tmp_path / 'printed.json')!r}).read())\n"
+        f"sys.exit({0 if outcome == 'passed' else 1})\n")
+    project = tmp_path / "job" / "project"
+    project.mkdir(parents=True)
+    if module_args is None:
+        play: list[dict[str, object]] = [{"ansible.builtin.import_playbook": "dalp.dr.run"}]
+    else:
+        play = [{"name": "Module alone", "hosts": "localhost", "gather_facts": False,
+                 "tasks": [{"name": "Drill", "dalp.dr.drill": {"drill": "x.yaml",
+                                                               **module_args}}]}]
+    (project / "job.yml").write_text(yaml.safe_dump(play))
+    env = _env(_installed(built, tmp_path))
+    env.update(PYTHONPATH=str(tmp_path / "fake"))
+    runner = ansible_runner.run(
+        private_data_dir=str(tmp_path / "job"), playbook="job.yml", quiet=True,
+        inventory="localhost ansible_connection=local", envvars=env,
+        extravars={"ansible_python_interpreter": sys.executable, "dalp_dr_drill": "x.yaml"})
+    assert (runner.rc == 0) is job_ok, runner.stdout.read()
+    (ended,) = [e for e in runner.events if e.get("event") == "playbook_on_stats"]
+    artifacts = ended["event_data"].get("artifact_data") or {}
+    if stats:
+        assert "dalp_dr" in artifacts, (ended["event_data"], runner.stdout.read())
+        published = artifacts["dalp_dr"]
+        assert published["outcome"] == outcome and published["passed"] is (outcome == "passed")
+        assert published["figures"]["data_loss_window"] == 0.8
+        assert published["verdicts"] == [{"objective": "rpo", "population": None,
+                                          "status": "missed", "target": 0.5,
+                                          "measured": 0.8, "margin": -0.3}]
+        assert published["evidence"] == "/srv/results/x"
+    else:
+        assert "dalp_dr" not in artifacts
+    # no text a target printed reaches the artifacts AWX hands to the next node
+    assert "lookup" not in json.dumps(artifacts) and "a target said" not in json.dumps(
+        artifacts)
+    if not recorded:
+        assert "NOT RECORDED" in runner.stdout.read()

@@ -93,9 +93,10 @@ run_id:
   description: The run's id in the history.
   returned: when the drill ran
   type: str
-rc:
+exit_code:
   description: dalp-dr's exit code (0 objectives met, 1 missed or failed, 2 invalid input,
-    130 interrupted).
+    130 interrupted). Not C(rc), which Ansible takes as the task's own failure (a missed
+    drill would then fail the task and lose its published stats).
   returned: always
   type: int
 dalp_dr:
@@ -191,7 +192,7 @@ def main():
                 f" ({error['hint']})" if error.get("hint") else "")
         else:
             message = tail or f"exit {rc}"
-        module.fail_json(msg=f"dalp-dr drill run: {message}", rc=rc, error=error,
+        module.fail_json(msg=f"dalp-dr drill run: {message}", exit_code=rc, error=error,
                          stderr_tail=tail)
     if "evidence_url" in printed:  # DALP_DR_EVIDENCE set: the bucket's copy, or none
         evidence = printed.get("evidence_url")
@@ -200,7 +201,7 @@ def main():
     stats = published(printed, evidence)
     if printed.get("evidence_problem"):
         stats["evidence_problem"] = "the copy to DALP_DR_EVIDENCE failed (see the task's result)"
-    answer = dict(changed=True, rc=rc, outcome=printed.get("outcome"),
+    answer = dict(changed=True, exit_code=rc, outcome=printed.get("outcome"),
                   run_id=printed.get("run_id"), dalp_dr=stats, result=printed)
     if printed.get("recorded") is False:
         # the history did not take it: whatever its outcome, the job must not read as done
