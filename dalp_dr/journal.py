@@ -39,19 +39,9 @@ from typing import Any
 from dalp_dr import private_files
 from dalp_dr.clock import SYSTEM_CLOCK, Clock
 from dalp_dr.errors import ConfigError
+from dalp_dr.private_files import atomic_write
 from dalp_dr.redact import Redactor
 from dalp_dr.results import HeartbeatSample
-
-
-def atomic_write(path: Path, data: str) -> None:
-    private_files.replaceable(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with os.fdopen(private_files.open_for_write(tmp), "w", encoding="utf-8") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
 
 BACKLOG_MAX_BYTES = 8 * 1024 * 1024
 """evidence kept in memory while it cannot be written; beyond this it is lost (and counted)"""

@@ -19,7 +19,8 @@ from typing import Any
 
 from dalp_dr.errors import DalpDrError
 from dalp_dr.history.base import SealObserver
-from dalp_dr.journal import EventKind, atomic_write
+from dalp_dr.journal import EventKind
+from dalp_dr.private_files import atomic_write
 from dalp_dr.redact import Redactor
 from dalp_dr.results import Outcome, RunResult
 

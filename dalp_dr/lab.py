@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from dalp_dr import named_lab
+from dalp_dr import named_lab, private_files
 from dalp_dr.adapters.base import PlaybookResult, PlaybookRunner
 from dalp_dr.errors import InvalidInput, LabError
 from dalp_dr.inventory import Inventory
@@ -95,7 +95,7 @@ class Lab:
             root.mkdir(exist_ok=True, mode=0o700)
             named_lab.trusted(root)  # an existing root (or a link planted there) too
             path = root / named_lab.INVENTORY
-            named_lab.write_atomically(
+            private_files.atomic_write(
                 path, named_lab.dump(made, name=name, topology=topology, slot=slot))
         return path
 

@@ -30,7 +30,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -196,20 +195,6 @@ def passable(folder: Path) -> None:
     trusted(folder)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 class Slots:
     """Which name holds which slot (``slots.json`` in ``labs``), changed only under an
     exclusive lock on ``slots.lock`` (waited for at most LOCK_SECONDS)."""
@@ -231,8 +216,8 @@ class Slots:
                 before = dict(table)
                 yield table
                 if table != before:
-                    write_atomically(self._file, json.dumps(table, indent=2, sort_keys=True)
-                                     + "\n")
+                    private_files.atomic_write(
+                        self._file, json.dumps(table, indent=2, sort_keys=True) + "\n")
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 

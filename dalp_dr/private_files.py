@@ -61,6 +61,23 @@ def replaceable(path: Path) -> Path:
     return path
 
 
+def atomic_write(path: Path, data: str) -> None:
+    """``path`` holds ``data`` whole or keeps what it held: written to a private temporary
+    file beside it, flushed to disk, renamed over it (never over a link or a device). One
+    writer at a time per path (the temporary file's name is fixed)."""
+    replaceable(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with os.fdopen(open_for_write(tmp), "w", encoding="utf-8") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def chmod_file(path: Path) -> None:
     """The private file mode on an existing file, never through a link. By path, never
     through a descriptor: closing any descriptor of a SQLite database (or its -wal/-shm)

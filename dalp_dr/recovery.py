@@ -166,7 +166,7 @@ def recover(store: HistoryStore, run_id: str, runner: PlaybookRunner, *,
 def _write(evidence: Path, result: RunResult, progress: Callable[[str], None]) -> None:
     """The recovered run's result.json and summary.txt. A failure writing them (a full disk,
     a rendering bug) is said, never raised: the run is recorded regardless."""
-    from dalp_dr.journal import atomic_write
+    from dalp_dr.private_files import atomic_write
 
     if not evidence.is_dir():
         return

@@ -64,7 +64,7 @@ class Output:
         if self.path is None:
             click.echo(text, nl=not text.endswith("\n"))
         else:
-            from dalp_dr.journal import atomic_write  # lazy: the journal's imports
+            from dalp_dr.private_files import atomic_write
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.path, text)

@@ -343,7 +343,7 @@ def schedule_export(ctx: click.Context, awx: bool, out_file: str | None, organiz
                           "fail until the AWX project has it")
     rows = [d.model_dump(mode="json") for d in made.drills]
     if out_file is not None:
-        from dalp_dr.journal import atomic_write  # lazy: the journal's imports
+        from dalp_dr.private_files import atomic_write
 
         path = Path(out_file)
         path.parent.mkdir(parents=True, exist_ok=True)

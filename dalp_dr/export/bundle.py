@@ -38,7 +38,7 @@ from dalp_dr.errors import Flag, InvalidInput, TamperedHistory
 from dalp_dr.export import keys, records
 from dalp_dr.export.records import Selection
 from dalp_dr.integrity import evidence_location, unsafe_path
-from dalp_dr.journal import atomic_write
+from dalp_dr.private_files import atomic_write
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.sig"
