@@ -218,6 +218,15 @@ def _witness() -> Witness | None:
                    lock_mode=mode, endpoint_url=s3_endpoint(), region=aws_region())
 
 
+def split_s3_url(url: str) -> tuple[str, str] | None:
+    """``s3://bucket/prefix`` as (bucket, prefix without its slashes at either end); None for
+    anything else (no bucket, another scheme, white space)."""
+    bucket, _, prefix = url[5:].partition("/")
+    if not url.startswith("s3://") or not bucket or any(c.isspace() for c in url):
+        return None
+    return bucket, prefix.strip("/")
+
+
 def evidence() -> Evidence | None:
     """DALP_DR_EVIDENCE: ``s3://bucket/prefix`` each run's evidence is shipped to; None when
     unset. A value that is not such a URL is a ConfigError naming where it was set."""
@@ -225,13 +234,14 @@ def evidence() -> Evidence | None:
     if not url:
         return None
     url = url.strip()
-    bucket, _, prefix = url[5:].partition("/")
-    if not url.startswith("s3://") or not bucket or any(c.isspace() for c in url):
+    parts = split_s3_url(url)
+    if parts is None:
         source, field = _where(EnvVar.EVIDENCE)
         raise ConfigError(f"'{url}' is not an s3:// URL", source=source, field=field,
                           hint="s3://bucket/prefix of a bucket this controller may write to, "
                                "or unset it to keep evidence in the results directory only")
-    return Evidence(bucket=bucket, prefix=prefix.strip("/"), endpoint_url=s3_endpoint(),
+    bucket, prefix = parts
+    return Evidence(bucket=bucket, prefix=prefix, endpoint_url=s3_endpoint(),
                     region=aws_region())
 
 

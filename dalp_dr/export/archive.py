@@ -38,11 +38,11 @@ class Target(BaseModel, frozen=True):
 
     @classmethod
     def parse(cls, url: str) -> Target:
-        if not url.startswith("s3://") or not url[5:].split("/", 1)[0]:
+        parts = config.split_s3_url(url)
+        if parts is None:
             raise InvalidInput(f"'{url}' is not an s3:// URL", flag=Flag.TO_S3,
                                hint_key=HintKey.S3_URL)
-        bucket, _, prefix = url[5:].partition("/")
-        return cls(bucket=bucket, prefix=prefix.strip("/"))
+        return cls(bucket=parts[0], prefix=parts[1])
 
 
 class Archived(BaseModel, frozen=True):
