@@ -158,6 +158,65 @@ class SpareLab:
 SPARE_LAB = HotWarmLab(LABS / "hot-warm-spare", 55532, 55533, 56532)
 
 
+@dataclass(frozen=True)
+class NamedLab:
+    """A named hot-warm lab as `lab up hot-warm --name N --json` described it."""
+
+    made: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.made["name"])
+
+    @property
+    def lab(self) -> HotWarmLab:
+        ports = self.made["ports"]
+        return HotWarmLab(Path(self.made["root"]), ports["site-a.dalp_pg_port"],
+                          ports["site-b.dalp_pg_port"], ports["dalp_route_port"])
+
+    def drill(self, folder: Path, *, renamed: bool = False) -> Path:
+        """drills/hot-warm-failover.yaml aimed at this lab (its inventory and environment,
+        the playbooks by absolute path), written into ``folder``; ``renamed``: the drill's
+        name carries the lab's."""
+        source = ROOT / "drills" / "hot-warm-failover.yaml"
+        drill = yaml.safe_load(source.read_text())
+        if renamed:
+            drill["name"] = f"{drill['name']}-{self.name}"
+        drill["inventory"] = self.made["inventory"]
+        drill["environment"] = self.made["environment"]
+        for phase in drill["phases"].values():
+            phase["playbook"] = str((source.parent / phase["playbook"]).resolve())
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.name}.yaml"
+        path.write_text(yaml.safe_dump(drill, sort_keys=False))
+        return path
+
+
+@contextmanager
+def named_labs_up(names: tuple[str, ...]) -> Iterator[dict[str, NamedLab]]:
+    """`lab up hot-warm --name N` for every name at once (each its own process, taking slots
+    together); every one down after, whatever happened."""
+    ups = {name: subprocess.Popen(
+        [sys.executable, "-m", "dalp_dr", "lab", "up", "hot-warm", "--name", name, "--json"],
+        cwd=ROOT, env=dict(os.environ), text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE) for name in names}
+    try:
+        made = {}
+        for name, proc in ups.items():
+            out, err = proc.communicate(timeout=600)
+            assert proc.returncode == 0, err
+            made[name] = NamedLab(json.loads(out))
+        yield made
+    finally:
+        for proc in ups.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+        downs = {name: dalp("lab", "down", "hot-warm", "--name", name) for name in names}
+        assert all(d.returncode == 0 for d in downs.values()), {
+            n: d.stderr for n, d in downs.items()}
+
+
 @contextmanager
 def spare_hot_warm_lab(project: Path) -> Iterator[SpareLab]:
     """`lab up hot-warm` from a project whose inventory puts the lab at SPARE_LAB; taken

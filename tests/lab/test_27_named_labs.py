@@ -5,27 +5,25 @@ takes only its own processes and files; the unnamed lab is not touched."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from dalp_dr import named_lab
 from tests.lab.helpers import (
-    DRILL,
     LAB_ROOT,
     ROOT,
     HotWarmLab,
+    NamedLab,
     alive,
     assert_steady_state,
     dalp,
     lab_pids,
     lab_processes,
+    named_labs_up,
     run_passed,
 )
 
@@ -49,36 +47,13 @@ def _down(name: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def named() -> Iterator[dict[str, dict[str, Any]]]:
+def named() -> Iterator[dict[str, NamedLab]]:
     """Both labs up at once (two processes taking slots together); down after, whatever
     happened; the unnamed lab's root the same directory (or as absent) all along."""
     before = _mark(LAB_ROOT)
-    ups = {name: subprocess.Popen(
-        [sys.executable, "-m", "dalp_dr", "lab", "up", "hot-warm", "--name", name,
-         "--output", "json"], cwd=ROOT, env=dict(os.environ), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name in NAMES}
-    try:
-        labs = {}
-        for name, proc in ups.items():
-            out, err = proc.communicate(timeout=600)
-            assert proc.returncode == 0, err
-            labs[name] = json.loads(out)
+    with named_labs_up(NAMES) as labs:
         yield labs
-    finally:
-        for proc in ups.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=30)
-        downs = {name: _down(name) for name in NAMES}
-        assert all(d.returncode == 0 for d in downs.values()), {
-            n: d.stderr for n, d in downs.items()}
-        assert _mark(LAB_ROOT) == before
-
-
-def _lab(made: dict[str, Any]) -> HotWarmLab:
-    ports = made["ports"]
-    return HotWarmLab(Path(made["root"]), ports["site-a.dalp_pg_port"],
-                      ports["site-b.dalp_pg_port"], ports["dalp_route_port"])
+    assert _mark(LAB_ROOT) == before
 
 
 def _postmasters(lab: HotWarmLab) -> list[int]:
@@ -86,23 +61,10 @@ def _postmasters(lab: HotWarmLab) -> list[int]:
             for site in ("site-a", "site-b")]
 
 
-def _drill_on(made: dict[str, Any], tmp_path: Path) -> Path:
-    """drills/hot-warm-failover.yaml aimed at the named lab: its inventory and environment,
-    the playbooks by absolute path."""
-    drill = yaml.safe_load(DRILL.read_text())
-    drill["inventory"] = made["inventory"]
-    drill["environment"] = made["environment"]
-    for phase in drill["phases"].values():
-        phase["playbook"] = str((DRILL.parent / phase["playbook"]).resolve())
-    path = tmp_path / "drill.yaml"
-    path.write_text(yaml.safe_dump(drill, sort_keys=False))
-    return path
-
-
-def test_two_named_labs_side_by_side(named: dict[str, dict[str, Any]], tmp_path: Path,
+def test_two_named_labs_side_by_side(named: dict[str, NamedLab], tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    one, two = (named[n] for n in NAMES)
-    a, b = _lab(one), _lab(two)
+    one, two = (named[n].made for n in NAMES)
+    a, b = named[NAMES[0]].lab, named[NAMES[1]].lab
     # their own roots (not inside the unnamed lab's), ports, environments and inventories
     assert a.root != b.root and LAB_ROOT not in (a.root, b.root, *a.root.parents,
                                                  *b.root.parents)
@@ -131,7 +93,7 @@ def test_two_named_labs_side_by_side(named: dict[str, dict[str, Any]], tmp_path:
     others = _postmasters(b)
     # (an inventory outside the project is read only from a directory allowed by name)
     monkeypatch.setenv("DALP_DR_ALLOWED_DIRS", one["root"])
-    result = run_passed(_drill_on(one, tmp_path), tmp_path / "results")
+    result = run_passed(named[NAMES[0]].drill(tmp_path), tmp_path / "results")
     assert result["environment"] == "lab-eu-1"
     assert result["steady_state_restored"] is True
     assert_steady_state(a)

@@ -16,19 +16,17 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from tests.lab.helpers import (
-    DRILL,
     LAB_PASSWORD,
     LABS,
     ROOT,
-    HotWarmLab,
+    NamedLab,
     assert_no_secret,
     assert_steady_state,
+    named_labs_up,
     postgres_server,
 )
 
@@ -50,26 +48,10 @@ def _dalp(*args: str, env: dict[str, str] | None = None, timeout: float = 600
 
 
 @pytest.fixture(scope="module")
-def labs() -> Iterator[dict[str, dict[str, Any]]]:
+def labs() -> Iterator[dict[str, NamedLab]]:
     """The four labs, brought up at once; down after, whatever happened."""
-    ups = {name: subprocess.Popen(
-        [sys.executable, "-m", "dalp_dr", "lab", "up", "hot-warm", "--name", name, "--json"],
-        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name in NAMES}
-    try:
-        made = {}
-        for name, proc in ups.items():
-            out, err = proc.communicate(timeout=600)
-            assert proc.returncode == 0, err
-            made[name] = json.loads(out)
+    with named_labs_up(NAMES) as made:
         yield made
-    finally:
-        for proc in ups.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=30)
-        downs = {name: _dalp("lab", "down", "hot-warm", "--name", name) for name in NAMES}
-        assert all(d.returncode == 0 for d in downs.values()), {
-            n: d.stderr for n, d in downs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -78,45 +60,27 @@ def store() -> Iterator[str]:
         yield f"{url}/dalp_history"
 
 
-def _drill(lab: dict[str, Any], folder: Path) -> Path:
-    """The hot-warm failover drill aimed at one named lab (its inventory, its environment)."""
-    drill = yaml.safe_load(DRILL.read_text())
-    drill["name"] = f"hot-warm-failover-{lab['name']}"
-    drill["inventory"] = lab["inventory"]
-    drill["environment"] = lab["environment"]
-    for phase in drill["phases"].values():
-        phase["playbook"] = str((DRILL.parent / phase["playbook"]).resolve())
-    path = folder / f"{lab['name']}.yaml"
-    path.write_text(yaml.safe_dump(drill, sort_keys=False))
-    return path
-
-
-def _lab(made: dict[str, Any]) -> HotWarmLab:
-    ports = made["ports"]
-    return HotWarmLab(Path(made["root"]), ports["site-a.dalp_pg_port"],
-                      ports["site-b.dalp_pg_port"], ports["dalp_route_port"])
-
-
 def _at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
 def test_two_controllers_drill_four_environments_at_once(
-        labs: dict[str, dict[str, Any]], store: str, s3: str, tmp_path: Path) -> None:
+        labs: dict[str, NamedLab], store: str, s3: str, tmp_path: Path) -> None:
     import boto3
 
     client = boto3.client("s3", endpoint_url=s3, aws_access_key_id="testing",
                           aws_secret_access_key="testing", region_name="us-east-1")
     client.create_bucket(Bucket=BUCKET)
     (tmp_path / "drills").mkdir()
-    drills = {name: _drill(lab, tmp_path / "drills") for name, lab in labs.items()}
+    drills = {name: lab.drill(tmp_path / "drills", renamed=True)
+              for name, lab in labs.items()}
     envs = {c: dict(os.environ, **AWS, DALP_DR_STORE=store,
                     DALP_DR_RESULTS=str(tmp_path / c / "results"),
                     DALP_DR_KEYS=str(tmp_path / c / "keys"),
                     DALP_DR_EVIDENCE=f"s3://{BUCKET}/fleet", DALP_DR_S3_ENDPOINT=s3,
                     # the named labs' inventories live outside the project
                     DALP_DR_ALLOWED_DIRS=os.pathsep.join(
-                        str(Path(lab["root"])) for lab in labs.values()))
+                        str(Path(lab.made["root"])) for lab in labs.values()))
             for c in CONTROLLERS}
     migrated = _dalp("store", "migrate", env=envs[CONTROLLERS[0]])
     assert migrated.returncode == 0, migrated.stderr
@@ -137,7 +101,7 @@ def test_two_controllers_drill_four_environments_at_once(
     # every run passed, on the environment it was aimed at, its evidence copied to S3
     for (controller, name), result in printed.items():
         assert result["outcome"] == "passed", (controller, name, result.get("message"))
-        assert result["environment"] == labs[name]["environment"]
+        assert result["environment"] == labs[name].made["environment"]
         assert result["operator"] == controller
         assert result["evidence_url"] == (f"s3://{BUCKET}/fleet/{result['environment']}/"
                                           f"{result['run_id']}/")
@@ -151,7 +115,7 @@ def test_two_controllers_drill_four_environments_at_once(
     assert sorted(r["run_id"] for r in rows) == sorted(run_ids)
     for name in NAMES:
         runs = sorted((_at(r["started_at"]), _at(r["ended_at"])) for r in printed.values()
-                      if r["environment"] == labs[name]["environment"])
+                      if r["environment"] == labs[name].made["environment"])
         assert len(runs) == 2
         (_, first_end), (second_start, _) = runs
         assert first_end <= second_start, (name, runs)
@@ -183,6 +147,6 @@ def test_two_controllers_drill_four_environments_at_once(
             assert hashlib.sha256(body).hexdigest() == entry["sha256"]
             assert (local / entry["path"]).read_bytes() == body
     for name in NAMES:
-        assert_steady_state(_lab(labs[name]))
+        assert_steady_state(labs[name].lab)
     assert_no_secret(tmp_path, LAB_PASSWORD)
     print(f"fleet: 8 drills on 4 environments from 2 controllers in {wall:.1f} s")
