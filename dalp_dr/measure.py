@@ -9,6 +9,9 @@ Definitions (docs: shared dalp-ha.md, README "What is measured"):
   first saw the outage: how long clients could not write. For a sudden fault it is close to
   the recovery time; for a planned switchover, whose request precedes the moment writes
   stop, it is the figure that matters. No outage seen: 0.
+* longest write wait = the longest any one attempt under way between the fault and recovery
+  waited for its answer: the stall of a client whose write a route held (no failure seen,
+  so no write outage) rather than failed.
 * RTT = the later of verify passed and the last converge probe met - fault instant. A probe
   that never converged leaves the RTT unmeasured, at least (its giving up - fault instant).
 * data-loss window = acknowledgement time of the newest write acknowledged before recovery
@@ -71,6 +74,9 @@ def measure(samples: Sequence[HeartbeatSample], *, fault_at: datetime | None,
                             default=None)
             write_outage = _seconds(recovered_at, last_good) if last_good else None
     lower_bound = None if recovered_at else max(0.0, _seconds(observed_until, fault_at))
+    under_way = [s for s in ordered if s.ended_at >= fault_at
+                 and (recovered_at is None or s.sent_at <= recovered_at)]
+    longest_wait = max((_seconds(s.ended_at, s.sent_at) for s in under_way), default=None)
 
     # Data loss: writes acknowledged before recovery (the old primary's era).
     era = [s for s in acked if recovered_at is None or s.ended_at < recovered_at]
@@ -97,7 +103,7 @@ def measure(samples: Sequence[HeartbeatSample], *, fault_at: datetime | None,
     return Measurements(
         fault_at=fault_at, recovered_at=recovered_at, verified_at=verified_at,
         recovery_time=recovery_time, recovery_time_lower_bound=lower_bound,
-        write_outage=write_outage, rtt=rtt,
+        write_outage=write_outage, longest_write_wait=longest_wait, rtt=rtt,
         # never verified: at least as long as the outage the client saw (or what it saw of it)
         rtt_lower_bound=_seconds(unconverged_at, fault_at) if unconverged_at else
         (recovery_time if recovery_time is not None else lower_bound) if verified_at is None

@@ -62,7 +62,7 @@ def verdict_table(result: RunResult) -> Table:
                       str(m.lost_writes) if m and m.lost_writes is not None else "-")
         if m is not None and m.divergence is not None:
             _divergence_rows(table, prefix, m)
-        table.add_row(Text(prefix + "write outage (client)"), _n(m.write_outage) if m else "-")
+        table.add_row(Text(prefix + "write outage (client)"), _outage(m))
         if m is not None and m.split_brain is not None:
             _split_brain_rows(table, prefix, m, by_name.get(SPLIT_BRAIN),
                               result.objectives.get(SPLIT_BRAIN))
@@ -81,6 +81,17 @@ def verdict_table(result: RunResult) -> Table:
                   _n(rtt.margin) if rtt else "")
     table.add_row("resolution", _n(m.resolution) if m else "-")
     return table
+
+
+def _outage(m: Measurements | None) -> str:
+    """The write outage; when no write failed but one was held longer than a heartbeat
+    interval (a route holding writes through the switch), how long it waited."""
+    if m is None:
+        return "-"
+    held = m.longest_write_wait
+    if m.write_outage == 0 and held is not None and held > m.resolution:
+        return f"{_n(m.write_outage)} (no write failed; one waited {_n(held)})"
+    return _n(m.write_outage)
 
 
 def _divergence_rows(table: Table, prefix: str, m: Measurements) -> None:

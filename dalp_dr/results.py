@@ -161,6 +161,11 @@ class Measurements(Frozen):
     """when not recovered: how long the service was observed down at least"""
     write_outage: float | None = None
     """last write acknowledged before the outage -> first acknowledged after it"""
+    longest_write_wait: float | None = None
+    """the longest any one write attempt waited for its answer (acknowledgement or error), of
+    those under way between the fault and recovery: a route that holds writes through the
+    switch (pgbouncer) shows the clients' stall here, while the write outage, which starts
+    only at a failed write, stays 0"""
     rtt: float | None
     """fault instant -> verify passed and every converge probe met"""
     rtt_lower_bound: float | None = None

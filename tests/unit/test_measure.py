@@ -1,14 +1,16 @@
 """Measurement arithmetic on synthetic heartbeat timelines (100 ms interval)."""
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from dalp_dr.measure import measure
-from dalp_dr.results import HeartbeatSample, Status
+from dalp_dr.render import summary_text
+from dalp_dr.results import HeartbeatSample, Outcome, Status
 from dalp_dr.spec import Objectives
 from dalp_dr.verdict import judge, outcome_of
-from tests.factories import INTERVAL, at, run, timeline
+from tests.factories import INTERVAL, T0, at, make_run, run, timeline
 
 
 def test_no_loss_recovery_time_and_rtt() -> None:
@@ -119,3 +121,39 @@ def test_no_outage_seen_is_a_zero_write_outage() -> None:
     samples = timeline(acked_until=10, down_until=10, end=3.0)
     m = run(samples, fault=1.02, surviving={s.seq for s in samples})
     assert m.write_outage == 0.0 and m.recovery_time == pytest.approx(1.105 - 1.02)
+
+
+def test_a_write_held_through_the_switch_is_a_wait_not_an_outage() -> None:
+    """A route that holds the write sent at 2.0 until the new primary answers at 2.8: no
+    write failed (write outage 0), and the clients' stall shows as the longest wait."""
+    samples = [HeartbeatSample(seq=n + 1, sent_at=at(n / 10), ended_at=at(n / 10 + 0.005),
+                               acked=True) for n in range(20)]
+    held = HeartbeatSample(seq=21, sent_at=at(2.0), ended_at=at(2.8), acked=True)
+    after = [HeartbeatSample(seq=22 + n, sent_at=at(2.8 + n / 10),
+                             ended_at=at(2.805 + n / 10), acked=True) for n in range(10)]
+    m = run([*samples, held, *after], fault=2.05, surviving=set(range(1, 32)))
+    assert m.write_outage == 0.0
+    assert m.recovery_time == pytest.approx(2.8 - 2.05)
+    assert m.longest_write_wait == pytest.approx(0.8)
+
+
+def test_the_summary_says_a_held_write_waited_where_no_write_failed(tmp_path: Path) -> None:
+    made = make_run(tmp_path, "20261205T000000Z-aaaaaa", "hot-warm-failover", T0,
+                    Outcome.PASSED, 0.75)
+    assert made.measurements is not None
+    line = [" ".join(x.split()) for x in summary_text(made.model_copy(update={
+        "measurements": made.measurements.model_copy(update={
+            "write_outage": 0.0, "longest_write_wait": 0.8})})).splitlines()
+        if "write outage" in x]
+    assert line == ["write outage (client) 0.000s (no write failed; one waited 0.800s)"]
+    # a wait no longer than a heartbeat interval is no stall worth a word
+    plain = summary_text(made.model_copy(update={"measurements": made.measurements.model_copy(
+        update={"write_outage": 0.0, "longest_write_wait": 0.05})}))
+    assert "no write failed" not in plain
+
+
+def test_the_longest_wait_counts_only_writes_under_way_from_the_fault_to_recovery() -> None:
+    samples = timeline(acked_until=2.0, down_until=3.5, end=5.0)
+    slow_before = HeartbeatSample(seq=99, sent_at=at(0.5), ended_at=at(1.9), acked=True)
+    m = run([*samples, slow_before], fault=2.05, surviving={s.seq for s in samples})
+    assert m.longest_write_wait == pytest.approx(0.005)  # errors came back at once
