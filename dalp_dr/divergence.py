@@ -12,7 +12,8 @@ together is "unavailable", never a figure.
 * a commit past the fork that the promoted node (a synchronous standby the old primary waited
   for at the fault, with synchronous_commit on, remote_write or remote_apply everywhere) had
   not confirmed was never confirmed to its client either: such commits are still counted and
-  listed, but the exact window of acknowledged loss is 0 (``never_acknowledged`` says why).
+  listed, but the exact window judged (acknowledged loss) is 0 (``never_acknowledged`` says
+  why; ``window`` keeps their span). A heartbeat that lost acknowledged writes withdraws it.
   A session that lowered synchronous_commit itself, or cancelled its wait, is beyond what the
   server can tell afterwards (README "Exact data loss").
 * the lost transactions go to the evidence as JSON lines (``lost-transactions.jsonl``): ids,
@@ -33,6 +34,10 @@ EVIDENCE = "lost-transactions.jsonl"
 TOP_TABLES = 10
 CONFIRMING = frozenset({"on", "true", "yes", "1", "remote_write", "remote_apply"})
 """synchronous_commit values under which a commit waits for the synchronous standbys"""
+SERVER_SOURCES = frozenset({"default", "configuration file", "command line",
+                            "environment variable"})
+"""pg_settings sources of a value the whole server has (not a role's, database's or
+client's)"""
 
 
 class Unusable(ValueError):
@@ -138,13 +143,8 @@ def _read(report: Mapping[str, Any]) -> tuple[Divergence, list[dict[str, Any]]]:
         lower = round((newest - oldest).total_seconds(), 6)
     guard = never_acknowledged(report.get("commit_guard"), hosts.get("old_primary"),
                                hosts.get("new_primary")) if total else None
-    unacknowledged: float | None = None
-    if guard is not None:
-        unacknowledged = window if window is not None else lower
-        window, lower = 0.0, None
     return Divergence(
-        available=True, **hosts,
-        never_acknowledged=guard, unacknowledged_window=unacknowledged,
+        available=True, **hosts, never_acknowledged=guard,
         fork_lsn=_text(report.get("fork_lsn") or "", "fork_lsn", 20) or None,
         old_timeline=_optional_int(report.get("old_timeline"), "old_timeline"),
         new_timeline=_optional_int(report.get("new_timeline"), "new_timeline"),
@@ -161,24 +161,39 @@ def _read(report: Mapping[str, Any]) -> tuple[Divergence, list[dict[str, Any]]]:
 
 def never_acknowledged(guard: Any, old: str | None, new: str | None) -> str | None:
     """Why no commit past the fork reached its client, if the old primary's word just before
-    the fault (``dalp_pg`` commit_guard: target data) says so: it waited for the node that was
-    promoted, and nothing lowered synchronous_commit below waiting. Anything else, or a word
-    that does not hold together: None (no claim)."""
+    the fault (``dalp_pg`` commit_guard: target data) says so. All of it must hold:
+
+    * the promoted node was a standby it waited for by name (``sync_state`` ``sync``: FIRST
+      semantics, every such standby confirms each commit; under a quorum, ``ANY k``, a
+      commit waits for only k of them, perhaps not the one promoted);
+    * ``synchronous_commit`` waits for the standbys: the server's own value (its source the
+      configuration, not this session's role, database or client), and every database or
+      role setting of it;
+    * no ``statement_timeout`` in force (server, database or role): a timeout that strikes
+      while a commit waits cancels the wait, and the client is told it committed.
+
+    Anything else, or a word that does not hold together: None (no claim)."""
     if not isinstance(guard, Mapping) or not new:
         return None
-    commit, waits, overrides = (guard.get(k) for k in
-                                ("synchronous_commit", "waits_for", "overrides"))
-    if not (isinstance(commit, str) and isinstance(waits, list)
-            and isinstance(overrides, list)):
+    commit, source, standbys, overrides, timeouts = (guard.get(k) for k in (
+        "synchronous_commit", "synchronous_commit_source", "standbys", "overrides",
+        "statement_timeouts"))
+    if not (isinstance(commit, str) and isinstance(source, str) and isinstance(standbys, list)
+            and isinstance(overrides, list) and isinstance(timeouts, list)):
         return None
-    if commit.lower() not in CONFIRMING or new not in waits:
+    if commit.lower() not in CONFIRMING or source not in SERVER_SOURCES:
+        return None
+    waited = [s for s in standbys if isinstance(s, Mapping) and s.get("name") == new]
+    if not waited or any(s.get("sync_state") != "sync" for s in waited):
         return None
     for item in overrides:
         if not (isinstance(item, Mapping) and isinstance(item.get("value"), str)
                 and item["value"].strip().lower() in CONFIRMING):
             return None
+    if any(not (isinstance(t, str) and t.strip() in ("0", "0ms", "0s", "0min")) for t in timeouts):
+        return None
     return (f"{new} was a synchronous standby {old or 'the old primary'} waited for at the "
-            f"fault (synchronous_commit {commit[:20]}, lowered by no database or role): no "
+            f"fault (synchronous_commit {commit[:20]} everywhere, no statement_timeout): no "
             "commit past its fork was confirmed to its client")
 
 
@@ -207,14 +222,12 @@ def _tables(sets_in: Any, names: Mapping[str, str], lost: list[dict[str, Any]],
     return [TableLoss(table=t, commits=c) for t, c in tables.most_common(TOP_TABLES)]
 
 
-def evidence_lines(lost: list[dict[str, Any]], *, unlisted: int = 0,
-                   never_acknowledged: bool = False) -> str:
-    """The lost transactions as JSON lines, oldest commit first (each marked
-    ``never_acknowledged`` when no client was told it committed); when the probe listed only
-    the first of them, a last line says how many more there were."""
+def evidence_lines(lost: list[dict[str, Any]], *, unlisted: int = 0) -> str:
+    """The lost transactions as JSON lines, oldest commit first; when the probe listed only
+    the first of them, a last line says how many more there were. (What the WAL holds: the
+    judgement of them is the result's.)"""
     ordered = sorted(lost, key=lambda t: (t["committed_at"], t["xid"]))
-    mark = {"never_acknowledged": True} if never_acknowledged else {}
-    lines = [json.dumps({**t, **mark}, sort_keys=True) for t in ordered]
+    lines = [json.dumps(t, sort_keys=True) for t in ordered]
     if unlisted > 0:
         lines.append(json.dumps({"not_listed": unlisted}))
     return "".join(line + "\n" for line in lines)
@@ -253,11 +266,13 @@ def applied(m: Measurements, divergence: Divergence,
     (sampled) otherwise; the result says which, and why."""
     problem = divergence.contradicted or (contradiction(m, divergence, marker_table)
                                           if divergence.available else None)
-    if problem is not None:
-        divergence = divergence.model_copy(update={"contradicted": problem})
-    if divergence.available and divergence.window is not None and problem is None:
+    if problem is not None:  # a claim the heartbeat contradicts is no claim
+        divergence = divergence.model_copy(update={"contradicted": problem,
+                                                   "never_acknowledged": None})
+    acknowledged = 0.0 if divergence.never_acknowledged else divergence.window
+    if divergence.available and acknowledged is not None and problem is None:
         return m.model_copy(update={
-            "data_loss_window": divergence.window, "data_loss_window_lower_bound": None,
+            "data_loss_window": acknowledged, "data_loss_window_lower_bound": None,
             "data_loss_basis": LossBasis.EXACT, "sampled_data_loss_window": m.data_loss_window,
             "divergence": divergence})
     return m.model_copy(update={"data_loss_basis": LossBasis.SAMPLED,

@@ -72,7 +72,12 @@ class Lab:
         named_lab.check_nameable(topology)
 
     def named_root(self, topology: str, name: str) -> Path:
-        return named_lab.named_root(self._named, named_lab.check_name(name), topology)
+        """The named lab's root, once it and every directory above it are proven to be this
+        user's alone (``named_lab.trusted``): its inventory is what Ansible runs from, for
+        up, down and status alike. LabError otherwise, before anything is read from it."""
+        root = named_lab.named_root(self._named, named_lab.check_name(name), topology)
+        named_lab.trusted(root)
+        return root
 
     def named_inventory(self, topology: str, name: str) -> Path:
         """Where the named lab's generated inventory is (or will be)."""

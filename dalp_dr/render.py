@@ -109,8 +109,8 @@ def _divergence_rows(table: Table, prefix: str, m: Measurements) -> None:
                        f"{sampled}"))
     if found.never_acknowledged:
         table.add_row(Text(prefix + "none acknowledged"), Text(
-            found.never_acknowledged + (f" (they span {_n(found.unacknowledged_window)})"
-                                        if found.unacknowledged_window is not None else "")))
+            found.never_acknowledged + (f" (they span {_n(found.window)})"
+                                        if found.window is not None else "")))
     if found.contradicted:
         table.add_row(Text(prefix + "exact window not used"), Text(found.contradicted))
     if found.tables:

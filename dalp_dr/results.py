@@ -140,11 +140,9 @@ class Divergence(Frozen):
     """the heartbeat saw more loss than the WAL shows: the sampled window is judged"""
     never_acknowledged: str | None = None
     """why no commit past the fork was confirmed to its client: the promoted node was a
-    synchronous standby the old primary waited for (``window`` is then 0: nothing
-    acknowledged was lost); None when that cannot be said"""
-    unacknowledged_window: float | None = None
-    """with ``never_acknowledged``: the span those unconfirmed commits cover (newest lost
-    commit - newest surviving commit), shown, never judged"""
+    synchronous standby the old primary waited for. The acknowledged loss judged is then 0
+    (``window`` stays the span the lost commits cover). None when that cannot be said, or
+    when the heartbeat contradicted it (``contradicted``)"""
 
 
 class Measurements(Frozen):

@@ -40,8 +40,7 @@ def probe(ctx: RunContext) -> None:
     if found.available:
         try:
             journal.write_document(divergence.EVIDENCE, divergence.evidence_lines(
-                lost, unlisted=(found.lost_transactions or 0) - len(lost),
-                never_acknowledged=found.never_acknowledged is not None))
+                lost, unlisted=(found.lost_transactions or 0) - len(lost)))
         except OSError as exc:
             journal.record(EventKind.EVIDENCE_NOT_WRITTEN, document=divergence.EVIDENCE,
                            error=str(exc)[:300])
@@ -53,10 +52,11 @@ def probe(ctx: RunContext) -> None:
     if found.available:
         ctx.progress(f"divergence: {found.lost_transactions} transactions lost after the fork "
                      f"at {found.fork_lsn}"
-                     + (", none of them acknowledged (the promoted node was a synchronous "
-                        "standby)" if found.never_acknowledged and found.lost_transactions
-                        else "")
-                     + (f", exact window {found.window:.3f} s" if found.window is not None
+                     + ((f", spanning {found.window:.3f} s" if found.never_acknowledged
+                         else f", exact window {found.window:.3f} s")
+                        if found.window is not None else "")
+                     + ("; none of them acknowledged (the promoted node was a synchronous "
+                        "standby the old primary waited for)" if found.never_acknowledged
                         else ""))
     else:
         ctx.progress(f"divergence: WAL of the old primary unavailable ({found.reason}); the "

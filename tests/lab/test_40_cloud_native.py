@@ -115,7 +115,8 @@ def test_failover_loses_no_acknowledged_write(tmp_path: Path) -> None:
     # the old leader waited for the node that took over, in its own words before the kill
     guard = next(p for p in result["phases"] if p["phase"] == "inject")["report"][
         "dalp_commit_guard"]
-    assert guard["waits_for"] == [new] and guard["synchronous_commit"] == "on", guard
+    assert {"name": new, "sync_state": "sync"} in guard["standbys"], guard
+    assert guard["synchronous_commit"] == "on", guard
     # every transaction the application was told committed is on the new leader
     survived = ledger.surviving()
     acked = [e for e in ledger.entries if e.acked_at is not None]
@@ -129,8 +130,7 @@ def test_failover_loses_no_acknowledged_write(tmp_path: Path) -> None:
     assert len(rows) == found["lost_transactions"]
     if rows:
         assert found["never_acknowledged"].startswith(f"{new} was a synchronous standby")
-        assert all(r["never_acknowledged"] is True for r in rows), rows
-        assert found["unacknowledged_window"] >= 0
+        assert found["window"] >= 0
     assert m["data_loss_basis"] == "exact" and m["data_loss_window"] == 0
     assert "exact" in result["verdicts"][1]["reason"]
     # steady state took the copy away

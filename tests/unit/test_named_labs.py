@@ -304,3 +304,18 @@ def test_a_lab_root_planted_as_a_link_is_refused(lab: Lab, labs: Path, runner: R
     with pytest.raises(LabError, match="not a directory"):
         lab.up("hot-warm", name="eu-1")
     assert runner.runs == [] and list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("action", ["down", "status"])
+def test_down_and_status_run_nothing_from_a_root_others_could_change(
+        lab: Lab, labs: Path, runner: Runner, action: str) -> None:
+    """An inventory planted in a named lab's root that another user could change (code
+    Ansible would run, as whoever takes the lab down) is refused before anything is read."""
+    lab.up("hot-warm", name="eu-1")
+    root = labs / "eu-1" / "hot-warm"
+    root.chmod(0o777)  # as if someone else may write there now
+    runs = len(runner.runs)
+    with pytest.raises(LabError, match="writable by others"):
+        getattr(lab, action)("hot-warm", name="eu-1")
+    assert len(runner.runs) == runs
+    root.chmod(0o700)
