@@ -141,11 +141,19 @@ def build_ee_context(project: Path, out_dir: Path) -> Path:
     collection and the wheel beside a copy of the definition, then ``ansible-builder
     create``. Building the image needs a container engine and the base image: not here."""
     builder = _tool("ansible-builder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # the definition copies dalp_dr-*.whl and dalp-dr-*.tar.gz by pattern: an earlier
+    # version's left here would make the image install two
+    for stale in [*out_dir.glob("dalp_dr-*.whl"), *out_dir.glob("dalp-dr-*.tar.gz")]:
+        stale.unlink()
     build(project, out_dir)
     build_wheel(out_dir)
     for name in NOT_PACKAGED:
         shutil.copy2(project / SOURCE / name, out_dir / name)
     context = out_dir / "context"
+    if context.is_symlink() or (context.exists() and not context.is_dir()):
+        raise PackagingError(f"{context} is not a directory this build made: move it away "
+                             "or choose another --out")
     if context.exists():
         shutil.rmtree(context)
     _run([builder, "create", "--file", "execution-environment.yml", "--context",

@@ -23,7 +23,8 @@ def collection() -> None:
               help="directory the collection's artifact is written to")
 @click.option("--ee", is_flag=True,
               help="also the execution environment's build context in OUT/context "
-                   "(dalp-dr's wheel, the definition, ansible-builder create)")
+                   "(dalp-dr's wheel, the definition, ansible-builder create); replaces "
+                   "OUT/context and earlier dalp-dr artifacts in OUT")
 @output_options()
 @click.pass_context
 def collection_build(ctx: click.Context, out_dir: str, ee: bool, output: Output) -> None:

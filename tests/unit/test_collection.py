@@ -81,13 +81,18 @@ def test_a_drill_file_that_is_not_there_fails_the_task_naming_it(built: Path,
 def test_the_execution_environment_context_installs_dalp_dr_and_the_collection(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "ee"
+    out.mkdir()
+    # an earlier version's artifacts in the same directory: the image must get one of each
+    (out / "dalp_dr-0.0.9-py3-none-any.whl").write_text("stale")
+    (out / "dalp-dr-0.0.9.tar.gz").write_text("stale")
     code = main(["collection", "build", "--ee", "--out", str(out), "--json"])
     printed = capsys.readouterr()
     assert code == 0, printed.err
     context = Path(json.loads(printed.out)["context"])
     build_files = {p.name for p in (context / "_build" / "dalp").iterdir()}
-    wheel = next(n for n in build_files if n.endswith(".whl"))
-    assert wheel.startswith("dalp_dr-") and "dalp-dr-0.1.0.tar.gz" in build_files
+    (wheel,) = [n for n in build_files if n.endswith(".whl")]
+    assert wheel.startswith("dalp_dr-0.1.0")
+    assert [n for n in build_files if n.endswith(".tar.gz")] == ["dalp-dr-0.1.0.tar.gz"]
     steps = (context / "Dockerfile").read_text()
     assert "pip install --no-cache-dir /tmp/dalp/dalp_dr-*.whl" in steps
     assert "ansible-galaxy collection install /tmp/dalp/dalp-dr-*.tar.gz" in steps
