@@ -190,19 +190,31 @@ def aws_region() -> str:
 
 
 def s3_endpoint() -> str | None:
-    """DALP_DR_S3_ENDPOINT: another S3 API (the lab's moto server)."""
-    return env(EnvVar.S3_ENDPOINT)
+    """DALP_DR_S3_ENDPOINT: another S3 API (the lab's moto server): an http(s) URL with a
+    host, ConfigError naming where it was set otherwise."""
+    url = env(EnvVar.S3_ENDPOINT)
+    if not url:
+        return None
+    scheme, sep, rest = url.strip().partition("://")
+    if (not sep or scheme.lower() not in ("http", "https") or not rest.split("/", 1)[0]
+            or any(c.isspace() for c in url.strip())):
+        source, field = _where(EnvVar.S3_ENDPOINT)
+        raise ConfigError(f"'{url}' is not an http(s) URL of an S3 API", source=source,
+                          field=field, hint="e.g. https://s3.example.internal:9000, or unset "
+                                            "it for AWS's own endpoints")
+    return url.strip()
 
 
 def _witness() -> Witness | None:
     url = env(EnvVar.WITNESS)
     if not url:
         return None
-    if not url.startswith("s3://") or not url[5:].split("/", 1)[0]:
+    parts = split_s3_url(url.strip())
+    if parts is None:
         raise ConfigError(f"'{url}' is not an s3:// URL", source=_where(EnvVar.WITNESS)[0],
                           field=_where(EnvVar.WITNESS)[1],
                           hint="s3://bucket/prefix of a bucket with Object Lock")
-    bucket, _, prefix = url[5:].partition("/")
+    bucket, prefix = parts
     days_text = env(EnvVar.WITNESS_RETAIN_DAYS) or "2557"
     if not days_text.isdigit() or not 1 <= int(days_text) <= 36500:
         raise ConfigError(f"'{days_text}' is not a number of days (1-36500)",
@@ -214,7 +226,7 @@ def _witness() -> Witness | None:
                           source=_where(EnvVar.WITNESS_LOCK_MODE)[0],
                           field=_where(EnvVar.WITNESS_LOCK_MODE)[1],
                           hint="GOVERNANCE or COMPLIANCE")
-    return Witness(bucket=bucket, prefix=prefix.strip("/"), retain_days=int(days_text),
+    return Witness(bucket=bucket, prefix=prefix, retain_days=int(days_text),
                    lock_mode=mode, endpoint_url=s3_endpoint(), region=aws_region())
 
 

@@ -47,6 +47,22 @@ def test_a_bad_url_is_refused_naming_the_variable_and_the_fix(
     assert refused.value.hint is not None and "s3://bucket/prefix" in refused.value.hint
 
 
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:9000", "ftp://s3.internal", "http://",
+                                      "https:// s3.internal"])
+def test_an_s3_endpoint_that_is_no_url_is_refused_before_a_drill_starts(
+        endpoint: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """(botocore would raise a bare ValueError when the client is built: exit 1, unexpected)"""
+    monkeypatch.setenv(EnvVar.EVIDENCE.value, "s3://dr-evidence/site-a")
+    monkeypatch.setenv(EnvVar.S3_ENDPOINT.value, endpoint)
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert "DALP_DR_S3_ENDPOINT" in str(refused.value) and refused.value.hint
+    drill = Path(__file__).resolve().parents[2] / "drills" / "hot-warm-failover.yaml"
+    assert main(["drill", "run", str(drill)]) == 2
+    assert "DALP_DR_S3_ENDPOINT" in capsys.readouterr().err
+
+
 def test_a_bad_url_in_a_file_names_the_file_and_key(tmp_path: Path) -> None:
     user = tmp_path / "xdg" / "dalp-dr" / "config.yaml"
     user.parent.mkdir(parents=True)
