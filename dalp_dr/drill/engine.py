@@ -152,14 +152,17 @@ class DrillEngine:
             wait=self._lock_wait if lock_wait is None else lock_wait,
             cancel=cancel, waiting=self._progress)
         try:
+            # with the lock held, a run still recorded as running here is one whose holder
+            # died (its lease expired while this run waited, or since the recovery this run
+            # made before): never a drill on top of its fault
+            dead = tuple(r.run.run_id for r in running_runs(store)
+                         if r.run.environment == spec.environment)
+            if dead:
+                raise EnvironmentNeedsRecovery(
+                    f"environment '{spec.environment}': run(s) {', '.join(dead)} ended "
+                    "without being recorded (their holder died before this run took the "
+                    "lock): they are recovered first", run_ids=dead)
             if lock.waited:  # the run starts now that it has the lock, under a name of now
-                dead = tuple(r.run.run_id for r in running_runs(store)
-                             if r.run.environment == spec.environment)
-                if dead:  # its holder died while we waited (its lease expired)
-                    raise EnvironmentNeedsRecovery(
-                        f"environment '{spec.environment}': run(s) {', '.join(dead)} ended "
-                        "without being recorded while this run waited for the lock (their "
-                        "holder died): they are recovered first", run_ids=dead)
                 started = clock.now()
                 run_id = new_run_id(started)
                 lock = handed_over(lock, run_id, self._lock_info(spec.name, run_id, trigger,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from dalp_dr.drill.run import RunReport
-from dalp_dr.errors import EnvironmentBusy, Interrupted
+from dalp_dr.errors import EnvironmentBusy, EnvironmentNeedsRecovery, Interrupted
 from dalp_dr.locks import environment_lock_name, lock_environment
 from dalp_dr.results import Outcome
 from dalp_dr.spec import PhaseName
@@ -192,10 +192,27 @@ def test_a_holder_that_dies_while_another_waits_is_recovered_before_the_waiter_d
     report = run(harness, said, lock_wait=30.0)
 
     assert report.recorded and report.result.outcome is Outcome.PASSED, report.result.message
-    assert said.has(f"run(s) {dead.run_id} ended without being recorded while this run "
-                    "waited for the lock")
+    assert said.has(f"run(s) {dead.run_id} ended without being recorded (their holder "
+                    "died before this run took the lock)")
     recovered = harness.store.get(dead.run_id)
     assert recovered.outcome is not Outcome.RUNNING  # put back and recorded first
     assert report.result.started_at >= lease.expires_at
     assert sorted(r.run_id for r in harness.store.list_runs()) == sorted(
         [dead.run_id, report.result.run_id])
+
+
+def test_a_holder_dead_before_the_lock_was_taken_is_recovered_without_any_wait(
+        harness: EngineHarness) -> None:
+    """A run recorded as running whose holder's lease is already gone when this run takes the
+    lock (it expired after the recovery this run made first): found with the lock held, with
+    no wait at all, and recovered before the drill."""
+    dead = harness.unrecorded(failover(harness.endpoint))  # recorded running, lease gone
+    said = Said()
+
+    with pytest.raises(EnvironmentNeedsRecovery) as found:  # the engine alone: no recovery
+        harness.run(failover(harness.endpoint))
+    assert found.value.run_ids == (dead.run_id,)
+    assert harness.store.get_lease(environment_lock_name(ENVIRONMENT)) is None  # let go
+    report = run(harness, said, lock_wait=0.0)  # the use case recovers it, then drills
+    assert report.recorded and report.result.outcome is Outcome.PASSED
+    assert harness.store.get(dead.run_id).outcome is not Outcome.RUNNING
