@@ -8,6 +8,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -199,7 +200,8 @@ def named_labs_up(names: tuple[str, ...]) -> Iterator[dict[str, NamedLab]]:
     ups = {name: subprocess.Popen(
         [sys.executable, "-m", "dalp_dr", "lab", "up", "hot-warm", "--name", name, "--json"],
         cwd=ROOT, env=dict(os.environ), text=True, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE) for name in names}
+        stderr=subprocess.PIPE, start_new_session=True) for name in names}
+    failed = True
     try:
         made = {}
         for name, proc in ups.items():
@@ -207,14 +209,16 @@ def named_labs_up(names: tuple[str, ...]) -> Iterator[dict[str, NamedLab]]:
             assert proc.returncode == 0, err
             made[name] = NamedLab(json.loads(out))
         yield made
+        failed = False
     finally:
         for proc in ups.values():
-            if proc.poll() is None:
-                proc.kill()
+            if proc.poll() is None:  # its Ansible workers too: the whole session
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
         downs = {name: dalp("lab", "down", "hot-warm", "--name", name) for name in names}
-        assert all(d.returncode == 0 for d in downs.values()), {
-            n: d.stderr for n, d in downs.items()}
+        if not failed:  # (a failure of its own is not hidden by this one)
+            assert all(d.returncode == 0 for d in downs.values()), {
+                n: d.stderr for n, d in downs.items()}
 
 
 @contextmanager
