@@ -120,7 +120,12 @@ def check_query(sql: str) -> str:
                                  "other sessions or files, which read-only mode does not "
                                  "stop")
         stack.extend(getattr(node, field) for field in node)
-    return pglast.split(sql, with_parser=True)[0]
+    statement = pglast.split(sql, with_parser=True)[0]
+    # up to its last token: a comment after it (``select 1 -- x;``) would swallow whatever
+    # the statement is followed by, and its ';' is no separator
+    tokens = [t for t in pglast.parser.scan(statement)
+              if t.name not in ("SQL_COMMENT", "C_COMMENT") and t.name != "';'"]
+    return statement[:tokens[-1].end + 1] if tokens else statement
 
 
 def takes_fault_instant(sql: str) -> bool:

@@ -72,11 +72,12 @@ class Lab:
         named_lab.check_nameable(topology)
 
     def named_root(self, topology: str, name: str) -> Path:
-        """The named lab's root, once it and every directory above it are proven to be this
-        user's alone (``named_lab.trusted``): its inventory is what Ansible runs from, for
-        up, down and status alike. LabError otherwise, before anything is read from it."""
+        """The named lab's root, once every directory above it is proven to be this user's
+        alone and it a real directory (``named_lab.trusted_root``): its inventory is what
+        Ansible runs from, for up, down and status alike. LabError otherwise, before
+        anything is read from it."""
         root = named_lab.named_root(self._named, named_lab.check_name(name), topology)
-        named_lab.trusted(root)
+        named_lab.trusted_root(root)
         return root
 
     def named_inventory(self, topology: str, name: str) -> Path:
@@ -98,7 +99,7 @@ class Lab:
             made = named_lab.named_inventory(base, name=name, slot=slot, root=root)
             named_lab.passable(root.parent)
             root.mkdir(exist_ok=True, mode=0o700)
-            named_lab.trusted(root)  # an existing root (or a link planted there) too
+            named_lab.trusted_root(root)  # an existing root (or a link planted there) too
             path = root / named_lab.INVENTORY
             private_files.atomic_write(
                 path, named_lab.dump(made, name=name, topology=topology, slot=slot))

@@ -185,6 +185,20 @@ def trusted(folder: Path) -> None:
                            f"(mode {stat.S_IMODE(st.st_mode):o}): named labs refuse it")
 
 
+def trusted_root(root: Path) -> None:
+    """A named lab's root: every directory above it this user's alone (``trusted``), and the
+    root itself a real directory, no link. (Lab up hands the root to the database OS user,
+    who runs the lab's servers in it; through a parent that is this user's alone nobody else
+    can reach it.) LabError otherwise."""
+    trusted(root.parent)
+    try:
+        st = os.lstat(root)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise LabError(f"{root} is not a directory (a link?): named labs refuse it")
+
+
 def passable(folder: Path) -> None:
     """``folder`` there, trusted (``trusted``); made 0755 when missing (whatever the umask):
     the database OS user passes through it to a lab root."""

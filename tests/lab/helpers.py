@@ -571,6 +571,18 @@ def ip(*args: str) -> str:
     return subprocess.run(["ip", *args], check=True, capture_output=True, text=True).stdout
 
 
+def assert_lab_route_follows_the_bridges(seconds: float = 15.0) -> None:
+    """The unreachable route for 198.18.0.0/15 goes with the last lab bridge. A host lab on
+    the other CI worker may be coming up or going down meanwhile (its route and its bridge
+    are two steps): with no bridge and the route still there, wait (a deadline) for either
+    a bridge to appear or the route to go."""
+    deadline = time.monotonic() + seconds
+    while (": dalp-" not in ip("-o", "link", "show", "type", "bridge")
+           and "198.18.0.0/15" in ip("route", "show", "type", "unreachable")):
+        assert time.monotonic() < deadline, "the unreachable route outlived the last lab bridge"
+        time.sleep(0.2)
+
+
 def connect_from(netns: str | None, address: tuple[str, int]) -> str:
     """"ok", or how a TCP connect to the address failed (at most 2 s), seen from a lab host's
     namespace or (None) from the controller."""

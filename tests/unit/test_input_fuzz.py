@@ -150,3 +150,16 @@ def test_the_cli_answers_exit_2_with_one_message_never_a_traceback(
     if code == 2:
         assert str(drill) in err.getvalue() or "drill.yaml" in err.getvalue()
     assert not (workdir / "results").exists()  # nothing started, nothing written
+
+
+@pytest.mark.parametrize(("sql", "statement"), [
+    ("SELECT--;", "SELECT"),  # found by the test above: an empty SELECT and a comment
+    ("select 1 -- the last word;\n", "select 1"),
+    ("select 1 /* x */ ;", "select 1"),
+    ("select '--;' as x", "select '--;' as x"),
+])
+def test_a_check_s_statement_ends_at_its_last_token(sql: str, statement: str) -> None:
+    """A trailing comment would swallow whatever follows the statement where it is run."""
+    from dalp_dr.checks import check_query
+
+    assert check_query(sql) == statement

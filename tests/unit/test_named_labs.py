@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import shutil
 import time
 from datetime import UTC, datetime
@@ -309,13 +310,18 @@ def test_a_lab_root_planted_as_a_link_is_refused(lab: Lab, labs: Path, runner: R
 @pytest.mark.parametrize("action", ["down", "status"])
 def test_down_and_status_run_nothing_from_a_root_others_could_change(
         lab: Lab, labs: Path, runner: Runner, action: str) -> None:
-    """An inventory planted in a named lab's root that another user could change (code
-    Ansible would run, as whoever takes the lab down) is refused before anything is read."""
+    """A named lab whose way in another user could change (an inventory planted there is
+    code Ansible would run, as whoever takes the lab down) is refused before anything is
+    read. The root itself belongs to the database OS user once the lab is up: that is no
+    refusal (lab up hands it over; nobody else reaches it through its parent)."""
     lab.up("hot-warm", name="eu-1")
     root = labs / "eu-1" / "hot-warm"
-    root.chmod(0o777)  # as if someone else may write there now
+    if os.geteuid() == 0:
+        os.chown(root, 101, 101)  # as lab up leaves it: the database OS user's
+    assert lab.status("hot-warm", name="eu-1")["present"]
+    (labs / "eu-1").chmod(0o777)  # as if someone else may write above it now
     runs = len(runner.runs)
     with pytest.raises(LabError, match="writable by others"):
         getattr(lab, action)("hot-warm", name="eu-1")
     assert len(runner.runs) == runs
-    root.chmod(0o700)
+    (labs / "eu-1").chmod(0o755)
