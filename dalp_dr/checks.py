@@ -122,9 +122,9 @@ def check_query(sql: str) -> str:
         stack.extend(getattr(node, field) for field in node)
     statement = pglast.split(sql, with_parser=True)[0]
     # up to its last token: a comment after it (``select 1 -- x;``) would swallow whatever
-    # the statement is followed by, and its ';' is no separator
+    # the statement is followed by (split has already dropped a separating ';')
     tokens = [t for t in pglast.parser.scan(statement)
-              if t.name not in ("SQL_COMMENT", "C_COMMENT") and t.name != "';'"]
+              if t.name not in ("SQL_COMMENT", "C_COMMENT")]
     return statement[:tokens[-1].end + 1] if tokens else statement
 
 

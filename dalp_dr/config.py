@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
@@ -195,14 +196,19 @@ def s3_endpoint() -> str | None:
     url = env(EnvVar.S3_ENDPOINT)
     if not url:
         return None
-    scheme, sep, rest = url.strip().partition("://")
-    if (not sep or scheme.lower() not in ("http", "https") or not rest.split("/", 1)[0]
-            or any(c.isspace() for c in url.strip())):
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname) \
+            and not any(c.isspace() for c in url)
+    except ValueError:  # a port that is no number, an unbalanced [
+        usable = False
+    if not usable:
         source, field = _where(EnvVar.S3_ENDPOINT)
         raise ConfigError(f"'{url}' is not an http(s) URL of an S3 API", source=source,
                           field=field, hint="e.g. https://s3.example.internal:9000, or unset "
                                             "it for AWS's own endpoints")
-    return url.strip()
+    return url
 
 
 def _witness() -> Witness | None:

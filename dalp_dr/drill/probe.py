@@ -50,14 +50,15 @@ def probe(ctx: RunContext) -> None:
     steps.end(ctx, PhaseName.DIVERGENCE, steps.status_of(result), started, playbook=result,
               message=None if result.ok else result.describe_failure(), report=report)
     if found.available:
-        ctx.progress(f"divergence: {found.lost_transactions} transactions lost after the fork "
-                     f"at {found.fork_lsn}"
-                     + ((f", spanning {found.window:.3f} s" if found.never_acknowledged
-                         else f", exact window {found.window:.3f} s")
-                        if found.window is not None else "")
-                     + ("; none of them acknowledged (the promoted node was a synchronous "
-                        "standby the old primary waited for)" if found.never_acknowledged
-                        else ""))
+        said = (f"divergence: {found.lost_transactions} transactions lost after the fork at "
+                f"{found.fork_lsn}")
+        if found.never_acknowledged:
+            said += (f", spanning {found.window:.3f} s" if found.window is not None else "") \
+                + ("; none of them acknowledged (the promoted node was a synchronous standby "
+                   "the old primary waited for)")
+        elif found.window is not None:
+            said += f", exact window {found.window:.3f} s"
+        ctx.progress(said)
     else:
         ctx.progress(f"divergence: WAL of the old primary unavailable ({found.reason}); the "
                      "heartbeat's sampled window stands")

@@ -205,7 +205,7 @@ def test_a_time_no_clock_can_hold_is_no_figure(harness: EngineHarness) -> None:
 
 def guard(**over: Any) -> dict[str, Any]:
     """What the old primary said just before the fault: it waited for site-b by name."""
-    return {"at": "2026-12-04T09:59:59.500000+00:00", "synchronous_commit": "on",
+    return {"synchronous_commit": "on",
             "synchronous_commit_source": "configuration file",
             "synchronous_standby_names": "site-b",
             "standbys": [{"name": "site-b", "sync_state": "sync"},
